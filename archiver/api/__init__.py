@@ -1,0 +1,1 @@
+"""HTTP API: the app factory, routers, auth and the one error shape."""

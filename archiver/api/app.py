@@ -1,0 +1,66 @@
+"""The FastAPI app factory. No work happens at import time: ``create_app`` only wires
+routes; the runtime (stores, index, workers) is opened by the lifespan, or handed in
+by tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from archiver import __version__
+from archiver.api.errors import install_error_handlers
+from archiver.api.limits import BodyLimitMiddleware
+from archiver.api.routes import health, me, webhook
+from archiver.logs import configure_logging
+from archiver.runtime import Runtime
+from archiver.settings import Settings, get_settings
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/webhooks/whatsapp",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/metrics",
+    }
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime_factory: Callable[[Settings], Runtime] | None = None,
+) -> FastAPI:
+    """Build the app. ``runtime_factory`` defaults to ``Runtime.open``."""
+    resolved = settings or get_settings()
+    factory = runtime_factory or Runtime.open
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(resolved.log_level)
+        runtime = factory(resolved)
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            runtime.close()
+
+    app = FastAPI(
+        title="WhatsApp Business compliance archive",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=resolved.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(webhook.router)
+    app.include_router(me.router)
+    return app

@@ -1,0 +1,52 @@
+"""FastAPI dependencies: the runtime and the authenticated principal.
+
+Every ``/v1`` route declares ``Depends(allow(...roles))``; a test walks the app's
+routes and proves each one refuses missing, expired, revoked and wrong-role tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from archiver.auth import Principal, Role, require_role
+from archiver.errors import AuthError
+
+if TYPE_CHECKING:
+    from archiver.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthError("Authorization header must be 'Bearer <token>'", code="token_malformed")
+    return value.strip()
+
+
+def allow(*roles: Role) -> Callable[[Request], Principal]:
+    """Dependency factory: authenticate, then check the role is one of ``roles``."""
+    allowed = frozenset(roles)
+
+    def dependency(request: Request) -> Principal:
+        runtime = get_runtime(request)
+        principal = runtime.tokens.authenticate(_bearer(request))
+        require_role(principal, allowed)
+        request.state.principal = principal
+        return principal
+
+    dependency.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the route-walk test
+    return dependency
+
+
+def roles_of(dependency: object) -> Iterable[Role]:
+    return getattr(dependency, "allowed_roles", ())

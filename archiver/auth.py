@@ -1,0 +1,155 @@
+"""API bearer tokens: roles, scopes to business numbers, expiry, revocation.
+
+A token reads ``wa_<token_id>_<secret>``; only ``SHA-256(secret)`` is stored (in the
+working-state store under ``tokens/<token_id>``). The secret carries 256 bits of
+randomness, so a fast hash is the right tool here (argon2 is for low-entropy
+passwords; it would cost ~50 ms on every API call). Comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from archiver.errors import AuthError, Forbidden, NotFound
+from archiver.store.port import StateStore
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    LEGAL = "legal"
+    AUDITOR = "auditor"
+    SERVICE = "service"
+
+
+ALL_ROLES: frozenset[Role] = frozenset(Role)
+READER_ROLES: frozenset[Role] = frozenset(
+    {Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    name: str
+    role: Role
+    numbers: tuple[str, ...] | None  # None = every business number
+    expires_at: datetime | None
+
+    def sees_number(self, number: str | None) -> bool:
+        return self.numbers is None or (number is not None and number in self.numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    token_id: str
+    name: str
+    role: str
+    numbers: list[str] | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    secret_sha256: str
+
+
+class TokenService:
+    prefix = "tokens/"
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    def create(
+        self,
+        *,
+        role: Role,
+        name: str,
+        numbers: Sequence[str] | None = None,
+        expires_in_days: float | None = None,
+        now: datetime | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """Return ``(plaintext token, record)``; the plaintext is never stored."""
+        now = now or datetime.now(UTC)
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        record = TokenRecord(
+            token_id=token_id,
+            name=name,
+            role=role.value,
+            numbers=sorted(set(numbers)) if numbers else None,
+            created_at=now.isoformat(),
+            expires_at=(now + timedelta(days=expires_in_days)).isoformat()
+            if expires_in_days is not None
+            else None,
+            revoked_at=None,
+            secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        )
+        self._state.put(self.prefix + token_id, json.dumps(asdict(record)).encode(), if_absent=True)
+        return f"wa_{token_id}_{secret}", record
+
+    def _load(self, token_id: str) -> tuple[TokenRecord, str] | None:
+        value = self._state.get(self.prefix + token_id)
+        if value is None:
+            return None
+        return TokenRecord(**json.loads(value.value)), value.token
+
+    def authenticate(self, token: str | None, now: datetime | None = None) -> Principal:
+        """Raise AuthError (401) for a missing, malformed, unknown, expired or revoked token."""
+        if not token:
+            raise AuthError("missing bearer token", code="token_missing")
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "wa" or not parts[1] or not parts[2]:
+            raise AuthError("malformed bearer token", code="token_malformed")
+        loaded = self._load(parts[1])
+        digest = hashlib.sha256(parts[2].encode()).hexdigest()
+        if loaded is None or not hmac.compare_digest(digest, loaded[0].secret_sha256):
+            raise AuthError("unknown bearer token", code="token_invalid")
+        record = loaded[0]
+        if record.revoked_at is not None:
+            raise AuthError("token revoked", code="token_revoked")
+        now = now or datetime.now(UTC)
+        expires = datetime.fromisoformat(record.expires_at) if record.expires_at else None
+        if expires is not None and now >= expires:
+            raise AuthError("token expired", code="token_expired")
+        return Principal(
+            token_id=record.token_id,
+            name=record.name,
+            role=Role(record.role),
+            numbers=tuple(record.numbers) if record.numbers else None,
+            expires_at=expires,
+        )
+
+    def revoke(self, token_id: str, now: datetime | None = None) -> TokenRecord:
+        loaded = self._load(token_id)
+        if loaded is None:
+            raise NotFound(f"no token {token_id}", code="token_not_found")
+        record, cas = loaded
+        if record.revoked_at is None:
+            record = TokenRecord(
+                **{**asdict(record), "revoked_at": (now or datetime.now(UTC)).isoformat()}
+            )
+            self._state.put(
+                self.prefix + token_id, json.dumps(asdict(record)).encode(), if_match=cas
+            )
+        return record
+
+    def list(self) -> Iterator[TokenRecord]:
+        for key in self._state.list(self.prefix):
+            loaded = self._load(key.removeprefix(self.prefix))
+            if loaded is not None:
+                yield loaded[0]
+
+
+def require_role(principal: Principal, allowed: frozenset[Role]) -> None:
+    if principal.role not in allowed:
+        raise Forbidden(
+            f"role {principal.role.value} may not do this",
+            code="role_forbidden",
+            details={"allowed": sorted(r.value for r in allowed)},
+        )

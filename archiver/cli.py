@@ -1,0 +1,117 @@
+"""The ``archiver`` command. One module, ``main(argv=None)``; each command builds the
+same runtime the service uses, from the same settings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from archiver.auth import Role
+from archiver.errors import ArchiverError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
+app.add_typer(token_app, name="token")
+
+
+def _runtime():  # type: ignore[no-untyped-def]  # typer needs no annotation here
+    from archiver.runtime import Runtime
+    from archiver.settings import get_settings
+
+    return Runtime.open(get_settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+) -> None:
+    """Run the HTTP service (webhook, API, background workers)."""
+    import uvicorn
+
+    from archiver.api.app import create_app
+    from archiver.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # access logs would carry query strings; we log our own events
+    )
+
+
+@app.command()
+def init() -> None:
+    """Create the buckets (evidence: locked + versioned; state) and the index if missing."""
+    runtime = _runtime()
+    runtime.index.ensure_index()
+    typer.echo(f"ready: {runtime.objects.name} store, {runtime.index.name} index")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="Role of the token.")],
+    name: Annotated[str, typer.Option(help="Who or what holds it.")],
+    number: Annotated[
+        list[str] | None, typer.Option(help="Limit to this business number (repeatable).")
+    ] = None,
+    expires: Annotated[float | None, typer.Option(help="Days until it expires.")] = None,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    runtime = _runtime()
+    token, record = runtime.tokens.create(
+        role=role, name=name, numbers=number, expires_in_days=expires
+    )
+    typer.echo(token)
+    typer.echo(
+        f"id={record.token_id} role={record.role} numbers={record.numbers or 'all'} "
+        f"expires={record.expires_at or 'never'}",
+        err=True,
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id (the part after ``wa_``)."""
+    record = _runtime().tokens.revoke(token_id)
+    typer.echo(f"revoked {record.token_id} ({record.name})")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    for record in _runtime().tokens.list():
+        state = "revoked" if record.revoked_at else "active"
+        typer.echo(
+            f"{record.token_id}\t{record.role}\t{record.name}\t{state}\t"
+            f"expires={record.expires_at or 'never'}\tnumbers={record.numbers or 'all'}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except ArchiverError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        return 2
+    except SystemExit as exc:  # typer's own exits (--help, bad usage)
+        return int(exc.code or 0)
+    except Exception as exc:  # click's usage errors arrive here with standalone_mode off
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

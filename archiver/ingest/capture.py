@@ -1,0 +1,217 @@
+"""Durable raw capture with group commit.
+
+``CaptureService.capture`` returns only after the delivery's bytes are in the evidence
+store under retention *and* its capture key is in the working-state store: that is
+the moment a webhook may be answered 200. Deliveries arriving together share one
+object (one PUT), which is how capture keeps up with Meta's bursts on a small
+machine. A store failure fails every delivery of the batch, so each is answered 503
+and Meta retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from archiver.ingest.rawbatch import Delivery, seal_batch
+from archiver.keys.envelope import KeyEncryptionKey
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+
+RAW_PREFIX = "raw/"
+CAPTURE_KEYS_PREFIX = "capkeys/"
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedBatch:
+    batch_id: str
+    key: str
+    version_id: str
+    sha256: str
+    size: int
+    retain_until: datetime
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureReceipt:
+    batch: CapturedBatch
+    index: int
+
+
+def new_batch_id(now: datetime) -> str:
+    """Sortable by time, unique across replicas."""
+    return now.strftime("%Y%m%dT%H%M%S.%f") + "Z-" + secrets.token_hex(6)
+
+
+def raw_key(batch_id: str) -> str:
+    return f"{RAW_PREFIX}{batch_id[0:4]}/{batch_id[4:6]}/{batch_id[6:8]}/{batch_id}"
+
+
+def batch_id_of(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+class CaptureWriter:
+    """The synchronous half: seal, write keys and object, return the batch."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        state: StateStore,
+        kek: KeyEncryptionKey,
+        *,
+        retention_days: int,
+        lock_mode: LockMode,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.kek = kek
+        self.retention_days = retention_days
+        self.lock_mode = lock_mode
+        self.clock = clock
+        self._executor = executor
+
+    def write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
+        now = self.clock()
+        batch_id = new_batch_id(now)
+        keys = [os.urandom(32) for _ in deliveries]
+        data, _slots = seal_batch(batch_id, deliveries, keys)
+        key_doc = {
+            "batch_id": batch_id,
+            "kek_id": self.kek.kek_id,
+            "keys": {str(i): base64.b64encode(self.kek.wrap(k)).decode() for i, k in enumerate(keys)},
+        }
+        retain_until = now + timedelta(days=self.retention_days)
+        key_bytes = json.dumps(key_doc, sort_keys=True).encode()
+        object_key = raw_key(batch_id)
+        # The two writes are independent: run them side by side to halve the latency.
+        if self._executor is not None:
+            keys_done = self._executor.submit(
+                self.state.put, CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True
+            )
+            put = self.objects.put(
+                object_key,
+                data,
+                retention=Retention(self.lock_mode, retain_until),
+                content_type="application/x-wa-raw-batch",
+            )
+            keys_done.result()
+        else:
+            self.state.put(CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True)
+            put = self.objects.put(
+                object_key,
+                data,
+                retention=Retention(self.lock_mode, retain_until),
+                content_type="application/x-wa-raw-batch",
+            )
+        return CapturedBatch(
+            batch_id=batch_id,
+            key=put.key,
+            version_id=put.version_id,
+            sha256=put.sha256,
+            size=put.size,
+            retain_until=retain_until,
+            count=len(deliveries),
+        )
+
+
+class CaptureService:
+    """The asynchronous half: gather deliveries for a few ms, write them as one batch."""
+
+    def __init__(
+        self,
+        writer: CaptureWriter,
+        *,
+        max_batch: int = 64,
+        max_wait_s: float = 0.004,
+        max_inflight: int = 8,
+        on_batch: Callable[[CapturedBatch], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch
+        self._pool = ThreadPoolExecutor(max_workers=max_inflight * 2, thread_name_prefix="capture")
+        writer._executor = self._pool
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[CaptureReceipt]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="capture-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        self._pool.shutdown(wait=True)
+
+    async def capture(self, delivery: Delivery) -> CaptureReceipt:
+        if self._queue is None:
+            raise RuntimeError("CaptureService.start() was not awaited")
+        future: asyncio.Future[CaptureReceipt] = asyncio.get_running_loop().create_future()
+        await self._queue.put((delivery, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            await self._slots.acquire()
+            # While we waited for a writer slot, more deliveries queued: take them all.
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            task = asyncio.create_task(self._flush(batch))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _flush(
+        self, batch: list[tuple[Delivery, asyncio.Future[CaptureReceipt]]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            written = await loop.run_in_executor(
+                self._pool, self.writer.write, [d for d, _ in batch]
+            )
+        except Exception as exc:  # every delivery of a failed batch is answered 503
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+        for index, (_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result(CaptureReceipt(batch=written, index=index))
+        if self.on_batch is not None:
+            self.on_batch(written)

@@ -1,0 +1,43 @@
+"""Small ports the processing pipeline depends on, so it can be wired to the real
+policy engine, key store and log, and exercised with them in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime  # noqa: F401  # re-exported type context
+from typing import Any, Protocol
+
+from archiver.keys.envelope import DataKey
+from archiver.store.port import LockMode
+from policies.model import RecordFacts
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    policy_id: str
+    retain_until: datetime
+    lock_mode: LockMode
+    matched: tuple[str, ...] = ()
+
+
+class PolicyDecider(Protocol):
+    def decide(self, facts: RecordFacts) -> PolicyRef: ...
+
+
+class SubjectKeys(Protocol):
+    """``archiver.keys.store.KeyStore`` satisfies this."""
+
+    def get_or_create(self, subject_id: str) -> tuple[DataKey, dict[str, Any] | None]:
+        """The subject's current key, and the key-store event when it was just created."""
+
+    def get(self, key_id: str) -> DataKey:
+        """Raise ``archiver.keys.errors.KeyShredded`` when the key was destroyed."""
+
+
+class LogAppender(Protocol):
+    def append(self, entries: Sequence[bytes]) -> list[int]: ...
+
+    def size(self) -> int: ...
+
+    def entries(self, start: int, end: int) -> list[bytes]: ...

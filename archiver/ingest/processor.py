@@ -1,0 +1,564 @@
+"""From raw capture batches to records and log leaves — exactly once, crash-safe.
+
+For one batch the worker (1) claims it in working state, (2) decrypts and parses each
+delivery, (3) writes one record per event (write-once keys derived from the event's
+dedup key), (4) writes the log entries it is about to append into the batch's state
+(``logging``), appends them, and (5) marks the batch ``done``.
+
+Why this is exactly-once under SIGKILL anywhere:
+
+* records are write-once at deterministic keys: a replay finds its own record (same raw
+  slot) and reuses it; a *different* delivery of the same event finds it and only adds
+  a source link (also at a deterministic key);
+* nothing is appended to the log before the exact entry bytes are saved in state; a
+  replay in ``logging`` looks for those leaf hashes in the log from the size it saved
+  and appends only the ones that are missing;
+* the raw batch's own log leaf is part of the same append.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, RAW_PREFIX, batch_id_of
+from archiver.ingest.consent import consent_records_for
+from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
+from archiver.ingest.rawbatch import RawBatchError, parse_batch
+from archiver.keys.envelope import DataKey, KeyEncryptionKey
+from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.merkle import hash_leaf
+from archiver.logs import get_logger
+from archiver.records.model import Record, iso, to_jsonable
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.records.subjects import aliases_of
+from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
+from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.whatsapp import Event, EventKind, parse_delivery
+from policies.model import RecordFacts
+
+log = get_logger("archiver.processor")
+
+PROC_PREFIX = "proc/"
+ALIAS_PREFIX = "subjects/alias/"
+MEDIA_JOBS_PREFIX = "mediajobs/"
+CLAIM_SECONDS = 300
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    status: str  # done | skipped | busy
+    records: int = 0
+    reused: int = 0
+    links: int = 0
+    conflicts: int = 0
+    leaves: list[int] = field(default_factory=list)
+    unreadable: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    record: Record
+    version_id: str
+    new: bool  # False: an earlier attempt of this same batch wrote it
+
+
+class Processor:
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        kek: KeyEncryptionKey,
+        subject_keys: SubjectKeys,
+        pseudo: Pseudonymizer,
+        policy: PolicyDecider,
+        log_appender: LogAppender,
+        keywords: Callable[[str], frozenset[str]] = lambda _which: frozenset(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        owner: str | None = None,
+        crash_hook: Callable[[str], None] | None = None,
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.kek = kek
+        self.keys = subject_keys
+        self.pseudo = pseudo
+        self.policy = policy
+        self.log = log_appender
+        self.keywords = keywords
+        self.clock = clock
+        self.owner = owner or secrets.token_hex(6)
+        # Tests inject a hook that can SIGKILL the process at named points.
+        self._crash = crash_hook or (lambda _point: None)
+        self._alias_cache: dict[str, str] = {}
+        self._key_events: list[dict[str, Any]] = []
+
+    # -- claim -----------------------------------------------------------------------
+
+    def _claim(self, batch_id: str) -> dict[str, Any] | None:
+        """Return the batch's state to resume from, or None when done / claimed by another."""
+        key = PROC_PREFIX + batch_id
+        now = time.time()
+        current = self.state.get(key)
+        if current is None:
+            doc: dict[str, Any] = {"status": "claimed", "owner": self.owner, "until": now + CLAIM_SECONDS}
+            try:
+                self.state.put(key, json.dumps(doc).encode(), if_absent=True)
+            except PreconditionFailed:
+                return None
+            return doc
+        doc = json.loads(current.value)
+        if doc["status"] == "done":
+            return None
+        if doc.get("owner") != self.owner and doc.get("until", 0) > now:
+            return None
+        doc = {**doc, "owner": self.owner, "until": now + CLAIM_SECONDS}
+        try:
+            self.state.put(key, json.dumps(doc).encode(), if_match=current.token)
+        except PreconditionFailed:
+            return None
+        return doc
+
+    def _save(self, batch_id: str, doc: dict[str, Any]) -> None:
+        key = PROC_PREFIX + batch_id
+        current = self.state.get(key)
+        if current is None:
+            self.state.put(key, json.dumps(doc).encode(), if_absent=True)
+        else:
+            self.state.put(key, json.dumps(doc).encode(), if_match=current.token)
+
+    # -- the batch ---------------------------------------------------------------------
+
+    def process(self, key: str, version_id: str | None = None) -> BatchOutcome:
+        batch_id = batch_id_of(key)
+        doc = self._claim(batch_id)
+        if doc is None:
+            return BatchOutcome(batch_id, "skipped")
+        if doc["status"] == "logging":
+            leaves = self._append_idempotent(doc)
+            self._save(batch_id, {"status": "done", "leaves": leaves})
+            return BatchOutcome(batch_id, "done", leaves=leaves)
+        version_id = version_id or self._only_version(key)
+        raw_bytes = self.objects.get(key, version_id)
+        raw_info = self.objects.stat(key, version_id)
+        outcome = BatchOutcome(batch_id, "done")
+        self._key_events = []
+        written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
+        self._crash("after_records")
+        entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
+        doc = {
+            "status": "logging",
+            "size_before": self.log.size(),
+            "entries": [base64.b64encode(e).decode() for e in entries],
+        }
+        self._save(batch_id, doc)
+        self._crash("before_append")
+        leaves = self._append_idempotent(doc)
+        self._crash("after_append")
+        for job_key, job in media_jobs:
+            try:
+                self.state.put(job_key, json.dumps(job).encode(), if_absent=True)
+            except PreconditionFailed:
+                pass
+        self._save(batch_id, {"status": "done", "leaves": leaves})
+        outcome.leaves = leaves
+        return outcome
+
+    def _only_version(self, key: str) -> str:
+        versions = [v for v in self.objects.list_versions(key) if v.key == key]
+        live = [v for v in versions if not v.is_delete_marker]
+        if not live:
+            raise ObjectNotFound(f"no version of {key}")
+        return live[0].version_id
+
+    def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
+        entries = [base64.b64decode(e) for e in doc["entries"]]
+        start = int(doc["size_before"])
+        size = self.log.size()
+        found: dict[bytes, int] = {}
+        if size > start:
+            for offset, data in enumerate(self.log.entries(start, size)):
+                found.setdefault(hash_leaf(data), start + offset)
+        missing = [e for e in entries if hash_leaf(e) not in found]
+        if missing:
+            for data, index in zip(missing, self.log.append(missing), strict=True):
+                found[hash_leaf(data)] = index
+        return [found[hash_leaf(e)] for e in entries]
+
+    # -- records -----------------------------------------------------------------------
+
+    def _write_records(
+        self, key: str, version_id: str, raw_bytes: bytes, outcome: BatchOutcome
+    ) -> tuple[list[_Written], list[tuple[str, dict[str, Any]]]]:
+        try:
+            opened = parse_batch(raw_bytes)
+        except RawBatchError:
+            log.error("raw_batch_unreadable", object_key=key)
+            outcome.unreadable += 1
+            return [], []
+        keys_value = self.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
+        wrapped: dict[str, str] = json.loads(keys_value.value)["keys"] if keys_value else {}
+        raw_sha = hashlib.sha256(raw_bytes).hexdigest()
+        written: list[_Written] = []
+        media_jobs: list[tuple[str, dict[str, Any]]] = []
+        for slot in opened.slots:
+            blob = wrapped.get(str(slot.index))
+            if blob is None:  # the capture key was shredded (erasure) or never stored
+                outcome.unreadable += 1
+                continue
+            body = opened.open(slot.index, self.kek.unwrap(base64.b64decode(blob)))
+            captured_at = datetime.fromisoformat(slot.received_at)
+            raw_ref = {"key": key, "version_id": version_id, "sha256": raw_sha, "slot": slot.index}
+            result = parse_delivery(body)
+            events: list[Event] = list(result.events)
+            for event in events:
+                for header, content, tags in self._records_for(event, raw_ref, captured_at):
+                    done = self._write_one(header, content, tags, captured_at, outcome)
+                    if done is not None:
+                        written.append(done)
+                        if done.record.header.get("kind") != "source" and (
+                            done.new or done.record.header.get("raw") == raw_ref
+                        ):
+                            media_jobs.extend(self._media_jobs(done.record, event, captured_at))
+        return written, media_jobs
+
+    def _records_for(
+        self, event: Event, raw_ref: dict[str, Any], captured_at: datetime
+    ) -> Iterable[tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]]:
+        business = event.phone_number_id or (f"waba:{event.waba_id}" if event.waba_id else "unknown")
+        subject = self._subject(business, event)
+        if event.group_id:
+            conversation = self.pseudo.conversation(business, "group:" + event.group_id)
+        elif subject is not None:
+            conversation = self.pseudo.conversation(business, subject)
+        else:
+            conversation = None
+        content = {"event": to_jsonable(event)}
+
+        def ref(message_id: str | None) -> str | None:
+            return self.pseudo.message_ref(business, message_id) if message_id else None
+
+        status = getattr(event, "status", None)
+        header: dict[str, Any] = {
+            "v": 1,
+            "record_id": self.pseudo.record_id(business, event.dedup_key),
+            "kind": event.kind.value,
+            "origin": event.origin.value,
+            "direction": event.direction.value,
+            "message_type": event.message_type,
+            "business": {
+                "phone_number_id": event.phone_number_id,
+                "display_phone_number": event.display_phone_number,
+                "waba_id": event.waba_id,
+            },
+            "subject": subject,
+            "conversation": conversation,
+            "message_ref": ref(event.message_id),
+            "refs": {
+                "reply_to": ref(event.reply_to),
+                "edit_of": ref(event.edit_of),
+                "revoke_of": ref(event.revoke_of),
+                "reaction_to": ref(getattr(event, "reaction_to", None)),
+            },
+            "status": status if event.kind is EventKind.STATUS else None,
+            "occurred_at": iso(event.occurred_at),
+            "captured_at": iso(captured_at),
+            "raw": raw_ref,
+            "content_mac": self.pseudo.content_mac(event.content_hash),
+            "dedup": self.pseudo.token("d_", "dedup", business, event.dedup_key),
+        }
+        flags: list[str] = []
+        if event.unknown:
+            flags.append("unknown_fields")
+        if event.kind is EventKind.UNKNOWN:
+            flags.append("unparsed")
+        yield header, content, tuple(flags)
+        for consent_header, consent_content in consent_records_for(
+            event, header, self.keywords, self.pseudo
+        ):
+            yield consent_header, consent_content, ()
+
+    def _subject(self, business: str, event: Event) -> str | None:
+        aliases = aliases_of(event.contact)
+        if aliases.primary is None:
+            return None
+        subject: str | None = None
+        for alias in aliases.all:
+            subject = self._lookup_alias(business, alias)
+            if subject is not None:
+                break
+        changed = getattr(event, "changed_to", None)
+        if subject is None:
+            subject = self.pseudo.subject(business, aliases.primary)
+        for alias in aliases.all + aliases_of(changed).all:
+            self._link_alias(business, alias, subject)
+        return subject
+
+    def _lookup_alias(self, business: str, alias: str) -> str | None:
+        name = ALIAS_PREFIX + self.pseudo.alias(business, alias)
+        if name in self._alias_cache:
+            return self._alias_cache[name]
+        value = self.state.get(name)
+        if value is None:
+            return None
+        subject = value.value.decode()
+        self._alias_cache[name] = subject
+        return subject
+
+    def _link_alias(self, business: str, alias: str, subject: str) -> None:
+        name = ALIAS_PREFIX + self.pseudo.alias(business, alias)
+        if name in self._alias_cache:
+            return
+        try:
+            self.state.put(name, subject.encode(), if_absent=True)
+            self._alias_cache[name] = subject
+        except PreconditionFailed:
+            pass  # first link wins; a concurrent or earlier link stands
+
+    def _write_one(
+        self,
+        header: dict[str, Any],
+        content: dict[str, Any],
+        tags: tuple[str, ...],
+        captured_at: datetime,
+        outcome: BatchOutcome,
+    ) -> _Written | None:
+        business = header["business"]
+        decision = self.policy.decide(
+            RecordFacts(
+                business_number=business["display_phone_number"],
+                phone_number_id=business["phone_number_id"],
+                direction=header["direction"],
+                origin=header["origin"],
+                message_type=header["message_type"],
+                record_kind=header["kind"],
+                tags=frozenset(tags),
+                message_time=datetime.fromisoformat(header["occurred_at"])
+                if header["occurred_at"]
+                else None,
+                capture_time=captured_at,
+            )
+        )
+        header = {**header, "policy": _policy_json(decision), "flags": sorted(set(tags))}
+        key_owner = header["subject"] or "business:" + str(
+            business["phone_number_id"] or business["waba_id"]
+        )
+        data_key, key_event = self.keys.get_or_create(key_owner)
+        if key_event is not None:
+            self._key_events.append(key_event)
+        record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
+        try:
+            put = self.objects.put(
+                record.key,
+                record.body,
+                retention=Retention(decision.lock_mode, decision.retain_until),
+                content_type="application/json",
+            )
+            outcome.records += 1
+            return _Written(record, put.version_id, new=True)
+        except ObjectExists:
+            pass
+        existing, existing_version = self._read_existing(record.key)
+        if existing.header.get("raw") == header["raw"]:
+            outcome.reused += 1  # our own earlier attempt: log it, do not rewrite it
+            return _Written(existing, existing_version, new=False)
+        if existing.header.get("content_mac") == header["content_mac"]:
+            outcome.links += 1
+            return self._write_link(existing, header, decision, data_key)
+        if "conflict" in header["flags"]:
+            return None  # a third different content under one id is caught by its own mac
+        outcome.conflicts += 1
+        conflict = {
+            **header,
+            "record_id": self.pseudo.record_id(
+                str(business["phone_number_id"]), header["dedup"], header["content_mac"]
+            ),
+            "conflict_with": existing.record_id,
+        }
+        conflict.pop("policy")
+        conflict.pop("flags")
+        return self._write_one(conflict, content, (*tags, "conflict"), captured_at, outcome)
+
+    def _write_link(
+        self,
+        original: Record,
+        header: dict[str, Any],
+        decision: PolicyRef,
+        data_key: DataKey,
+    ) -> _Written | None:
+        raw = header["raw"]
+        link_header = {
+            "v": 1,
+            "record_id": self.pseudo.record_id(
+                original.record_id, "source", f"{raw['key']}#{raw['slot']}"
+            ),
+            "kind": "source",
+            "link_of": original.record_id,
+            "origin": header["origin"],
+            "direction": header["direction"],
+            "business": header["business"],
+            "subject": header["subject"],
+            "conversation": header["conversation"],
+            "message_ref": header["message_ref"],
+            "occurred_at": header["occurred_at"],
+            "captured_at": header["captured_at"],
+            "raw": raw,
+            "policy": _policy_json(decision),
+            "flags": ["duplicate_delivery"],
+        }
+        link = Record.build(link_header, {}, data_key=data_key.secret, key_id=data_key.key_id)
+        try:
+            put = self.objects.put(
+                link.key,
+                link.body,
+                retention=Retention(decision.lock_mode, decision.retain_until),
+                content_type="application/json",
+            )
+            return _Written(link, put.version_id, new=True)
+        except ObjectExists:
+            existing, version = self._read_existing(link.key)
+            return _Written(existing, version, new=False)
+
+    def _read_existing(self, key: str) -> tuple[Record, str]:
+        version = self._only_version(key)
+        return Record.parse(self.objects.get(key, version)), version
+
+    def _media_jobs(
+        self, record: Record, event: Event, captured_at: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        jobs = []
+        for index, media in enumerate(event.media):
+            if not media.media_id:
+                continue
+            jobs.append(
+                (
+                    f"{MEDIA_JOBS_PREFIX}{record.record_id}/{index}",
+                    {
+                        "record_id": record.record_id,
+                        "index": index,
+                        "media_id": media.media_id,
+                        "sha256": media.sha256,
+                        "mime_type": media.mime_type,
+                        "phone_number_id": event.phone_number_id,
+                        "subject": record.header.get("subject"),
+                        "key_id": record.key_id,
+                        "retain_until": record.header["policy"]["retain_until"],
+                        "lock_mode": record.header["policy"]["lock_mode"],
+                        "first_seen": iso(captured_at),
+                        "attempts": 0,
+                    },
+                )
+            )
+        return jobs
+
+    # -- log entries -------------------------------------------------------------------
+
+    def _entries_for(
+        self,
+        key: str,
+        version_id: str,
+        raw_bytes: bytes,
+        retention: Retention | None,
+        written: list[_Written],
+    ) -> list[bytes]:
+        batch_time = _batch_time(batch_id_of(key))
+        raw_until = retention.retain_until if retention else None
+        entries = [
+            make_entry(
+                EntryKind.RAW,
+                time=batch_time,
+                key=key,
+                version_id=version_id,
+                sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                size=len(raw_bytes),
+                retain_until=raw_until,
+            ).data
+        ]
+        longest = raw_until
+        for item in written:
+            header = item.record.header
+            until = datetime.fromisoformat(header["policy"]["retain_until"])
+            entries.append(
+                make_entry(
+                    EntryKind.RECORD,
+                    time=datetime.fromisoformat(header["captured_at"]),
+                    key=item.record.key,
+                    version_id=item.version_id,
+                    sha256=item.record.sha256,
+                    size=len(item.record.body),
+                    retain_until=until,
+                    record_id=item.record.record_id,
+                    event=header["kind"],
+                    policy=header["policy"]["id"],
+                ).data
+            )
+            if longest is None or until > longest:
+                longest = until
+        for event in self._key_events:
+            entries.append(
+                make_entry(
+                    EntryKind.KEY_CREATED,
+                    time=datetime.fromisoformat(event["time"]),
+                    subject=event.get("subject"),
+                    key_id=event.get("key_id"),
+                    event=event["kind"],
+                ).data
+            )
+        if longest is not None and raw_until is not None and longest > raw_until:
+            # Raw captures live as long as the longest record parsed from them.
+            try:
+                self.objects.extend_retention(key, version_id, longest)
+            except StoreError as exc:
+                log.error("raw_retention_extend_failed", object_key=key, error_code=exc.code)
+                raise
+            entries.append(
+                make_entry(
+                    EntryKind.RETENTION_EXTENDED,
+                    time=batch_time,
+                    key=key,
+                    version_id=version_id,
+                    retain_until=longest,
+                    previous=iso(raw_until),
+                ).data
+            )
+        return entries
+
+    # -- discovery ---------------------------------------------------------------------
+
+    def pending_batches(self, *, days_back: int = 8) -> list[str]:
+        """Raw batch keys not yet ``done``, oldest first (scans the last ``days_back`` days)."""
+        today = self.clock().date()
+        keys: list[str] = []
+        for back in range(days_back, -1, -1):
+            day = today - timedelta(days=back)
+            prefix = f"{RAW_PREFIX}{day:%Y/%m/%d}/"
+            for key in self.objects.list_keys(prefix):
+                value = self.state.get(PROC_PREFIX + batch_id_of(key))
+                if value is None or json.loads(value.value).get("status") != "done":
+                    keys.append(key)
+        return keys
+
+    def sweep(self) -> list[BatchOutcome]:
+        return [self.process(key) for key in self.pending_batches()]
+
+
+def _policy_json(decision: PolicyRef) -> dict[str, Any]:
+    return {
+        "id": decision.policy_id,
+        "retain_until": iso(decision.retain_until),
+        "lock_mode": decision.lock_mode.value,
+        "matched": list(decision.matched),
+    }
+
+
+def _batch_time(batch_id: str) -> datetime:
+    return datetime.strptime(batch_id.split("Z-")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)

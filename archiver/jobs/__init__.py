@@ -1,0 +1,1 @@
+"""Background work: the processing and indexing loops, and singleton jobs under a lease."""

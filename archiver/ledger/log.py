@@ -1,0 +1,419 @@
+"""The proof log: an RFC 6962 tree stored as C2SP tlog-tiles in the evidence store.
+
+Sequencing (safe for several processes, survives SIGKILL at any point):
+
+* The log state lives in the StateStore under one key, ``log/state``: JSON with the
+  committed ``size``, ``root``, the right-edge ``compact`` range and at most one
+  ``pending`` batch. Every change is a compare-and-swap on that key.
+* ``append`` first writes its entries to a staging key ``log/staging/<batch id>``
+  in the StateStore, then **claims** the range ``[size, size+k)`` by CAS-writing
+  ``pending = {id, start, count, staging}``. Only one batch can be pending, so the
+  claim is the sequencing decision and every entry is sequenced once.
+* The claimant writes the entry bundles and the full and partial hash tiles of the new
+  tree to the evidence store (write-once, under ``retention_for_log()``). A write that
+  finds the object already there with the *same bytes* counts as success; different
+  bytes raise :class:`LogCorrupted`. Then it **commits** ``size+k`` with the new root
+  and compact range (CAS, ``pending = null``).
+* A loser of a CAS re-reads and retries. An appender that sees the same pending batch
+  (same CAS token) for longer than ``stale_after`` seconds assumes its owner died and
+  completes it from the staging key, which is deterministic and idempotent, before
+  appending its own batch. If the owner was only slow, its own commit CAS then fails,
+  it re-reads, sees its batch committed, and returns the same indices.
+* Nothing is readable through the log before its commit: readers take the tree size
+  from the state and address only the tiles that exist at that size.
+
+Crash points: before the claim, the staging key is garbage (the entries were never
+acknowledged); between claim and commit, the next appender completes the batch; after
+commit, only the staging key is left behind. A caller whose ``append`` raised after the
+claim cannot know whether its entries were sequenced (they will be, by a helper), so
+callers that retry must tolerate a duplicate entry or look the entry up first.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from archiver.ledger import merkle, tiles
+from archiver.ledger.errors import LedgerError, LogCorrupted, ProofError
+from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
+from archiver.store.port import ObjectStore, Retention, StateStore
+
+STATE_VERSION = 1
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: str
+    start: int
+    count: int
+    staging: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    origin: str
+    size: int
+    root: bytes
+    compact: tuple[bytes, ...]
+    pending: Pending | None
+
+    def to_json(self) -> bytes:
+        obj: dict[str, Any] = {
+            "v": STATE_VERSION,
+            "origin": self.origin,
+            "size": self.size,
+            "root": _b64(self.root),
+            "compact": [_b64(h) for h in self.compact],
+            "pending": None,
+        }
+        if self.pending is not None:
+            p = self.pending
+            obj["pending"] = {"id": p.id, "start": p.start, "count": p.count, "staging": p.staging}
+        return json.dumps(obj, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LogState:
+        try:
+            obj = json.loads(raw)
+            p = obj["pending"]
+            pending = (
+                None
+                if p is None
+                else Pending(str(p["id"]), int(p["start"]), int(p["count"]), str(p["staging"]))
+            )
+            return cls(
+                str(obj["origin"]),
+                int(obj["size"]),
+                _unb64(obj["root"]),
+                tuple(_unb64(h) for h in obj["compact"]),
+                pending,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LogCorrupted(f"unreadable log state: {exc}") from exc
+
+
+def perfect_root(hashes: Sequence[bytes]) -> bytes:
+    """Root of a perfect subtree whose leaves-level hashes are given (len a power of 2)."""
+    row = list(hashes)
+    while len(row) > 1:
+        row = [merkle.hash_children(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+    return row[0]
+
+
+class _LRU:
+    def __init__(self, capacity: int) -> None:
+        self._d: OrderedDict[str, bytes] = OrderedDict()
+        self._cap = capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self._cap:
+                self._d.popitem(last=False)
+
+
+class TransparencyLog:
+    """Append-only RFC 6962 log over an ObjectStore (tiles) and a StateStore (sequencing)."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        state: StateStore,
+        origin: str,
+        retention_for_log: Callable[[], Retention],
+        *,
+        prefix: str = "log/",
+        stale_after: float = 30.0,
+        poll_interval: float = 0.005,
+        cache_size: int = 4096,
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.origin = origin
+        self.retention_for_log = retention_for_log
+        self.prefix = prefix
+        self.state_key = f"{prefix}state"
+        self.stale_after = stale_after
+        self.poll_interval = poll_interval
+        self._cache = _LRU(cache_size)
+        self._versions: dict[str, str] = {}
+        self._seen: tuple[str, float] | None = None  # (token, first seen) of a pending batch
+
+    # ---------------------------------------------------------------- state
+
+    def _load(self) -> tuple[LogState, str]:
+        while True:
+            sv = self.state.get(self.state_key)
+            if sv is not None:
+                st = LogState.from_json(sv.value)
+                if st.origin != self.origin:
+                    raise LogCorrupted(f"log state is for origin {st.origin!r}")
+                return st, sv.token
+            empty = LogState(self.origin, 0, merkle.EMPTY_ROOT, (), None)
+            # PreconditionFailed: another process created it first; read theirs.
+            with contextlib.suppress(PreconditionFailed):
+                self.state.put(self.state_key, empty.to_json(), if_absent=True)
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """The committed ``(size, root)``, read together."""
+        st, _ = self._load()
+        return st.size, st.root
+
+    def size(self) -> int:
+        return self.snapshot()[0]
+
+    def root(self) -> bytes:
+        return self.snapshot()[1]
+
+    # ---------------------------------------------------------------- append
+
+    def append(self, entries: Sequence[bytes]) -> list[int]:
+        """Sequence ``entries``; return their leaf indices. Durable when it returns."""
+        if not entries:
+            return []
+        for e in entries:
+            if len(e) > tiles.MAX_ENTRY_SIZE:
+                raise LedgerError(f"entry of {len(e)} bytes exceeds {tiles.MAX_ENTRY_SIZE}")
+        batch = uuid.uuid4().hex
+        staging = f"{self.prefix}staging/{batch}"
+        self.state.put(staging, tiles.encode_bundle(entries), if_absent=True)
+        items = list(entries)
+        while True:
+            st, token = self._load()
+            if st.pending is not None:
+                if st.pending.id == batch:  # our claim landed though its reply was lost
+                    start = self._complete(st, token, items)
+                    break
+                self._wait_or_take_over(st, token)
+                continue
+            claim = LogState(
+                st.origin,
+                st.size,
+                st.root,
+                st.compact,
+                Pending(batch, st.size, len(items), staging),
+            )
+            try:
+                token = self.state.put(self.state_key, claim.to_json(), if_match=token)
+            except PreconditionFailed:
+                continue
+            start = self._complete(claim, token, items)
+            break
+        self._drop_staging(staging)
+        return list(range(start, start + len(items)))
+
+    def _drop_staging(self, key: str) -> None:
+        with contextlib.suppress(StoreError):  # leftover staging keys are harmless garbage
+            self.state.delete(key)
+
+    def _wait_or_take_over(self, st: LogState, token: str) -> None:
+        now = time.monotonic()
+        seen = self._seen
+        if seen is None or seen[0] != token:
+            self._seen = (token, now)
+        elif now - seen[1] >= self.stale_after:
+            assert st.pending is not None
+            try:
+                raw = self.state.get(st.pending.staging)
+                if raw is None:
+                    return  # committed (and cleaned) meanwhile; the re-read will show it
+                self._complete(st, token, tiles.decode_bundle(raw.value))
+                self._drop_staging(st.pending.staging)
+            finally:
+                self._seen = None
+            return
+        time.sleep(self.poll_interval * (1 + random.random()))  # noqa: S311 - jitter only
+
+    def _complete(self, claimed: LogState, token: str, entries: Sequence[bytes]) -> int:
+        """Write the tiles of the pending batch and commit it. Returns its start index.
+        Idempotent: anyone may run it for the same pending batch."""
+        p = claimed.pending
+        assert p is not None and p.count == len(entries)
+        leaf_hashes = [merkle.hash_leaf(e) for e in entries]
+        for path, data in self._batch_objects(p.start, entries, leaf_hashes):
+            self._put_same(path, data)
+        cr = merkle.CompactRange(p.start, claimed.compact)
+        cr.extend(leaf_hashes)
+        done = LogState(claimed.origin, p.start + p.count, cr.root(), tuple(cr.hashes), None)
+        try:
+            self.state.put(self.state_key, done.to_json(), if_match=token)
+        except PreconditionFailed:
+            st, _ = self._load()
+            if st.size < p.start + p.count or (st.pending is not None and st.pending.id == p.id):
+                raise LogCorrupted(f"batch {p.id} neither committed nor pending") from None
+        return p.start
+
+    def _batch_objects(
+        self, start: int, entries: Sequence[bytes], leaf_hashes: Sequence[bytes]
+    ) -> list[tuple[str, bytes]]:
+        """Entry bundles and hash tiles (full and partial) that the batch changes."""
+        out: list[tuple[str, bytes]] = []
+        end = start + len(entries)
+        W = tiles.TILE_WIDTH
+        for b in range(start // W, (end - 1) // W + 1):
+            lo, hi = b * W, min(b * W + W, end)
+            old = self._bundle(b, start - lo) if lo < start else []
+            out.append(
+                (
+                    tiles.entries_path(b, hi - lo),
+                    tiles.encode_bundle(old + list(entries[max(lo, start) - start : hi - start])),
+                )
+            )
+        level, old_n, new_n, new_nodes = 0, start, end, list(leaf_hashes)
+        while new_n > old_n:
+            next_nodes: list[bytes] = []
+            for t in range(old_n // W, (new_n - 1) // W + 1):
+                lo, hi = t * W, min(t * W + W, new_n)
+                old = self._tile(level, t, old_n - lo) if lo < old_n else []
+                row = old + new_nodes[max(lo, old_n) - old_n : hi - old_n]
+                out.append((tiles.tile_path(level, t, hi - lo), b"".join(row)))
+                if hi - lo == W:
+                    next_nodes.append(perfect_root(row))
+            level, old_n, new_n, new_nodes = level + 1, old_n >> 8, new_n >> 8, next_nodes
+        return out
+
+    def _put_same(self, path: str, data: bytes) -> None:
+        key = self.prefix + path
+        try:
+            res = self.objects.put(key, data, retention=self.retention_for_log())
+            self._versions[key] = res.version_id
+        except ObjectExists:
+            if self._read(key) != data:
+                raise LogCorrupted(f"{key} exists with different bytes") from None
+        self._cache.put(key, data)
+
+    # ---------------------------------------------------------------- reads
+
+    def _version_id(self, key: str) -> str:
+        vid = self._versions.get(key)
+        if vid is not None:
+            return vid
+        found = [
+            v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker
+        ]
+        if not found:
+            raise LogCorrupted(f"{key} is missing")
+        # The first version written is the log's; later ones are findings for verify.
+        found.sort(key=lambda v: (v.last_modified is None, v.last_modified))
+        self._versions[key] = found[0].version_id
+        return found[0].version_id
+
+    def _read(self, key: str) -> bytes:
+        data = self._cache.get(key)
+        if data is None:
+            try:
+                data = self.objects.get(key, self._version_id(key))
+            except ObjectNotFound as exc:
+                raise LogCorrupted(f"{key} is missing") from exc
+            self._cache.put(key, data)
+        return data
+
+    def _tile(self, level: int, index: int, width: int) -> list[bytes]:
+        hashes = tiles.split_hashes(self._read(self.prefix + tiles.tile_path(level, index, width)))
+        if len(hashes) != width:
+            raise LogCorrupted(f"tile {level}/{index} has {len(hashes)} hashes, want {width}")
+        return hashes
+
+    def _bundle(self, index: int, width: int) -> list[bytes]:
+        got = tiles.decode_bundle(self._read(self.prefix + tiles.entries_path(index, width)))
+        if len(got) != width:
+            raise LogCorrupted(f"entry bundle {index} has {len(got)} entries, want {width}")
+        return got
+
+    def _sizes(self, tree_size: int | None) -> tuple[int, int]:
+        """(asked tree size, committed size). Tiles are always read at the committed size:
+        a node or entry never changes once written, but only committed sizes have tiles."""
+        latest = self.size()
+        if tree_size is None:
+            return latest, latest
+        if not 0 <= tree_size <= latest:
+            raise ProofError(f"tree size {tree_size} outside 0..{latest}")
+        return tree_size, latest
+
+    def entry(self, index: int, tree_size: int | None = None) -> bytes:
+        size, latest = self._sizes(tree_size)
+        if not 0 <= index < size:
+            raise ProofError(f"index {index} outside tree of size {size}")
+        b = index // tiles.TILE_WIDTH
+        return self._bundle(b, tiles.entry_bundle_width(b, latest))[index % tiles.TILE_WIDTH]
+
+    def entries(self, start: int, end: int, tree_size: int | None = None) -> list[bytes]:
+        """Entries ``[start, end)``, one bundle read per 256."""
+        size, latest = self._sizes(tree_size)
+        if not 0 <= start <= end <= size:
+            raise ProofError(f"range [{start}, {end}) outside tree of size {size}")
+        out: list[bytes] = []
+        W = tiles.TILE_WIDTH
+        for b in range(start // W, (end + W - 1) // W):
+            bundle = self._bundle(b, tiles.entry_bundle_width(b, latest))
+            out += bundle[max(start - b * W, 0) : end - b * W]
+        return out
+
+    def tile_hashes(self, level: int, index: int, tree_size: int | None = None) -> list[bytes]:
+        """The hashes of tile ``(level, index)`` as of ``tree_size`` (read at the committed
+        size, truncated)."""
+        size, latest = self._sizes(tree_size)
+        width = tiles.tile_width(level, index, size)
+        if width == 0:
+            return []
+        return self._tile(level, index, tiles.tile_width(level, index, latest))[:width]
+
+    def node(self, level: int, index: int, latest: int) -> bytes:
+        """Hash of the perfect subtree ``(level, index)``, read from the tiles of the
+        committed tree of size ``latest``."""
+        if (index + 1) << level > latest:
+            raise ProofError(f"node ({level}, {index}) not in a tree of size {latest}")
+        tl, ti, first, count = tiles.node_location(level, index)
+        row = self._tile(tl, ti, tiles.tile_width(tl, ti, latest))
+        return perfect_root(row[first : first + count])
+
+    def _source(self, latest: int) -> merkle.NodeSource:
+        return lambda level, index: self.node(level, index, latest)
+
+    def leaf_hash(self, index: int, tree_size: int | None = None) -> bytes:
+        size, latest = self._sizes(tree_size)
+        if not 0 <= index < size:
+            raise ProofError(f"index {index} outside tree of size {size}")
+        return self.node(0, index, latest)
+
+    def root_at(self, tree_size: int) -> bytes:
+        """Root of the first ``tree_size`` leaves, recomputed from the tiles."""
+        size, latest = self._sizes(tree_size)
+        return (
+            merkle.EMPTY_ROOT if size == 0 else merkle.subtree_hash(0, size, self._source(latest))
+        )
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
+        size, latest = self._sizes(tree_size)
+        return merkle.inclusion_proof(index, size, self._source(latest))
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        size, latest = self._sizes(new_size)
+        return merkle.consistency_proof(old_size, size, self._source(latest))

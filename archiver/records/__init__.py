@@ -1,0 +1,1 @@
+"""Records: the immutable, canonical unit of the archive (pure code)."""

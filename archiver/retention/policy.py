@@ -1,0 +1,51 @@
+"""Applying the policy engine to records: the adapter between ``policies`` (pure, knows
+nothing of records) and the processing pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from archiver.ingest.ports import PolicyRef
+from archiver.store.port import LockMode
+from policies.engine import decide
+from policies.loader import builtin_dir, load_policies
+from policies.model import Decision, PolicySet, RecordFacts
+
+
+def load_policy_set(extra_dir: Path | None, params: Mapping[str, str] | None = None) -> PolicySet:
+    """Built-in policies plus the operator's folder; a bad file raises PolicyFileError
+    naming file, line and field (start-up stops)."""
+    dirs = [builtin_dir()]
+    if extra_dir is not None:
+        dirs.append(extra_dir)
+    return load_policies(dirs, params or {})
+
+
+class EngineDecider:
+    """``PolicyDecider`` backed by the pure engine. ``floor_lock`` can force COMPLIANCE."""
+
+    def __init__(
+        self,
+        policy_set: PolicySet,
+        *,
+        lock_override: LockMode | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.policy_set = policy_set
+        self.lock_override = lock_override
+        self.clock = clock
+
+    def decision(self, facts: RecordFacts) -> Decision:
+        return decide(self.policy_set, facts, self.clock())
+
+    def decide(self, facts: RecordFacts) -> PolicyRef:
+        decision = self.decision(facts)
+        mode = self.lock_override or LockMode(decision.lock_mode.value)
+        return PolicyRef(
+            policy_id=decision.governing,
+            retain_until=decision.retain_until,
+            lock_mode=mode,
+            matched=tuple(decision.matched),
+        )

@@ -1,0 +1,214 @@
+"""The runtime: every adapter and service of one app process, built from settings.
+
+Nothing here runs at import time; ``Runtime.open(settings)`` connects, and
+``close()`` lets go. The API, the CLI and the workers all build the same runtime, so
+there is one code path whichever backends are configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from archiver.auth import TokenService
+from archiver.errors import ArchiverError, ConfigError
+from archiver.indexing.follower import IndexFollower
+from archiver.ingest.capture import CaptureService, CaptureWriter
+from archiver.ingest.processor import Processor
+from archiver.jobs.workers import IndexingLoop, ProcessingLoop
+from archiver.keys.envelope import KeyEncryptionKey, LocalKek
+from archiver.keys.store import KeyStore
+from archiver.ledger.log import TransparencyLog
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.policy import EngineDecider, load_policy_set
+from archiver.security_events import SecurityRecorder
+from archiver.settings import IndexKind, Settings, StoreKind
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from policies.errors import PolicyError
+from search.errors import SearchError
+from search.port import SearchIndex
+
+
+def open_object_store(settings: Settings, *, create: bool = False) -> ObjectStore:
+    if settings.store is StoreKind.LOCAL:
+        from archiver.store.local import LocalObjectStore
+
+        root = settings.data_dir / "evidence"
+        root.mkdir(parents=True, exist_ok=True)
+        return LocalObjectStore(root)
+    from archiver.store._s3common import make_client
+    from archiver.store.s3 import S3ObjectStore, create_locked_bucket
+
+    client = make_client(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    if create and not client.bucket_exists(settings.evidence_bucket):
+        create_locked_bucket(client, settings.evidence_bucket)
+    return S3ObjectStore(client, settings.evidence_bucket)
+
+
+def open_state_store(settings: Settings, *, create: bool = False) -> StateStore:
+    if settings.store is StoreKind.LOCAL:
+        from archiver.store.state_sqlite import SqliteStateStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteStateStore(settings.data_dir / "state.sqlite3")
+    from archiver.store.state_s3 import connect_s3_state
+
+    store = connect_s3_state(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_secure,
+        settings.state_bucket,
+        settings.s3_region,
+    )
+    if create:
+        store.ensure_bucket()
+    return store
+
+
+def open_index(settings: Settings) -> SearchIndex:
+    if settings.index is IndexKind.SQLITE:
+        from search.sqlite import SqliteIndex
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteIndex(settings.data_dir / "index.sqlite3")
+    from search.elastic import ElasticIndex
+
+    return ElasticIndex(settings.es_url, alias=settings.es_alias)
+
+
+def load_kek(settings: Settings) -> KeyEncryptionKey:
+    """The key-encryption key, from ``ARCHIVER_KEK_FILE`` or ``ARCHIVER_KEK`` (base64)."""
+    if settings.kek_file is not None:
+        material = settings.kek_file.read_text().strip()
+    else:
+        material = settings.kek.get_secret_value()
+    return LocalKek.from_b64(material)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    objects: ObjectStore
+    state: StateStore
+    index: SearchIndex
+    tokens: TokenService
+    security: SecurityRecorder
+    pseudo: Pseudonymizer
+    kek: KeyEncryptionKey
+    keys: KeyStore
+    policy: EngineDecider
+    log: TransparencyLog
+    capture_writer: CaptureWriter
+    capture: CaptureService
+    processor: Processor
+    follower: IndexFollower
+    extras: dict[str, Any] = field(default_factory=dict)
+    processing: ProcessingLoop | None = None
+    indexing: IndexingLoop | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
+        objects = open_object_store(settings, create=create)
+        state = open_state_store(settings, create=create)
+        index = open_index(settings)
+        kek = load_kek(settings)
+        pseudo = Pseudonymizer.from_setting(settings.pseudonym_key.get_secret_value())
+        keys = KeyStore(state, kek)
+        try:
+            policy_set = load_policy_set(settings.policy_dir, settings.policy_parameters())
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from exc
+        lock = LockMode(settings.lock_mode)
+        decider = EngineDecider(
+            policy_set, lock_override=LockMode.GOVERNANCE if lock is LockMode.GOVERNANCE else None
+        )
+
+        def log_retention() -> Retention:
+            return Retention(
+                lock, datetime.now(UTC) + timedelta(days=settings.log_retention_days)
+            )
+
+        log = TransparencyLog(objects, state, settings.log_origin, log_retention)
+        writer = CaptureWriter(
+            objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock
+        )
+        capture = CaptureService(
+            writer,
+            max_batch=settings.capture_batch_max,
+            max_wait_s=settings.capture_batch_wait_ms / 1000,
+        )
+        processor = Processor(
+            objects=objects,
+            state=state,
+            kek=kek,
+            subject_keys=keys,
+            pseudo=pseudo,
+            policy=decider,
+            log_appender=log,
+            keywords=settings.keywords,
+        )
+        follower = IndexFollower(
+            log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo
+        )
+        return cls(
+            settings=settings,
+            objects=objects,
+            state=state,
+            index=index,
+            tokens=TokenService(state),
+            security=SecurityRecorder(),
+            pseudo=pseudo,
+            kek=kek,
+            keys=keys,
+            policy=decider,
+            log=log,
+            capture_writer=writer,
+            capture=capture,
+            processor=processor,
+            follower=follower,
+        )
+
+    def start_workers(self) -> None:
+        """Processing and indexing threads (the app runs them unless inline_workers=false)."""
+        self.indexing = IndexingLoop(self.follower)
+        self.processing = ProcessingLoop(self.processor, after_batch=self.indexing.wake)
+        self.capture.on_batch = self.processing.submit
+        self.processing.start()
+        self.indexing.start()
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(self.index.ensure_index)
+        except SearchError:
+            pass  # the index may be down at start; readiness says so, capture goes on
+        await self.capture.start()
+        if self.settings.inline_workers:
+            self.start_workers()
+
+    async def stop(self) -> None:
+        await self.capture.stop()
+        for loop in (self.processing, self.indexing):
+            if loop is not None:
+                await asyncio.to_thread(loop.stop)
+
+    def readiness_extras(self) -> dict[str, Any]:
+        try:
+            lag: int | None = self.follower.lag()
+        except ArchiverError:
+            lag = None
+        return {"index_lag": lag}
+
+    def close(self) -> None:
+        for part in (self.index, self.state):
+            closer = getattr(part, "close", None)
+            if callable(closer):
+                closer()

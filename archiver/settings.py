@@ -1,0 +1,248 @@
+"""Settings from ``ARCHIVER_*`` environment variables and an optional TOML file.
+
+One settings object, built by ``get_settings()`` (cached) and injected everywhere;
+nothing is read at import time. Environment variables win over the file named by
+``ARCHIVER_CONFIG_FILE``. Unknown keys in the file are rejected.
+
+``ARCHIVER_MODE=production`` refuses to start (``ConfigError`` with a one-line reason)
+on missing or default secrets, on the embedded local store or index, and on plain-HTTP
+S3 to a non-loopback host. In ``dev`` mode missing secrets are generated once and kept
+in ``<data_dir>/dev-secrets.json`` so that restarts keep reading the archive.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from archiver.errors import ConfigError
+
+# Values that must never be used outside dev mode: they appear in docs and examples.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "minioadmin", "password", "test", "dev"}
+)
+
+
+class Mode(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+class StoreKind(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class IndexKind(StrEnum):
+    SQLITE = "sqlite"
+    ELASTICSEARCH = "elasticsearch"
+
+
+class Settings(BaseSettings):
+    """Every field is documented in the README's configuration table (a test checks)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARCHIVER_",
+        extra="forbid",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    mode: Mode = Mode.DEV
+    config_file: Path | None = None
+    data_dir: Path = Path("archive-data")
+    log_level: str = "INFO"
+
+    store: StoreKind = StoreKind.LOCAL
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: SecretStr = SecretStr("")
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    s3_region: str | None = None
+    evidence_bucket: str = "wa-evidence"
+    state_bucket: str = "wa-state"
+
+    index: IndexKind = IndexKind.SQLITE
+    es_url: str = "http://127.0.0.1:9200"
+    es_alias: str = "wa-messages"
+
+    # Webhook: Meta app secrets (comma-separated; several for rotation / several WABAs).
+    app_secrets: SecretStr = SecretStr("")
+    verify_token: SecretStr = SecretStr("")
+    # Keyed-HMAC pseudonyms, key-encryption key, checkpoint signing key.
+    pseudonym_key: SecretStr = SecretStr("")
+    kek: SecretStr = SecretStr("")
+    kek_file: Path | None = None
+    signing_key: SecretStr = SecretStr("")
+    signing_key_file: Path | None = None
+    log_origin: str = "wa-archiver.local/log"
+
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_version: str = "v23.0"
+    graph_token: SecretStr = SecretStr("")
+
+    lock_mode: str = "COMPLIANCE"
+    raw_retention_days: int = Field(default=2190, ge=1)
+    default_retention_days: int = Field(default=2190, ge=1)
+    policy_dir: Path | None = None
+    # Built-in policies to enable (comma-separated ids, e.g. "finra_4511,gdpr").
+    policies: str = ""
+    # Policy parameters "policy.name=value" (comma-separated), e.g. "gdpr.max_period=P3Y".
+    policy_params: str = ""
+    log_retention_days: int = Field(default=3653, ge=1)
+    inline_workers: bool = True
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=3 * 1024 * 1024)
+    capture_batch_max: int = Field(default=64, ge=1)
+    capture_batch_wait_ms: float = Field(default=4.0, ge=0)
+    checkpoint_interval_s: float = Field(default=10.0, gt=0)
+    silence_alert_hours: float = Field(default=24.0, gt=0)
+    stop_keywords: str = "STOP,UNSUBSCRIBE,PARAR,BAJA,STOPP,ARRET,ARRÊT"
+    start_keywords: str = "START,SUBSCRIBE,UNSTOP,ALTA,COMEÇAR"
+
+    @field_validator("lock_mode")
+    @classmethod
+    def _lock_mode(cls, value: str) -> str:
+        if value not in ("COMPLIANCE", "GOVERNANCE"):
+            raise ValueError("must be COMPLIANCE or GOVERNANCE")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ARCHIVER_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    # -- derived values -------------------------------------------------------------
+
+    def app_secret_list(self) -> list[bytes]:
+        raw = self.app_secrets.get_secret_value()
+        return [s.strip().encode() for s in raw.split(",") if s.strip()]
+
+    def policy_parameters(self) -> dict[str, str]:
+        params = {f"{pid.strip()}.enabled": "true" for pid in self.policies.split(",") if pid.strip()}
+        for pair in self.policy_params.split(","):
+            if "=" in pair:
+                name, value = pair.split("=", 1)
+                params[name.strip()] = value.strip()
+        return params
+
+    def keywords(self, which: str) -> frozenset[str]:
+        raw = self.stop_keywords if which == "stop" else self.start_keywords
+        return frozenset(k.strip().casefold() for k in raw.split(",") if k.strip())
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_production(settings: Settings) -> None:
+    """Raise ConfigError with a one-line reason when production safety rules are broken."""
+    if settings.mode is not Mode.PRODUCTION:
+        return
+    if settings.store is StoreKind.LOCAL:
+        raise ConfigError("production mode refuses the local folder store: set ARCHIVER_STORE=s3")
+    if settings.index is IndexKind.SQLITE:
+        raise ConfigError(
+            "production mode refuses the embedded SQLite index: set ARCHIVER_INDEX=elasticsearch"
+        )
+    if not settings.s3_secure and not _is_loopback(settings.s3_endpoint):
+        raise ConfigError(
+            f"production mode refuses plain-HTTP S3 to non-loopback host {settings.s3_endpoint}: "
+            "set ARCHIVER_S3_SECURE=true"
+        )
+    required = {
+        "ARCHIVER_APP_SECRETS": settings.app_secrets,
+        "ARCHIVER_VERIFY_TOKEN": settings.verify_token,
+        "ARCHIVER_PSEUDONYM_KEY": settings.pseudonym_key,
+        "ARCHIVER_S3_ACCESS_KEY": settings.s3_access_key,
+        "ARCHIVER_S3_SECRET_KEY": settings.s3_secret_key,
+    }
+    if settings.kek_file is None:
+        required["ARCHIVER_KEK"] = settings.kek
+    if settings.signing_key_file is None:
+        required["ARCHIVER_SIGNING_KEY"] = settings.signing_key
+    for name, value in required.items():
+        secret = value.get_secret_value()
+        parts = [p.strip() for p in secret.split(",")] if name == "ARCHIVER_APP_SECRETS" else [secret]
+        if any(p.casefold() in KNOWN_DEFAULT_SECRETS for p in parts):
+            raise ConfigError(f"production mode refuses a missing or default {name}")
+    if settings.lock_mode != "COMPLIANCE":
+        raise ConfigError("production mode requires ARCHIVER_LOCK_MODE=COMPLIANCE")
+
+
+def _dev_secret_defaults(data_dir: Path) -> dict[str, str]:
+    """Generate (once) and persist the secrets dev mode needs, so restarts keep working."""
+    from archiver.ledger.note import Signer  # local: only needed in dev mode
+
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    data_dir.mkdir(parents=True, exist_ok=True)
+    values = {
+        "pseudonym_key": secrets.token_hex(32),
+        "kek": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "signing_key": Signer.generate("wa-archiver.local/log").key_text,
+        "verify_token": secrets.token_urlsafe(24),
+        "app_secrets": secrets.token_hex(16),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return values
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and file), fill dev secrets, check production."""
+    try:
+        settings = Settings(**overrides)
+    except Exception as exc:  # pydantic.ValidationError and TOML errors alike
+        first = str(exc).splitlines()
+        raise ConfigError("invalid settings: " + " ".join(first[:3])) from exc
+    if settings.mode is Mode.DEV:
+        defaults = _dev_secret_defaults(settings.data_dir)
+        fill = {
+            name: SecretStr(value)
+            for name, value in defaults.items()
+            if not getattr(settings, name).get_secret_value()
+        }
+        if fill:
+            settings = settings.model_copy(update=fill)
+    check_production(settings)
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,317 @@
+"""``SearchIndex`` on Elasticsearch 8.19 (sync client).
+
+The index is reached through an alias (``wa-messages``) that points at one concrete index
+``<alias>-<UTC timestamp>``; a rebuild bulk-loads a fresh index and moves the alias in one
+atomic ``_aliases`` call (no downtime). Deep pages use a point in time + ``search_after``
+behind an opaque cursor; totals are exact (``track_total_hits: true``). Deletion scrolls
+ids and bulk-deletes them (the build's server has no ``_delete_by_query``).
+
+Every client exception becomes a ``search.errors`` type here: unreachable or overloaded
+-> ``IndexUnavailable``; anything ES refuses -> ``SearchError`` with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.helpers import BulkIndexError, streaming_bulk
+
+from search import es_dsl
+from search._common import (
+    FACETS,
+    check,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    render_highlight,
+)
+from search.documents import validate
+from search.errors import IndexUnavailable, InvalidRequest, SearchError
+from search.mapping import INDEX_SETTINGS, MESSAGE_MAPPING
+from search.port import Document, Hit, SearchRequest, SearchResult
+
+Refresh = bool | Literal["wait_for"]
+_UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def _reason(err: ApiError) -> str:
+    info: Any = err.info
+    if isinstance(info, dict):
+        error = info.get("error")
+        if isinstance(error, dict):
+            causes = error.get("root_cause") or [error]
+            return str(causes[0].get("reason") or error.get("type"))
+        if error:
+            return str(error)
+    return str(err.message)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except BulkIndexError as e:
+        first = e.errors[0] if e.errors else {}
+        raise SearchError(f"bulk write refused: {len(e.errors)} error(s), first: {first}") from e
+    except ApiError as e:
+        if e.status_code in _UNAVAILABLE_STATUSES:
+            raise IndexUnavailable(f"elasticsearch unavailable: {_reason(e)}") from e
+        raise SearchError(f"elasticsearch refused the request: {_reason(e)}") from e
+    except TransportError as e:  # connection refused, timeout, TLS: the node is unreachable
+        raise IndexUnavailable(f"elasticsearch unreachable: {e}") from e
+
+
+class ElasticIndex:
+    """``SearchIndex`` over the alias ``alias`` of a cluster.
+
+    ``refresh`` is passed to every write: ``"wait_for"`` (default) makes a write visible
+    to search before returning (read-your-writes for the archive); ``False`` is for bulk
+    rebuilds, followed by ``refresh()``.
+    """
+
+    name = "elasticsearch"
+
+    def __init__(
+        self,
+        client_or_url: Elasticsearch | str,
+        alias: str = "wa-messages",
+        *,
+        refresh: Refresh = "wait_for",
+        pit_keep_alive: str = "5m",
+        request_timeout: float = 30.0,
+    ) -> None:
+        if isinstance(client_or_url, str):
+            client_or_url = Elasticsearch(
+                client_or_url, request_timeout=request_timeout, max_retries=1
+            )
+        self.client = client_or_url
+        self.alias = alias
+        self.refresh_mode: Refresh = refresh
+        self.pit_keep_alive = pit_keep_alive
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with _errors():
+            self.client.options(request_timeout=5).cluster.health()
+
+    def current_indices(self) -> list[str]:
+        """The concrete indices behind the alias (normally exactly one)."""
+        with _errors():
+            try:
+                return sorted(self.client.indices.get_alias(name=self.alias).body)
+            except NotFoundError:
+                return []
+
+    def create_fresh_index(self) -> str:
+        """Create ``<alias>-<timestamp>`` with the mapping, not yet behind the alias."""
+        name = f"{self.alias}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+        with _errors():
+            self.client.indices.create(
+                index=name, mappings=MESSAGE_MAPPING, settings=INDEX_SETTINGS
+            )
+        return name
+
+    def ensure_index(self) -> None:
+        """Create a concrete index and the alias if the alias is missing; idempotent.
+
+        Two processes racing here may both create an index; the alias then points at
+        two, and the later-named one is dropped so exactly one remains.
+        """
+        if self.current_indices():
+            return
+        with _errors():
+            if self.client.indices.exists(index=self.alias):
+                raise SearchError(f"'{self.alias}' is a concrete index, expected an alias")
+        name = self.create_fresh_index()
+        with _errors():
+            self.client.indices.put_alias(index=name, name=self.alias)
+        behind = self.current_indices()
+        if len(behind) > 1 and name != behind[0]:
+            with _errors():
+                self.client.indices.delete(index=name)
+
+    def swap_alias(self, new_name: str) -> list[str]:
+        """Atomically point the alias at ``new_name`` and delete the indices it left.
+
+        Returns the deleted index names.
+        """
+        old = [i for i in self.current_indices() if i != new_name]
+        actions: list[dict[str, Any]] = [{"add": {"index": new_name, "alias": self.alias}}]
+        actions += [{"remove_index": {"index": i}} for i in old]
+        with _errors():
+            self.client.indices.update_aliases(actions=actions)
+        return old
+
+    def refresh(self) -> None:
+        with _errors():
+            self.client.indices.refresh(index=self.alias)
+
+    def force_merge_expunge(self) -> None:
+        """Merge away deleted documents so erased text leaves the segment files."""
+        with _errors():
+            self.client.indices.forcemerge(index=self.alias, only_expunge_deletes=True)
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def upsert(self, docs: Iterable[Document], *, index: str | None = None) -> int:
+        """Bulk index by ``id`` (a second write replaces the first). ``index`` targets a
+        fresh index during a rebuild. Raises ``InvalidDocument`` before sending a bad doc."""
+        target = index or self.alias
+        actions = (
+            {"_op_type": "index", "_index": target, "_id": d["id"], "_source": d}
+            for d in map(validate, docs)
+        )
+        written = 0
+        with _errors():
+            for ok, _item in streaming_bulk(
+                self.client, actions, chunk_size=1000, refresh=self.refresh_mode,
+                max_retries=2, raise_on_error=True,
+            ):  # fmt: skip
+                written += int(ok)
+        return written
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        """Delete by id; an id that is not there is not an error. Returns the count deleted."""
+        actions = ({"_op_type": "delete", "_index": self.alias, "_id": i} for i in ids)
+        deleted = 0
+        with _errors():
+            for ok, item in streaming_bulk(
+                self.client, actions, chunk_size=1000, refresh=self.refresh_mode,
+                raise_on_error=False,
+            ):  # fmt: skip
+                status = item.get("delete", {}).get("status", 500)
+                if ok:
+                    deleted += 1
+                elif status != 404:
+                    raise SearchError(f"delete refused: {item}")
+        return deleted
+
+    def delete_matching(self, request: SearchRequest) -> int:
+        """Delete every document ``request`` finds (ignoring its sort, size and cursor)."""
+        node = check(request)
+        body_query = es_dsl.query(node, request)
+        return self.delete_ids(self._scan_ids(body_query))
+
+    def _scan_ids(self, body_query: dict[str, Any]) -> Iterator[str]:
+        with _errors():
+            pit = self.client.open_point_in_time(index=self.alias, keep_alive=self.pit_keep_alive)[
+                "id"
+            ]
+        try:
+            after: list[Any] | None = None
+            while True:
+                with _errors():
+                    resp = self.client.search(
+                        query=body_query, size=1000, source=False,
+                        sort=[{"_shard_doc": "asc"}], search_after=after,
+                        pit={"id": pit, "keep_alive": self.pit_keep_alive},
+                        track_total_hits=False,
+                    )  # fmt: skip
+                pit = resp.get("pit_id", pit)
+                hits = resp["hits"]["hits"]
+                if not hits:
+                    return
+                for h in hits:
+                    yield h["_id"]
+                after = hits[-1]["sort"]
+        finally:
+            self._close_pit(pit)
+
+    def _close_pit(self, pit: str) -> None:
+        # Best effort: an unclosed PIT expires by itself after keep_alive.
+        with contextlib.suppress(ApiError, TransportError):
+            self.client.close_point_in_time(id=pit)
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        with _errors():
+            try:
+                return dict(self.client.get(index=self.alias, id=doc_id)["_source"])
+            except NotFoundError:
+                return None
+
+    def count(self, request: SearchRequest) -> int:
+        node = check(request)
+        with _errors():
+            return int(
+                self.client.count(index=self.alias, query=es_dsl.query(node, request))["count"]
+            )
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        node = check(request)
+        state = decode_cursor(request.cursor, request) if request.cursor else None
+        body: dict[str, Any] = {
+            "query": es_dsl.query(node, request),
+            "sort": es_dsl.sort(request),
+            # One extra hit tells whether another page exists.
+            "size": request.size + 1 if request.size else 0,
+            "track_total_hits": True,
+        }
+        if request.facets:
+            body["aggs"] = es_dsl.aggs(request)
+        if request.highlight and request.size:
+            body["highlight"] = es_dsl.HIGHLIGHT
+        pit: str | None = None
+        if state is not None:
+            pit = str(state["pit"])
+            body["pit"] = {"id": pit, "keep_alive": self.pit_keep_alive}
+            body["search_after"] = state["sa"]
+        resp = self._search_body(body, pit)
+        pit = resp.get("pit_id", pit)
+        raw_hits = resp["hits"]["hits"]
+        more = len(raw_hits) > request.size
+        raw_hits = raw_hits[: request.size]
+        cursor = None
+        if more:
+            if pit is None:
+                # Only a query with a next page pays for a point in time.
+                with _errors():
+                    pit = self.client.open_point_in_time(
+                        index=self.alias, keep_alive=self.pit_keep_alive
+                    )["id"]
+            cursor = encode_cursor(
+                {"f": fingerprint(request), "pit": pit, "sa": raw_hits[-1]["sort"]}
+            )
+        elif pit is not None:
+            self._close_pit(pit)
+        return SearchResult(
+            total=int(resp["hits"]["total"]["value"]),
+            hits=[self._hit(h) for h in raw_hits],
+            next_cursor=cursor,
+            facets=self._facets(resp.get("aggregations", {})),
+        )
+
+    def _search_body(self, body: dict[str, Any], pit: str | None) -> dict[str, Any]:
+        try:
+            with _errors():
+                if pit is None:
+                    return dict(self.client.search(index=self.alias, **body))
+                return dict(self.client.search(**body))
+        except SearchError as e:
+            if pit is not None and isinstance(e.__cause__, NotFoundError):
+                raise InvalidRequest("the cursor has expired; run the search again") from e
+            raise
+
+    @staticmethod
+    def _hit(h: dict[str, Any]) -> Hit:
+        fragments = h.get("highlight", {}).get("text", [])
+        return Hit(
+            id=h["_id"],
+            doc=dict(h["_source"]),
+            score=h.get("_score"),
+            highlights={"text": [render_highlight(f) for f in fragments]} if fragments else {},
+        )
+
+    @staticmethod
+    def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for name, agg in aggs.items():
+            key = "key_as_string" if FACETS.get(name) == "ts" else "key"
+            out[name] = {str(b[key]): int(b["doc_count"]) for b in agg["buckets"]}
+        return out

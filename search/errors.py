@@ -1,0 +1,41 @@
+"""Index errors (the ``search`` package imports nothing from ``archiver``; the API maps
+these at the edge).
+
+    SearchError
+    ├── IndexUnavailable   backend unreachable -> 503
+    ├── QuerySyntaxError   bad query; carries the position -> 400
+    ├── InvalidRequest     bad filter/facet/cursor in a SearchRequest -> 400
+    └── InvalidDocument    a document the index refuses (unknown field, bad value)
+"""
+
+from __future__ import annotations
+
+
+class SearchError(Exception):
+    code = "index_error"
+
+
+class IndexUnavailable(SearchError):
+    code = "index_unavailable"
+
+
+class QuerySyntaxError(SearchError):
+    code = "query_syntax"
+
+    def __init__(self, message: str, *, position: int, query: str) -> None:
+        super().__init__(f"{message} at position {position}")
+        self.message = message
+        self.position = position
+        self.query = query
+
+
+class InvalidRequest(SearchError):
+    """An unknown filter field or facet, a bad size, or a cursor from another query."""
+
+    code = "invalid_request"
+
+
+class InvalidDocument(SearchError):
+    """``search.documents.validate`` refused a document; the indexer has a bug."""
+
+    code = "invalid_document"

@@ -1,0 +1,59 @@
+"""The Elasticsearch mapping of a message document (fields: ``search.documents``).
+
+``dynamic: strict`` so an unexpected field is an error, never a silent dynamic mapping;
+``search.documents.validate`` rejects the same fields before either adapter sees them.
+Only analysers in the server's core are used (the build's ES has no analysis-common):
+``standard`` tokenises and lower-cases; there is no diacritic folding (see docs/search.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_KW: dict[str, Any] = {"type": "keyword"}
+_DATE: dict[str, Any] = {"type": "date", "format": "strict_date_optional_time||epoch_second"}
+
+MESSAGE_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "id": _KW,
+        "record_id": _KW,
+        "kind": _KW,
+        # offsets: phrase/proximity need positions; offsets make highlighting cheap.
+        "text": {"type": "text", "analyzer": "standard", "index_options": "offsets"},
+        "business_number": _KW,
+        "phone_number_id": _KW,
+        "contact": _KW,
+        "contact_user_id": _KW,
+        "contact_username": _KW,
+        "contact_name": {"type": "text", "analyzer": "standard", "fields": {"raw": _KW}},
+        "from": _KW,
+        "to": _KW,
+        "direction": _KW,
+        "origin": _KW,
+        "type": _KW,
+        "ts": _DATE,
+        "captured_at": _DATE,
+        "status": _KW,
+        # Kept in _source for display; never queried, so any shape is allowed.
+        "status_times": {"type": "object", "enabled": False},
+        "media_mime": _KW,
+        "media_size": {"type": "long"},
+        "media_sha256": _KW,
+        "policy": _KW,
+        "retain_until": _DATE,
+        "holds": _KW,
+        "consent": _KW,
+        "conversation": _KW,
+        "edited": {"type": "boolean"},
+        "revoked": {"type": "boolean"},
+        "leaf_index": {"type": "long"},
+    },
+}
+
+INDEX_SETTINGS: dict[str, Any] = {
+    "number_of_shards": 1,
+    "number_of_replicas": 0,
+    # Exact totals are always tracked; a deep page stays cheap through search_after,
+    # so the from+size window can stay at its default.
+}

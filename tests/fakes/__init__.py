@@ -1,0 +1,1 @@
+"""Local fakes of third-party services (real servers on loopback, not mocks of our code)."""
