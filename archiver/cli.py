@@ -10,11 +10,15 @@ from typing import Annotated
 import typer
 
 from archiver.auth import Role
+from archiver.cli_coexistence import app as coexistence_app
+from archiver.cli_index import register as register_index_commands
 from archiver.errors import ArchiverError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
 app.add_typer(token_app, name="token")
+app.add_typer(coexistence_app, name="coexistence")
+register_index_commands(app)  # archiver reindex, archiver index status
 
 
 def _runtime():  # type: ignore[no-untyped-def]  # typer needs no annotation here
@@ -51,6 +55,28 @@ def init() -> None:
     runtime = _runtime()
     runtime.index.ensure_index()
     typer.echo(f"ready: {runtime.objects.name} store, {runtime.index.name} index")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Process what is pending, index it, exit.")] = False,
+) -> None:
+    """Run processing and indexing without the HTTP service (scale them separately)."""
+    import time
+
+    runtime = _runtime()
+    if once:
+        outcomes = runtime.processor.sweep()
+        while runtime.follower.catch_up():
+            pass
+        typer.echo(f"processed {sum(o.status == 'done' for o in outcomes)} batch(es)")
+        return
+    runtime.start_workers()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 @token_app.command("create")

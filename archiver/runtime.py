@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from archiver.audit import SYSTEM, AuditAction, AuditTrail
 from archiver.auth import TokenService
 from archiver.errors import ArchiverError, ConfigError
 from archiver.indexing.follower import IndexFollower
@@ -21,6 +22,7 @@ from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
 from archiver.keys.store import KeyStore
 from archiver.ledger.log import TransparencyLog
+from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.security_events import SecurityRecorder
@@ -29,6 +31,9 @@ from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from policies.errors import PolicyError
 from search.errors import SearchError
 from search.port import SearchIndex
+
+if TYPE_CHECKING:
+    from archiver.whatsapp.graph import GraphClient
 
 
 def open_object_store(settings: Settings, *, create: bool = False) -> ObjectStore:
@@ -111,9 +116,12 @@ class Runtime:
     capture: CaptureService
     processor: Processor
     follower: IndexFollower
+    audit: AuditTrail
     extras: dict[str, Any] = field(default_factory=dict)
     processing: ProcessingLoop | None = None
     indexing: IndexingLoop | None = None
+    graph: GraphClient | None = None  # set when ARCHIVER_GRAPH_TOKEN is (media, send proxy)
+    media: MediaLoop | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
@@ -159,13 +167,18 @@ class Runtime:
         follower = IndexFollower(
             log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo
         )
+        audit = AuditTrail(
+            objects, log, retention_days=settings.log_retention_days, lock_mode=lock
+        )
         return cls(
             settings=settings,
             objects=objects,
             state=state,
             index=index,
             tokens=TokenService(state),
-            security=SecurityRecorder(),
+            security=SecurityRecorder(sink=lambda event: audit.record(
+                AuditAction(event["event"]), SYSTEM, **{k: v for k, v in event.items() if k != "event"}
+            )),
             pseudo=pseudo,
             kek=kek,
             keys=keys,
@@ -175,6 +188,8 @@ class Runtime:
             capture=capture,
             processor=processor,
             follower=follower,
+            audit=audit,
+            graph=build_graph(settings),
         )
 
     def start_workers(self) -> None:
@@ -184,6 +199,7 @@ class Runtime:
         self.capture.on_batch = self.processing.submit
         self.processing.start()
         self.indexing.start()
+        self.media = start_media_loop(self)
 
     async def start(self) -> None:
         try:
@@ -191,12 +207,14 @@ class Runtime:
         except SearchError:
             pass  # the index may be down at start; readiness says so, capture goes on
         await self.capture.start()
+        self.audit.start()
         if self.settings.inline_workers:
             self.start_workers()
 
     async def stop(self) -> None:
         await self.capture.stop()
-        for loop in (self.processing, self.indexing):
+        await asyncio.to_thread(self.audit.stop)
+        for loop in (self.processing, self.indexing, self.media):
             if loop is not None:
                 await asyncio.to_thread(loop.stop)
 

@@ -18,7 +18,7 @@ FIELDS: frozenset[str] = frozenset(MESSAGE_MAPPING["properties"])
 REQUIRED = ("id", "ts")
 ORIGINS = ("customer", "business_app", "business_api", "history")
 DIRECTIONS = ("inbound", "outbound")
-_DATES = ("ts", "captured_at", "retain_until")
+_DATES = ("ts", "captured_at", "retain_until", "revoked_at", "edited_at")
 _LOWER = ("type", "origin", "direction", "status")
 _PHONES = ("business_number", "from", "to", "contact")
 # Fields both adapters can filter and facet on (the SQLite adapter keeps them as columns).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from elasticsearch.helpers import BulkIndexError, streaming_bulk
@@ -32,7 +32,7 @@ from search._common import (
 from search.documents import validate
 from search.errors import IndexUnavailable, InvalidRequest, SearchError
 from search.mapping import INDEX_SETTINGS, MESSAGE_MAPPING
-from search.port import Document, Hit, SearchRequest, SearchResult
+from search.port import Document, Hit, RebuildableIndex, SearchRequest, SearchResult
 
 Refresh = bool | Literal["wait_for"]
 _UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -315,3 +315,9 @@ class ElasticIndex:
             key = "key_as_string" if FACETS.get(name) == "ts" else "key"
             out[name] = {str(b[key]): int(b["doc_count"]) for b in agg["buckets"]}
         return out
+
+
+if TYPE_CHECKING:  # mypy proves the adapter matches the port; nothing runs
+
+    def _conforms(ix: ElasticIndex) -> RebuildableIndex:
+        return ix

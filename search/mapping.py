@@ -48,6 +48,17 @@ MESSAGE_MAPPING: dict[str, Any] = {
         "edited": {"type": "boolean"},
         "revoked": {"type": "boolean"},
         "leaf_index": {"type": "long"},
+        # Threads (archiver.indexing): pseudonymous message refs link replies, edits,
+        # revokes and reactions; the folded lists are display-only (never queried).
+        "subject": _KW,
+        "message_ref": _KW,
+        "reply_to": _KW,
+        "contact_profile_name": {"type": "text", "analyzer": "standard", "fields": {"raw": _KW}},
+        "edits": {"type": "object", "enabled": False},
+        "reactions": {"type": "object", "enabled": False},
+        "revoked_at": _DATE,
+        "edited_at": _DATE,
+        "target_ref": _KW,
     },
 }
 

@@ -73,3 +73,23 @@ class SearchIndex(Protocol):
     def delete_ids(self, ids: Iterable[str]) -> int: ...
 
     def get(self, doc_id: str) -> dict[str, Any] | None: ...
+
+
+class RebuildableIndex(SearchIndex, Protocol):
+    """What ``archiver reindex`` needs beyond ``SearchIndex`` (both adapters provide it):
+    build a fresh index beside the live one, then swap it in atomically."""
+
+    def create_fresh_index(self) -> str:
+        """Create an empty index (ES: ``<alias>-<timestamp>``; SQLite: a new file)."""
+
+    def upsert(self, docs: Iterable[Document], *, index: str | None = None) -> int:
+        """As ``SearchIndex.upsert``; ``index`` writes into a fresh index instead."""
+
+    def swap_alias(self, new_name: str) -> list[str]:
+        """Make ``new_name`` the live index in one atomic step; return what it replaced."""
+
+    def refresh(self) -> None:
+        """Make every write so far visible to search."""
+
+    def force_merge_expunge(self) -> None:
+        """Physically drop deleted documents (after an erasure)."""

@@ -1,7 +1,8 @@
 """``SearchIndex`` embedded in one SQLite file (Python's ``sqlite3``, FTS5).
 
 Tables: ``docs`` holds each document as JSON plus the filter columns; ``fts`` is an FTS5
-table (``unicode61 remove_diacritics 2``) over ``text`` sharing ``docs.rid`` as rowid.
+table over ``text`` sharing ``docs.rid`` as rowid (``unicode61 remove_diacritics 2``, with
+combining marks as word characters so Devanagari vowel signs do not split words).
 The query AST becomes SQL: each full-text leaf is ``rid IN (SELECT rowid FROM fts WHERE
 fts MATCH ?)``, so AND/OR/NOT mix freely with field clauses. ``PRAGMA secure_delete`` zeroes
 freed pages so erased text does not linger; ``force_merge_expunge`` also merges FTS5
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search._common import (
     FACET_SIZE,
@@ -39,7 +40,7 @@ from search._common import (
 )
 from search.documents import FILTER_COLUMNS, validate
 from search.errors import IndexUnavailable, SearchError
-from search.port import Document, Hit, SearchRequest, SearchResult
+from search.port import Document, Hit, RebuildableIndex, SearchRequest, SearchResult
 from search.query import (
     FIELDS,
     And,
@@ -69,7 +70,9 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 CREATE INDEX IF NOT EXISTS docs_ts ON docs(ts, id);
 CREATE INDEX IF NOT EXISTS docs_number_ts ON docs(business_number, ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+  text, tokenize="unicode61 remove_diacritics 2 categories 'L* N* Co Mc Mn'"
+);
 """
 
 
@@ -201,9 +204,11 @@ class SqliteIndex:
         """Atomically replace the live file with ``new_name``; returns the replaced path."""
         with self._lock:
             self.close()
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(f"{self.path}{suffix}")
+            # Closing the last connection checkpoints and removes the WAL; one left behind
+            # means another connection still has the file open, and renaming over it would
+            # lose that connection's writes.
+            if Path(f"{self.path}-wal").exists():
+                raise SearchError(f"{self.path} is open elsewhere; cannot swap it")
             os.replace(new_name, self.path)
         return [str(self.path)]
 
@@ -292,8 +297,8 @@ class SqliteIndex:
             row = db.execute("SELECT doc FROM docs WHERE id = ?", (doc_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def _where(self, request: SearchRequest) -> tuple[str, list[Any]]:
-        node = check(request)
+    def _where(self, request: SearchRequest, node: Node | None = None) -> tuple[str, list[Any]]:
+        node = check(request) if node is None else node
         parts = [to_sql(node)]
         parts += [_in_fields(fields, values) for fields, values in filter_terms(request)]
         dates = request_dates(request)
@@ -309,8 +314,9 @@ class SqliteIndex:
             )
 
     def search(self, request: SearchRequest) -> SearchResult:
-        where, params = self._where(request)
-        leaves = text_leaves(check(request))
+        node = check(request)
+        where, params = self._where(request, node)
+        leaves = text_leaves(node)
         match = " OR ".join(fts_expr(leaf) for leaf in leaves) or None
         with self._db() as db:
             total = int(
@@ -388,3 +394,9 @@ class SqliteIndex:
         if row is None or MARK_OPEN not in (row[0] or ""):
             return {}
         return {"text": [render_highlight(row[0])]}
+
+
+if TYPE_CHECKING:  # mypy proves the adapter matches the port; nothing runs
+
+    def _conforms(ix: SqliteIndex) -> RebuildableIndex:
+        return ix

@@ -9,10 +9,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from archiver import __version__
+from archiver import __version__, metrics
 from archiver.api.errors import install_error_handlers
 from archiver.api.limits import BodyLimitMiddleware
-from archiver.api.routes import health, me, webhook
+from archiver.api.routes import audit as audit_routes
+from archiver.api.routes import coexistence as coexistence_routes
+from archiver.api.routes import consent as consent_routes
+from archiver.api.routes import messages as messages_routes
+from archiver.api.routes import conversations, health, me, webhook
+from archiver.api.routes import erasure as erasure_routes
+from archiver.api.routes import holds as holds_routes
+from archiver.api.routes import search as search_routes
 from archiver.logs import configure_logging
 from archiver.runtime import Runtime
 from archiver.settings import Settings, get_settings
@@ -63,4 +70,13 @@ def create_app(
     app.include_router(health.router)
     app.include_router(webhook.router)
     app.include_router(me.router)
+    app.include_router(messages_routes.router)  # /v1/messages (send proxy)
+    app.include_router(consent_routes.router)  # /v1/consent
+    app.include_router(coexistence_routes.router)  # /v1/coexistence/{phone_number_id}
+    app.include_router(search_routes.router)  # /v1/search
+    app.include_router(conversations.router)  # /v1/conversations/{conversation}
+    app.include_router(audit_routes.router)  # /v1/audit
+    app.include_router(metrics.router)  # /metrics (public)
+    app.include_router(holds_routes.router)  # /v1/holds, /v1/disposition/reviews
+    app.include_router(erasure_routes.router)  # /v1/erasure
     return app

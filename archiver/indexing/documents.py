@@ -1,21 +1,32 @@
 """Index documents from records (pure): what a compliance officer can search and read.
 
 A message-like record (message, echo, history message, API send) becomes one document
-whose id is the record id. Records *about* a message fold into that message's document:
-statuses (latest status and every status time), edits (``edited`` and the new text
-beside the original), revokes (``revoked``; the original text stays, readable to roles
-allowed to see it), reactions. The folding target of an event about wamid W of business
-B is the record id of ``msg:W`` — computable from the event alone, so folding works in
-any order of arrival.
+whose id is the record id (fields: ``search.mapping.MESSAGE_MAPPING``). Records *about*
+a message fold into that message's document:
+
+* statuses: latest ``status`` and the first time of every status (``status_times``);
+* edits: ``edited``, ``edited_at`` and ``edits`` (each new text beside the original,
+  which stays in ``text``);
+* revokes: ``revoked``, ``revoked_at``; the original text stays (the API decides who
+  may read it);
+* reactions: ``reactions`` (an empty emoji is a removal, kept as evidence);
+* contact sync: the business's own name for the contact (``contact_name``).
+
+The folding target of an event about wamid W of business B is the record id of
+``msg:W`` — computable from the event alone, so folding works in any order of arrival.
+Every fold is idempotent (keyed by the record that makes it), so replaying a range of
+the log changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
+# Message types that are really about another message: shown folded into it in threads.
+FOLDED_TYPES = ("edit", "revoke", "reaction")
 
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5, "deleted": 6}
 
@@ -25,7 +36,7 @@ class Fold:
     """An update to another document: ``target`` id, ``op`` and its data."""
 
     target: str
-    op: str  # status | edit | revoke | reaction | media
+    op: str  # status | edit | revoke | reaction | contact_name
     data: Mapping[str, Any]
 
 
@@ -33,11 +44,26 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else None
 
 
+def _texts(event: Mapping[str, Any]) -> str:
+    # The parser already gathers every searchable text: body, caption, file name,
+    # interactive titles and replies, location name/address, shared contact cards.
+    return "\n".join(t for t in event.get("texts") or [] if isinstance(t, str) and t)
+
+
 def message_document(
-    header: Mapping[str, Any], event: Mapping[str, Any] | None, leaf_index: int | None
+    header: Mapping[str, Any],
+    event: Mapping[str, Any] | None,
+    leaf_index: int | None,
+    *,
+    consent: str | None = None,
+    known_name: str | None = None,
 ) -> dict[str, Any]:
-    """The document of a message-like record. ``event`` is None when its key is shredded."""
+    """The document of a message-like record. ``event`` is None when its key is shredded
+    (only the non-personal header is indexed then). ``consent`` is the subject's consent
+    state when this record entered the log; ``known_name`` the contact-sync name."""
     business = header.get("business") or {}
+    refs = header.get("refs") or {}
+    policy = header.get("policy") or {}
     doc: dict[str, Any] = {
         "id": header["record_id"],
         "record_id": header["record_id"],
@@ -49,9 +75,14 @@ def message_document(
         "type": header.get("message_type"),
         "ts": header.get("occurred_at") or header.get("captured_at"),
         "captured_at": header.get("captured_at"),
-        "policy": (header.get("policy") or {}).get("id"),
-        "retain_until": (header.get("policy") or {}).get("retain_until"),
+        "policy": policy.get("id"),
+        "retain_until": policy.get("retain_until"),
         "conversation": header.get("conversation"),
+        "subject": header.get("subject"),
+        "message_ref": header.get("message_ref"),
+        "reply_to": refs.get("reply_to"),
+        "target_ref": refs.get("edit_of") or refs.get("revoke_of") or refs.get("reaction_to"),
+        "consent": consent,
         "leaf_index": leaf_index,
         "edited": False,
         "revoked": False,
@@ -62,13 +93,15 @@ def message_document(
     media = _first(event.get("media")) or {}
     doc.update(
         {
-            "text": "\n".join(t for t in event.get("texts") or [] if isinstance(t, str)),
+            "text": _texts(event),
             "contact": contact.get("wa_id"),
             "contact_user_id": contact.get("user_id"),
             "contact_username": contact.get("username"),
-            "contact_name": contact.get("name"),
+            "contact_profile_name": contact.get("name"),
+            "contact_name": known_name or contact.get("name"),
             "media_mime": media.get("mime_type"),
             "media_sha256": media.get("sha256"),
+            "media_size": media.get("file_size") or media.get("size"),
         }
     )
     customer = contact.get("wa_id") or contact.get("user_id")
@@ -83,66 +116,91 @@ def message_document(
 
 
 def folds_for(
-    header: Mapping[str, Any], event: Mapping[str, Any] | None, target_of: Any
+    header: Mapping[str, Any], event: Mapping[str, Any] | None, target_of: Callable[[str], str]
 ) -> list[Fold]:
     """Updates this record makes to other documents. ``target_of(wamid)`` gives the id."""
     if event is None:
         return []
     kind = header["kind"]
+    at = event.get("occurred_at") or header.get("captured_at")
+    record_id = header["record_id"]
     folds: list[Fold] = []
     if kind == "status" and event.get("message_id"):
-        folds.append(
-            Fold(
-                target_of(event["message_id"]),
-                "status",
-                {
-                    "status": str(event.get("status") or "").lower(),
-                    "at": event.get("occurred_at") or header.get("captured_at"),
-                    "record_id": header["record_id"],
-                },
+        status = str(event.get("status") or "").lower()
+        if status:
+            folds.append(
+                Fold(
+                    target_of(event["message_id"]),
+                    "status",
+                    {"status": status, "at": at, "record_id": record_id},
+                )
             )
-        )
     if event.get("edit_of"):
         folds.append(
             Fold(
                 target_of(event["edit_of"]),
                 "edit",
-                {"record_id": header["record_id"], "at": event.get("occurred_at")},
+                {"record_id": record_id, "at": at, "text": _texts(event)},
             )
         )
     if event.get("revoke_of"):
         folds.append(
-            Fold(
-                target_of(event["revoke_of"]),
-                "revoke",
-                {"record_id": header["record_id"], "at": event.get("occurred_at")},
-            )
+            Fold(target_of(event["revoke_of"]), "revoke", {"record_id": record_id, "at": at})
         )
     if event.get("reaction_to"):
         folds.append(
             Fold(
                 target_of(event["reaction_to"]),
                 "reaction",
-                {"record_id": header["record_id"], "emoji": event.get("reaction_emoji")},
+                {
+                    "record_id": record_id,
+                    "at": at,
+                    "emoji": event.get("reaction_emoji") or "",
+                    "direction": header.get("direction"),
+                },
             )
         )
     return folds
 
 
+def _merge_by_record(items: Any, item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Add ``item`` to a list unless a member with its record id is there; sort by time."""
+    out = [dict(i) for i in items or [] if i.get("record_id") != item.get("record_id")]
+    out.append(dict(item))
+    out.sort(key=lambda i: (str(i.get("at") or ""), str(i.get("record_id"))))
+    return out
+
+
 def apply_fold(doc: dict[str, Any], fold: Fold) -> dict[str, Any]:
     """Return ``doc`` with the fold applied (idempotent: applying twice changes nothing)."""
     out = dict(doc)
+    data = fold.data
     if fold.op == "status":
         times = dict(out.get("status_times") or {})
-        status = str(fold.data.get("status"))
-        at = fold.data.get("at")
+        status = str(data.get("status"))
+        at = data.get("at")
         if status and (status not in times or (at and str(at) < str(times[status]))):
             times[status] = at
         out["status_times"] = times
-        latest = max(times, key=lambda s: (STATUS_ORDER.get(s, 0), str(times[s])))
-        out["status"] = latest
+        out["status"] = max(times, key=lambda s: (STATUS_ORDER.get(s, 0), str(times[s])))
     elif fold.op == "edit":
+        out["edits"] = _merge_by_record(out.get("edits"), data)
         out["edited"] = True
+        out["edited_at"] = out["edits"][-1].get("at") or out.get("edited_at")
     elif fold.op == "revoke":
         out["revoked"] = True
-    return out
+        if data.get("at") and (not out.get("revoked_at") or str(data["at"]) < out["revoked_at"]):
+            out["revoked_at"] = data["at"]
+    elif fold.op == "reaction":
+        out["reactions"] = _merge_by_record(out.get("reactions"), data)
+    elif fold.op == "contact_name" and data.get("name"):
+        out["contact_name"] = data["name"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def current_reactions(reactions: Any) -> list[dict[str, Any]]:
+    """The reactions standing now: the latest per reacting side, removals dropped."""
+    latest: dict[str, dict[str, Any]] = {}
+    for item in reactions or []:
+        latest[str(item.get("direction"))] = dict(item)
+    return [r for r in latest.values() if r.get("emoji")]

@@ -1,13 +1,19 @@
 """The index follows the archive: a durable cursor over the proof log.
 
-The cursor (``index/cursor/<generation>`` in working state) is the next leaf index to
-index. ``catch_up`` reads the log from there, turns record leaves into documents and
+Working-state keys (all per *generation*, so a rebuild never disturbs the live index)::
+
+    index/active                      name of the generation the app follows ("live")
+    index/cursor/<gen>                next leaf index to index
+    index/folds/<gen>/<target>        folds waiting for a message not indexed yet
+    index/consent/<gen>/<subject>     the subject's consent state so far in the log
+    index/names/<gen>/<subject>       the contact's name from contact sync
+
+``catch_up`` reads the log from the cursor, turns record leaves into documents and
 folds, upserts them (idempotent by id), then advances the cursor by compare-and-swap.
 When Elasticsearch is down nothing advances and capture goes on; the lag is
-``log size - cursor`` and returns to zero once the index is back.
-
-Folds that target a message not yet indexed wait in working state
-(``index/folds/<generation>/<target>``) and are applied when the message arrives.
+``log size - cursor`` and returns to zero once the index is back. A replay of a range
+(crash between upsert and cursor write) rebuilds the same documents: every fold is
+idempotent and parked folds are kept.
 """
 
 from __future__ import annotations
@@ -31,12 +37,37 @@ from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
-from search.port import SearchIndex
+from search.port import SearchIndex, SearchRequest
 
 log = get_logger("archiver.indexer")
 
+ACTIVE_KEY = "index/active"
+DEFAULT_GENERATION = "live"
+
+
+def active_generation(state: StateStore) -> str:
+    value = state.get(ACTIVE_KEY)
+    return value.value.decode() if value else DEFAULT_GENERATION
+
+
+def set_active_generation(state: StateStore, generation: str) -> None:
+    current = state.get(ACTIVE_KEY)
+    if current is None:
+        state.put(ACTIVE_KEY, generation.encode(), if_absent=True)
+    else:
+        state.put(ACTIVE_KEY, generation.encode(), if_match=current.token)
+
+
+class GenerationRetired(PreconditionFailed):
+    """A rebuild became active while this follower was mid-batch; the batch is dropped."""
+
+    code = "index_generation_retired"
+
 
 class IndexFollower:
+    """Follows the log into ``index``. ``generation=None`` follows the active generation
+    (the app's follower); a rebuild passes its own name and a fresh target index."""
+
     def __init__(
         self,
         *,
@@ -46,7 +77,7 @@ class IndexFollower:
         keys: SubjectKeys,
         index: SearchIndex,
         pseudo: Pseudonymizer,
-        generation: str = "live",
+        generation: str | None = None,
         on_indexed: Callable[[int], None] | None = None,
     ) -> None:
         self.log = log_reader
@@ -55,38 +86,42 @@ class IndexFollower:
         self.keys = keys
         self.index = index
         self.pseudo = pseudo
-        self.generation = generation
+        self._fixed_generation = generation
         self.on_indexed = on_indexed
 
     @property
-    def _cursor_key(self) -> str:
-        return f"index/cursor/{self.generation}"
+    def generation(self) -> str:
+        return self._fixed_generation or active_generation(self.state)
 
-    def cursor(self) -> int:
-        value = self.state.get(self._cursor_key)
+    def _cursor_key(self, generation: str) -> str:
+        return f"index/cursor/{generation}"
+
+    def cursor(self, generation: str | None = None) -> int:
+        value = self.state.get(self._cursor_key(generation or self.generation))
         return int(value.value) if value else 0
 
     def lag(self) -> int:
         return max(0, self.log.size() - self.cursor())
 
-    def _set_cursor(self, old: int, new: int) -> None:
-        current = self.state.get(self._cursor_key)
+    def _set_cursor(self, generation: str, old: int, new: int) -> None:
+        key = self._cursor_key(generation)
+        current = self.state.get(key)
         if current is None:
-            self.state.put(self._cursor_key, str(new).encode(), if_absent=True)
+            self.state.put(key, str(new).encode(), if_absent=True)
         elif int(current.value) == old:
-            self.state.put(self._cursor_key, str(new).encode(), if_match=current.token)
+            self.state.put(key, str(new).encode(), if_match=current.token)
         else:
             raise PreconditionFailed("index cursor moved under us")
 
     def catch_up(self, max_entries: int = 2000) -> int:
         """Index up to ``max_entries`` leaves; return how many leaves were consumed."""
-        start = self.cursor()
+        generation = self.generation
+        start = self.cursor(generation)
         size = self.log.size()
         if start >= size:
             return 0
         end = min(size, start + max_entries)
-        docs: dict[str, dict[str, Any]] = {}
-        folds: list[Fold] = []
+        batch = _Batch(self, generation)
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
             if entry.kind is not EntryKind.RECORD:
@@ -97,50 +132,134 @@ class IndexFollower:
                 record = Record.parse(self.objects.get(key, version))
             except ObjectNotFound:
                 continue  # disposed since; its tombstone is later in the log
-            header = record.header
-            try:
-                event = record.open(self.keys.get(record.key_id).secret).get("event")
-            except (KeysError, RecordError):
-                event = None  # crypto-shredded: index only what is not personal
-            if header["kind"] in MESSAGE_KINDS:
-                docs[record.record_id] = message_document(header, event, start + offset)
-            business = (header.get("business") or {}).get("phone_number_id") or "unknown"
-            folds.extend(
-                folds_for(
-                    header,
-                    event,
-                    lambda wamid, b=business: self.pseudo.record_id(b, "msg:" + wamid),
-                )
-            )
-        self._apply_folds(docs, folds)
-        if docs:
-            self.index.upsert(docs.values())
-        self._set_cursor(start, end)
+            batch.add(record, start + offset)
+        batch.finish()
+        if self._fixed_generation is None and active_generation(self.state) != generation:
+            raise GenerationRetired(f"generation {generation} was replaced during the batch")
+        if batch.docs:
+            self.index.upsert(batch.docs.values())
+        self._set_cursor(generation, start, end)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
         return end - start
 
-    def _fold_key(self, target: str) -> str:
-        return f"index/folds/{self.generation}/{target}"
+    def run_to_end(self, max_entries: int = 2000) -> int:
+        """Catch up until the log's current end (a rebuild, a test); return leaves consumed."""
+        total = 0
+        while consumed := self.catch_up(max_entries):
+            total += consumed
+        return total
 
-    def _apply_folds(self, docs: dict[str, dict[str, Any]], folds: list[Fold]) -> None:
+
+class _Batch:
+    """Documents and folds of one range of the log, with the per-subject state it needs."""
+
+    def __init__(self, follower: IndexFollower, generation: str) -> None:
+        self.f = follower
+        self.gen = generation
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.folds: list[Fold] = []
+        self._consent: dict[str, str | None] = {}
+        self._names: dict[str, str | None] = {}
+        self._renamed: dict[str, str] = {}  # conversation -> contact-sync name
+
+    # ---- per-subject state -------------------------------------------------------------
+
+    def _remembered(self, kind: str, cache: dict[str, str | None], subject: str) -> str | None:
+        if subject not in cache:
+            value = self.f.state.get(f"index/{kind}/{self.gen}/{subject}")
+            cache[subject] = value.value.decode() if value else None
+        return cache[subject]
+
+    def _remember(self, kind: str, cache: dict[str, str | None], subject: str, value: str) -> None:
+        cache[subject] = value
+        key = f"index/{kind}/{self.gen}/{subject}"
+        current = self.f.state.get(key)
+        if current is None:
+            try:
+                self.f.state.put(key, value.encode(), if_absent=True)
+            except PreconditionFailed:
+                current = self.f.state.get(key)
+        if current is not None and current.value != value.encode():
+            self.f.state.put(key, value.encode(), if_match=current.token)
+
+    # ---- records -----------------------------------------------------------------------
+
+    def add(self, record: Record, leaf_index: int) -> None:
+        header = record.header
+        try:
+            event = record.open(self.f.keys.get(record.key_id).secret).get("event")
+        except (KeysError, RecordError):
+            event = None  # crypto-shredded: index only what is not personal
+        subject = header.get("subject")
+        kind = header["kind"]
+        if kind == "consent" and subject and (header.get("consent") or {}).get("state"):
+            self._remember("consent", self._consent, subject, str(header["consent"]["state"]))
+        if kind == "contact_sync" and subject and event and event.get("full_name"):
+            name = str(event["full_name"])
+            self._remember("names", self._names, subject, name)
+            if header.get("conversation"):
+                self._renamed[str(header["conversation"])] = name
+        if kind in MESSAGE_KINDS:
+            self.docs[record.record_id] = message_document(
+                header,
+                event,
+                leaf_index,
+                consent=self._remembered("consent", self._consent, subject) if subject else None,
+                known_name=self._remembered("names", self._names, subject) if subject else None,
+            )
+        business = (header.get("business") or {}).get("phone_number_id") or "unknown"
+        self.folds.extend(
+            folds_for(
+                header, event, lambda wamid: self.f.pseudo.record_id(business, "msg:" + wamid)
+            )
+        )
+
+    def finish(self) -> None:
         # Folds waiting for documents that arrive in this batch.
-        for doc_id in list(docs):
-            waiting = self.state.get(self._fold_key(doc_id))
+        for doc_id in list(self.docs):
+            waiting = self.f.state.get(self._fold_key(doc_id))
             if waiting is not None:
                 for item in json.loads(waiting.value):
-                    docs[doc_id] = apply_fold(docs[doc_id], Fold(doc_id, item["op"], item["data"]))
-        for fold in folds:
-            doc = docs.get(fold.target) or self.index.get(fold.target)
+                    self.docs[doc_id] = apply_fold(
+                        self.docs[doc_id], Fold(doc_id, item["op"], item["data"])
+                    )
+        for fold in self.folds:
+            doc = self.docs.get(fold.target) or self.f.index.get(fold.target)
             if doc is not None:
-                docs[fold.target] = apply_fold(doc, fold)
+                self.docs[fold.target] = apply_fold(doc, fold)
             else:
                 self._park(fold)
+        for conversation, name in self._renamed.items():
+            self._rename(conversation, name)
+
+    def _rename(self, conversation: str, name: str) -> None:
+        """A contact sync names the contact: earlier documents of the conversation learn it."""
+        refresh: Any = getattr(self.f.index, "refresh", None)
+        if callable(refresh):
+            refresh()  # a rebuild writes without refresh; search must see earlier batches
+        request = SearchRequest(filters={"conversation": [conversation]}, size=500)
+        while True:
+            result = self.f.index.search(request)
+            for hit in result.hits:
+                doc = self.docs.get(hit.id) or dict(hit.doc)
+                self.docs[hit.id] = apply_fold(doc, Fold(hit.id, "contact_name", {"name": name}))
+            if result.next_cursor is None:
+                break
+            request = SearchRequest(
+                filters=request.filters, size=request.size, cursor=result.next_cursor
+            )
+        for doc_id, doc in self.docs.items():
+            if doc.get("conversation") == conversation:
+                self.docs[doc_id] = apply_fold(doc, Fold(doc_id, "contact_name", {"name": name}))
+
+    def _fold_key(self, target: str) -> str:
+        return f"index/folds/{self.gen}/{target}"
 
     def _park(self, fold: Fold) -> None:
         key = self._fold_key(fold.target)
         for _ in range(10):
-            current = self.state.get(key)
+            current = self.f.state.get(key)
             items = json.loads(current.value) if current else []
             item = {"op": fold.op, "data": dict(fold.data)}
             if item in items:
@@ -148,9 +267,9 @@ class IndexFollower:
             items.append(item)
             try:
                 if current is None:
-                    self.state.put(key, json.dumps(items).encode(), if_absent=True)
+                    self.f.state.put(key, json.dumps(items).encode(), if_absent=True)
                 else:
-                    self.state.put(key, json.dumps(items).encode(), if_match=current.token)
+                    self.f.state.put(key, json.dumps(items).encode(), if_match=current.token)
                 return
             except PreconditionFailed:
                 continue

@@ -30,6 +30,7 @@ from typing import Any
 
 from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, RAW_PREFIX, batch_id_of
 from archiver.ingest.consent import consent_records_for
+from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
@@ -39,6 +40,8 @@ from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
+from archiver.retention.erasure import grant_slot
+from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.whatsapp import Event, EventKind, parse_delivery
@@ -62,6 +65,7 @@ class BatchOutcome:
     conflicts: int = 0
     leaves: list[int] = field(default_factory=list)
     unreadable: int = 0
+    record_keys: list[str] = field(default_factory=list)  # written or reused, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,7 @@ class Processor:
         outcome = BatchOutcome(batch_id, "done")
         self._key_events = []
         written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
+        outcome.record_keys = [w.record.key for w in written]
         self._crash("after_records")
         entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
         doc = {
@@ -164,6 +169,9 @@ class Processor:
         self._crash("before_append")
         leaves = self._append_idempotent(doc)
         self._crash("after_append")
+        # Records arriving while a legal hold on their subject or conversation is open.
+        hold_new_arrivals(objects=self.objects, state=self.state, log=self.log, keys=self.keys,
+                          written=[(w.record.key, w.version_id) for w in written])
         for job_key, job in media_jobs:
             try:
                 self.state.put(job_key, json.dumps(job).encode(), if_absent=True)
@@ -218,10 +226,16 @@ class Processor:
             body = opened.open(slot.index, self.kek.unwrap(base64.b64decode(blob)))
             captured_at = datetime.fromisoformat(slot.received_at)
             raw_ref = {"key": key, "version_id": version_id, "sha256": raw_sha, "slot": slot.index}
-            result = parse_delivery(body)
+            result = (  # the send proxy's own captures (archiver/ingest/outbound.py)
+                parse_outbound(body, slot.signature_header, captured_at)
+                if is_proxy_capture(slot.signature_header)
+                else parse_delivery(body)
+            )
             events: list[Event] = list(result.events)
             for event in events:
                 for header, content, tags in self._records_for(event, raw_ref, captured_at):
+                    # Erasure must find every delivery slot that mentions a subject.
+                    grant_slot(self.state, header.get("subject"), opened.batch_id, slot.index)
                     done = self._write_one(header, content, tags, captured_at, outcome)
                     if done is not None:
                         written.append(done)
@@ -349,8 +363,10 @@ class Processor:
             )
         )
         header = {**header, "policy": _policy_json(decision), "flags": sorted(set(tags))}
-        key_owner = header["subject"] or "business:" + str(
-            business["phone_number_id"] or business["waba_id"]
+        # Events without a person (account, template updates) are sealed under a key of
+        # the business number, named by a pseudonym like every key owner.
+        key_owner = header["subject"] or self.pseudo.token(
+            "b_", "business", str(business["phone_number_id"] or business["waba_id"])
         )
         data_key, key_event = self.keys.get_or_create(key_owner)
         if key_event is not None:
@@ -364,6 +380,7 @@ class Processor:
                 content_type="application/json",
             )
             outcome.records += 1
+            self._crash("after_record_put")
             return _Written(record, put.version_id, new=True)
         except ObjectExists:
             pass
@@ -403,6 +420,7 @@ class Processor:
             ),
             "kind": "source",
             "link_of": original.record_id,
+            "link_kind": original.header.get("kind"),
             "origin": header["origin"],
             "direction": header["direction"],
             "business": header["business"],

@@ -34,6 +34,9 @@ ENTRY_VERSION = 1
 _RESERVED = frozenset({"v", "kind", "key", "version_id", "sha256", "size", "retain_until", "time"})
 _PHONE_LIKE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# Identifiers that may contain digit runs by chance: random hex ids (key ids, hashes) and
+# our pseudonym tokens (``r_``/``s_``/``c_``… + lowercase base32).
+_IDENTIFIER = re.compile(r"[0-9a-f]{16,}|[a-z]_[a-z2-7]{16,}")
 
 
 class EntryKind(StrEnum):
@@ -98,7 +101,7 @@ def _iso(t: datetime) -> str:
 
 def _check_private(value: Any, path: str) -> None:
     if isinstance(value, str):
-        if _PHONE_LIKE.search(value) and not _HEX64.fullmatch(value):
+        if _PHONE_LIKE.search(value) and not _IDENTIFIER.fullmatch(value):
             raise EntryError(f"{path} looks like a phone number; log pseudonyms only")
     elif isinstance(value, Mapping):
         for k, v in value.items():

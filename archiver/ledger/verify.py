@@ -13,6 +13,7 @@ pool. Nothing here raises for a bad archive: every problem is a :class:`Finding`
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -205,7 +206,7 @@ def _check_checkpoints(
             )
         cps.append((key, cp))
     cps.sort(key=lambda kc: kc[1].size)
-    for (_, old), (key, new) in zip(cps, cps[1:], strict=False):
+    for (_, old), (key, new) in itertools.pairwise(cps):
         try:
             proof = log.consistency_proof(old.size, new.size)
             merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
@@ -284,7 +285,9 @@ def _check_object(
                 )
             )
         if exp.retain_until is not None:
+            # S3 keeps retain-until at whole seconds; compare at that precision.
             want = datetime.fromisoformat(exp.retain_until.replace("Z", "+00:00"))
+            want = want.replace(microsecond=0)
             got = info.retention.retain_until if info.retention else None
             if got is None or got < want:
                 out.append(
@@ -300,48 +303,35 @@ def _check_object(
     return out
 
 
-def _check_listing(log: LogReader, objects: ObjectStore, scan: _Scan) -> list[Finding]:
+def _check_listing(log: LogReader, objects: ObjectStore, scan: _Scan, prefix: str) -> list[Finding]:
     out: list[Finding] = []
-    for prefix in sorted(scan.prefixes | {log.prefix}):
-        seen_log_keys: set[str] = set()
-        for v in objects.list_versions(prefix):
-            ident = (v.key, v.version_id)
-            if v.is_delete_marker:
-                out.append(
-                    Finding(
-                        FindingKind.DELETE_MARKER,
-                        v.key,
-                        v.version_id,
-                        None,
-                        "delete marker",
-                        "a delete marker hides a kept object",
-                    )
+    seen_log_keys: set[str] = set()
+    for v in objects.list_versions(prefix):
+        ident = (v.key, v.version_id)
+        if v.is_delete_marker:
+            out.append(
+                Finding(
+                    FindingKind.DELETE_MARKER,
+                    v.key,
+                    v.version_id,
+                    None,
+                    "delete marker",
+                    "a delete marker hides a kept object",
                 )
-            elif ident in scan.disposed:
-                out.append(
-                    Finding(
-                        FindingKind.DISPOSED_PRESENT,
-                        v.key,
-                        v.version_id,
-                        "absent",
-                        "present",
-                        "logged as disposed but still stored",
-                    )
+            )
+        elif ident in scan.disposed:
+            out.append(
+                Finding(
+                    FindingKind.DISPOSED_PRESENT,
+                    v.key,
+                    v.version_id,
+                    "absent",
+                    "present",
+                    "logged as disposed but still stored",
                 )
-            elif prefix == log.prefix and not v.key.startswith(f"{log.prefix}staging/"):
-                if v.key in seen_log_keys:
-                    out.append(
-                        Finding(
-                            FindingKind.EXTRA_VERSION,
-                            v.key,
-                            v.version_id,
-                            None,
-                            None,
-                            "log object has more than one version",
-                        )
-                    )
-                seen_log_keys.add(v.key)
-            elif ident not in scan.objects and not v.key.startswith(log.prefix):
+            )
+        elif prefix == log.prefix and not v.key.startswith(f"{log.prefix}staging/"):
+            if v.key in seen_log_keys:
                 out.append(
                     Finding(
                         FindingKind.EXTRA_VERSION,
@@ -349,9 +339,21 @@ def _check_listing(log: LogReader, objects: ObjectStore, scan: _Scan) -> list[Fi
                         v.version_id,
                         None,
                         None,
-                        "object version not in the log",
+                        "log object has more than one version",
                     )
                 )
+            seen_log_keys.add(v.key)
+        elif ident not in scan.objects and not v.key.startswith(log.prefix):
+            out.append(
+                Finding(
+                    FindingKind.EXTRA_VERSION,
+                    v.key,
+                    v.version_id,
+                    None,
+                    None,
+                    "object version not in the log",
+                )
+            )
     return out
 
 
@@ -381,26 +383,34 @@ def verify_log(
             _scan_entry(parse_entry(data), scan)
         except LedgerError as exc:
             findings.append(Finding(FindingKind.ENTRY_INVALID, None, None, None, str(i), str(exc)))
-    cp_sizes = _checkpoint_sizes(log_reader, objects)
-    try:
-        tree_findings, roots = _check_tree(log_reader, size, root, raw, cp_sizes)
-        findings += tree_findings
-        findings += _check_checkpoints(log_reader, objects, public_keys, roots)
-    except (LedgerError, StoreError) as exc:
-        findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None, str(exc)))
     todo = [(k, v) for k, v in scan.objects.items() if k not in scan.disposed]
     if sample is not None and sample < len(todo):
-        todo = random.sample(todo, sample)  # noqa: S311 - sampling, not security
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = pool.map(
+        todo = random.sample(todo, sample)
+    prefixes = sorted(scan.prefixes | {log_reader.prefix})
+    # Object reads (the pool), version listings (one thread per prefix, up to 4) and the
+    # tree/checkpoint checks (this thread) overlap: each is bound by a different wait.
+    with (
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        ThreadPoolExecutor(max_workers=min(4, len(prefixes))) as lister,
+    ):
+        reads = pool.map(
             lambda item: _check_object(
                 objects, item[0], item[1], lock_check == "all" or item[1].lock_logged
             ),
             todo,
         )
-        for r in results:
+        listings = lister.map(lambda p: _check_listing(log_reader, objects, scan, p), prefixes)
+        try:
+            cp_sizes = _checkpoint_sizes(log_reader, objects)
+            tree_findings, roots = _check_tree(log_reader, size, root, raw, cp_sizes)
+            findings += tree_findings
+            findings += _check_checkpoints(log_reader, objects, public_keys, roots)
+        except (LedgerError, StoreError) as exc:
+            findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None, str(exc)))
+        for r in reads:
             findings += r
-    findings += _check_listing(log_reader, objects, scan)
+        for r in listings:
+            findings += r
     return findings
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backends import open_log  # noqa: E402 - path set up above
+from backends import open_log
 
 
 def main() -> None:
@@ -27,7 +27,9 @@ def main() -> None:
         while done < count:
             k = min(count - done, rng.randint(1, int(cfg.get("max_batch", 50))))
             ids = [f"{name}-{done + j}" for j in range(k)]
-            entries = [json.dumps({"id": i, "pad": "x" * rng.randint(0, 100)}).encode() for i in ids]
+            entries = [
+                json.dumps({"id": i, "pad": "x" * rng.randint(0, 100)}).encode() for i in ids
+            ]
             indices = log.append(entries)
             ack.write("".join(f"{i} {x}\n" for i, x in zip(ids, indices, strict=True)))
             ack.flush()

@@ -32,4 +32,6 @@ def open_stores(cfg: dict[str, Any]) -> tuple[ObjectStore, StateStore]:
 
 def open_log(cfg: dict[str, Any], **kw: Any) -> TransparencyLog:
     objects, state = open_stores(cfg)
-    return TransparencyLog(objects, state, ORIGIN, retention, prefix=cfg.get("prefix", "log/"), **kw)
+    return TransparencyLog(
+        objects, state, ORIGIN, retention, prefix=cfg.get("prefix", "log/"), **kw
+    )

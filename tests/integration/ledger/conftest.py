@@ -18,11 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def s3_settings() -> dict[str, str]:
-    names = ("ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_S3_ACCESS_KEY", "ARCHIVER_TEST_S3_SECRET_KEY")
+    names = (
+        "ARCHIVER_TEST_S3_ENDPOINT",
+        "ARCHIVER_TEST_S3_ACCESS_KEY",
+        "ARCHIVER_TEST_S3_SECRET_KEY",
+    )
     values = {n: os.environ.get(n, "") for n in names}
     missing = [n for n, v in values.items() if not v]
     if missing:
-        msg = f"MinIO not configured ({', '.join(missing)}); run: eval \"$(scripts/services env)\""
+        msg = f'MinIO not configured ({", ".join(missing)}); run: eval "$(scripts/services env)"'
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -35,7 +39,11 @@ def s3_settings() -> dict[str, str]:
 
 def make_backend(kind: str, tmp_path: Path) -> dict[str, Any]:
     if kind == "local":
-        return {"kind": "local", "root": str(tmp_path / "objects"), "db": str(tmp_path / "state.db")}
+        return {
+            "kind": "local",
+            "root": str(tmp_path / "objects"),
+            "db": str(tmp_path / "state.db"),
+        }
     from archiver.store._s3common import make_client
     from archiver.store.s3 import create_locked_bucket
     from archiver.store.state_s3 import S3StateStore

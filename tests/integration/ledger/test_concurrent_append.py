@@ -4,6 +4,7 @@ every stored checkpoint consistent with the next. Runs on local+SQLite and on Mi
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import ORIGIN, open_log, open_stores
 
 from archiver.ledger import merkle
 from archiver.ledger.checkpoint import open_checkpoint
 from archiver.ledger.checkpoints import CheckpointSigner
 from archiver.ledger.note import Signer
-from backends import ORIGIN, open_log, open_stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,11 +81,23 @@ def test_two_processes_one_killed(backend: dict[str, Any], tmp_path: Path) -> No
     ack_a, ack_b = tmp_path / "a.ack", tmp_path / "b.ack"
     b = _spawn(cfg_path, "b", PER_WORKER, ack_b)
     acked_a = 0
+    killed: list[tuple[int, int, str]] = []  # (start, count, run) of batches claimed, then killed
     for run, kill_at in enumerate((1500, 4000)):
         a = _spawn(cfg_path, f"a{run}", PER_WORKER - acked_a, ack_a)
-        _wait_for(lambda k=kill_at: len(_acks(ack_a)) >= k or a.poll() is not None, 600)
-        time.sleep(0.013 * (run + 1))  # land somewhere inside a later batch
-        a.send_signal(signal.SIGKILL)
+        proc = a
+        _wait_for(lambda k=kill_at, p=proc: len(_acks(ack_a)) >= k or p.poll() is not None, 600)
+        # SIGKILL it while it holds a claimed, uncommitted batch: the worst moment.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sv = state.get(f"{signer_log.prefix}state")
+            pending = json.loads(sv.value)["pending"] if sv else None
+            if pending and pending["owner"].endswith(f":{a.pid}"):
+                a.send_signal(signal.SIGKILL)
+                killed.append((pending["start"], pending["count"], f"a{run}"))
+                break
+            time.sleep(0.001)
+        else:
+            raise AssertionError("never saw the worker holding a batch")
         a.wait()
         acked_a = len(_acks(ack_a))
     a = _spawn(cfg_path, "a9", PER_WORKER - acked_a, ack_a)
@@ -111,6 +124,13 @@ def test_two_processes_one_killed(backend: dict[str, Any], tmp_path: Path) -> No
     assert size - len(acked) <= 2 * cfg["max_batch"]
     assert {i.split("-")[0] for i in ids} <= {"a0", "a1", "a9", "b"}
 
+    # The batches claimed by the killed worker were completed by the other one.
+    acked_ids = {i for i, _ in acked}
+    assert len(killed) == 2
+    for start, count, run in killed:
+        for i in range(start, start + count):
+            assert ids[i].startswith(f"{run}-") and ids[i] not in acked_ids
+
     # --- tree and tiles agree with a recomputation from the entries
     tree = merkle.MemoryTree(merkle.hash_leaf(e) for e in entries)
     assert log.root() == tree.root() == log.root_at(size)
@@ -124,11 +144,18 @@ def test_two_processes_one_killed(backend: dict[str, Any], tmp_path: Path) -> No
         (v,) = [x for x in objects.list_versions(key) if x.key == key]
         cps.append(open_checkpoint(objects.get(key, v.version_id).decode(), [verifier], ORIGIN))
     assert cps[-1].size == size
-    for old, new in zip(cps, cps[1:], strict=False):
+    for old, new in itertools.pairwise(cps):
         assert old.size < new.size
-        merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
-                                  log.consistency_proof(old.size, new.size))
+        merkle.verify_consistency(
+            old.size,
+            new.size,
+            old.root_hash,
+            new.root_hash,
+            log.consistency_proof(old.size, new.size),
+        )
         assert tree.root(old.size) == old.root_hash
     for i in (0, size // 3, size - 1):
-        merkle.verify_inclusion(i, size, tree.node(0, i), log.inclusion_proof(i, size), cps[-1].root_hash)
+        merkle.verify_inclusion(
+            i, size, tree.node(0, i), log.inclusion_proof(i, size), cps[-1].root_hash
+        )
     assert state.get(f"{log.prefix}state") is not None

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from backends import open_log
 
 from archiver.ledger import merkle, tiles
 from archiver.ledger.log import LogState, Pending
-from backends import open_log
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,9 @@ def test_dead_claim_is_completed_once(backend: dict[str, Any], written: int) -> 
     st, token = log._load()
     staging = f"{log.prefix}staging/dead"
     log.state.put(staging, tiles.encode_bundle(dead), if_absent=True)
-    claim = LogState(st.origin, st.size, st.root, st.compact, Pending("dead", st.size, len(dead), staging))
+    claim = LogState(
+        st.origin, st.size, st.root, st.compact, Pending("dead", st.size, len(dead), staging)
+    )
     log.state.put(log.state_key, claim.to_json(), if_match=token)
     objs = log._batch_objects(st.size, dead, [merkle.hash_leaf(e) for e in dead])
     for path, data in objs[:written]:
@@ -34,7 +36,9 @@ def test_dead_claim_is_completed_once(backend: dict[str, Any], written: int) -> 
     other = open_log(backend, stale_after=0.3)
     assert other.append([b"after"]) == [340]
     assert other.entries(0, 341) == [*first, *dead, b"after"]
-    assert other.root() == merkle.root_from_leaf_hashes([merkle.hash_leaf(e) for e in [*first, *dead, b"after"]])
+    assert other.root() == merkle.root_from_leaf_hashes(
+        [merkle.hash_leaf(e) for e in [*first, *dead, b"after"]]
+    )
     assert other.state.get(staging) is None  # the helper cleaned up
 
 

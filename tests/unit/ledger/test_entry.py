@@ -15,11 +15,20 @@ SHA = "ab" * 32
 
 
 def test_canonical_bytes_and_hash() -> None:
-    e = make_entry(EntryKind.RECORD, time=T, key="records/x", version_id="v1", sha256=SHA, size=10,
-                   retain_until=T + timedelta(days=1), subject="hmac:zz")
+    e = make_entry(
+        EntryKind.RECORD,
+        time=T,
+        key="records/x",
+        version_id="v1",
+        sha256=SHA,
+        size=10,
+        retain_until=T + timedelta(days=1),
+        subject="hmac:zz",
+    )
     assert e.data == (
         b'{"key":"records/x","kind":"record","retain_until":"2026-01-03T03:04:05Z","sha256":"'
-        + SHA.encode() + b'","size":10,"subject":"hmac:zz","time":"2026-01-02T03:04:05Z","v":1,"version_id":"v1"}'
+        + SHA.encode()
+        + b'","size":10,"subject":"hmac:zz","time":"2026-01-02T03:04:05Z","v":1,"version_id":"v1"}'
     )
     assert e.leaf_hash == hash_leaf(e.data)
     assert parse_entry(e.data) == e
@@ -28,9 +37,12 @@ def test_canonical_bytes_and_hash() -> None:
 
 def test_time_is_normalised_to_utc() -> None:
     t = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
-    assert make_entry(EntryKind.AUDIT, time=t, key="k", version_id="v", sha256=SHA).fields["time"] == "2026-01-02T03:04:05Z"
+    assert (
+        make_entry(EntryKind.AUDIT, time=t, key="k", version_id="v", sha256=SHA).fields["time"]
+        == "2026-01-02T03:04:05Z"
+    )
     with pytest.raises(EntryError):
-        make_entry(EntryKind.VERIFY_RUN, time=datetime(2026, 1, 1))  # noqa: DTZ001 - naive on purpose
+        make_entry(EntryKind.VERIFY_RUN, time=datetime(2026, 1, 1))
 
 
 def test_rules() -> None:
@@ -41,7 +53,14 @@ def test_rules() -> None:
     with pytest.raises(EntryError):
         make_entry(EntryKind.AUDIT, time=T, key="k", version_id="v", sha256="AB" * 32)
     with pytest.raises(EntryError):
-        make_entry(EntryKind.AUDIT, time=T, key="k", version_id="v", sha256=SHA, query={"to": "+44 7700 900123"})
+        make_entry(
+            EntryKind.AUDIT,
+            time=T,
+            key="k",
+            version_id="v",
+            sha256=SHA,
+            query={"to": "+44 7700 900123"},
+        )
     make_entry(EntryKind.KEY_SHREDDED, time=T, subject="hmac:" + SHA)  # hex pseudonyms pass
     assert {k.value for k in EntryKind} >= {"raw", "checkpoint_key", "verify_run", "disposed"}
 

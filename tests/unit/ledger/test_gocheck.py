@@ -41,7 +41,9 @@ def gocheck_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("go is not installed")
     out = tmp_path_factory.mktemp("gocheck") / "gocheck"
     env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    subprocess.run([go, "build", "-o", str(out), "."], cwd=GOCHECK, env=env, check=True, timeout=600)
+    subprocess.run(
+        [go, "build", "-o", str(out), "."], cwd=GOCHECK, env=env, check=True, timeout=600
+    )
     return out
 
 
@@ -65,13 +67,34 @@ def _write_input(tmp_path: Path, tamper: str | None = None) -> Path:
     inclusion = []
     for size in (n, 1, 256, 257, 513):
         for i in sorted(rng.sample(range(size), min(size, 25))):
-            inclusion.append({"index": i, "tree_size": size, "root": _b64(log.root_at(size)),
-                              "proof": [_b64(p) for p in log.inclusion_proof(i, size)]})
+            inclusion.append(
+                {
+                    "index": i,
+                    "tree_size": size,
+                    "root": _b64(log.root_at(size)),
+                    "proof": [_b64(p) for p in log.inclusion_proof(i, size)],
+                }
+            )
     consistency = []
-    for m, k in [(1, n), (255, 256), (256, 257), (100, 700), (511, 513), (*sizes[2:4],), (sizes[5], n), (n, n)]:
-        consistency.append({"old_size": m, "new_size": k, "old_root": _b64(log.root_at(m)),
-                            "new_root": _b64(log.root_at(k)),
-                            "proof": [_b64(p) for p in log.consistency_proof(m, k)]})
+    for m, k in [
+        (1, n),
+        (255, 256),
+        (256, 257),
+        (100, 700),
+        (511, 513),
+        (*sizes[2:4],),
+        (sizes[5], n),
+        (n, n),
+    ]:
+        consistency.append(
+            {
+                "old_size": m,
+                "new_size": k,
+                "old_root": _b64(log.root_at(m)),
+                "new_root": _b64(log.root_at(k)),
+                "proof": [_b64(p) for p in log.consistency_proof(m, k)],
+            }
+        )
     note = signed.note
     if tamper == "leaf":
         leaves[300] = leaves[300] + b"!"
@@ -79,21 +102,33 @@ def _write_input(tmp_path: Path, tamper: str | None = None) -> Path:
         note = note.replace(f"\n{n}\n", f"\n{n - 1}\n")
     elif tamper == "proof":
         consistency[3]["proof"][0] = _b64(b"\x00" * 32)
-    doc = {"verifier_key": signer.verifier.key_text, "checkpoint": note,
-           "leaves": [_b64(x) for x in leaves[:n]], "inclusion": inclusion, "consistency": consistency}
+    doc = {
+        "verifier_key": signer.verifier.key_text,
+        "checkpoint": note,
+        "leaves": [_b64(x) for x in leaves[:n]],
+        "inclusion": inclusion,
+        "consistency": consistency,
+    }
     path = tmp_path / "input.json"
     path.write_text(json.dumps(doc))
     return path
 
 
 def test_go_verifies_our_log(gocheck_bin: Path, tmp_path: Path) -> None:
-    res = subprocess.run([str(gocheck_bin), str(_write_input(tmp_path))], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [str(gocheck_bin), str(_write_input(tmp_path))], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok: note by archive.example/log")
 
 
 @pytest.mark.parametrize("tamper", ["leaf", "note", "proof"])
 def test_go_rejects_tampering(gocheck_bin: Path, tmp_path: Path, tamper: str) -> None:
-    res = subprocess.run([str(gocheck_bin), str(_write_input(tmp_path, tamper))], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [str(gocheck_bin), str(_write_input(tmp_path, tamper))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1, res.stdout
     assert "FAIL" in res.stderr

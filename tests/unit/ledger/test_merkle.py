@@ -53,7 +53,9 @@ def test_node_hashes() -> None:
             assert tree.node(level, i).hex() == want
 
 
-@pytest.mark.parametrize("case", load("inclusion.json")["inclusion"], ids=lambda c: f"{c['index']}:{c['size']}")
+@pytest.mark.parametrize(
+    "case", load("inclusion.json")["inclusion"], ids=lambda c: f"{c['index']}:{c['size']}"
+)
 def test_inclusion_vectors(case: dict) -> None:
     tree = merkle.MemoryTree(LEAF_HASHES)
     proof = tree.inclusion_proof(case["index"], case["size"])
@@ -62,14 +64,20 @@ def test_inclusion_vectors(case: dict) -> None:
     merkle.verify_inclusion(case["index"], case["size"], LEAF_HASHES[case["index"]], proof, root)
 
 
-@pytest.mark.parametrize("case", load("consistency.json")["consistency"], ids=lambda c: f"{c['size1']}:{c['size2']}")
+@pytest.mark.parametrize(
+    "case", load("consistency.json")["consistency"], ids=lambda c: f"{c['size1']}:{c['size2']}"
+)
 def test_consistency_vectors(case: dict) -> None:
     tree = merkle.MemoryTree(LEAF_HASHES)
     proof = tree.consistency_proof(case["size1"], case["size2"])
     assert [p.hex() for p in proof] == case["proof"]
     roots = TREE["root_hashes_by_size"]
     merkle.verify_consistency(
-        case["size1"], case["size2"], bytes.fromhex(roots[case["size1"]]), bytes.fromhex(roots[case["size2"]]), proof
+        case["size1"],
+        case["size2"],
+        bytes.fromhex(roots[case["size1"]]),
+        bytes.fromhex(roots[case["size2"]]),
+        proof,
     )
 
 

@@ -11,7 +11,9 @@ from archiver.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpo
 from archiver.ledger.errors import CheckpointError, NoteError
 from archiver.ledger.note import Signer, Verifier, key_id, open_note, parse_note, sign_note
 
-GO = json.loads((Path(__file__).resolve().parents[2] / "data" / "rfc6962" / "signed_note_go.json").read_text())
+GO = json.loads(
+    (Path(__file__).resolve().parents[2] / "data" / "rfc6962" / "signed_note_go.json").read_text()
+)
 
 
 def test_go_key_texts_round_trip() -> None:
@@ -45,7 +47,14 @@ def test_tampering_and_malformed() -> None:
     msg = sign_note("a\nb\n", [s])
     with pytest.raises(NoteError):
         open_note(msg.replace("a\n", "A\n", 1), [s.verifier])
-    for bad in ("", "no blank line\n", "a\n\n\n", "a\n\nnot a sig\n", "a\n\n\u2014 k !!!\n", "a\n\n\u2014 k AAAA\n"):
+    for bad in (
+        "",
+        "no blank line\n",
+        "a\n\n\n",
+        "a\n\nnot a sig\n",
+        "a\n\n\u2014 k !!!\n",
+        "a\n\n\u2014 k AAAA\n",
+    ):
         with pytest.raises(NoteError):
             parse_note(bad)
     for bad in ("text", "a\n\nb\n", "a\rb\n"):
@@ -70,7 +79,14 @@ def test_checkpoint_round_trip_and_errors() -> None:
     assert open_checkpoint(signed, [s.verifier], "example.com/log") == cp
     with pytest.raises(CheckpointError):
         open_checkpoint(signed, [s.verifier], "other")
-    for bad in ("o\n1\n", "o\n01\nAAAA\n", "o\n-1\nAAAA\n", "o\n1\nAAAA\n", "o\n1\n!!\n", "o\n1\nAAAA"):
+    for bad in (
+        "o\n1\n",
+        "o\n01\nAAAA\n",
+        "o\n-1\nAAAA\n",
+        "o\n1\nAAAA\n",
+        "o\n1\n!!\n",
+        "o\n1\nAAAA",
+    ):
         with pytest.raises(CheckpointError):
             Checkpoint.parse(bad)
     assert issubclass(CheckpointError, NoteError)

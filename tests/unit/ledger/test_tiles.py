@@ -10,7 +10,14 @@ from archiver.ledger.errors import TileError
 
 @pytest.mark.parametrize(
     ("n", "want"),
-    [(0, "000"), (7, "007"), (999, "999"), (1000, "x001/000"), (1234067, "x001/x234/067"), (10**9, "x001/x000/x000/000")],
+    [
+        (0, "000"),
+        (7, "007"),
+        (999, "999"),
+        (1000, "x001/000"),
+        (1234067, "x001/x234/067"),
+        (10**9, "x001/x000/x000/000"),
+    ],
 )
 def test_index_encoding(n: int, want: str) -> None:
     assert tiles.encode_index(n) == want

@@ -94,3 +94,18 @@ def test_check_refuses_bad_requests(req: SearchRequest) -> None:
 def test_highlights_escape_content_but_not_marks() -> None:
     raw = f"<script>{MARK_OPEN}refund{MARK_CLOSE} & co"
     assert render_highlight(raw) == "&lt;script&gt;<em>refund</em> &amp; co"
+
+
+def test_both_adapters_satisfy_the_rebuildable_port() -> None:
+    from search.elastic import ElasticIndex
+    from search.port import RebuildableIndex
+    from search.sqlite import SqliteIndex
+
+    def takes(ix: RebuildableIndex) -> None:  # mypy checks the structural match
+        assert callable(ix.swap_alias)
+
+    for cls in (ElasticIndex, SqliteIndex):
+        for method in ("create_fresh_index", "upsert", "swap_alias", "refresh", "ping",
+                       "ensure_index", "search", "count", "delete_matching", "delete_ids", "get",
+                       "force_merge_expunge"):  # fmt: skip
+            assert callable(getattr(cls, method)), (cls, method)

@@ -1,0 +1,38 @@
+"""``GET /v1/coexistence/{phone_number_id}`` (admin, compliance_officer): sync requests,
+history progress, orphan statuses and silence for one business number."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from archiver.api.deps import allow, get_runtime
+from archiver.auth import Principal, Role
+from archiver.coexistence import Coexistence
+from archiver.errors import Forbidden
+from archiver.runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["coexistence"])
+
+
+def service_for(runtime: Runtime) -> Coexistence:
+    return Coexistence(
+        objects=runtime.objects, state=runtime.state, keys=runtime.keys, log=runtime.log,
+        audit=runtime.audit, graph=runtime.graph,
+        silence_hours=runtime.settings.silence_alert_hours,
+    )
+
+
+@router.get("/coexistence/{phone_number_id}")
+async def coexistence_report(
+    request: Request,
+    phone_number_id: Annotated[str, Path(pattern=r"^[0-9]{1,32}$")],
+    orphan_hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24.0,
+    principal: Principal = Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER)),
+) -> dict[str, Any]:
+    if not principal.sees_number(phone_number_id):
+        raise Forbidden("this token may not read that number")
+    service = service_for(get_runtime(request))
+    return await asyncio.to_thread(service.report, phone_number_id, orphan_hours=orphan_hours)

@@ -1,0 +1,81 @@
+"""``GET /v1/conversations/{conversation}``: a conversation's events in order.
+
+Customer messages, Business App echoes, API sends and history-synced messages, oldest
+first, each with its delivery statuses folded in (``status``, ``status_times``), its
+edits beside the original text (``edits``), its current reactions, and ``revoked``
+with the original text readable by admin, compliance officer and legal (redacted for
+auditors). Edit, revoke and reaction events are not listed on their own: they are shown
+on the message they are about. Cursor-paginated; scoped to the token's business
+numbers (another number's conversation is 404, as if it did not exist); every page read
+is a ``thread:viewed`` audit event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from archiver.api.deps import allow, get_runtime
+from archiver.api.routes.search import SEARCH_ROLES, actor_of, message_view, scope_of
+from archiver.audit import AuditAction
+from archiver.auth import Principal
+from archiver.errors import BadRequest, NotFound
+from archiver.indexing.documents import FOLDED_TYPES
+from archiver.metrics import THREAD_VIEWS
+from search.errors import InvalidRequest
+from search.port import SearchRequest
+
+router = APIRouter(prefix="/v1", tags=["conversations"])
+
+# Events folded into the message they are about are left out of the listing.
+_THREAD_QUERY = " ".join(f"-type:{t}" for t in FOLDED_TYPES)
+
+
+def thread_request(
+    conversation: str, principal: Principal, size: int, cursor: str | None, order: str
+) -> SearchRequest:
+    return SearchRequest(
+        q=_THREAD_QUERY,
+        filters={"conversation": [conversation]},
+        scope_numbers=scope_of(principal),
+        sort="time_asc" if order == "asc" else "time",
+        size=size,
+        cursor=cursor,
+    )
+
+
+@router.get("/conversations/{conversation}")
+def conversation_thread(
+    conversation: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*SEARCH_ROLES))],
+    size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    try:
+        result = runtime.index.search(thread_request(conversation, principal, size, cursor, order))
+    except InvalidRequest as exc:  # a malformed or foreign cursor
+        raise BadRequest(str(exc), code=exc.code) from exc
+    THREAD_VIEWS.inc()
+    runtime.audit.record(
+        AuditAction.THREAD_VIEWED, actor_of(principal), conversation=conversation,
+        page=bool(cursor), results=result.total, returned=len(result.hits),
+        ids=[h.id for h in result.hits], scope=scope_of(principal),
+    )  # fmt: skip
+    if result.total == 0 and cursor is None:
+        # Same answer for "no such conversation" and "not one of your numbers".
+        raise NotFound("no such conversation", code="conversation_not_found")
+    events = [message_view(h.doc, principal.role) for h in result.hits]
+    first = result.hits[0].doc if result.hits else {}
+    return {
+        "conversation": conversation,
+        "business_number": first.get("business_number"),
+        "contact": first.get("contact") or first.get("contact_user_id"),
+        "contact_name": first.get("contact_name"),
+        "total": result.total,
+        "events": events,
+        "next_cursor": result.next_cursor,
+    }

@@ -1,0 +1,109 @@
+"""Legal holds (``/v1/holds``) and the minimal disposition review queue
+(``/v1/disposition/reviews``). Thin: parse, call ``archiver.retention``, audit, answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from archiver.api.deps import allow, get_runtime
+from archiver.audit import Actor, AuditAction
+from archiver.auth import Principal, Role
+from archiver.errors import BadRequest, Forbidden
+from archiver.retention.common import resolve_subject
+from archiver.retention.disposition import approve_review, list_reviews
+from archiver.retention.holds import HoldScope, summary
+from archiver.retention.services import retention_services
+
+router = APIRouter(prefix="/v1", tags=["holds"])
+
+_WRITERS = (Role.ADMIN, Role.LEGAL)
+_READERS = (Role.ADMIN, Role.LEGAL, Role.COMPLIANCE_OFFICER)
+
+
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=2000)
+    query: str | None = Field(default=None, max_length=4000)
+    conversation: str | None = Field(default=None, max_length=200)
+    contact: str | None = Field(default=None, max_length=200, description="wa_id or BSUID")
+    phone_number_id: str | None = Field(default=None, max_length=64)
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(token_id=principal.token_id, name=principal.name, role=principal.role.value)
+
+
+@router.post("/holds", status_code=201)
+def place_hold(
+    body: HoldRequest, request: Request, principal: Principal = Depends(allow(*_WRITERS))
+) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    if body.contact and not body.phone_number_id:
+        raise BadRequest("contact needs phone_number_id (subjects are per business number)",
+                         code="hold_scope_invalid")
+    if body.phone_number_id and not principal.sees_number(body.phone_number_id):
+        raise Forbidden("this token does not cover that business number")
+    subject = (
+        resolve_subject(runtime.state, runtime.pseudo, body.phone_number_id, body.contact)
+        if body.contact and body.phone_number_id else None
+    )  # fmt: skip
+    scope = HoldScope(body.query, body.conversation, subject, body.phone_number_id)
+    services = retention_services(runtime)
+    doc = services.holds.place(scope, case_id=body.case_id, reason=body.reason,
+                               by=principal.name, numbers=principal.numbers)
+    out = summary(doc)
+    runtime.audit.record(AuditAction.HOLD_PLACED, actor_of(principal), hold_id=doc["id"],
+                         case_id=body.case_id, scope=doc["scope"],
+                         held_versions=out["held_versions"])
+    return out
+
+
+@router.get("/holds")
+def list_holds(request: Request, _: Principal = Depends(allow(*_READERS))) -> dict[str, Any]:
+    services = retention_services(get_runtime(request))
+    return {"holds": [summary(h) for h in services.holds.list()]}
+
+
+@router.get("/holds/{hold_id}")
+def get_hold(
+    hold_id: str, request: Request, _: Principal = Depends(allow(*_READERS))
+) -> dict[str, Any]:
+    doc = retention_services(get_runtime(request)).holds.get(hold_id)
+    out = summary(doc)
+    out["items"] = sorted(doc.get("items", {}).values(), key=lambda i: (i["key"], i["version_id"]))
+    return out
+
+
+@router.delete("/holds/{hold_id}")
+def release_hold(
+    hold_id: str, request: Request, principal: Principal = Depends(allow(*_WRITERS))
+) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    doc = retention_services(runtime).holds.release(hold_id, by=principal.name)
+    runtime.audit.record(AuditAction.HOLD_RELEASED, actor_of(principal), hold_id=hold_id,
+                         released_versions=doc.get("released_count"),
+                         kept_by_other_holds=doc.get("kept_by_other_holds"))
+    return summary(doc)
+
+
+@router.get("/disposition/reviews")
+def reviews(request: Request, _: Principal = Depends(allow(*_READERS))) -> dict[str, Any]:
+    return {"reviews": list_reviews(get_runtime(request).state)}
+
+
+@router.post("/disposition/reviews/{record_id}/approve")
+def approve(
+    record_id: str,
+    request: Request,
+    principal: Principal = Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER)),
+) -> dict[str, Any]:
+    # Approvers are told apart by token id: two tokens of one person are still one person
+    # only if the operator issues them so; the name is kept for the record.
+    return approve_review(get_runtime(request).state, record_id,
+                          by=f"{principal.name}#{principal.token_id}", now=datetime.now(UTC))

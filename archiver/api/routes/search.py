@@ -1,0 +1,141 @@
+"""``GET /v1/search``: the query syntax of ``docs/search.md`` plus the same filters as
+query parameters, facets, highlights, exact totals and an opaque cursor (no hit cap).
+
+Every search is scoped to the token's business numbers (hits, totals and facets) and is
+recorded as a ``search:executed`` audit event: who, role, query, filters, result count.
+Documents are shaped by ``message_view``: a revoked message's original text is shown to
+admin, compliance officer and legal, and redacted for auditors.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from archiver.api.deps import allow, get_runtime
+from archiver.audit import Actor, AuditAction
+from archiver.auth import Principal, Role
+from archiver.errors import BadRequest
+from archiver.indexing.documents import current_reactions
+from archiver.metrics import SEARCH_SECONDS, SEARCHES
+from search.errors import InvalidRequest, SearchError
+from search.port import Hit, SearchRequest
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+SEARCH_ROLES = (Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR)
+# Roles that may read the original text of a message its sender revoked (evidence).
+REVOKED_READERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL})
+DEFAULT_FACETS = ("type", "origin", "direction", "number", "day")
+# Kept in the index for threads and proofs; not part of the API's message shape.
+_INTERNAL = ("id", "reactions", "subject")
+
+Multi = Annotated[list[str] | None, Query()]
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(token_id=principal.token_id, name=principal.name, role=principal.role.value)
+
+
+def scope_of(principal: Principal) -> list[str] | None:
+    return list(principal.numbers) if principal.numbers is not None else None
+
+
+def message_view(doc: dict[str, Any], role: Role) -> dict[str, Any]:
+    """The API's shape of one indexed message, with the role's redactions applied."""
+    out = {k: v for k, v in doc.items() if k not in _INTERNAL}
+    out["reactions"] = current_reactions(doc.get("reactions"))
+    out["redacted"] = False
+    if doc.get("revoked") and role not in REVOKED_READERS:
+        out["text"] = None
+        out["edits"] = [{k: v for k, v in e.items() if k != "text"} for e in doc.get("edits") or []]
+        out["redacted"] = True
+    return out
+
+
+def hit_view(hit: Hit, role: Role) -> dict[str, Any]:
+    message = message_view(hit.doc, role)
+    highlights = {} if message["redacted"] else {k: list(v) for k, v in hit.highlights.items()}
+    return {"id": hit.id, "score": hit.score, "highlights": highlights, "message": message}
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """``?type=image&type=video`` and ``?type=image,video`` both mean image OR video."""
+    out: list[str] = []
+    for value in values or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return out
+
+
+@router.get("/search")
+def search(
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*SEARCH_ROLES))],
+    q: Annotated[str, Query(max_length=4000, description="docs/search.md query syntax")] = "",
+    from_: Annotated[list[str] | None, Query(alias="from")] = None,
+    to: Multi = None,
+    type: Multi = None,
+    origin: Multi = None,
+    direction: Multi = None,
+    number: Multi = None,
+    status: Multi = None,
+    conversation: Multi = None,
+    contact: Multi = None,
+    date_from: Annotated[str | None, Query(description="ISO 8601, inclusive")] = None,
+    date_to: Annotated[str | None, Query(description="ISO 8601, exclusive")] = None,
+    sort: Literal["time", "time_asc", "relevance"] = "time",
+    size: Annotated[int, Query(ge=0, le=1000)] = 20,
+    cursor: str | None = None,
+    facets: Multi = None,
+    highlight: bool = True,
+) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    params = {
+        "from": from_, "to": to, "type": type, "origin": origin, "direction": direction,
+        "number": number, "status": status, "conversation": conversation, "contact": contact,
+    }  # fmt: skip
+    filters = {name: _split(values) for name, values in params.items() if _split(values)}
+    wanted = DEFAULT_FACETS if facets is None else tuple(_split(facets))
+    search_request = SearchRequest(
+        q=q,
+        filters=filters,
+        date_from=date_from,
+        date_to=date_to,
+        scope_numbers=scope_of(principal),
+        sort=sort,
+        size=size,
+        cursor=cursor,
+        facets=wanted,
+        highlight=highlight,
+    )
+    backend = runtime.index.name
+    started = time.perf_counter()
+    try:
+        result = runtime.index.search(search_request)
+    except SearchError as exc:
+        SEARCHES.labels(backend, exc.code).inc()
+        outcome = exc.code
+        runtime.audit.record(
+            AuditAction.SEARCH_EXECUTED, actor_of(principal), query=q, filters=filters,
+            date_from=date_from, date_to=date_to, sort=sort, page=bool(cursor),
+            scope=scope_of(principal), outcome=outcome,
+        )  # fmt: skip
+        if isinstance(exc, InvalidRequest):  # a bad filter, facet or cursor: the caller's
+            raise BadRequest(str(exc), code=exc.code) from exc
+        raise
+    SEARCH_SECONDS.labels(backend).observe(time.perf_counter() - started)
+    SEARCHES.labels(backend, "ok").inc()
+    runtime.audit.record(
+        AuditAction.SEARCH_EXECUTED, actor_of(principal), query=q, filters=filters,
+        date_from=date_from, date_to=date_to, sort=sort, page=bool(cursor),
+        scope=scope_of(principal), outcome="ok", results=result.total,
+        returned=len(result.hits), ids=[h.id for h in result.hits],
+    )  # fmt: skip
+    return {
+        "total": result.total,
+        "hits": [hit_view(h, principal.role) for h in result.hits],
+        "next_cursor": result.next_cursor,
+        "facets": {name: dict(buckets) for name, buckets in result.facets.items()},
+    }

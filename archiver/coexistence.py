@@ -1,0 +1,258 @@
+"""Coexistence onboarding and health: the one-shot syncs, history progress, gaps.
+
+* ``sync``: Meta allows ``POST /<PHONE_NUMBER_ID>/smb_app_data`` once per ``sync_type``
+  within 24 h of onboarding (fixtures README §4): first ``smb_app_state_sync`` (contacts),
+  then ``history``. Before each call a marker is written (``if_absent``) at
+  ``coexistence/<id>/sync/<type>``, so a re-run — even after a crash mid-call — never
+  calls twice; Meta's ``request_id`` is kept there and an audit event is recorded.
+* History progress: a derived view following the log (cursor ``views/coexistence/cursor``)
+  — every ``history_chunk`` record's phase, chunk order and progress (0–100, 100 =
+  complete), and every number's last activity (newest ``captured_at`` of its records),
+  in ``views/coexistence/<id>``. Rebuildable by deleting ``views/coexistence/``.
+* Gaps: statuses whose message never arrived (status folds still parked by the indexer
+  at ``index/folds/live/<target>`` older than ``orphan_hours``) and a number silent
+  longer than ``ARCHIVER_SILENCE_ALERT_HOURS``. Both are logged as warnings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, cast
+from urllib.parse import quote
+
+from archiver.audit import Actor, AuditAction, AuditTrail
+from archiver.consent import follow_log, read_record, update_json
+from archiver.errors import Conflict
+from archiver.ingest.ports import LogAppender
+from archiver.keys.errors import KeysError
+from archiver.keys.store import KeyStore
+from archiver.ledger.entry import Entry, EntryKind
+from archiver.logs import get_logger
+from archiver.records.model import Record, RecordError, iso, record_key
+from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.port import ObjectStore, StateStore
+from archiver.whatsapp.graph import GraphClient, GraphError
+
+log = get_logger("archiver.coexistence")
+
+SYNC_TYPES = ("smb_app_state_sync", "history")
+VIEW_PREFIX = "views/coexistence/"
+FOLDS_PREFIX = "index/folds/live/"
+ACTIVITY_KINDS = frozenset(
+    {"message", "echo", "status", "history_message", "history_media", "history_chunk",
+     "api_send", "contact_sync"}
+)
+
+
+class CoexistenceAction(StrEnum):
+    # Not yet in archiver.audit.AuditAction (asked of its owner); same ``subject:action`` form.
+    SYNC_REQUESTED = "coexistence:sync_requested"
+    SYNC_FAILED = "coexistence:sync_failed"
+
+
+def _state_key(phone_number_id: str, *parts: str) -> str:
+    return "/".join(["coexistence", quote(phone_number_id, safe=""), *parts])
+
+
+class Coexistence:
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        keys: KeyStore,
+        log: LogAppender,
+        audit: AuditTrail,
+        graph: GraphClient | None,
+        silence_hours: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.objects, self.state, self.keys, self.log = objects, state, keys, log
+        self.audit, self.graph, self.clock = audit, graph, clock
+        self.silence = timedelta(hours=silence_hours)
+
+    # -- the one-shot syncs -----------------------------------------------------------
+
+    def sync(self, phone_number_id: str, actor: Actor) -> dict[str, dict[str, Any]]:
+        """Request both syncs (those not yet requested). Returns the state of each.
+
+        Raises Conflict when no Graph token is configured. A failed call is kept as
+        ``failed`` and not retried automatically (Meta may have honoured it).
+        """
+        if self.graph is None:
+            raise Conflict("no Graph API token configured (ARCHIVER_GRAPH_TOKEN)",
+                           code="graph_not_configured")
+        out: dict[str, dict[str, Any]] = {}
+        for sync_type in SYNC_TYPES:
+            out[sync_type] = self._sync_one(phone_number_id, sync_type, actor)
+        return out
+
+    def _sync_one(self, phone_number_id: str, sync_type: str, actor: Actor) -> dict[str, Any]:
+        assert self.graph is not None
+        key = _state_key(phone_number_id, "sync", sync_type)
+        marker = {"status": "calling", "at": iso(self.clock())}
+        try:
+            token = self.state.put(key, json.dumps(marker).encode(), if_absent=True)
+        except PreconditionFailed:
+            current = self.state.get(key)
+            return dict(json.loads(current.value)) if current else {"status": "unknown"}
+        try:
+            request_id = self.graph.request_smb_app_data(
+                phone_number_id, cast(Any, sync_type)  # one of SYNC_TYPES, checked by the client
+            )
+        except GraphError as exc:
+            doc = {**marker, "status": "failed", "error": exc.code, "message": exc.message}
+            self.state.put(key, json.dumps(doc).encode(), if_match=token)
+            self._audit(CoexistenceAction.SYNC_FAILED, actor, phone_number_id=phone_number_id,
+                        sync_type=sync_type, error=exc.code)
+            log.warning("coexistence_sync_failed", sync_type=sync_type, error_code=exc.code)
+            return doc
+        doc = {**marker, "status": "requested", "request_id": request_id}
+        self.state.put(key, json.dumps(doc).encode(), if_match=token)
+        self._audit(CoexistenceAction.SYNC_REQUESTED, actor, phone_number_id=phone_number_id,
+                    sync_type=sync_type, request_id=request_id)
+        return doc
+
+    def _audit(self, action: CoexistenceAction, actor: Actor, **details: Any) -> None:
+        # AuditTrail.record only reads ``.value``; see CoexistenceAction.
+        self.audit.record(cast(AuditAction, action), actor, **details)
+
+    def sync_state(self, phone_number_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for sync_type in SYNC_TYPES:
+            value = self.state.get(_state_key(phone_number_id, "sync", sync_type))
+            out[sync_type] = json.loads(value.value) if value else {"status": "not_requested"}
+        return out
+
+    # -- the view ---------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        total = 0
+        while True:
+            consumed = follow_log(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
+            total += consumed
+            if consumed == 0:
+                return total
+
+    def _handle(self, leaf: int, entry: Entry) -> None:
+        kind = entry.fields.get("event")
+        if entry.kind is not EntryKind.RECORD or kind not in ACTIVITY_KINDS:
+            return
+        record = read_record(self.objects, entry)
+        if record is None:
+            return
+        business = (record.header.get("business") or {}).get("phone_number_id")
+        if not business:
+            return
+        captured = record.header.get("captured_at")
+        chunk = self._chunk(record, leaf) if kind == "history_chunk" else None
+
+        def change(view: dict[str, Any]) -> dict[str, Any]:
+            if captured and (view.get("last_activity") or "") < captured:
+                view["last_activity"] = captured
+            if chunk is not None:
+                chunks = view.setdefault("history_chunks", {})
+                chunks[str(leaf)] = chunk
+            return view
+
+        update_json(self.state, VIEW_PREFIX + quote(str(business), safe=""), change, {})
+
+    def _chunk(self, record: Record, leaf: int) -> dict[str, Any]:
+        try:
+            event = record.open(self.keys.get(record.key_id).secret).get("event") or {}
+        except (KeysError, RecordError):
+            event = {}
+        return {
+            "phase": event.get("phase"),
+            "chunk_order": event.get("chunk_order"),
+            "progress": event.get("progress"),
+            "at": record.header.get("captured_at"),
+        }
+
+    # -- the report -------------------------------------------------------------------
+
+    def report(self, phone_number_id: str, *, orphan_hours: float = 24.0) -> dict[str, Any]:
+        self.catch_up()
+        now = self.clock()
+        value = self.state.get(VIEW_PREFIX + quote(phone_number_id, safe=""))
+        view: dict[str, Any] = json.loads(value.value) if value else {}
+        history = history_summary(list((view.get("history_chunks") or {}).values()))
+        last = view.get("last_activity")
+        silent_for = (now - datetime.fromisoformat(last)) if last else None
+        silent = silent_for is not None and silent_for > self.silence
+        orphans = self.orphan_statuses(phone_number_id, timedelta(hours=orphan_hours))
+        warnings = []
+        if silent:
+            warnings.append("silent")
+            log.warning("coexistence_number_silent", phone_number_id=phone_number_id,
+                        hours=round(silent_for.total_seconds() / 3600, 1) if silent_for else None)
+        if orphans:
+            warnings.append("orphan_statuses")
+            log.warning("coexistence_orphan_statuses", phone_number_id=phone_number_id,
+                        count=len(orphans))
+        return {
+            "phone_number_id": phone_number_id,
+            "sync": self.sync_state(phone_number_id),
+            "history": history,
+            "last_activity": last,
+            "silence_alert_hours": self.silence.total_seconds() / 3600,
+            "silent": silent,
+            "orphan_after_hours": orphan_hours,
+            "orphan_statuses": orphans,
+            "warnings": warnings,
+        }
+
+    def orphan_statuses(self, phone_number_id: str, older_than: timedelta) -> list[dict[str, Any]]:
+        """Status folds still waiting for their message, older than ``older_than``."""
+        now = self.clock()
+        found = []
+        for key in self.state.list(FOLDS_PREFIX):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            for item in json.loads(value.value):
+                if item.get("op") != "status":
+                    continue
+                header = self._header(str(item["data"].get("record_id") or ""))
+                if header is None:
+                    continue
+                if (header.get("business") or {}).get("phone_number_id") != phone_number_id:
+                    continue
+                at = header.get("captured_at")
+                if at and now - datetime.fromisoformat(at) > older_than:
+                    found.append({
+                        "target": key[len(FOLDS_PREFIX):],
+                        "status_record_id": item["data"].get("record_id"),
+                        "status": item["data"].get("status"),
+                        "captured_at": at,
+                    })
+        return found
+
+    def _header(self, record_id: str) -> dict[str, Any] | None:
+        if not record_id.startswith("r_"):
+            return None
+        key = record_key(record_id)
+        live = [v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker]
+        if not live:
+            return None
+        try:
+            return dict(Record.parse(self.objects.get(key, live[0].version_id)).header)
+        except (ObjectNotFound, RecordError):
+            return None
+
+
+def history_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per phase: chunks seen and highest progress; overall complete at progress 100 (pure)."""
+    phases: dict[str, dict[str, Any]] = {}
+    for chunk in chunks:
+        phase = phases.setdefault(str(chunk.get("phase")), {"chunks": 0, "progress": 0})
+        phase["chunks"] += 1
+        progress = chunk.get("progress")
+        if isinstance(progress, int) and progress > phase["progress"]:
+            phase["progress"] = progress
+    progress = max((p["progress"] for p in phases.values()), default=0)
+    return {"phases": phases, "progress": progress, "complete": progress >= 100,
+            "chunks": len(chunks)}

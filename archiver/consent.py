@@ -1,0 +1,302 @@
+"""Consent: recording changes from the API, and the state "as of" any instant.
+
+Three sources write ``consent`` records (same header shape everywhere, see
+``archiver.ingest.consent``): inbound STOP/START keywords and ``user_preferences``
+webhooks (derived by the processor), and ``POST /v1/consent`` (written here directly
+as a record plus its ``record`` log leaf, synchronously: a 201 means durable).
+
+The state is a **derived, rebuildable view** kept in working state: ``ConsentView``
+follows the proof log from its own cursor (``views/consent/cursor``), reads each
+``record`` leaf whose ``event`` is ``consent``, and appends the change to
+``views/consent/<phone_number_id>/<subject>/<purpose>`` (idempotent by leaf index).
+A query first catches the view up, then picks the last change whose effective time
+(``occurred_at``, else ``captured_at``; ties by leaf order) is at or before ``as_of``.
+Deleting ``views/consent/`` and querying again rebuilds it from the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import rfc8785
+
+from archiver.ingest.ports import LogAppender, PolicyDecider
+from archiver.ingest.processor import ALIAS_PREFIX
+from archiver.keys.store import KeyStore
+from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
+from archiver.records.model import Record, iso
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.records.subjects import normalize_number
+from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.port import ObjectStore, Retention, StateStore
+from policies.model import RecordFacts
+
+VIEW_PREFIX = "views/consent/"
+STATES = ("opt_in", "opt_out")
+
+
+# -- following the log (shared with archiver.coexistence) ------------------------------
+
+
+def follow_log(
+    log: LogAppender,
+    state: StateStore,
+    cursor_key: str,
+    handle: Callable[[int, Entry], None],
+    *,
+    max_entries: int = 5000,
+) -> int:
+    """Feed leaves ``[cursor, size)`` to ``handle(index, entry)``; advance the cursor.
+
+    ``handle`` must be idempotent: a crash (or a concurrent follower) may replay leaves.
+    Returns how many leaves were consumed.
+    """
+    current = state.get(cursor_key)
+    start = int(current.value) if current else 0
+    size = log.size()
+    end = min(size, start + max_entries)
+    if start >= end:
+        return 0
+    for offset, data in enumerate(log.entries(start, end)):
+        handle(start + offset, parse_entry(data))
+    try:
+        if current is None:
+            state.put(cursor_key, str(end).encode(), if_absent=True)
+        else:
+            state.put(cursor_key, str(end).encode(), if_match=current.token)
+    except PreconditionFailed:
+        pass  # another follower advanced it; our updates were idempotent
+    return end - start
+
+
+def update_json(state: StateStore, key: str, change: Callable[[Any], Any], default: Any) -> Any:
+    """Compare-and-swap read-modify-write of one JSON value in working state."""
+    for _ in range(20):
+        current = state.get(key)
+        value = json.loads(current.value) if current else default
+        new = change(value)
+        try:
+            raw = json.dumps(new, sort_keys=True).encode()
+            if current is None:
+                state.put(key, raw, if_absent=True)
+            else:
+                state.put(key, raw, if_match=current.token)
+            return new
+        except PreconditionFailed:
+            continue
+    raise PreconditionFailed(f"{key}: too much contention")
+
+
+def read_record(objects: ObjectStore, entry: Entry) -> Record | None:
+    if entry.key is None or entry.version_id is None:
+        return None
+    try:
+        return Record.parse(objects.get(entry.key, entry.version_id))
+    except ObjectNotFound:
+        return None  # disposed since; its tombstone is later in the log
+
+
+# -- subjects -----------------------------------------------------------------------------
+
+
+def contact_alias(contact: str) -> str:
+    """A phone number (any punctuation) → ``wa:<digits>``; anything else is a BSUID."""
+    text = contact.strip()
+    if re.fullmatch(r"\+?[0-9 ().-]{5,}", text):
+        return "wa:" + normalize_number(text)
+    return "bsuid:" + text
+
+
+def resolve_subject(state: StateStore, pseudo: Pseudonymizer, business: str, contact: str) -> str:
+    """The subject id the processor gives this contact of this business number."""
+    alias = contact_alias(contact)
+    linked = state.get(ALIAS_PREFIX + pseudo.alias(business, alias))
+    return linked.value.decode() if linked else pseudo.subject(business, alias)
+
+
+# -- the view -----------------------------------------------------------------------------
+
+
+def _view_key(business: str, subject: str, purpose: str) -> str:
+    return f"{VIEW_PREFIX}{quote(business, safe='')}/{subject}/{quote(purpose, safe='')}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    state: str  # opt_in | opt_out | unknown
+    since: str | None
+    record_id: str | None
+    source: str | None
+    channel: str | None
+    changes: int  # changes known up to as_of
+
+
+def state_as_of(changes: list[dict[str, Any]], as_of: datetime) -> ConsentState:
+    """The last change effective at or before ``as_of`` (pure)."""
+    known = [c for c in changes if datetime.fromisoformat(c["at"]) <= as_of]
+    if not known:
+        return ConsentState("unknown", None, None, None, None, 0)
+    last = max(known, key=lambda c: (datetime.fromisoformat(c["at"]), c["leaf"]))
+    return ConsentState(last["state"], last["at"], last["record_id"], last.get("source"),
+                        last.get("channel"), len(known))
+
+
+class ConsentView:
+    def __init__(self, *, log: LogAppender, objects: ObjectStore, state: StateStore) -> None:
+        self.log = log
+        self.objects = objects
+        self.state = state
+
+    def catch_up(self) -> int:
+        total = 0
+        while True:
+            consumed = follow_log(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
+            total += consumed
+            if consumed == 0:
+                return total
+
+    def _handle(self, leaf: int, entry: Entry) -> None:
+        if entry.kind is not EntryKind.RECORD or entry.fields.get("event") != "consent":
+            return
+        record = read_record(self.objects, entry)
+        if record is None:
+            return
+        header = record.header
+        consent = header.get("consent") or {}
+        business = (header.get("business") or {}).get("phone_number_id")
+        if not business or not header.get("subject") or consent.get("state") not in STATES:
+            return
+        change = {
+            "leaf": leaf,
+            "at": header.get("occurred_at") or header.get("captured_at"),
+            "state": consent["state"],
+            "record_id": record.record_id,
+            "source": consent.get("source"),
+            "channel": consent.get("channel"),
+        }
+
+        def add(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if any(c["leaf"] == leaf for c in changes):
+                return changes
+            return [*changes, change]
+
+        key = _view_key(str(business), str(header["subject"]), str(consent.get("purpose")))
+        update_json(self.state, key, add, [])
+
+    def changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:
+        value = self.state.get(_view_key(business, subject, purpose))
+        return list(json.loads(value.value)) if value else []
+
+
+# -- recording ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    phone_number_id: str
+    contact: str
+    purpose: str
+    state: str  # opt_in | opt_out
+    channel: str
+    evidence: str
+    actor: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    record_id: str
+    leaf: int
+    subject: str
+
+
+class ConsentRecorder:
+    """Writes an API consent change as a ``consent`` record and appends its leaf."""
+
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        keys: KeyStore,
+        log: LogAppender,
+        pseudo: Pseudonymizer,
+        policy: PolicyDecider,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.objects, self.state, self.keys, self.log = objects, state, keys, log
+        self.pseudo, self.policy, self.clock = pseudo, policy, clock
+
+    def record(self, change: ConsentChange, recorded_by: dict[str, Any]) -> Recorded:
+        now = self.clock()
+        business = change.phone_number_id
+        subject = resolve_subject(self.state, self.pseudo, business, change.contact)
+        content: dict[str, Any] = {
+            "evidence": change.evidence,
+            "actor": change.actor,
+            "contact": change.contact,
+            "recorded_by": recorded_by,
+        }
+        digest = hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+        dedup = "consent:api:" + uuid.uuid4().hex
+        occurred = change.occurred_at or now
+        decision = self.policy.decide(
+            RecordFacts(
+                business_number=None, phone_number_id=business, direction="none",
+                origin="business_api", message_type=None, record_kind="consent",
+                message_time=occurred, capture_time=now,
+            )
+        )
+        header: dict[str, Any] = {
+            "v": 1,
+            "record_id": self.pseudo.record_id(business, dedup),
+            "kind": "consent",
+            "origin": "business_api",
+            "direction": "none",
+            "message_type": None,
+            "business": {"phone_number_id": business, "display_phone_number": None,
+                         "waba_id": None},
+            "subject": subject,
+            "conversation": self.pseudo.conversation(business, subject),
+            "message_ref": None,
+            "occurred_at": iso(occurred),
+            "captured_at": iso(now),
+            "raw": None,
+            "content_mac": self.pseudo.content_mac(digest),
+            "dedup": self.pseudo.token("d_", "dedup", business, dedup),
+            "consent": {"purpose": change.purpose, "state": change.state,
+                        "channel": change.channel, "source": "api"},
+            "policy": {"id": decision.policy_id, "retain_until": iso(decision.retain_until),
+                       "lock_mode": decision.lock_mode.value, "matched": list(decision.matched)},
+            "flags": [],
+        }
+        data_key, key_event = self.keys.get_or_create(subject)
+        record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
+        put = self.objects.put(
+            record.key, record.body,
+            retention=Retention(decision.lock_mode, decision.retain_until),
+            content_type="application/json",
+        )
+        entries = []
+        if key_event is not None:
+            entries.append(make_entry(EntryKind.KEY_CREATED, time=now, subject=subject,
+                                      key_id=key_event.get("key_id"),
+                                      event=key_event["kind"]).data)
+        entries.append(
+            make_entry(
+                EntryKind.RECORD, time=now, key=record.key, version_id=put.version_id,
+                sha256=record.sha256, size=len(record.body),
+                retain_until=decision.retain_until, record_id=record.record_id,
+                event="consent", policy=decision.policy_id,
+            ).data
+        )
+        leaves = self.log.append(entries)
+        return Recorded(record.record_id, leaves[-1], subject)

@@ -1,0 +1,79 @@
+"""Prometheus metrics (``prometheus-client``) and the public ``GET /metrics`` route.
+
+Index lag and log size are read at scrape time from the runtime (never cached), so a
+scrape always shows the lag as it is: ``archiver_index_lag`` rises while Elasticsearch is
+down and returns to zero once the follower has caught up. Labels carry no personal data
+(backend names and outcomes only; never queries or numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from archiver.errors import ArchiverError
+from search.errors import SearchError
+
+if TYPE_CHECKING:
+    from archiver.runtime import Runtime
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+INDEX_LAG = Gauge(
+    "archiver_index_lag", "Log leaves not yet indexed (-1: unknown)", registry=REGISTRY
+)
+LOG_SIZE = Gauge("archiver_log_size", "Leaves in the proof log (-1: unknown)", registry=REGISTRY)
+INDEX_UP = Gauge("archiver_index_up", "1 when the index answers a ping", registry=REGISTRY)
+SEARCHES = Counter(
+    "archiver_searches_total", "Searches through the API", ["backend", "outcome"], registry=REGISTRY
+)
+SEARCH_SECONDS = Histogram(
+    "archiver_search_seconds",
+    "Search latency inside the API (index call only)",
+    ["backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+THREAD_VIEWS = Counter(
+    "archiver_thread_views_total", "Conversation pages read through the API", registry=REGISTRY
+)
+AUDIT_FAILURES = Gauge(
+    "archiver_audit_flush_failures", "Audit flushes that failed and were retried", registry=REGISTRY
+)
+
+router = APIRouter(tags=["health"])
+
+
+def sample(runtime: Runtime) -> None:
+    """Refresh the scrape-time gauges from the runtime."""
+    try:
+        size = runtime.log.size()
+        LOG_SIZE.set(size)
+        INDEX_LAG.set(max(0, size - runtime.follower.cursor()))
+    except ArchiverError:
+        LOG_SIZE.set(-1)
+        INDEX_LAG.set(-1)
+    try:
+        runtime.index.ping()
+        INDEX_UP.set(1)
+    except SearchError:
+        INDEX_UP.set(0)
+    AUDIT_FAILURES.set(runtime.audit.failures)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition (public, like ``/readyz``)."""
+    runtime: Runtime = request.app.state.runtime
+    await asyncio.to_thread(sample, runtime)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

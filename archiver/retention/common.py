@@ -1,0 +1,193 @@
+"""What the retention jobs share: walking the records, re-deriving a record's policy
+facts, resolving a contact to its subject, tombstone objects.
+
+Records are found by listing ``records/`` and reading each header (the record's clear
+part). That is one GET per record: fine for the sizes this project is tested at, and the
+only source that cannot disagree with the store; a per-subject index in working state is
+the way to scale it (see docs/retention.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import rfc8785
+
+from archiver.errors import NotFound
+from archiver.records.model import RECORDS_PREFIX, Record, iso
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.records.subjects import normalize_number
+from archiver.store.errors import ObjectExists, ObjectNotFound
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from policies.model import RecordFacts
+
+ALIAS_PREFIX = "subjects/alias/"  # the processor's alias registry (archiver.ingest.processor)
+TOMBSTONES_PREFIX = "tombstones/"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One stored record version and its clear header."""
+
+    key: str
+    version_id: str
+    header: Mapping[str, Any]
+    sha256: str
+    size: int
+
+    @property
+    def record_id(self) -> str:
+        return str(self.header["record_id"])
+
+    @property
+    def subject(self) -> str | None:
+        value = self.header.get("subject")
+        return value if isinstance(value, str) else None
+
+    @property
+    def phone_number_id(self) -> str | None:
+        value = (self.header.get("business") or {}).get("phone_number_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def raw(self) -> tuple[str, str, int] | None:
+        raw = self.header.get("raw")
+        if not isinstance(raw, Mapping) or "key" not in raw or "version_id" not in raw:
+            return None
+        return str(raw["key"]), str(raw["version_id"]), int(raw.get("slot", 0))
+
+
+def live_versions(objects: ObjectStore, key: str) -> list[str]:
+    """Version ids of ``key`` that are objects (not delete markers), newest first."""
+    return [
+        v.version_id
+        for v in objects.list_versions(key)
+        if v.key == key and not v.is_delete_marker
+    ]
+
+
+def read_record(objects: ObjectStore, key: str, version_id: str) -> StoredRecord:
+    body = objects.get(key, version_id)
+    record = Record.parse(body)
+    return StoredRecord(key, version_id, record.header, record.sha256, len(body))
+
+
+def iter_records(objects: ObjectStore) -> Iterator[StoredRecord]:
+    """Every stored record version, in key order."""
+    for v in objects.list_versions(RECORDS_PREFIX):
+        if v.is_delete_marker:
+            continue
+        try:
+            yield read_record(objects, v.key, v.version_id)
+        except ObjectNotFound:
+            continue  # disposed while we walked
+
+
+def record_by_id(objects: ObjectStore, record_id: str) -> StoredRecord:
+    """The record ``record_id`` (its only version). Raises NotFound."""
+    from archiver.records.model import record_key
+
+    key = record_key(record_id)
+    versions = live_versions(objects, key)
+    if not versions:
+        raise NotFound(f"no record {record_id}", code="record_not_found")
+    return read_record(objects, key, versions[0])
+
+
+def facts_of(header: Mapping[str, Any]) -> RecordFacts:
+    """The policy facts of a record, re-derived from its header exactly as the processor
+    derived them when it wrote the record (``Processor._write_one``)."""
+    business = header.get("business") or {}
+    occurred = header.get("occurred_at")
+    captured = header.get("captured_at")
+    return RecordFacts(
+        business_number=business.get("display_phone_number"),
+        phone_number_id=business.get("phone_number_id"),
+        direction=header.get("direction"),
+        origin=header.get("origin"),
+        message_type=header.get("message_type"),
+        record_kind=str(header.get("kind")),
+        tags=frozenset(header.get("flags") or ()),
+        message_time=_parse(occurred),
+        capture_time=_parse(captured),
+    )
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def contact_aliases(contact: str) -> list[str]:
+    """The alias forms a caller's contact string may take (``archiver.records.subjects``):
+    a phone-based wa_id (digits, ``+`` and separators allowed) or a business-scoped id."""
+    text = contact.strip()
+    digits = normalize_number(text)
+    if digits and all(ch.isdigit() or ch in "+ ()-." for ch in text):
+        return ["wa:" + digits]
+    return ["bsuid:" + text, "parent:" + text, "username:" + text.casefold()]
+
+
+def resolve_subject(
+    state: StateStore, pseudo: Pseudonymizer, phone_number_id: str, contact: str
+) -> str:
+    """The subject pseudonym of ``contact`` at business ``phone_number_id``: through the
+    processor's alias registry first (a number change or a BSUID links to the subject of
+    the first alias seen), else the deterministic pseudonym of the primary alias."""
+    aliases = contact_aliases(contact)
+    for alias in aliases:
+        value = state.get(ALIAS_PREFIX + pseudo.alias(phone_number_id, alias))
+        if value is not None:
+            return value.value.decode()
+    return pseudo.subject(phone_number_id, aliases[0])
+
+
+def write_tombstone(
+    objects: ObjectStore, name: str, body: Mapping[str, Any], retention: Retention
+) -> tuple[str, str, str, int]:
+    """Write-once ``tombstones/<name>`` (canonical JSON); a replay finds its own object.
+    Returns ``(key, version_id, sha256, size)``."""
+    key = TOMBSTONES_PREFIX + name
+    data = rfc8785.dumps(dict(body))
+    try:
+        put = objects.put(key, data, retention=retention, content_type="application/json")
+        return put.key, put.version_id, put.sha256, put.size
+    except ObjectExists:
+        version = live_versions(objects, key)[0]
+        stored = objects.get(key, version)
+        return key, version, hashlib.sha256(stored).hexdigest(), len(stored)
+
+
+def ident_hash(key: str, version_id: str) -> str:
+    return hashlib.sha256(f"{key}@{version_id}".encode()).hexdigest()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def tombstone_retention(mode: LockMode, days: int) -> Retention:
+    """Tombstones are evidence: kept as long as the log (``log_retention_days``)."""
+    return Retention(mode, now_utc() + timedelta(days=days))
+
+
+__all__ = [
+    "ALIAS_PREFIX",
+    "TOMBSTONES_PREFIX",
+    "StoredRecord",
+    "contact_aliases",
+    "facts_of",
+    "ident_hash",
+    "iso",
+    "iter_records",
+    "live_versions",
+    "read_record",
+    "record_by_id",
+    "resolve_subject",
+    "write_tombstone",
+]

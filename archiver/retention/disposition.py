@@ -1,0 +1,319 @@
+"""Disposition: delete each expired, unheld object version, by version id, and say so.
+
+One replica at a time (``Lease("disposition")``). For every record version whose
+retain-until (as the store enforces it, read with ``stat``) has passed and that carries no
+legal hold and no open hold of ours, the record's *current* policy decides the action
+(``disposition.action``): ``delete`` deletes it; ``review`` queues it in
+``disposition/reviews/<record id>`` until one (or, with ``two_person_approval``, two
+different) approvers approve, then the next run deletes it.
+
+Deleting one version, in this order so that a crash anywhere is repaired by the next run:
+
+1. a tombstone object ``tombstones/<kind>/<h[:2]>/<h>`` (``h`` = SHA-256 of
+   ``key@version``; write-once, a replay finds its own): what, why, which policy, when;
+2. two log leaves: ``tombstone`` (naming the tombstone object) and ``disposed`` (naming
+   the deleted version, with its SHA-256 and the tombstone's), so ``verify`` expects the
+   version to be gone and the tombstone to be there;
+3. ``delete_version`` (no delete marker: a version-id delete removes the version);
+4. the record's index document (``index.delete_ids``).
+
+A crash between 2 and 3 leaves a ``disposed`` leaf for a present version (verify reports
+``object:disposed_present``) until the next run deletes it; a replayed run may log the
+two leaves again (the log tolerates a duplicate).
+
+Raw capture batches go only when no remaining record came from them (or none ever did)
+and their own retain-until has passed; their capture keys (``capkeys/<batch>``) go with
+them. Media blobs go when their own retain-until has passed and they are unheld.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from archiver.errors import Conflict, NotFound
+from archiver.ledger.entry import EntryKind, make_entry
+from archiver.logs import get_logger
+from archiver.records.model import iso
+from archiver.retention.common import (
+    facts_of,
+    ident_hash,
+    iter_records,
+    tombstone_retention,
+    write_tombstone,
+)
+from archiver.retention.holds import HoldRegistry, item_id
+from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.port import LockMode, ObjectInfo, ObjectStore, StateStore
+from policies.model import Decision, RecordFacts
+from search.port import SearchIndex
+
+logger = get_logger("archiver.disposition")
+
+REVIEWS_PREFIX = "disposition/reviews/"
+CAPKEYS_PREFIX = "capkeys/"  # archiver.ingest.capture.CAPTURE_KEYS_PREFIX
+PROC_PREFIX = "proc/"  # archiver.ingest.processor.PROC_PREFIX
+
+
+class Decider(Protocol):
+    def decision(self, facts: RecordFacts) -> Decision: ...
+
+
+class Appender(Protocol):
+    def append(self, entries: list[bytes]) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Disposed:
+    key: str
+    version_id: str
+    kind: str  # record | raw | media
+    policy: str | None
+    reason: str
+
+
+@dataclass
+class DispositionReport:
+    dry_run: bool
+    disposed: list[Disposed] = field(default_factory=list)
+    queued_for_review: list[str] = field(default_factory=list)
+    held: int = 0
+    not_expired: int = 0
+    ran: bool = True  # False: another replica holds the lease
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "ran": self.ran,
+            "disposed": [asdict(d) for d in self.disposed],
+            "queued_for_review": self.queued_for_review,
+            "held": self.held,
+            "not_expired": self.not_expired,
+        }
+
+
+class DispositionJob:
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        log: Appender,
+        index: SearchIndex,
+        policy: Decider,
+        holds: HoldRegistry,
+        lock_mode: LockMode,
+        log_retention_days: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.log = log
+        self.index = index
+        self.policy = policy
+        self.holds = holds
+        self.lock_mode = lock_mode
+        self.log_retention_days = log_retention_days
+        self.clock = clock
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, *, dry_run: bool = False) -> DispositionReport:
+        """One pass over records, then raw batches, then media. Takes the lease itself
+        unless ``dry_run``."""
+        from archiver.jobs.lease import Lease
+
+        report = DispositionReport(dry_run=dry_run)
+        lease = Lease(self.state, "disposition", ttl=600)
+        if not dry_run and not lease.acquire():
+            report.ran = False
+            return report
+        try:
+            self._run(report, dry_run)
+        finally:
+            if not dry_run:
+                lease.release()
+        return report
+
+    def _run(self, report: DispositionReport, dry_run: bool) -> None:
+        now = self.clock()
+        held = self.holds.held_items()
+        remaining_raw: set[str] = set()
+        record_ids: list[str] = []
+        for r in iter_records(self.objects):
+            raw = r.raw
+            info = self.objects.stat(r.key, r.version_id)
+            why = self._keep_reason(info, held, now)
+            if why is not None:
+                report.held += why == "held"
+                report.not_expired += why == "not_expired"
+                if raw is not None:
+                    remaining_raw.add(item_id(raw[0], raw[1]))
+                continue
+            decision = self.policy.decision(facts_of(r.header))
+            if decision.disposition.action == "review" and not self._approved(
+                r.record_id, r.key, r.version_id, decision, dry_run
+            ):
+                report.queued_for_review.append(r.record_id)
+                if raw is not None:
+                    remaining_raw.add(item_id(raw[0], raw[1]))
+                continue
+            reason = (f"retain-until {iso(info.retention.retain_until) if info.retention else '-'}"
+                      f" passed; policy {decision.governing} says {decision.disposition.action}")
+            item = Disposed(r.key, r.version_id, "record", decision.governing, reason)
+            report.disposed.append(item)
+            if not dry_run:
+                self._dispose(item, r.sha256, r.size)
+                record_ids.append(r.record_id)
+        if record_ids:
+            self.index.delete_ids(record_ids)
+        self._raw(report, dry_run, held, remaining_raw, now)
+        self._media(report, dry_run, held, now)
+
+    @staticmethod
+    def _keep_reason(info: ObjectInfo, held: set[str], now: datetime) -> str | None:
+        if info.legal_hold or item_id(info.key, info.version_id) in held:
+            return "held"
+        if info.retention is not None and info.retention.retain_until > now:
+            return "not_expired"
+        return None
+
+    def _raw(
+        self, report: DispositionReport, dry_run: bool, held: set[str], remaining: set[str],
+        now: datetime,
+    ) -> None:
+        for v in list(self.objects.list_versions("raw/")):
+            if v.is_delete_marker or item_id(v.key, v.version_id) in remaining:
+                continue
+            batch_id = v.key.rsplit("/", 1)[-1]
+            proc = self.state.get(PROC_PREFIX + batch_id)
+            if proc is None or json.loads(proc.value).get("status") != "done":
+                continue  # not processed yet: its records may still come
+            info = self.objects.stat(v.key, v.version_id)
+            why = self._keep_reason(info, held, now)
+            if why is not None:
+                report.held += why == "held"
+                report.not_expired += why == "not_expired"
+                continue
+            item = Disposed(v.key, v.version_id, "raw", None,
+                            "retain-until passed and no remaining record came from it")
+            report.disposed.append(item)
+            if not dry_run:
+                self._dispose(item, info.sha256, info.size)
+                if not any(x.key == v.key and not x.is_delete_marker
+                           for x in self.objects.list_versions(v.key)):
+                    self.state.delete(CAPKEYS_PREFIX + batch_id)
+
+    def _media(self, report: DispositionReport, dry_run: bool, held: set[str], now: datetime) -> None:
+        for v in list(self.objects.list_versions("media/")):
+            if v.is_delete_marker:
+                continue
+            info = self.objects.stat(v.key, v.version_id)
+            why = self._keep_reason(info, held, now)
+            if why is not None:
+                report.held += why == "held"
+                report.not_expired += why == "not_expired"
+                continue
+            item = Disposed(v.key, v.version_id, "media", None, "retain-until passed")
+            report.disposed.append(item)
+            if not dry_run:
+                self._dispose(item, info.sha256, info.size)
+
+    # -- one version --------------------------------------------------------------------
+    def _dispose(self, item: Disposed, sha256: str | None, size: int) -> None:
+        now = self.clock()
+        h = ident_hash(item.key, item.version_id)
+        body = {
+            "v": 1,
+            "kind": "tombstone",
+            "what": {"key": item.key, "version_id": item.version_id, "sha256": sha256,
+                     "size": size, "object_kind": item.kind},
+            "why": item.reason,
+            "policy": item.policy,
+            "action": "delete",
+            "when": iso(now),
+        }
+        retention = tombstone_retention(self.lock_mode, self.log_retention_days)
+        t_key, t_version, t_sha, t_size = write_tombstone(
+            self.objects, f"{item.kind}/{h[:2]}/{h}", body, retention
+        )
+        extras: dict[str, Any] = {"object_kind": item.kind, "reason": "retention_expired"}
+        if item.policy:
+            extras["policy"] = item.policy
+        self.log.append([
+            make_entry(EntryKind.TOMBSTONE, time=now, key=t_key, version_id=t_version,
+                       sha256=t_sha, size=t_size, retain_until=retention.retain_until,
+                       **extras).data,
+            make_entry(EntryKind.DISPOSED, time=now, key=item.key, version_id=item.version_id,
+                       sha256=sha256 if _hex64(sha256) else None, size=size,
+                       tombstone_sha256=t_sha, **extras).data,
+        ])  # fmt: skip
+        try:
+            self.objects.delete_version(item.key, item.version_id)
+        except ObjectNotFound:
+            pass  # an earlier, interrupted run deleted it
+        logger.info("disposed", object_key=item.key, object_kind=item.kind)
+
+    # -- reviews ------------------------------------------------------------------------
+    def _approved(
+        self, record_id: str, key: str, version_id: str, decision: Decision, dry_run: bool
+    ) -> bool:
+        value = self.state.get(REVIEWS_PREFIX + record_id)
+        if value is not None:
+            return bool(json.loads(value.value).get("status") == "approved")
+        if not dry_run:
+            doc = {
+                "record_id": record_id, "key": key, "version_id": version_id,
+                "policy": decision.governing,
+                "required": 2 if decision.disposition.two_person_approval else 1,
+                "approvals": [], "status": "pending", "queued_at": iso(self.clock()),
+            }  # fmt: skip
+            try:
+                self.state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_absent=True)
+            except PreconditionFailed:
+                pass
+        return False
+
+
+def list_reviews(state: StateStore, status: str | None = "pending") -> list[dict[str, Any]]:
+    out = []
+    for key in state.list(REVIEWS_PREFIX):
+        value = state.get(key)
+        if value is None:
+            continue
+        doc = json.loads(value.value)
+        if status is None or doc.get("status") == status:
+            out.append(doc)
+    return out
+
+
+def approve_review(state: StateStore, record_id: str, *, by: str, now: datetime) -> dict[str, Any]:
+    """Add ``by``'s approval; two-person reviews need two different approvers.
+    Raises NotFound, Conflict (the same person twice)."""
+    for _ in range(20):
+        value = state.get(REVIEWS_PREFIX + record_id)
+        if value is None:
+            raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
+        doc: dict[str, Any] = json.loads(value.value)
+        if any(a["by"] == by for a in doc["approvals"]):
+            raise Conflict(f"{by} already approved; a second, different approver is needed",
+                           code="review_same_approver")
+        doc["approvals"] = [*doc["approvals"], {"by": by, "at": iso(now)}]
+        if len(doc["approvals"]) >= int(doc["required"]):
+            doc["status"] = "approved"
+        try:
+            state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_match=value.token)
+            return doc
+        except PreconditionFailed:
+            continue
+    raise PreconditionFailed(f"review {record_id}: too much contention")
+
+
+def _hex64(value: str | None) -> bool:
+    return value is not None and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,462 @@
+"""Legal holds: S3 Object Lock legal holds on every object version in a hold's scope.
+
+A hold's scope is a search ``query`` (docs/search.md syntax), a ``conversation``
+pseudonym, or a ``contact`` (resolved to its subject pseudonym); ``case_id`` is a label
+that groups holds of one matter. Placing a hold puts a legal hold on each matching record
+version, on the raw capture batch each came from and on its media blobs, logs one
+``hold_placed`` leaf per version, and protects the subjects' keys in the KeyStore
+(reason ``hold:<id>``) so they cannot be shredded. Releasing lifts the legal hold only
+from versions that no other open hold covers (``hold_released`` leaves) and removes the
+hold's own protection reason (KeyStore reasons stack, so another hold keeps protecting).
+
+Working state::
+
+    holds/<hold id>   the hold: scope, status (placing | open | releasing | released),
+                      subjects, held items {"<key>@<version>": {key, version_id, kind}},
+                      raw slots "<raw key>#<slot>" (for erasure's check)
+    holds/_open       {hold id: {"subjects", "conversations", "numbers"}}: the cheap
+                      check the processor runs after each batch (one GET)
+
+Later arrivals: ``hold_new_arrivals`` is called by the processor after a batch's leaves
+are appended; a record whose subject or conversation an open hold names is held then.
+A ``query`` hold catches later arrivals when ``refresh`` runs (``archiver holds refresh``),
+since a new record is not in the index yet when the processor writes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from archiver.errors import BadRequest, NotFound
+from archiver.keys.errors import KeyNotFound
+from archiver.ledger.entry import EntryKind, make_entry
+from archiver.logs import get_logger
+from archiver.records.model import iso
+from archiver.retention.common import (
+    StoredRecord,
+    iter_records,
+    live_versions,
+    read_record,
+    record_by_id,
+)
+from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.port import ObjectStore, StateStore
+from search.port import SearchIndex, SearchRequest
+
+logger = get_logger("archiver.holds")
+
+HOLDS_PREFIX = "holds/"
+OPEN_KEY = "holds/_open"
+MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor
+_CAS_TRIES = 30
+OPEN_STATUSES = frozenset({"placing", "open"})
+
+
+class Appender(Protocol):
+    def append(self, entries: Sequence[bytes]) -> list[int]: ...
+
+
+class Protector(Protocol):
+    def protect(self, subject_id: str, reason: str) -> dict[str, Any]: ...
+
+    def unprotect(self, subject_id: str, reason: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HoldScope:
+    """What a hold covers; at least one of query / conversation / subject."""
+
+    query: str | None = None
+    conversation: str | None = None
+    subject: str | None = None  # resolved from the request's contact
+    phone_number_id: str | None = None  # restricts the scope to one business number
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "conversation": self.conversation,
+            "subject": self.subject,
+            "phone_number_id": self.phone_number_id,
+        }
+
+
+def hold_reason(hold_id: str) -> str:
+    return f"hold:{hold_id}"
+
+
+def item_id(key: str, version_id: str) -> str:
+    return f"{key}@{version_id}"
+
+
+class HoldRegistry:
+    """The store-facing half: legal holds, log leaves, key protection, the registry."""
+
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        log: Appender,
+        keys: Protector | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.objects = objects
+        self.state = state
+        self.log = log
+        self.keys = keys
+        self.clock = clock
+
+    # -- registry documents -------------------------------------------------------------
+    def read(self, hold_id: str) -> tuple[dict[str, Any], str]:
+        value = self.state.get(HOLDS_PREFIX + hold_id)
+        if value is None or hold_id.startswith("_"):
+            raise NotFound(f"no hold {hold_id}", code="hold_not_found")
+        doc: dict[str, Any] = json.loads(value.value)
+        return doc, value.token
+
+    def update(self, hold_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        for _ in range(_CAS_TRIES):
+            doc, token = self.read(hold_id)
+            new = change(doc)
+            try:
+                self.state.put(HOLDS_PREFIX + hold_id, _dump(new), if_match=token)
+                return new
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed(f"hold {hold_id}: too much contention")
+
+    def open_index(self) -> dict[str, Any]:
+        value = self.state.get(OPEN_KEY)
+        return {} if value is None else dict(json.loads(value.value))
+
+    def set_open(self, hold_id: str, criteria: Mapping[str, Any] | None) -> None:
+        """Add (criteria given) or remove (None) one hold in ``holds/_open`` by CAS."""
+        for _ in range(_CAS_TRIES):
+            value = self.state.get(OPEN_KEY)
+            index = {} if value is None else dict(json.loads(value.value))
+            if criteria is None:
+                index.pop(hold_id, None)
+            else:
+                index[hold_id] = dict(criteria)
+            try:
+                if value is None:
+                    self.state.put(OPEN_KEY, _dump(index), if_absent=True)
+                else:
+                    self.state.put(OPEN_KEY, _dump(index), if_match=value.token)
+                return
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed("holds/_open: too much contention")
+
+    def all(self) -> list[dict[str, Any]]:
+        out = []
+        for key in self.state.list(HOLDS_PREFIX):
+            name = key[len(HOLDS_PREFIX):]
+            if name.startswith("_") or "/" in name:
+                continue
+            value = self.state.get(key)
+            if value is not None:
+                out.append(json.loads(value.value))
+        return out
+
+    def open_holds(self) -> list[dict[str, Any]]:
+        return [h for h in self.all() if h.get("status") in OPEN_STATUSES]
+
+    # -- placing ------------------------------------------------------------------------
+    def items_of(self, records: Iterable[StoredRecord]) -> tuple[list[tuple[str, str, str]], set[str], set[str]]:
+        """(key, version, kind) of each record, its raw batch and its media; raw slots;
+        subjects."""
+        items: dict[str, tuple[str, str, str]] = {}
+        slots: set[str] = set()
+        subjects: set[str] = set()
+        for r in records:
+            items.setdefault(item_id(r.key, r.version_id), (r.key, r.version_id, "record"))
+            raw = r.raw
+            if raw is not None:
+                items.setdefault(item_id(raw[0], raw[1]), (raw[0], raw[1], "raw"))
+                slots.add(f"{raw[0]}#{raw[2]}")
+            if r.subject:
+                subjects.add(r.subject)
+                for key, version in self._media_of(r):
+                    items.setdefault(item_id(key, version), (key, version, "media"))
+        return list(items.values()), slots, subjects
+
+    def _media_of(self, r: StoredRecord) -> list[tuple[str, str]]:
+        """Media blobs of a record: ``media/<subject>/<sha256>``, named by its media jobs."""
+        found = []
+        for job_key in self.state.list(f"{MEDIA_JOBS_PREFIX}{r.record_id}/"):
+            value = self.state.get(job_key)
+            sha = json.loads(value.value).get("sha256") if value else None
+            if not sha:
+                continue
+            key = f"media/{r.subject}/{sha}"
+            found += [(key, v) for v in live_versions(self.objects, key)]
+        return found
+
+    def hold_items(
+        self, hold_id: str, items: Sequence[tuple[str, str, str]], slots: Iterable[str],
+        subjects: Iterable[str],
+    ) -> int:
+        """Put the legal hold on each item not yet held by this hold, log it, record it in
+        the hold's document, protect the subjects. Returns how many were newly held."""
+        doc, _ = self.read(hold_id)
+        held = doc.get("items", {})
+        new = [i for i in items if item_id(i[0], i[1]) not in held]
+        placed: list[tuple[str, str, str]] = []
+        for key, version, kind in new:
+            try:
+                self.objects.set_legal_hold(key, version, True)
+            except ObjectNotFound:
+                continue  # disposed meanwhile: nothing left to hold
+            placed.append((key, version, kind))
+        now = self.clock()
+        if placed:
+            self.log.append([
+                make_entry(EntryKind.HOLD_PLACED, time=now, key=key, version_id=version,
+                           hold=hold_id, object_kind=kind).data
+                for key, version, kind in placed
+            ])  # fmt: skip
+        new_subjects = sorted(set(subjects) - set(doc.get("subjects", [])))
+        for subject in new_subjects:
+            if self.keys is not None:
+                self.keys.protect(subject, hold_reason(hold_id))
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            d["items"] = {
+                **d.get("items", {}),
+                **{item_id(k, v): {"key": k, "version_id": v, "kind": kind} for k, v, kind in placed},
+            }
+            d["slots"] = sorted(set(d.get("slots", [])) | set(slots))
+            d["subjects"] = sorted(set(d.get("subjects", [])) | set(new_subjects))
+            d["updated_at"] = iso(now)
+            return d
+
+        self.update(hold_id, change)
+        return len(placed)
+
+    # -- releasing ----------------------------------------------------------------------
+    def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
+        doc, _ = self.read(hold_id)
+        if doc.get("status") == "released":
+            return doc
+        self.update(hold_id, lambda d: {**d, "status": "releasing"})
+        self.set_open(hold_id, None)
+        others: set[str] = set()
+        for other in self.open_holds():
+            if other["id"] != hold_id:
+                others |= set(other.get("items", {}))
+        doc, _ = self.read(hold_id)
+        released: list[tuple[str, str]] = []
+        kept = 0
+        for ident, item in doc.get("items", {}).items():
+            if ident in others:
+                kept += 1
+                continue
+            try:
+                self.objects.set_legal_hold(item["key"], item["version_id"], False)
+            except ObjectNotFound:
+                continue
+            released.append((item["key"], item["version_id"]))
+        now = self.clock()
+        if released:
+            self.log.append([
+                make_entry(EntryKind.HOLD_RELEASED, time=now, key=key, version_id=version,
+                           hold=hold_id).data
+                for key, version in released
+            ])  # fmt: skip
+        for subject in doc.get("subjects", []):
+            if self.keys is not None:
+                try:
+                    self.keys.unprotect(subject, hold_reason(hold_id))
+                except KeyNotFound:
+                    pass  # never protected (no keys yet) or already unprotected
+        return self.update(hold_id, lambda d: {
+            **d, "status": "released", "released_at": iso(now), "released_by": by,
+            "released_count": len(released), "kept_by_other_holds": kept,
+        })  # fmt: skip
+
+    # -- checks for the other jobs ------------------------------------------------------
+    def held_items(self) -> set[str]:
+        """``key@version`` of every version an open hold covers."""
+        out: set[str] = set()
+        for h in self.open_holds():
+            out |= set(h.get("items", {}))
+        return out
+
+    def holds_covering(self, subject: str, slots: Iterable[str] = ()) -> list[str]:
+        """Open holds naming ``subject`` or covering one of the raw ``slots``."""
+        wanted = set(slots)
+        out = []
+        for h in self.open_holds():
+            scope = h.get("scope", {})
+            if subject in h.get("subjects", []) or scope.get("subject") == subject:
+                out.append(str(h["id"]))
+            elif wanted & set(h.get("slots", [])):
+                out.append(str(h["id"]))
+        return sorted(out)
+
+
+def _matches(criteria: Mapping[str, Any], header: Mapping[str, Any]) -> bool:
+    numbers = criteria.get("numbers")
+    business = (header.get("business") or {}).get("phone_number_id")
+    if numbers is not None and business not in numbers:
+        return False
+    return bool(
+        (header.get("subject") and header.get("subject") in criteria.get("subjects", []))
+        or (header.get("conversation")
+            and header.get("conversation") in criteria.get("conversations", []))
+    )
+
+
+def hold_new_arrivals(
+    *,
+    objects: ObjectStore,
+    state: StateStore,
+    log: Appender,
+    keys: object,
+    written: Sequence[tuple[str, str]],
+) -> int:
+    """The processor's hook, after a batch's leaves are appended: hold each new record
+    version (``(key, version_id)``) that an open hold's subject or conversation names.
+    Costs one state GET when no hold is open. Returns the number of versions held."""
+    value = state.get(OPEN_KEY)
+    if value is None:
+        return 0
+    index: dict[str, Any] = json.loads(value.value)
+    if not index or not written:
+        return 0
+    protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
+    registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)  # type: ignore[arg-type]  # checked by hasattr above
+    records = [read_record(objects, key, version) for key, version in written]
+    total = 0
+    for hold_id, criteria in sorted(index.items()):
+        hits = [r for r in records if _matches(criteria, r.header)]
+        if not hits:
+            continue
+        items, slots, subjects = registry.items_of(hits)
+        try:
+            total += registry.hold_items(hold_id, items, slots, subjects)
+        except NotFound:
+            continue  # released and removed meanwhile
+    if total:
+        logger.info("hold_applied_to_new_arrivals", versions=total)
+    return total
+
+
+class HoldService:
+    """The API- and CLI-facing half: resolve a scope to records, then use the registry."""
+
+    def __init__(self, registry: HoldRegistry, index: SearchIndex) -> None:
+        self.registry = registry
+        self.index = index
+
+    def place(
+        self,
+        scope: HoldScope,
+        *,
+        case_id: str | None,
+        reason: str | None,
+        by: str,
+        numbers: Sequence[str] | None,
+    ) -> dict[str, Any]:
+        if not (scope.query or scope.conversation or scope.subject):
+            raise BadRequest(
+                "a hold needs a scope: query, conversation or contact (case_id is a label)",
+                code="hold_scope_missing",
+            )
+        hold_id = "h_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+        now = self.registry.clock()
+        scoped = list(numbers) if numbers is not None else None
+        if scope.phone_number_id:
+            scoped = [n for n in (scoped or [scope.phone_number_id]) if n == scope.phone_number_id]
+        doc = {
+            "id": hold_id, "case_id": case_id, "reason": reason, "scope": scope.to_json(),
+            "numbers": scoped, "status": "placing", "created_at": iso(now), "created_by": by,
+            "items": {}, "slots": [], "subjects": [],
+        }  # fmt: skip
+        self.registry.state.put(HOLDS_PREFIX + hold_id, _dump(doc), if_absent=True)
+        # Open before matching, so a record written while we place is caught by the hook.
+        self.registry.set_open(hold_id, {
+            "subjects": [scope.subject] if scope.subject else [],
+            "conversations": [scope.conversation] if scope.conversation else [],
+            "numbers": scoped,
+        })  # fmt: skip
+        self._apply(hold_id, scope, scoped)
+        done = self.registry.update(hold_id, lambda d: {**d, "status": "open"})
+        return done
+
+    def refresh(self, hold_id: str) -> int:
+        """Re-run an open hold's scope and hold what it finds now (query holds' later
+        arrivals). Returns the number of versions newly held."""
+        doc, _ = self.registry.read(hold_id)
+        if doc.get("status") not in OPEN_STATUSES:
+            return 0
+        s = doc["scope"]
+        scope = HoldScope(s.get("query"), s.get("conversation"), s.get("subject"),
+                          s.get("phone_number_id"))
+        return self._apply(hold_id, scope, doc.get("numbers"))
+
+    def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None) -> int:
+        records = self.matching(scope, numbers)
+        items, slots, subjects = self.registry.items_of(records)
+        return self.registry.hold_items(hold_id, items, slots, subjects)
+
+    def matching(self, scope: HoldScope, numbers: Sequence[str] | None) -> list[StoredRecord]:
+        """Records in scope: by header (conversation, subject) or by the index (query)."""
+        found: dict[str, StoredRecord] = {}
+        if scope.conversation or scope.subject:
+            for r in iter_records(self.registry.objects):
+                if numbers is not None and r.phone_number_id not in numbers:
+                    continue
+                if (scope.subject and r.subject == scope.subject) or (
+                    scope.conversation and r.header.get("conversation") == scope.conversation
+                ):
+                    found[item_id(r.key, r.version_id)] = r
+        if scope.query:
+            cursor: str | None = None
+            while True:
+                result = self.index.search(SearchRequest(
+                    q=scope.query, scope_numbers=numbers, size=200, cursor=cursor,
+                ))  # fmt: skip
+                for hit in result.hits:
+                    try:
+                        r = record_by_id(self.registry.objects, hit.id)
+                    except NotFound:
+                        continue
+                    found[item_id(r.key, r.version_id)] = r
+                cursor = result.next_cursor
+                if not cursor or not result.hits:
+                    break
+        return list(found.values())
+
+    def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
+        return self.registry.release(hold_id, by=by)
+
+    def get(self, hold_id: str) -> dict[str, Any]:
+        return self.registry.read(hold_id)[0]
+
+    def list(self) -> list[dict[str, Any]]:
+        return sorted(self.registry.all(), key=lambda h: str(h.get("created_at")))
+
+
+def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A hold without its (possibly long) item list, for listings and API answers."""
+    items = doc.get("items", {})
+    kinds: dict[str, int] = {}
+    for item in items.values():
+        kinds[item["kind"]] = kinds.get(item["kind"], 0) + 1
+    return {
+        **{k: v for k, v in doc.items() if k not in ("items", "slots")},
+        "held_versions": len(items),
+        "held_by_kind": kinds,
+    }
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
