@@ -52,6 +52,8 @@ class AuditAction(StrEnum):
     SIGNATURE_REFUSED = "webhook:signature_refused"
     HANDSHAKE_REFUSED = "webhook:handshake_refused"
     VERIFY_RUN = "verify:run"
+    COEXISTENCE_SYNC_REQUESTED = "coexistence:sync_requested"
+    COEXISTENCE_SYNC_FAILED = "coexistence:sync_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,14 @@ import typer
 from archiver.auth import Role
 from archiver.cli_coexistence import app as coexistence_app
 from archiver.cli_index import register as register_index_commands
+from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
 from archiver.errors import ArchiverError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
 app.add_typer(token_app, name="token")
 app.add_typer(coexistence_app, name="coexistence")
+app.add_typer(retention_cli)  # unnamed: its commands join the top level
 register_index_commands(app)  # archiver reindex, archiver index status
 
 

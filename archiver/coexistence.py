@@ -42,8 +42,16 @@ SYNC_TYPES = ("smb_app_state_sync", "history")
 VIEW_PREFIX = "views/coexistence/"
 FOLDS_PREFIX = "index/folds/live/"
 ACTIVITY_KINDS = frozenset(
-    {"message", "echo", "status", "history_message", "history_media", "history_chunk",
-     "api_send", "contact_sync"}
+    {
+        "message",
+        "echo",
+        "status",
+        "history_message",
+        "history_media",
+        "history_chunk",
+        "api_send",
+        "contact_sync",
+    }
 )
 
 
@@ -83,8 +91,9 @@ class Coexistence:
         ``failed`` and not retried automatically (Meta may have honoured it).
         """
         if self.graph is None:
-            raise Conflict("no Graph API token configured (ARCHIVER_GRAPH_TOKEN)",
-                           code="graph_not_configured")
+            raise Conflict(
+                "no Graph API token configured (ARCHIVER_GRAPH_TOKEN)", code="graph_not_configured"
+            )
         out: dict[str, dict[str, Any]] = {}
         for sync_type in SYNC_TYPES:
             out[sync_type] = self._sync_one(phone_number_id, sync_type, actor)
@@ -101,24 +110,34 @@ class Coexistence:
             return dict(json.loads(current.value)) if current else {"status": "unknown"}
         try:
             request_id = self.graph.request_smb_app_data(
-                phone_number_id, cast(Any, sync_type)  # one of SYNC_TYPES, checked by the client
+                phone_number_id,
+                cast(Any, sync_type),  # one of SYNC_TYPES, checked by the client
             )
         except GraphError as exc:
             doc = {**marker, "status": "failed", "error": exc.code, "message": exc.message}
             self.state.put(key, json.dumps(doc).encode(), if_match=token)
-            self._audit(CoexistenceAction.SYNC_FAILED, actor, phone_number_id=phone_number_id,
-                        sync_type=sync_type, error=exc.code)
+            self._audit(
+                CoexistenceAction.SYNC_FAILED,
+                actor,
+                phone_number_id=phone_number_id,
+                sync_type=sync_type,
+                error=exc.code,
+            )
             log.warning("coexistence_sync_failed", sync_type=sync_type, error_code=exc.code)
             return doc
         doc = {**marker, "status": "requested", "request_id": request_id}
         self.state.put(key, json.dumps(doc).encode(), if_match=token)
-        self._audit(CoexistenceAction.SYNC_REQUESTED, actor, phone_number_id=phone_number_id,
-                    sync_type=sync_type, request_id=request_id)
+        self._audit(
+            CoexistenceAction.SYNC_REQUESTED,
+            actor,
+            phone_number_id=phone_number_id,
+            sync_type=sync_type,
+            request_id=request_id,
+        )
         return doc
 
     def _audit(self, action: CoexistenceAction, actor: Actor, **details: Any) -> None:
-        # AuditTrail.record only reads ``.value``; see CoexistenceAction.
-        self.audit.record(cast(AuditAction, action), actor, **details)
+        self.audit.record(AuditAction(action.value), actor, **details)
 
     def sync_state(self, phone_number_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -187,12 +206,16 @@ class Coexistence:
         warnings = []
         if silent:
             warnings.append("silent")
-            log.warning("coexistence_number_silent", phone_number_id=phone_number_id,
-                        hours=round(silent_for.total_seconds() / 3600, 1) if silent_for else None)
+            log.warning(
+                "coexistence_number_silent",
+                phone_number_id=phone_number_id,
+                hours=round(silent_for.total_seconds() / 3600, 1) if silent_for else None,
+            )
         if orphans:
             warnings.append("orphan_statuses")
-            log.warning("coexistence_orphan_statuses", phone_number_id=phone_number_id,
-                        count=len(orphans))
+            log.warning(
+                "coexistence_orphan_statuses", phone_number_id=phone_number_id, count=len(orphans)
+            )
         return {
             "phone_number_id": phone_number_id,
             "sync": self.sync_state(phone_number_id),
@@ -223,19 +246,23 @@ class Coexistence:
                     continue
                 at = header.get("captured_at")
                 if at and now - datetime.fromisoformat(at) > older_than:
-                    found.append({
-                        "target": key[len(FOLDS_PREFIX):],
-                        "status_record_id": item["data"].get("record_id"),
-                        "status": item["data"].get("status"),
-                        "captured_at": at,
-                    })
+                    found.append(
+                        {
+                            "target": key[len(FOLDS_PREFIX) :],
+                            "status_record_id": item["data"].get("record_id"),
+                            "status": item["data"].get("status"),
+                            "captured_at": at,
+                        }
+                    )
         return found
 
     def _header(self, record_id: str) -> dict[str, Any] | None:
         if not record_id.startswith("r_"):
             return None
         key = record_key(record_id)
-        live = [v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker]
+        live = [
+            v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker
+        ]
         if not live:
             return None
         try:
@@ -254,5 +281,9 @@ def history_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         if isinstance(progress, int) and progress > phase["progress"]:
             phase["progress"] = progress
     progress = max((p["progress"] for p in phases.values()), default=0)
-    return {"phases": phases, "progress": progress, "complete": progress >= 100,
-            "chunks": len(chunks)}
+    return {
+        "phases": phases,
+        "progress": progress,
+        "complete": progress >= 100,
+        "chunks": len(chunks),
+    }

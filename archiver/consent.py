@@ -145,8 +145,14 @@ def state_as_of(changes: list[dict[str, Any]], as_of: datetime) -> ConsentState:
     if not known:
         return ConsentState("unknown", None, None, None, None, 0)
     last = max(known, key=lambda c: (datetime.fromisoformat(c["at"]), c["leaf"]))
-    return ConsentState(last["state"], last["at"], last["record_id"], last.get("source"),
-                        last.get("channel"), len(known))
+    return ConsentState(
+        last["state"],
+        last["at"],
+        last["record_id"],
+        last.get("source"),
+        last.get("channel"),
+        len(known),
+    )
 
 
 class ConsentView:
@@ -250,9 +256,14 @@ class ConsentRecorder:
         occurred = change.occurred_at or now
         decision = self.policy.decide(
             RecordFacts(
-                business_number=None, phone_number_id=business, direction="none",
-                origin="business_api", message_type=None, record_kind="consent",
-                message_time=occurred, capture_time=now,
+                business_number=None,
+                phone_number_id=business,
+                direction="none",
+                origin="business_api",
+                message_type=None,
+                record_kind="consent",
+                message_time=occurred,
+                capture_time=now,
             )
         )
         header: dict[str, Any] = {
@@ -262,8 +273,11 @@ class ConsentRecorder:
             "origin": "business_api",
             "direction": "none",
             "message_type": None,
-            "business": {"phone_number_id": business, "display_phone_number": None,
-                         "waba_id": None},
+            "business": {
+                "phone_number_id": business,
+                "display_phone_number": None,
+                "waba_id": None,
+            },
             "subject": subject,
             "conversation": self.pseudo.conversation(business, subject),
             "message_ref": None,
@@ -272,30 +286,51 @@ class ConsentRecorder:
             "raw": None,
             "content_mac": self.pseudo.content_mac(digest),
             "dedup": self.pseudo.token("d_", "dedup", business, dedup),
-            "consent": {"purpose": change.purpose, "state": change.state,
-                        "channel": change.channel, "source": "api"},
-            "policy": {"id": decision.policy_id, "retain_until": iso(decision.retain_until),
-                       "lock_mode": decision.lock_mode.value, "matched": list(decision.matched)},
+            "consent": {
+                "purpose": change.purpose,
+                "state": change.state,
+                "channel": change.channel,
+                "source": "api",
+            },
+            "policy": {
+                "id": decision.policy_id,
+                "retain_until": iso(decision.retain_until),
+                "lock_mode": decision.lock_mode.value,
+                "matched": list(decision.matched),
+            },
             "flags": [],
         }
         data_key, key_event = self.keys.get_or_create(subject)
         record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
         put = self.objects.put(
-            record.key, record.body,
+            record.key,
+            record.body,
             retention=Retention(decision.lock_mode, decision.retain_until),
             content_type="application/json",
         )
         entries = []
         if key_event is not None:
-            entries.append(make_entry(EntryKind.KEY_CREATED, time=now, subject=subject,
-                                      key_id=key_event.get("key_id"),
-                                      event=key_event["kind"]).data)
+            entries.append(
+                make_entry(
+                    EntryKind.KEY_CREATED,
+                    time=now,
+                    subject=subject,
+                    key_id=key_event.get("key_id"),
+                    event=key_event["kind"],
+                ).data
+            )
         entries.append(
             make_entry(
-                EntryKind.RECORD, time=now, key=record.key, version_id=put.version_id,
-                sha256=record.sha256, size=len(record.body),
-                retain_until=decision.retain_until, record_id=record.record_id,
-                event="consent", policy=decision.policy_id,
+                EntryKind.RECORD,
+                time=now,
+                key=record.key,
+                version_id=put.version_id,
+                sha256=record.sha256,
+                size=len(record.body),
+                retain_until=decision.retain_until,
+                record_id=record.record_id,
+                event="consent",
+                policy=decision.policy_id,
             ).data
         )
         leaves = self.log.append(entries)

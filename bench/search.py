@@ -186,7 +186,8 @@ class ApiServer:
         settings = load_settings(
             data_dir=data_dir, index="elasticsearch", es_url=es_url, es_alias=alias,
             inline_workers=False, app_secrets="bench-secret-0123456789",
-            verify_token="bench-verify", lock_mode="GOVERNANCE", log_level="WARNING",
+            verify_token="bench-verify",  # noqa: S106 - throwaway dev app on loopback
+            lock_mode="GOVERNANCE", log_level="WARNING",
         )  # fmt: skip
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
@@ -280,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
             got = api_http.get("/v1/search", params=params, headers=headers)
             got.raise_for_status()
             assert got.json()["total"] == total, (name, got.json()["total"], total)
-            h = timed(lambda params=params, headers=headers: api_http.get(
-                "/v1/search", params=params, headers=headers).raise_for_status(), args.runs)  # fmt: skip
+            h = timed(
+                lambda p=params, hd=headers: api_http.get("/v1/search", params=p, headers=hd)
+                .raise_for_status(), args.runs)  # fmt: skip
             rows.append((name, total, a, r))
             api_rows.append((name, total, h, r))
 

@@ -24,7 +24,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import rfc8785
@@ -33,6 +32,7 @@ from archiver.whatsapp.events import (
     ContactRef,
     Direction,
     ErrorInfo,
+    EventKind,
     MediaRef,
     MessageEvent,
     Origin,
@@ -46,18 +46,15 @@ PROXY_RESPONSE = "proxy:response"
 _MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 
 
-class OutboundKind(StrEnum):
-    # ``EventKind`` has no member for it yet; the record's ``kind`` is ``.value``.
-    API_SEND = "api_send"
-
-
 def is_proxy_capture(signature_header: str) -> bool:
     return signature_header.startswith(PROXY_PREFIX)
 
 
 def content_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical send body plus the direction (events.py's convention)."""
-    return hashlib.sha256(rfc8785.dumps({"message": dict(payload), "direction": "outbound"})).hexdigest()
+    return hashlib.sha256(
+        rfc8785.dumps({"message": dict(payload), "direction": "outbound"})
+    ).hexdigest()
 
 
 def parse_outbound(body: bytes, signature_header: str, received_at: datetime) -> ParseResult:
@@ -90,9 +87,7 @@ def _send_events(doc: Mapping[str, Any], received_at: datetime) -> list[MessageE
     message_type = raw_type if isinstance(raw_type, str) else "text"
     typed = payload.get(message_type) if isinstance(payload.get(message_type), dict) else {}
     assert isinstance(typed, dict)
-    texts = tuple(
-        t for t in (typed.get("body"), typed.get("caption")) if isinstance(t, str) and t
-    )
+    texts = tuple(t for t in (typed.get("body"), typed.get("caption")) if isinstance(t, str) and t)
     media: tuple[MediaRef, ...] = ()
     if message_type in _MEDIA_TYPES and (typed.get("id") or typed.get("link")):
         media = (
@@ -105,7 +100,7 @@ def _send_events(doc: Mapping[str, Any], received_at: datetime) -> list[MessageE
     context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
     assert isinstance(context, dict)
     common: dict[str, Any] = {
-        "kind": OutboundKind.API_SEND,
+        "kind": EventKind.API_SEND,
         "field": "send_proxy",
         "waba_id": None,
         "phone_number_id": str(doc.get("phone_number_id") or "") or None,
@@ -117,7 +112,9 @@ def _send_events(doc: Mapping[str, Any], received_at: datetime) -> list[MessageE
         "message_type": message_type,
         "texts": texts,
         "media": media,
-        "reply_to": context.get("message_id") if isinstance(context.get("message_id"), str) else None,
+        "reply_to": context.get("message_id")
+        if isinstance(context.get("message_id"), str)
+        else None,
         "raw": {"payload": dict(payload), "response": dict(answer)},
     }
     if message_type == "reaction":
@@ -135,7 +132,9 @@ def _send_events(doc: Mapping[str, Any], received_at: datetime) -> list[MessageE
                     ErrorInfo(
                         code=error.get("code") if isinstance(error.get("code"), int) else None,
                         title=error.get("type") if isinstance(error.get("type"), str) else None,
-                        message=error.get("message") if isinstance(error.get("message"), str) else None,
+                        message=error.get("message")
+                        if isinstance(error.get("message"), str)
+                        else None,
                     ),
                 ),
             )

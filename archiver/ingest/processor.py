@@ -22,7 +22,9 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,6 +92,7 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         owner: str | None = None,
         crash_hook: Callable[[str], None] | None = None,
+        workers: int = 8,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -105,6 +108,13 @@ class Processor:
         self._crash = crash_hook or (lambda _point: None)
         self._alias_cache: dict[str, str] = {}
         self._key_events: list[dict[str, Any]] = []
+        self._batch_keys: dict[str, DataKey] = {}
+        self._count_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="records")
+
+    def _bump(self, outcome: BatchOutcome, counter: str) -> None:
+        with self._count_lock:
+            setattr(outcome, counter, getattr(outcome, counter) + 1)
 
     # -- claim -----------------------------------------------------------------------
 
@@ -218,6 +228,9 @@ class Processor:
         raw_sha = hashlib.sha256(raw_bytes).hexdigest()
         written: list[_Written] = []
         media_jobs: list[tuple[str, dict[str, Any]]] = []
+        grants: set[tuple[str | None, str, int]] = set()
+        jobs: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event, Any]] = []
+        self._batch_keys = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
             if blob is None:  # the capture key was shredded (erasure) or never stored
@@ -235,14 +248,22 @@ class Processor:
             for event in events:
                 for header, content, tags in self._records_for(event, raw_ref, captured_at):
                     # Erasure must find every delivery slot that mentions a subject.
-                    grant_slot(self.state, header.get("subject"), opened.batch_id, slot.index)
-                    done = self._write_one(header, content, tags, captured_at, outcome)
-                    if done is not None:
-                        written.append(done)
-                        if done.record.header.get("kind") != "source" and (
-                            done.new or done.record.header.get("raw") == raw_ref
-                        ):
-                            media_jobs.extend(self._media_jobs(done.record, event, captured_at))
+                    grants.add((header.get("subject"), opened.batch_id, slot.index))
+                    jobs.append((header, content, tags, captured_at, event, raw_ref))
+        # Records are independent of each other: write them side by side (each is a
+        # write-once PUT plus key look-ups), keeping the input order for the log.
+        list(self._pool.map(lambda g: grant_slot(self.state, *g), sorted(grants, key=str)))
+        results = list(
+            self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
+        )
+        for (_h, _c, _t, captured_at, event, raw_ref), done in zip(jobs, results, strict=True):
+            if done is None:
+                continue
+            written.append(done)
+            if done.record.header.get("kind") != "source" and (
+                done.new or done.record.header.get("raw") == raw_ref
+            ):
+                media_jobs.extend(self._media_jobs(done.record, event, captured_at))
         return written, media_jobs
 
     def _records_for(
@@ -368,9 +389,12 @@ class Processor:
         key_owner = header["subject"] or self.pseudo.token(
             "b_", "business", str(business["phone_number_id"] or business["waba_id"])
         )
-        data_key, key_event = self.keys.get_or_create(key_owner)
-        if key_event is not None:
-            self._key_events.append(key_event)
+        data_key = self._batch_keys.get(key_owner)
+        if data_key is None:
+            data_key, key_event = self.keys.get_or_create(key_owner)
+            self._batch_keys[key_owner] = data_key
+            if key_event is not None:
+                self._key_events.append(key_event)
         record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
         try:
             put = self.objects.put(
@@ -379,21 +403,21 @@ class Processor:
                 retention=Retention(decision.lock_mode, decision.retain_until),
                 content_type="application/json",
             )
-            outcome.records += 1
+            self._bump(outcome, "records")
             self._crash("after_record_put")
             return _Written(record, put.version_id, new=True)
         except ObjectExists:
             pass
         existing, existing_version = self._read_existing(record.key)
         if existing.header.get("raw") == header["raw"]:
-            outcome.reused += 1  # our own earlier attempt: log it, do not rewrite it
+            self._bump(outcome, "reused")  # our own earlier attempt: log it, do not rewrite it
             return _Written(existing, existing_version, new=False)
         if existing.header.get("content_mac") == header["content_mac"]:
-            outcome.links += 1
+            self._bump(outcome, "links")
             return self._write_link(existing, header, decision, data_key)
         if "conflict" in header["flags"]:
             return None  # a third different content under one id is caught by its own mac
-        outcome.conflicts += 1
+        self._bump(outcome, "conflicts")
         conflict = {
             **header,
             "record_id": self.pseudo.record_id(
@@ -502,7 +526,11 @@ class Processor:
             ).data
         ]
         longest = raw_until
+        seen: set[tuple[str, str]] = set()
         for item in written:
+            if (item.record.key, item.version_id) in seen:
+                continue  # one event twice in a delivery: one record, one leaf
+            seen.add((item.record.key, item.version_id))
             header = item.record.header
             until = datetime.fromisoformat(header["policy"]["retain_until"])
             entries.append(

@@ -36,7 +36,10 @@ _PHONE_LIKE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Identifiers that may contain digit runs by chance: random hex ids (key ids, hashes) and
 # our pseudonym tokens (``r_``/``s_``/``c_``… + lowercase base32).
-_IDENTIFIER = re.compile(r"[0-9a-f]{16,}|[a-z]_[a-z2-7]{16,}")
+_IDENTIFIER = re.compile(
+    r"[0-9a-f]{16,}|[a-z]_[a-z2-7]{16,}"
+    r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?"  # ISO 8601 times
+)
 
 
 class EntryKind(StrEnum):

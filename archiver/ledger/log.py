@@ -184,6 +184,10 @@ class TransparencyLog:
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger-put")
 
+    def close(self) -> None:
+        """Stop the writer threads (the log stays usable for reads)."""
+        self._pool.shutdown(wait=True)
+
     # ---------------------------------------------------------------- state
 
     def _load(self) -> tuple[LogState, str]:
@@ -261,6 +265,9 @@ class TransparencyLog:
             try:
                 raw = self.state.get(st.pending.staging)
                 if raw is None:
+                    now_sv = self.state.get(self.state_key)
+                    if now_sv is not None and now_sv.token == token:
+                        raise LogCorrupted(f"staged entries of pending batch {st.pending.id} lost")
                     return  # committed (and cleaned) meanwhile; the re-read will show it
                 self._complete(st, token, tiles.decode_bundle(raw.value))
                 self._drop_staging(st.pending.staging)

@@ -203,16 +203,26 @@ class MediaWorker:
             log.info("media_retry", job=job_key, attempts=attempts, error_code=exc.code)
             self._save(
                 job_key,
-                {**doc, "status": "pending", "next_retry_at": iso(retry), "claim_owner": None,
-                 "claim_until": None},
+                {
+                    **doc,
+                    "status": "pending",
+                    "next_retry_at": iso(retry),
+                    "claim_owner": None,
+                    "claim_until": None,
+                },
                 token,
             )
             return
-        entries, logged_key, new = self._store(doc, blob.data, blob.sha256_hex, blob.mime_type,
-                                               data_key, now)
+        entries, logged_key, new = self._store(
+            doc, blob.data, blob.sha256_hex, blob.mime_type, data_key, now
+        )
         report.stored += new
         report.reused += not new
-        doc = {**doc, "attempts": int(doc.get("attempts", 0)) + 1, "sha256_verified": blob.sha256_hex}
+        doc = {
+            **doc,
+            "attempts": int(doc.get("attempts", 0)) + 1,
+            "sha256_verified": blob.sha256_hex,
+        }
         self._log_then_finish(job_key, doc, token, now, entries, logged_key, "done")
 
     # -- storing ----------------------------------------------------------------------
@@ -251,10 +261,13 @@ class MediaWorker:
         except ObjectExists:
             version = self._only_version(object_key)
             info = self.objects.stat(object_key, version)
-            stored_sha = info.sha256 or hashlib.sha256(self.objects.get(object_key, version)).hexdigest()
+            stored_sha = (
+                info.sha256 or hashlib.sha256(self.objects.get(object_key, version)).hexdigest()
+            )
             stored_size, new = info.size, False
             previous = info.retention.retain_until if info.retention else None
-            if previous is None or previous < retention.retain_until:
+            # S3 keeps milliseconds: a sub-second difference is the same date, not a shortfall.
+            if previous is None or previous < retention.retain_until - timedelta(seconds=1):
                 # The blob lives as long as the longest-kept message that links it.
                 self.objects.extend_retention(object_key, version, retention.retain_until)
                 entries.append(
@@ -332,7 +345,9 @@ class MediaWorker:
         record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
         try:
             put = self.objects.put(
-                record.key, record.body, retention=self._retention(doc),
+                record.key,
+                record.body,
+                retention=self._retention(doc),
                 content_type="application/json",
             )
             return record, put.version_id
@@ -340,7 +355,9 @@ class MediaWorker:
             version = self._only_version(record.key)
             return Record.parse(self.objects.get(record.key, version)), version
 
-    def _record_entry(self, record: Record, version: str, doc: dict[str, Any], now: datetime) -> bytes:
+    def _record_entry(
+        self, record: Record, version: str, doc: dict[str, Any], now: datetime
+    ) -> bytes:
         return make_entry(
             EntryKind.RECORD,
             time=now,
@@ -364,8 +381,13 @@ class MediaWorker:
             "first_seen": doc["first_seen"],
         }
         record, version = self._write_record(
-            doc, "media_missing", "media_missing", missing,
-            {"media_id": doc["media_id"], "sha256": doc.get("sha256")}, data_key, now,
+            doc,
+            "media_missing",
+            "media_missing",
+            missing,
+            {"media_id": doc["media_id"], "sha256": doc.get("sha256")},
+            data_key,
+            now,
         )
         log.warning("media_missing", job=job_key, reason=doc.get("last_error"))
         entry = self._record_entry(record, version, doc, now)
@@ -402,8 +424,13 @@ class MediaWorker:
         done = {
             k: v for k, v in doc.items() if k not in ("entries", "size_before", "logged", "final")
         }
-        done.update(status=doc.get("final", "done"), leaves=leaves, finished_at=iso(now),
-                    claim_owner=None, claim_until=None)
+        done.update(
+            status=doc.get("final", "done"),
+            leaves=leaves,
+            finished_at=iso(now),
+            claim_owner=None,
+            claim_until=None,
+        )
         self._save(job_key, done, token)
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
@@ -421,7 +448,9 @@ class MediaWorker:
         return [found[hash_leaf(e)] for e in entries]
 
     def _only_version(self, key: str) -> str:
-        live = [v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker]
+        live = [
+            v for v in self.objects.list_versions(key) if v.key == key and not v.is_delete_marker
+        ]
         if not live:
             raise ObjectNotFound(f"no version of {key}")
         return live[0].version_id

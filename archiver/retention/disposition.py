@@ -28,6 +28,7 @@ them. Media blobs go when their own retain-until has passed and they are unheld.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -206,7 +207,9 @@ class DispositionJob:
                            for x in self.objects.list_versions(v.key)):
                     self.state.delete(CAPKEYS_PREFIX + batch_id)
 
-    def _media(self, report: DispositionReport, dry_run: bool, held: set[str], now: datetime) -> None:
+    def _media(
+        self, report: DispositionReport, dry_run: bool, held: set[str], now: datetime
+    ) -> None:
         for v in list(self.objects.list_versions("media/")):
             if v.is_delete_marker:
                 continue
@@ -250,10 +253,8 @@ class DispositionJob:
                        sha256=sha256 if _hex64(sha256) else None, size=size,
                        tombstone_sha256=t_sha, **extras).data,
         ])  # fmt: skip
-        try:
+        with contextlib.suppress(ObjectNotFound):  # an earlier, interrupted run deleted it
             self.objects.delete_version(item.key, item.version_id)
-        except ObjectNotFound:
-            pass  # an earlier, interrupted run deleted it
         logger.info("disposed", object_key=item.key, object_kind=item.kind)
 
     # -- reviews ------------------------------------------------------------------------
@@ -264,16 +265,14 @@ class DispositionJob:
         if value is not None:
             return bool(json.loads(value.value).get("status") == "approved")
         if not dry_run:
-            doc = {
+            doc: dict[str, Any] = {
                 "record_id": record_id, "key": key, "version_id": version_id,
                 "policy": decision.governing,
                 "required": 2 if decision.disposition.two_person_approval else 1,
                 "approvals": [], "status": "pending", "queued_at": iso(self.clock()),
             }  # fmt: skip
-            try:
+            with contextlib.suppress(PreconditionFailed):  # queued by a concurrent run
                 self.state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_absent=True)
-            except PreconditionFailed:
-                pass
         return False
 
 

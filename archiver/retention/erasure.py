@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -75,10 +76,8 @@ def grant_slot(state: StateStore, subject: str | None, batch_id: str, slot: int)
     with _recent_lock:
         if memo in _recent_grants:
             return
-    try:
+    with contextlib.suppress(PreconditionFailed):  # written by an earlier attempt
         state.put(key, b"{}", if_absent=True)
-    except PreconditionFailed:
-        pass  # written by an earlier attempt of this batch
     with _recent_lock:
         _recent_grants[memo] = None
         while len(_recent_grants) > 4096:
@@ -237,7 +236,7 @@ class ErasureService:
         by: str,
     ) -> str:
         now = self.clock()
-        slot_refs = [{"key": raw_key(b), "slot": s} for b, s in slots]
+        slot_refs: list[dict[str, Any]] = [{"key": raw_key(b), "slot": s} for b, s in slots]
         body = {
             "v": 1,
             "kind": "tombstone",
@@ -264,9 +263,9 @@ class ErasureService:
                 kind_of_key=e.get("kind_of_key", "subject"), tombstone_sha256=t_sha,
             ).data)  # fmt: skip
         for ref in slot_refs:
-            versions = live_versions(self.objects, ref["key"])
+            versions = live_versions(self.objects, str(ref["key"]))
             entries.append(make_entry(
-                EntryKind.KEY_SHREDDED, time=now, key=ref["key"],
+                EntryKind.KEY_SHREDDED, time=now, key=str(ref["key"]),
                 version_id=versions[0] if versions else None, subject=plan.subject,
                 slot=ref["slot"], kind_of_key="capture_slot", tombstone_sha256=t_sha,
             ).data)  # fmt: skip

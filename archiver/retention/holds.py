@@ -26,6 +26,7 @@ since a new record is not in the index yet when the processor writes it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -120,7 +121,9 @@ class HoldRegistry:
         doc: dict[str, Any] = json.loads(value.value)
         return doc, value.token
 
-    def update(self, hold_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    def update(
+        self, hold_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
         for _ in range(_CAS_TRIES):
             doc, token = self.read(hold_id)
             new = change(doc)
@@ -169,7 +172,9 @@ class HoldRegistry:
         return [h for h in self.all() if h.get("status") in OPEN_STATUSES]
 
     # -- placing ------------------------------------------------------------------------
-    def items_of(self, records: Iterable[StoredRecord]) -> tuple[list[tuple[str, str, str]], set[str], set[str]]:
+    def items_of(
+        self, records: Iterable[StoredRecord]
+    ) -> tuple[list[tuple[str, str, str]], set[str], set[str]]:
         """(key, version, kind) of each record, its raw batch and its media; raw slots;
         subjects."""
         items: dict[str, tuple[str, str, str]] = {}
@@ -230,7 +235,8 @@ class HoldRegistry:
         def change(d: dict[str, Any]) -> dict[str, Any]:
             d["items"] = {
                 **d.get("items", {}),
-                **{item_id(k, v): {"key": k, "version_id": v, "kind": kind} for k, v, kind in placed},
+                **{item_id(k, v): {"key": k, "version_id": v, "kind": kind}
+                   for k, v, kind in placed},
             }
             d["slots"] = sorted(set(d.get("slots", [])) | set(slots))
             d["subjects"] = sorted(set(d.get("subjects", [])) | set(new_subjects))
@@ -272,10 +278,9 @@ class HoldRegistry:
             ])  # fmt: skip
         for subject in doc.get("subjects", []):
             if self.keys is not None:
-                try:
+                # KeyNotFound: never protected (no keys yet) or already unprotected.
+                with contextlib.suppress(KeyNotFound):
                     self.keys.unprotect(subject, hold_reason(hold_id))
-                except KeyNotFound:
-                    pass  # never protected (no keys yet) or already unprotected
         return self.update(hold_id, lambda d: {
             **d, "status": "released", "released_at": iso(now), "released_by": by,
             "released_count": len(released), "kept_by_other_holds": kept,
@@ -295,9 +300,8 @@ class HoldRegistry:
         out = []
         for h in self.open_holds():
             scope = h.get("scope", {})
-            if subject in h.get("subjects", []) or scope.get("subject") == subject:
-                out.append(str(h["id"]))
-            elif wanted & set(h.get("slots", [])):
+            if (subject in h.get("subjects", []) or scope.get("subject") == subject
+                    or wanted & set(h.get("slots", []))):
                 out.append(str(h["id"]))
         return sorted(out)
 
@@ -332,7 +336,7 @@ def hold_new_arrivals(
     if not index or not written:
         return 0
     protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
-    registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)  # type: ignore[arg-type]  # checked by hasattr above
+    registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
     records = [read_record(objects, key, version) for key, version in written]
     total = 0
     for hold_id, criteria in sorted(index.items()):

@@ -50,6 +50,7 @@ class EventKind(StrEnum):
     BUSINESS_UPDATE = "business_update"
     CALL = "call"
     WEBHOOK_ERROR = "webhook_error"
+    API_SEND = "api_send"  # a message the business sent through our send proxy
     UNKNOWN = "unknown"
 
 

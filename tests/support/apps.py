@@ -39,3 +39,29 @@ def running_app(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
     app = create_app(settings)
     with TestClient(app) as client:
         yield client, app.state.runtime
+
+
+def backend_settings(request: Any, tmp: Path, backend: str, **overrides: Any) -> Settings:
+    """Settings for ``backend`` "embedded" (local folder + SQLite) or "servers" (real MinIO
+    + Elasticsearch, fresh buckets and alias per call). Server fixtures are looked up only
+    for "servers", so embedded runs need no server."""
+    if backend == "embedded":
+        return embedded_settings(tmp, **overrides)
+    import uuid
+
+    s3 = request.getfixturevalue("s3_endpoint")
+    es_url = request.getfixturevalue("es_url")
+    unique = uuid.uuid4().hex[:12]
+    values: dict[str, Any] = {
+        "store": "s3",
+        "s3_endpoint": s3["endpoint"],
+        "s3_access_key": s3["access_key"],
+        "s3_secret_key": s3["secret_key"],
+        "evidence_bucket": f"ev-{unique}",
+        "state_bucket": f"st-{unique}",
+        "index": "elasticsearch",
+        "es_url": es_url,
+        "es_alias": f"wa-{unique}",
+    }
+    values.update(overrides)
+    return embedded_settings(tmp, **values)

@@ -19,8 +19,12 @@ router = APIRouter(prefix="/v1", tags=["coexistence"])
 
 def service_for(runtime: Runtime) -> Coexistence:
     return Coexistence(
-        objects=runtime.objects, state=runtime.state, keys=runtime.keys, log=runtime.log,
-        audit=runtime.audit, graph=runtime.graph,
+        objects=runtime.objects,
+        state=runtime.state,
+        keys=runtime.keys,
+        log=runtime.log,
+        audit=runtime.audit,
+        graph=runtime.graph,
         silence_hours=runtime.settings.silence_alert_hours,
     )
 
@@ -28,9 +32,9 @@ def service_for(runtime: Runtime) -> Coexistence:
 @router.get("/coexistence/{phone_number_id}")
 async def coexistence_report(
     request: Request,
+    principal: Annotated[Principal, Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER))],
     phone_number_id: Annotated[str, Path(pattern=r"^[0-9]{1,32}$")],
     orphan_hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24.0,
-    principal: Principal = Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER)),
 ) -> dict[str, Any]:
     if not principal.sees_number(phone_number_id):
         raise Forbidden("this token may not read that number")

@@ -19,7 +19,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from archiver.api.deps import allow, get_runtime
 from archiver.audit import Actor, AuditAction
 from archiver.auth import Principal, Role
-from archiver.consent import ConsentChange, ConsentRecorder, ConsentView, resolve_subject, state_as_of
+from archiver.consent import (
+    ConsentChange,
+    ConsentRecorder,
+    ConsentView,
+    resolve_subject,
+    state_as_of,
+)
 from archiver.errors import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["consent"])
@@ -45,18 +51,27 @@ class ConsentIn(BaseModel):
 async def record_consent(
     body: ConsentIn,
     request: Request,
-    principal: Principal = Depends(allow(Role.SERVICE, Role.COMPLIANCE_OFFICER)),
+    principal: Annotated[Principal, Depends(allow(Role.SERVICE, Role.COMPLIANCE_OFFICER))],
 ) -> JSONResponse:
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token may not act for that number")
     recorder = ConsentRecorder(
-        objects=runtime.objects, state=runtime.state, keys=runtime.keys, log=runtime.log,
-        pseudo=runtime.pseudo, policy=runtime.policy,
+        objects=runtime.objects,
+        state=runtime.state,
+        keys=runtime.keys,
+        log=runtime.log,
+        pseudo=runtime.pseudo,
+        policy=runtime.policy,
     )
     change = ConsentChange(
-        phone_number_id=body.phone_number_id, contact=body.contact, purpose=body.purpose,
-        state=body.state, channel=body.channel, evidence=body.evidence, actor=body.actor,
+        phone_number_id=body.phone_number_id,
+        contact=body.contact,
+        purpose=body.purpose,
+        state=body.state,
+        channel=body.channel,
+        evidence=body.evidence,
+        actor=body.actor,
         occurred_at=body.occurred_at,
     )
     done = await asyncio.to_thread(
@@ -65,12 +80,19 @@ async def record_consent(
     runtime.audit.record(
         AuditAction.CONSENT_RECORDED,
         Actor(principal.token_id, principal.name, principal.role.value),
-        record_id=done.record_id, phone_number_id=body.phone_number_id, purpose=body.purpose,
-        state=body.state, leaf=done.leaf,
+        record_id=done.record_id,
+        phone_number_id=body.phone_number_id,
+        purpose=body.purpose,
+        state=body.state,
+        leaf=done.leaf,
     )
     return JSONResponse(
-        {"record_id": done.record_id, "leaf_index": done.leaf, "state": body.state,
-         "purpose": body.purpose},
+        {
+            "record_id": done.record_id,
+            "leaf_index": done.leaf,
+            "state": body.state,
+            "purpose": body.purpose,
+        },
         status_code=201,
     )
 
@@ -78,13 +100,14 @@ async def record_consent(
 @router.get("/consent")
 async def consent_state(
     request: Request,
+    principal: Annotated[
+        Principal,
+        Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR, Role.SERVICE)),
+    ],
     number: Annotated[str, Query(pattern=_NUMBER, description="business phone_number_id")],
     contact: Annotated[str, Query(min_length=3, max_length=128)],
     purpose: Annotated[str, Query(pattern=_PURPOSE)] = "marketing",
     as_of: Annotated[AwareDatetime | None, Query()] = None,
-    principal: Principal = Depends(
-        allow(Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR, Role.SERVICE)
-    ),
 ) -> dict[str, Any]:
     runtime = get_runtime(request)
     if not principal.sees_number(number):
@@ -112,7 +135,10 @@ async def consent_state(
     runtime.audit.record(
         AuditAction.RECORD_VIEWED,
         Actor(principal.token_id, principal.name, principal.role.value),
-        what="consent_state", number=number, purpose=purpose, as_of=at.isoformat(),
+        what="consent_state",
+        number=number,
+        purpose=purpose,
+        as_of=at.isoformat(),
         state=result["state"],
     )
     return result

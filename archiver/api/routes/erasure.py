@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,7 @@ class ErasureRequest(BaseModel):
 def erase(
     body: ErasureRequest,
     request: Request,
-    principal: Principal = Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER)),
+    principal: Annotated[Principal, Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER))],
 ) -> dict[str, Any]:
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,9 @@ router = APIRouter(prefix="/v1", tags=["holds"])
 
 _WRITERS = (Role.ADMIN, Role.LEGAL)
 _READERS = (Role.ADMIN, Role.LEGAL, Role.COMPLIANCE_OFFICER)
+Writer = Annotated[Principal, Depends(allow(*_WRITERS))]
+Reader = Annotated[Principal, Depends(allow(*_READERS))]
+Approver = Annotated[Principal, Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER))]
 
 
 class HoldRequest(BaseModel):
@@ -41,7 +44,7 @@ def actor_of(principal: Principal) -> Actor:
 
 @router.post("/holds", status_code=201)
 def place_hold(
-    body: HoldRequest, request: Request, principal: Principal = Depends(allow(*_WRITERS))
+    body: HoldRequest, request: Request, principal: Writer
 ) -> dict[str, Any]:
     runtime = get_runtime(request)
     if body.contact and not body.phone_number_id:
@@ -65,14 +68,14 @@ def place_hold(
 
 
 @router.get("/holds")
-def list_holds(request: Request, _: Principal = Depends(allow(*_READERS))) -> dict[str, Any]:
+def list_holds(request: Request, _: Reader) -> dict[str, Any]:
     services = retention_services(get_runtime(request))
     return {"holds": [summary(h) for h in services.holds.list()]}
 
 
 @router.get("/holds/{hold_id}")
 def get_hold(
-    hold_id: str, request: Request, _: Principal = Depends(allow(*_READERS))
+    hold_id: str, request: Request, _: Reader
 ) -> dict[str, Any]:
     doc = retention_services(get_runtime(request)).holds.get(hold_id)
     out = summary(doc)
@@ -82,7 +85,7 @@ def get_hold(
 
 @router.delete("/holds/{hold_id}")
 def release_hold(
-    hold_id: str, request: Request, principal: Principal = Depends(allow(*_WRITERS))
+    hold_id: str, request: Request, principal: Writer
 ) -> dict[str, Any]:
     runtime = get_runtime(request)
     doc = retention_services(runtime).holds.release(hold_id, by=principal.name)
@@ -93,7 +96,7 @@ def release_hold(
 
 
 @router.get("/disposition/reviews")
-def reviews(request: Request, _: Principal = Depends(allow(*_READERS))) -> dict[str, Any]:
+def reviews(request: Request, _: Reader) -> dict[str, Any]:
     return {"reviews": list_reviews(get_runtime(request).state)}
 
 
@@ -101,7 +104,7 @@ def reviews(request: Request, _: Principal = Depends(allow(*_READERS))) -> dict[
 def approve(
     record_id: str,
     request: Request,
-    principal: Principal = Depends(allow(Role.ADMIN, Role.COMPLIANCE_OFFICER)),
+    principal: Approver,
 ) -> dict[str, Any]:
     # Approvers are told apart by token id: two tokens of one person are still one person
     # only if the operator issues them so; the name is kept for the record.

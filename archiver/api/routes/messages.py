@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import rfc8785
 from fastapi import APIRouter, Depends, Request
@@ -70,15 +70,16 @@ def _store_down(exc: StoreError) -> JSONResponse:
 async def send_message(
     body: SendRequest,
     request: Request,
-    principal: Principal = Depends(allow(Role.SERVICE)),
+    principal: Annotated[Principal, Depends(allow(Role.SERVICE))],
 ) -> Response:
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token may not send from that number")
     graph = runtime.graph
     if graph is None:
-        raise Unavailable("no Graph API token configured (ARCHIVER_GRAPH_TOKEN)",
-                          code="graph_not_configured")
+        raise Unavailable(
+            "no Graph API token configured (ARCHIVER_GRAPH_TOKEN)", code="graph_not_configured"
+        )
     payload_bytes = rfc8785.dumps(body.payload)
     proxy_id = uuid.uuid4().hex
     base = {
@@ -134,5 +135,6 @@ async def send_message(
     if failure is not None:
         raise failure
     assert result is not None
-    return JSONResponse(result.body, status_code=result.status_code,
-                        headers={"X-Archive-Proxy-Id": proxy_id})
+    return JSONResponse(
+        result.body, status_code=result.status_code, headers={"X-Archive-Proxy-Id": proxy_id}
+    )

@@ -41,7 +41,12 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
 
 
 def image_webhook(
-    shared: Path, *, media_id: str, data: bytes, wamid: str, sha_format: str = "base64",
+    shared: Path,
+    *,
+    media_id: str,
+    data: bytes,
+    wamid: str,
+    sha_format: str = "base64",
     wa_id: str = "16505551234",
 ) -> bytes:
     """Meta's ``messages_image.json`` with our media id, hash and message id."""
@@ -72,9 +77,7 @@ def jobs(runtime: Runtime) -> dict[str, dict[str, Any]]:
 
 
 def worker_for(runtime: Runtime, fake: FakeMeta, http: httpx.Client) -> MediaWorker:
-    graph = GraphClient(
-        http, token=TOKEN, base_url=fake.base_url, retry=RetryPolicy(attempts=1)
-    )
+    graph = GraphClient(http, token=TOKEN, base_url=fake.base_url, retry=RetryPolicy(attempts=1))
     return MediaWorker(
         objects=runtime.objects,
         state=runtime.state,

@@ -42,34 +42,44 @@ def webhook(client: Any, shared: Path, name: str, edit: Any = None) -> None:
     if edit is not None:
         edit(doc)
     body = json.dumps(doc).encode()
-    answer = client.post("/webhooks/whatsapp", content=body,
-                         headers={"X-Hub-Signature-256": sign(body)})
+    answer = client.post(
+        "/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)}
+    )
     assert answer.status_code == 200
 
 
 def consent(client: Any, auth: dict[str, str], **extra: Any) -> Any:
-    body = {"phone_number_id": PNID, "contact": "+1 (650) 555-1234", "purpose": "marketing",
-            "evidence": "signed paper form #12", "actor": "branch clerk", **extra}
+    body = {
+        "phone_number_id": PNID,
+        "contact": "+1 (650) 555-1234",
+        "purpose": "marketing",
+        "evidence": "signed paper form #12",
+        "actor": "branch clerk",
+        **extra,
+    }
     return client.post("/v1/consent", json=body, headers=auth)
 
 
 def state(client: Any, auth: dict[str, str], as_of: str, contact: str = CONTACT) -> dict[str, Any]:
-    answer = client.get("/v1/consent", params={"number": PNID, "contact": contact,
-                                               "purpose": "marketing", "as_of": as_of},
-                        headers=auth)
+    answer = client.get(
+        "/v1/consent",
+        params={"number": PNID, "contact": contact, "purpose": "marketing", "as_of": as_of},
+        headers=auth,
+    )
     assert answer.status_code == 200, answer.text
     result: dict[str, Any] = answer.json()
     return result
 
 
 def test_consent_as_of_any_instant_and_rebuild(
-    app: tuple[Any, Runtime, dict[str, dict[str, str]]]
+    app: tuple[Any, Runtime, dict[str, dict[str, str]]],
 ) -> None:
     client, runtime, auth = app
     first = consent(client, auth["service"], state="opt_in", occurred_at="2025-01-01T10:00:00Z")
     assert first.status_code == 201, first.text
-    second = consent(client, auth["compliance_officer"], state="opt_out",
-                     occurred_at="2025-03-01T10:00:00Z")
+    second = consent(
+        client, auth["compliance_officer"], state="opt_out", occurred_at="2025-03-01T10:00:00Z"
+    )
     assert second.status_code == 201
     auditor = auth["auditor"]
     assert state(client, auditor, "2024-12-31T00:00:00Z")["state"] == "unknown"
@@ -86,7 +96,7 @@ def test_consent_as_of_any_instant_and_rebuild(
 def test_stop_keyword_shows_in_the_consent_state(
     app: tuple[Any, Runtime, dict[str, dict[str, str]]], shared: Path
 ) -> None:
-    client, runtime, auth = app
+    client, _runtime, auth = app
 
     def stop(doc: dict[str, Any]) -> None:
         doc["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "STOP"
@@ -95,16 +105,22 @@ def test_stop_keyword_shows_in_the_consent_state(
 
     webhook(client, shared, "messages_text.json", stop)
     found = wait_for(
-        lambda: (s := state(client, auth["legal"], "2100-01-01T00:00:00Z"))["state"] != "unknown"
-        and s,
+        lambda: (
+            (s := state(client, auth["legal"], "2100-01-01T00:00:00Z"))["state"] != "unknown" and s
+        ),
         what="the keyword consent change",
     )
     assert found["state"] == "opt_out" and found["source"] == "keyword"
 
 
 @pytest.mark.parametrize(
-    "extra", [{"state": "maybe"}, {"state": "opt_in", "purpose": "Bad Purpose!"},
-              {"state": "opt_in", "occurred_at": "2025-01-01T10:00:00"}, {"state": "opt_in", "x": 1}]
+    "extra",
+    [
+        {"state": "maybe"},
+        {"state": "opt_in", "purpose": "Bad Purpose!"},
+        {"state": "opt_in", "occurred_at": "2025-01-01T10:00:00"},
+        {"state": "opt_in", "x": 1},
+    ],
 )
 def test_bad_consent_bodies_are_422(
     app: tuple[Any, Runtime, dict[str, dict[str, str]]], extra: dict[str, Any]
@@ -127,13 +143,19 @@ def test_coexistence_sync_once_each(tmp_path: Path, fake: FakeMeta) -> None:
     settings = embedded_settings(tmp_path / "data")
     with running_app(settings) as (_client, runtime), httpx.Client(timeout=5) as http:
         service = Coexistence(
-            objects=runtime.objects, state=runtime.state, keys=runtime.keys, log=runtime.log,
-            audit=runtime.audit, graph=GraphClient(http, token=TOKEN, base_url=fake.base_url),
+            objects=runtime.objects,
+            state=runtime.state,
+            keys=runtime.keys,
+            log=runtime.log,
+            audit=runtime.audit,
+            graph=GraphClient(http, token=TOKEN, base_url=fake.base_url),
             silence_hours=24,
         )
         first = service.sync(PNID, SYSTEM)
         assert [first[t]["status"] for t in ("smb_app_state_sync", "history")] == [
-            "requested", "requested"]
+            "requested",
+            "requested",
+        ]
         calls = [json.loads(r.body)["sync_type"] for r in fake.requests]
         assert calls == ["smb_app_state_sync", "history"]  # contacts first, then history
         again = service.sync(PNID, SYSTEM)
@@ -152,8 +174,9 @@ def test_coexistence_report(
     url = f"/v1/coexistence/{PNID}"
 
     def ready() -> dict[str, Any] | None:
-        report: dict[str, Any] = client.get(url, params={"orphan_hours": 0.0001},
-                                            headers=auth["admin"]).json()
+        report: dict[str, Any] = client.get(
+            url, params={"orphan_hours": 0.0001}, headers=auth["admin"]
+        ).json()
         return report if report["history"]["chunks"] and report["orphan_statuses"] else None
 
     report = wait_for(ready, what="history progress and the parked status")

@@ -19,8 +19,12 @@ from tests.support.apps import embedded_settings, running_app
 
 pytestmark = pytest.mark.integration
 
-TEXT = {"messaging_product": "whatsapp", "to": "+1 650-555-1234", "type": "text",
-        "text": {"body": "Your statement is ready"}}
+TEXT = {
+    "messaging_product": "whatsapp",
+    "to": "+1 650-555-1234",
+    "type": "text",
+    "text": {"body": "Your statement is ready"},
+}
 
 
 @pytest.fixture
@@ -45,8 +49,9 @@ def test_send_is_archived_with_its_wamid(
     proxy: tuple[Any, Runtime, dict[str, str]], fake: FakeMeta
 ) -> None:
     client, runtime, auth = proxy
-    answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                         headers=auth)
+    answer = client.post(
+        "/v1/messages", json={"phone_number_id": PNID, "payload": TEXT}, headers=auth
+    )
     assert answer.status_code == 200, answer.text
     wamid = answer.json()["messages"][0]["id"]
     assert answer.json()["contacts"][0]["wa_id"] == "16505551234"
@@ -56,7 +61,10 @@ def test_send_is_archived_with_its_wamid(
     record = wait_for(lambda: read_record(runtime, record_id), what="the api_send record")
     header = record.header
     assert (header["kind"], header["origin"], header["direction"]) == (
-        "api_send", "business_api", "outbound")
+        "api_send",
+        "business_api",
+        "outbound",
+    )
     assert header["subject"] == runtime.pseudo.subject(PNID, "wa:16505551234")
     assert header["message_ref"] == runtime.pseudo.message_ref(PNID, wamid)
     event = record.open(runtime.keys.get(record.key_id).secret)["event"]
@@ -69,8 +77,9 @@ def test_meta_refusal_is_passed_through_and_archived(
 ) -> None:
     client, runtime, auth = proxy
     fake.queue_send_error(400)
-    answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                         headers=auth)
+    answer = client.post(
+        "/v1/messages", json={"phone_number_id": PNID, "payload": TEXT}, headers=auth
+    )
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == 131030  # Meta's own body, verbatim
     proxy_id = answer.headers["X-Archive-Proxy-Id"]
@@ -89,8 +98,9 @@ def test_store_down_means_nothing_is_sent(
     objects_dir.rename(moved)
     objects_dir.write_text("the disk is gone")  # every write under it now fails
     try:
-        answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                             headers=auth)
+        answer = client.post(
+            "/v1/messages", json={"phone_number_id": PNID, "payload": TEXT}, headers=auth
+        )
     finally:
         objects_dir.unlink()
         moved.rename(objects_dir)
@@ -126,8 +136,11 @@ def test_other_roles_may_not_send(
 ) -> None:
     client, runtime, _ = proxy
     token, _ = runtime.tokens.create(role=role, name="someone")
-    answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                         headers={"Authorization": f"Bearer {token}"})
+    answer = client.post(
+        "/v1/messages",
+        json={"phone_number_id": PNID, "payload": TEXT},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] in ("forbidden", "role_forbidden")
     assert sends(fake) == []
@@ -138,8 +151,11 @@ def test_a_token_scoped_to_another_number_may_not_send(
 ) -> None:
     client, runtime, _ = proxy
     token, _ = runtime.tokens.create(role=Role.SERVICE, name="other", numbers=["999"])
-    answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                         headers={"Authorization": f"Bearer {token}"})
+    answer = client.post(
+        "/v1/messages",
+        json={"phone_number_id": PNID, "payload": TEXT},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert answer.status_code == 403
     assert sends(fake) == []
 
@@ -147,7 +163,10 @@ def test_a_token_scoped_to_another_number_may_not_send(
 def test_without_a_graph_token_the_proxy_is_unavailable(tmp_path: Path) -> None:
     with running_app(embedded_settings(tmp_path / "data")) as (client, runtime):
         token, _ = runtime.tokens.create(role=Role.SERVICE, name="crm")
-        answer = client.post("/v1/messages", json={"phone_number_id": PNID, "payload": TEXT},
-                             headers={"Authorization": f"Bearer {token}"})
+        answer = client.post(
+            "/v1/messages",
+            json={"phone_number_id": PNID, "payload": TEXT},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "graph_not_configured"

@@ -114,7 +114,15 @@ def test_changed_byte(archive: Archive) -> None:
     key = "records/a.json"
     vid = archive.versions[key]
     if archive.cfg["kind"] == "s3":
-        pytest.skip("S3 versions are immutable: a changed byte is only reachable on local disk")
+        # S3 versions are immutable: changing a byte can only add a new version.
+        raw = _raw_client(archive.cfg)
+        data = bytearray(raw.get_object(archive.cfg["bucket"], key, version_id=vid).read())
+        data[5] ^= 1
+        new = raw.put_object(archive.cfg["bucket"], key, io.BytesIO(bytes(data)), len(data))
+        f = _verify(archive)
+        assert _names(f, FindingKind.EXTRA_VERSION, key, new.version_id)
+        assert not _names(f, FindingKind.HASH_MISMATCH, key, None)  # reads go by version id
+        return
     path = _local_vdir(archive, key) / f"{vid}.data"
     os.chmod(path, 0o644)
     data = bytearray(path.read_bytes())

@@ -65,7 +65,8 @@ def body_for(messages: Sequence[Msg]) -> bytes:
         ],
     }
     envelope = {"object": "whatsapp_business_account",
-                "entry": [{"id": "102290129340398", "changes": [{"value": value, "field": "messages"}]}]}
+                "entry": [{"id": "102290129340398",
+                           "changes": [{"value": value, "field": "messages"}]}]}
     return json.dumps(envelope).encode()
 
 

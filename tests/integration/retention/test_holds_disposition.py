@@ -85,7 +85,8 @@ def test_hold_outlives_expiry_covers_later_arrivals_and_disposition_leaves_nothi
         assert list(rt.objects.list_versions(free[0].key)) == []
         for rec in held:  # past retain-until, still there because of the hold
             info = rt.objects.stat(rec.key, rec.version_id)
-            assert info.retention is not None and info.retention.retain_until.timestamp() < time.time()
+            assert info.retention is not None
+            assert info.retention.retain_until.timestamp() < time.time()
         entries = log_entries(rt)
         disposed = [e for e in entries if e.kind is EntryKind.DISPOSED]
         assert [(e.key, e.version_id) for e in disposed] == [(free[0].key, free[0].version_id)]

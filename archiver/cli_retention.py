@@ -1,0 +1,107 @@
+"""``archiver`` commands for retention (registered in ``archiver.cli`` with one
+``app.add_typer``; this sub-app has no name, so its commands merge into the top level):
+
+    archiver policy explain RECORD_ID     which policy applies to a record, and why
+    archiver holds list                   legal holds and what they hold
+    archiver holds refresh [HOLD_ID]      re-run open holds' scopes (query holds' later arrivals)
+    archiver dispose [--dry-run]          delete expired, unheld versions (under the lease)
+    archiver retention apply [--dry-run]  lengthen locks where the current policies say longer
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from archiver.runtime import Runtime
+
+app = typer.Typer(add_completion=False)
+policy_app = typer.Typer(no_args_is_help=True, help="Retention policies.")
+holds_app = typer.Typer(no_args_is_help=True, help="Legal holds.")
+retention_app = typer.Typer(no_args_is_help=True, help="Retention locks.")
+app.add_typer(policy_app, name="policy")
+app.add_typer(holds_app, name="holds")
+app.add_typer(retention_app, name="retention")
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
+
+
+def _runtime() -> Runtime:
+    from archiver.runtime import Runtime
+    from archiver.settings import get_settings
+
+    return Runtime.open(get_settings())
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@policy_app.command("explain")
+def policy_explain(record_id: str) -> None:
+    """Re-run the policy engine on a record's facts (from its header) and explain it."""
+    from archiver.retention.common import facts_of, record_by_id
+    from policies.engine import explain
+
+    runtime = _runtime()
+    record = record_by_id(runtime.objects, record_id)
+    written = record.header.get("policy") or {}
+    decision = runtime.policy.decision(facts_of(record.header))
+    typer.echo(f"record:          {record_id}")
+    typer.echo(f"written with:    {written.get('id')} until {written.get('retain_until')} "
+               f"({written.get('lock_mode')})")
+    info = runtime.objects.stat(record.key, record.version_id)
+    if info.retention is not None:
+        typer.echo(f"store lock:      {info.retention.mode.value} until "
+                   f"{info.retention.retain_until.isoformat()}"
+                   + (" + legal hold" if info.legal_hold else ""))
+    typer.echo(explain(decision))
+
+
+@holds_app.command("list")
+def holds_list() -> None:
+    """Every hold (open and released) with its scope and how many versions it holds."""
+    from archiver.retention.holds import summary
+    from archiver.retention.services import retention_services
+
+    for hold in retention_services(_runtime()).holds.list():
+        s = summary(hold)
+        typer.echo(f"{s['id']}\t{s['status']}\tcase={s.get('case_id') or '-'}\t"
+                   f"versions={s['held_versions']}\tsubjects={len(s.get('subjects', []))}\t"
+                   f"created={s.get('created_at')} by {s.get('created_by')}")
+
+
+@holds_app.command("refresh")
+def holds_refresh(hold_id: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Re-run the scope of one open hold (or all) and hold what it finds now."""
+    from archiver.retention.services import retention_services
+
+    service = retention_services(_runtime()).holds
+    ids = [hold_id] if hold_id else [h["id"] for h in service.registry.open_holds()]
+    for hid in ids:
+        typer.echo(f"{hid}\tnewly held={service.refresh(hid)}")
+
+
+@app.command("dispose")
+def dispose(dry_run: DryRun = False) -> None:
+    """Delete every expired, unheld version (records, then raw batches, then media),
+    with a tombstone each; one replica at a time."""
+    from archiver.retention.services import retention_services
+
+    runtime = _runtime()
+    report = retention_services(runtime).disposition.run(dry_run=dry_run)
+    if not report.ran:
+        typer.echo("another replica holds the disposition lease; nothing done", err=True)
+        raise typer.Exit(3)
+    _echo_json(report.to_json())
+
+
+@retention_app.command("apply")
+def retention_apply(dry_run: DryRun = False) -> None:
+    """Re-decide every record with the current policies; extend locks that grew."""
+    from archiver.retention.services import retention_services
+
+    _echo_json(retention_services(_runtime()).applier.run(dry_run=dry_run).to_json())
