@@ -91,9 +91,7 @@ class AuditTrail:
         self._thread: threading.Thread | None = None
         self.failures = 0
 
-    def record(
-        self, action: AuditAction, actor: Actor, **details: Any
-    ) -> dict[str, Any]:
+    def record(self, action: AuditAction, actor: Actor, **details: Any) -> dict[str, Any]:
         event = {
             "event": action.value,
             "at": self.clock().isoformat(),
@@ -148,7 +146,10 @@ class AuditTrail:
         key = f"{AUDIT_PREFIX}{now:%Y/%m/%d}/{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(4)}"
         until = now + timedelta(days=self.retention_days)
         put = self.objects.put(
-            key, data, retention=Retention(self.lock_mode, until), content_type="application/x-ndjson"
+            key,
+            data,
+            retention=Retention(self.lock_mode, until),
+            content_type="application/x-ndjson",
         )
         entries = [
             make_entry(

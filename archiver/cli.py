@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archiver.auth import Role
+
+if TYPE_CHECKING:
+    from archiver.runtime import Runtime
 from archiver.cli_coexistence import app as coexistence_app
 from archiver.cli_index import register as register_index_commands
 from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
@@ -23,7 +26,7 @@ app.add_typer(retention_cli)  # unnamed: its commands join the top level
 register_index_commands(app)  # archiver reindex, archiver index status
 
 
-def _runtime():  # type: ignore[no-untyped-def]  # typer needs no annotation here
+def _runtime() -> Runtime:
     from archiver.runtime import Runtime
     from archiver.settings import get_settings
 

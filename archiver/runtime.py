@@ -8,6 +8,8 @@ there is one code path whichever backends are configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -99,6 +101,16 @@ def load_kek(settings: Settings) -> KeyEncryptionKey:
     return LocalKek.from_b64(material)
 
 
+def _audit_sink(audit: AuditTrail) -> Callable[[dict[str, Any]], None]:
+    """Security events go on the record like every other event."""
+
+    def sink(event: dict[str, Any]) -> None:
+        details = {k: v for k, v in event.items() if k != "event"}
+        audit.record(AuditAction(event["event"]), SYSTEM, **details)
+
+    return sink
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -141,9 +153,7 @@ class Runtime:
         )
 
         def log_retention() -> Retention:
-            return Retention(
-                lock, datetime.now(UTC) + timedelta(days=settings.log_retention_days)
-            )
+            return Retention(lock, datetime.now(UTC) + timedelta(days=settings.log_retention_days))
 
         log = TransparencyLog(objects, state, settings.log_origin, log_retention)
         writer = CaptureWriter(
@@ -167,18 +177,14 @@ class Runtime:
         follower = IndexFollower(
             log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo
         )
-        audit = AuditTrail(
-            objects, log, retention_days=settings.log_retention_days, lock_mode=lock
-        )
+        audit = AuditTrail(objects, log, retention_days=settings.log_retention_days, lock_mode=lock)
         return cls(
             settings=settings,
             objects=objects,
             state=state,
             index=index,
             tokens=TokenService(state),
-            security=SecurityRecorder(sink=lambda event: audit.record(
-                AuditAction(event["event"]), SYSTEM, **{k: v for k, v in event.items() if k != "event"}
-            )),
+            security=SecurityRecorder(sink=_audit_sink(audit)),
             pseudo=pseudo,
             kek=kek,
             keys=keys,
@@ -202,10 +208,9 @@ class Runtime:
         self.media = start_media_loop(self)
 
     async def start(self) -> None:
-        try:
+        # The index may be down at start: readiness says so, and capture goes on.
+        with contextlib.suppress(SearchError):
             await asyncio.to_thread(self.index.ensure_index)
-        except SearchError:
-            pass  # the index may be down at start; readiness says so, capture goes on
         await self.capture.start()
         self.audit.start()
         if self.settings.inline_workers:

@@ -143,7 +143,9 @@ class Settings(BaseSettings):
         return [s.strip().encode() for s in raw.split(",") if s.strip()]
 
     def policy_parameters(self) -> dict[str, str]:
-        params = {f"{pid.strip()}.enabled": "true" for pid in self.policies.split(",") if pid.strip()}
+        params = {
+            f"{pid.strip()}.enabled": "true" for pid in self.policies.split(",") if pid.strip()
+        }
         for pair in self.policy_params.split(","):
             if "=" in pair:
                 name, value = pair.split("=", 1)
@@ -193,7 +195,9 @@ def check_production(settings: Settings) -> None:
         required["ARCHIVER_SIGNING_KEY"] = settings.signing_key
     for name, value in required.items():
         secret = value.get_secret_value()
-        parts = [p.strip() for p in secret.split(",")] if name == "ARCHIVER_APP_SECRETS" else [secret]
+        parts = (
+            [p.strip() for p in secret.split(",")] if name == "ARCHIVER_APP_SECRETS" else [secret]
+        )
         if any(p.casefold() in KNOWN_DEFAULT_SECRETS for p in parts):
             raise ConfigError(f"production mode refuses a missing or default {name}")
     if settings.lock_mode != "COMPLIANCE":

@@ -20,7 +20,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _missing(what: str) -> None:
-    message = f"{what} is not available; run: eval \"$(scripts/services env)\" after scripts/services start"
+    message = (
+        f'{what} is not available; run: eval "$(scripts/services env)" after scripts/services start'
+    )
     if IN_CI:
         pytest.fail(message + " (CI=true: integration tests never skip)")
     pytest.skip(message)

@@ -15,10 +15,10 @@ from archiver.api.limits import BodyLimitMiddleware
 from archiver.api.routes import audit as audit_routes
 from archiver.api.routes import coexistence as coexistence_routes
 from archiver.api.routes import consent as consent_routes
-from archiver.api.routes import messages as messages_routes
 from archiver.api.routes import conversations, health, me, webhook
 from archiver.api.routes import erasure as erasure_routes
 from archiver.api.routes import holds as holds_routes
+from archiver.api.routes import messages as messages_routes
 from archiver.api.routes import search as search_routes
 from archiver.logs import configure_logging
 from archiver.runtime import Runtime

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -88,7 +89,9 @@ class CaptureWriter:
         key_doc = {
             "batch_id": batch_id,
             "kek_id": self.kek.kek_id,
-            "keys": {str(i): base64.b64encode(self.kek.wrap(k)).decode() for i, k in enumerate(keys)},
+            "keys": {
+                str(i): base64.b64encode(self.kek.wrap(k)).decode() for i, k in enumerate(keys)
+            },
         }
         retain_until = now + timedelta(days=self.retention_days)
         key_bytes = json.dumps(key_doc, sort_keys=True).encode()
@@ -154,10 +157,8 @@ class CaptureService:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         self._pool.shutdown(wait=True)
@@ -195,9 +196,7 @@ class CaptureService:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _flush(
-        self, batch: list[tuple[Delivery, asyncio.Future[CaptureReceipt]]]
-    ) -> None:
+    async def _flush(self, batch: list[tuple[Delivery, asyncio.Future[CaptureReceipt]]]) -> None:
         loop = asyncio.get_running_loop()
         try:
             written = await loop.run_in_executor(

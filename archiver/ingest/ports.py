@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime  # noqa: F401  # re-exported type context
+from datetime import datetime  # re-exported type context
 from typing import Any, Protocol
 
 from archiver.keys.envelope import DataKey

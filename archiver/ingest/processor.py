@@ -19,13 +19,14 @@ Why this is exactly-once under SIGKILL anywhere:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,7 +125,11 @@ class Processor:
         now = time.time()
         current = self.state.get(key)
         if current is None:
-            doc: dict[str, Any] = {"status": "claimed", "owner": self.owner, "until": now + CLAIM_SECONDS}
+            doc: dict[str, Any] = {
+                "status": "claimed",
+                "owner": self.owner,
+                "until": now + CLAIM_SECONDS,
+            }
             try:
                 self.state.put(key, json.dumps(doc).encode(), if_absent=True)
             except PreconditionFailed:
@@ -180,13 +185,16 @@ class Processor:
         leaves = self._append_idempotent(doc)
         self._crash("after_append")
         # Records arriving while a legal hold on their subject or conversation is open.
-        hold_new_arrivals(objects=self.objects, state=self.state, log=self.log, keys=self.keys,
-                          written=[(w.record.key, w.version_id) for w in written])
+        hold_new_arrivals(
+            objects=self.objects,
+            state=self.state,
+            log=self.log,
+            keys=self.keys,
+            written=[(w.record.key, w.version_id) for w in written],
+        )
         for job_key, job in media_jobs:
-            try:
+            with contextlib.suppress(PreconditionFailed):
                 self.state.put(job_key, json.dumps(job).encode(), if_absent=True)
-            except PreconditionFailed:
-                pass
         self._save(batch_id, {"status": "done", "leaves": leaves})
         outcome.leaves = leaves
         return outcome
@@ -229,7 +237,9 @@ class Processor:
         written: list[_Written] = []
         media_jobs: list[tuple[str, dict[str, Any]]] = []
         grants: set[tuple[str | None, str, int]] = set()
-        jobs: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event, Any]] = []
+        jobs: list[
+            tuple[dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event, Any]
+        ] = []
         self._batch_keys = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
@@ -269,7 +279,9 @@ class Processor:
     def _records_for(
         self, event: Event, raw_ref: dict[str, Any], captured_at: datetime
     ) -> Iterable[tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]]:
-        business = event.phone_number_id or (f"waba:{event.waba_id}" if event.waba_id else "unknown")
+        business = event.phone_number_id or (
+            f"waba:{event.waba_id}" if event.waba_id else "unknown"
+        )
         subject = self._subject(business, event)
         if event.group_id:
             conversation = self.pseudo.conversation(business, "group:" + event.group_id)

@@ -132,7 +132,9 @@ class OpenedBatch:
         try:
             body = AESGCM(key).decrypt(slot.nonce, sealed, _aad(self.batch_id, index))
         except InvalidTag as exc:
-            raise RawBatchError(f"delivery {index} of {self.batch_id} fails authentication") from exc
+            raise RawBatchError(
+                f"delivery {index} of {self.batch_id} fails authentication"
+            ) from exc
         if hashlib.sha256(body).hexdigest() != slot.sha256:
             raise RawBatchError(f"delivery {index} of {self.batch_id} has the wrong hash")
         return body

@@ -7,6 +7,7 @@ that dies simply stops renewing; another takes over after ``ttl`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -52,7 +53,5 @@ class Lease:
     def release(self) -> None:
         current = self.state.get(self.key)
         if current is not None and json.loads(current.value)["owner"] == self.owner:
-            try:
+            with contextlib.suppress(PreconditionFailed):
                 self.state.delete(self.key, if_match=current.token)
-            except PreconditionFailed:
-                pass

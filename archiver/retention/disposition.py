@@ -172,6 +172,14 @@ class DispositionJob:
             self.index.delete_ids(record_ids)
         self._raw(report, dry_run, held, remaining_raw, now)
         self._media(report, dry_run, held, now)
+        if not dry_run:
+            # Also finishes earlier erasures: Elasticsearch keeps soft-deleted documents
+            # until its retention lease moves on (~30 s), so an expunge right after the
+            # delete may leave them; the next periodic run removes them from the segments.
+            for step in ("refresh", "force_merge_expunge"):
+                call = getattr(self.index, step, None)
+                if callable(call):
+                    call()
 
     @staticmethod
     def _keep_reason(info: ObjectInfo, held: set[str], now: datetime) -> str | None:

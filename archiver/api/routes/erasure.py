@@ -37,11 +37,19 @@ def erase(
     try:
         result = service.erase(body.phone_number_id, body.contact, by=principal.role.value)
     except Conflict as exc:
-        runtime.audit.record(AuditAction.ERASURE_REFUSED, actor_of(principal),
-                             reason=exc.message, details=exc.details)
+        runtime.audit.record(
+            AuditAction.ERASURE_REFUSED,
+            actor_of(principal),
+            reason=exc.message,
+            details=exc.details,
+        )
         raise
-    runtime.audit.record(AuditAction.ERASURE_REQUESTED, actor_of(principal),
-                         subject=result["subject"], records=result["records"],
-                         keys_shredded=len(result["keys_shredded"]),
-                         capture_slots_shredded=result["capture_slots_shredded"])
+    runtime.audit.record(
+        AuditAction.ERASURE_REQUESTED,
+        actor_of(principal),
+        subject=result["subject"],
+        records=result["records"],
+        keys_shredded=len(result["keys_shredded"]),
+        capture_slots_shredded=result["capture_slots_shredded"],
+    )
     return result

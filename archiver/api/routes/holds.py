@@ -43,13 +43,13 @@ def actor_of(principal: Principal) -> Actor:
 
 
 @router.post("/holds", status_code=201)
-def place_hold(
-    body: HoldRequest, request: Request, principal: Writer
-) -> dict[str, Any]:
+def place_hold(body: HoldRequest, request: Request, principal: Writer) -> dict[str, Any]:
     runtime = get_runtime(request)
     if body.contact and not body.phone_number_id:
-        raise BadRequest("contact needs phone_number_id (subjects are per business number)",
-                         code="hold_scope_invalid")
+        raise BadRequest(
+            "contact needs phone_number_id (subjects are per business number)",
+            code="hold_scope_invalid",
+        )
     if body.phone_number_id and not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token does not cover that business number")
     subject = (
@@ -58,12 +58,22 @@ def place_hold(
     )  # fmt: skip
     scope = HoldScope(body.query, body.conversation, subject, body.phone_number_id)
     services = retention_services(runtime)
-    doc = services.holds.place(scope, case_id=body.case_id, reason=body.reason,
-                               by=principal.name, numbers=principal.numbers)
+    doc = services.holds.place(
+        scope,
+        case_id=body.case_id,
+        reason=body.reason,
+        by=principal.name,
+        numbers=principal.numbers,
+    )
     out = summary(doc)
-    runtime.audit.record(AuditAction.HOLD_PLACED, actor_of(principal), hold_id=doc["id"],
-                         case_id=body.case_id, scope=doc["scope"],
-                         held_versions=out["held_versions"])
+    runtime.audit.record(
+        AuditAction.HOLD_PLACED,
+        actor_of(principal),
+        hold_id=doc["id"],
+        case_id=body.case_id,
+        scope=doc["scope"],
+        held_versions=out["held_versions"],
+    )
     return out
 
 
@@ -74,9 +84,7 @@ def list_holds(request: Request, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/holds/{hold_id}")
-def get_hold(
-    hold_id: str, request: Request, _: Reader
-) -> dict[str, Any]:
+def get_hold(hold_id: str, request: Request, _: Reader) -> dict[str, Any]:
     doc = retention_services(get_runtime(request)).holds.get(hold_id)
     out = summary(doc)
     out["items"] = sorted(doc.get("items", {}).values(), key=lambda i: (i["key"], i["version_id"]))
@@ -84,14 +92,16 @@ def get_hold(
 
 
 @router.delete("/holds/{hold_id}")
-def release_hold(
-    hold_id: str, request: Request, principal: Writer
-) -> dict[str, Any]:
+def release_hold(hold_id: str, request: Request, principal: Writer) -> dict[str, Any]:
     runtime = get_runtime(request)
     doc = retention_services(runtime).holds.release(hold_id, by=principal.name)
-    runtime.audit.record(AuditAction.HOLD_RELEASED, actor_of(principal), hold_id=hold_id,
-                         released_versions=doc.get("released_count"),
-                         kept_by_other_holds=doc.get("kept_by_other_holds"))
+    runtime.audit.record(
+        AuditAction.HOLD_RELEASED,
+        actor_of(principal),
+        hold_id=hold_id,
+        released_versions=doc.get("released_count"),
+        kept_by_other_holds=doc.get("kept_by_other_holds"),
+    )
     return summary(doc)
 
 
@@ -108,5 +118,9 @@ def approve(
 ) -> dict[str, Any]:
     # Approvers are told apart by token id: two tokens of one person are still one person
     # only if the operator issues them so; the name is kept for the record.
-    return approve_review(get_runtime(request).state, record_id,
-                          by=f"{principal.name}#{principal.token_id}", now=datetime.now(UTC))
+    return approve_review(
+        get_runtime(request).state,
+        record_id,
+        by=f"{principal.name}#{principal.token_id}",
+        now=datetime.now(UTC),
+    )

@@ -36,7 +36,9 @@ async def verify_handshake(
     expected = runtime.settings.verify_token.get_secret_value().encode()
     given = (token or "").encode()
     if mode != "subscribe" or challenge is None or not expected:
-        return error_response(403, "handshake_invalid", "hub.mode must be subscribe with a challenge")
+        return error_response(
+            403, "handshake_invalid", "hub.mode must be subscribe with a challenge"
+        )
     if not hmac.compare_digest(given, expected):
         runtime.security.record(SecurityEvent.HANDSHAKE_REFUSED, request)
         return error_response(403, "verify_token_mismatch", "hub.verify_token does not match")
@@ -55,7 +57,10 @@ async def receive_delivery(request: Request) -> Response:
             SecurityEvent.SIGNATURE_REFUSED, request, reason=exc.reason, size=len(body)
         )
         return error_response(
-            401, f"signature_{exc.reason}", f"X-Hub-Signature-256 {exc.reason}", {"reason": exc.reason}
+            401,
+            f"signature_{exc.reason}",
+            f"X-Hub-Signature-256 {exc.reason}",
+            {"reason": exc.reason},
         )
     delivery = Delivery(
         body=body,
@@ -75,6 +80,4 @@ async def receive_delivery(request: Request) -> Response:
             {"backend": "object_store"},
             headers={"Retry-After": "5"},
         )
-    return JSONResponse(
-        {"captured": True, "batch": receipt.batch.batch_id, "slot": receipt.index}
-    )
+    return JSONResponse({"captured": True, "batch": receipt.batch.batch_id, "slot": receipt.index})

@@ -45,7 +45,9 @@ def _deliveries(count: int) -> list[bytes]:
     bodies = []
     for i in range(count):
         text = (root / FIXTURES[i % len(FIXTURES)]).read_text()
-        bodies.append(text.replace("wamid.", f"wamid.C{i:04d}").replace('"id": "', f'"id": "u{i}').encode())
+        bodies.append(
+            text.replace("wamid.", f"wamid.C{i:04d}").replace('"id": "', f'"id": "u{i}').encode()
+        )
     return bodies
 
 
@@ -64,7 +66,10 @@ def test_worker_killed_at_random_points_records_everything_once(tmp_path: Path) 
         if batches and rng.random() < 0.2:
             chunk = [*chunk, bodies[rng.randrange(0, i)]]
         batch = runtime.capture_writer.write(
-            [Delivery(b, "2026-11-25T00:00:00+00:00", "sha256=x", 0, "application/json") for b in chunk]
+            [
+                Delivery(b, "2026-11-25T00:00:00+00:00", "sha256=x", 0, "application/json")
+                for b in chunk
+            ]
         )
         batches.append(batch)
         i += n
@@ -79,7 +84,14 @@ def test_worker_killed_at_random_points_records_everything_once(tmp_path: Path) 
     for attempt in range(400):
         probability = 0.12 if kills < 24 else 0.0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.crash_worker", str(data), str(attempt), str(probability)],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.crash_worker",
+                str(data),
+                str(attempt),
+                str(probability),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -118,11 +130,17 @@ def test_worker_killed_at_random_points_records_everything_once(tmp_path: Path) 
     size = runtime.log.size()
     leaves = [parse_entry(d) for d in runtime.log.entries(0, size)]
     assert len(leaves) == size
-    named = Counter((e.key, e.version_id) for e in leaves if e.kind in (EntryKind.RECORD, EntryKind.RAW))
+    named = Counter(
+        (e.key, e.version_id) for e in leaves if e.kind in (EntryKind.RECORD, EntryKind.RAW)
+    )
     assert all(count == 1 for count in named.values()), named.most_common(3)
     logged_records = {k for k, _ in named if k and k.startswith(RECORDS_PREFIX)}
     assert logged_records == set(record_keys)
     logged_raw = {k for k, _ in named if k and k.startswith("raw/")}
     assert logged_raw == {b.key for b in batches}
     assert len({e.data for e in leaves}) == size
-    print(json.dumps({"kills": kills, "batches": len(batches), "records": len(record_keys), "leaves": size}))
+    print(
+        json.dumps(
+            {"kills": kills, "batches": len(batches), "records": len(record_keys), "leaves": size}
+        )
+    )

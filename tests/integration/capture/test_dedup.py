@@ -31,7 +31,9 @@ def fixture(name: str) -> Any:
 
 
 def post(client: TestClient, runtime: Runtime, body: bytes) -> list[Record]:
-    response = client.post("/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)})
+    response = client.post(
+        "/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)}
+    )
     assert response.status_code == 200, response.text
     outcome = runtime.processor.process(raw_key(response.json()["batch"]))
     return [read(runtime, key) for key in outcome.record_keys]
@@ -122,7 +124,11 @@ def test_echo_then_history_is_one_record_naming_both_sources(
                                             "id": message["to"],
                                             "messages": [
                                                 {
-                                                    **{k: v for k, v in message.items() if k != "to"},
+                                                    **{
+                                                        k: v
+                                                        for k, v in message.items()
+                                                        if k != "to"
+                                                    },
                                                     "to": message["to"],
                                                     "history_context": {"status": "READ"},
                                                 }

@@ -81,9 +81,7 @@ def test_there_are_fixtures() -> None:
 
 
 @pytest.mark.parametrize("path", _fixture_files(), ids=lambda p: p.name)
-def test_fixture_yields_expected_records(
-    path: Path, app: tuple[TestClient, Runtime]
-) -> None:
+def test_fixture_yields_expected_records(path: Path, app: tuple[TestClient, Runtime]) -> None:
     client, runtime = app
     body = path.read_bytes()
     response = client.post(
@@ -97,9 +95,7 @@ def test_fixture_yields_expected_records(
     assert outcome.status == "done"
     expected = json.loads((EXPECTATIONS / _expectation_name(path)).read_text())
     records = _records(runtime, outcome.record_keys)
-    plain = [
-        r for r in records if "consent" not in (r.header["kind"], r.header.get("link_kind"))
-    ]
+    plain = [r for r in records if "consent" not in (r.header["kind"], r.header.get("link_kind"))]
     assert len(plain) == len(expected["events"]), [r.header["kind"] for r in records]
     pseudo = runtime.pseudo
     for event, record in zip(expected["events"], plain, strict=True):

@@ -54,7 +54,9 @@ def test_forged_signature_is_401_in_the_shape(app_client: tuple[TestClient, Runt
 def test_oversized_body_is_413_in_the_shape(app_client: tuple[TestClient, Runtime]) -> None:
     client, runtime = app_client
     body = b"x" * (runtime.settings.max_body_bytes + 1)
-    response = client.post("/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)})
+    response = client.post(
+        "/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)}
+    )
     assert response.status_code == 413
     assert_error_shape(response.json(), "payload_too_large")
 
