@@ -21,6 +21,8 @@ from archiver.errors import ArchiverError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
 app.add_typer(token_app, name="token")
+log_app = typer.Typer(no_args_is_help=True, help="The proof log: checkpoints and keys.")
+app.add_typer(log_app, name="log")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(retention_cli)  # unnamed: its commands join the top level
 register_index_commands(app)  # archiver reindex, archiver index status
@@ -84,6 +86,86 @@ def worker(
         pass
 
 
+@app.command()
+def verify(
+    sample: Annotated[
+        int | None, typer.Option(help="Re-read only N random object versions (quick sweep).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Findings as JSON lines.")] = False,
+) -> None:
+    """Re-verify the whole archive against its proof log. Exit 0 clean, 1 on any finding."""
+    import json
+
+    runtime = _runtime()
+    report = runtime.proofs.verify(sample, runtime.audit)
+    for finding in report.findings:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "kind": finding.kind.value,
+                        "key": finding.key,
+                        "version_id": finding.version_id,
+                        "expected": finding.expected,
+                        "found": finding.found,
+                        "message": finding.message,
+                    }
+                )
+            )
+        else:
+            typer.echo(
+                f"{finding.kind.value}\t{finding.key}\t{finding.version_id}\t"
+                f"expected={finding.expected}\tfound={finding.found}\t{finding.message}"
+            )
+    checked = "all objects" if sample is None else f"{sample} sampled objects"
+    typer.echo(
+        f"verified tree size {report.tree_size} ({checked}): {len(report.findings)} finding(s)",
+        err=True,
+    )
+    if report.findings:
+        raise typer.Exit(1)
+
+
+@log_app.command("checkpoint")
+def log_checkpoint() -> None:
+    """Sign a checkpoint now (if the log grew) and print the latest signed note."""
+    runtime = _runtime()
+    runtime.checkpoints.sign_if_grown()
+    typer.echo(runtime.proofs.checkpoint(), nl=False)
+
+
+@log_app.command("public-key")
+def log_public_key() -> None:
+    """Print the verifier key to pin (C2SP ``name+keyid+base64``)."""
+    typer.echo(_runtime().proofs.public_key())
+
+
+@log_app.command("keygen")
+def log_keygen(name: Annotated[str, typer.Option(help="Key name (the log origin).")]) -> None:
+    """Print a new C2SP signer key (keep it secret) to stdout and its verifier to stderr."""
+    from archiver.ledger.note import Signer
+
+    signer = Signer.generate(name)
+    typer.echo(signer.key_text)
+    typer.echo(signer.verifier.key_text, err=True)
+
+
+@log_app.command("rotate-key")
+def log_rotate_key(
+    new_key_file: Annotated[str, typer.Option(help="File holding the new signer key.")],
+) -> None:
+    """Announce a new signing key in the log under the current one; then set
+    ARCHIVER_SIGNING_KEY to the new key on every replica."""
+    from pathlib import Path
+
+    from archiver.ledger.note import Signer
+
+    runtime = _runtime()
+    new = Signer.from_key_text(Path(new_key_file).read_text().strip())
+    signed = runtime.checkpoints.rotate(new)
+    typer.echo(f"announced {new.verifier.key_text} in tree size {signed.checkpoint.size}")
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[Role, typer.Option(help="Role of the token.")],
@@ -126,7 +208,8 @@ def token_list() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # With standalone_mode off, click returns an Exit's code instead of raising it.
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ArchiverError as exc:
         typer.echo(f"error: {exc.code}: {exc.message}", err=True)
         return 2
@@ -141,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

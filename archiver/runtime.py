@@ -20,13 +20,19 @@ from archiver.errors import ArchiverError, ConfigError
 from archiver.indexing.follower import IndexFollower
 from archiver.ingest.capture import CaptureService, CaptureWriter
 from archiver.ingest.processor import Processor
+from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
 from archiver.keys.store import KeyStore
+from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
+from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
+from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.policy import EngineDecider, load_policy_set
+from archiver.retention.services import retention_services
 from archiver.security_events import SecurityRecorder
 from archiver.settings import IndexKind, Settings, StoreKind
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
@@ -92,6 +98,18 @@ def open_index(settings: Settings) -> SearchIndex:
     return ElasticIndex(settings.es_url, alias=settings.es_alias)
 
 
+def load_signer(settings: Settings) -> Signer:
+    """The checkpoint signing key: ``ARCHIVER_SIGNING_KEY_FILE`` or ``ARCHIVER_SIGNING_KEY``."""
+    if settings.signing_key_file is not None:
+        text = settings.signing_key_file.read_text().strip()
+    else:
+        text = settings.signing_key.get_secret_value()
+    try:
+        return Signer.from_key_text(text)
+    except LedgerError as exc:
+        raise ConfigError(f"ARCHIVER_SIGNING_KEY is not a C2SP signer key: {exc}") from exc
+
+
 def load_kek(settings: Settings) -> KeyEncryptionKey:
     """The key-encryption key, from ``ARCHIVER_KEK_FILE`` or ``ARCHIVER_KEK`` (base64)."""
     if settings.kek_file is not None:
@@ -129,6 +147,9 @@ class Runtime:
     processor: Processor
     follower: IndexFollower
     audit: AuditTrail
+    checkpoints: CheckpointSigner
+    proofs: ProofService
+    jobs: Jobs
     extras: dict[str, Any] = field(default_factory=dict)
     processing: ProcessingLoop | None = None
     indexing: IndexingLoop | None = None
@@ -177,6 +198,14 @@ class Runtime:
         follower = IndexFollower(
             log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo
         )
+        checkpoints = CheckpointSigner(log, load_signer(settings), objects, state)
+        proofs = ProofService(
+            log,
+            checkpoints,
+            objects,
+            index,
+            extra_trusted=tuple(k.strip() for k in settings.trusted_keys.split(",") if k.strip()),
+        )
         audit = AuditTrail(objects, log, retention_days=settings.log_retention_days, lock_mode=lock)
         return cls(
             settings=settings,
@@ -196,6 +225,9 @@ class Runtime:
             follower=follower,
             audit=audit,
             graph=build_graph(settings),
+            checkpoints=checkpoints,
+            proofs=proofs,
+            jobs=Jobs(state),
         )
 
     def start_workers(self) -> None:
@@ -205,6 +237,25 @@ class Runtime:
         self.capture.on_batch = self.processing.submit
         self.processing.start()
         self.indexing.start()
+        self.jobs.add(
+            "checkpoint",
+            self.checkpoints.sign_if_grown,
+            seconds=self.settings.checkpoint_interval_s,
+            lease_ttl=max(30.0, 3 * self.settings.checkpoint_interval_s),
+        )
+        self.jobs.add(
+            "verify-sweep",
+            lambda: self.proofs.verify(self.settings.verify_sample, self.audit),
+            seconds=self.settings.verify_interval_s,
+            lease_ttl=3600.0,
+        )
+        self.jobs.add(
+            "disposition",
+            lambda: retention_services(self).disposition.run(),
+            seconds=self.settings.disposition_interval_s,
+            lease_ttl=3600.0,
+        )
+        self.jobs.start()
         self.media = start_media_loop(self)
 
     async def start(self) -> None:
@@ -218,6 +269,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.capture.stop()
+        await asyncio.to_thread(self.jobs.stop)
         await asyncio.to_thread(self.audit.stop)
         for loop in (self.processing, self.indexing, self.media):
             if loop is not None:

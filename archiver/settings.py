@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     signing_key: SecretStr = SecretStr("")
     signing_key_file: Path | None = None
     log_origin: str = "wa-archiver.local/log"
+    # Extra verifier keys to trust for old checkpoints (comma-separated C2SP key texts).
+    trusted_keys: str = ""
+    verify_sample: int = Field(default=1000, ge=1)
+    verify_interval_s: float = Field(default=86400.0, gt=0)
+    disposition_interval_s: float = Field(default=3600.0, gt=0)
 
     graph_base_url: str = "https://graph.facebook.com"
     graph_version: str = "v23.0"

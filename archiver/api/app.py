@@ -18,6 +18,7 @@ from archiver.api.routes import consent as consent_routes
 from archiver.api.routes import conversations, health, me, webhook
 from archiver.api.routes import erasure as erasure_routes
 from archiver.api.routes import holds as holds_routes
+from archiver.api.routes import log as log_routes
 from archiver.api.routes import messages as messages_routes
 from archiver.api.routes import search as search_routes
 from archiver.logs import configure_logging
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(webhook.router)
     app.include_router(me.router)
+    app.include_router(log_routes.router)  # /v1/log/*, /v1/records/{id}/proof
     app.include_router(messages_routes.router)  # /v1/messages (send proxy)
     app.include_router(consent_routes.router)  # /v1/consent
     app.include_router(coexistence_routes.router)  # /v1/coexistence/{phone_number_id}

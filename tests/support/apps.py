@@ -65,3 +65,19 @@ def backend_settings(request: Any, tmp: Path, backend: str, **overrides: Any) ->
     }
     values.update(overrides)
     return embedded_settings(tmp, **values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``ARCHIVER_*`` environment that reproduces ``settings`` in a subprocess."""
+    import os
+
+    from pydantic import SecretStr
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"ARCHIVER_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+    return env

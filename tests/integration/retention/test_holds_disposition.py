@@ -12,6 +12,7 @@ import pytest
 
 from archiver.auth import Role
 from archiver.ledger.entry import EntryKind
+from archiver.ledger.verify import verify_log
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.services import retention_services
 from tests.integration.retention.support import (
@@ -108,8 +109,11 @@ def test_hold_outlives_expiry_covers_later_arrivals_and_disposition_leaves_nothi
         for rec in held:
             assert list(rt.objects.list_versions(rec.key)) == []
         assert list(rt.objects.list_versions("records/")) == []
-        # Raw batches keep their own (1 day) retention: still there, nothing disposed early.
+        # Raw batches keep their own retention: still there, nothing disposed early.
         assert [v for v in rt.objects.list_versions("raw/") if v.is_delete_marker] == []
+        # verify agrees: disposed versions absent, tombstones present, holds as logged.
+        findings = verify_log(rt.log, rt.objects, [], lock_check="all")
+        assert [f for f in findings if not f.kind.startswith("checkpoint")] == []
         rt.audit.flush()
         events = [e["event"] for e in rt.audit.events()]
         assert "hold:placed" in events and "hold:released" in events

@@ -1,0 +1,174 @@
+"""Proofs for outsiders: the signed checkpoint, the verifier key, inclusion and
+consistency proofs, and a record's leaf with its inclusion proof.
+
+Trust: the verifier keys are the current signer's plus every key announced in the log
+by a ``checkpoint_key`` entry (each announced in a tree signed by the key before it,
+so the chain starts at the key an auditor pinned), plus ``ARCHIVER_TRUSTED_KEYS``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from archiver.audit import SYSTEM, AuditTrail
+from archiver.errors import BadRequest, NotFound
+from archiver.ledger import merkle
+from archiver.ledger.checkpoint import open_checkpoint
+from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.entry import EntryKind, make_entry, parse_entry
+from archiver.ledger.log import TransparencyLog
+from archiver.ledger.note import Verifier
+from archiver.ledger.verify import Finding, verify_log
+from archiver.records.model import record_key
+from archiver.store.port import ObjectStore
+from search.errors import SearchError
+from search.port import SearchIndex
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    findings: list[Finding]
+    tree_size: int
+    sample: int | None
+    started_at: datetime
+    finished_at: datetime
+
+
+class ProofService:
+    def __init__(
+        self,
+        log: TransparencyLog,
+        checkpoints: CheckpointSigner,
+        objects: ObjectStore,
+        index: SearchIndex,
+        *,
+        extra_trusted: tuple[str, ...] = (),
+    ) -> None:
+        self.log = log
+        self.checkpoints = checkpoints
+        self.objects = objects
+        self.index = index
+        self.extra_trusted = extra_trusted
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def public_key(self) -> str:
+        return self.checkpoints.signer.verifier.key_text
+
+    def trusted_verifiers(self) -> list[Verifier]:
+        texts = {self.public_key(), *self.extra_trusted}
+        size = self.log.size()
+        for start in range(0, size, 1000):
+            for data in self.log.entries(start, min(size, start + 1000)):
+                entry = parse_entry(data)
+                if entry.kind is EntryKind.CHECKPOINT_KEY:
+                    texts.add(str(entry.fields["verifier_key"]))
+                    texts.add(str(entry.fields["previous_key"]))
+        return [Verifier.from_key_text(t) for t in sorted(texts)]
+
+    # -- proofs --------------------------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        note = self.checkpoints.latest()
+        if note is None:
+            self.checkpoints.sign_if_grown()
+            note = self.checkpoints.latest()
+        if note is None:
+            raise NotFound("the log is empty: no checkpoint yet", code="no_checkpoint")
+        return note
+
+    def _signed_size(self) -> int:
+        note = self.checkpoint()
+        return open_checkpoint(note, self.trusted_verifiers(), self.log.origin).size
+
+    def inclusion(self, leaf_index: int, tree_size: int | None) -> dict[str, Any]:
+        size = tree_size if tree_size is not None else self._signed_size()
+        if not 0 <= leaf_index < size or size > self.log.size():
+            raise BadRequest(
+                f"need 0 <= leaf_index < tree_size <= {self.log.size()}",
+                code="proof_range",
+                details={"leaf_index": leaf_index, "tree_size": size},
+            )
+        entry = self.log.entry(leaf_index)
+        return {
+            "leaf_index": leaf_index,
+            "tree_size": size,
+            "leaf_hash": _b64(merkle.hash_leaf(entry)),
+            "entry": _b64(entry),
+            "root_hash": _b64(self.log.root_at(size)),
+            "proof": [_b64(h) for h in self.log.inclusion_proof(leaf_index, size)],
+        }
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        if not 0 < first <= second <= self.log.size():
+            raise BadRequest(
+                f"need 0 < from <= to <= {self.log.size()}",
+                code="proof_range",
+                details={"from": first, "to": second},
+            )
+        return {
+            "from": first,
+            "to": second,
+            "first_root": _b64(self.log.root_at(first)),
+            "second_root": _b64(self.log.root_at(second)),
+            "proof": [_b64(h) for h in self.log.consistency_proof(first, second)],
+        }
+
+    def record_leaf(self, record_id: str) -> int:
+        """The leaf naming the record's object (from the index, else a log scan)."""
+        try:
+            doc = self.index.get(record_id)
+        except SearchError:
+            doc = None
+        if doc is not None and isinstance(doc.get("leaf_index"), int):
+            return int(doc["leaf_index"])
+        key = record_key(record_id)
+        size = self.log.size()
+        for start in range(0, size, 1000):
+            for offset, data in enumerate(self.log.entries(start, min(size, start + 1000))):
+                entry = parse_entry(data)
+                if entry.kind is EntryKind.RECORD and entry.key == key:
+                    return start + offset
+        raise NotFound(f"no leaf for record {record_id}", code="record_not_found")
+
+    def record_proof(self, record_id: str) -> dict[str, Any]:
+        leaf = self.record_leaf(record_id)
+        proof = self.inclusion(leaf, None)
+        proof["record_id"] = record_id
+        proof["checkpoint"] = self.checkpoint()
+        return proof
+
+    # -- verify --------------------------------------------------------------------------
+
+    def verify(self, sample: int | None = None, audit: AuditTrail | None = None) -> VerifyReport:
+        started = datetime.now(UTC)
+        findings = verify_log(self.log, self.objects, self.trusted_verifiers(), sample)
+        finished = datetime.now(UTC)
+        report = VerifyReport(findings, self.log.size(), sample, started, finished)
+        # The run itself is on the record: how much was checked and what was found.
+        self.log.append(
+            [
+                make_entry(
+                    EntryKind.VERIFY_RUN,
+                    time=finished,
+                    tree_size=report.tree_size,
+                    sample=sample if sample is not None else "all",
+                    findings=len(findings),
+                    kinds=sorted({f.kind.value for f in findings}),
+                ).data
+            ]
+        )
+        if audit is not None:
+            from archiver.audit import AuditAction
+
+            audit.record(
+                AuditAction.VERIFY_RUN, SYSTEM, tree_size=report.tree_size, findings=len(findings)
+            )
+        return report
