@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,8 +63,12 @@ class TokenRecord:
 class TokenService:
     prefix = "tokens/"
 
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, *, cache_seconds: float = 5.0) -> None:
         self._state = state
+        # A short positive cache spares the state store a round trip per API call; a
+        # revocation in another replica takes effect within ``cache_seconds``.
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, TokenRecord]] = {}
 
     def create(
         self,
@@ -106,11 +111,17 @@ class TokenService:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "wa" or not parts[1] or not parts[2]:
             raise AuthError("malformed bearer token", code="token_malformed")
-        loaded = self._load(parts[1])
         digest = hashlib.sha256(parts[2].encode()).hexdigest()
-        if loaded is None or not hmac.compare_digest(digest, loaded[0].secret_sha256):
+        cached = self._cache.get(parts[1])
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            record: TokenRecord | None = cached[1]
+        else:
+            loaded = self._load(parts[1])
+            record = loaded[0] if loaded is not None else None
+            if record is not None:
+                self._cache[parts[1]] = (time.monotonic(), record)
+        if record is None or not hmac.compare_digest(digest, record.secret_sha256):
             raise AuthError("unknown bearer token", code="token_invalid")
-        record = loaded[0]
         if record.revoked_at is not None:
             raise AuthError("token revoked", code="token_revoked")
         now = now or datetime.now(UTC)
@@ -137,6 +148,7 @@ class TokenService:
             self._state.put(
                 self.prefix + token_id, json.dumps(asdict(record)).encode(), if_match=cas
             )
+        self._cache.pop(token_id, None)
         return record
 
     def list(self) -> Iterator[TokenRecord]:

@@ -103,7 +103,6 @@ class Settings(BaseSettings):
 
     lock_mode: str = "COMPLIANCE"
     raw_retention_days: int = Field(default=2190, ge=1)
-    default_retention_days: int = Field(default=2190, ge=1)
     policy_dir: Path | None = None
     # Built-in policies to enable (comma-separated ids, e.g. "finra_4511,gdpr").
     policies: str = ""

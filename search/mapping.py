@@ -67,4 +67,7 @@ INDEX_SETTINGS: dict[str, Any] = {
     "number_of_replicas": 0,
     # Exact totals are always tracked; a deep page stays cheap through search_after,
     # so the from+size window can stay at its default.
+    # Erasure must not leave deleted text in segments: let only_expunge_deletes merge any
+    # segment with a deleted document, not only those above the 10 % default.
+    "merge.policy.expunge_deletes_allowed": 0,
 }

@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from archiver.errors import ArchiverError
-from search.errors import IndexUnavailable, QuerySyntaxError, SearchError
+from search.errors import (
+    IndexUnavailable,
+    InvalidRequest,
+    QuerySyntaxError,
+    SearchError,
+)
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -51,6 +56,8 @@ async def _search_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(
             400, exc.code, exc.message, {"position": exc.position, "query": exc.query}
         )
+    if isinstance(exc, InvalidRequest):
+        return error_response(400, exc.code, str(exc))
     if isinstance(exc, IndexUnavailable):
         return error_response(503, exc.code, str(exc), {"backend": "index"})
     assert isinstance(exc, SearchError)

@@ -1,0 +1,303 @@
+"""Ingest benchmark: webhook deliveries per second end to end against real MinIO.
+
+Phase 1 — capture: the app runs under uvicorn in its own process (S3 store on MinIO,
+Elasticsearch index, processing off so the front door is measured alone); a load
+generator in this process keeps C connections busy with signed webhook POSTs (genuine
+fixture bodies with unique message ids) for D seconds and records each answer's latency.
+Every answer must be 200: a 200 means the body is durable in MinIO under retention.
+
+Ceiling — in the same run, the same bodies are PUT straight into a MinIO bucket with the
+same client library (minio-py) at the same concurrency: the naive "one PUT per delivery"
+design. The target is >= 1,000 deliveries/s, p99 < 100 ms, and >= 1.0x that ceiling.
+
+Phase 2 — capture to indexed: ``archiver worker`` processes what phase 1 captured and the
+index follows; records per second from the first capture to the last record indexed.
+
+Usage: eval "$(scripts/services env)"; python bench/ingest.py [--seconds 20] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ARCHIVER_SHARED_DIR", REPO.parent / "shared"))
+SECRET = "bench-app-secret-0123456789abcdef"  # noqa: S105 - a throwaway secret on loopback
+FIXTURES = ["messages_text.json", "statuses_delivered.json", "smb_message_echoes.json",
+            "messages_image.json", "messages_reaction.json"]  # fmt: skip
+
+
+def bodies(count: int) -> list[bytes]:
+    root = SHARED / "fixtures" / "whatsapp"
+    templates = [(root / name).read_text() for name in FIXTURES]
+    return [
+        templates[i % len(templates)].replace("wamid.", f"wamid.B{i:07d}").encode()
+        for i in range(count)
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def _client(
+    port: int,
+    requests: list[bytes],
+    latencies: list[float],
+    statuses: dict[int, int],
+    stop_at: float,
+    counter: list[int],
+) -> None:
+    """One keep-alive HTTP/1.1 connection; minimal parsing keeps the generator cheap."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    try:
+        while time.monotonic() < stop_at:
+            request = requests[(counter[0] + i) % len(requests)]
+            counter[0] += 1
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def capture_phase(
+    port: int, payloads: list[bytes], concurrency: int, seconds: float
+) -> dict[str, Any]:
+    requests = []
+    for body in payloads:
+        signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        requests.append(
+            b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            + f"X-Hub-Signature-256: sha256={signature}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = [0]
+
+    async def run() -> float:
+        start = time.monotonic()
+        await asyncio.gather(
+            *(
+                _client(port, requests, latencies, statuses, start + seconds, counter)
+                for _ in range(concurrency)
+            )
+        )
+        return time.monotonic() - start
+
+    elapsed = asyncio.run(run())
+    return {
+        "deliveries": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * pct(latencies, 99),
+        "over_1s": sum(1 for x in latencies if x > 1.0),
+        "statuses": statuses,
+    }
+
+
+def ceiling_phase(payloads: list[bytes], concurrency: int, seconds: float) -> dict[str, Any]:
+    """Plain minio-py PUTs of the same bodies, one per delivery, same concurrency."""
+    from minio import Minio
+
+    client = Minio(
+        os.environ["ARCHIVER_TEST_S3_ENDPOINT"],
+        os.environ["ARCHIVER_TEST_S3_ACCESS_KEY"],
+        os.environ["ARCHIVER_TEST_S3_SECRET_KEY"],
+        secure=False,
+    )
+    bucket = f"ceiling-{uuid.uuid4().hex[:10]}"
+    client.make_bucket(bucket, object_lock=True)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    counter = [0]
+
+    def worker() -> None:
+        while time.monotonic() < stop_at:
+            with lock:
+                i = counter[0]
+                counter[0] += 1
+            body = payloads[i % len(payloads)]
+            t0 = time.perf_counter()
+            client.put_object(bucket, f"raw/{i:09d}", io.BytesIO(body), len(body))
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    elapsed = time.monotonic() - start
+    return {
+        "puts": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * pct(latencies, 99),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-indexing", action="store_true")
+    args = parser.parse_args()
+    for var in ("ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_ES_URL"):
+        if var not in os.environ:
+            print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
+            return 2
+    unique = uuid.uuid4().hex[:10]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ARCHIVER_") or k.startswith("ARCHIVER_TEST")
+    }
+    env.update({
+        "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_STORE": "s3",
+        "ARCHIVER_S3_ENDPOINT": os.environ["ARCHIVER_TEST_S3_ENDPOINT"],
+        "ARCHIVER_S3_ACCESS_KEY": os.environ["ARCHIVER_TEST_S3_ACCESS_KEY"],
+        "ARCHIVER_S3_SECRET_KEY": os.environ["ARCHIVER_TEST_S3_SECRET_KEY"],
+        "ARCHIVER_EVIDENCE_BUCKET": f"bench-ev-{unique}",
+        "ARCHIVER_STATE_BUCKET": f"bench-st-{unique}",
+        "ARCHIVER_INDEX": "elasticsearch", "ARCHIVER_ES_URL": os.environ["ARCHIVER_TEST_ES_URL"],
+        "ARCHIVER_ES_ALIAS": f"bench-{unique}", "ARCHIVER_APP_SECRETS": SECRET,
+        "ARCHIVER_LOCK_MODE": "GOVERNANCE", "ARCHIVER_INLINE_WORKERS": "false",
+        "ARCHIVER_LOG_LEVEL": "WARNING",
+    })  # fmt: skip
+    subprocess.run([sys.executable, "-m", "archiver.cli", "init"], env=env, check=True,
+                   cwd=REPO, capture_output=True)  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "archiver.api.app:create_app",
+         "--port", str(port), "--log-level", "warning", "--no-access-log",
+         "--loop", "uvloop", "--http", "httptools"],
+        env=env, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    print("server did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+        payloads = bodies(5000)
+        runs = []
+        ceilings = []
+        t_first = time.time()
+        for _ in range(args.repeats):
+            runs.append(capture_phase(port, payloads, args.concurrency, args.seconds))
+            ceilings.append(ceiling_phase(payloads, args.concurrency, args.seconds))
+        captured = sum(r["deliveries"] for r in runs)
+        median = {
+            k: statistics.median(r[k] for r in runs) for k in ("per_second", "p50_ms", "p99_ms")
+        }
+        ceiling = {
+            k: statistics.median(c[k] for c in ceilings) for k in ("per_second", "p50_ms", "p99_ms")
+        }
+        print(json.dumps({"capture_runs": runs, "ceiling_runs": ceilings}, indent=1))
+        print(
+            "\n=== capture (signature + durable MinIO write + 200), "
+            f"concurrency {args.concurrency}, {args.repeats} x {args.seconds:.0f} s ==="
+        )
+        print(f"deliveries/s  median {median['per_second']:8.0f}   (target >= 1000)")
+        print(f"latency p50   median {median['p50_ms']:8.1f} ms")
+        print(f"latency p99   median {median['p99_ms']:8.1f} ms (target < 100)")
+        print(
+            f"naive ceiling (minio-py PUT per delivery) {ceiling['per_second']:8.0f} /s, "
+            f"p50 {ceiling['p50_ms']:.1f} ms, p99 {ceiling['p99_ms']:.1f} ms"
+        )
+        print(
+            f"ratio capture / ceiling: {median['per_second'] / ceiling['per_second']:.2f}x"
+            " (target >= 1.0)"
+        )
+        non_200 = {s: n for r in runs for s, n in r["statuses"].items() if s != 200}
+        print(f"non-200 answers: {non_200 or 'none'}")
+        if args.skip_indexing:
+            return 0
+        # Phase 2: process and index everything captured.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "archiver.cli", "worker"], env=env, cwd=REPO
+        )
+        try:
+            from elasticsearch import Elasticsearch
+
+            es = Elasticsearch(os.environ["ARCHIVER_TEST_ES_URL"])
+            t0 = time.time()
+            indexed = 0
+            while time.time() - t0 < 1800:
+                time.sleep(5)
+                try:
+                    es.indices.refresh(index=f"bench-{unique}")
+                    indexed = int(es.count(index=f"bench-{unique}")["count"])
+                except Exception:  # noqa: S112 - the index is created by the first batch
+                    continue
+                print(f"  indexed {indexed} documents after {time.time() - t0:.0f} s", flush=True)
+                if indexed >= captured * 0.8 and _lag_zero(env):
+                    break
+            elapsed = time.time() - t0
+            print(
+                f"\n=== capture to indexed: {indexed} message documents from {captured} deliveries "
+                f"in {elapsed:.0f} s of processing: {indexed / elapsed:.0f} records/s "
+                f"(since first capture: {indexed / (time.time() - t_first):.0f}/s) ==="
+            )
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        return 0
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _lag_zero(env: dict[str, str]) -> bool:
+    out = subprocess.run([sys.executable, "-m", "archiver.cli", "index", "status"], env=env,
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip().endswith("lag=0")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
