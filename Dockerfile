@@ -26,4 +26,4 @@ USER archiver
 WORKDIR /home/archiver
 
 EXPOSE 8080
-CMD ["archiver", "serve", "--host", "0.0.0.0"]
+CMD ["archiver", "serve", "--host", "0.0.0.0", "--workers", "2"]

@@ -150,6 +150,7 @@ class AuditTrail:
             data,
             retention=Retention(self.lock_mode, until),
             content_type="application/x-ndjson",
+            fresh=True,
         )
         entries = [
             make_entry(

@@ -39,18 +39,22 @@ def _runtime() -> Runtime:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (one per core is a good start).")
+    ] = 1,
 ) -> None:
     """Run the HTTP service (webhook, API, background workers)."""
     import uvicorn
 
-    from archiver.api.app import create_app
     from archiver.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings()  # fail fast on bad settings, before forking workers
     uvicorn.run(
-        create_app(settings),
+        "archiver.api.app:create_app",
+        factory=True,
         host=host,
         port=port,
+        workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,  # access logs would carry query strings; we log our own events
     )

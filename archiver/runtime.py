@@ -184,6 +184,7 @@ class Runtime:
             writer,
             max_batch=settings.capture_batch_max,
             max_wait_s=settings.capture_batch_wait_ms / 1000,
+            max_inflight=settings.capture_inflight,
         )
         processor = Processor(
             objects=objects,

@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=3653, ge=1)
     inline_workers: bool = True
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=3 * 1024 * 1024)
-    capture_batch_max: int = Field(default=64, ge=1)
+    capture_batch_max: int = Field(default=128, ge=1)
+    # Concurrent group-commit writes: few and large beat many and small on one MinIO.
+    capture_inflight: int = Field(default=4, ge=1)
     capture_batch_wait_ms: float = Field(default=4.0, ge=0)
     checkpoint_interval_s: float = Field(default=10.0, gt=0)
     silence_alert_hours: float = Field(default=24.0, gt=0)

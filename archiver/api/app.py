@@ -70,6 +70,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=resolved.max_body_bytes)
     app.include_router(health.router)
     app.include_router(webhook.router)
+    app.add_route("/webhooks/whatsapp", webhook.receive_delivery, methods=["POST"])
     app.include_router(me.router)
     app.include_router(log_routes.router)  # /v1/log/*, /v1/records/{id}/proof
     app.include_router(messages_routes.router)  # /v1/messages (send proxy)

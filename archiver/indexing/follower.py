@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from archiver.indexing.documents import (
@@ -88,6 +89,7 @@ class IndexFollower:
         self.pseudo = pseudo
         self._fixed_generation = generation
         self.on_indexed = on_indexed
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="index-read")
 
     @property
     def generation(self) -> str:
@@ -113,6 +115,12 @@ class IndexFollower:
         else:
             raise PreconditionFailed("index cursor moved under us")
 
+    def _read(self, item: tuple[int, str, str]) -> Record | None:
+        try:
+            return Record.parse(self.objects.get(item[1], item[2]))
+        except ObjectNotFound:
+            return None
+
     def catch_up(self, max_entries: int = 2000) -> int:
         """Index up to ``max_entries`` leaves; return how many leaves were consumed."""
         generation = self.generation
@@ -122,17 +130,21 @@ class IndexFollower:
             return 0
         end = min(size, start + max_entries)
         batch = _Batch(self, generation)
+        wanted: list[tuple[int, str, str]] = []
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
             if entry.kind is not EntryKind.RECORD:
                 continue
             key, version = entry.key, entry.version_id
             assert key is not None and version is not None
-            try:
-                record = Record.parse(self.objects.get(key, version))
-            except ObjectNotFound:
-                continue  # disposed since; its tombstone is later in the log
-            batch.add(record, start + offset)
+            wanted.append((start + offset, key, version))
+        # Reading records is one round trip each: fetch them side by side, then fold them
+        # in log order (folding is order-sensitive, reading is not).
+        for leaf, record in zip(
+            (w[0] for w in wanted), self._pool.map(self._read, wanted), strict=True
+        ):
+            if record is not None:  # None: disposed since; its tombstone comes later
+                batch.add(record, leaf)
         batch.finish()
         if self._fixed_generation is None and active_generation(self.state) != generation:
             raise GenerationRetired(f"generation {generation} was replaced during the batch")
@@ -157,6 +169,7 @@ class _Batch:
     def __init__(self, follower: IndexFollower, generation: str) -> None:
         self.f = follower
         self.gen = generation
+        self._keys: dict[str, bytes] = {}
         self.docs: dict[str, dict[str, Any]] = {}
         self.folds: list[Fold] = []
         self._consent: dict[str, str | None] = {}
@@ -183,12 +196,18 @@ class _Batch:
         if current is not None and current.value != value.encode():
             self.f.state.put(key, value.encode(), if_match=current.token)
 
+    def _key(self, key_id: str) -> bytes:
+        """A data key, looked up once per batch (a batch is a few seconds of the log)."""
+        if key_id not in self._keys:
+            self._keys[key_id] = self.f.keys.get(key_id).secret
+        return self._keys[key_id]
+
     # ---- records -----------------------------------------------------------------------
 
     def add(self, record: Record, leaf_index: int) -> None:
         header = record.header
         try:
-            event = record.open(self.f.keys.get(record.key_id).secret).get("event")
+            event = record.open(self._key(record.key_id)).get("event")
         except (KeysError, RecordError):
             event = None  # crypto-shredded: index only what is not personal
         subject = header.get("subject")
@@ -216,22 +235,36 @@ class _Batch:
         )
 
     def finish(self) -> None:
-        # Folds waiting for documents that arrive in this batch.
+        # Folds waiting for documents that arrive in this batch: one listing of what is
+        # parked instead of one look-up per document.
+        parked = set(self.f.state.list(self._fold_key("")))
         for doc_id in list(self.docs):
+            if self._fold_key(doc_id) not in parked:
+                continue
             waiting = self.f.state.get(self._fold_key(doc_id))
             if waiting is not None:
                 for item in json.loads(waiting.value):
                     self.docs[doc_id] = apply_fold(
                         self.docs[doc_id], Fold(doc_id, item["op"], item["data"])
                     )
+        # Targets indexed earlier: fetch them side by side.
+        missing = sorted({f.target for f in self.folds if f.target not in self.docs})
+        earlier = dict(zip(missing, self.f._pool.map(self.f.index.get, missing), strict=True))
+        to_park: dict[str, list[Fold]] = {}
         for fold in self.folds:
-            doc = self.docs.get(fold.target) or self.f.index.get(fold.target)
+            doc = self.docs.get(fold.target) or earlier.get(fold.target)
             if doc is not None:
                 self.docs[fold.target] = apply_fold(doc, fold)
             else:
-                self._park(fold)
+                to_park.setdefault(fold.target, []).append(fold)
+        # Each target's folds in order; different targets side by side.
+        list(self.f._pool.map(self._park_all, to_park.values()))
         for conversation, name in self._renamed.items():
             self._rename(conversation, name)
+
+    def _park_all(self, folds: list[Fold]) -> None:
+        for fold in folds:
+            self._park(fold)
 
     def _rename(self, conversation: str, name: str) -> None:
         """A contact sync names the contact: earlier documents of the conversation learn it."""

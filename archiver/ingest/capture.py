@@ -106,6 +106,7 @@ class CaptureWriter:
                 data,
                 retention=Retention(self.lock_mode, retain_until),
                 content_type="application/x-wa-raw-batch",
+                fresh=True,
             )
             keys_done.result()
         else:
@@ -115,6 +116,7 @@ class CaptureWriter:
                 data,
                 retention=Retention(self.lock_mode, retain_until),
                 content_type="application/x-wa-raw-batch",
+                fresh=True,
             )
         return CapturedBatch(
             batch_id=batch_id,

@@ -43,7 +43,7 @@ from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
-from archiver.retention.erasure import grant_slot
+from archiver.retention.erasure import grant_slots
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import ObjectStore, Retention, StateStore
@@ -93,7 +93,7 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         owner: str | None = None,
         crash_hook: Callable[[str], None] | None = None,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -262,7 +262,16 @@ class Processor:
                     jobs.append((header, content, tags, captured_at, event, raw_ref))
         # Records are independent of each other: write them side by side (each is a
         # write-once PUT plus key look-ups), keeping the input order for the log.
-        list(self._pool.map(lambda g: grant_slot(self.state, *g), sorted(grants, key=str)))
+        by_subject: dict[str, list[int]] = {}
+        for subject, _batch, slot_index in grants:
+            if subject:
+                by_subject.setdefault(subject, []).append(slot_index)
+        list(
+            self._pool.map(
+                lambda item: grant_slots(self.state, item[0], opened.batch_id, item[1]),
+                sorted(by_subject.items()),
+            )
+        )
         results = list(
             self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
         )

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from archiver.errors import ArchiverError
+from archiver.records import canonical
 
 MAGIC = b"WARAW1\n"
 _LEN = struct.Struct(">I")
@@ -115,7 +115,7 @@ def seal_batch(
             for s in slots
         ],
     }
-    header_bytes = rfc8785.dumps(header)
+    header_bytes = canonical.dumps(header)
     return MAGIC + _LEN.pack(len(header_bytes)) + header_bytes + b"".join(payloads), slots
 
 

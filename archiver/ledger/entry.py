@@ -25,10 +25,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import rfc8785
-
 from archiver.ledger.errors import EntryError
 from archiver.ledger.merkle import hash_leaf
+from archiver.records import canonical
 
 ENTRY_VERSION = 1
 _RESERVED = frozenset({"v", "kind", "key", "version_id", "sha256", "size", "retain_until", "time"})
@@ -145,7 +144,7 @@ def make_entry(
         obj["retain_until"] = _iso(retain_until)
     obj.update(extras)
     try:
-        data = rfc8785.dumps(obj)
+        data = canonical.dumps(obj)
     except Exception as exc:  # rfc8785 raises several types for unencodable values
         raise EntryError(f"entry is not canonical-JSON encodable: {exc}") from exc
     return Entry(kind, obj, data, hash_leaf(data))
@@ -163,6 +162,6 @@ def parse_entry(data: bytes) -> Entry:
     if not isinstance(raw_kind, str) or raw_kind not in EntryKind.__members__.values():
         raise EntryError(f"unknown entry kind {raw_kind!r}")
     kind = EntryKind(raw_kind)
-    if rfc8785.dumps(obj) != data:
+    if canonical.dumps(obj) != data:
         raise EntryError("entry bytes are not RFC 8785 canonical")
     return Entry(kind, obj, data, hash_leaf(data))

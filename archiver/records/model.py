@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from archiver.errors import ArchiverError
+from archiver.records import canonical
 
 RECORDS_PREFIX = "records/"
 
@@ -82,7 +82,7 @@ def to_jsonable(value: Any) -> Any:
 
 def seal(content: Mapping[str, Any], *, key: bytes, key_id: str, aad: str) -> dict[str, str]:
     nonce = os.urandom(12)
-    ct = AESGCM(key).encrypt(nonce, rfc8785.dumps(dict(content)), aad.encode())
+    ct = AESGCM(key).encrypt(nonce, canonical.dumps(dict(content)), aad.encode())
     return {
         "alg": "A256GCM",
         "key_id": key_id,
@@ -123,7 +123,7 @@ class Record:
         record_id = str(header["record_id"])
         full = dict(header)
         full["sealed"] = seal(content, key=data_key, key_id=key_id, aad=record_id)
-        body = rfc8785.dumps(full)
+        body = canonical.dumps(full)
         return cls(
             record_id=record_id,
             key=record_key(record_id),

@@ -11,8 +11,8 @@
 3. destroys the subject's data keys (``KeyStore.shred``; the store's own protection
    check runs too);
 4. destroys the capture key of every raw delivery slot that mentions the subject. The
-   processor records those as grants ``capgrants/<subject>/<batch id>/<slot>``
-   (:func:`grant_slot`); each slot's wrapped key is removed from ``capkeys/<batch id>`` by
+   processor records those as grants ``capgrants/<subject>/<batch id>`` (the slots in its value)
+   (:func:`grant_slots`); each slot's wrapped key is removed from ``capkeys/<batch id>`` by
    compare-and-swap. Other slots of the same batch (other deliveries) keep their keys;
    other subjects' records stay readable (they are sealed under their own keys);
 5. purges the index (the subject's documents, parked folds for them) and expunges deleted
@@ -23,11 +23,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -61,37 +59,45 @@ logger = get_logger("archiver.erasure")
 CAPGRANTS_PREFIX = "capgrants/"
 FOLDS_PREFIX = "index/folds/"  # archiver.indexing.follower parks folds here
 
-_recent_grants: dict[str, None] = {}
-_recent_lock = threading.Lock()
 
 
-def grant_slot(state: StateStore, subject: str | None, batch_id: str, slot: int) -> None:
-    """Record that raw delivery ``slot`` of ``batch_id`` mentions ``subject`` (called by the
-    processor for every record it derives). Idempotent; repeats in one process are
-    skipped without a request."""
-    if not subject:
+def grant_slots(
+    state: StateStore, subject: str | None, batch_id: str, slots: Iterable[int]
+) -> None:
+    """Record that raw delivery ``slots`` of ``batch_id`` mention ``subject``: one
+    working-state value per (subject, batch), so a batch costs one write per subject, not
+    one per delivery. Idempotent (a replay merges into what an earlier attempt wrote)."""
+    wanted = sorted(set(slots))
+    if not subject or not wanted:
         return
-    key = f"{CAPGRANTS_PREFIX}{subject}/{batch_id}/{slot}"
-    memo = f"{id(state)}:{key}"
-    with _recent_lock:
-        if memo in _recent_grants:
+    key = f"{CAPGRANTS_PREFIX}{subject}/{batch_id}"
+    for _ in range(20):
+        current = state.get(key)
+        have = set(json.loads(current.value)["slots"]) if current else set()
+        if set(wanted) <= have:
             return
-    with contextlib.suppress(PreconditionFailed):  # written by an earlier attempt
-        state.put(key, b"{}", if_absent=True)
-    with _recent_lock:
-        _recent_grants[memo] = None
-        while len(_recent_grants) > 4096:
-            _recent_grants.pop(next(iter(_recent_grants)))
+        value = json.dumps({"slots": sorted(have | set(wanted))}).encode()
+        try:
+            if current is None:
+                state.put(key, value, if_absent=True)
+            else:
+                state.put(key, value, if_match=current.token)
+            return
+        except PreconditionFailed:
+            continue
+    raise PreconditionFailed(f"{key}: too much contention")
 
 
 def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:
     """``(batch id, slot)`` of every raw delivery slot that mentions ``subject``."""
     prefix = f"{CAPGRANTS_PREFIX}{subject}/"
-    out = []
+    out: list[tuple[str, int]] = []
     for key in state.list(prefix):
-        batch_id, _, slot = key[len(prefix):].rpartition("/")
-        if batch_id and slot.isdigit():
-            out.append((batch_id, int(slot)))
+        value = state.get(key)
+        if value is None:
+            continue
+        batch_id = key[len(prefix) :]
+        out.extend((batch_id, int(slot)) for slot in json.loads(value.value)["slots"])
     return out
 
 
@@ -179,8 +185,8 @@ class ErasureService:
         except KeyProtected as exc:
             raise Conflict(exc.message, code="erasure_refused", details=exc.details) from exc
         shredded_slots = [(b, s) for b, s in plan.slots if self._drop_slot_key(b, s)]
-        for batch_id, slot in plan.slots:
-            self.state.delete(f"{CAPGRANTS_PREFIX}{plan.subject}/{batch_id}/{slot}")
+        for batch_id in sorted({b for b, _ in plan.slots}):
+            self.state.delete(f"{CAPGRANTS_PREFIX}{plan.subject}/{batch_id}")
         record_ids = sorted({r.record_id for r in plan.records})
         removed = self.index.delete_ids(record_ids)
         self._drop_parked_folds(set(record_ids))

@@ -176,6 +176,7 @@ class LocalObjectStore:
         retention: Retention,
         legal_hold: bool = False,
         content_type: str = "application/octet-stream",
+        fresh: bool = False,  # the local look-up is cheap: always done
     ) -> PutResult:
         sha256 = hashlib.sha256(data).hexdigest()
         with self._locked(key, create=True) as vdir, _os_errors(f"put {key}"):

@@ -76,8 +76,14 @@ class ObjectStore(Protocol):
         retention: Retention,
         legal_hold: bool = False,
         content_type: str = "application/octet-stream",
+        fresh: bool = False,
     ) -> PutResult:
-        """Write-once create. Raises ObjectExists if the key has any version."""
+        """Write-once create. Raises ObjectExists if the key has any version.
+
+        ``fresh=True``: the caller built the key with a random part it never used before
+        (raw batches, audit batches), so no older version or delete marker can exist and
+        the server's conditional create alone guards it; adapters may skip their own
+        look-up (one round trip less on S3)."""
 
     def get(self, key: str, version_id: str) -> bytes: ...
 

@@ -113,10 +113,11 @@ class S3ObjectStore:
         retention: Retention,
         legal_hold: bool = False,
         content_type: str = "application/octet-stream",
+        fresh: bool = False,
     ) -> PutResult:
         """Write-once create with retention (+ hold) in the same request. ObjectExists when
-        the key has any version or delete marker."""
-        if self._has_any_version(key):
+        the key has any version or delete marker (``fresh``: see the port)."""
+        if not fresh and self._has_any_version(key):
             raise ObjectExists(f"{key}: already has a version")
         sha256 = hashlib.sha256(data).hexdigest()
         headers = {

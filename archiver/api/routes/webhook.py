@@ -45,8 +45,9 @@ async def verify_handshake(
     return PlainTextResponse(challenge)
 
 
-@router.post("/webhooks/whatsapp", status_code=200)
 async def receive_delivery(request: Request) -> Response:
+    """POST: a signed delivery. Mounted as a plain Starlette route (``app.add_route``): the
+    hot path skips FastAPI's parameter machinery, which it does not need (see docs/api.md)."""
     runtime = get_runtime(request)
     body = await request.body()
     header = request.headers.get("x-hub-signature-256")
