@@ -168,7 +168,8 @@ def capture_phase_wrk(
     (work / "post.lua").write_text(WRK_SCRIPT)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", "--timeout", "10s",
-         "-s", str(work / "post.lua"), f"http://127.0.0.1:{port}", "--", str(work / "requests.txt")],
+         "-s", str(work / "post.lua"), f"http://127.0.0.1:{port}",
+         "--", str(work / "requests.txt")],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
