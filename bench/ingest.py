@@ -135,15 +135,28 @@ def capture_phase(
 
 
 WRK_SCRIPT = r"""
+-- Each wrk thread sends its own share of the lines once (thread k: lines k, k+T, ...),
+-- so no delivery is sent twice and phase 2 measures distinct events.
+local counter = 0
+local threads = {}
+setup = function(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
 local reqs = {}
 local i = 0
 init = function(args)
+  local n = 0
+  local total = tonumber(args[2])
   for line in io.lines(args[1]) do
-    local sig, body = line:match("^(%x+)\t(.*)$")
-    reqs[#reqs + 1] = wrk.format("POST", "/webhooks/whatsapp",
-      {["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = "sha256=" .. sig}, body)
+    if n % total == id then
+      local sig, body = line:match("^(%x+)\t(.*)$")
+      reqs[#reqs + 1] = wrk.format("POST", "/webhooks/whatsapp",
+        {["Content-Type"] = "application/json", ["X-Hub-Signature-256"] = "sha256=" .. sig}, body)
+    end
+    n = n + 1
   end
-  i = math.random(#reqs)
 end
 request = function()
   i = i % #reqs + 1
@@ -169,7 +182,7 @@ def capture_phase_wrk(
     out = subprocess.run(
         ["wrk", "-t2", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", "--timeout", "10s",
          "-s", str(work / "post.lua"), f"http://127.0.0.1:{port}",
-         "--", str(work / "requests.txt")],
+         "--", str(work / "requests.txt"), "2"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
@@ -297,7 +310,9 @@ def main() -> int:
         t_first = time.time()
         for _ in range(args.repeats):
             phase = capture_phase_wrk if args.client == "wrk" else capture_phase
-            runs.append(phase(port, payloads, args.concurrency, args.seconds))
+            share = len(payloads) // args.repeats
+            mine = payloads[len(runs) * share : (len(runs) + 1) * share]
+            runs.append(phase(port, mine, args.concurrency, args.seconds))
             ceilings.append(ceiling_phase(payloads, args.concurrency, args.seconds))
         captured = sum(r["deliveries"] for r in runs)
         median = {

@@ -26,7 +26,7 @@ from archiver.records.subjects import aliases_of
 from archiver.runtime import Runtime
 from archiver.whatsapp import ContactRef
 from tests.conftest import REPO, shared_dir
-from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.apps import backend_settings, running_app, sign
 
 EXPECTATIONS = REPO / "tests" / "data" / "expectations"
 
@@ -44,9 +44,13 @@ def _expectation_name(path: Path) -> str:
     return str(path.relative_to(root)).replace("/", "__")
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Runtime]]:
-    settings = embedded_settings(tmp_path_factory.mktemp("fixtures"), inline_workers=False)
+@pytest.fixture(scope="module", params=["embedded", "servers"])
+def app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, Runtime]]:
+    settings = backend_settings(
+        request, tmp_path_factory.mktemp("fixtures"), request.param, inline_workers=False
+    )
     with running_app(settings) as pair:
         yield pair
 
