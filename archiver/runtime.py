@@ -234,7 +234,12 @@ class Runtime:
     def start_workers(self) -> None:
         """Processing and indexing threads (the app runs them unless inline_workers=false)."""
         self.indexing = IndexingLoop(self.follower)
-        self.processing = ProcessingLoop(self.processor, after_batch=self.indexing.wake)
+        extra = [
+            self.processor.sibling() for _ in range(self.settings.processing_workers - 1)
+        ]
+        self.processing = ProcessingLoop(
+            [self.processor, *extra], after_batch=self.indexing.wake
+        )
         self.capture.on_batch = self.processing.submit
         self.processing.start()
         self.indexing.start()

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     policy_params: str = ""
     log_retention_days: int = Field(default=3653, ge=1)
     inline_workers: bool = True
+    # Raw batches processed at once per process (each waits mostly on the store).
+    processing_workers: int = Field(default=4, ge=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=3 * 1024 * 1024)
     capture_batch_max: int = Field(default=128, ge=1)
     # Concurrent group-commit writes: few and large beat many and small on one MinIO.

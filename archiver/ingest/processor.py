@@ -93,7 +93,7 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         owner: str | None = None,
         crash_hook: Callable[[str], None] | None = None,
-        workers: int = 16,
+        workers: int = 8,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -112,6 +112,23 @@ class Processor:
         self._batch_keys: dict[str, DataKey] = {}
         self._count_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="records")
+        self._workers = workers
+
+    def sibling(self) -> Processor:
+        """Another processor on the same stores, with its own per-batch state and owner id
+        (one per processing thread: a ``Processor`` handles one batch at a time)."""
+        return Processor(
+            objects=self.objects,
+            state=self.state,
+            kek=self.kek,
+            subject_keys=self.keys,
+            pseudo=self.pseudo,
+            policy=self.policy,
+            log_appender=self.log,
+            keywords=self.keywords,
+            clock=self.clock,
+            workers=self._workers,
+        )
 
     def _bump(self, outcome: BatchOutcome, counter: str) -> None:
         with self._count_lock:

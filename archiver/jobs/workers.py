@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from archiver.errors import ArchiverError
 from archiver.indexing.follower import IndexFollower
@@ -46,56 +45,102 @@ class _Loop:
 
 
 class ProcessingLoop(_Loop):
+    """Batches go to a queue (from capture at once, and from a periodic sweep of the
+    store); several workers, each with its own ``Processor``, take them from it. A
+    batch's per-batch cost is mostly waiting on the store, so batches overlap well; the
+    claim in working state keeps two workers (or replicas) off the same batch."""
+
     def __init__(
         self,
-        processor: Processor,
+        processors: Sequence[Processor],
         *,
         sweep_every: float = 30.0,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
         super().__init__("processing")
-        self.processor = processor
+        self.processors = list(processors)
         self.sweep_every = sweep_every
         self.after_batch = after_batch
-        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str | None] | None] = queue.Queue()
+        self._queued: set[str] = set()  # waiting or in progress: never queued twice
+        self._queued_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
         self.processed = 0
 
+    def _enqueue(self, key: str, version_id: str | None) -> None:
+        with self._queued_lock:
+            if key in self._queued:
+                return
+            self._queued.add(key)
+        self._queue.put((key, version_id))
+
     def submit(self, batch: CapturedBatch) -> None:
-        self._queue.put((batch.key, batch.version_id))
+        self._enqueue(batch.key, batch.version_id)
 
     def wake(self) -> None:
-        self._queue.put(None)
+        for _ in self.processors:
+            self._queue.put(None)
+
+    def start(self) -> None:
+        super().start()
+        for n, processor in enumerate(self.processors):
+            thread = threading.Thread(
+                target=self._work, args=(processor,), name=f"processing-{n}", daemon=True
+            )
+            thread.start()
+            self._workers.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        for thread in self._workers:
+            thread.join(timeout)
 
     def _run(self) -> None:
-        next_sweep = 0.0
+        """The sweep: queue every raw batch not done yet (after a crash or a restart)."""
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                if time.monotonic() >= next_sweep:
-                    for outcome in self.processor.sweep():
-                        self.processed += outcome.status == "done"
-                    next_sweep = time.monotonic() + self.sweep_every
-                try:
-                    item = self._queue.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    continue
-                outcome = self.processor.process(*item)
-                self.processed += outcome.status == "done"
+                for key in self.processors[0].pending_batches():
+                    self._enqueue(key, None)
+                backoff = 0.5
+                self._stop.wait(self.sweep_every)
+            except ArchiverError as exc:
+                log.warning("sweep_backoff", error_code=exc.code, seconds=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception:  # a bug must not stop capture processing for good
+                log.exception("sweep_error")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _work(self, processor: Processor) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if item is None:
+                continue
+            try:
+                outcome = processor.process(*item)
+                with self._queued_lock:
+                    self.processed += outcome.status == "done"
                 backoff = 0.5
                 if self.after_batch is not None:
                     self.after_batch()
             except ArchiverError as exc:
+                # Left for the next sweep to queue again.
                 log.warning("processing_backoff", error_code=exc.code, seconds=backoff)
-                next_sweep = 0.0  # whatever failed is picked up again by the sweep
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             except Exception:  # a bug must not stop capture processing for good
                 log.exception("processing_error")
-                next_sweep = 0.0
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+            finally:
+                with self._queued_lock:
+                    self._queued.discard(item[0])
 
 
 class IndexingLoop(_Loop):
