@@ -167,7 +167,7 @@ def test_dockerfile_runs_unprivileged() -> None:
     assert froms[0].startswith("FROM python:3.11-slim")
     users = [line for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("USER root", "USER 0")
-    assert 'CMD ["archiver", "serve", "--host", "0.0.0.0"]' in lines
+    assert 'CMD ["archiver", "serve", "--host", "0.0.0.0", "--workers", "2"]' in lines
 
 
 def full_env(compose: dict[str, Any]) -> dict[str, str]:
