@@ -38,6 +38,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _IDENTIFIER = re.compile(
     r"[0-9a-f]{16,}|[a-z]_[a-z2-7]{16,}"
     r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?"  # ISO 8601 times
+    r"|[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*"  # C2SP note keys: name+keyid+base64
 )
 
 
