@@ -15,11 +15,12 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.responses import FastJSONResponse
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
@@ -66,7 +67,7 @@ def list_audit(
     since: Annotated[str | None, Query(description="ISO 8601")] = None,
     size: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     runtime = get_runtime(request)
     if action is not None and action not in {a.value for a in AuditAction}:
         raise BadRequest(
@@ -84,4 +85,5 @@ def list_audit(
         AuditAction.AUDIT_LISTED, actor_of(principal), filter_action=action, since=since,
         page=bool(cursor), returned=len(page),
     )  # fmt: skip
-    return {"events": page, "next_cursor": _encode(offset + size, fp) if more else None}
+    next_cursor = _encode(offset + size, fp) if more else None
+    return FastJSONResponse({"events": page, "next_cursor": next_cursor})

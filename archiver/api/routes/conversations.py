@@ -12,11 +12,12 @@ is a ``thread:viewed`` audit event.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.responses import FastJSONResponse
 from archiver.api.routes.search import SEARCH_ROLES, actor_of, message_view, scope_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal
@@ -53,7 +54,7 @@ def conversation_thread(
     size: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     runtime = get_runtime(request)
     try:
         result = runtime.index.search(thread_request(conversation, principal, size, cursor, order))
@@ -70,12 +71,14 @@ def conversation_thread(
         raise NotFound("no such conversation", code="conversation_not_found")
     events = [message_view(h.doc, principal.role) for h in result.hits]
     first = result.hits[0].doc if result.hits else {}
-    return {
-        "conversation": conversation,
-        "business_number": first.get("business_number"),
-        "contact": first.get("contact") or first.get("contact_user_id"),
-        "contact_name": first.get("contact_name"),
-        "total": result.total,
-        "events": events,
-        "next_cursor": result.next_cursor,
-    }
+    return FastJSONResponse(
+        {
+            "conversation": conversation,
+            "business_number": first.get("business_number"),
+            "contact": first.get("contact") or first.get("contact_user_id"),
+            "contact_name": first.get("contact_name"),
+            "total": result.total,
+            "events": events,
+            "next_cursor": result.next_cursor,
+        }
+    )

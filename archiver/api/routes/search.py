@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.responses import FastJSONResponse
 from archiver.audit import Actor, AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import BadRequest
@@ -90,7 +91,7 @@ def search(
     cursor: str | None = None,
     facets: Multi = None,
     highlight: bool = True,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     runtime = get_runtime(request)
     params = {
         "from": from_, "to": to, "type": type, "origin": origin, "direction": direction,
@@ -133,9 +134,11 @@ def search(
         scope=scope_of(principal), outcome="ok", results=result.total,
         returned=len(result.hits), ids=[h.id for h in result.hits],
     )  # fmt: skip
-    return {
-        "total": result.total,
-        "hits": [hit_view(h, principal.role) for h in result.hits],
-        "next_cursor": result.next_cursor,
-        "facets": {name: dict(buckets) for name, buckets in result.facets.items()},
-    }
+    return FastJSONResponse(
+        {
+            "total": result.total,
+            "hits": [hit_view(h, principal.role) for h in result.hits],
+            "next_cursor": result.next_cursor,
+            "facets": {name: dict(buckets) for name, buckets in result.facets.items()},
+        }
+    )
