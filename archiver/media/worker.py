@@ -44,7 +44,7 @@ from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import EntryKind, make_entry
-from archiver.ledger.merkle import hash_leaf
+from archiver.ledger.once import append_once
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -435,17 +435,7 @@ class MediaWorker:
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
         entries = [base64.b64decode(e) for e in doc["entries"]]
-        start = int(doc["size_before"])
-        size = self.log.size()
-        found: dict[bytes, int] = {}
-        if size > start:
-            for offset, data in enumerate(self.log.entries(start, size)):
-                found.setdefault(hash_leaf(data), start + offset)
-        missing = [e for e in entries if hash_leaf(e) not in found]
-        if missing:
-            for data, index in zip(missing, self.log.append(missing), strict=True):
-                found[hash_leaf(data)] = index
-        return [found[hash_leaf(e)] for e in entries]
+        return append_once(self.log, entries, int(doc["size_before"]))
 
     def _only_version(self, key: str) -> str:
         live = [
