@@ -24,7 +24,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import follow_log, read_record, update_json
+from archiver.consent import follow_to_end, read_record, update_json
 from archiver.errors import Conflict
 from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeysError
@@ -149,12 +149,7 @@ class Coexistence:
     # -- the view ---------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        total = 0
-        while True:
-            consumed = follow_log(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
-            total += consumed
-            if consumed == 0:
-                return total
+        return follow_to_end(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         kind = entry.fields.get("event")

@@ -77,6 +77,16 @@ def follow_log(
     return end - start
 
 
+def follow_to_end(
+    log: LogAppender, state: StateStore, cursor_key: str, handle: Callable[[int, Entry], None]
+) -> int:
+    """``follow_log`` until the cursor reaches the log's size; returns leaves consumed."""
+    total = 0
+    while consumed := follow_log(log, state, cursor_key, handle):
+        total += consumed
+    return total
+
+
 def update_json(state: StateStore, key: str, change: Callable[[Any], Any], default: Any) -> Any:
     """Compare-and-swap read-modify-write of one JSON value in working state."""
     for _ in range(20):
@@ -162,12 +172,7 @@ class ConsentView:
         self.state = state
 
     def catch_up(self) -> int:
-        total = 0
-        while True:
-            consumed = follow_log(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
-            total += consumed
-            if consumed == 0:
-                return total
+        return follow_to_end(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         if entry.kind is not EntryKind.RECORD or entry.fields.get("event") != "consent":
