@@ -31,6 +31,7 @@ from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.services import retention_services
 from archiver.security_events import SecurityRecorder
@@ -259,6 +260,12 @@ class Runtime:
             "disposition",
             lambda: retention_services(self).disposition.run(),
             seconds=self.settings.disposition_interval_s,
+            lease_ttl=3600.0,
+        )
+        self.jobs.add(  # safety net behind the follower's query-hold hook
+            "holds-refresh",
+            lambda: retention_services(self).holds.refresh_query_holds(),
+            seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
         )
         self.jobs.start()

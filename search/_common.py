@@ -62,6 +62,8 @@ def filter_terms(request: SearchRequest) -> list[tuple[tuple[str, ...], list[str
                 [normalize_field_value("number", v) for v in request.scope_numbers],
             )
         )
+    if request.ids is not None:
+        out.append((("id",), list(request.ids)))  # both adapters store the id as a keyword
     return out
 
 

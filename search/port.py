@@ -20,7 +20,9 @@ class SearchRequest:
     ``filters`` maps a field name (``from``, ``to``, ``type``, ``origin``, ``direction``,
     ``number``, ``status``, ``conversation``, ...) to the allowed values (OR within a field,
     AND across fields). ``scope_numbers`` restricts results to those business numbers
-    (``None`` = unrestricted); it applies to hits, totals and facets alike.
+    (``None`` = unrestricted); it applies to hits, totals and facets alike. ``ids``
+    restricts results to those document ids (``None`` = unrestricted), e.g. "this query
+    among the documents just indexed" (``archiver.retention.holds.hold_indexed_arrivals``).
     """
 
     q: str = ""
@@ -33,6 +35,7 @@ class SearchRequest:
     cursor: str | None = None
     facets: Sequence[str] = ()
     highlight: bool = False
+    ids: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

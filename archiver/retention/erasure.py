@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
 from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, raw_key
+from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound, KeyProtected
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import EntryKind, make_entry
@@ -41,13 +42,13 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import (
     StoredRecord,
     facts_of,
-    iter_records,
     live_versions,
     resolve_subject,
     tombstone_retention,
     write_tombstone,
 )
 from archiver.retention.holds import HoldRegistry
+from archiver.retention.lookup import subject_records
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, StateStore
 from policies.engine import erasure_check
@@ -133,7 +134,9 @@ class ErasureService:
         lock_mode: LockMode,
         log_retention_days: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reader: LogAppender | None = None,
     ) -> None:
+        self.reader = reader  # reads the log for the per-subject lookup; None: full scan
         self.objects = objects
         self.state = state
         self.log = log
@@ -150,8 +153,8 @@ class ErasureService:
         """What erasing ``contact`` would touch, and what stands in the way."""
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
         records = [
-            r for r in iter_records(self.objects)
-            if r.subject == subject and r.phone_number_id == phone_number_id
+            r for r in subject_records(self.objects, self.state, self.reader, subject)
+            if r.phone_number_id == phone_number_id
         ]  # fmt: skip
         slots = slot_grants(self.state, subject)
         decisions = [self.policy.decision(facts_of(r.header)) for r in records]
@@ -185,8 +188,9 @@ class ErasureService:
         except KeyProtected as exc:
             raise Conflict(exc.message, code="erasure_refused", details=exc.details) from exc
         shredded_slots = [(b, s) for b, s in plan.slots if self._drop_slot_key(b, s)]
-        for batch_id in sorted({b for b, _ in plan.slots}):
-            self.state.delete(f"{CAPGRANTS_PREFIX}{plan.subject}/{batch_id}")
+        # The grants stay: they are how the subject's records (still stored, now
+        # unreadable) are found without a full scan (archiver.retention.lookup), e.g. by a
+        # later hold. A second erasure finds those slots already shredded.
         record_ids = sorted({r.record_id for r in plan.records})
         removed = self.index.delete_ids(record_ids)
         self._drop_parked_folds(set(record_ids))

@@ -14,13 +14,23 @@ Working state::
     holds/<hold id>   the hold: scope, status (placing | open | releasing | released),
                       subjects, held items {"<key>@<version>": {key, version_id, kind}},
                       raw slots "<raw key>#<slot>" (for erasure's check)
-    holds/_open       {hold id: {"subjects", "conversations", "numbers"}}: the cheap
-                      check the processor runs after each batch (one GET)
+    holds/_open       {hold id: {"subjects", "conversations", "numbers", "query"}}: the
+                      cheap check the processor and the index follower run after each
+                      batch (one GET)
 
 Later arrivals: ``hold_new_arrivals`` is called by the processor after a batch's leaves
 are appended; a record whose subject or conversation an open hold names is held then.
-A ``query`` hold catches later arrivals when ``refresh`` runs (``archiver holds refresh``),
-since a new record is not in the index yet when the processor writes it.
+A ``query`` hold cannot be checked there (a new record is not in the index yet), so
+``hold_indexed_arrivals`` (``archiver.retention.arrivals``) is called by the index
+follower after each indexed batch: it runs each open hold's query restricted to the
+documents just indexed (``SearchRequest.ids``). The ``holds-refresh`` job (every
+:data:`REFRESH_INTERVAL_S`, under a lease) re-runs every open query hold as a safety net,
+as ``archiver holds refresh`` does.
+
+A subject hold finds its records through the subject's grants
+(``archiver.retention.lookup``), not by reading every record header; a conversation
+hold still reads every header (a conversation id is a one-way pseudonym: it does not
+name its subject, and a group conversation has none).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from archiver.errors import BadRequest, NotFound
+from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
@@ -46,9 +57,10 @@ from archiver.retention.common import (
     read_record,
     record_by_id,
 )
+from archiver.retention.lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
-from search.port import SearchIndex, SearchRequest
+from search.port import SearchIndex, SearchRequest, SearchResult
 
 logger = get_logger("archiver.holds")
 
@@ -56,6 +68,7 @@ HOLDS_PREFIX = "holds/"
 OPEN_KEY = "holds/_open"
 MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor
 _CAS_TRIES = 30
+REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
 OPEN_STATUSES = frozenset({"placing", "open"})
 
 
@@ -353,12 +366,27 @@ def hold_new_arrivals(
     return total
 
 
+def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, StoredRecord]:
+    """The stored records behind search hits (a hit's id is its record id)."""
+    found: dict[str, StoredRecord] = {}
+    for hit in result.hits:
+        try:
+            r = record_by_id(objects, hit.id)
+        except NotFound:
+            continue  # disposed since it was indexed
+        found[item_id(r.key, r.version_id)] = r
+    return found
+
+
 class HoldService:
     """The API- and CLI-facing half: resolve a scope to records, then use the registry."""
 
-    def __init__(self, registry: HoldRegistry, index: SearchIndex) -> None:
+    def __init__(
+        self, registry: HoldRegistry, index: SearchIndex, reader: LogAppender | None = None
+    ) -> None:
         self.registry = registry
         self.index = index
+        self.reader = reader  # reads the log for the per-subject lookup; None: full scan
 
     def place(
         self,
@@ -390,6 +418,7 @@ class HoldService:
             "subjects": [scope.subject] if scope.subject else [],
             "conversations": [scope.conversation] if scope.conversation else [],
             "numbers": scoped,
+            "query": scope.query,
         })  # fmt: skip
         self._apply(hold_id, scope, scoped)
         done = self.registry.update(hold_id, lambda d: {**d, "status": "open"})
@@ -406,6 +435,20 @@ class HoldService:
                           s.get("phone_number_id"))
         return self._apply(hold_id, scope, doc.get("numbers"))
 
+    def refresh_query_holds(self) -> dict[str, int]:
+        """The ``holds-refresh`` job: re-run every open hold that has a query (the safety
+        net behind ``hold_indexed_arrivals``). Returns versions newly held per hold."""
+        done: dict[str, int] = {}
+        for h in self.registry.open_holds():
+            if h.get("status") == "open" and (h.get("scope") or {}).get("query"):
+                try:
+                    done[str(h["id"])] = self.refresh(str(h["id"]))
+                except NotFound:
+                    continue  # released and removed meanwhile
+        if any(done.values()):
+            logger.info("query_holds_refreshed", held=done)
+        return done
+
     def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None) -> int:
         records = self.matching(scope, numbers)
         items, slots, subjects = self.registry.items_of(records)
@@ -414,7 +457,13 @@ class HoldService:
     def matching(self, scope: HoldScope, numbers: Sequence[str] | None) -> list[StoredRecord]:
         """Records in scope: by header (conversation, subject) or by the index (query)."""
         found: dict[str, StoredRecord] = {}
-        if scope.conversation or scope.subject:
+        if scope.subject and not scope.conversation:
+            # Through the subject's grants (archiver.retention.lookup), no full scan.
+            state = self.registry.state
+            for r in subject_records(self.registry.objects, state, self.reader, scope.subject):
+                if numbers is None or r.phone_number_id in numbers:
+                    found[item_id(r.key, r.version_id)] = r
+        elif scope.conversation:
             for r in iter_records(self.registry.objects):
                 if numbers is not None and r.phone_number_id not in numbers:
                     continue
@@ -428,12 +477,7 @@ class HoldService:
                 result = self.index.search(SearchRequest(
                     q=scope.query, scope_numbers=numbers, size=200, cursor=cursor,
                 ))  # fmt: skip
-                for hit in result.hits:
-                    try:
-                        r = record_by_id(self.registry.objects, hit.id)
-                    except NotFound:
-                        continue
-                    found[item_id(r.key, r.version_id)] = r
+                found.update(records_of_hits(self.registry.objects, result))
                 cursor = result.next_cursor
                 if not cursor or not result.hits:
                     break

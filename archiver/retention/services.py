@@ -36,7 +36,7 @@ def retention_services(runtime: Runtime) -> RetentionServices:
     )
     services = RetentionServices(
         registry=registry,
-        holds=HoldService(registry, runtime.index),
+        holds=HoldService(registry, runtime.index, runtime.log),
         disposition=DispositionJob(
             objects=runtime.objects, state=runtime.state, log=runtime.log,
             index=runtime.index, policy=runtime.policy, holds=registry, lock_mode=lock,
@@ -45,7 +45,7 @@ def retention_services(runtime: Runtime) -> RetentionServices:
         erasure=ErasureService(
             objects=runtime.objects, state=runtime.state, log=runtime.log, keys=runtime.keys,
             index=runtime.index, pseudo=runtime.pseudo, policy=runtime.policy, holds=registry,
-            lock_mode=lock, log_retention_days=days,
+            lock_mode=lock, log_retention_days=days, reader=runtime.log,
         ),
         applier=RetentionApplier(objects=runtime.objects, log=runtime.log, policy=runtime.policy),
     )  # fmt: skip

@@ -1,0 +1,163 @@
+"""A subject's records without reading every record header, from what ingestion already
+writes to working state and the log.
+
+The processor (``archiver.ingest.processor``) leaves two traces per raw batch:
+
+* ``capgrants/<subject>/<batch>``: the delivery slots of ``batch`` that mention
+  ``subject``; written for every record it derives (message, link, conflict, consent),
+  keyed by the record header's ``subject``, *before* the records are written;
+* ``proc/<batch>``: ``{"status": "done", "leaves": [...]}`` once the batch's leaves are
+  in the log (``"logging"`` with the entries inline just before). The ``record`` leaves
+  name each record version the batch wrote or reused (``key``, ``version_id``).
+
+So the subject's records are: for each granted batch, the ``record`` leaves of that batch
+whose record header names the subject. Records written outside the processor
+(``POST /v1/consent``, ``raw: null``) leave no grant; the consent view
+(``views/consent/<number>/<subject>/<purpose>``, ``archiver.consent``) names them.
+
+The answer is exact only when every granted batch is finished; when one is not (a batch
+in flight, or crashed before logging), or the subject has no grant at all (unknown, or
+only API consent records), :func:`subject_records` falls back to the full scan
+(:func:`archiver.retention.common.iter_records`), which cannot disagree with the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from archiver.ingest.ports import LogAppender
+from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.logs import get_logger
+from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
+from archiver.store.errors import ObjectNotFound
+from archiver.store.port import ObjectStore, StateStore
+
+logger = get_logger("archiver.retention.lookup")
+
+CAPGRANTS_PREFIX = "capgrants/"  # archiver.retention.erasure.grant_slots
+PROC_PREFIX = "proc/"  # archiver.ingest.processor
+CONSENT_VIEW_PREFIX = "views/consent/"  # archiver.consent
+_READERS = 16
+
+
+def leaf_runs(leaves: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous ``[start, end)`` runs of the given leaf indexes (pure): a batch's leaves
+    are one run, so reading them costs one bundle read per 256 leaves."""
+    runs: list[tuple[int, int]] = []
+    for leaf in sorted(set(leaves)):
+        if runs and runs[-1][1] == leaf:
+            runs[-1] = (runs[-1][0], leaf + 1)
+        else:
+            runs.append((leaf, leaf + 1))
+    return runs
+
+
+def record_refs(entries: Iterable[bytes]) -> set[tuple[str, str]]:
+    """``(key, version_id)`` of the ``record`` leaves among ``entries`` (pure)."""
+    out: set[tuple[str, str]] = set()
+    for data in entries:
+        entry = parse_entry(data)
+        if entry.kind is EntryKind.RECORD and entry.key and entry.version_id:
+            out.add((entry.key, entry.version_id))
+    return out
+
+
+def _batch_entries(
+    state: StateStore, log: LogAppender, batches: Sequence[str]
+) -> list[bytes] | None:
+    """The log entries of ``batches``; None when one is not finished (or unknown)."""
+    leaves: list[int] = []
+    inline: list[bytes] = []
+    for batch in batches:
+        value = state.get(PROC_PREFIX + batch)
+        if value is None:
+            return None
+        doc = json.loads(value.value)
+        if doc.get("status") == "done" and isinstance(doc.get("leaves"), list):
+            leaves.extend(int(i) for i in doc["leaves"])
+        elif doc.get("status") == "logging" and isinstance(doc.get("entries"), list):
+            inline.extend(base64.b64decode(e) for e in doc["entries"])
+        else:
+            return None  # claimed: records may be written with no trace yet
+    out = list(inline)
+    for start, end in leaf_runs(leaves):
+        out.extend(log.entries(start, end))
+    return out
+
+
+def _consent_refs(
+    objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
+) -> set[tuple[str, str]]:
+    """Records the consent view names for ``subject`` (API consent records among them),
+    after catching the view up with the log (incremental: from the view's own cursor)."""
+    # Imported here: archiver.consent imports the processor, which imports this package.
+    from archiver.consent import ConsentView
+    from archiver.records.model import record_key
+
+    ConsentView(log=log, objects=objects, state=state).catch_up()
+    out: set[tuple[str, str]] = set()
+    marker = f"/{subject}/"
+    for key in state.list(CONSENT_VIEW_PREFIX):
+        if marker not in key[len(CONSENT_VIEW_PREFIX) :]:
+            continue
+        value = state.get(key)
+        if value is None:
+            continue
+        for change in json.loads(value.value):
+            record_id = change.get("record_id")
+            if not isinstance(record_id, str):
+                continue
+            rkey = record_key(record_id)
+            out.update((rkey, v) for v in live_versions(objects, rkey))
+    return out
+
+
+def subject_records_indexed(
+    objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
+) -> list[StoredRecord] | None:
+    """The subject's record versions through its grants, in key order; None when that
+    path cannot answer exactly (no grant, or a granted batch not finished)."""
+    prefix = f"{CAPGRANTS_PREFIX}{subject}/"
+    batches = sorted(k[len(prefix) :] for k in state.list(prefix))
+    if not batches:
+        return None
+    entries = _batch_entries(state, log, batches)
+    if entries is None:
+        return None
+    refs = sorted(record_refs(entries) | _consent_refs(objects, state, log, subject))
+
+    def read(ref: tuple[str, str]) -> StoredRecord | None:
+        try:
+            return read_record(objects, *ref)
+        except ObjectNotFound:
+            return None  # disposed since
+
+    # The leaves do not name the subject: every record of the subject's batches is read
+    # (one GET each, side by side) and kept when its header names the subject.
+    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="subject-lookup") as pool:
+        records = list(pool.map(read, refs))
+    return [r for r in records if r is not None and r.subject == subject]
+
+
+def subject_records(
+    objects: ObjectStore, state: StateStore, log: LogAppender | None, subject: str
+) -> list[StoredRecord]:
+    """The subject's record versions: through its grants when they answer exactly, else
+    by the full scan."""
+    if log is not None:
+        fast = subject_records_indexed(objects, state, log, subject)
+        if fast is not None:
+            return fast
+    logger.info("subject_lookup_full_scan", subject=subject)
+    return [r for r in iter_records(objects) if r.subject == subject]
+
+
+__all__ = [
+    "leaf_runs",
+    "record_refs",
+    "subject_records",
+    "subject_records_indexed",
+]
