@@ -1,8 +1,8 @@
 """Graph API client for the WhatsApp Cloud API: media, the send proxy, Coexistence onboarding.
 
 An I/O adapter over an injected ``httpx.Client`` (sync); every httpx exception and
-every Meta error answer is turned into one of the errors below before it leaves
-this module::
+every Meta error answer is turned into one of the errors below (``graph_errors``)
+before it leaves this module::
 
     GraphError                  (archiver.errors.ArchiverError) anything else Meta refused
     ├── GraphUnavailable        network failure, timeout, 5xx, 429, Meta "transient" codes: retry
@@ -28,6 +28,10 @@ Meta references (see /shared/fixtures/whatsapp/README.md §3, §4):
 Retries: idempotent GETs go through ``RetryPolicy`` (tenacity, exponential back-off
 with jitter, only for ``GraphUnavailable``). POSTs are never retried here: a resent
 message is a second message, and ``smb_app_data`` may be called only once.
+
+Module map: ``graph_errors`` (the error tree and the pure status/body → error
+mapping), ``graph_results`` (return types and answer readers), ``graph_retry``
+(``RetryPolicy``); this module is the client itself.
 """
 
 from __future__ import annotations
@@ -35,27 +39,41 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-import tenacity
 
-from archiver.errors import ArchiverError
-from archiver.whatsapp.media import (
-    DEFAULT_MAX_MEDIA_BYTES,
-    media_deadline,
-    normalise_sha256,
-    parse_file_size,
+from archiver.whatsapp.graph_errors import (
+    GraphAuthError,
+    GraphBadResponse,
+    GraphError,
+    GraphNotFound,
+    GraphRequestError,
+    GraphUnavailable,
+    MediaExpired,
+    MediaHashMismatch,
+    MediaTooLarge,
+    error_for,
+    meta_error_of,
 )
+from archiver.whatsapp.graph_results import (
+    MediaBlob,
+    MediaInfo,
+    PhoneNumberPlatform,
+    SendResult,
+    parse_media_info,
+    parse_send_body,
+)
+from archiver.whatsapp.graph_retry import NO_RETRY, RetryPolicy
+from archiver.whatsapp.media import DEFAULT_MAX_MEDIA_BYTES, media_deadline, normalise_sha256
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_VERSION",
+    "NO_RETRY",
     "GraphAuthError",
     "GraphBadResponse",
     "GraphClient",
@@ -72,6 +90,10 @@ __all__ = [
     "RetryPolicy",
     "SendResult",
     "SyncType",
+    "error_for",
+    "meta_error_of",
+    "parse_media_info",
+    "parse_send_body",
 ]
 
 DEFAULT_BASE_URL: Final = "https://graph.facebook.com"
@@ -81,241 +103,6 @@ DEFAULT_MEDIA_HOSTS: Final = ("fbsbx.com",)
 
 SyncType = Literal["smb_app_state_sync", "history"]
 _SYNC_TYPES: Final = frozenset({"smb_app_state_sync", "history"})
-
-# Graph/Cloud API codes that mean "try later": 1 unknown, 2 service, 4/17/341 app or
-# user rate limit, 80007 WABA rate limit, 130429 throughput, 131016 service
-# unavailable, 133004 server temporarily unavailable (Cloud API "Error codes").
-_TRANSIENT_CODES: Final = frozenset({1, 2, 4, 17, 341, 80007, 130429, 131016, 133004})
-_AUTH_CODES: Final = frozenset({190, 10, *range(200, 300)})
-
-
-# ---------------------------------------------------------------------------- errors
-
-
-class GraphError(ArchiverError):
-    """Meta refused or could not be reached. ``meta_error`` is Meta's ``error`` object."""
-
-    code = "graph_error"
-    status = 502
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        meta_error: Mapping[str, Any] | None = None,
-        details: Any = None,
-    ) -> None:
-        super().__init__(message, details=details)
-        self.http_status = http_status
-        self.meta_error: dict[str, Any] | None = dict(meta_error) if meta_error else None
-
-    @property
-    def meta_code(self) -> int | None:
-        value = (self.meta_error or {}).get("code")
-        return value if isinstance(value, int) else None
-
-
-class GraphUnavailable(GraphError):
-    code = "graph_unavailable"
-    status = 503
-
-
-class GraphAuthError(GraphError):
-    # Our token to Meta is bad: a server-side problem, not the API caller's (hence 502).
-    code = "graph_auth"
-
-
-class GraphNotFound(GraphError):
-    code = "graph_not_found"
-    status = 404
-
-
-class MediaExpired(GraphNotFound):
-    code = "media_expired"
-    status = 410
-
-
-class GraphRequestError(GraphError):
-    code = "graph_request_rejected"
-
-
-class GraphBadResponse(GraphError):
-    code = "graph_bad_response"
-
-
-class MediaHashMismatch(GraphError):
-    code = "media_hash_mismatch"
-
-
-class MediaTooLarge(GraphError):
-    code = "media_too_large"
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """``GET /<MEDIA_ID>``: where the bytes are and what they must hash to."""
-
-    url: str
-    mime_type: str
-    sha256_hex: str
-    file_size: int | None
-    id: str
-
-
-@dataclass(frozen=True)
-class MediaBlob:
-    """Downloaded media whose SHA-256 matched Meta's (only ever built after the check)."""
-
-    data: bytes = field(repr=False)
-    mime_type: str
-    sha256_hex: str
-    size: int
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """Meta's answer to a send, success or error alike: the proxy archives both."""
-
-    status_code: int
-    body: dict[str, Any]
-    wamids: list[str]
-    contacts: list[dict[str, Any]]
-    raw_body: bytes = field(default=b"", repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status_code < 300 and "error" not in self.body
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        err = self.body.get("error")
-        return err if isinstance(err, dict) else None
-
-
-class PhoneNumberPlatform(NamedTuple):
-    """``GET /<PHONE_NUMBER_ID>?fields=is_on_biz_app,platform_type``."""
-
-    is_on_biz_app: bool
-    platform_type: str | None
-
-
-# ---------------------------------------------------------------------------- retries
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """In-process retry for ``GraphUnavailable`` only: exponential back-off with jitter.
-
-    This covers seconds-long blips; the durable, days-long schedule is
-    ``media.should_retry`` / ``media.next_retry_at`` driven by the worker.
-    """
-
-    attempts: int = 4
-    initial_wait: float = 0.5
-    max_wait: float = 8.0
-    jitter: float = 0.5
-    sleep: Callable[[float], None] = time.sleep
-
-    def retrying(self) -> tenacity.Retrying:
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(self.attempts, 1)),
-            # initial·2^(n-1) capped at max_wait, plus uniform jitter in [0, jitter]
-            # (composed, as tenacity renamed wait_exponential_jitter's arguments in 9.x).
-            wait=tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait)
-            + tenacity.wait_random(0, self.jitter),
-            retry=tenacity.retry_if_exception_type(GraphUnavailable),
-            reraise=True,
-            sleep=self.sleep,
-        )
-
-    def call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return self.retrying()(fn, *args, **kwargs)
-
-
-NO_RETRY: Final = RetryPolicy(attempts=1)
-
-
-# ---------------------------------------------------------------------------- mapping
-
-
-def meta_error_of(body: object) -> dict[str, Any] | None:
-    """Meta's ``{"error": {...}}`` object from a parsed body, if there is one."""
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            return err
-    return None
-
-
-def error_for(http_status: int, body: object, *, what: str) -> GraphError | None:
-    """The error a Graph answer stands for, or None if it is a success (pure)."""
-    err = meta_error_of(body)
-    if http_status < 400 and err is None:
-        return None
-    code = err.get("code") if err else None
-    subcode = err.get("error_subcode") if err else None
-    message = f"{what}: HTTP {http_status}"
-    if err and isinstance(err.get("message"), str):
-        message += f": {err['message']}"
-    kwargs: dict[str, Any] = {"http_status": http_status, "meta_error": err}
-    if http_status in (401, 403) or code in _AUTH_CODES:
-        return GraphAuthError(message, **kwargs)
-    if (
-        http_status == 429
-        or http_status >= 500
-        or code in _TRANSIENT_CODES
-        or (err is not None and err.get("is_transient") is True)
-    ):
-        return GraphUnavailable(message, **kwargs)
-    if http_status == 404 or (code == 100 and subcode == 33):
-        return GraphNotFound(message, **kwargs)
-    return GraphRequestError(message, **kwargs)
-
-
-def parse_media_info(body: object, *, media_id: str) -> MediaInfo:
-    """Read ``GET /<MEDIA_ID>``; ``sha256`` hex or base64, ``file_size`` str or int."""
-    if not isinstance(body, dict):
-        raise GraphBadResponse(f"media {media_id}: answer is not a JSON object")
-    url, mime, digest = body.get("url"), body.get("mime_type"), body.get("sha256")
-    if not isinstance(url, str) or not url:
-        raise GraphBadResponse(f"media {media_id}: no url", details=body)
-    if not isinstance(mime, str) or not mime:
-        raise GraphBadResponse(f"media {media_id}: no mime_type", details=body)
-    if not isinstance(digest, str):
-        raise GraphBadResponse(f"media {media_id}: no sha256", details=body)
-    try:
-        sha256_hex = normalise_sha256(digest)
-        file_size = parse_file_size(body.get("file_size"))
-    except ValueError as exc:
-        raise GraphBadResponse(f"media {media_id}: {exc}", details=body) from exc
-    answered_id = body.get("id")
-    return MediaInfo(
-        url=url,
-        mime_type=mime,
-        sha256_hex=sha256_hex,
-        file_size=file_size,
-        id=str(answered_id) if isinstance(answered_id, str | int) else media_id,
-    )
-
-
-def parse_send_body(body: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """``messages[].id`` (wamids) and ``contacts[]`` of a send answer; empty on errors."""
-    messages = body.get("messages")
-    contacts = body.get("contacts")
-    wamids = [
-        m["id"]
-        for m in (messages if isinstance(messages, list) else [])
-        if isinstance(m, dict) and isinstance(m.get("id"), str)
-    ]
-    kept = [c for c in (contacts if isinstance(contacts, list) else []) if isinstance(c, dict)]
-    return wamids, kept
 
 
 def _segment(value: str, name: str) -> str:
