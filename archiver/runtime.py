@@ -31,6 +31,7 @@ from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.services import retention_services
@@ -198,8 +199,11 @@ class Runtime:
             keywords=settings.keywords,
         )
         follower = IndexFollower(
-            log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo
-        )
+            log_reader=log, objects=objects, state=state, keys=keys, index=index, pseudo=pseudo,
+            after_upsert=lambda ids: hold_indexed_arrivals(
+                index=index, objects=objects, state=state, log=log, keys=keys, doc_ids=ids
+            ),
+        )  # fmt: skip
         checkpoints = CheckpointSigner(log, load_signer(settings), objects, state)
         proofs = ProofService(
             log,

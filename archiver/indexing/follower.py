@@ -30,6 +30,7 @@ from archiver.indexing.documents import (
     folds_for,
     message_document,
 )
+from archiver.indexing.recent import recent_for
 from archiver.ingest.ports import LogAppender, SubjectKeys
 from archiver.keys.errors import KeysError
 from archiver.ledger.entry import EntryKind, parse_entry
@@ -80,6 +81,7 @@ class IndexFollower:
         pseudo: Pseudonymizer,
         generation: str | None = None,
         on_indexed: Callable[[int], None] | None = None,
+        after_upsert: Callable[[list[str]], object] | None = None,
     ) -> None:
         self.log = log_reader
         self.objects = objects
@@ -89,7 +91,11 @@ class IndexFollower:
         self.pseudo = pseudo
         self._fixed_generation = generation
         self.on_indexed = on_indexed
+        # Called with the ids of each upserted batch (the live index only): the runtime
+        # hangs query-scoped legal holds on it, so later arrivals are held as they come.
+        self.after_upsert = after_upsert if generation is None else None
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="index-read")
+        self._recent = recent_for(objects)  # records this process's processor just wrote
 
     @property
     def generation(self) -> str:
@@ -115,7 +121,10 @@ class IndexFollower:
         else:
             raise PreconditionFailed("index cursor moved under us")
 
-    def _read(self, item: tuple[int, str, str]) -> Record | None:
+    def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
+        body = self._recent.take(item[1], item[2], item[3])
+        if body is not None:
+            return Record.parse(body)
         try:
             return Record.parse(self.objects.get(item[1], item[2]))
         except ObjectNotFound:
@@ -130,14 +139,16 @@ class IndexFollower:
             return 0
         end = min(size, start + max_entries)
         batch = _Batch(self, generation)
-        wanted: list[tuple[int, str, str]] = []
+        wanted: list[tuple[int, str, str, str | None]] = []
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
             if entry.kind is not EntryKind.RECORD:
                 continue
             key, version = entry.key, entry.version_id
             assert key is not None and version is not None
-            wanted.append((start + offset, key, version))
+            sha256 = entry.fields.get("sha256")
+            digest = sha256 if isinstance(sha256, str) else None
+            wanted.append((start + offset, key, version, digest))
         # Reading records is one round trip each: fetch them side by side, then fold them
         # in log order (folding is order-sensitive, reading is not).
         for leaf, record in zip(
@@ -150,6 +161,8 @@ class IndexFollower:
             raise GenerationRetired(f"generation {generation} was replaced during the batch")
         if batch.docs:
             self.index.upsert(batch.docs.values())
+            if self.after_upsert is not None:
+                self.after_upsert(list(batch.docs))
         self._set_cursor(generation, start, end)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
@@ -175,6 +188,7 @@ class _Batch:
         self._consent: dict[str, str | None] = {}
         self._names: dict[str, str | None] = {}
         self._renamed: dict[str, str] = {}  # conversation -> contact-sync name
+        self._parked: set[str] = set()  # fold keys parked when ``finish`` listed them
 
     # ---- per-subject state -------------------------------------------------------------
 
@@ -237,7 +251,7 @@ class _Batch:
     def finish(self) -> None:
         # Folds waiting for documents that arrive in this batch: one listing of what is
         # parked instead of one look-up per document.
-        parked = set(self.f.state.list(self._fold_key("")))
+        parked = self._parked = set(self.f.state.list(self._fold_key("")))
         for doc_id in list(self.docs):
             if self._fold_key(doc_id) not in parked:
                 continue
@@ -263,6 +277,20 @@ class _Batch:
             self._rename(conversation, name)
 
     def _park_all(self, folds: list[Fold]) -> None:
+        key = self._fold_key(folds[0].target)
+        if key not in self._parked:
+            # Nothing was parked for the target when this batch listed the folds: create
+            # the list in one round trip; a concurrent creator makes us fall back below.
+            items: list[dict[str, Any]] = []
+            for fold in folds:
+                item = {"op": fold.op, "data": dict(fold.data)}
+                if item not in items:
+                    items.append(item)
+            try:
+                self.f.state.put(key, json.dumps(items).encode(), if_absent=True)
+                return
+            except PreconditionFailed:
+                pass
         for fold in folds:
             self._park(fold)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from archiver.indexing.recent import recent_for
 from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, RAW_PREFIX, batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
@@ -38,7 +39,7 @@ from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, Subject
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.ledger.entry import EntryKind, make_entry
-from archiver.ledger.merkle import hash_leaf
+from archiver.ledger.once import append_once
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
@@ -93,7 +94,7 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         owner: str | None = None,
         crash_hook: Callable[[str], None] | None = None,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -113,6 +114,8 @@ class Processor:
         self._count_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="records")
         self._workers = workers
+        # The follower of this process indexes these records next: spare it the reads.
+        self._recent = recent_for(objects)
 
     def sibling(self) -> Processor:
         """Another processor on the same stores, with its own per-batch state and owner id
@@ -209,12 +212,14 @@ class Processor:
             keys=self.keys,
             written=[(w.record.key, w.version_id) for w in written],
         )
-        for job_key, job in media_jobs:
-            with contextlib.suppress(PreconditionFailed):
-                self.state.put(job_key, json.dumps(job).encode(), if_absent=True)
+        list(self._pool.map(self._put_media_job, media_jobs))
         self._save(batch_id, {"status": "done", "leaves": leaves})
         outcome.leaves = leaves
         return outcome
+
+    def _put_media_job(self, item: tuple[str, dict[str, Any]]) -> None:
+        with contextlib.suppress(PreconditionFailed):  # queued by an earlier attempt
+            self.state.put(item[0], json.dumps(item[1]).encode(), if_absent=True)
 
     def _only_version(self, key: str) -> str:
         versions = [v for v in self.objects.list_versions(key) if v.key == key]
@@ -225,17 +230,7 @@ class Processor:
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
         entries = [base64.b64decode(e) for e in doc["entries"]]
-        start = int(doc["size_before"])
-        size = self.log.size()
-        found: dict[bytes, int] = {}
-        if size > start:
-            for offset, data in enumerate(self.log.entries(start, size)):
-                found.setdefault(hash_leaf(data), start + offset)
-        missing = [e for e in entries if hash_leaf(e) not in found]
-        if missing:
-            for data, index in zip(missing, self.log.append(missing), strict=True):
-                found[hash_leaf(data)] = index
-        return [found[hash_leaf(e)] for e in entries]
+        return append_once(self.log, entries, int(doc["size_before"]))
 
     # -- records -----------------------------------------------------------------------
 
@@ -289,6 +284,16 @@ class Processor:
                 sorted(by_subject.items()),
             )
         )
+        # One key look-up per data subject, before the records: threads writing records of
+        # one new subject would otherwise race to create its key (a CAS loss costs a
+        # delete and a retry) and each unwrap it again.
+        owners = sorted({self._key_owner(j[0]) for j in jobs})
+        for owner, (data_key, key_event) in zip(
+            owners, self._pool.map(self.keys.get_or_create, owners), strict=True
+        ):
+            self._batch_keys[owner] = data_key
+            if key_event is not None:
+                self._key_events.append(key_event)
         results = list(
             self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
         )
@@ -397,6 +402,15 @@ class Processor:
         except PreconditionFailed:
             pass  # first link wins; a concurrent or earlier link stands
 
+    def _key_owner(self, header: dict[str, Any]) -> str:
+        # Events without a person (account, template updates) are sealed under a key of
+        # the business number, named by a pseudonym like every key owner.
+        business = header["business"]
+        subject: str | None = header["subject"]
+        return subject or self.pseudo.token(
+            "b_", "business", str(business["phone_number_id"] or business["waba_id"])
+        )
+
     def _write_one(
         self,
         header: dict[str, Any],
@@ -422,11 +436,7 @@ class Processor:
             )
         )
         header = {**header, "policy": _policy_json(decision), "flags": sorted(set(tags))}
-        # Events without a person (account, template updates) are sealed under a key of
-        # the business number, named by a pseudonym like every key owner.
-        key_owner = header["subject"] or self.pseudo.token(
-            "b_", "business", str(business["phone_number_id"] or business["waba_id"])
-        )
+        key_owner = self._key_owner(header)
         data_key = self._batch_keys.get(key_owner)
         if data_key is None:
             data_key, key_event = self.keys.get_or_create(key_owner)
@@ -442,6 +452,7 @@ class Processor:
                 content_type="application/json",
             )
             self._bump(outcome, "records")
+            self._recent.put(record.key, put.version_id, record.body)
             self._crash("after_record_put")
             return _Written(record, put.version_id, new=True)
         except ObjectExists:
@@ -503,6 +514,7 @@ class Processor:
                 retention=Retention(decision.lock_mode, decision.retain_until),
                 content_type="application/json",
             )
+            self._recent.put(link.key, put.version_id, link.body)
             return _Written(link, put.version_id, new=True)
         except ObjectExists:
             existing, version = self._read_existing(link.key)

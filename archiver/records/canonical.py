@@ -20,19 +20,49 @@ import rfc8785
 _MAX_SAFE = 2**53  # RFC 8785 / I-JSON: larger integers are not interoperable
 
 
+def _bmp_key(key: Any) -> bool:
+    # ``isascii`` is a C-speed test that settles almost every key.
+    return isinstance(key, str) and (key.isascii() or all(ord(c) < 0x10000 for c in key))
+
+
 def _simple(value: Any) -> bool:
-    if value is None or isinstance(value, bool | str):
-        return True
-    if isinstance(value, int):
-        return -_MAX_SAFE < value < _MAX_SAFE
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and all(ord(c) < 0x10000 for c in k) and _simple(v)
-            for k, v in value.items()
-        )
-    if isinstance(value, list | tuple):
-        return all(_simple(v) for v in value)
-    return False
+    # Iterative, exact-type fast paths first: this walks every value of every record.
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is dict:
+            for k, v in item.items():
+                if not (type(k) is str and k.isascii()) and not _bmp_key(k):
+                    return False
+                push(v)
+            continue
+        if kind is list or kind is tuple:
+            stack.extend(item)
+            continue
+        if kind is int:
+            if not -_MAX_SAFE < item < _MAX_SAFE:
+                return False
+            continue
+        if isinstance(item, bool | str):
+            continue
+        if isinstance(item, int) and not isinstance(item, float):
+            if not -_MAX_SAFE < item < _MAX_SAFE:
+                return False
+            continue
+        if isinstance(item, dict):
+            if not all(_bmp_key(k) for k in item):
+                return False
+            stack.extend(item.values())
+            continue
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+            continue
+        return False
+    return True
 
 
 def dumps(value: Any) -> bytes:

@@ -1,7 +1,9 @@
 """A processing worker that SIGKILLs itself at random named points (crash-safety tests).
 
 Usage: python -m tests.support.crash_worker DATA_DIR SEED PROBABILITY
-Exit 0 when nothing is left to process; death by SIGKILL otherwise.
+Exit 0 when nothing is left to process; death by SIGKILL otherwise. The backends come
+from the ``ARCHIVER_*`` environment (``settings_env``): the embedded store by default,
+real MinIO when ``ARCHIVER_STORE=s3``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def main() -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     runtime.processor._crash = crash
+    sys.stdout.write("ready\n")  # the test starts its kill timer now
+    sys.stdout.flush()
     # A new owner each start, and claims of a killed owner must not block us for minutes.
     import archiver.ingest.processor as processor_module
 
