@@ -27,11 +27,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -50,6 +53,12 @@ from archiver.store.port import LockMode, ObjectInfo, PutResult, Retention, Vers
 
 VERSIONS_DIR = "@v"
 _READ_ONLY = 0o444
+# A listing row: version id, delete marker?, size, created. Sorts by version id = by age.
+_Row = tuple[str, bool, int, datetime]
+# Large listings: keys per task, reader threads, tasks in flight (bounds memory).
+_LIST_CHUNK = 64
+_LIST_THREADS = 4
+_LIST_WINDOW = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,7 @@ class LocalObjectStore:
     def __init__(self, root: Path, *, now: Callable[[], datetime] | None = None) -> None:
         self._root = Path(root)
         self._objects = self._root / "objects"
+        self._objects_str = os.fspath(self._objects)
         self._now = now or (lambda: datetime.now(UTC))
         with _os_errors("open local store"):
             self._objects.mkdir(parents=True, exist_ok=True)
@@ -270,48 +280,108 @@ class LocalObjectStore:
         )
 
     def _keys(self, prefix: str) -> list[str]:
-        # Start at the deepest directory the prefix pins down, then filter by string.
+        # Start at the deepest directory the prefix pins down, prune subtrees that cannot
+        # match it, and stay on plain strings: pathlib and os.walk cost more than the
+        # directory reads themselves on a large archive.
         head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         if any(part in (".", "..") for part in head.split("/")):
             return []
-        start = self._objects.joinpath(*head.split("/")) if head else self._objects
+        root = self._objects_str
+        start = os.path.join(root, *head.split("/")) if head else root
         found: list[str] = []
-        if not start.is_dir():
-            return found
-        for dirpath, dirnames, _ in os.walk(start):
-            if VERSIONS_DIR in dirnames:
-                dirnames.remove(VERSIONS_DIR)
-                key = Path(dirpath).relative_to(self._objects).as_posix()
-                if key.startswith(prefix):
-                    found.append(key)
+        stack = [(start, head)]
+        while stack:
+            path, rel = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.name == VERSIONS_DIR:
+                    if rel.startswith(prefix):
+                        found.append(rel)
+                    continue
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if child.startswith(prefix) or prefix.startswith(child + "/"):
+                    stack.append((entry.path, child))
         return sorted(found)
+
+    def _key_rows(self, key: str) -> list[_Row]:
+        """The versions of one key for a listing, oldest first. Only the fields a listing
+        shows are decoded (the full :class:`_Meta` doubled the cost of listing a large
+        archive). A version deleted meanwhile is skipped: it no longer exists."""
+        vdir = self._objects_str + "/" + key + "/" + VERSIONS_DIR + "/"
+        out: list[_Row] = []
+        with _os_errors(f"list versions {key}"):
+            try:
+                names = os.listdir(vdir)
+            except FileNotFoundError:
+                return out
+            for name in names:
+                if name.endswith(".json") and not name.startswith("."):
+                    try:
+                        doc = json.loads(_read_small(vdir + name))
+                    except FileNotFoundError:
+                        continue
+                    out.append(
+                        (
+                            str(doc["version_id"]),
+                            bool(doc.get("delete_marker", False)),
+                            int(doc.get("size", 0)),
+                            datetime.fromisoformat(doc["created"]),
+                        )
+                    )
+        out.sort()
+        return out
+
+    def _each_key_rows(self, prefix: str) -> Iterator[tuple[str, list[_Row]]]:
+        """``(key, versions)`` in key order. A large listing reads its metadata files in
+        a few threads, chunks of keys a bounded window ahead of the consumer: every read
+        is a handful of system calls that release the GIL, and a lone listing thread
+        starved by other busy threads (``verify`` reads objects meanwhile) was the tail
+        of a verify run (0.4-0.8 s of 1.4 s for 2,000 objects under load)."""
+        with _os_errors(f"list versions {prefix!r}"):
+            keys = self._keys(prefix)
+        if len(keys) <= _LIST_CHUNK:
+            for key in keys:
+                yield key, self._key_rows(key)
+            return
+
+        def rows(chunk: list[str]) -> list[tuple[str, list[_Row]]]:
+            return [(key, self._key_rows(key)) for key in chunk]
+
+        chunks = (keys[i : i + _LIST_CHUNK] for i in range(0, len(keys), _LIST_CHUNK))
+        with ThreadPoolExecutor(_LIST_THREADS, thread_name_prefix="local-list") as pool:
+            window: deque[Future[list[tuple[str, list[_Row]]]]] = deque()
+            for chunk in itertools.islice(chunks, _LIST_WINDOW):
+                window.append(pool.submit(rows, chunk))
+            while window:
+                done = window.popleft().result()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    window.append(pool.submit(rows, nxt))
+                yield from done
 
     def list_versions(self, prefix: str = "") -> Iterator[VersionEntry]:
         """Every version and delete marker, keys in lexical order, newest version first
         within a key (as S3 ListObjectVersions)."""
-        with _os_errors(f"list versions {prefix!r}"):
-            keys = self._keys(prefix)
-        for key in keys:
-            with _os_errors(f"list versions {key}"):
-                metas = sorted(self._metas(self._vdir(key)), key=lambda m: m.version_id)
-            for i, meta in enumerate(reversed(metas)):
+        for key, rows in self._each_key_rows(prefix):
+            for i, (vid, marker, size, created) in enumerate(reversed(rows)):
                 yield VersionEntry(
                     key=key,
-                    version_id=meta.version_id,
-                    is_delete_marker=meta.delete_marker,
+                    version_id=vid,
+                    is_delete_marker=marker,
                     is_latest=i == 0,
-                    size=meta.size,
-                    last_modified=meta.created,
+                    size=size,
+                    last_modified=created,
                 )
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Keys whose latest version is an object (not a delete marker)."""
-        with _os_errors(f"list keys {prefix!r}"):
-            keys = self._keys(prefix)
-        for key in keys:
-            with _os_errors(f"list keys {key}"):
-                metas = sorted(self._metas(self._vdir(key)), key=lambda m: m.version_id)
-            if metas and not metas[-1].delete_marker:
+        for key, rows in self._each_key_rows(prefix):
+            if rows and not rows[-1][1]:
                 yield key
 
 
@@ -337,6 +407,19 @@ def write_delete_marker(store_root: Path, key: str, *, now: datetime | None = No
 
 
 # -- file helpers ----------------------------------------------------------------------
+
+
+def _read_small(path: str) -> bytes:
+    """A whole small file with three system calls (``open()`` adds an fstat, a second
+    read and two Python objects per file; a listing reads one per version)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, 65536)]
+        while len(chunks[-1]) == 65536:
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def _write_temp(directory: Path, data: bytes) -> Path:
