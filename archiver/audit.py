@@ -24,11 +24,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import rfc8785
-
 from archiver.ingest.ports import LogAppender
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
+from archiver.records.canonical import dumps as canonical_json
 from archiver.store.port import LockMode, ObjectStore, Retention
 
 log = get_logger("archiver.audit")
@@ -141,7 +140,7 @@ class AuditTrail:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         now = self.clock()
-        lines = [rfc8785.dumps(e) for e in batch]
+        lines = [canonical_json(e) for e in batch]  # RFC 8785, fast path for plain data
         data = b"\n".join(lines) + b"\n"
         key = f"{AUDIT_PREFIX}{now:%Y/%m/%d}/{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(4)}"
         until = now + timedelta(days=self.retention_days)

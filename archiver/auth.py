@@ -104,6 +104,15 @@ class TokenService:
             return None
         return TokenRecord(**json.loads(value.value)), value.token
 
+    def is_cached(self, token: str | None) -> bool:
+        """Whether ``authenticate(token)`` would be answered from memory (no state read):
+        an async caller can then call it on the event loop without blocking it."""
+        parts = (token or "").split("_", 2)
+        if len(parts) != 3:
+            return True  # malformed: refused without a read
+        cached = self._cache.get(parts[1])
+        return cached is not None and time.monotonic() - cached[0] < self._cache_seconds
+
     def authenticate(self, token: str | None, now: datetime | None = None) -> Principal:
         """Raise AuthError (401) for a missing, malformed, unknown, expired or revoked token."""
         if not token:

@@ -6,10 +6,11 @@ routes and proves each one refuses missing, expired, revoked and wrong-role toke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from archiver.auth import Principal, Role, require_role
 from archiver.errors import AuthError
@@ -33,13 +34,19 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def allow(*roles: Role) -> Callable[[Request], Principal]:
+def allow(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency factory: authenticate, then check the role is one of ``roles``."""
     allowed = frozenset(roles)
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        # Async, so a request does not pay a thread hop for its token: a verified token is
+        # cached in memory; only a cache miss reads the state store, on a worker thread.
         runtime = get_runtime(request)
-        principal = runtime.tokens.authenticate(_bearer(request))
+        token = _bearer(request)
+        if runtime.tokens.is_cached(token):
+            principal = runtime.tokens.authenticate(token)
+        else:
+            principal = await run_in_threadpool(runtime.tokens.authenticate, token)
         require_role(principal, allowed)
         request.state.principal = principal
         return principal
