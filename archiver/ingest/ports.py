@@ -28,8 +28,11 @@ class PolicyDecider(Protocol):
 class SubjectKeys(Protocol):
     """``archiver.keys.store.KeyStore`` satisfies this."""
 
-    def get_or_create(self, subject_id: str) -> tuple[DataKey, dict[str, Any] | None]:
-        """The subject's current key, and the key-store event when it was just created."""
+    def get_or_create(
+        self, subject_id: str, *, creator: str | None = None
+    ) -> tuple[DataKey, dict[str, Any] | None]:
+        """The subject's current key, and the key-store event when it was just created
+        (or, for the same ``creator``, when that creator created it)."""
 
     def get(self, key_id: str) -> DataKey:
         """Raise ``archiver.keys.errors.KeyShredded`` when the key was destroyed."""

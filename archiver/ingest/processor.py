@@ -287,9 +287,14 @@ class Processor:
         # One key look-up per data subject, before the records: threads writing records of
         # one new subject would otherwise race to create its key (a CAS loss costs a
         # delete and a retry) and each unwrap it again.
+        # ``creator``: a retry of this batch after a crash that lost a key's creation event
+        # (before the batch's entries were saved) gets the event again, so it is logged.
         owners = sorted({self._key_owner(j[0]) for j in jobs})
+        created_by = opened.batch_id
         for owner, (data_key, key_event) in zip(
-            owners, self._pool.map(self.keys.get_or_create, owners), strict=True
+            owners,
+            self._pool.map(lambda o: self.keys.get_or_create(o, creator=created_by), owners),
+            strict=True,
         ):
             self._batch_keys[owner] = data_key
             if key_event is not None:

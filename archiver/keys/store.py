@@ -119,18 +119,32 @@ class KeyStore:
         return DataKey(entry["key_id"], kek.unwrap(base64.b64decode(entry["wrapped"])))
 
     # -- subject keys -----------------------------------------------------------------
-    def get_or_create(self, subject_id: str) -> tuple[DataKey, Event | None]:
+    def get_or_create(
+        self, subject_id: str, *, creator: str | None = None
+    ) -> tuple[DataKey, Event | None]:
         """The subject's current data key, created on first use (event ``key:created``).
-        After a shred the subject gets a fresh key: new data stays readable, old does not."""
+        After a shred the subject gets a fresh key: new data stays readable, old does not.
+
+        ``creator`` names the unit of work that creates the key (a raw batch). If that same
+        unit asks again (a retry after a crash that lost the event before it was logged),
+        the creation event is returned again, with its original time, so that the key's
+        creation still reaches the log; anyone else gets ``None`` for an existing key."""
         _check_id("subject_id", subject_id)
         for _ in range(_CAS_TRIES):
             doc = self._read(_SUBJ + subject_id)
             current = doc.data.get("current")
             if current:
-                return self.get(current), None
+                key_doc = self._read(_DK + current)
+                key = self._key_of(current, key_doc)
+                if creator is None or key_doc.data.get("creator") != creator:
+                    return key, None
+                event = self._event(KeyEventKind.CREATED, subject=subject_id, key_id=current)
+                return key, {**event, "time": key_doc.data["created_at"]}
             dk = new_data_key()
-            self._write(_DK + dk.key_id, self._wrap_entry(dk, kind="subject",
-                                                          subject=subject_id), None)
+            owner: dict[str, Any] = {"kind": "subject", "subject": subject_id}
+            if creator is not None:
+                owner["creator"] = creator
+            self._write(_DK + dk.key_id, self._wrap_entry(dk, **owner), None)
             data = doc.data or {"subject": subject_id, "key_ids": [], "protected": {}}
             data["current"] = dk.key_id
             data["key_ids"] = [*data.get("key_ids", []), dk.key_id]
@@ -145,7 +159,9 @@ class KeyStore:
 
     def get(self, key_id: str) -> DataKey:
         """Any data key by id. Raises KeyNotFound, KeyShredded."""
-        doc = self._read(_DK + _check_id("key_id", key_id))
+        return self._key_of(key_id, self._read(_DK + _check_id("key_id", key_id)))
+
+    def _key_of(self, key_id: str, doc: _Doc) -> DataKey:
         if doc.token is None:
             raise KeyNotFound(f"no data key {key_id}")
         if doc.data.get("shredded_at"):

@@ -155,6 +155,17 @@ def test_worker_killed_at_random_points_records_everything_once(
     logged_raw = {k for k, _ in named if k and k.startswith("raw/")}
     assert logged_raw == {b.key for b in batches}
     assert len({e.data for e in leaves}) == size
+    # Every subject's data key reached the log exactly once, however the worker died.
+    created = Counter(
+        str(e.fields.get("key_id")) for e in leaves if e.kind is EntryKind.KEY_CREATED
+    )
+    subject_keys = set()
+    for name in runtime.state.list("keys/subject/"):
+        value = runtime.state.get(name)
+        assert value is not None
+        subject_keys.update(json.loads(value.value)["key_ids"])
+    assert set(created) == subject_keys
+    assert all(count == 1 for count in created.values()), created.most_common(3)
     print(
         json.dumps(
             {

@@ -36,6 +36,17 @@ def test_get_or_create_is_stable_and_logged(store: KeyStore) -> None:
     assert store.get_or_create(S2)[0].key_id != dk.key_id
 
 
+def test_the_creator_gets_the_creation_event_again(store: KeyStore) -> None:
+    # A batch that created a key and crashed before logging it asks again on its retry.
+    dk, first = store.get_or_create(S1, creator="batch-1")
+    assert first is not None
+    again, replay = store.get_or_create(S1, creator="batch-1")
+    assert again == dk and replay is not None
+    assert (replay["kind"], replay["subject"], replay["key_id"]) == ("key:created", S1, dk.key_id)
+    assert store.get_or_create(S1, creator="batch-2")[1] is None  # another batch: no event
+    assert store.get_or_create(S1)[1] is None
+
+
 def test_state_holds_only_wrapped_keys(store: KeyStore, state: SqliteStateStore) -> None:
     dk, _ = store.get_or_create(S1)
     got = state.get(f"keys/dk/{dk.key_id}")
