@@ -182,9 +182,8 @@ class Processor:
         doc = self._claim(batch_id)
         if doc is None:
             return BatchOutcome(batch_id, "skipped")
-        if doc["status"] == "logging":
-            leaves = self._append_idempotent(doc)
-            self._save(batch_id, {"status": "done", "leaves": leaves})
+        if doc["status"] == "logging":  # a retry after a crash past the save below
+            leaves = self._finish(batch_id, doc)
             return BatchOutcome(batch_id, "done", leaves=leaves)
         version_id = version_id or self._only_version(key)
         raw_bytes = self.objects.get(key, version_id)
@@ -195,13 +194,23 @@ class Processor:
         outcome.record_keys = [w.record.key for w in written]
         self._crash("after_records")
         entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
+        # Everything after the append is saved with the entries, so that a retry after a
+        # crash anywhere past this point still holds the records and queues their media.
         doc = {
             "status": "logging",
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
+            "written": [[w.record.key, w.version_id] for w in written],
+            "media_jobs": [[job_key, job] for job_key, job in media_jobs],
         }
         self._save(batch_id, doc)
         self._crash("before_append")
+        outcome.leaves = self._finish(batch_id, doc)
+        return outcome
+
+    def _finish(self, batch_id: str, doc: dict[str, Any]) -> list[int]:
+        """Append the saved entries exactly once, then the steps that follow them: legal
+        holds on the new records, their media jobs, and the batch marked done."""
         leaves = self._append_idempotent(doc)
         self._crash("after_append")
         # Records arriving while a legal hold on their subject or conversation is open.
@@ -210,12 +219,12 @@ class Processor:
             state=self.state,
             log=self.log,
             keys=self.keys,
-            written=[(w.record.key, w.version_id) for w in written],
+            written=[(str(k), str(v)) for k, v in doc.get("written", [])],
         )
-        list(self._pool.map(self._put_media_job, media_jobs))
+        jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
+        list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": "done", "leaves": leaves})
-        outcome.leaves = leaves
-        return outcome
+        return leaves
 
     def _put_media_job(self, item: tuple[str, dict[str, Any]]) -> None:
         with contextlib.suppress(PreconditionFailed):  # queued by an earlier attempt
