@@ -104,14 +104,18 @@ class ProcessingLoop(_Loop):
                     self._enqueue(key, None)
                 backoff = 0.5
                 self._stop.wait(self.sweep_every)
-            except ArchiverError as exc:
-                log.warning("sweep_backoff", error_code=exc.code, seconds=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-            except Exception:  # a bug must not stop capture processing for good
-                log.exception("sweep_error")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+            except Exception as exc:  # a bug must not stop capture processing for good
+                backoff = self._back_off(exc, "sweep", backoff)
+
+    def _back_off(self, exc: Exception, what: str, seconds: float) -> float:
+        """Log ``exc`` (a known failure briefly, a bug with its traceback), wait, and return
+        the next, doubled wait (at most 30 s)."""
+        if isinstance(exc, ArchiverError):
+            log.warning(f"{what}_backoff", error_code=exc.code, seconds=seconds)
+        else:
+            log.exception(f"{what}_error")
+        self._stop.wait(seconds)
+        return min(seconds * 2, 30.0)
 
     def _work(self, processor: Processor) -> None:
         backoff = 0.5
@@ -129,15 +133,8 @@ class ProcessingLoop(_Loop):
                 backoff = 0.5
                 if self.after_batch is not None:
                     self.after_batch()
-            except ArchiverError as exc:
-                # Left for the next sweep to queue again.
-                log.warning("processing_backoff", error_code=exc.code, seconds=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-            except Exception:  # a bug must not stop capture processing for good
-                log.exception("processing_error")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+            except Exception as exc:  # left for the next sweep to queue again
+                backoff = self._back_off(exc, "processing", backoff)
             finally:
                 with self._queued_lock:
                     self._queued.discard(item[0])
