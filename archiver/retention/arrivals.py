@@ -65,9 +65,8 @@ def hold_indexed_arrivals(
                 records.update(records_of_hits(objects, result))
             if not records:
                 continue
-            items, slots, subjects = registry.items_of(records.values())
             try:
-                total += registry.hold_items(hold_id, items, slots, subjects)
+                total += registry.hold_records(hold_id, records.values())
             except NotFound:
                 continue  # released and removed meanwhile
         if total:

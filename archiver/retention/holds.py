@@ -217,6 +217,11 @@ class HoldRegistry:
             found += [(key, v) for v in live_versions(self.objects, key)]
         return found
 
+    def hold_records(self, hold_id: str, records: Iterable[StoredRecord]) -> int:
+        """``hold_items`` for ``records`` with their raw batches and media (``items_of``)."""
+        items, slots, subjects = self.items_of(records)
+        return self.hold_items(hold_id, items, slots, subjects)
+
     def hold_items(
         self, hold_id: str, items: Sequence[tuple[str, str, str]], slots: Iterable[str],
         subjects: Iterable[str],
@@ -356,9 +361,8 @@ def hold_new_arrivals(
         hits = [r for r in records if _matches(criteria, r.header)]
         if not hits:
             continue
-        items, slots, subjects = registry.items_of(hits)
         try:
-            total += registry.hold_items(hold_id, items, slots, subjects)
+            total += registry.hold_records(hold_id, hits)
         except NotFound:
             continue  # released and removed meanwhile
     if total:
@@ -450,9 +454,7 @@ class HoldService:
         return done
 
     def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None) -> int:
-        records = self.matching(scope, numbers)
-        items, slots, subjects = self.registry.items_of(records)
-        return self.registry.hold_items(hold_id, items, slots, subjects)
+        return self.registry.hold_records(hold_id, self.matching(scope, numbers))
 
     def matching(self, scope: HoldScope, numbers: Sequence[str] | None) -> list[StoredRecord]:
         """Records in scope: by header (conversation, subject) or by the index (query)."""
