@@ -39,7 +39,6 @@ from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, Subject
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.ledger.entry import EntryKind, make_entry
-from archiver.ledger.once import append_once
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
@@ -239,7 +238,7 @@ class Processor:
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
         entries = [base64.b64decode(e) for e in doc["entries"]]
-        return append_once(self.log, entries, int(doc["size_before"]))
+        return self.log.append(entries, once_since=int(doc["size_before"]))
 
     # -- records -----------------------------------------------------------------------
 

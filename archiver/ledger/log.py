@@ -25,8 +25,10 @@ Sequencing (safe for several processes, survives SIGKILL at any point):
 Crash points: before the claim, the staging key is garbage (the entries were never
 acknowledged); between claim and commit, the next appender completes the batch; after
 commit, only the staging key is left behind. A caller whose ``append`` raised after the
-claim cannot know whether its entries were sequenced (they will be, by a helper), so
-callers that retry must tolerate a duplicate entry or look the entry up first.
+claim cannot know whether its entries were sequenced (they will be, by a helper), so a
+caller that retries passes ``once_since`` (the size it saved before the first attempt):
+the retry then waits out or completes any pending batch and appends only what is not
+already in the log since that size.
 """
 
 from __future__ import annotations
@@ -216,40 +218,71 @@ class TransparencyLog:
 
     # ---------------------------------------------------------------- append
 
-    def append(self, entries: Sequence[bytes]) -> list[int]:
-        """Sequence ``entries``; return their leaf indices. Durable when it returns."""
+    def append(self, entries: Sequence[bytes], *, once_since: int | None = None) -> list[int]:
+        """Sequence ``entries``; return their leaf indices. Durable when it returns.
+
+        ``once_since``: the log size a caller saved before its first attempt at this same
+        group of (distinct) entries. An entry already sequenced at or after that index (by
+        an attempt that crashed, or by a helper that completed its dead claim) is not
+        appended again; its existing index is returned. The check is made against the
+        very state the claim swaps, so nothing can be sequenced in between.
+        """
         if not entries:
             return []
         for e in entries:
             if len(e) > tiles.MAX_ENTRY_SIZE:
                 raise LedgerError(f"entry of {len(e)} bytes exceeds {tiles.MAX_ENTRY_SIZE}")
-        batch = uuid.uuid4().hex
-        staging = f"{self.prefix}staging/{batch}"
-        self.state.put(staging, tiles.encode_bundle(entries), if_absent=True)
         items = list(entries)
+        hashes = [merkle.hash_leaf(e) for e in items]
+        found: dict[bytes, int] = {}
+        scanned = once_since
+        staged: list[bytes] = []  # the entries of our current staging key, if any
+        batch = staging = ""
+        start: int | None = None
         while True:
             st, token = self._load()
             if st.pending is not None:
-                if st.pending.id == batch:  # our claim landed though its reply was lost
-                    start = self._complete(st, token, items)
+                if staged and st.pending.id == batch:  # our claim landed, its reply was lost
+                    start = self._complete(st, token, staged)
                     break
                 self._wait_or_take_over(st, token)
                 continue
+            if scanned is not None and st.size > scanned:
+                for offset, data in enumerate(self.entries(scanned, st.size)):
+                    found.setdefault(merkle.hash_leaf(data), scanned + offset)
+                scanned = st.size
+            missing = [e for e, h in zip(items, hashes, strict=True) if h not in found]
+            if not missing:
+                break
+            if missing != staged:
+                if staged:
+                    self._drop_staging(staging)
+                batch = uuid.uuid4().hex
+                staging = f"{self.prefix}staging/{batch}"
+                self.state.put(staging, tiles.encode_bundle(missing), if_absent=True)
+                staged = missing
             claim = LogState(
                 st.origin,
                 st.size,
                 st.root,
                 st.compact,
-                Pending(batch, st.size, len(items), staging, self._owner),
+                Pending(batch, st.size, len(staged), staging, self._owner),
             )
             try:
                 token = self.state.put(self.state_key, claim.to_json(), if_match=token)
             except PreconditionFailed:
                 continue
-            start = self._complete(claim, token, items)
+            start = self._complete(claim, token, staged)
             break
-        self._drop_staging(staging)
-        return list(range(start, start + len(items)))
+        if staged:
+            self._drop_staging(staging)
+        if once_since is None:
+            assert start is not None
+            return list(range(start, start + len(items)))
+        if start is not None:
+            for offset, data in enumerate(staged):
+                found[merkle.hash_leaf(data)] = start + offset
+        return [found[h] for h in hashes]
 
     def _drop_staging(self, key: str) -> None:
         with contextlib.suppress(StoreError):  # leftover staging keys are harmless garbage
