@@ -44,7 +44,6 @@ from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import EntryKind, make_entry
-from archiver.ledger.once import append_once
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -173,7 +172,7 @@ class MediaWorker:
             return
         first_seen = datetime.fromisoformat(doc["first_seen"])
         try:
-            data_key = self._data_key(doc)
+            data_key, key_entries = self._data_key(job_key, doc, now)
         except KeysError as exc:  # the subject was erased: nothing left to archive for it
             report.abandoned += 1
             done = {**doc, "status": "abandoned", "last_error": exc.code, "finished_at": iso(now)}
@@ -189,7 +188,7 @@ class MediaWorker:
             )
         except (MediaExpired, MediaTooLarge) as exc:
             report.flagged += 1
-            self._flag(job_key, {**doc, "last_error": exc.code}, token, now, data_key)
+            self._flag(job_key, {**doc, "last_error": exc.code}, token, now, data_key, key_entries)
             return
         except GraphError as exc:
             attempts = int(doc.get("attempts", 0)) + 1
@@ -197,7 +196,7 @@ class MediaWorker:
             doc = {**doc, "attempts": attempts, "last_error": exc.code, "last_try": iso(now)}
             if retry is None:
                 report.flagged += 1
-                self._flag(job_key, doc, token, now, data_key)
+                self._flag(job_key, doc, token, now, data_key, key_entries)
                 return
             report.retried += 1
             log.info("media_retry", job=job_key, attempts=attempts, error_code=exc.code)
@@ -223,15 +222,34 @@ class MediaWorker:
             "attempts": int(doc.get("attempts", 0)) + 1,
             "sha256_verified": blob.sha256_hex,
         }
-        self._log_then_finish(job_key, doc, token, now, entries, logged_key, "done")
+        self._log_then_finish(
+            job_key, doc, token, now, [*key_entries, *entries], logged_key, "done"
+        )
 
     # -- storing ----------------------------------------------------------------------
 
-    def _data_key(self, doc: dict[str, Any]) -> DataKey:
+    def _data_key(
+        self, job_key: str, doc: dict[str, Any], now: datetime
+    ) -> tuple[DataKey, list[bytes]]:
+        """The job's data key, and the log entry of its creation if this job created it.
+        Jobs name their record's key; one without (queued by an older version) takes the
+        subject's current key, created on first use. The job is the key's creator, so a
+        retry after a crash gets the creation event again and logs it exactly once."""
         key_id = doc.get("key_id")
         if key_id:
-            return self.keys.get(str(key_id))
-        return self.keys.get_or_create(key_owner(doc, self.pseudo))[0]
+            return self.keys.get(str(key_id)), []
+        subject = key_owner(doc, self.pseudo)
+        key, event = self.keys.get_or_create(subject, creator=job_key)
+        if event is None:
+            return key, []
+        entry = make_entry(
+            EntryKind.KEY_CREATED,
+            time=datetime.fromisoformat(event["time"]),
+            subject=event.get("subject"),
+            key_id=event.get("key_id"),
+            event=event["kind"],
+        )
+        return key, [entry.data]
 
     def _retention(self, doc: dict[str, Any]) -> Retention:
         return Retention(LockMode(doc["lock_mode"]), datetime.fromisoformat(doc["retain_until"]))
@@ -372,7 +390,13 @@ class MediaWorker:
         ).data
 
     def _flag(
-        self, job_key: str, doc: dict[str, Any], token: str, now: datetime, data_key: DataKey
+        self,
+        job_key: str,
+        doc: dict[str, Any],
+        token: str,
+        now: datetime,
+        data_key: DataKey,
+        key_entries: list[bytes],
     ) -> None:
         missing = {
             "index": doc["index"],
@@ -391,7 +415,7 @@ class MediaWorker:
         )
         log.warning("media_missing", job=job_key, reason=doc.get("last_error"))
         entry = self._record_entry(record, version, doc, now)
-        self._log_then_finish(job_key, doc, token, now, [entry], None, "missing")
+        self._log_then_finish(job_key, doc, token, now, [*key_entries, entry], None, "missing")
 
     # -- logging ----------------------------------------------------------------------
 
@@ -435,7 +459,7 @@ class MediaWorker:
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
         entries = [base64.b64decode(e) for e in doc["entries"]]
-        return append_once(self.log, entries, int(doc["size_before"]))
+        return self.log.append(entries, once_since=int(doc["size_before"]))
 
     def _only_version(self, key: str) -> str:
         live = [

@@ -271,3 +271,36 @@ def test_media_against_real_minio(
             what="the media job on MinIO",
         )
         assert_stored(runtime, done[0], JPEG)
+
+
+def test_job_without_a_key_id_logs_the_key_it_creates_once(
+    quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
+) -> None:
+    """A job queued without its record's key (an older version's job) for a subject that
+    has no key yet: the worker creates the key, and its creation is a leaf exactly once."""
+    client, runtime = quiet_app
+    fake.add_media("m-key", JPEG, "image/jpeg")
+    key, job = make_job(client, runtime, shared, "m-key", JPEG, "wamid.MKEY")
+    subject = runtime.pseudo.token("s_", "subject", "no-key-yet")
+    legacy = {k: v for k, v in job.items() if k != "key_id"}
+    legacy["subject"] = subject
+    current = runtime.state.get(key)
+    assert current is not None
+    runtime.state.put(key, json.dumps(legacy).encode(), if_match=current.token)
+
+    with httpx.Client(timeout=5) as http:
+        worker_for(runtime, fake, http).run_once()
+    done = jobs(runtime)[key]
+    assert done["status"] == "done", done
+    created = [
+        e
+        for e in log_entries(runtime)
+        if e.kind is EntryKind.KEY_CREATED and e.fields.get("subject") == subject
+    ]
+    assert len(created) == 1
+    subject_key, again = runtime.keys.get_or_create(subject)
+    assert again is None and created[0].fields["key_id"] == subject_key.key_id
+    stored_key = media_object_key(subject, hashlib.sha256(JPEG).hexdigest())
+    version = next(iter(runtime.objects.list_versions(stored_key))).version_id
+    blob = runtime.objects.get(stored_key, version)
+    assert decrypt(subject_key, blob, aad=stored_key.encode()) == JPEG
