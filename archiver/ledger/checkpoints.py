@@ -11,6 +11,14 @@ failure raises :class:`CheckpointRefused`. Two signers racing for the same size 
 same key: the loser finds the object present and adopts it (Ed25519 signatures are
 deterministic, so same key + same body give the same bytes anyway).
 
+Before signing a larger tree, the signer appends a ``checkpoint`` entry naming the
+previous signed checkpoint object (key, version id, SHA-256, size, retain-until,
+``tree_size``), exactly once (``append(once_since=<its size>)``), so the tree it signs
+names every checkpoint but itself. ``archiver verify`` then checks stored checkpoints like
+any logged object: a deleted version (even without a delete marker), changed bytes or an
+extra version is a finding; the newest one is named by the pointer (:meth:`pointer`). An
+idle log gets no new checkpoint: the entry is appended only when the tree has grown.
+
 Key rotation (:meth:`CheckpointSigner.rotate`): a ``checkpoint_key`` entry announcing the
 new verifier key is appended, the tree containing it is signed with the OLD key, and
 from then on the new key signs.
@@ -18,6 +26,7 @@ from then on the new key signs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +97,7 @@ class CheckpointSigner:
         """Sign the current tree if it is larger than the last signed one. Safe to call
         from several processes at once; raises CheckpointRefused on an inconsistent tree."""
         while True:
-            prev, _, token = self._previous()
+            prev, ptr, token = self._previous()
             size, root = self.log.snapshot()
             if prev is not None and size <= prev.size:
                 if size < prev.size or root != prev.root_hash:
@@ -98,17 +107,61 @@ class CheckpointSigner:
                 return None
             if size == 0:
                 return None
-            if prev is not None:
-                try:
-                    proof = self.log.consistency_proof(prev.size, size)
-                    merkle.verify_consistency(prev.size, size, prev.root_hash, root, proof)
-                except ProofError as exc:
-                    raise CheckpointRefused(f"tree {size} inconsistent: {exc}") from exc
-            if self.log.root_at(size) != root:
-                raise CheckpointRefused(f"tiles at size {size} do not give the state's root")
+            # Checked before the naming entry is appended (an append would build on a
+            # forked state), and again for the tree that is signed.
+            self._check_tree(prev, size, root)
+            if prev is not None and ptr is not None:
+                self._name_previous(ptr)
+                size, root = self.log.snapshot()
+                self._check_tree(prev, size, root)
             signed = self._store(Checkpoint(self.log.origin, size, root))
             if self._advance(signed, token):
                 return signed
+
+    def _check_tree(self, prev: Checkpoint | None, size: int, root: bytes) -> None:
+        if prev is not None:
+            try:
+                proof = self.log.consistency_proof(prev.size, size)
+                merkle.verify_consistency(prev.size, size, prev.root_hash, root, proof)
+            except ProofError as exc:
+                raise CheckpointRefused(f"tree {size} inconsistent: {exc}") from exc
+        if self.log.root_at(size) != root:
+            raise CheckpointRefused(f"tiles at size {size} do not give the state's root")
+
+    def pointer(self) -> tuple[str, str] | None:
+        """``(key, version_id)`` of the latest signed checkpoint, without reading it (the
+        one checkpoint the log cannot name yet; ``archiver verify`` checks it is there)."""
+        ptr, _ = self._pointer()
+        if ptr is None:
+            return None
+        return str(ptr["key"]), str(ptr["version_id"])
+
+    def _name_previous(self, ptr: dict[str, object]) -> None:
+        """Append the ``checkpoint`` entry of the signed checkpoint ``ptr`` names, unless
+        it is in the log already (an earlier attempt or a racing signer). Its bytes are
+        the same on every attempt, which is what makes ``once_since`` find it."""
+        key, vid, size = str(ptr["key"]), str(ptr["version_id"]), int(str(ptr["size"]))
+        data = self.objects.get(key, vid)
+        info = self.objects.stat(key, vid)
+        signed_at = ptr.get("signed_at")
+        when = (
+            datetime.fromisoformat(str(signed_at))
+            if signed_at
+            else info.last_modified or datetime.fromtimestamp(0, UTC)
+        )
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        entry = make_entry(
+            EntryKind.CHECKPOINT,
+            time=when,
+            key=key,
+            version_id=vid,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            retain_until=info.retention.retain_until if info.retention else None,
+            tree_size=size,
+        )
+        self.log.append([entry.data], once_since=size)
 
     def _store(self, cp: Checkpoint) -> SignedCheckpoint:
         key = checkpoint_key(self.log.prefix, cp.size)
@@ -141,6 +194,7 @@ class CheckpointSigner:
             "key": signed.key,
             "version_id": signed.version_id,
             "verifier": signed.verifier,
+            "signed_at": self.now().isoformat(),
         }
         raw = json.dumps(ptr, sort_keys=True).encode()
         try:
@@ -154,6 +208,9 @@ class CheckpointSigner:
 
     def rotate(self, new_key: Signer) -> SignedCheckpoint:
         """Announce ``new_key`` in the log, sign that tree with the current key, then switch."""
+        _, ptr, _ = self._previous()
+        if ptr is not None:  # named first, so the announcement stays the newest entry
+            self._name_previous(ptr)
         entry = make_entry(
             EntryKind.CHECKPOINT_KEY,
             time=self.now(),

@@ -52,6 +52,7 @@ class EntryKind(StrEnum):
     AUDIT = "audit"
     EXPORT = "export"
     REPORT = "report"
+    CHECKPOINT = "checkpoint"  # a signed checkpoint object, named by the next signing
     CHECKPOINT_KEY = "checkpoint_key"  # key rotation announcement
     RETENTION_EXTENDED = "retention_extended"
     HOLD_PLACED = "hold_placed"
@@ -72,6 +73,7 @@ OBJECT_KINDS = frozenset(
         EntryKind.AUDIT,
         EntryKind.EXPORT,
         EntryKind.REPORT,
+        EntryKind.CHECKPOINT,
     }
 )
 

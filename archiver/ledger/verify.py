@@ -2,7 +2,9 @@
 
 ``verify_log`` recomputes every leaf hash from the stored entries and the tree from the
 leaves, compares them with the tiles and the sequencing state, checks each stored
-checkpoint's signature and its consistency with the next, re-reads every object version
+checkpoint's signature and its consistency with the next (each checkpoint but the newest
+is also a logged object, named by the next signing; the newest is the signer's pointer,
+``latest_checkpoint``), re-reads every object version
 the log names (by version id: SHA-256 and size), compares legal hold and retention with
 the latest logged state of objects that have hold / retention events, and lists the
 versions under every prefix the log names: a delete marker, a version the log does not
@@ -377,6 +379,7 @@ def verify_archive(
     lock_check: Literal["logged", "all"] = "logged",
     grace: float = DEFAULT_GRACE_SECONDS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    latest_checkpoint: tuple[str, str] | None = None,
 ) -> VerifyResult:
     """Re-verify log and archive; every finding (none = all good) and every pending one.
 
@@ -384,7 +387,9 @@ def verify_archive(
     listings are always checked in full). ``lock_check="all"`` also stats objects with
     no logged hold/retention event (one more request per object). ``grace`` (seconds,
     >= 0) is the window before the log snapshot in which an unlogged version of a key the
-    log does not name is pending (module docstring)."""
+    log does not name is pending (module docstring). ``latest_checkpoint``: the
+    ``(key, version_id)`` the signer's pointer names (the one checkpoint no entry names
+    yet); its absence is a finding."""
     if grace < 0:
         raise ValueError("grace must be >= 0 seconds")
     snapshot_at = clock()
@@ -451,6 +456,19 @@ def verify_archive(
             findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None, str(exc)))
         for ident, exp in todo:
             findings += compare(*ident, exp, fetched[ident].result())
+        if latest_checkpoint is not None and latest_checkpoint not in scan.objects:
+            got = fetch(objects, *latest_checkpoint)
+            if got.missing or got.error:
+                findings.append(
+                    Finding(
+                        FindingKind.OBJECT_MISSING,
+                        latest_checkpoint[0],
+                        latest_checkpoint[1],
+                        "present",
+                        got.error or "absent",
+                        "the latest signed checkpoint (the signer's pointer) cannot be read",
+                    )
+                )
         for lock in locks:
             findings += lock.result()
         for prefix in sorted(listed):

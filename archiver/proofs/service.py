@@ -169,7 +169,13 @@ class ProofService:
         except (LedgerError, StoreError):
             # An unreadable log is verify's finding to report, not a crash.
             trusted = [Verifier.from_key_text(self.public_key())]
-        result = verify_archive(self.log, self.objects, trusted, sample, grace=grace)
+        try:
+            latest = self.checkpoints.pointer()
+        except StoreError:
+            latest = None  # the state store is down: the log read below will say so
+        result = verify_archive(
+            self.log, self.objects, trusted, sample, grace=grace, latest_checkpoint=latest
+        )
         finished = datetime.now(UTC)
         report = VerifyReport(
             result.findings, result.pending, result.tree_size, sample, started, finished

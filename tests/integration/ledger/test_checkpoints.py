@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from typing import Any
@@ -39,18 +40,30 @@ def test_sign_only_when_grown_and_race_safe(backend: dict[str, Any]) -> None:
         t.start()
     for t in threads:
         t.join()
+    # Each racer names the first checkpoint in the log before signing; one leaf results
+    # (append once_since), so all of them sign the same tree of 303 + 1 entries.
     assert [r.checkpoint.size for r in results if r is not None] in (
-        [303],
-        [303, 303],
-        [303, 303, 303],
-        [303] * 4,
+        [304],
+        [304, 304],
+        [304, 304, 304],
+        [304] * 4,
     )
     latest = signer.latest()
     assert latest is not None
     cp = open_checkpoint(latest, [key.verifier], ORIGIN)
-    assert cp.size == 303 and cp.root_hash == log.root()
+    assert cp.size == 304 and cp.root_hash == log.root()
     keys = list(objects.list_keys(f"{log.prefix}checkpoint/"))
     assert len(keys) == 2
+    # entries 3..302 are the test's; 303 is the one leaf naming the first checkpoint
+    named = parse_entry(log.entry(303))
+    assert named.kind is EntryKind.CHECKPOINT
+    assert named.key == first.key and named.version_id == first.version_id
+    assert named.fields["sha256"] == hashlib.sha256(first.note.encode()).hexdigest()
+    assert named.fields["size"] == len(first.note.encode()) and named.fields["tree_size"] == 3
+    assert signer.sign_if_grown() is None  # an idle log: no new leaf, no new checkpoint
+    assert log.size() == 304
+    newest = signer.latest_signed()
+    assert newest is not None and signer.pointer() == (newest.key, newest.version_id)
 
 
 def test_refuses_a_forked_tree(backend: dict[str, Any]) -> None:

@@ -165,14 +165,17 @@ class _EarlierSnapshot:
 def test_checkpoint_signed_after_the_snapshot_is_pending(logged: Log) -> None:
     size, root = logged.log.snapshot()
     logged.log.append([make_entry(EntryKind.VERIFY_RUN, time=datetime.now(UTC), n=1).data])
-    CheckpointSigner(logged.log, logged.signer, logged.objects, logged.state).sign_if_grown()
+    signed = CheckpointSigner(
+        logged.log, logged.signer, logged.objects, logged.state
+    ).sign_if_grown()
+    # The new tree also holds the entry naming the previous checkpoint.
+    assert signed is not None and signed.checkpoint.size == logged.log.size() > size + 1
     reader = _EarlierSnapshot(logged.log, size, root)
     live = verify_archive(reader, logged.objects, [logged.signer.verifier], grace=300)
     assert live.findings == []
-    assert [p.found for p in live.pending] == [str(size + 1)]
+    assert [p.found for p in live.pending] == [str(signed.checkpoint.size)]
     key = live.pending[0].key or ""
-    assert key.startswith(f"{logged.log.prefix}checkpoint/")
-    assert int(key.rsplit("/", 1)[1]) == size + 1
+    assert key == signed.key
     stale = verify_archive(reader, logged.objects, [logged.signer.verifier], grace=0)
     assert [f.kind for f in stale.findings] == [FindingKind.CHECKPOINT_INCONSISTENT]
 

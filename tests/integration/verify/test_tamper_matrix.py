@@ -8,9 +8,10 @@ delete marker, a reverted version (another version written over it) and a remove
 hold. ``archiver verify`` must exit 1 and name every (kind of finding, key). On MinIO a
 locked version can only be deleted with GOVERNANCE bypass (the tests run GOVERNANCE).
 
-Not covered (and why): a legal hold on a checkpoint or a tile (nothing places or logs one);
-a deleted checkpoint version (the log does not list its checkpoints, so verify cannot
-miss one: see the report in the issue note).
+Signed checkpoints get the same treatment (each but the newest is a logged object, named
+by the next signing), plus a deleted version of the newest one, which only the signer's
+pointer names. Not covered (and why): a legal hold on a checkpoint or a tile (nothing
+places or logs one).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def test_every_tampering_of_every_kind_is_named(built: Built) -> None:
         expect.add(("object:hold_mismatch", k4))
     # The log's own objects: a checkpoint and the tiles.
     cps = [(v.key, v.version_id) for v in rt.objects.list_versions("log/checkpoint/")]
-    assert len(cps) >= 4
+    assert len(cps) >= 5
     log_expect = _tamper_log_objects(b, cps)
 
     result = cli(b.env, "verify", "--json")
@@ -269,7 +270,7 @@ def test_every_tampering_of_every_kind_is_named(built: Built) -> None:
 def _tamper_log_objects(b: Built, cps: list[tuple[str, str]]) -> set[tuple[str, str]]:
     rt = b.runtime
     expect: set[tuple[str, str]] = set()
-    (c0, cv0), (c1, _), (c2, cv2) = cps[0], cps[1], cps[2]
+    (c0, cv0), (c1, _), (c2, cv2), (c3, cv3) = cps[0], cps[1], cps[2], cps[3]
     # A changed byte in a signed checkpoint: its signature no longer holds (on S3 the
     # changed copy is a second version, which is named too).
     new = change_byte(b, c0, cv0)
@@ -280,6 +281,13 @@ def _tamper_log_objects(b: Built, cps: list[tuple[str, str]]) -> set[tuple[str, 
     expect.add(("object:delete_marker", c1))
     add_version(b, c2, cv2)
     expect.add(("object:extra_version", c2))
+    # A checkpoint version deleted outright (no marker), and the newest one too.
+    delete_version(b, c3, cv3)
+    expect.add(("object:missing", c3))
+    newest = rt.checkpoints.pointer()
+    assert newest is not None and newest[0] not in (c0, c1, c2, c3)
+    delete_version(b, *newest)
+    expect.add(("object:missing", newest[0]))
     # The level-0 tile verify reads for the current size: a changed hash.
     size = rt.log.size()
     tile_key = _current_level0_tile(rt, size)
