@@ -1,11 +1,19 @@
 """Disposition: delete each expired, unheld object version, by version id, and say so.
 
-One replica at a time (``Lease("disposition")``). For every record version whose
-retain-until (as the store enforces it, read with ``stat``) has passed and that carries no
-legal hold and no open hold of ours, the record's *current* policy decides the action
-(``disposition.action``): ``delete`` deletes it; ``review`` queues it in
-``disposition/reviews/<record id>`` until one (or, with ``two_person_approval``, two
-different) approvers approve, then the next run deletes it.
+One replica at a time (``Lease("disposition")``). The run does not walk the store: it
+folds the proof log (``archiver.retention.expiry``) into each object version's latest
+logged retain-until (its ``raw``/``record``/``media`` leaf, then any
+``retention_extended``), minus versions with a ``disposed`` leaf, and looks only at the
+*candidates* whose logged date has passed (or that logged none). For each candidate the
+store is the truth: ``stat`` it (gone: skipped), keep it when its lock has not passed or it
+carries a legal hold or an open hold of ours; for a record read its header and let the
+record's *current* policy decide (``disposition.action``): ``delete`` deletes it;
+``review`` queues it in ``disposition/reviews/<record id>`` until one (or, with
+``two_person_approval``, two different) approvers approve, then the next run deletes it.
+So the report's ``held`` counts candidates only (versions the log says are expired), and
+``not_expired`` the versions whose logged retain-until is ahead (counted from the log, not
+``stat``-ed) plus candidates whose store lock has not passed; ``candidates`` says how many
+versions were looked at.
 
 Deleting one version, in this order so that a crash anywhere is repaired by the next run:
 
@@ -18,12 +26,17 @@ Deleting one version, in this order so that a crash anywhere is repaired by the 
 4. the record's index document (``index.delete_ids``).
 
 A crash between 2 and 3 leaves a ``disposed`` leaf for a present version (verify reports
-``object:disposed_present``) until the next run deletes it; a replayed run may log the
-two leaves again (the log tolerates a duplicate).
+``object:disposed_present``) until the next run deletes it: ``disposition/cursor`` keeps
+the log size at which the last complete run started, and ``disposed`` leaves from there on
+are candidates again (plus those such a run found present but held, listed in the cursor);
+a replayed run may log the two leaves again (the log tolerates a duplicate).
 
-Raw capture batches go only when no remaining record came from them (or none ever did)
-and their own retain-until has passed; their capture keys (``capkeys/<batch>``) go with
-them. Media blobs go when their own retain-until has passed and they are unheld.
+Raw capture batches go once processed (``proc/<batch>`` is ``done``), past their own
+retain-until, and when every record version the batch wrote or reused (the ``record``
+leaves among the batch's leaves) is gone: disposed in this run or absent from the store.
+Conservative: a record reused by a later delivery keeps the raw batch as well. Their
+capture keys (``capkeys/<batch>``) go with them. Media blobs go when their own
+retain-until has passed and they are unheld.
 """
 
 from __future__ import annotations
@@ -42,10 +55,11 @@ from archiver.records.model import iso
 from archiver.retention.common import (
     facts_of,
     ident_hash,
-    iter_records,
+    read_record,
     tombstone_retention,
     write_tombstone,
 )
+from archiver.retention.expiry import Candidate, candidates, leaf_runs, record_refs
 from archiver.retention.holds import HoldRegistry, item_id
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import LockMode, ObjectInfo, ObjectStore, StateStore
@@ -57,14 +71,19 @@ logger = get_logger("archiver.disposition")
 REVIEWS_PREFIX = "disposition/reviews/"
 CAPKEYS_PREFIX = "capkeys/"  # archiver.ingest.capture.CAPTURE_KEYS_PREFIX
 PROC_PREFIX = "proc/"  # archiver.ingest.processor.PROC_PREFIX
+CURSOR_KEY = "disposition/cursor"  # log size at the start of the last complete run
 
 
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
 
 
-class Appender(Protocol):
+class LogAccess(Protocol):
     def append(self, entries: list[bytes]) -> list[int]: ...
+
+    def size(self) -> int: ...
+
+    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +100,9 @@ class DispositionReport:
     dry_run: bool
     disposed: list[Disposed] = field(default_factory=list)
     queued_for_review: list[str] = field(default_factory=list)
-    held: int = 0
-    not_expired: int = 0
+    held: int = 0  # candidates only (see the module docstring)
+    not_expired: int = 0  # logged as locked + candidates the store still locks
+    candidates: int = 0  # versions the log named for a look
     ran: bool = True  # False: another replica holds the lease
 
     def to_json(self) -> dict[str, Any]:
@@ -93,7 +113,22 @@ class DispositionReport:
             "queued_for_review": self.queued_for_review,
             "held": self.held,
             "not_expired": self.not_expired,
+            "candidates": self.candidates,
         }
+
+
+@dataclass
+class _RunState:
+    """What one run learnt: versions gone (disposed now or absent), versions staying."""
+
+    gone: set[tuple[str, str]] = field(default_factory=set)
+    staying: set[tuple[str, str]] = field(default_factory=set)
+    kept_redo: list[Candidate] = field(default_factory=list)
+
+    def stays(self, c: Candidate) -> None:
+        self.staying.add((c.key, c.version_id))
+        if c.redo:
+            self.kept_redo.append(c)
 
 
 class DispositionJob:
@@ -102,7 +137,7 @@ class DispositionJob:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: Appender,
+        log: LogAccess,
         index: SearchIndex,
         policy: Decider,
         holds: HoldRegistry,
@@ -122,8 +157,8 @@ class DispositionJob:
 
     # -- the run ------------------------------------------------------------------------
     def run(self, *, dry_run: bool = False) -> DispositionReport:
-        """One pass over records, then raw batches, then media. Takes the lease itself
-        unless ``dry_run``."""
+        """One pass over the log's candidates: records, then raw batches, then media. Takes
+        the lease itself unless ``dry_run`` (which also leaves the cursor alone)."""
         from archiver.jobs.lease import Lease
 
         report = DispositionReport(dry_run=dry_run)
@@ -141,38 +176,26 @@ class DispositionJob:
     def _run(self, report: DispositionReport, dry_run: bool) -> None:
         now = self.clock()
         held = self.holds.held_items()
-        remaining_raw: set[str] = set()
+        since, kept_before = self._cursor()
+        found = candidates(self.log, now, redo_since=since)
+        listed = {(c.key, c.version_id) for c in found.versions}
+        todo = [*found.versions, *(c for c in kept_before if (c.key, c.version_id) not in listed)]
+        report.candidates = len(todo)
+        report.not_expired = found.locked
+        run = _RunState()
         record_ids: list[str] = []
-        for r in iter_records(self.objects):
-            raw = r.raw
-            info = self.objects.stat(r.key, r.version_id)
-            why = self._keep_reason(info, held, now)
-            if why is not None:
-                report.held += why == "held"
-                report.not_expired += why == "not_expired"
-                if raw is not None:
-                    remaining_raw.add(item_id(raw[0], raw[1]))
-                continue
-            decision = self.policy.decision(facts_of(r.header))
-            if decision.disposition.action == "review" and not self._approved(
-                r.record_id, r.key, r.version_id, decision, dry_run
-            ):
-                report.queued_for_review.append(r.record_id)
-                if raw is not None:
-                    remaining_raw.add(item_id(raw[0], raw[1]))
-                continue
-            reason = (f"retain-until {iso(info.retention.retain_until) if info.retention else '-'}"
-                      f" passed; policy {decision.governing} says {decision.disposition.action}")
-            item = Disposed(r.key, r.version_id, "record", decision.governing, reason)
-            report.disposed.append(item)
-            if not dry_run:
-                self._dispose(item, r.sha256, r.size)
-                record_ids.append(r.record_id)
+        for c in (c for c in todo if c.kind == "record"):
+            record_id = self._record(c, report, dry_run, held, now, run)
+            if record_id is not None:
+                record_ids.append(record_id)
         if record_ids:
             self.index.delete_ids(record_ids)
-        self._raw(report, dry_run, held, remaining_raw, now)
-        self._media(report, dry_run, held, now)
+        for c in (c for c in todo if c.kind == "raw"):
+            self._raw(c, report, dry_run, held, now, run)
+        for c in (c for c in todo if c.kind == "media"):
+            self._media(c, report, dry_run, held, now, run)
         if not dry_run:
+            self._save_cursor(found.log_size, run.kept_redo)
             # Also finishes earlier erasures: Elasticsearch keeps soft-deleted documents
             # until its retention lease moves on (~30 s), so an expunge right after the
             # delete may leave them; the next periodic run removes them from the segments.
@@ -181,6 +204,125 @@ class DispositionJob:
                 if callable(call):
                     call()
 
+    def _look(
+        self, c: Candidate, report: DispositionReport, held: set[str], now: datetime,
+        run: _RunState,
+    ) -> ObjectInfo | None:
+        """The store's word on a candidate: None when it is gone or must stay."""
+        try:
+            info = self.objects.stat(c.key, c.version_id)
+        except ObjectNotFound:
+            run.gone.add((c.key, c.version_id))
+            return None  # disposed (or removed) already
+        why = self._keep_reason(info, held, now)
+        if why is None:
+            return info
+        report.held += why == "held"
+        report.not_expired += why == "not_expired"
+        run.stays(c)
+        return None
+
+    def _record(
+        self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
+        now: datetime, run: _RunState,
+    ) -> str | None:
+        info = self._look(c, report, held, now, run)
+        if info is None:
+            return None
+        try:
+            r = read_record(self.objects, c.key, c.version_id)
+        except ObjectNotFound:
+            run.gone.add((c.key, c.version_id))
+            return None
+        decision = self.policy.decision(facts_of(r.header))
+        if decision.disposition.action == "review" and not self._approved(
+            r.record_id, r.key, r.version_id, decision, dry_run
+        ):
+            report.queued_for_review.append(r.record_id)
+            run.stays(c)
+            return None
+        reason = (f"retain-until {iso(info.retention.retain_until) if info.retention else '-'}"
+                  f" passed; policy {decision.governing} says {decision.disposition.action}")
+        item = Disposed(r.key, r.version_id, "record", decision.governing, reason)
+        report.disposed.append(item)
+        run.gone.add((c.key, c.version_id))  # a dry run answers as if it had deleted it
+        if dry_run:
+            return None
+        self._dispose(item, r.sha256, r.size)
+        return r.record_id
+
+    def _raw(
+        self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
+        now: datetime, run: _RunState,
+    ) -> None:
+        batch_id = c.key.rsplit("/", 1)[-1]
+        proc = self.state.get(PROC_PREFIX + batch_id)
+        doc = json.loads(proc.value) if proc is not None else {}
+        if doc.get("status") != "done" or not isinstance(doc.get("leaves"), list):
+            run.stays(c)
+            return  # not processed yet: its records may still come
+        info = self._look(c, report, held, now, run)
+        if info is None:
+            return
+        if self._records_remain([int(i) for i in doc["leaves"]], run):
+            run.stays(c)
+            return
+        item = Disposed(c.key, c.version_id, "raw", None,
+                        "retain-until passed and no remaining record came from it")
+        report.disposed.append(item)
+        if not dry_run:
+            self._dispose(item, info.sha256, info.size)
+            if not any(x.key == c.key and not x.is_delete_marker
+                       for x in self.objects.list_versions(c.key)):
+                self.state.delete(CAPKEYS_PREFIX + batch_id)
+
+    def _records_remain(self, leaves: list[int], run: _RunState) -> bool:
+        """Whether a record version the batch wrote or reused (its ``record`` leaves) is
+        still stored. Gone: disposed in this run, or absent from the store (an earlier
+        run's disposal). Conservative: a record another batch reused keeps this one too."""
+        refs: set[tuple[str, str]] = set()
+        for start, end in leaf_runs(leaves):
+            refs |= record_refs(self.log.entries(start, end))
+        for ref in sorted(refs - run.gone):
+            if ref in run.staying:
+                return True
+            try:
+                self.objects.stat(*ref)
+            except ObjectNotFound:
+                run.gone.add(ref)
+                continue
+            return True
+        return False
+
+    def _media(
+        self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
+        now: datetime, run: _RunState,
+    ) -> None:
+        info = self._look(c, report, held, now, run)
+        if info is None:
+            return
+        item = Disposed(c.key, c.version_id, "media", None, "retain-until passed")
+        report.disposed.append(item)
+        if not dry_run:
+            self._dispose(item, info.sha256, info.size)
+
+    # -- the cursor ---------------------------------------------------------------------
+    def _cursor(self) -> tuple[int, list[Candidate]]:
+        """Where the last complete run started reading the log, and the versions with a
+        ``disposed`` leaf it found still present (kept by a hold since): both come back."""
+        value = self.state.get(CURSOR_KEY)
+        if value is None:
+            return 0, []
+        doc = json.loads(value.value)
+        kept = [Candidate(str(k), str(key), str(v), None, redo=True)
+                for k, key, v in doc.get("kept", [])]
+        return int(doc.get("log_size", 0)), kept
+
+    def _save_cursor(self, log_size: int, kept: list[Candidate]) -> None:
+        doc = {"log_size": log_size,
+               "kept": [[c.kind, c.key, c.version_id] for c in kept]}
+        self.state.put(CURSOR_KEY, _dump(doc))
+
     @staticmethod
     def _keep_reason(info: ObjectInfo, held: set[str], now: datetime) -> str | None:
         if info.legal_hold or item_id(info.key, info.version_id) in held:
@@ -188,49 +330,6 @@ class DispositionJob:
         if info.retention is not None and info.retention.retain_until > now:
             return "not_expired"
         return None
-
-    def _raw(
-        self, report: DispositionReport, dry_run: bool, held: set[str], remaining: set[str],
-        now: datetime,
-    ) -> None:
-        for v in list(self.objects.list_versions("raw/")):
-            if v.is_delete_marker or item_id(v.key, v.version_id) in remaining:
-                continue
-            batch_id = v.key.rsplit("/", 1)[-1]
-            proc = self.state.get(PROC_PREFIX + batch_id)
-            if proc is None or json.loads(proc.value).get("status") != "done":
-                continue  # not processed yet: its records may still come
-            info = self.objects.stat(v.key, v.version_id)
-            why = self._keep_reason(info, held, now)
-            if why is not None:
-                report.held += why == "held"
-                report.not_expired += why == "not_expired"
-                continue
-            item = Disposed(v.key, v.version_id, "raw", None,
-                            "retain-until passed and no remaining record came from it")
-            report.disposed.append(item)
-            if not dry_run:
-                self._dispose(item, info.sha256, info.size)
-                if not any(x.key == v.key and not x.is_delete_marker
-                           for x in self.objects.list_versions(v.key)):
-                    self.state.delete(CAPKEYS_PREFIX + batch_id)
-
-    def _media(
-        self, report: DispositionReport, dry_run: bool, held: set[str], now: datetime
-    ) -> None:
-        for v in list(self.objects.list_versions("media/")):
-            if v.is_delete_marker:
-                continue
-            info = self.objects.stat(v.key, v.version_id)
-            why = self._keep_reason(info, held, now)
-            if why is not None:
-                report.held += why == "held"
-                report.not_expired += why == "not_expired"
-                continue
-            item = Disposed(v.key, v.version_id, "media", None, "retain-until passed")
-            report.disposed.append(item)
-            if not dry_run:
-                self._dispose(item, info.sha256, info.size)
 
     # -- one version --------------------------------------------------------------------
     def _dispose(self, item: Disposed, sha256: str | None, size: int) -> None:
