@@ -4,6 +4,7 @@
     archiver policy explain RECORD_ID     which policy applies to a record, and why
     archiver holds list                   legal holds and what they hold
     archiver holds refresh [HOLD_ID]      re-run open holds' scopes (query holds' later arrivals)
+    archiver holds backfill-conversations trace old records so conversation holds skip the scan
     archiver dispose [--dry-run]          delete expired, unheld versions (under the lease)
     archiver retention apply [--dry-run]  lengthen locks where the current policies say longer
 """
@@ -83,6 +84,18 @@ def holds_refresh(hold_id: Annotated[str | None, typer.Argument()] = None) -> No
     ids = [hold_id] if hold_id else [h["id"] for h in service.registry.open_holds()]
     for hid in ids:
         typer.echo(f"{hid}\tnewly held={service.refresh(hid)}")
+
+
+@holds_app.command("backfill-conversations")
+def holds_backfill_conversations() -> None:
+    """Trace every stored record's (conversation, subject) from one full scan, then mark
+    the traces complete, so conversation holds stop reading every record header. Run it
+    once on an archive that has records from before the traces, after every process is
+    upgraded."""
+    from archiver.retention.conv_lookup import backfill
+
+    runtime = _runtime()
+    _echo_json(backfill(runtime.objects, runtime.state).to_json())
 
 
 @app.command("dispose")

@@ -35,6 +35,7 @@ from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
+from archiver.retention.conv_lookup import leave_trace
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
 from policies.model import RecordFacts
@@ -306,6 +307,8 @@ class ConsentRecorder:
             "flags": [],
         }
         data_key, key_event = self.keys.get_or_create(subject)
+        # Before the record exists: a conversation hold finds it through this trace.
+        leave_trace(self.state, header["conversation"], subject, "consent_api")
         record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
         put = self.objects.put(
             record.key,

@@ -32,11 +32,13 @@ from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.arrivals import hold_indexed_arrivals
+from archiver.retention.conv_lookup import mark_if_fresh
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.services import retention_services
 from archiver.security_events import SecurityRecorder
 from archiver.settings import IndexKind, Settings, StoreKind
+from archiver.store.errors import StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from policies.errors import PolicyError
 from search.errors import SearchError
@@ -162,6 +164,9 @@ class Runtime:
     def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
         objects = open_object_store(settings, create=create)
         state = open_state_store(settings, create=create)
+        # A fresh archive: conversation traces cover every record (retention.conv_lookup).
+        with contextlib.suppress(StoreError):  # unreachable now: the next open sets it
+            mark_if_fresh(objects, state)
         index = open_index(settings)
         kek = load_kek(settings)
         pseudo = Pseudonymizer.from_setting(settings.pseudonym_key.get_secret_value())

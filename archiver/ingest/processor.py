@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
@@ -43,6 +44,7 @@ from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
+from archiver.retention.conv_lookup import ConversationTraces
 from archiver.retention.erasure import grant_slots
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
@@ -94,6 +96,7 @@ class Processor:
         owner: str | None = None,
         crash_hook: Callable[[str], None] | None = None,
         workers: int = 16,
+        traces: ConversationTraces | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -115,6 +118,7 @@ class Processor:
         self._workers = workers
         # The follower of this process indexes these records next: spare it the reads.
         self._recent = recent_for(objects)
+        self._traces = traces or ConversationTraces(state)  # shared with the siblings
 
     def sibling(self) -> Processor:
         """Another processor on the same stores, with its own per-batch state and owner id
@@ -130,6 +134,7 @@ class Processor:
             keywords=self.keywords,
             clock=self.clock,
             workers=self._workers,
+            traces=self._traces,
         )
 
     def _bump(self, outcome: BatchOutcome, counter: str) -> None:
@@ -286,12 +291,17 @@ class Processor:
         for subject, _batch, slot_index in grants:
             if subject:
                 by_subject.setdefault(subject, []).append(slot_index)
-        list(
-            self._pool.map(
-                lambda item: grant_slots(self.state, item[0], opened.batch_id, item[1]),
-                sorted(by_subject.items()),
-            )
+        # With the grants, each new (conversation, subject) pair's trace, so a conversation
+        # hold finds its records without the full scan (archiver.retention.conv_lookup).
+        writes: list[Callable[[], None]] = [
+            partial(grant_slots, self.state, subject, opened.batch_id, slots)
+            for subject, slots in sorted(by_subject.items())
+        ]
+        writes += self._traces.pending(
+            ((j[0].get("conversation"), j[0].get("subject")) for j in jobs), opened.batch_id
         )
+        # Side by side with the key look-ups below; all must land before any record.
+        landing = [self._pool.submit(write) for write in writes]
         # One key look-up per data subject, before the records: threads writing records of
         # one new subject would otherwise race to create its key (a CAS loss costs a
         # delete and a retry) and each unwrap it again.
@@ -307,6 +317,8 @@ class Processor:
             self._batch_keys[owner] = data_key
             if key_event is not None:
                 self._key_events.append(key_event)
+        for write in landing:
+            write.result()  # raises what a grant or trace write raised: no record yet
         results = list(
             self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
         )

@@ -29,8 +29,10 @@ as ``archiver holds refresh`` does.
 
 A subject hold finds its records through the subject's grants
 (``archiver.retention.lookup``), not by reading every record header; a conversation
-hold still reads every header (a conversation id is a one-way pseudonym: it does not
-name its subject, and a group conversation has none).
+hold through the traces ``convsubjects/<conversation>/<subject>`` of the subjects its
+records name, then those subjects' grants (``archiver.retention.conv_lookup``). Both fall
+back to reading every header when they cannot answer exactly (a batch in flight, an
+archive not yet backfilled, a record of the conversation without a subject).
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ from archiver.logs import get_logger
 from archiver.records.model import iso
 from archiver.retention.common import (
     StoredRecord,
-    iter_records,
     live_versions,
     read_record,
     record_by_id,
 )
+from archiver.retention.conv_lookup import conversation_records
 from archiver.retention.lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
@@ -466,12 +468,15 @@ class HoldService:
                 if numbers is None or r.phone_number_id in numbers:
                     found[item_id(r.key, r.version_id)] = r
         elif scope.conversation:
-            for r in iter_records(self.registry.objects):
-                if numbers is not None and r.phone_number_id not in numbers:
-                    continue
-                if (scope.subject and r.subject == scope.subject) or (
-                    scope.conversation and r.header.get("conversation") == scope.conversation
-                ):
+            # Through the traces of the subjects the conversation's records name
+            # (archiver.retention.conv_lookup); with a subject too, the union of both.
+            state = self.registry.state
+            objects = self.registry.objects
+            records = conversation_records(objects, state, self.reader, scope.conversation)
+            if scope.subject:
+                records += subject_records(objects, state, self.reader, scope.subject)
+            for r in records:
+                if numbers is None or r.phone_number_id in numbers:
                     found[item_id(r.key, r.version_id)] = r
         if scope.query:
             cursor: str | None = None

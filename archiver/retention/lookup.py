@@ -19,19 +19,23 @@ The answer is exact only when every granted batch is finished; when one is not (
 in flight, or crashed before logging), or the subject has no grant at all (unknown, or
 only API consent records), :func:`subject_records` falls back to the full scan
 (:func:`archiver.retention.common.iter_records`), which cannot disagree with the store.
+
+:func:`subjects_records_indexed` answers for several subjects in one pass (one consent-view
+catch-up, each batch's records read once): a conversation's records are found through the
+subjects they name (``archiver.retention.conv_lookup``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.ingest.ports import LogAppender
-from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
+from archiver.retention.expiry import leaf_runs, record_refs
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 
@@ -41,28 +45,6 @@ CAPGRANTS_PREFIX = "capgrants/"  # archiver.retention.erasure.grant_slots
 PROC_PREFIX = "proc/"  # archiver.ingest.processor
 CONSENT_VIEW_PREFIX = "views/consent/"  # archiver.consent
 _READERS = 16
-
-
-def leaf_runs(leaves: Iterable[int]) -> list[tuple[int, int]]:
-    """Contiguous ``[start, end)`` runs of the given leaf indexes (pure): a batch's leaves
-    are one run, so reading them costs one bundle read per 256 leaves."""
-    runs: list[tuple[int, int]] = []
-    for leaf in sorted(set(leaves)):
-        if runs and runs[-1][1] == leaf:
-            runs[-1] = (runs[-1][0], leaf + 1)
-        else:
-            runs.append((leaf, leaf + 1))
-    return runs
-
-
-def record_refs(entries: Iterable[bytes]) -> set[tuple[str, str]]:
-    """``(key, version_id)`` of the ``record`` leaves among ``entries`` (pure)."""
-    out: set[tuple[str, str]] = set()
-    for data in entries:
-        entry = parse_entry(data)
-        if entry.kind is EntryKind.RECORD and entry.key and entry.version_id:
-            out.add((entry.key, entry.version_id))
-    return out
 
 
 def _batch_entries(
@@ -89,9 +71,9 @@ def _batch_entries(
 
 
 def _consent_refs(
-    objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
+    objects: ObjectStore, state: StateStore, log: LogAppender, subjects: Collection[str]
 ) -> set[tuple[str, str]]:
-    """Records the consent view names for ``subject`` (API consent records among them),
+    """Records the consent view names for ``subjects`` (API consent records among them),
     after catching the view up with the log (incremental: from the view's own cursor)."""
     # Imported here: archiver.consent imports the processor, which imports this package.
     from archiver.consent import ConsentView
@@ -99,9 +81,10 @@ def _consent_refs(
 
     ConsentView(log=log, objects=objects, state=state).catch_up()
     out: set[tuple[str, str]] = set()
-    marker = f"/{subject}/"
     for key in state.list(CONSENT_VIEW_PREFIX):
-        if marker not in key[len(CONSENT_VIEW_PREFIX) :]:
+        # views/consent/<number>/<subject>/<purpose>
+        parts = key[len(CONSENT_VIEW_PREFIX) :].split("/")
+        if len(parts) < 3 or parts[-2] not in subjects:
             continue
         value = state.get(key)
         if value is None:
@@ -115,19 +98,27 @@ def _consent_refs(
     return out
 
 
-def subject_records_indexed(
-    objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
+def subjects_records_indexed(
+    objects: ObjectStore, state: StateStore, log: LogAppender, subjects: Collection[str]
 ) -> list[StoredRecord] | None:
-    """The subject's record versions through its grants, in key order; None when that
-    path cannot answer exactly (no grant, or a granted batch not finished)."""
-    prefix = f"{CAPGRANTS_PREFIX}{subject}/"
-    batches = sorted(k[len(prefix) :] for k in state.list(prefix))
+    """The record versions of any of ``subjects`` through their grants, in key order;
+    None when that path cannot answer exactly (a subject without a grant, or a granted
+    batch not finished). One consent-view pass and one read per record of the union of
+    their batches, however many subjects (a group conversation's participants)."""
+    wanted = set(subjects)
+    batches: set[str] = set()
+    for subject in sorted(wanted):
+        prefix = f"{CAPGRANTS_PREFIX}{subject}/"
+        granted = {k[len(prefix) :] for k in state.list(prefix)}
+        if not granted:
+            return None
+        batches |= granted
     if not batches:
-        return None
-    entries = _batch_entries(state, log, batches)
+        return []
+    entries = _batch_entries(state, log, sorted(batches))
     if entries is None:
         return None
-    refs = sorted(record_refs(entries) | _consent_refs(objects, state, log, subject))
+    refs = sorted(record_refs(entries) | _consent_refs(objects, state, log, wanted))
 
     def read(ref: tuple[str, str]) -> StoredRecord | None:
         try:
@@ -135,11 +126,19 @@ def subject_records_indexed(
         except ObjectNotFound:
             return None  # disposed since
 
-    # The leaves do not name the subject: every record of the subject's batches is read
-    # (one GET each, side by side) and kept when its header names the subject.
+    # The leaves do not name the subject: every record of the subjects' batches is read
+    # (one GET each, side by side) and kept when its header names one of them.
     with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="subject-lookup") as pool:
         records = list(pool.map(read, refs))
-    return [r for r in records if r is not None and r.subject == subject]
+    return [r for r in records if r is not None and r.subject in wanted]
+
+
+def subject_records_indexed(
+    objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
+) -> list[StoredRecord] | None:
+    """The subject's record versions through its grants, in key order; None when that
+    path cannot answer exactly (no grant, or a granted batch not finished)."""
+    return subjects_records_indexed(objects, state, log, [subject])
 
 
 def subject_records(
@@ -160,4 +159,5 @@ __all__ = [
     "record_refs",
     "subject_records",
     "subject_records_indexed",
+    "subjects_records_indexed",
 ]
