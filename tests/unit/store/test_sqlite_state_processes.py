@@ -29,8 +29,14 @@ def _incrementer(path: str, start: object) -> None:
 
 def test_cas_increments_across_processes(tmp_path: Path):
     path = tmp_path / "state.sqlite3"
-    SqliteStateStore(path).put("counter", b"0")
-    ctx = multiprocessing.get_context("fork")
+    setup = SqliteStateStore(path)
+    setup.put("counter", b"0")
+    setup.close()
+    # "spawn", not "fork": a child forked from a process that has used the same SQLite
+    # file inherits SQLite's per-process lock bookkeeping for it, which the docs warn
+    # against (sqlite.org/howtocorrupt.html, section 2.6). With "fork", increments were
+    # lost whenever the parent had just closed its connection to the file.
+    ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     procs = [ctx.Process(target=_incrementer, args=(str(path), start)) for _ in range(N_PROCS)]
     for p in procs:
