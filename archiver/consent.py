@@ -36,6 +36,7 @@ from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.retention.conv_lookup import leave_trace
+from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
 from policies.model import RecordFacts
@@ -342,4 +343,13 @@ class ConsentRecorder:
             ).data
         )
         leaves = self.log.append(entries)
+        # A record arriving while a hold on its subject or conversation is open is held now,
+        # as the processor holds its records (query holds: the index follower's hook).
+        hold_new_arrivals(
+            objects=self.objects,
+            state=self.state,
+            log=self.log,
+            keys=self.keys,
+            written=[(record.key, put.version_id)],
+        )
         return Recorded(record.record_id, leaves[-1], subject)

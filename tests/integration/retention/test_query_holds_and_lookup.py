@@ -195,3 +195,27 @@ def test_subject_lookup_vs_full_scan_on_2000_records(tmp_path: Path, s3_endpoint
         print(f"\nsubject lookup: {t1 - t0:.3f}s  full scan: {t2 - t1:.3f}s  "
               f"({len(everything)} records, {len(scan)} of the subject)")
         assert all(record_key(r.record_id) == r.key for r in fast)
+
+
+def test_api_consent_record_arriving_under_an_open_contact_hold_is_held(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    """``POST /v1/consent`` writes its record outside the processor: it is held on arrival
+    like the processor's records when a hold names its contact."""
+    with app_on(tmp_path, **overrides) as (client, rt):
+        deliver(client, rt, [Msg(A, "before the hold", now())])
+        r = client.post("/v1/holds", headers=token(rt, Role.LEGAL), json={
+            "case_id": "case-consent", "contact": A, "phone_number_id": PHONE_NUMBER_ID})
+        assert r.status_code == 201, r.text
+        for contact in (A, B):
+            r = client.post("/v1/consent", headers=token(rt, Role.COMPLIANCE_OFFICER), json={
+                "phone_number_id": PHONE_NUMBER_ID, "contact": contact, "purpose": "marketing",
+                "state": "opt_out", "evidence": "signed form", "actor": "desk"})
+            assert r.status_code == 201, r.text
+        consent = {
+            contact: [r for r in _records(rt, contact) if r.header["kind"] == "consent"]
+            for contact in (A, B)
+        }
+        assert len(consent[A]) == 1 and len(consent[B]) == 1
+        assert _held(rt, consent[A][0])  # the hold names A
+        assert not _held(rt, consent[B][0])  # and not B
