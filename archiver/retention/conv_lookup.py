@@ -6,9 +6,11 @@ name its subject, and a group conversation has several. So every writer of a rec
 a ``conversation`` header first leaves a trace in working state, **before** the record
 exists (write-once, ``if_absent``)::
 
-    convsubjects/<conversation>/<subject>   a record of the conversation names the subject
-    convsubjects/<conversation>/_none       a record of the conversation names no subject
-    convsubjects/_complete                  every record in the store is covered by a trace
+    convsubjects/<conversation>/<subject>        a record of it names the subject
+    convsubjects/<conversation>/_none/<batch>    raw batch <batch> made a record of it
+                                                 that names no subject (a group status)
+    convsubjects/<conversation>/_none            the same, batch unknown (older traces)
+    convsubjects/_complete                       every stored record is covered by a trace
 
 The writers: the processor (every record it derives: message, status, source link,
 conflict, consent), and ``POST /v1/consent`` (``archiver.consent.ConsentRecorder``).
@@ -18,11 +20,11 @@ grants): a stale one only costs a look at a subject's records.
 :func:`conversation_records_indexed` answers exactly, or says it cannot (None):
 
 * no ``_complete`` marker (an archive older than the traces, not backfilled): None;
-* a ``_none`` trace (a record of the conversation names no subject, e.g. a group status
-  without its participant): None — such a record is only found by the scan;
-* otherwise the conversation's records are the records of its traced subjects
-  (:func:`archiver.retention.lookup.subjects_records_indexed`, None when a subject's
-  batch is in flight) whose header names the conversation; no trace at all: none.
+* a ``_none`` trace without a batch: None — such a record is only found by the scan;
+* otherwise the conversation's records are the records of its traced subjects' batches
+  and of its ``_none/<batch>`` batches
+  (:func:`archiver.retention.lookup.subjects_records_indexed`, None when one of those
+  batches is in flight) whose header names the conversation; no trace at all: none.
 
 The marker is set by ``Runtime.open`` on an archive with no record yet
 (:func:`mark_if_fresh`), and by :func:`backfill` (``archiver holds
@@ -39,6 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
+from archiver.ingest.capture import batch_id_of
 from archiver.ingest.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import RECORDS_PREFIX
@@ -55,13 +58,25 @@ NO_SUBJECT = "_none"
 _SEEN_MAX = 200_000  # pairs remembered per process before the memory starts over
 
 
-def trace_key(conversation: str, subject: str | None) -> str:
-    return f"{CONVSUBJECTS_PREFIX}{conversation}/{subject or NO_SUBJECT}"
+def trace_key(conversation: str, subject: str | None, batch: str | None = None) -> str:
+    """The trace of a record naming ``subject``; a subject-less record's names its raw
+    ``batch`` instead (the lookup reads that batch's records)."""
+    if subject:
+        return f"{CONVSUBJECTS_PREFIX}{conversation}/{subject}"
+    if batch:
+        return f"{CONVSUBJECTS_PREFIX}{conversation}/{NO_SUBJECT}/{batch}"
+    return f"{CONVSUBJECTS_PREFIX}{conversation}/{NO_SUBJECT}"
 
 
-def leave_trace(state: StateStore, conversation: str, subject: str | None, source: str) -> bool:
+def leave_trace(
+    state: StateStore,
+    conversation: str,
+    subject: str | None,
+    source: str,
+    batch: str | None = None,
+) -> bool:
     """Write one trace if it is not there yet. Returns True when this call wrote it."""
-    return _put_trace(state, trace_key(conversation, subject), source)
+    return _put_trace(state, trace_key(conversation, subject, batch), source)
 
 
 def _put_trace(state: StateStore, key: str, source: str) -> bool:
@@ -86,10 +101,11 @@ class ConversationTraces:
         self, pairs: Iterable[tuple[str | None, str | None]], source: str
     ) -> list[Callable[[], None]]:
         """One write per pair of ``(conversation, subject)`` not yet written by this
-        process (pairs without a conversation need none). Run them (side by side) before
-        the records are written."""
+        process (pairs without a conversation need none; ``source`` is the raw batch, which
+        a subject-less record's trace names). Run them (side by side) before the records
+        are written."""
         with self._lock:
-            keys = sorted({trace_key(c, s) for c, s in pairs if c} - self._seen)
+            keys = sorted({trace_key(c, s, source) for c, s in pairs if c} - self._seen)
         return [partial(self._write, key, source) for key in keys]
 
     def _write(self, key: str, source: str) -> None:
@@ -133,14 +149,17 @@ def backfill(objects: ObjectStore, state: StateStore) -> BackfillReport:
     """Trace every stored record (one full scan), then set the marker. Records written
     meanwhile by the processor or the consent API are traced by their writers. Idempotent;
     run it once every process writes traces."""
-    pairs: set[tuple[str, str | None]] = set()
+    traces: set[tuple[str, str | None, str | None]] = set()
     count = 0
     for r in iter_records(objects):
         count += 1
         conversation = r.header.get("conversation")
         if isinstance(conversation, str) and conversation:
-            pairs.add((conversation, r.subject))
-    written = sum(leave_trace(state, c, s, "backfill") for c, s in sorted(pairs, key=str))
+            batch = batch_id_of(r.raw[0]) if r.subject is None and r.raw else None
+            traces.add((conversation, r.subject, batch))
+    written = sum(
+        leave_trace(state, c, s, "backfill", b) for c, s, b in sorted(traces, key=str)
+    )
     mark_complete(state, "backfill")
     logger.info("conversation_traces_backfilled", records=count, written=written)
     return BackfillReport(count, written)
@@ -154,15 +173,21 @@ def conversation_records_indexed(
     if not is_complete(state):
         return None
     prefix = f"{CONVSUBJECTS_PREFIX}{conversation}/"
-    subjects = {k[len(prefix) :] for k in state.list(prefix)}
-    if NO_SUBJECT in subjects:
-        return None
-    if not subjects:
+    names = {k[len(prefix) :] for k in state.list(prefix)}
+    if not names:
         return []
-    records = subjects_records_indexed(objects, state, log, subjects)
-    if records is None:
-        return None
-    return [r for r in records if r.header.get("conversation") == conversation]
+    if NO_SUBJECT in names:
+        return None  # a subject-less record whose batch the trace does not say
+    batches = {n[len(NO_SUBJECT) + 1 :] for n in names if n.startswith(NO_SUBJECT + "/")}
+    subjects = {n for n in names if not n.startswith(NO_SUBJECT + "/")}
+    return subjects_records_indexed(
+        objects,
+        state,
+        log,
+        subjects,
+        also_batches=batches,
+        keep=lambda r: r.header.get("conversation") == conversation,
+    )
 
 
 def conversation_records(

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.ingest.ports import LogAppender
@@ -99,14 +99,23 @@ def _consent_refs(
 
 
 def subjects_records_indexed(
-    objects: ObjectStore, state: StateStore, log: LogAppender, subjects: Collection[str]
+    objects: ObjectStore,
+    state: StateStore,
+    log: LogAppender,
+    subjects: Collection[str],
+    *,
+    also_batches: Collection[str] = (),
+    keep: Callable[[StoredRecord], bool] | None = None,
 ) -> list[StoredRecord] | None:
     """The record versions of any of ``subjects`` through their grants, in key order;
     None when that path cannot answer exactly (a subject without a grant, or a granted
     batch not finished). One consent-view pass and one read per record of the union of
-    their batches, however many subjects (a group conversation's participants)."""
+    their batches, however many subjects (a group conversation's participants).
+
+    ``also_batches`` adds batches to read (a conversation's subject-less records), and
+    ``keep`` replaces the "header names one of the subjects" test."""
     wanted = set(subjects)
-    batches: set[str] = set()
+    batches: set[str] = set(also_batches)
     for subject in sorted(wanted):
         prefix = f"{CAPGRANTS_PREFIX}{subject}/"
         granted = {k[len(prefix) :] for k in state.list(prefix)}
@@ -130,7 +139,9 @@ def subjects_records_indexed(
     # (one GET each, side by side) and kept when its header names one of them.
     with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="subject-lookup") as pool:
         records = list(pool.map(read, refs))
-    return [r for r in records if r is not None and r.subject in wanted]
+    if keep is None:
+        return [r for r in records if r is not None and r.subject in wanted]
+    return [r for r in records if r is not None and keep(r)]
 
 
 def subject_records_indexed(
