@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # Concurrent group-commit writes: few and large beat many and small on one MinIO.
     capture_inflight: int = Field(default=4, ge=1)
     capture_batch_wait_ms: float = Field(default=4.0, ge=0)
+    # Freeze the runtime and raise the GC thresholds while serving (archiver.api.gc_tuning).
+    gc_tuning: bool = True
     checkpoint_interval_s: float = Field(default=10.0, gt=0)
     silence_alert_hours: float = Field(default=24.0, gt=0)
     stop_keywords: str = "STOP,UNSUBSCRIBE,PARAR,BAJA,STOPP,ARRET,ARRÊT"

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from archiver import __version__, metrics
 from archiver.api.errors import install_error_handlers
+from archiver.api.gc_tuning import serving_gc
 from archiver.api.limits import BodyLimitMiddleware
 from archiver.api.routes import audit as audit_routes
 from archiver.api.routes import coexistence as coexistence_routes
@@ -54,7 +55,8 @@ def create_app(
         app.state.runtime = runtime
         await runtime.start()
         try:
-            yield
+            with serving_gc(resolved.gc_tuning):
+                yield
         finally:
             await runtime.stop()
             runtime.close()
