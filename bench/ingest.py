@@ -488,7 +488,9 @@ def main() -> int:
                 f"\n=== open loop at {args.rate:.0f} deliveries/s offered "
                 f"({fixed[0].get('client', 'asyncio client')}, "
                 f"{args.rate_connections} connections, "
-                f"{args.repeats} x {args.seconds:.0f} s; latency from when each was due) ==="
+                f"{args.repeats} x {args.seconds:.0f} s; latency from "
+                + ("each send" if fixed[0].get("client") == "bombardier" else "when each was due")
+                + ") ==="
             )
             print(f"achieved      median {at['per_second']:8.0f} /s")
             print(f"latency p50   median {at['p50_ms']:8.1f} ms")
