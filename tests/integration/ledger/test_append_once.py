@@ -8,25 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backends import open_log
+from backends import dead_claim, open_log
 
-from archiver.ledger import merkle, tiles
-from archiver.ledger.log import LogState, Pending, TransparencyLog
+from archiver.ledger import merkle
 
 pytestmark = pytest.mark.integration
 
 GROUP = [b"entry-a", b"entry-b", b"entry-c"]
-
-
-def _dead_claim(log: TransparencyLog, entries: list[bytes]) -> None:
-    """Stage and claim ``entries`` as a process that then died before writing anything."""
-    st, token = log._load()
-    staging = f"{log.prefix}staging/dead"
-    log.state.put(staging, tiles.encode_bundle(entries), if_absent=True)
-    claim = LogState(
-        st.origin, st.size, st.root, st.compact, Pending("dead", st.size, len(entries), staging)
-    )
-    log.state.put(log.state_key, claim.to_json(), if_match=token)
 
 
 def test_first_attempt_appends_every_entry(backend: dict[str, Any]) -> None:
@@ -69,7 +57,7 @@ def test_leaves_before_once_since_do_not_count(backend: dict[str, Any]) -> None:
 def test_replay_after_a_dead_claim_takes_the_claimed_indices(backend: dict[str, Any]) -> None:
     log = open_log(backend, stale_after=0.2)
     log.append([b"older"])
-    _dead_claim(log, GROUP)  # the first attempt died between its claim and its commit
+    dead_claim(log, GROUP)  # the first attempt died between its claim and its commit
 
     retry = open_log(backend, stale_after=0.2)
     assert retry.append(GROUP, once_since=1) == [1, 2, 3]
@@ -82,7 +70,7 @@ def test_replay_after_a_dead_claim_takes_the_claimed_indices(backend: dict[str, 
 def test_replay_after_a_dead_partial_claim_appends_the_rest(backend: dict[str, Any]) -> None:
     log = open_log(backend, stale_after=0.2)
     log.append([b"older"])
-    _dead_claim(log, GROUP[:2])  # an attempt that had only part of the group staged
+    dead_claim(log, GROUP[:2])  # an attempt that had only part of the group staged
 
     retry = open_log(backend, stale_after=0.2)
     assert retry.append(GROUP, once_since=1) == [1, 2, 3]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from backends import open_log
+from backends import dead_claim, open_log
 
 from archiver.ledger import merkle, tiles
 from archiver.ledger.log import LogState, Pending
@@ -22,13 +22,8 @@ def test_dead_claim_is_completed_once(backend: dict[str, Any], written: int) -> 
 
     # A "dead" appender: staged, claimed, wrote `written` of its objects, then vanished.
     dead = [f"dead-{i}".encode() for i in range(40)]
-    st, token = log._load()
+    st = dead_claim(log, dead)
     staging = f"{log.prefix}staging/dead"
-    log.state.put(staging, tiles.encode_bundle(dead), if_absent=True)
-    claim = LogState(
-        st.origin, st.size, st.root, st.compact, Pending("dead", st.size, len(dead), staging)
-    )
-    log.state.put(log.state_key, claim.to_json(), if_match=token)
     objs = log._batch_objects(st.size, dead, [merkle.hash_leaf(e) for e in dead])
     for path, data in objs[:written]:
         log._put_same(path, data)
