@@ -233,7 +233,8 @@ class TransparencyLog:
             if len(e) > tiles.MAX_ENTRY_SIZE:
                 raise LedgerError(f"entry of {len(e)} bytes exceeds {tiles.MAX_ENTRY_SIZE}")
         items = list(entries)
-        hashes = [merkle.hash_leaf(e) for e in items]
+        # Leaf hashes only for the once-only check; a plain append needs none here.
+        hashes = [merkle.hash_leaf(e) for e in items] if once_since is not None else []
         found: dict[bytes, int] = {}
         scanned = once_since
         staged: list[bytes] = []  # the entries of our current staging key, if any
@@ -251,7 +252,11 @@ class TransparencyLog:
                 for offset, data in enumerate(self.entries(scanned, st.size)):
                     found.setdefault(merkle.hash_leaf(data), scanned + offset)
                 scanned = st.size
-            missing = [e for e, h in zip(items, hashes, strict=True) if h not in found]
+            missing = (
+                items
+                if once_since is None
+                else [e for e, h in zip(items, hashes, strict=True) if h not in found]
+            )
             if not missing:
                 break
             if missing != staged:
