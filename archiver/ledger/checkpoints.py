@@ -85,19 +85,25 @@ class CheckpointSigner:
             return None
         return self.objects.get(str(ptr["key"]), str(ptr["version_id"])).decode()
 
-    def _previous(self) -> tuple[Checkpoint | None, dict[str, object] | None, str | None]:
+    def _previous(
+        self,
+    ) -> tuple[SignedCheckpoint | None, dict[str, object] | None, str | None]:
+        """The checkpoint the pointer names (read once, verified with the pointer's key),
+        the pointer itself and its CAS token; Nones before the first checkpoint."""
         ptr, token = self._pointer()
         if ptr is None:
             return None, None, None
-        text = self.objects.get(str(ptr["key"]), str(ptr["version_id"])).decode()
-        verifier = Verifier.from_key_text(str(ptr["verifier"]))
-        return open_checkpoint(text, [verifier], self.log.origin), ptr, token
+        key, vid, verifier = str(ptr["key"]), str(ptr["version_id"]), str(ptr["verifier"])
+        text = self.objects.get(key, vid).decode()
+        cp = open_checkpoint(text, [Verifier.from_key_text(verifier)], self.log.origin)
+        return SignedCheckpoint(cp, text, key, vid, verifier), ptr, token
 
     def sign_if_grown(self) -> SignedCheckpoint | None:
         """Sign the current tree if it is larger than the last signed one. Safe to call
         from several processes at once; raises CheckpointRefused on an inconsistent tree."""
         while True:
-            prev, ptr, token = self._previous()
+            signed_prev, ptr, token = self._previous()
+            prev = signed_prev.checkpoint if signed_prev is not None else None
             size, root = self.log.snapshot()
             if prev is not None and size <= prev.size:
                 if size < prev.size or root != prev.root_hash:
@@ -110,8 +116,8 @@ class CheckpointSigner:
             # Checked before the naming entry is appended (an append would build on a
             # forked state), and again for the tree that is signed.
             self._check_tree(prev, size, root)
-            if prev is not None and ptr is not None:
-                self._name_previous(ptr)
+            if signed_prev is not None and ptr is not None:
+                self._name_previous(signed_prev, ptr)
                 size, root = self.log.snapshot()
                 self._check_tree(prev, size, root)
             signed = self._store(Checkpoint(self.log.origin, size, root))
@@ -136,12 +142,12 @@ class CheckpointSigner:
             return None
         return str(ptr["key"]), str(ptr["version_id"])
 
-    def _name_previous(self, ptr: dict[str, object]) -> None:
-        """Append the ``checkpoint`` entry of the signed checkpoint ``ptr`` names, unless
-        it is in the log already (an earlier attempt or a racing signer). Its bytes are
-        the same on every attempt, which is what makes ``once_since`` find it."""
-        key, vid, size = str(ptr["key"]), str(ptr["version_id"]), int(str(ptr["size"]))
-        data = self.objects.get(key, vid)
+    def _name_previous(self, prev: SignedCheckpoint, ptr: dict[str, object]) -> None:
+        """Append the ``checkpoint`` entry of ``prev`` (the checkpoint ``ptr`` names),
+        unless it is in the log already (an earlier attempt or a racing signer). Its bytes
+        are the same on every attempt, which is what makes ``once_since`` find it."""
+        key, vid, size = prev.key, prev.version_id, prev.checkpoint.size
+        data = prev.note.encode()
         info = self.objects.stat(key, vid)
         signed_at = ptr.get("signed_at")
         when = (
@@ -208,9 +214,9 @@ class CheckpointSigner:
 
     def rotate(self, new_key: Signer) -> SignedCheckpoint:
         """Announce ``new_key`` in the log, sign that tree with the current key, then switch."""
-        _, ptr, _ = self._previous()
-        if ptr is not None:  # named first, so the announcement stays the newest entry
-            self._name_previous(ptr)
+        prev, ptr, _ = self._previous()
+        if prev is not None and ptr is not None:  # named first: the announcement stays newest
+            self._name_previous(prev, ptr)
         entry = make_entry(
             EntryKind.CHECKPOINT_KEY,
             time=self.now(),
@@ -225,9 +231,4 @@ class CheckpointSigner:
 
     def latest_signed(self) -> SignedCheckpoint | None:
         """The latest signed checkpoint, verified with the key the pointer names."""
-        prev, ptr, _ = self._previous()
-        if prev is None or ptr is None:
-            return None
-        key, vid = str(ptr["key"]), str(ptr["version_id"])
-        text = self.objects.get(key, vid).decode()
-        return SignedCheckpoint(prev, text, key, vid, str(ptr["verifier"]))
+        return self._previous()[0]
