@@ -39,7 +39,7 @@ from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
-from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
@@ -624,16 +624,7 @@ class Processor:
             )
             if longest is None or until > longest:
                 longest = until
-        for event in self._key_events:
-            entries.append(
-                make_entry(
-                    EntryKind.KEY_CREATED,
-                    time=datetime.fromisoformat(event["time"]),
-                    subject=event.get("subject"),
-                    key_id=event.get("key_id"),
-                    event=event["kind"],
-                ).data
-            )
+        entries += [key_created_entry(event) for event in self._key_events]
         if longest is not None and raw_until is not None and longest > raw_until:
             # Raw captures live as long as the longest record parsed from them.
             try:

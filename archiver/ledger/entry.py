@@ -153,6 +153,18 @@ def make_entry(
     return Entry(kind, obj, data, hash_leaf(data))
 
 
+def key_created_entry(event: Mapping[str, Any]) -> bytes:
+    """The ``key_created`` leaf of a key-store creation event (``KeyStore.get_or_create``:
+    ``kind``, ``time``, ``subject``, ``key_id``), timed when the key was created."""
+    return make_entry(
+        EntryKind.KEY_CREATED,
+        time=datetime.fromisoformat(str(event["time"])),
+        subject=event.get("subject"),
+        key_id=event.get("key_id"),
+        event=event["kind"],
+    ).data
+
+
 def parse_entry(data: bytes) -> Entry:
     """Parse entry bytes (and check they are canonical). Raises EntryError."""
     try:

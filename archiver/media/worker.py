@@ -43,7 +43,7 @@ from archiver.ingest.ports import LogAppender
 from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
-from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -172,7 +172,7 @@ class MediaWorker:
             return
         first_seen = datetime.fromisoformat(doc["first_seen"])
         try:
-            data_key, key_entries = self._data_key(job_key, doc, now)
+            data_key, key_entries = self._data_key(job_key, doc)
         except KeysError as exc:  # the subject was erased: nothing left to archive for it
             report.abandoned += 1
             done = {**doc, "status": "abandoned", "last_error": exc.code, "finished_at": iso(now)}
@@ -228,9 +228,7 @@ class MediaWorker:
 
     # -- storing ----------------------------------------------------------------------
 
-    def _data_key(
-        self, job_key: str, doc: dict[str, Any], now: datetime
-    ) -> tuple[DataKey, list[bytes]]:
+    def _data_key(self, job_key: str, doc: dict[str, Any]) -> tuple[DataKey, list[bytes]]:
         """The job's data key, and the log entry of its creation if this job created it.
         Jobs name their record's key; one without (queued by an older version) takes the
         subject's current key, created on first use. The job is the key's creator, so a
@@ -240,16 +238,7 @@ class MediaWorker:
             return self.keys.get(str(key_id)), []
         subject = key_owner(doc, self.pseudo)
         key, event = self.keys.get_or_create(subject, creator=job_key)
-        if event is None:
-            return key, []
-        entry = make_entry(
-            EntryKind.KEY_CREATED,
-            time=datetime.fromisoformat(event["time"]),
-            subject=event.get("subject"),
-            key_id=event.get("key_id"),
-            event=event["kind"],
-        )
-        return key, [entry.data]
+        return key, [] if event is None else [key_created_entry(event)]
 
     def _retention(self, doc: dict[str, Any]) -> Retention:
         return Retention(LockMode(doc["lock_mode"]), datetime.fromisoformat(doc["retain_until"]))
