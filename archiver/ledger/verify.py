@@ -1,6 +1,6 @@
 """Re-verify the whole archive against its proof log (the ``fsck`` of the log).
 
-``verify_log`` recomputes every leaf hash from the stored entries and the tree from the
+``verify_archive`` recomputes every leaf hash from the stored entries and the tree from the
 leaves, compares them with the tiles and the sequencing state, checks each stored
 checkpoint's signature and its consistency with the next (each checkpoint but the newest
 is also a logged object, named by the next signing; the newest is the signer's pointer,
@@ -58,7 +58,6 @@ __all__ = [
     "LogReader",
     "VerifyResult",
     "verify_archive",
-    "verify_log",
 ]
 
 DEFAULT_GRACE_SECONDS = 300.0
@@ -345,28 +344,6 @@ def _check_listing(
                 )
             )
     return out, pending
-
-
-def verify_log(
-    log_reader: LogReader,
-    objects: ObjectStore,
-    public_keys: Sequence[Verifier],
-    sample: int | None = None,
-    *,
-    concurrency: int = 16,
-    lock_check: Literal["logged", "all"] = "logged",
-    grace: float = DEFAULT_GRACE_SECONDS,
-) -> list[Finding]:
-    """The findings of :func:`verify_archive` (pending versions are not findings)."""
-    return verify_archive(
-        log_reader,
-        objects,
-        public_keys,
-        sample,
-        concurrency=concurrency,
-        lock_check=lock_check,
-        grace=grace,
-    ).findings
 
 
 def verify_archive(

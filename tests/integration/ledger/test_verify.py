@@ -1,4 +1,4 @@
-"""verify_log on a real archive: clean → no findings; each kind of tampering through the
+"""verify_archive on a real archive: clean → no findings; each kind of tampering through the
 raw store (not our adapter's API) → a finding that names the key and version."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from archiver.ledger.checkpoints import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer
-from archiver.ledger.verify import Finding, FindingKind, verify_log
+from archiver.ledger.verify import Finding, FindingKind, verify_archive
 from archiver.store.local import new_version_id, write_delete_marker
 from archiver.store.port import LockMode, ObjectStore, Retention
 
@@ -93,7 +93,7 @@ def archive(backend: dict[str, Any]) -> Archive:
 
 
 def _verify(a: Archive) -> list[Finding]:
-    return verify_log(a.log, a.objects, [a.signer.verifier], concurrency=4)
+    return verify_archive(a.log, a.objects, [a.signer.verifier], concurrency=4).findings
 
 
 def test_clean_archive_has_no_findings(archive: Archive) -> None:
@@ -193,10 +193,13 @@ def test_disposed_but_present(archive: Archive) -> None:
 
 def test_checkpoint_signed_by_unknown_key(archive: Archive) -> None:
     other = Signer.generate(ORIGIN)
-    f = verify_log(archive.log, archive.objects, [other.verifier])
+    f = verify_archive(archive.log, archive.objects, [other.verifier]).findings
     assert {x.kind for x in f} == {FindingKind.CHECKPOINT_INVALID}
     assert all(x.key and x.key.startswith("log/checkpoint/") and x.version_id for x in f)
 
 
 def test_sampled_verify(archive: Archive) -> None:
-    assert verify_log(archive.log, archive.objects, [archive.signer.verifier], sample=1) == []
+    assert (
+        verify_archive(archive.log, archive.objects, [archive.signer.verifier], sample=1).findings
+        == []
+    )

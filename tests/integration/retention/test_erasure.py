@@ -21,7 +21,7 @@ from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.errors import KeyShredded
 from archiver.ledger.entry import EntryKind
-from archiver.ledger.verify import verify_log
+from archiver.ledger.verify import verify_archive
 from archiver.records.model import Record
 from archiver.retention.common import resolve_subject
 from archiver.runtime import Runtime
@@ -157,7 +157,7 @@ def test_erasure_leaves_the_marker_nowhere_with_elasticsearch(
         shredded = [e for e in entries if e.kind is EntryKind.KEY_SHREDDED]
         assert {e.fields.get("kind_of_key") for e in shredded} == {"subject", "capture_slot"}
         rt.audit.flush()  # an audit batch being written has its object before its leaves
-        findings = verify_log(rt.log, rt.objects, [])
+        findings = verify_archive(rt.log, rt.objects, []).findings
         assert [f for f in findings if not f.kind.startswith("checkpoint")] == []
         assert "erasure:requested" in [e["event"] for e in rt.audit.events()]
 

@@ -12,7 +12,7 @@ import pytest
 
 from archiver.auth import Role
 from archiver.ledger.entry import EntryKind
-from archiver.ledger.verify import verify_log
+from archiver.ledger.verify import verify_archive
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.services import retention_services
 from tests.integration.retention.support import (
@@ -113,7 +113,7 @@ def test_hold_outlives_expiry_covers_later_arrivals_and_disposition_leaves_nothi
         assert [v for v in rt.objects.list_versions("raw/") if v.is_delete_marker] == []
         # verify agrees: disposed versions absent, tombstones present, holds as logged.
         rt.audit.flush()  # an audit batch being written has its object before its leaves
-        findings = verify_log(rt.log, rt.objects, [], lock_check="all")
+        findings = verify_archive(rt.log, rt.objects, [], lock_check="all").findings
         assert [f for f in findings if not f.kind.startswith("checkpoint")] == []
         rt.audit.flush()
         events = [e["event"] for e in rt.audit.events()]

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from archiver.ledger.entry import EntryKind
-from archiver.ledger.verify import verify_log
+from archiver.ledger.verify import verify_archive
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
 from archiver.retention.disposition import CURSOR_KEY
@@ -174,7 +174,7 @@ def test_raw_batch_stays_while_one_of_its_records_remains(tmp_path: Path,
         assert list(rt.objects.list_versions("records/")) == []
         assert rt.state.get("capkeys/" + batch) is None
         rt.audit.flush()
-        findings = verify_log(rt.log, rt.objects, [], lock_check="all")
+        findings = verify_archive(rt.log, rt.objects, [], lock_check="all").findings
         assert [f for f in findings if not f.kind.startswith("checkpoint")] == []
 
 
