@@ -113,6 +113,12 @@ async def search(
         highlight=highlight,
     )
 
+    # What every audit record of this search says, whatever the outcome.
+    asked: dict[str, Any] = {
+        "query": q, "filters": filters, "date_from": date_from, "date_to": date_to,
+        "sort": sort, "page": bool(cursor), "scope": scope_of(principal),
+    }  # fmt: skip
+
     # The index call and the audit record block: one worker-thread hop for both (the
     # route and its auth dependency are async, so there is no other).
     def run() -> FastJSONResponse:
@@ -122,22 +128,17 @@ async def search(
             result = runtime.index.search(search_request)
         except SearchError as exc:
             SEARCHES.labels(backend, exc.code).inc()
-            outcome = exc.code
             runtime.audit.record(
-                AuditAction.SEARCH_EXECUTED, actor_of(principal), query=q, filters=filters,
-                date_from=date_from, date_to=date_to, sort=sort, page=bool(cursor),
-                scope=scope_of(principal), outcome=outcome,
-            )  # fmt: skip
+                AuditAction.SEARCH_EXECUTED, actor_of(principal), **asked, outcome=exc.code
+            )
             if isinstance(exc, InvalidRequest):  # a bad filter, facet or cursor: the caller's
                 raise BadRequest(str(exc), code=exc.code) from exc
             raise
         SEARCH_SECONDS.labels(backend).observe(time.perf_counter() - started)
         SEARCHES.labels(backend, "ok").inc()
         runtime.audit.record(
-            AuditAction.SEARCH_EXECUTED, actor_of(principal), query=q, filters=filters,
-            date_from=date_from, date_to=date_to, sort=sort, page=bool(cursor),
-            scope=scope_of(principal), outcome="ok", results=result.total,
-            returned=len(result.hits), ids=[h.id for h in result.hits],
+            AuditAction.SEARCH_EXECUTED, actor_of(principal), **asked, outcome="ok",
+            results=result.total, returned=len(result.hits), ids=[h.id for h in result.hits],
         )  # fmt: skip
         return FastJSONResponse(
             {
