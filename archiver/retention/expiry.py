@@ -67,9 +67,6 @@ class Candidates:
     log_size: int  # entries folded: [0, log_size)
     locked: int = 0  # versions whose logged retain-until is still ahead (approximate)
 
-    def of_kind(self, kind: str) -> list[Candidate]:
-        return [c for c in self.versions if c.kind == kind]
-
 
 class ExpiryFold:
     """The pure fold: feed it ``(index, entry)`` in log order, then ask :meth:`result`."""

@@ -32,7 +32,7 @@ A subject hold finds its records through the subject's grants
 hold through the traces ``convsubjects/<conversation>/<subject>`` of the subjects its
 records name, then those subjects' grants (``archiver.retention.conv_lookup``). Both fall
 back to reading every header when they cannot answer exactly (a batch in flight, an
-archive not yet backfilled, a record of the conversation without a subject).
+archive not yet backfilled, a subject-less record traced by older code without its batch).
 """
 
 from __future__ import annotations
