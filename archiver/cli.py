@@ -189,7 +189,10 @@ def token_create(
     role: Annotated[Role, typer.Option(help="Role of the token.")],
     name: Annotated[str, typer.Option(help="Who or what holds it.")],
     number: Annotated[
-        list[str] | None, typer.Option(help="Limit to this business number (repeatable).")
+        list[str] | None, typer.Option(
+            help="Limit to this business number, given as its phone_number_id (the "
+            "stable id in the webhook's metadata, not the display number); repeatable."
+        )
     ] = None,
     expires: Annotated[float | None, typer.Option(help="Days until it expires.")] = None,
 ) -> None:

@@ -20,7 +20,8 @@ FACETS: dict[str, str] = {
     "type": "type",
     "origin": "origin",
     "direction": "direction",
-    "number": "business_number",
+    "number": "phone_number_id",  # the number identity (search.query.FIELDS)
+    "display_number": "business_number",
     "status": "status",
     "day": "ts",
 }
@@ -56,9 +57,10 @@ def filter_terms(request: SearchRequest) -> list[tuple[tuple[str, ...], list[str
         for name, values in request.filters.items()
     ]
     if request.scope_numbers is not None:
+        # Scope is by phone_number_id, the one number identity (tokens, holds, audit).
         out.append(
             (
-                ("business_number",),
+                ("phone_number_id",),
                 [normalize_field_value("number", v) for v in request.scope_numbers],
             )
         )

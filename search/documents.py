@@ -26,9 +26,11 @@ _DATES = ("ts", "captured_at", "retain_until", "revoked_at", "edited_at")
 _LOWER = ("type", "origin", "direction", "status")
 _PHONES = ("business_number", "from", "to", "contact")
 # Fields both adapters can filter and facet on (the SQLite adapter keeps them as columns).
+# ``phone_number_id`` is the business number's identity (scopes, holds, ``number:``);
+# ``business_number`` is its display number, an attribute that can change.
 FILTER_COLUMNS = (
-    "business_number", "from", "to", "type", "origin", "direction", "status",
-    "conversation", "contact", "contact_user_id", "contact_username", "policy", "kind",
+    "phone_number_id", "business_number", "from", "to", "type", "origin", "direction",
+    "status", "conversation", "contact", "contact_user_id", "contact_username", "policy", "kind",
 )  # fmt: skip
 
 

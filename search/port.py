@@ -19,10 +19,11 @@ class SearchRequest:
 
     ``filters`` maps a field name (``from``, ``to``, ``type``, ``origin``, ``direction``,
     ``number``, ``status``, ``conversation``, ...) to the allowed values (OR within a field,
-    AND across fields). ``scope_numbers`` restricts results to those business numbers
-    (``None`` = unrestricted); it applies to hits, totals and facets alike. ``ids``
-    restricts results to those document ids (``None`` = unrestricted), e.g. "this query
-    among the documents just indexed" (``archiver.retention.holds.hold_indexed_arrivals``).
+    AND across fields). ``scope_numbers`` restricts results to those business numbers, by
+    ``phone_number_id`` (the one number identity; ``None`` = unrestricted); it applies to
+    hits, totals and facets alike. ``ids`` restricts results to those document ids (``None``
+    = unrestricted), e.g. "this query among the documents just indexed"
+    (``archiver.retention.holds.hold_indexed_arrivals``).
     """
 
     q: str = ""

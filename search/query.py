@@ -33,7 +33,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "type": ("type",),
     "origin": ("origin",),
     "direction": ("direction",),
-    "number": ("business_number",),
+    # One number identity: ``number`` is the business's ``phone_number_id`` (stable);
+    # the display number is an attribute that can change, searchable as ``display_number``.
+    "number": ("phone_number_id",),
+    "display_number": ("business_number",),
     "status": ("status",),
     "conversation": ("conversation",),
     "contact": ("contact", "contact_user_id", "contact_username"),
@@ -44,7 +47,7 @@ DATE_FIELD = "date"
 ALLOWED_FIELDS = (*sorted(FIELDS), DATE_FIELD)
 # Closed vocabularies are matched case-insensitively (stored lower case).
 LOWERCASE_FIELDS = frozenset({"type", "origin", "direction", "status"})
-PHONE_FIELDS = frozenset({"from", "to", "number", "contact"})
+PHONE_FIELDS = frozenset({"from", "to", "number", "display_number", "contact"})
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]*$")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 

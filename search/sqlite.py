@@ -68,12 +68,32 @@ CREATE TABLE IF NOT EXISTS docs (
   holds TEXT NOT NULL DEFAULT '[]',
   doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS docs_ts ON docs(ts, id);
-CREATE INDEX IF NOT EXISTS docs_number_ts ON docs(business_number, ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
   text, tokenize="unicode61 remove_diacritics 2 categories 'L* N* Co Mc Mn'"
 );
 """
+# After the columns are known to exist (``_add_missing_columns``): an index file written
+# before a column was added gets it first, and only then an index over it.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS docs_ts ON docs(ts, id);
+DROP INDEX IF EXISTS docs_number_ts;
+CREATE INDEX IF NOT EXISTS docs_pnid_ts ON docs(phone_number_id, ts);
+"""
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring an index file of an older schema up to ``FILTER_COLUMNS``: add each missing
+    column and fill it from the stored document (``phone_number_id`` became a filter column
+    when it became the number identity; the documents always carried it)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
+    for column in FILTER_COLUMNS:
+        if column in have:
+            continue
+        conn.execute(f'ALTER TABLE docs ADD COLUMN "{column}" TEXT')
+        conn.execute(
+            f'UPDATE docs SET "{column}" = json_extract(doc, ?)',  # noqa: S608 - fixed column names
+            (f"$.{column}",),
+        )
 
 
 def _ms(instant: datetime) -> int:
@@ -161,6 +181,8 @@ class SqliteIndex:
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
+            conn.executescript(_INDEXES)
         except sqlite3.Error as e:
             raise IndexUnavailable(f"cannot open the index at {path}: {e}") from e
         return conn

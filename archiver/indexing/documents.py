@@ -68,8 +68,10 @@ def message_document(
         "id": header["record_id"],
         "record_id": header["record_id"],
         "kind": header["kind"],
-        "business_number": business.get("display_phone_number"),
+        # phone_number_id is the number's identity (scopes, holds, ``number:``); the
+        # display number is an attribute that can change (``display_number:``).
         "phone_number_id": business.get("phone_number_id"),
+        "business_number": business.get("display_phone_number"),
         "direction": header.get("direction"),
         "origin": header.get("origin"),
         "type": header.get("message_type"),

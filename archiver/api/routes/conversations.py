@@ -74,6 +74,7 @@ def conversation_thread(
     return FastJSONResponse(
         {
             "conversation": conversation,
+            "phone_number_id": first.get("phone_number_id"),
             "business_number": first.get("business_number"),
             "contact": first.get("contact") or first.get("contact_user_id"),
             "contact_name": first.get("contact_name"),

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 SEARCH_ROLES = (Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR)
 # Roles that may read the original text of a message its sender revoked (evidence).
 REVOKED_READERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL})
-DEFAULT_FACETS = ("type", "origin", "direction", "number", "day")
+DEFAULT_FACETS = ("type", "origin", "direction", "number", "display_number", "day")
 # Kept in the index for threads and proofs; not part of the API's message shape.
 _INTERNAL = ("id", "reactions", "subject")
 
@@ -38,7 +38,13 @@ Multi = Annotated[list[str] | None, Query()]
 
 
 def actor_of(principal: Principal) -> Actor:
-    return Actor(token_id=principal.token_id, name=principal.name, role=principal.role.value)
+    """The audit actor of a request; its events concern the token's numbers by default."""
+    return Actor(
+        token_id=principal.token_id,
+        name=principal.name,
+        role=principal.role.value,
+        numbers=principal.numbers,
+    )
 
 
 def scope_of(principal: Principal) -> list[str] | None:
@@ -81,7 +87,8 @@ async def search(
     type: Multi = None,
     origin: Multi = None,
     direction: Multi = None,
-    number: Multi = None,
+    number: Annotated[list[str] | None, Query(description="business phone_number_id")] = None,
+    display_number: Annotated[list[str] | None, Query(description="display number")] = None,
     status: Multi = None,
     conversation: Multi = None,
     contact: Multi = None,
@@ -96,7 +103,8 @@ async def search(
     runtime = get_runtime(request)
     params = {
         "from": from_, "to": to, "type": type, "origin": origin, "direction": direction,
-        "number": number, "status": status, "conversation": conversation, "contact": contact,
+        "number": number, "display_number": display_number, "status": status,
+        "conversation": conversation, "contact": contact,
     }  # fmt: skip
     filters = {name: _split(values) for name, values in params.items() if _split(values)}
     wanted = DEFAULT_FACETS if facets is None else tuple(_split(facets))

@@ -17,13 +17,16 @@ from search.sqlite import SqliteIndex
 
 pytestmark = pytest.mark.integration
 
-B1, B2 = "15550001111", "15550002222"
+B1, B2 = "15550001111", "15550002222"  # display numbers (an attribute)
+P1, P2 = "106540352242911", "106540352242922"  # their phone_number_ids (the identity)
+PNID = {B1: P1, B2: P2}
 
 
 def _doc(i: int, number: str, ts: str, text: str, **extra: Any) -> dict[str, Any]:
     base = {
         "id": f"m{i}", "record_id": f"r{i}", "kind": "message", "ts": ts, "text": text,
-        "business_number": number, "type": "text", "origin": "customer",
+        "business_number": number, "phone_number_id": PNID[number], "type": "text",
+        "origin": "customer",
         "direction": "inbound", "contact": f"4917{i % 3}", "conversation": f"c{i % 2}",
         "from": f"4917{i % 3}", "to": number, "status": "delivered",
     }  # fmt: skip
@@ -128,7 +131,7 @@ def test_invalid_documents_are_refused(index: Any) -> None:
     ("status:read", {"m10"}),
     ('from:"+49 171"', {"m1", "m4", "m7", "m10"}),
     ("contact:49172 card", {"m2", "m5"}),
-    (f"number:{B2} refund*", {"m4", "m5"}),
+    (f"number:{P2} refund*", {"m4", "m5"}),
     ("conversation:c0 refund", {"m2", "m4", "m8", "m10"}),
     ("date:[2024-01-01 TO 2024-01-31]", {"m1", "m2", "m3", "m4", "m9", "m10"}),
     ("date:{2024-01-05 TO 2024-01-26}", {"m3", "m4", "m9"}),
@@ -147,22 +150,30 @@ def test_query_syntax(index: Any, q: str, expected: set[str]) -> None:
 
 
 def test_request_filters_and_dates(index: Any) -> None:
-    assert ids(index, "refund", filters={"number": [B1]}) == {"m1", "m2", "m8", "m10"}
-    assert ids(index, "", filters={"type": ["image", "document"], "number": [B1]}) == {
+    assert ids(index, "refund", filters={"number": [P1]}) == {"m1", "m2", "m8", "m10"}
+    assert ids(index, "", filters={"type": ["image", "document"], "number": [P1]}) == {
         "m3", "m8"}  # fmt: skip
+    # ``number`` is the phone_number_id; the display number is its own field.
+    assert ids(index, "refund", filters={"number": [B1]}) == set()
+    assert ids(index, "refund", filters={"display_number": ["+1 555 000 1111"]}) == {
+        "m1", "m2", "m8", "m10"}  # fmt: skip
+    assert ids(index, f"refund number:{P2}") == ids(index, "refund display_number:" + B2) == {
+        "m4"}  # fmt: skip
     assert ids(index, "card", date_from="2024-01-20", date_to="2024-02-01") == {"m4", "m10"}
 
 
 def test_scope_restricts_hits_totals_and_facets(index: Any) -> None:
     result = index.search(
         SearchRequest(
-            q="card", scope_numbers=["+1 555 000 2222"], facets=["number", "type"], size=100
+            q="card", scope_numbers=[P2], facets=["number", "display_number", "type"], size=100
         )
     )
     assert {h.id for h in result.hits} == {"m4", "m5"}
     assert result.total == 2
-    assert result.facets["number"] == {B2: 2}
-    assert index.count(SearchRequest(q="card", scope_numbers=[B2])) == 2
+    assert result.facets["number"] == {P2: 2}
+    assert result.facets["display_number"] == {B2: 2}
+    # Scope is by phone_number_id only: the display number scopes nothing in.
+    assert index.count(SearchRequest(q="card", scope_numbers=[B2])) == 0
     assert index.count(SearchRequest(q="card", scope_numbers=[])) == 0
 
 
@@ -179,7 +190,7 @@ def test_facets(index: Any) -> None:
         "history": 1,
     }
     assert result.facets["direction"] == {"inbound": 8, "outbound": 2}
-    assert result.facets["number"] == {B1: 6, B2: 4}
+    assert result.facets["number"] == {P1: 6, P2: 4}
     assert result.facets["day"] == {
         "2023-12-15": 1, "2024-01-05": 2, "2024-01-10": 1, "2024-01-20": 1, "2024-01-25": 1,
         "2024-01-26": 1, "2024-02-01": 1, "2024-02-10": 1, "2024-02-11": 1}  # fmt: skip
@@ -234,12 +245,12 @@ def test_exact_totals_beyond_ten_thousand(make_index: Any) -> None:
               for i in range(n))  # fmt: skip
     result = ix.search(SearchRequest(q="bulk", size=1, facets=["number"]))
     assert result.total == n
-    assert result.facets["number"] == {B1: n // 2, B2: n - n // 2}
+    assert result.facets["number"] == {P1: n // 2, P2: n - n // 2}
     assert ix.count(SearchRequest(q="message")) == n
 
 
 def test_delete_matching_and_ids(index: Any) -> None:
-    assert index.delete_matching(SearchRequest(q="refund", scope_numbers=[B2])) == 1
+    assert index.delete_matching(SearchRequest(q="refund", scope_numbers=[P2])) == 1
     assert index.get("m4") is None
     assert index.count(SearchRequest()) == len(CORPUS) - 1
     assert index.delete_ids(["m1", "m1", "missing"]) == 1

@@ -53,11 +53,11 @@ def test_es_and_puts_fields_in_filter_and_negations_in_must_not() -> None:
 
 
 def test_es_request_scope_and_dates_are_filters() -> None:
-    req = SearchRequest(q="a", scope_numbers=["+1 555"], date_from="2024-01-01",
+    req = SearchRequest(q="a", scope_numbers=["106540352242922"], date_from="2024-01-01",
                         date_to="2024-01-02T00:00:00.0005Z")  # fmt: skip
     body = es_dsl.query(check(req), req)
     assert body["bool"]["filter"] == [
-        {"terms": {"business_number": ["1555"]}},
+        {"terms": {"phone_number_id": ["106540352242922"]}},  # scope: the number's identity
         {"range": {"ts": {"gte": "2024-01-01T00:00:00.000Z", "lt": "2024-01-02T00:00:00.001Z"}}},
     ]
     assert es_dsl.sort(SearchRequest(sort="relevance"))[-1] == {"id": "asc"}
