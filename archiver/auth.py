@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,7 +45,18 @@ class Principal:
     expires_at: datetime | None
 
     def sees_number(self, number: str | None) -> bool:
+        """Whether this token covers business ``number`` (a ``phone_number_id``)."""
         return self.numbers is None or (number is not None and number in self.numbers)
+
+    def covers(self, numbers: Iterable[str] | None) -> bool:
+        """Whether a thing concerning ``numbers`` (phone_number_ids) is within this token's
+        scope. An unscoped token covers everything; a scoped one only things concerning a
+        non-empty set of its own numbers: ``None`` or empty means "no particular number"
+        (or every number), which only an unscoped token may see."""
+        if self.numbers is None:
+            return True
+        wanted = set(numbers or ())
+        return bool(wanted) and wanted <= set(self.numbers)
 
 
 @dataclass(frozen=True, slots=True)

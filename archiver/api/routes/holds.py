@@ -1,5 +1,11 @@
 """Legal holds (``/v1/holds``) and the minimal disposition review queue
-(``/v1/disposition/reviews``). Thin: parse, call ``archiver.retention``, audit, answer."""
+(``/v1/disposition/reviews``). Thin: parse, call ``archiver.retention``, audit, answer.
+
+Number scope: a number-scoped token lists, reads, releases and approves only holds and
+reviews that concern its own numbers (``archiver.retention.scope``). Another number's
+hold or review answers 404, exactly as one that does not exist, so a scoped token cannot
+even learn that it exists.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,15 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
-from archiver.audit import Actor, AuditAction
+from archiver.api.routes.search import actor_of
+from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest, Forbidden
+from archiver.errors import BadRequest, Forbidden, NotFound
 from archiver.retention.common import resolve_subject
 from archiver.retention.disposition import approve_review, list_reviews
 from archiver.retention.holds import HoldScope, summary
-from archiver.retention.services import retention_services
+from archiver.retention.scope import hold_numbers, review_numbers
+from archiver.retention.services import RetentionServices, retention_services
 
 router = APIRouter(prefix="/v1", tags=["holds"])
 
@@ -38,8 +46,14 @@ class HoldRequest(BaseModel):
     phone_number_id: str | None = Field(default=None, max_length=64)
 
 
-def actor_of(principal: Principal) -> Actor:
-    return Actor(token_id=principal.token_id, name=principal.name, role=principal.role.value)
+def _visible_hold(
+    services: RetentionServices, hold_id: str, principal: Principal
+) -> dict[str, Any]:
+    """The hold, if this token may see it; else the same 404 as an unknown id."""
+    doc = services.holds.get(hold_id)
+    if not principal.covers(hold_numbers(doc)):
+        raise NotFound(f"no hold {hold_id}", code="hold_not_found")
+    return doc
 
 
 @router.post("/holds", status_code=201)
@@ -69,6 +83,7 @@ def place_hold(body: HoldRequest, request: Request, principal: Writer) -> dict[s
     runtime.audit.record(
         AuditAction.HOLD_PLACED,
         actor_of(principal),
+        concerns=hold_numbers(doc) or [],
         hold_id=doc["id"],
         case_id=body.case_id,
         scope=doc["scope"],
@@ -78,14 +93,16 @@ def place_hold(body: HoldRequest, request: Request, principal: Writer) -> dict[s
 
 
 @router.get("/holds")
-def list_holds(request: Request, _: Reader) -> dict[str, Any]:
+def list_holds(request: Request, principal: Reader) -> dict[str, Any]:
     services = retention_services(get_runtime(request))
-    return {"holds": [summary(h) for h in services.holds.list()]}
+    return {"holds": [
+        summary(h) for h in services.holds.list() if principal.covers(hold_numbers(h))
+    ]}  # fmt: skip
 
 
 @router.get("/holds/{hold_id}")
-def get_hold(hold_id: str, request: Request, _: Reader) -> dict[str, Any]:
-    doc = retention_services(get_runtime(request)).holds.get(hold_id)
+def get_hold(hold_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    doc = _visible_hold(retention_services(get_runtime(request)), hold_id, principal)
     out = summary(doc)
     out["items"] = sorted(doc.get("items", {}).values(), key=lambda i: (i["key"], i["version_id"]))
     return out
@@ -94,10 +111,14 @@ def get_hold(hold_id: str, request: Request, _: Reader) -> dict[str, Any]:
 @router.delete("/holds/{hold_id}")
 def release_hold(hold_id: str, request: Request, principal: Writer) -> dict[str, Any]:
     runtime = get_runtime(request)
-    doc = retention_services(runtime).holds.release(hold_id, by=principal.name)
+    services = retention_services(runtime)
+    # Checked before anything changes: another number's hold stays placed.
+    _visible_hold(services, hold_id, principal)
+    doc = services.holds.release(hold_id, by=principal.name)
     runtime.audit.record(
         AuditAction.HOLD_RELEASED,
         actor_of(principal),
+        concerns=hold_numbers(doc) or [],
         hold_id=hold_id,
         released_versions=doc.get("released_count"),
         kept_by_other_holds=doc.get("kept_by_other_holds"),
@@ -106,8 +127,12 @@ def release_hold(hold_id: str, request: Request, principal: Writer) -> dict[str,
 
 
 @router.get("/disposition/reviews")
-def reviews(request: Request, _: Reader) -> dict[str, Any]:
-    return {"reviews": list_reviews(get_runtime(request).state)}
+def reviews(request: Request, principal: Reader) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    found = list_reviews(runtime.state)
+    if principal.numbers is not None:
+        found = [r for r in found if principal.covers(review_numbers(runtime.objects, r))]
+    return {"reviews": found}
 
 
 @router.post("/disposition/reviews/{record_id}/approve")
@@ -116,10 +141,17 @@ def approve(
     request: Request,
     principal: Approver,
 ) -> dict[str, Any]:
+    runtime = get_runtime(request)
+    if principal.numbers is not None:
+        # A review of another number's record is, for this token, one that does not exist.
+        pending = {r["record_id"]: r for r in list_reviews(runtime.state, status=None)}
+        review = pending.get(record_id)
+        if review is None or not principal.covers(review_numbers(runtime.objects, review)):
+            raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
     # Approvers are told apart by token id: two tokens of one person are still one person
     # only if the operator issues them so; the name is kept for the record.
     return approve_review(
-        get_runtime(request).state,
+        runtime.state,
         record_id,
         by=f"{principal.name}#{principal.token_id}",
         now=datetime.now(UTC),
