@@ -7,9 +7,11 @@ appends one ``audit`` leaf per event naming that object and the event's position
 hash. An event is therefore durable within about a second, and never in the request's
 path. ``flush()`` forces it (tests, shutdown).
 
-Event names are ``subject:action`` (``AuditAction``). The object holds who (token id,
-name, role), what (query, filters, ids), how many results, and when; the log leaf holds
-only the name, the hash and the object's identity, never the query itself.
+Event names are ``subject:action`` (``AuditAction``). Each event names the business
+numbers (``phone_number_id``) it concerns, so ``/v1/audit`` can scope it. The object
+holds who (token id, name, role), what (query, filters, ids), how many results, and
+when; the log leaf holds only the name, the hash and the object's identity, never the
+query itself.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -60,6 +62,9 @@ class Actor:
     token_id: str | None
     name: str
     role: str
+    # The token's business numbers (phone_number_ids; None = every number): what an event
+    # concerns unless the caller names the numbers itself (``AuditTrail.record``).
+    numbers: tuple[str, ...] | None = None
 
 
 SYSTEM = Actor(token_id=None, name="system", role="system")
@@ -90,11 +95,24 @@ class AuditTrail:
         self._thread: threading.Thread | None = None
         self.failures = 0
 
-    def record(self, action: AuditAction, actor: Actor, **details: Any) -> dict[str, Any]:
+    def record(
+        self,
+        action: AuditAction,
+        actor: Actor,
+        *,
+        concerns: Iterable[str | None] | None = None,
+        **details: Any,
+    ) -> dict[str, Any]:
+        """Queue one event. ``numbers`` in the event are the business numbers
+        (phone_number_ids) it concerns: ``concerns`` when given (a hold's or a record's
+        number), else the actor's token numbers; none means it concerns no particular
+        number, and only unscoped readers of ``/v1/audit`` see it."""
+        named = actor.numbers if concerns is None else [n for n in concerns if n]
         event = {
             "event": action.value,
             "at": self.clock().isoformat(),
             "actor": {"token_id": actor.token_id, "name": actor.name, "role": actor.role},
+            "numbers": sorted(set(named)) if named else None,
             "details": _jsonable(details),
         }
         with self._lock:

@@ -137,7 +137,10 @@ class Coexistence:
         return doc
 
     def _audit(self, action: CoexistenceAction, actor: Actor, **details: Any) -> None:
-        self.audit.record(AuditAction(action.value), actor, **details)
+        self.audit.record(
+            AuditAction(action.value), actor, concerns=[details.get("phone_number_id")],
+            **details,
+        )  # fmt: skip
 
     def sync_state(self, phone_number_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -3,8 +3,10 @@
 Events come from the evidence store through the log (``AuditTrail.events``), oldest
 first; filters ``action`` (e.g. ``search:executed``) and ``since`` (ISO 8601). The cursor
 is opaque (the position after the last event returned, tied to the filters). Listing is
-itself an ``audit:listed`` event. Events are durable about a second after the read they
-describe (group commit), so a listing may not yet show the very latest.
+itself an ``audit:listed`` event. A number-scoped token sees only the events that
+concern its numbers (``numbers`` of each event, written with it); an event that concerns
+no particular number is shown to unscoped tokens only. Events are durable about a second
+after the read they describe (group commit), so a listing may not yet show the very latest.
 """
 
 from __future__ import annotations
@@ -77,7 +79,12 @@ def list_audit(
         )
     fp = _fingerprint(action, since)
     offset = _decode(cursor, fp) if cursor else 0
-    events = runtime.audit.events(since=_since(since), action=action)
+    # Scoped like everything else: a number-scoped reader sees only events that concern
+    # its own numbers (events that concern no particular number are for unscoped readers).
+    events = (
+        e for e in runtime.audit.events(since=_since(since), action=action)
+        if principal.covers(e.get("numbers"))
+    )
     page = list(islice(events, offset, offset + size + 1))
     more = len(page) > size
     page = page[:size]

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
-from archiver.audit import Actor, AuditAction
+from archiver.api.routes.search import actor_of
+from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
 from archiver.consent import (
     ConsentChange,
@@ -79,7 +80,8 @@ async def record_consent(
     )
     runtime.audit.record(
         AuditAction.CONSENT_RECORDED,
-        Actor(principal.token_id, principal.name, principal.role.value),
+        actor_of(principal),
+        concerns=[body.phone_number_id],
         record_id=done.record_id,
         phone_number_id=body.phone_number_id,
         purpose=body.purpose,
@@ -134,7 +136,8 @@ async def consent_state(
     result = await asyncio.to_thread(answer)
     runtime.audit.record(
         AuditAction.RECORD_VIEWED,
-        Actor(principal.token_id, principal.name, principal.role.value),
+        actor_of(principal),
+        concerns=[number],
         what="consent_state",
         number=number,
         purpose=purpose,

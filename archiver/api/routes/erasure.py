@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
-from archiver.api.routes.holds import actor_of
+from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import Conflict, Forbidden
@@ -40,6 +40,7 @@ def erase(
         runtime.audit.record(
             AuditAction.ERASURE_REFUSED,
             actor_of(principal),
+            concerns=[body.phone_number_id],
             reason=exc.message,
             details=exc.details,
         )
@@ -47,6 +48,7 @@ def erase(
     runtime.audit.record(
         AuditAction.ERASURE_REQUESTED,
         actor_of(principal),
+        concerns=[body.phone_number_id],
         subject=result["subject"],
         records=result["records"],
         keys_shredded=len(result["keys_shredded"]),

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
 from archiver.api.errors import error_response
-from archiver.audit import Actor, AuditAction
+from archiver.api.routes.search import actor_of
+from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import Forbidden, Unavailable
 from archiver.ingest.outbound import PROXY_REQUEST, PROXY_RESPONSE
@@ -126,7 +127,8 @@ async def send_message(
         )
     runtime.audit.record(
         AuditAction.MESSAGE_SENT,
-        Actor(principal.token_id, principal.name, principal.role.value),
+        actor_of(principal),
+        concerns=[body.phone_number_id],
         proxy_id=proxy_id,
         phone_number_id=body.phone_number_id,
         wamids=result.wamids if result else [],
