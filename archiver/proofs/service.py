@@ -9,6 +9,8 @@ so the chain starts at the key an auditor pinned), plus ``ARCHIVER_TRUSTED_KEYS`
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +27,7 @@ from archiver.ledger.note import Verifier
 from archiver.ledger.verify import Finding, verify_archive
 from archiver.logs import get_logger
 from archiver.records.model import record_key
+from archiver.retention.common import record_by_id
 from archiver.store.errors import StoreError
 from archiver.store.port import ObjectStore
 from search.errors import SearchError
@@ -127,14 +130,30 @@ class ProofService:
             "proof": [_b64(h) for h in self.log.consistency_proof(first, second)],
         }
 
-    def record_leaf(self, record_id: str) -> int:
-        """The leaf naming the record's object (from the index, else a log scan)."""
+    def _record_number(self, record_id: str) -> tuple[str | None, int | None]:
+        """``(phone_number_id, leaf index)`` of a record, by key, never by a log scan: its
+        index document first; else its stored header (leaf index unknown then). Raises
+        NotFound for an id that names no stored record."""
         try:
             doc = self.index.get(record_id)
         except SearchError:
             doc = None
         if doc is not None and isinstance(doc.get("leaf_index"), int):
-            return int(doc["leaf_index"])
+            return doc.get("phone_number_id"), int(doc["leaf_index"])
+        record = record_by_id(self.objects, record_id)  # keyed: one LIST + one GET
+        return record.phone_number_id, None
+
+    def record_leaf(self, record_id: str, numbers: Sequence[str] | None = None) -> int:
+        """The leaf naming the record's object. ``numbers`` (a token's scope, by
+        ``phone_number_id``; None = every number): another number's record is NotFound,
+        like an unknown one. An unknown id costs a keyed lookup, never a log scan; only a
+        stored record the index does not know (not yet indexed, or a kind the index keeps
+        no document for) is looked up in the log."""
+        number, leaf = self._record_number(record_id)
+        if numbers is not None and number not in numbers:
+            raise NotFound(f"no leaf for record {record_id}", code="record_not_found")
+        if leaf is not None:
+            return leaf
         key = record_key(record_id)
         size = self.log.size()
         for start in range(0, size, 1000):
@@ -144,12 +163,30 @@ class ProofService:
                     return start + offset
         raise NotFound(f"no leaf for record {record_id}", code="record_not_found")
 
-    def record_proof(self, record_id: str) -> dict[str, Any]:
-        leaf = self.record_leaf(record_id)
+    def record_proof(
+        self, record_id: str, numbers: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        leaf = self.record_leaf(record_id, numbers)
         proof = self.inclusion(leaf, None)
         proof["record_id"] = record_id
         proof["checkpoint"] = self.checkpoint()
         return proof
+
+    def scoped_inclusion(
+        self, leaf_index: int, tree_size: int | None, numbers: Sequence[str] | None
+    ) -> dict[str, Any]:
+        """``inclusion`` for a token scoped to ``numbers`` (None = every leaf): a leaf's
+        entry names a record id, its kind and policy, so a scoped token gets only the
+        leaves of records of its own numbers; any other leaf is NotFound."""
+        if numbers is not None and 0 <= leaf_index < self.log.size():
+            entry = parse_entry(self.log.entry(leaf_index))
+            number = None
+            if entry.kind is EntryKind.RECORD and entry.key:
+                with contextlib.suppress(NotFound):  # disposed: no number to check against
+                    number = self._record_number(str(entry.key).rsplit("/", 1)[-1])[0]
+            if number is None or number not in numbers:
+                raise NotFound(f"no leaf {leaf_index} for this token", code="leaf_not_found")
+        return self.inclusion(leaf_index, tree_size)
 
     # -- verify --------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""The proof API (any authenticated role): checkpoint, verifier key, proofs."""
+"""The proof API (any authenticated role): checkpoint, verifier key, proofs.
+
+Scoped like search: a number-scoped token gets the proof of a record of its own numbers
+only, and the inclusion proof of a leaf only when that leaf is such a record; anything
+else is 404, as if it did not exist. The checkpoint, the key and consistency proofs
+carry only hashes and sizes and are for every token."""
 
 from __future__ import annotations
 
@@ -33,10 +38,12 @@ async def inclusion(
     request: Request,
     leaf_index: int = Query(ge=0),
     tree_size: int | None = Query(default=None, ge=1),
-    _: Principal = Depends(ANY_ROLE),
+    principal: Principal = Depends(ANY_ROLE),
 ) -> dict[str, Any]:
     """RFC 6962 §2.1.1 audit path (base64 hashes); tree_size defaults to the checkpoint's."""
-    return await run_in_threadpool(get_runtime(request).proofs.inclusion, leaf_index, tree_size)
+    return await run_in_threadpool(
+        get_runtime(request).proofs.scoped_inclusion, leaf_index, tree_size, principal.numbers
+    )
 
 
 @router.get("/log/proofs/consistency")
@@ -52,7 +59,9 @@ async def consistency(
 
 @router.get("/records/{record_id}/proof")
 async def record_proof(
-    request: Request, record_id: str, _: Principal = Depends(ANY_ROLE)
+    request: Request, record_id: str, principal: Principal = Depends(ANY_ROLE)
 ) -> dict[str, Any]:
     """A record's leaf (entry bytes), its index and inclusion proof, and the checkpoint."""
-    return await run_in_threadpool(get_runtime(request).proofs.record_proof, record_id)
+    return await run_in_threadpool(
+        get_runtime(request).proofs.record_proof, record_id, principal.numbers
+    )
