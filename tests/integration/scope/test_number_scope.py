@@ -172,6 +172,43 @@ def test_scoped_legal_token_cannot_see_or_release_another_numbers_hold(archive: 
     assert a.client.delete(f"/v1/holds/{own_id}", headers=legal_1).json()["status"] == "released"
 
 
+def test_scoped_token_is_refused_on_every_route_that_names_another_number(
+    archive: Archive,
+) -> None:
+    a = archive
+    a.deliver(N2, BOB, "someone else's message")
+    officer_1 = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid])
+    legal_1 = a.token(Role.LEGAL, numbers=[N1.pnid])
+    service_1 = a.token(Role.SERVICE, numbers=[N1.pnid])
+    consent = {"phone_number_id": N2.pnid, "contact": BOB, "state": "opt_out",
+               "evidence": "form", "actor": "desk"}  # fmt: skip
+    refused = [
+        a.client.post("/v1/erasure", headers=officer_1,
+                      json={"phone_number_id": N2.pnid, "contact": BOB}),
+        a.client.post("/v1/consent", headers=officer_1, json=consent),
+        a.client.post("/v1/consent", headers=service_1, json=consent),
+        a.client.get("/v1/consent", headers=officer_1,
+                     params={"number": N2.pnid, "contact": BOB}),
+        a.client.get(f"/v1/coexistence/{N2.pnid}", headers=officer_1),
+        a.client.post("/v1/holds", headers=legal_1,
+                      json={"query": "message", "phone_number_id": N2.pnid}),
+    ]  # fmt: skip
+    assert [r.status_code for r in refused] == [403] * len(refused), [r.text for r in refused]
+    # Nothing was done for the other number: its records are unheld and still readable.
+    (theirs,) = a.records(N2)
+    assert not a.held(theirs)
+    admin = a.token(Role.ADMIN)
+    hit = a.client.get("/v1/search", headers=admin, params={"q": "someone"}).json()["hits"][0]
+    assert hit["message"]["text"] == "someone else's message"
+    conversation = hit["message"]["conversation"]
+    r = a.client.get(f"/v1/conversations/{conversation}", headers=officer_1)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "conversation_not_found"
+    assert a.client.get("/v1/search", headers=officer_1, params={"q": "someone"}).json()[
+        "total"] == 0  # fmt: skip
+    me = a.client.get("/v1/whoami", headers=officer_1).json()
+    assert me["numbers"] == [N1.pnid]
+
+
 REVIEW_DEFAULT = """\
 id: default
 title: "Test default: one day, then a review"
