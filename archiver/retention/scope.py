@@ -9,17 +9,25 @@ record's clear header (the store is the truth; a review document does not copy i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from archiver.retention.common import read_record
+from archiver.retention.disposition import REVIEWS_PREFIX
 from archiver.store.errors import ObjectNotFound
-from archiver.store.port import ObjectStore
+from archiver.store.port import ObjectStore, StateStore
 
 
 def hold_numbers(doc: Mapping[str, Any]) -> list[str] | None:
     numbers = doc.get("numbers")
     return None if numbers is None else [str(n) for n in numbers]
+
+
+def review_of(state: StateStore, record_id: str) -> dict[str, Any] | None:
+    """The review document of ``record_id`` (any status), or None."""
+    value = state.get(REVIEWS_PREFIX + record_id)
+    return None if value is None else dict(json.loads(value.value))
 
 
 def review_numbers(objects: ObjectStore, doc: Mapping[str, Any]) -> list[str] | None:

@@ -23,7 +23,7 @@ from archiver.errors import BadRequest, Forbidden, NotFound
 from archiver.retention.common import resolve_subject
 from archiver.retention.disposition import approve_review, list_reviews
 from archiver.retention.holds import HoldScope, summary
-from archiver.retention.scope import hold_numbers, review_numbers
+from archiver.retention.scope import hold_numbers, review_numbers, review_of
 from archiver.retention.services import RetentionServices, retention_services
 
 router = APIRouter(prefix="/v1", tags=["holds"])
@@ -144,8 +144,7 @@ def approve(
     runtime = get_runtime(request)
     if principal.numbers is not None:
         # A review of another number's record is, for this token, one that does not exist.
-        pending = {r["record_id"]: r for r in list_reviews(runtime.state, status=None)}
-        review = pending.get(record_id)
+        review = review_of(runtime.state, record_id)
         if review is None or not principal.covers(review_numbers(runtime.objects, review)):
             raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
     # Approvers are told apart by token id: two tokens of one person are still one person
