@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from archiver.errors import AuthError, Forbidden, NotFound
+from archiver.errors import AuthError, BadRequest, Forbidden, NotFound
 from archiver.store.port import StateStore
 
 
@@ -31,6 +32,7 @@ class Role(StrEnum):
 
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)
+_PHONE_NUMBER_ID = re.compile(r"[0-9]{1,32}")
 READER_ROLES: frozenset[Role] = frozenset(
     {Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR}
 )
@@ -90,7 +92,17 @@ class TokenService:
         expires_in_days: float | None = None,
         now: datetime | None = None,
     ) -> tuple[str, TokenRecord]:
-        """Return ``(plaintext token, record)``; the plaintext is never stored."""
+        """Return ``(plaintext token, record)``; the plaintext is never stored.
+
+        ``numbers`` are business numbers as ``phone_number_id`` (digits only): the one
+        number identity. Raises BadRequest for anything else (a ``+1 555…`` display number
+        would scope the token to nothing)."""
+        for number in numbers or ():
+            if not _PHONE_NUMBER_ID.fullmatch(number):
+                raise BadRequest(
+                    f"token number {number!r} is not a phone_number_id (digits only)",
+                    code="token_number_invalid",
+                )
         now = now or datetime.now(UTC)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
