@@ -163,9 +163,7 @@ class ProofService:
                     return start + offset
         raise NotFound(f"no leaf for record {record_id}", code="record_not_found")
 
-    def record_proof(
-        self, record_id: str, numbers: Sequence[str] | None = None
-    ) -> dict[str, Any]:
+    def record_proof(self, record_id: str, numbers: Sequence[str] | None = None) -> dict[str, Any]:
         leaf = self.record_leaf(record_id, numbers)
         proof = self.inclusion(leaf, None)
         proof["record_id"] = record_id
