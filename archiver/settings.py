@@ -230,10 +230,24 @@ def _dev_secret_defaults(data_dir: Path) -> dict[str, str]:
         "verify_token": secrets.token_urlsafe(24),
         "app_secrets": secrets.token_hex(16),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    # Secrets must never sit on disk readable by others, not even for an instant: the
+    # file is created 0600 (O_EXCL, a fresh name) and linked into place only when whole.
+    # ``link`` refuses to replace: when two processes race, the first file wins and the
+    # other reads it, so both use the same keys.
+    tmp = data_dir / f".dev-secrets.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(values, indent=2))
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            stored = json.loads(path.read_text())
+            return stored
+    finally:
+        tmp.unlink(missing_ok=True)
     return values
 
 
