@@ -4,11 +4,14 @@ these at the edge).
     SearchError
     ├── IndexUnavailable   backend unreachable -> 503
     ├── QuerySyntaxError   bad query; carries the position -> 400
+    │   └── QueryTooComplex  over a grammar limit (length, depth, terms); names it -> 400
     ├── InvalidRequest     bad filter/facet/cursor in a SearchRequest -> 400
     └── InvalidDocument    a document the index refuses (unknown field, bad value)
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class SearchError(Exception):
@@ -27,6 +30,29 @@ class QuerySyntaxError(SearchError):
         self.message = message
         self.position = position
         self.query = query
+
+
+class QueryTooComplex(QuerySyntaxError):
+    """The query is over one of the grammar's limits (``search.query.LIMITS``).
+
+    ``code`` names the limit: ``query_too_long`` (characters), ``query_too_deep``
+    (groups and negations inside each other), ``query_too_many_terms`` (search terms);
+    ``limit`` is the limit's name and ``maximum`` its value.
+    """
+
+    CODES: ClassVar[dict[str, str]] = {
+        "length": "query_too_long",
+        "depth": "query_too_deep",
+        "terms": "query_too_many_terms",
+    }
+
+    def __init__(
+        self, message: str, *, position: int, query: str, limit: str, maximum: int
+    ) -> None:
+        super().__init__(message, position=position, query=query)
+        self.code = self.CODES[limit]
+        self.limit = limit
+        self.maximum = maximum
 
 
 class InvalidRequest(SearchError):

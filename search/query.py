@@ -16,6 +16,14 @@ Grammar (``AND``/``OR``/``NOT``/``TO`` are operators only in upper case)::
 
 Raises ``QuerySyntaxError(message, position, query)``; ``position`` is a 0-based
 character offset into the query.
+
+Limits (``LIMITS``; over one → ``QueryTooComplex``, a ``QuerySyntaxError`` whose code
+names the limit): at most ``MAX_QUERY_CHARS`` characters, ``MAX_DEPTH`` groups and
+negations inside each other, and ``MAX_TERMS`` search terms (words, phrases, fields and
+dates). They keep every accepted query inside what both engines take: the parser's own
+recursion, SQLite's parser stack and expression depth, and Elasticsearch's
+``indices.query.bool.max_nested_depth`` (20): a group adds at most two bool levels
+(``a OR b (…)`` is an OR over an AND), so 2 x 8 + 2 + 1 (the request's wrapper) = 19.
 """
 
 from __future__ import annotations
@@ -24,7 +32,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from search.errors import QuerySyntaxError
+from search.errors import QuerySyntaxError, QueryTooComplex
+
+MAX_QUERY_CHARS = 4000
+MAX_DEPTH = 8
+MAX_TERMS = 100
+LIMITS = {"length": MAX_QUERY_CHARS, "depth": MAX_DEPTH, "terms": MAX_TERMS}
 
 # Query field -> index document fields (OR across the tuple).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -278,9 +291,34 @@ class _Lexer:
 
 class _Parser:
     def __init__(self, query: str) -> None:
+        if len(query) > MAX_QUERY_CHARS:
+            raise QueryTooComplex(
+                f"the query has {len(query)} characters; at most {MAX_QUERY_CHARS} are allowed",
+                position=MAX_QUERY_CHARS, query=query, limit="length", maximum=MAX_QUERY_CHARS,
+            )  # fmt: skip
         self.lexer = _Lexer(query)
         self.toks = self.lexer.tokens()
         self.k = 0
+        self.depth = 0  # groups and negations open on the current path
+        self.terms = 0
+
+    def _enter(self, tok: _Tok) -> None:
+        """One more group or negation: checked before recursing, so the parser's own
+        stack is bounded too."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryTooComplex(
+                f"groups and negations nest more than {MAX_DEPTH} deep",
+                position=tok.pos, query=self.lexer.q, limit="depth", maximum=MAX_DEPTH,
+            )  # fmt: skip
+
+    def _term(self, tok: _Tok) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise QueryTooComplex(
+                f"the query has more than {MAX_TERMS} search terms",
+                position=tok.pos, query=self.lexer.q, limit="terms", maximum=MAX_TERMS,
+            )  # fmt: skip
 
     @property
     def tok(self) -> _Tok:
@@ -320,8 +358,11 @@ class _Parser:
 
     def _unary(self) -> Node:
         if self.tok.kind == "NOT":
+            self._enter(self.tok)
             self.k += 1
-            return Not(self._unary())
+            node = Not(self._unary())
+            self.depth -= 1
+            return node
         return self._atom()
 
     def _atom(self) -> Node:
@@ -338,11 +379,14 @@ class _Parser:
         if tok.kind == "LP":
             if self.tok.kind == "RP":
                 raise self.error("empty parentheses", tok.pos)
+            self._enter(tok)
             node = self._or()
             if self.tok.kind != "RP":
                 raise self.error("missing ')' for this '('", tok.pos)
             self.k += 1
+            self.depth -= 1
             return node
+        self._term(tok)
         if tok.kind == "PHRASE":
             return self._phrase(tok)
         if tok.kind == "FIELD":

@@ -18,6 +18,7 @@ from search.errors import (
     IndexUnavailable,
     InvalidRequest,
     QuerySyntaxError,
+    QueryTooComplex,
     SearchError,
 )
 
@@ -52,6 +53,13 @@ async def _archiver_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _search_error(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, QueryTooComplex):  # the limit by name; a too-long query is not echoed
+        return error_response(
+            400,
+            exc.code,
+            exc.message,
+            {"position": exc.position, "limit": exc.limit, "maximum": exc.maximum},
+        )
     if isinstance(exc, QuerySyntaxError):
         return error_response(
             400, exc.code, exc.message, {"position": exc.position, "query": exc.query}
