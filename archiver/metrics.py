@@ -51,6 +51,13 @@ AUDIT_FAILURES = Gauge(
     "archiver_audit_flush_failures", "Audit flushes that failed and were retried", registry=REGISTRY
 )
 
+HOLD_FAILURES = Counter(
+    "archiver_hold_failures_total",
+    "Legal holds whose scope failed to run for new arrivals or a refresh (flagged broken)",
+    ["reason"],
+    registry=REGISTRY,
+)
+
 router = APIRouter(tags=["health"])
 
 

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from archiver.errors import NotFound
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord
-from archiver.retention.holds import OPEN_KEY, Appender, HoldRegistry, records_of_hits
+from archiver.retention.holds import (
+    OPEN_KEY,
+    Appender,
+    HoldRegistry,
+    flag_broken,
+    records_of_hits,
+)
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex, SearchRequest
 
@@ -35,8 +42,9 @@ def hold_indexed_arrivals(
 ) -> int:
     """The index follower's hook, after a batch of documents is upserted: hold the records
     behind ``doc_ids`` that an open ``query`` hold's query matches. Costs one state GET
-    when no hold is open. Never raises: a failure is logged and the ``holds-refresh`` job
-    catches the records up. Returns the number of versions held."""
+    when no hold is open. Never raises: a hold that fails is flagged (``broken`` on its
+    document, ``archiver_hold_failures_total``) and the others go on; the
+    ``holds-refresh`` job catches the records up. Returns the number of versions held."""
     if not doc_ids:
         return 0
     try:
@@ -55,23 +63,38 @@ def hold_indexed_arrivals(
         ids = list(dict.fromkeys(doc_ids))
         total = 0
         for hold_id, criteria in sorted(queries.items()):
-            records: dict[str, StoredRecord] = {}
-            for start in range(0, len(ids), _IDS_PER_SEARCH):
-                chunk = ids[start : start + _IDS_PER_SEARCH]
-                result = index.search(SearchRequest(
-                    q=str(criteria["query"]), scope_numbers=criteria.get("numbers"),
-                    ids=chunk, size=len(chunk),
-                ))  # fmt: skip
-                records.update(records_of_hits(objects, result))
-            if not records:
-                continue
+            # Each hold on its own: one that fails (a query that cannot run, a record
+            # that cannot be read) is flagged and the holds after it still hold theirs.
             try:
-                total += registry.hold_records(hold_id, records.values())
+                total += _hold_one(index, objects, registry, hold_id, criteria, ids)
             except NotFound:
                 continue  # released and removed meanwhile
+            except Exception as exc:
+                flag_broken(registry, hold_id, exc)
         if total:
             logger.info("query_hold_applied_to_indexed_arrivals", versions=total)
         return total
     except Exception:  # a hook must not stop indexing; the holds-refresh job catches up
         logger.exception("query_hold_hook_failed", documents=len(doc_ids))
         return 0
+
+
+def _hold_one(
+    index: SearchIndex,
+    objects: ObjectStore,
+    registry: HoldRegistry,
+    hold_id: str,
+    criteria: dict[str, Any],
+    ids: list[str],
+) -> int:
+    records: dict[str, StoredRecord] = {}
+    for start in range(0, len(ids), _IDS_PER_SEARCH):
+        chunk = ids[start : start + _IDS_PER_SEARCH]
+        result = index.search(SearchRequest(
+            q=str(criteria["query"]), scope_numbers=criteria.get("numbers"),
+            ids=chunk, size=len(chunk),
+        ))  # fmt: skip
+        records.update(records_of_hits(objects, result))
+    if not records:
+        return 0
+    return registry.hold_records(hold_id, records.values())

@@ -13,7 +13,8 @@ Working state::
 
     holds/<hold id>   the hold: scope, status (placing | open | releasing | released),
                       subjects, held items {"<key>@<version>": {key, version_id, kind}},
-                      raw slots "<raw key>#<slot>" (for erasure's check)
+                      raw slots "<raw key>#<slot>" (for erasure's check), and
+                      ``broken`` {code, message, at} while its scope fails to run
     holds/_open       {hold id: {"subjects", "conversations", "numbers", "query"}}: the
                       cheap check the processor and the index follower run after each
                       batch (one GET)
@@ -51,6 +52,7 @@ from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
+from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
 from archiver.retention.common import (
     StoredRecord,
@@ -63,6 +65,7 @@ from archiver.retention.lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex, SearchRequest, SearchResult
+from search.query import parse as parse_query
 
 logger = get_logger("archiver.holds")
 
@@ -372,6 +375,26 @@ def hold_new_arrivals(
     return total
 
 
+def flag_broken(registry: HoldRegistry, hold_id: str, exc: BaseException) -> None:
+    """Mark a hold whose scope failed to run (``broken``: code, message, when), count it,
+    and go on: the caller keeps working the other holds. Written once per distinct
+    failure, not once per batch."""
+    code = str(getattr(exc, "code", None) or type(exc).__name__)
+    HOLD_FAILURES.labels(code).inc()
+    logger.error("hold_scope_failed", hold=hold_id, error_code=code)
+    message = str(exc)[:500]
+
+    def change(d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "broken": {"code": code, "message": message, "at": iso(registry.clock())}}
+
+    try:
+        doc, _ = registry.read(hold_id)
+        if (doc.get("broken") or {}).get("code") != code:
+            registry.update(hold_id, change)
+    except Exception:  # the flag is best effort: the metric and the log already say it
+        logger.exception("hold_flag_failed", hold=hold_id)
+
+
 def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, StoredRecord]:
     """The stored records behind search hits (a hit's id is its record id)."""
     found: dict[str, StoredRecord] = {}
@@ -408,6 +431,11 @@ class HoldService:
                 "a hold needs a scope: query, conversation or contact (case_id is a label)",
                 code="hold_scope_missing",
             )
+        if scope.query:
+            # Before anything is registered: a hold whose query cannot run would stay
+            # ``placing`` for good and fail every later-arrivals check (issue 14 #9).
+            # Raises QuerySyntaxError (400, with the position or the limit).
+            parse_query(scope.query)
         hold_id = "h_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
         now = self.registry.clock()
         scoped = list(numbers) if numbers is not None else None
@@ -439,7 +467,10 @@ class HoldService:
         s = doc["scope"]
         scope = HoldScope(s.get("query"), s.get("conversation"), s.get("subject"),
                           s.get("phone_number_id"))
-        return self._apply(hold_id, scope, doc.get("numbers"))
+        held = self._apply(hold_id, scope, doc.get("numbers"))
+        if doc.get("broken"):  # it runs again: the flag of an earlier failure is stale
+            self.registry.update(hold_id, lambda d: {k: v for k, v in d.items() if k != "broken"})
+        return held
 
     def refresh_query_holds(self) -> dict[str, int]:
         """The ``holds-refresh`` job: re-run every open hold that has a query (the safety
@@ -451,6 +482,8 @@ class HoldService:
                     done[str(h["id"])] = self.refresh(str(h["id"]))
                 except NotFound:
                     continue  # released and removed meanwhile
+                except Exception as exc:  # one broken hold must not starve the others
+                    flag_broken(self.registry, str(h["id"]), exc)
         if any(done.values()):
             logger.info("query_holds_refreshed", held=done)
         return done
