@@ -58,6 +58,19 @@ HOLD_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+MEDIA_JOBS_PARKED = Counter(
+    "archiver_media_jobs_parked_total",
+    "Media jobs set aside after a failure of their own (they no longer block the others)",
+    ["reason"],
+    registry=REGISTRY,
+)
+MEDIA_JOBS_REFUSED = Counter(
+    "archiver_media_jobs_refused_total",
+    "Media jobs never fetched because their media id is not Meta's (message flagged)",
+    ["reason"],
+    registry=REGISTRY,
+)
+
 router = APIRouter(tags=["health"])
 
 

@@ -39,11 +39,27 @@ from archiver.whatsapp.events import (
     ParseResult,
     Problem,
 )
+from archiver.whatsapp.media import is_media_id
 
 PROXY_PREFIX = "proxy:"
 PROXY_REQUEST = "proxy:request"
 PROXY_RESPONSE = "proxy:response"
 _MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+
+
+def send_media_id_problem(payload: Mapping[str, Any]) -> str | None:
+    """Why a send body's media id is refused, or None. Only ``<type>.id`` of a media type
+    is checked (``link`` sends carry no id): Meta media ids are digits
+    (``archiver.whatsapp.media.is_media_id``)."""
+    message_type = payload.get("type")
+    if message_type not in _MEDIA_TYPES:
+        return None
+    typed = payload.get(message_type)
+    if not isinstance(typed, dict) or "id" not in typed:
+        return None
+    if is_media_id(typed["id"]):
+        return None
+    return f"{message_type}.id must be a Meta media id (decimal digits)"
 
 
 def is_proxy_capture(signature_header: str) -> bool:

@@ -50,6 +50,7 @@ from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.whatsapp import Event, EventKind, parse_delivery
+from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
 from policies.model import RecordFacts
 
 log = get_logger("archiver.processor")
@@ -556,10 +557,14 @@ class Processor:
         for index, media in enumerate(event.media):
             if not media.media_id:
                 continue
+            # A media id not of Meta's shape is never fetched: the job carries the
+            # problem and the media worker flags the message at once (media_missing).
+            problem = {} if is_media_id(media.media_id) else {"problem": MEDIA_ID_INVALID}
             jobs.append(
                 (
                     f"{MEDIA_JOBS_PREFIX}{record.record_id}/{index}",
                     {
+                        **problem,
                         "record_id": record.record_id,
                         "index": index,
                         "media_id": media.media_id,

@@ -23,6 +23,16 @@ Failures count an attempt and set ``next_retry_at`` (``archiver.whatsapp.media``
 exponential, inside the media id's 7-day life). When no attempt is left — or the media
 is gone (``MediaExpired``) or too large — a ``media_missing`` record flags the message.
 
+One job never blocks another. A job whose media id is not Meta's shape (digits) — the
+processor marks it ``problem: media_id_invalid``, and older jobs are checked here too — is
+never fetched: the message is flagged at once (``media_missing``, reason
+``media_id_invalid``). Any other failure of a job's own (an exception that is not the
+store being down) **parks** it: ``status: parked`` with ``parked_reason``,
+``parked_error`` and ``parked_from`` (its status before), counted in
+``archiver_media_jobs_parked_total{reason}``; parked jobs are skipped until an operator
+sets them back to ``pending``. Only ``StoreUnavailable`` stops a run (the loop backs off
+and every job stays as it was).
+
 Crash safety: records and blobs are write-once at deterministic keys, so a replay finds
 them and reuses them; log entries are saved in the job before the append, and a replay
 in ``logging`` appends only the entries not yet in the log (as the processor does).
@@ -45,12 +55,23 @@ from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
+from archiver.metrics import MEDIA_JOBS_PARKED, MEDIA_JOBS_REFUSED
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed
+from archiver.store.errors import (
+    ObjectExists,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreUnavailable,
+)
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.whatsapp.graph import GraphClient, GraphError, MediaExpired, MediaTooLarge
-from archiver.whatsapp.media import next_retry_at, normalise_sha256
+from archiver.whatsapp.media import (
+    MEDIA_ID_INVALID,
+    is_media_id,
+    next_retry_at,
+    normalise_sha256,
+)
 
 log = get_logger("archiver.media")
 
@@ -83,6 +104,7 @@ class RunReport:
     flagged: int = 0
     abandoned: int = 0
     resumed: int = 0
+    parked: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -127,7 +149,39 @@ class MediaWorker:
                 self._work(job_key, doc, token, at, report)
             except _Lost:
                 continue
+            except StoreUnavailable:
+                raise  # not the job's fault: the loop backs off, every job stays put
+            except Exception as exc:  # the job's own failure: set it aside, go on
+                self._park(job_key, at, exc, report)
         return report
+
+    def _park(self, job_key: str, now: datetime, exc: Exception, report: RunReport) -> None:
+        """Set a job aside with its reason, so it never blocks the others. Reads the job
+        again: ``_work`` may have saved it (new token) before failing."""
+        reason = str(getattr(exc, "code", None) or type(exc).__name__)
+        log.error("media_job_parked", job=job_key, reason=reason, exc_info=exc)
+        current = self.state.get(job_key)
+        if current is None:
+            return
+        doc: dict[str, Any] = json.loads(current.value)
+        if doc.get("claim_owner") != self.owner:
+            return  # taken over meanwhile: its new owner decides
+        parked = {
+            **doc,
+            "status": "parked",
+            "parked_from": doc.get("status", "pending"),
+            "parked_reason": reason,
+            "parked_error": str(exc)[:300],
+            "parked_at": iso(now),
+            "claim_owner": None,
+            "claim_until": None,
+        }
+        try:
+            self.state.put(job_key, _dump(parked), if_match=current.token)
+        except PreconditionFailed:
+            return
+        report.parked += 1
+        MEDIA_JOBS_PARKED.labels(reason).inc()
 
     def _claim(self, job_key: str, now: datetime) -> tuple[dict[str, Any], str] | None:
         current = self.state.get(job_key)
@@ -135,6 +189,8 @@ class MediaWorker:
             return None
         doc: dict[str, Any] = json.loads(current.value)
         status = doc.get("status", "pending")
+        if status == "parked":
+            return None  # set aside with its reason until an operator re-queues it
         if status in ("done", "missing", "abandoned"):
             finished = doc.get("finished_at")
             if finished and now - datetime.fromisoformat(finished) > KEEP_FINISHED:
@@ -177,6 +233,14 @@ class MediaWorker:
             report.abandoned += 1
             done = {**doc, "status": "abandoned", "last_error": exc.code, "finished_at": iso(now)}
             self._save(job_key, done, token)
+            return
+        problem = doc.get("problem") or (
+            None if is_media_id(doc.get("media_id")) else MEDIA_ID_INVALID
+        )
+        if problem:  # never fetched: no Graph URL is built from it
+            report.flagged += 1
+            MEDIA_JOBS_REFUSED.labels(str(problem)).inc()
+            self._flag(job_key, {**doc, "last_error": problem}, token, now, data_key, key_entries)
             return
         try:
             blob = self.graph.download_media(

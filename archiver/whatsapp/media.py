@@ -28,8 +28,18 @@ MEDIA_URL_LIFETIME = timedelta(minutes=5)
 DEFAULT_MAX_MEDIA_BYTES = 100 * 1024 * 1024
 """Largest media Meta accepts (documents, 100 MB); anything bigger is refused."""
 
+_MEDIA_ID = re.compile(r"[0-9]{1,64}")
+MEDIA_ID_INVALID = "media_id_invalid"
+"""Reason code of a media id that is not Meta's shape (never fetched; flagged)."""
+
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _B64_44 = re.compile(r"[A-Za-z0-9+/]{43}=")
+
+
+def is_media_id(value: object) -> bool:
+    """Meta media ids are decimal digits (Media API: ``GET /<MEDIA_ID>``). Anything else
+    (a path, a URL, a placeholder) must never reach a Graph URL or a fetchable job."""
+    return isinstance(value, str) and _MEDIA_ID.fullmatch(value) is not None
 
 
 def normalise_sha256(value: str) -> str:

@@ -26,12 +26,13 @@ from archiver.api.errors import error_response
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import Forbidden, Unavailable
-from archiver.ingest.outbound import PROXY_REQUEST, PROXY_RESPONSE
+from archiver.errors import BadRequest, Forbidden, Unavailable
+from archiver.ingest.outbound import PROXY_REQUEST, PROXY_RESPONSE, send_media_id_problem
 from archiver.ingest.rawbatch import Delivery
 from archiver.logs import get_logger
 from archiver.store.errors import StoreError
 from archiver.whatsapp.graph import GraphError, SendResult
+from archiver.whatsapp.media import MEDIA_ID_INVALID
 
 router = APIRouter(prefix="/v1", tags=["messages"])
 log = get_logger("archiver.send_proxy")
@@ -76,6 +77,9 @@ async def send_message(
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token may not send from that number")
+    problem = send_media_id_problem(body.payload)
+    if problem is not None:  # refused before anything is archived, sent or queued
+        raise BadRequest(problem, code=MEDIA_ID_INVALID)
     graph = runtime.graph
     if graph is None:
         raise Unavailable(

@@ -28,7 +28,7 @@ class Crash(Exception):
 def test_retry_after_the_append_holds_the_records_and_queues_their_media(
     tmp_path: Path, shared: Path
 ) -> None:
-    body = image_webhook(shared, media_id="m-retry-1", data=b"\xff\xd8 jpeg",
+    body = image_webhook(shared, media_id="7001", data=b"\xff\xd8 jpeg",
                          wamid="wamid.RETRY-AFTER-APPEND", wa_id=WA_ID)  # fmt: skip
     phone_number_id = json.loads(body)["entry"][0]["changes"][0]["value"]["metadata"][
         "phone_number_id"
@@ -55,7 +55,7 @@ def test_retry_after_the_append_holds_the_records_and_queues_their_media(
         outcomes = rt.processor.sweep()
         assert [o.status for o in outcomes] == ["done"]
 
-        assert [j["media_id"] for j in jobs(rt).values()] == ["m-retry-1"]
+        assert [j["media_id"] for j in jobs(rt).values()] == ["7001"]
         records = [r for r in iter_records(rt.objects) if r.header.get("kind") == "message"]
         assert records and all(rt.objects.stat(r.key, r.version_id).legal_hold for r in records)
         named = Counter(

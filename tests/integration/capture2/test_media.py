@@ -85,14 +85,14 @@ def assert_stored(runtime: Runtime, job: dict[str, Any], data: bytes) -> Record:
 def test_media_message_through_the_app(
     tmp_path: Path, shared: Path, fake: FakeMeta, webhook_sha: str, meta_sha: str
 ) -> None:
-    fake.add_media("m-100", JPEG, "image/jpeg", sha256_format=meta_sha, file_size_as="int")  # type: ignore[arg-type]
+    fake.add_media("100100", JPEG, "image/jpeg", sha256_format=meta_sha, file_size_as="int")  # type: ignore[arg-type]
     settings = embedded_settings(tmp_path / "data", graph_token=TOKEN, graph_base_url=fake.base_url)
     with running_app(settings) as (client, runtime):
         assert runtime.media is not None
         post(
             client,
             image_webhook(
-                shared, media_id="m-100", data=JPEG, wamid="wamid.M100", sha_format=webhook_sha
+                shared, media_id="100100", data=JPEG, wamid="wamid.M100", sha_format=webhook_sha
             ),
         )
         done = wait_for(
@@ -133,15 +133,15 @@ def test_expired_url_fetches_a_fresh_one(
     quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
 ) -> None:
     client, runtime = quiet_app
-    fake.add_media("m-200", JPEG, "image/jpeg")
-    fake.expire_url("m-200", 1)
-    key, _ = make_job(client, runtime, shared, "m-200", JPEG, "wamid.M200")
+    fake.add_media("100200", JPEG, "image/jpeg")
+    fake.expire_url("100200", 1)
+    key, _ = make_job(client, runtime, shared, "100200", JPEG, "wamid.M200")
     with httpx.Client(timeout=5) as http:
         report = worker_for(runtime, fake, http).run_once()
     assert report.stored == 1
     assert_stored(runtime, jobs(runtime)[key], JPEG)
-    info_calls = [r for r in fake.requests if r.path.endswith("/m-200")]
-    downloads = [r for r in fake.requests if r.path.startswith("/_media/m-200/")]
+    info_calls = [r for r in fake.requests if r.path.endswith("/100200")]
+    downloads = [r for r in fake.requests if r.path.startswith("/_media/100200/")]
     assert len(info_calls) == 2 and len(downloads) == 2
     assert downloads[0].path != downloads[1].path  # a fresh URL, not the same one again
 
@@ -150,9 +150,9 @@ def test_hash_mismatch_is_retried_then_flagged(
     quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
 ) -> None:
     client, runtime = quiet_app
-    fake.add_media("m-300", JPEG, "image/jpeg")
-    fake.corrupt_media("m-300")
-    key, job = make_job(client, runtime, shared, "m-300", JPEG, "wamid.M300")
+    fake.add_media("100300", JPEG, "image/jpeg")
+    fake.corrupt_media("100300")
+    key, job = make_job(client, runtime, shared, "100300", JPEG, "wamid.M300")
     first_seen = datetime.fromisoformat(job["first_seen"])
     with httpx.Client(timeout=5) as http:
         worker = worker_for(runtime, fake, http)
@@ -182,7 +182,7 @@ def test_gone_media_past_seven_days_is_flagged_at_once(
     quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
 ) -> None:
     client, runtime = quiet_app
-    key, job = make_job(client, runtime, shared, "m-400", JPEG, "wamid.M400")  # unknown to Meta
+    key, job = make_job(client, runtime, shared, "100400", JPEG, "wamid.M400")  # unknown to Meta
     first_seen = datetime.fromisoformat(job["first_seen"])
     with httpx.Client(timeout=5) as http:
         report = worker_for(runtime, fake, http).run_once(first_seen + timedelta(days=8))
@@ -195,9 +195,9 @@ def test_same_media_same_subject_shares_one_blob_and_crash_after_blob_completes(
     quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
 ) -> None:
     client, runtime = quiet_app
-    fake.add_media("m-500", JPEG, "image/jpeg")
-    fake.add_media("m-501", JPEG, "image/jpeg")
-    key1, job1 = make_job(client, runtime, shared, "m-500", JPEG, "wamid.M500")
+    fake.add_media("100500", JPEG, "image/jpeg")
+    fake.add_media("100501", JPEG, "image/jpeg")
+    key1, job1 = make_job(client, runtime, shared, "100500", JPEG, "wamid.M500")
     # Simulate a crash after the blob was written and before the link: put the blob now.
     from archiver.keys.envelope import encrypt
     from archiver.store.port import LockMode, Retention
@@ -216,7 +216,7 @@ def test_same_media_same_subject_shares_one_blob_and_crash_after_blob_completes(
         report = worker.run_once()
         assert report.reused == 1 and report.stored == 0
         assert_stored(runtime, jobs(runtime)[key1], JPEG)  # blob logged once, link written
-        key2, _ = make_job(client, runtime, shared, "m-501", JPEG, "wamid.M501")
+        key2, _ = make_job(client, runtime, shared, "100501", JPEG, "wamid.M501")
         assert worker.run_once().reused == 1
     assert_stored(runtime, jobs(runtime)[key2], JPEG)  # still one MEDIA leaf for the blob
     assert len(list(runtime.objects.list_keys("media/"))) == 1
@@ -226,11 +226,11 @@ def test_different_subjects_never_share_a_blob(
     quiet_app: tuple[Any, Runtime], shared: Path, fake: FakeMeta
 ) -> None:
     client, runtime = quiet_app
-    fake.add_media("m-600", JPEG, "image/jpeg")
-    fake.add_media("m-601", JPEG, "image/jpeg")
-    _key_a, job_a = make_job(client, runtime, shared, "m-600", JPEG, "wamid.M600")
+    fake.add_media("100600", JPEG, "image/jpeg")
+    fake.add_media("100601", JPEG, "image/jpeg")
+    _key_a, job_a = make_job(client, runtime, shared, "100600", JPEG, "wamid.M600")
     _key_b, job_b = make_job(
-        client, runtime, shared, "m-601", JPEG, "wamid.M601", wa_id="16505559999"
+        client, runtime, shared, "100601", JPEG, "wamid.M601", wa_id="16505559999"
     )
     assert job_a["subject"] != job_b["subject"]
     with httpx.Client(timeout=5) as http:
@@ -261,10 +261,10 @@ def test_media_against_real_minio(
         graph_token=TOKEN,
         graph_base_url=fake.base_url,
     )
-    fake.add_media("m-900", JPEG, "image/jpeg", sha256_format="base64")
-    fake.expire_url("m-900", 1)
+    fake.add_media("100900", JPEG, "image/jpeg", sha256_format="base64")
+    fake.expire_url("100900", 1)
     with running_app(settings) as (client, runtime):
-        post(client, image_webhook(shared, media_id="m-900", data=JPEG, wamid="wamid.M900"))
+        post(client, image_webhook(shared, media_id="100900", data=JPEG, wamid="wamid.M900"))
         done = wait_for(
             lambda: [j for j in jobs(runtime).values() if j.get("status") == "done"],
             timeout=60,
@@ -279,8 +279,8 @@ def test_job_without_a_key_id_logs_the_key_it_creates_once(
     """A job queued without its record's key (an older version's job) for a subject that
     has no key yet: the worker creates the key, and its creation is a leaf exactly once."""
     client, runtime = quiet_app
-    fake.add_media("m-key", JPEG, "image/jpeg")
-    key, job = make_job(client, runtime, shared, "m-key", JPEG, "wamid.MKEY")
+    fake.add_media("7002", JPEG, "image/jpeg")
+    key, job = make_job(client, runtime, shared, "7002", JPEG, "wamid.MKEY")
     subject = runtime.pseudo.token("s_", "subject", "no-key-yet")
     legacy = {k: v for k, v in job.items() if k != "key_id"}
     legacy["subject"] = subject
