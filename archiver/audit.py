@@ -12,12 +12,26 @@ numbers (``phone_number_id``) it concerns, so ``/v1/audit`` can scope it. The ob
 holds who (token id, name, role), what (query, filters, ids), how many results, and
 when; the log leaf holds only the name, the hash and the object's identity, never the
 query itself.
+
+The queue is bounded (``max_pending``, ``ARCHIVER_AUDIT_QUEUE_MAX``; events in flight
+count), so a store outage cannot exhaust memory. Two kinds of events:
+
+* **kept** (every event by default: reads and writes by authenticated users, system
+  events): never dropped. When the queue is full, ``record`` raises
+  ``AuditUnavailable`` (503) so the read fails instead of going unaudited; ``admit()``
+  (called by every authenticated route before it does anything) refuses new requests a
+  little earlier, leaving room for the events of requests already admitted.
+* **sheddable** (``record(..., sheddable=True)``): only the aggregated refusals of
+  unauthenticated requests (``archiver.security_events``). They may use a quarter of the
+  queue; beyond that they are dropped and counted (``archiver_audit_events_shed_total``),
+  so strangers can never crowd out the events the archive's promises depend on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,9 +40,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from archiver.errors import Unavailable
 from archiver.ingest.ports import LogAppender
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
+from archiver.metrics import AUDIT_QUEUE_DEPTH, AUDIT_REFUSED, AUDIT_SHED
 from archiver.records.canonical import dumps as canonical_json
 from archiver.store.port import LockMode, ObjectStore, Retention
 
@@ -57,6 +73,13 @@ class AuditAction(StrEnum):
     COEXISTENCE_SYNC_FAILED = "coexistence:sync_failed"
 
 
+class AuditUnavailable(Unavailable):
+    """The audit queue is full (the store is not taking writes): refuse the request
+    rather than serve it unaudited."""
+
+    code = "audit_unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     token_id: str | None
@@ -80,6 +103,7 @@ class AuditTrail:
         lock_mode: LockMode,
         flush_interval: float = 0.25,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_pending: int = 10_000,
     ) -> None:
         self.objects = objects
         self.log = log_appender
@@ -94,6 +118,25 @@ class AuditTrail:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failures = 0
+        self.max_pending = max(1, max_pending)
+        self.shed_above = max(1, self.max_pending // 4)
+        self.admit_below = self.max_pending - max(1, self.max_pending // 10)
+        self._inflight = 0
+        # Called before each flush (the security recorder's ended windows).
+        self.before_flush: list[Callable[[], object]] = []
+
+    def depth(self) -> int:
+        """Events queued or being written."""
+        return len(self._pending) + self._inflight
+
+    def admit(self) -> None:
+        """Raise AuditUnavailable when the queue is too full to promise an audit event to a
+        new request (routes call it before doing anything)."""
+        if self.depth() >= self.admit_below:
+            AUDIT_REFUSED.labels("admit").inc()
+            raise AuditUnavailable(
+                "the audit trail cannot take more events now; retry", details={"retry": True}
+            )
 
     def record(
         self,
@@ -101,12 +144,16 @@ class AuditTrail:
         actor: Actor,
         *,
         concerns: Iterable[str | None] | None = None,
+        sheddable: bool = False,
         **details: Any,
     ) -> dict[str, Any]:
         """Queue one event. ``numbers`` in the event are the business numbers
         (phone_number_ids) it concerns: ``concerns`` when given (a hold's or a record's
         number), else the actor's token numbers; none means it concerns no particular
-        number, and only unscoped readers of ``/v1/audit`` see it."""
+        number, and only unscoped readers of ``/v1/audit`` see it.
+
+        Raises AuditUnavailable when the queue is full (kept events); a ``sheddable``
+        event is dropped and counted instead."""
         named = actor.numbers if concerns is None else [n for n in concerns if n]
         event = {
             "event": action.value,
@@ -116,6 +163,16 @@ class AuditTrail:
             "details": _jsonable(details),
         }
         with self._lock:
+            depth = len(self._pending) + self._inflight
+            if sheddable and depth >= self.shed_above:
+                AUDIT_SHED.labels(action.value).inc()
+                return event
+            if depth >= self.max_pending:
+                AUDIT_REFUSED.labels(action.value).inc()
+                raise AuditUnavailable(
+                    "the audit trail cannot take more events now; retry",
+                    details={"retry": True},
+                )
             self._pending.append(event)
         if self._thread is None:
             self.flush()  # no background thread (CLI): write now
@@ -130,11 +187,21 @@ class AuditTrail:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
+        self._before_flush()
         self.flush()
+
+    def _before_flush(self) -> None:
+        for hook in self.before_flush:
+            try:
+                hook()
+            except Exception:  # a feeder must not stop the audit thread
+                log.exception("audit_feeder_failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._stop.wait(self.flush_interval)
+            self._before_flush()
+            AUDIT_QUEUE_DEPTH.set(self.depth())
             try:
                 self.flush()
             except Exception:  # keep the events; the next round retries them
@@ -146,6 +213,7 @@ class AuditTrail:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._inflight = len(batch)
             if not batch:
                 return 0
             try:
@@ -154,6 +222,9 @@ class AuditTrail:
                 with self._lock:
                     self._pending = batch + self._pending
                 raise
+            finally:
+                with self._lock:
+                    self._inflight = 0
             return len(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
@@ -221,5 +292,5 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | bool):
         return value
     if isinstance(value, float):
-        return value if value.is_finite() else str(value)  # type: ignore[attr-defined]
+        return value if math.isfinite(value) else str(value)  # JSON has no NaN/Infinity
     return str(value)

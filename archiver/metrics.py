@@ -51,6 +51,21 @@ AUDIT_FAILURES = Gauge(
     "archiver_audit_flush_failures", "Audit flushes that failed and were retried", registry=REGISTRY
 )
 
+AUDIT_SHED = Counter(
+    "archiver_audit_events_shed_total",
+    "Sheddable audit events (aggregated refusals of strangers) dropped on a full queue",
+    ["event"],
+    registry=REGISTRY,
+)
+AUDIT_REFUSED = Counter(
+    "archiver_audit_refused_total",
+    "Requests or events refused (503 audit_unavailable) because the audit queue was full",
+    ["event"],
+    registry=REGISTRY,
+)
+AUDIT_QUEUE_DEPTH = Gauge(
+    "archiver_audit_queue_depth", "Audit events queued or being written", registry=REGISTRY
+)
 HOLD_FAILURES = Counter(
     "archiver_hold_failures_total",
     "Legal holds whose scope failed to run for new arrivals or a refresh (flagged broken)",
@@ -89,6 +104,7 @@ def sample(runtime: Runtime) -> None:
     except SearchError:
         INDEX_UP.set(0)
     AUDIT_FAILURES.set(runtime.audit.failures)
+    AUDIT_QUEUE_DEPTH.set(runtime.audit.depth())
 
 
 @router.get("/metrics", include_in_schema=False)

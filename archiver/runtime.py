@@ -128,7 +128,8 @@ def _audit_sink(audit: AuditTrail) -> Callable[[dict[str, Any]], None]:
 
     def sink(event: dict[str, Any]) -> None:
         details = {k: v for k, v in event.items() if k != "event"}
-        audit.record(AuditAction(event["event"]), SYSTEM, **details)
+        # Aggregates of strangers' refused requests: shed, never crowding out kept events.
+        audit.record(AuditAction(event["event"]), SYSTEM, sheddable=True, **details)
 
     return sink
 
@@ -217,14 +218,19 @@ class Runtime:
             index,
             extra_trusted=tuple(k.strip() for k in settings.trusted_keys.split(",") if k.strip()),
         )
-        audit = AuditTrail(objects, log, retention_days=settings.log_retention_days, lock_mode=lock)
+        audit = AuditTrail(
+            objects, log, retention_days=settings.log_retention_days, lock_mode=lock,
+            max_pending=settings.audit_queue_max,
+        )  # fmt: skip
+        security = SecurityRecorder(sink=_audit_sink(audit))
+        audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
         return cls(
             settings=settings,
             objects=objects,
             state=state,
             index=index,
             tokens=TokenService(state),
-            security=SecurityRecorder(sink=_audit_sink(audit)),
+            security=security,
             pseudo=pseudo,
             kek=kek,
             keys=keys,
@@ -292,6 +298,7 @@ class Runtime:
     async def stop(self) -> None:
         await self.capture.stop()
         await asyncio.to_thread(self.jobs.stop)
+        self.security.flush_due(force=True)  # the window in progress goes on the record too
         await asyncio.to_thread(self.audit.stop)
         for loop in (self.processing, self.indexing, self.media):
             if loop is not None:

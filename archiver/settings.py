@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     capture_batch_wait_ms: float = Field(default=4.0, ge=0)
     # Freeze the runtime and raise the GC thresholds while serving (archiver.api.gc_tuning).
     gc_tuning: bool = True
+    # Audit events queued in memory at most (store down): kept events beyond → 503.
+    audit_queue_max: int = Field(default=10_000, ge=100)
     checkpoint_interval_s: float = Field(default=10.0, gt=0)
     silence_alert_hours: float = Field(default=24.0, gt=0)
     stop_keywords: str = "STOP,UNSUBSCRIBE,PARAR,BAJA,STOPP,ARRET,ARRÊT"

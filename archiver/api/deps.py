@@ -48,6 +48,9 @@ def allow(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
         else:
             principal = await run_in_threadpool(runtime.tokens.authenticate, token)
         require_role(principal, allowed)
+        # Every authenticated request may owe an audit event: refuse it (503) before it
+        # does anything when the audit queue cannot promise one.
+        runtime.audit.admit()
         request.state.principal = principal
         return principal
 
