@@ -62,7 +62,7 @@ from archiver.retention.common import (
 )
 from archiver.retention.conv_lookup import conversation_records
 from archiver.retention.lookup import subject_records
-from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex, SearchRequest, SearchResult
 from search.query import parse as parse_query
@@ -370,6 +370,10 @@ def hold_new_arrivals(
             total += registry.hold_records(hold_id, hits)
         except NotFound:
             continue  # released and removed meanwhile
+        except StoreUnavailable:
+            raise  # not this hold's fault: the caller retries the whole batch
+        except Exception as exc:  # this hold's own failure: flag it, hold the others
+            flag_broken(registry, hold_id, exc)
     if total:
         logger.info("hold_applied_to_new_arrivals", versions=total)
     return total
@@ -454,7 +458,12 @@ class HoldService:
             "numbers": scoped,
             "query": scope.query,
         })  # fmt: skip
-        self._apply(hold_id, scope, scoped)
+        try:
+            self._apply(hold_id, scope, scoped)
+        except Exception as exc:
+            # Left open (it keeps catching arrivals) but flagged, so the failure is visible.
+            flag_broken(self.registry, hold_id, exc)
+            raise
         done = self.registry.update(hold_id, lambda d: {**d, "status": "open"})
         return done
 
