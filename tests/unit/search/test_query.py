@@ -8,9 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from search.errors import QuerySyntaxError
+from search.errors import QuerySyntaxError, QueryTooComplex
 from search.query import (
     ALLOWED_FIELDS,
+    LIMITS,
+    MAX_DEPTH,
+    MAX_QUERY_CHARS,
+    MAX_TERMS,
     And,
     DateRange,
     Field,
@@ -162,3 +166,26 @@ def test_any_input_parses_or_raises_a_positioned_error(q: str) -> None:
     except QuerySyntaxError as err:
         assert 0 <= err.position <= len(q)
         assert err.query == q
+
+
+@pytest.mark.parametrize(("q", "code", "position"), [
+    ("(" * (MAX_DEPTH + 1) + "a" + ")" * (MAX_DEPTH + 1), "query_too_deep", MAX_DEPTH),
+    ("-" * 900 + "a", "query_too_deep", MAX_DEPTH),
+    ("a " + "NOT " * (MAX_DEPTH + 1) + "b", "query_too_deep", 2 + 4 * MAX_DEPTH),
+    (" ".join(["a"] * (MAX_TERMS + 1)), "query_too_many_terms", 2 * MAX_TERMS),
+    ("a" * (MAX_QUERY_CHARS + 1), "query_too_long", MAX_QUERY_CHARS),
+    ("(" * 5000, "query_too_long", MAX_QUERY_CHARS),
+])  # fmt: skip
+def test_limits_are_named_and_positioned(q: str, code: str, position: int) -> None:
+    """issue 14 #8: the grammar stops before recursing too deep, and says which limit."""
+    with pytest.raises(QueryTooComplex) as err:
+        parse(q)
+    assert err.value.code == code and err.value.position == position
+    assert err.value.maximum == LIMITS[err.value.limit]
+
+
+def test_at_the_limits_parses() -> None:
+    parse("(" * MAX_DEPTH + "a" + ")" * MAX_DEPTH)
+    parse("-" * MAX_DEPTH + "a")
+    parse(" ".join(["a"] * MAX_TERMS))
+    parse("a" * MAX_QUERY_CHARS)
