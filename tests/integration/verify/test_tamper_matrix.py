@@ -95,9 +95,9 @@ def _build(rt: Runtime, client: Any, shared: Path, fake: FakeMeta) -> None:
     # Media: one image per contact, fetched from FakeMeta by the media worker.
     for i, contact in enumerate(CONTACTS):
         data = b"\xff\xd8\xff\xe0" + bytes([i]) * 2000 + b"\xff\xd9"
-        fake.add_media(f"m-{i}", data, "image/jpeg")
+        fake.add_media(f"700{i}", data, "image/jpeg")
         body = image_webhook(
-            shared, media_id=f"m-{i}", data=data, wamid=f"wamid.M{i}", wa_id=contact
+            shared, media_id=f"700{i}", data=data, wamid=f"wamid.M{i}", wa_id=contact
         )
         r = client.post(
             "/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)}
