@@ -185,7 +185,8 @@ class Runtime:
 
         log = TransparencyLog(objects, state, settings.log_origin, log_retention)
         writer = CaptureWriter(
-            objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock
+            objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock,
+            policy=decider,
         )
         capture = CaptureService(
             writer,

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from archiver.ingest.ports import PolicyDecider, raw_capture_facts
 from archiver.ingest.rawbatch import Delivery, seal_batch
 from archiver.keys.envelope import KeyEncryptionKey
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
@@ -72,6 +73,7 @@ class CaptureWriter:
         lock_mode: LockMode,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor: ThreadPoolExecutor | None = None,
+        policy: PolicyDecider | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -80,6 +82,16 @@ class CaptureWriter:
         self.lock_mode = lock_mode
         self.clock = clock
         self._executor = executor
+        self.policy = policy
+
+    def retain_until(self, now: datetime) -> datetime:
+        """A new batch's retain-until: the policy engine's answer for a ``raw_capture``
+        captured ``now``, never less than the ``retention_days`` floor. The processor
+        later extends it to the longest record parsed from the batch."""
+        floor = now + timedelta(days=self.retention_days)
+        if self.policy is None:
+            return floor
+        return max(floor, self.policy.decide(raw_capture_facts(now)).retain_until)
 
     def write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
         now = self.clock()
@@ -93,7 +105,7 @@ class CaptureWriter:
                 str(i): base64.b64encode(self.kek.wrap(k)).decode() for i, k in enumerate(keys)
             },
         }
-        retain_until = now + timedelta(days=self.retention_days)
+        retain_until = self.retain_until(now)
         key_bytes = json.dumps(key_doc, sort_keys=True).encode()
         object_key = raw_key(batch_id)
         # The two writes are independent: run them side by side to halve the latency.

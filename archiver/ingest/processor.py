@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -44,11 +45,12 @@ from archiver.logs import get_logger
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
+from archiver.retention.common import facts_of
 from archiver.retention.conv_lookup import ConversationTraces
 from archiver.retention.erasure import grant_slots
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
-from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.whatsapp import Event, EventKind, parse_delivery
 from policies.model import RecordFacts
 
@@ -553,6 +555,7 @@ class Processor:
         self, record: Record, event: Event, captured_at: datetime
     ) -> list[tuple[str, dict[str, Any]]]:
         jobs = []
+        retain_until, lock_mode = self._attachment_retention(record)
         for index, media in enumerate(event.media):
             if not media.media_id:
                 continue
@@ -568,14 +571,26 @@ class Processor:
                         "phone_number_id": event.phone_number_id,
                         "subject": record.header.get("subject"),
                         "key_id": record.key_id,
-                        "retain_until": record.header["policy"]["retain_until"],
-                        "lock_mode": record.header["policy"]["lock_mode"],
+                        "retain_until": retain_until,
+                        "lock_mode": lock_mode,
                         "first_seen": iso(captured_at),
                         "attempts": 0,
                     },
                 )
             )
         return jobs
+
+    def _attachment_retention(self, record: Record) -> tuple[str, str]:
+        """The blob's retention: the engine's answer for a ``media`` object with the
+        message's facts, never shorter (nor weaker a lock) than the message's own."""
+        policy = record.header["policy"]
+        facts = dataclasses.replace(facts_of(record.header), record_kind="media")
+        decided = self.policy.decide(facts)
+        until = max(datetime.fromisoformat(policy["retain_until"]), decided.retain_until)
+        strict = LockMode.COMPLIANCE.value
+        lock = strict if strict in (policy["lock_mode"], decided.lock_mode.value) else (
+            policy["lock_mode"])
+        return str(iso(until)), lock
 
     # -- log entries -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from archiver.ingest.ports import raw_capture_facts
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.model import iso
 from archiver.retention.common import facts_of, iter_records
@@ -71,7 +72,10 @@ class RetentionApplier:
             raw = r.raw
             if raw is not None:
                 ident = (raw[0], raw[1])
-                if ident not in raw_wanted or decision.retain_until > raw_wanted[ident][0]:
+                if ident not in raw_wanted:  # the engine's own answer for the raw batch
+                    raw_decision = self.policy.decision(raw_capture_facts(_batch_time(raw[0])))
+                    raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
+                if decision.retain_until > raw_wanted[ident][0]:
                     raw_wanted[ident] = (decision.retain_until, decision.governing)
         for (key, version), (until, policy) in sorted(raw_wanted.items()):
             self._extend(report, key, version, until, policy, "raw", dry_run)
@@ -100,3 +104,9 @@ class RetentionApplier:
             # Epoch seconds, not ISO text: the entry's phone-number guard flags date strings.
             previous_unix=int(current.timestamp()) if current else None,
         ).data])  # fmt: skip
+
+
+def _batch_time(raw_key: str) -> datetime:
+    """A raw batch's capture time, from its id (``archiver.ingest.capture.new_batch_id``)."""
+    batch_id = raw_key.rsplit("/", 1)[-1]
+    return datetime.strptime(batch_id.split("Z-")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
