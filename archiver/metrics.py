@@ -51,6 +51,19 @@ AUDIT_FAILURES = Gauge(
     "archiver_audit_flush_failures", "Audit flushes that failed and were retried", registry=REGISTRY
 )
 
+# Alerts (docs/production.md): any increase of the first, any non-zero value of the second.
+UNPROCESSABLE_DELIVERIES = Counter(
+    "archiver_unprocessable_deliveries_total",
+    "Deliveries (or events of one) kept only raw, as an unprocessable record, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+STUCK_BATCHES = Gauge(
+    "archiver_batches_stuck",
+    "Raw batches captured over an hour ago and still not processed (-1: unknown)",
+    registry=REGISTRY,
+)
+
 router = APIRouter(tags=["health"])
 
 

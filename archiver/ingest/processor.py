@@ -42,6 +42,7 @@ from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
+from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
@@ -52,6 +53,7 @@ from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.whatsapp import Event, EventKind, parse_delivery
+from archiver.whatsapp.parser import repair_flags, unprocessable
 from policies.model import RecordFacts
 
 log = get_logger("archiver.processor")
@@ -72,7 +74,38 @@ class BatchOutcome:
     conflicts: int = 0
     leaves: list[int] = field(default_factory=list)
     unreadable: int = 0
+    unprocessable: int = 0  # deliveries or events kept as ``unprocessable`` records
     record_keys: list[str] = field(default_factory=list)  # written or reused, in order
+
+
+# Errors that mean "this content cannot be made a record" (a bug in pure code or a value
+# canonical JSON cannot hold), as opposed to a store or key failure (ArchiverError), which
+# fails the batch so that it is retried.
+_CONTENT_ERRORS = (ValueError, TypeError, UnicodeError, RecursionError, OverflowError)
+
+# (header, content, tags, captured_at, event, raw slot ref, event index in its delivery)
+_Job = tuple[
+    dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event | None, dict[str, Any],
+    int | None,
+]
+
+# (header, content, tags, event, event index): one record a delivery makes
+_Made = tuple[dict[str, Any], dict[str, Any], tuple[str, ...], Event | None, int | None]
+
+
+def _reason(exc: BaseException) -> str:
+    """A machine-readable reason for an unprocessable event (no content)."""
+    if isinstance(exc, RecursionError):
+        return "too_deep"
+    if isinstance(exc, UnicodeError):
+        return "bad_unicode"
+    if isinstance(exc, ValueError | OverflowError):
+        return "not_canonical"
+    return "internal"
+
+
+def _detail(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +297,7 @@ class Processor:
         written: list[_Written] = []
         media_jobs: list[tuple[str, dict[str, Any]]] = []
         grants: set[tuple[str | None, str, int]] = set()
-        jobs: list[
-            tuple[dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event, Any]
-        ] = []
+        jobs: list[_Job] = []
         self._batch_keys = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
@@ -276,17 +307,15 @@ class Processor:
             body = opened.open(slot.index, self.kek.unwrap(base64.b64decode(blob)))
             captured_at = datetime.fromisoformat(slot.received_at)
             raw_ref = {"key": key, "version_id": version_id, "sha256": raw_sha, "slot": slot.index}
-            result = (  # the send proxy's own captures (archiver/ingest/outbound.py)
-                parse_outbound(body, slot.signature_header, captured_at)
-                if is_proxy_capture(slot.signature_header)
-                else parse_delivery(body)
-            )
-            events: list[Event] = list(result.events)
-            for event in events:
-                for header, content, tags in self._records_for(event, raw_ref, captured_at):
-                    # Erasure must find every delivery slot that mentions a subject.
-                    grants.add((header.get("subject"), opened.batch_id, slot.index))
-                    jobs.append((header, content, tags, captured_at, event, raw_ref))
+            # One delivery's problem is that delivery's alone: what cannot become records
+            # becomes an ``unprocessable`` record naming its raw slot, and the rest of the
+            # batch goes on (store and key errors still fail the batch, to be retried).
+            for header, content, tags, event, index in self._delivery_records(
+                body, slot.signature_header, raw_ref, captured_at, opened.batch_id
+            ):
+                # Erasure must find every delivery slot that mentions a subject.
+                grants.add((header.get("subject"), opened.batch_id, slot.index))
+                jobs.append((header, content, tags, captured_at, event, raw_ref, index))
         # Records are independent of each other: write them side by side (each is a
         # write-once PUT plus key look-ups), keeping the input order for the log.
         by_subject: dict[str, list[int]] = {}
@@ -321,18 +350,129 @@ class Processor:
                 self._key_events.append(key_event)
         for write in landing:
             write.result()  # raises what a grant or trace write raised: no record yet
-        results = list(
-            self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
-        )
-        for (_h, _c, _t, captured_at, event, raw_ref), done in zip(jobs, results, strict=True):
+        results = list(self._pool.map(lambda j: self._write_guarded(j, outcome), jobs))
+        for (_h, _c, _t, captured_at, event, raw_ref, _i), done in zip(jobs, results, strict=True):
             if done is None:
                 continue
             written.append(done)
-            if done.record.header.get("kind") != "source" and (
+            if done.record.header.get("kind") == "unprocessable":
+                self._flag_unprocessable(done, outcome)
+                continue
+            if event is not None and done.record.header.get("kind") != "source" and (
                 done.new or done.record.header.get("raw") == raw_ref
             ):
                 media_jobs.extend(self._media_jobs(done.record, event, captured_at))
         return written, media_jobs
+
+    def _delivery_records(
+        self,
+        body: bytes,
+        signature_header: str,
+        raw_ref: dict[str, Any],
+        captured_at: datetime,
+        batch_id: str,
+    ) -> list[_Made]:
+        """The records of one delivery: (header, content, tags, event, event index)."""
+        try:
+            result = (  # the send proxy's own captures (archiver/ingest/outbound.py)
+                parse_outbound(body, signature_header, captured_at)
+                if is_proxy_capture(signature_header)
+                else parse_delivery(body)
+            )
+        except Exception as exc:  # the parsers never raise: a bug must not stall the batch
+            return [self._unprocessable(raw_ref, captured_at, batch_id, None, "parser_error",
+                                        _detail(exc))]
+        bad = unprocessable(result)
+        if bad is not None:
+            return [self._unprocessable(raw_ref, captured_at, batch_id, None, bad.code,
+                                        bad.message)]
+        out: list[_Made] = []
+        for index, (event, repairs) in enumerate(
+            zip(result.events, repair_flags(result), strict=True)
+        ):
+            try:
+                made: list[_Made] = [
+                    (header, content, tuple(sorted({*tags, *repairs})), event, index)
+                    for header, content, tags in self._records_for(event, raw_ref, captured_at)
+                ]
+            except _CONTENT_ERRORS as exc:
+                made = [self._unprocessable(raw_ref, captured_at, batch_id, index,
+                                            _reason(exc), _detail(exc), event)]
+            out.extend(made)
+        return out
+
+    def _unprocessable(
+        self,
+        raw_ref: dict[str, Any],
+        captured_at: datetime,
+        batch_id: str,
+        event_index: int | None,
+        reason: str,
+        detail: str,
+        event: Event | None = None,
+    ) -> _Made:
+        """An ``unprocessable`` record: names the batch, the delivery (slot) and, when one
+        event of it failed, the event's index, with a reason code; the delivery's bytes
+        stay in the raw capture it points at. Its id is deterministic, so a retry of the
+        batch finds it (docs/formats.md "Unprocessable deliveries")."""
+        phone_number_id = event.phone_number_id if event is not None else None
+        waba_id = event.waba_id if event is not None else None
+        business = phone_number_id or (f"waba:{waba_id}" if waba_id else "unknown")
+        where = f"unprocessable:{batch_id}:{raw_ref['slot']}:{event_index}"
+        header: dict[str, Any] = {
+            "v": 1,
+            "record_id": self.pseudo.record_id(business, where),
+            "kind": "unprocessable",
+            "origin": "meta",
+            "direction": "none",
+            "message_type": None,
+            "business": {
+                "phone_number_id": phone_number_id,
+                "display_phone_number": None,
+                "waba_id": waba_id,
+            },
+            "subject": None,
+            "conversation": None,
+            "message_ref": None,
+            "refs": {"reply_to": None, "edit_of": None, "revoke_of": None, "reaction_to": None},
+            "status": None,
+            "occurred_at": None,
+            "captured_at": iso(captured_at),
+            "raw": raw_ref,
+            "unprocessable": {
+                "batch_id": batch_id,
+                "delivery": raw_ref["slot"],
+                "event": event_index,
+                "reason": reason,
+            },
+            "content_mac": self.pseudo.content_mac(hashlib.sha256(where.encode()).hexdigest()),
+            "dedup": self.pseudo.token("d_", "dedup", business, where),
+        }
+        # The detail may quote the input: it is sealed, never in the clear header.
+        return header, {"error": detail}, ("unprocessable",), None, event_index
+
+    def _write_guarded(self, job: _Job, outcome: BatchOutcome) -> _Written | None:
+        """``_write_one``; a record whose content cannot be made canonical (a value JSON
+        cannot hold) becomes the ``unprocessable`` record of its event instead."""
+        header, content, tags, captured_at, event, raw_ref, index = job
+        try:
+            return self._write_one(header, content, tags, captured_at, outcome)
+        except _CONTENT_ERRORS as exc:
+            if header.get("kind") == "unprocessable":
+                raise  # our own small record failing is a bug: stall loudly, never loop
+            batch_id = batch_id_of(str(raw_ref["key"]))
+            bad = self._unprocessable(raw_ref, captured_at, batch_id, index, _reason(exc),
+                                      _detail(exc), event)
+            return self._write_one(bad[0], bad[1], bad[2], captured_at, outcome)
+
+    def _flag_unprocessable(self, done: _Written, outcome: BatchOutcome) -> None:
+        info = done.record.header["unprocessable"]
+        outcome.unprocessable += 1
+        if done.new:  # counted once, not again by a retry that reuses the record
+            UNPROCESSABLE_DELIVERIES.labels(reason=str(info["reason"])).inc()
+        log.error("delivery_unprocessable", batch_id=info["batch_id"],
+                  delivery=info["delivery"], event_index=info["event"], reason=info["reason"],
+                  record_id=done.record.record_id)
 
     def _records_for(
         self, event: Event, raw_ref: dict[str, Any], captured_at: datetime
