@@ -82,6 +82,10 @@ def sample(runtime: Runtime) -> None:
     except SearchError:
         INDEX_UP.set(0)
     AUDIT_FAILURES.set(runtime.audit.failures)
+    try:
+        STUCK_BATCHES.set(runtime.processor.stuck_count())
+    except ArchiverError:
+        STUCK_BATCHES.set(-1)
 
 
 @router.get("/metrics", include_in_schema=False)

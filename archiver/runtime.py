@@ -303,7 +303,11 @@ class Runtime:
             lag: int | None = self.follower.lag()
         except ArchiverError:
             lag = None
-        return {"index_lag": lag}
+        try:  # batches stuck in processing: never dropped, always shown
+            stuck: int | None = self.processor.stuck_count()
+        except ArchiverError:
+            stuck = None
+        return {"index_lag": lag, "stuck_batches": stuck}
 
     def close(self) -> None:
         for part in (self.index, self.state):

@@ -28,6 +28,9 @@ from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 
 RAW_PREFIX = "raw/"
 CAPTURE_KEYS_PREFIX = "capkeys/"
+# Working state: one entry per captured batch not processed yet (the durable pending
+# index the processor sweeps instead of scanning days; removed when the batch is done).
+PENDING_PREFIX = "pending/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +111,16 @@ class CaptureWriter:
         retain_until = self.retain_until(now)
         key_bytes = json.dumps(key_doc, sort_keys=True).encode()
         object_key = raw_key(batch_id)
-        # The two writes are independent: run them side by side to halve the latency.
+        pending = json.dumps({"key": object_key, "since": now.isoformat()}).encode()
+        # The writes are independent: run them side by side to keep the latency of one.
+        # The pending entry lands before the answer, so no acknowledged batch can be
+        # missed by the processor's sweep, however old it gets.
         if self._executor is not None:
             keys_done = self._executor.submit(
                 self.state.put, CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True
+            )
+            pending_done = self._executor.submit(
+                self.state.put, PENDING_PREFIX + batch_id, pending, if_absent=True
             )
             put = self.objects.put(
                 object_key,
@@ -121,8 +130,10 @@ class CaptureWriter:
                 fresh=True,
             )
             keys_done.result()
+            pending_done.result()
         else:
             self.state.put(CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True)
+            self.state.put(PENDING_PREFIX + batch_id, pending, if_absent=True)
             put = self.objects.put(
                 object_key,
                 data,

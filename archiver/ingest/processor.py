@@ -34,7 +34,13 @@ from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, RAW_PREFIX, batch_id_of
+from archiver.ingest.capture import (
+    CAPTURE_KEYS_PREFIX,
+    PENDING_PREFIX,
+    RAW_PREFIX,
+    batch_id_of,
+    raw_key,
+)
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
@@ -59,6 +65,11 @@ from policies.model import RecordFacts
 log = get_logger("archiver.processor")
 
 PROC_PREFIX = "proc/"
+# Set once the pending index covers every batch captured before it existed (a one-time
+# full scan of ``raw/``; later batches enter it at capture).
+PENDING_INDEX_READY = "pending-index/v1"
+# A batch still pending this long after capture is stuck: an alert, a metric, a finding.
+STUCK_AFTER = timedelta(hours=1)
 ALIAS_PREFIX = "subjects/alias/"
 MEDIA_JOBS_PREFIX = "mediajobs/"
 CLAIM_SECONDS = 300
@@ -263,6 +274,7 @@ class Processor:
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": "done", "leaves": leaves})
+        self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
         return leaves
 
     def _put_media_job(self, item: tuple[str, dict[str, Any]]) -> None:
@@ -801,18 +813,69 @@ class Processor:
 
     # -- discovery ---------------------------------------------------------------------
 
-    def pending_batches(self, *, days_back: int = 8) -> list[str]:
-        """Raw batch keys not yet ``done``, oldest first (scans the last ``days_back`` days)."""
-        today = self.clock().date()
+    def pending_batches(self) -> list[str]:
+        """Raw batch keys not yet ``done``, oldest first, however old: the pending index in
+        working state (written at capture, removed when done), never a window of days."""
+        self._ensure_pending_index()
+        now = self.clock()
         keys: list[str] = []
-        for back in range(days_back, -1, -1):
-            day = today - timedelta(days=back)
-            prefix = f"{RAW_PREFIX}{day:%Y/%m/%d}/"
-            for key in self.objects.list_keys(prefix):
-                value = self.state.get(PROC_PREFIX + batch_id_of(key))
-                if value is None or json.loads(value.value).get("status") != "done":
-                    keys.append(key)
+        for name in sorted(self.state.list(PENDING_PREFIX)):
+            batch_id = name[len(PENDING_PREFIX):]
+            value = self.state.get(PROC_PREFIX + batch_id)
+            if value is not None and json.loads(value.value).get("status") == "done":
+                self.state.delete(name)  # done, but the process died before removing it
+                continue
+            key = raw_key(batch_id)
+            if value is None and now - _batch_time(batch_id) > STUCK_AFTER and not any(
+                v.key == key for v in self.objects.list_versions(key)
+            ):
+                # Its capture failed after the entry was written (answered 503, so Meta
+                # sent it again): there is no batch to process.
+                self.state.delete(name)
+                continue
+            keys.append(key)
         return keys
+
+    def _stuck_names(self) -> list[str]:
+        # Batch ids start with their capture time: the name alone says how old it is.
+        cutoff = self.clock() - STUCK_AFTER
+        return [n for n in sorted(self.state.list(PENDING_PREFIX))
+                if _batch_time(n[len(PENDING_PREFIX):]) < cutoff]
+
+    def stuck_count(self) -> int:
+        """How many batches are pending over ``STUCK_AFTER`` after capture (one listing of
+        the pending index: cheap enough for every metrics scrape and readiness probe)."""
+        return len(self._stuck_names())
+
+    def stuck_batches(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The oldest ``limit`` stuck batches: ``{"batch_id", "captured_at", "status"}``,
+        status ``claimed``/``logging`` (a worker took it and never finished) or ``waiting``."""
+        out: list[dict[str, Any]] = []
+        for name in self._stuck_names()[:limit]:
+            batch_id = name[len(PENDING_PREFIX):]
+            value = self.state.get(PROC_PREFIX + batch_id)
+            status = json.loads(value.value).get("status") if value is not None else "waiting"
+            if status == "done":
+                continue  # only its pending entry is left; the next sweep removes it
+            out.append({"batch_id": batch_id, "captured_at": iso(_batch_time(batch_id)),
+                        "status": status})
+        return out
+
+    def _ensure_pending_index(self) -> None:
+        """Batches captured before the pending index existed join it, once (a full scan
+        of ``raw/``, every day of it)."""
+        if self.state.get(PENDING_INDEX_READY) is not None:
+            return
+        for key in self.objects.list_keys(RAW_PREFIX):
+            batch_id = batch_id_of(key)
+            value = self.state.get(PROC_PREFIX + batch_id)
+            if value is None or json.loads(value.value).get("status") != "done":
+                with contextlib.suppress(PreconditionFailed):
+                    self.state.put(PENDING_PREFIX + batch_id,
+                                   json.dumps({"key": key, "since": None}).encode(),
+                                   if_absent=True)
+        with contextlib.suppress(PreconditionFailed):
+            self.state.put(PENDING_INDEX_READY, str(iso(self.clock())).encode(), if_absent=True)
 
     def sweep(self) -> list[BatchOutcome]:
         return [self.process(key) for key in self.pending_batches()]
