@@ -186,7 +186,7 @@ class Runtime:
         log = TransparencyLog(objects, state, settings.log_origin, log_retention)
         writer = CaptureWriter(
             objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock,
-            policy=decider,
+            raw_policy=decider.raw_capture_until,
         )
         capture = CaptureService(
             writer,

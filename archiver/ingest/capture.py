@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from archiver.ingest.ports import PolicyDecider, raw_capture_facts
 from archiver.ingest.rawbatch import Delivery, seal_batch
 from archiver.keys.envelope import KeyEncryptionKey
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
@@ -76,7 +75,7 @@ class CaptureWriter:
         lock_mode: LockMode,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor: ThreadPoolExecutor | None = None,
-        policy: PolicyDecider | None = None,
+        raw_policy: Callable[[datetime], datetime | None] | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -85,16 +84,16 @@ class CaptureWriter:
         self.lock_mode = lock_mode
         self.clock = clock
         self._executor = executor
-        self.policy = policy
+        self.raw_policy = raw_policy
 
     def retain_until(self, now: datetime) -> datetime:
-        """A new batch's retain-until: the policy engine's answer for a ``raw_capture``
-        captured ``now``, never less than the ``retention_days`` floor. The processor
-        later extends it to the longest record parsed from the batch."""
+        """A new batch's retain-until: the ``retention_days`` floor (the house period of raw
+        captures), lengthened to what an obligation on ``raw_capture`` requires
+        (``raw_policy``: the engine's answer, None when no obligation applies). The
+        processor later extends it to the longest record parsed from the batch."""
         floor = now + timedelta(days=self.retention_days)
-        if self.policy is None:
-            return floor
-        return max(floor, self.policy.decide(raw_capture_facts(now)).retain_until)
+        required = self.raw_policy(now) if self.raw_policy is not None else None
+        return floor if required is None else max(floor, required)
 
     def write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
         now = self.clock()

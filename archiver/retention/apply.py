@@ -21,6 +21,7 @@ from archiver.ingest.ports import raw_capture_facts
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.model import iso
 from archiver.retention.common import facts_of, iter_records
+from archiver.retention.policy import raw_capture_until
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore
 from policies.model import Decision, RecordFacts
@@ -72,10 +73,11 @@ class RetentionApplier:
             raw = r.raw
             if raw is not None:
                 ident = (raw[0], raw[1])
-                if ident not in raw_wanted:  # the engine's own answer for the raw batch
+                if ident not in raw_wanted:  # what an obligation on raw captures requires
                     raw_decision = self.policy.decision(raw_capture_facts(_batch_time(raw[0])))
-                    raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
-                if decision.retain_until > raw_wanted[ident][0]:
+                    if raw_capture_until(raw_decision) is not None:
+                        raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
+                if ident not in raw_wanted or decision.retain_until > raw_wanted[ident][0]:
                     raw_wanted[ident] = (decision.retain_until, decision.governing)
         for (key, version), (until, policy) in sorted(raw_wanted.items()):
             self._extend(report, key, version, until, policy, "raw", dry_run)
