@@ -85,6 +85,18 @@ MEDIA_JOBS_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+# Alerts (docs/production.md): any increase of the first, any non-zero value of the second.
+UNPROCESSABLE_DELIVERIES = Counter(
+    "archiver_unprocessable_deliveries_total",
+    "Deliveries (or events of one) kept only raw, as an unprocessable record, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+STUCK_BATCHES = Gauge(
+    "archiver_batches_stuck",
+    "Raw batches captured over an hour ago and still not processed (-1: unknown)",
+    registry=REGISTRY,
+)
 
 router = APIRouter(tags=["health"])
 
@@ -105,6 +117,10 @@ def sample(runtime: Runtime) -> None:
         INDEX_UP.set(0)
     AUDIT_FAILURES.set(runtime.audit.failures)
     AUDIT_QUEUE_DEPTH.set(runtime.audit.depth())
+    try:
+        STUCK_BATCHES.set(runtime.processor.stuck_count())
+    except ArchiverError:
+        STUCK_BATCHES.set(-1)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -186,7 +186,8 @@ class Runtime:
 
         log = TransparencyLog(objects, state, settings.log_origin, log_retention)
         writer = CaptureWriter(
-            objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock
+            objects, state, kek, retention_days=settings.raw_retention_days, lock_mode=lock,
+            raw_policy=decider.raw_capture_until,
         )
         capture = CaptureService(
             writer,
@@ -309,7 +310,11 @@ class Runtime:
             lag: int | None = self.follower.lag()
         except ArchiverError:
             lag = None
-        return {"index_lag": lag}
+        try:  # batches stuck in processing: never dropped, always shown
+            stuck: int | None = self.processor.stuck_count()
+        except ArchiverError:
+            stuck = None
+        return {"index_lag": lag, "stuck_batches": stuck}
 
     def close(self) -> None:
         for part in (self.index, self.state):

@@ -66,7 +66,7 @@ def _rule_matches(rule: AssignmentRule, f: RecordFacts) -> str | None:
         ("direction", rule.direction, f.direction),
         ("origin", rule.origin, f.origin),
         ("message_type", rule.message_type, f.message_type),
-        ("record_kind", rule.record_kind, f.record_kind),
+        ("record_kind", rule.record_kinds, f.record_kind),
     ):
         if allowed is None:
             continue

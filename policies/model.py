@@ -75,15 +75,74 @@ class ConsentRules(_Strict):
     keep_consent_records_for: PeriodStr | None = None
 
 
+# The record kinds the engine is asked about (``RecordFacts.record_kind``), in one place.
+# The webhook event kinds (``archiver.whatsapp.events.EventKind``, pinned equal by a test),
+# then the kinds the service itself makes. A policy naming anything else is refused.
+EVENT_KINDS: tuple[str, ...] = (
+    "message", "echo", "status", "history_message", "history_media", "history_chunk",
+    "history_error", "contact_sync", "user_preference", "account_update", "template_update",
+    "phone_number_update", "business_update", "call", "webhook_error", "api_send", "unknown",
+)
+SERVICE_KINDS: tuple[str, ...] = (
+    "consent",  # consent records derived from messages and preference events
+    "unprocessable",  # a delivery (or event) that could not be turned into a record
+    "raw_capture",  # a raw capture batch: the deliveries byte for byte
+    "media",  # an attachment's bytes (blob)
+    "media_link",  # the record naming a message's blob
+    "media_missing",  # the record saying a message's attachment could not be fetched
+)
+RECORD_KINDS: frozenset[str] = frozenset(EVENT_KINDS + SERVICE_KINDS)
+
+# Classes of kinds a rule may name instead of listing kinds (docs/policies.md).
+KIND_CLASSES: Mapping[str, frozenset[str]] = {
+    # What people said: the customer's, the business's from the phone app (echo), from
+    # its own systems (api_send), the synced history, and calls.
+    "communication": frozenset({"message", "echo", "api_send", "history_message", "call"}),
+    # What people attached: blobs, the records naming them, history media deliveries.
+    "attachment": frozenset({"media", "media_link", "media_missing", "history_media"}),
+    # Content the parser could not classify: it may be a communication, so kept like one.
+    "unclassified": frozenset({"unknown", "unprocessable"}),
+}
+
+
+def expand_kinds(names: tuple[str, ...]) -> frozenset[str]:
+    """The record kinds ``names`` stand for (classes expanded). Raises ValueError naming
+    the first name that is neither a kind nor a class."""
+    out: set[str] = set()
+    for name in names:
+        if name in KIND_CLASSES:
+            out |= KIND_CLASSES[name]
+        elif name in RECORD_KINDS:
+            out.add(name)
+        else:
+            raise ValueError(
+                f"unknown record kind {name!r}; kinds: {', '.join(sorted(RECORD_KINDS))}; "
+                f"classes: {', '.join(sorted(KIND_CLASSES))}"
+            )
+    return frozenset(out)
+
+
+def _kinds(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if names is not None:
+        expand_kinds(names)  # raises ValueError -> pydantic error on this field
+    return names
+
+
 class AssignmentRule(_Strict):
-    """All given fields must match (AND); each field lists alternatives (OR); absent = any."""
+    """All given fields must match (AND); each field lists alternatives (OR); absent = any.
+    ``record_kind`` names kinds or classes of them (``KIND_CLASSES``)."""
 
     business_numbers: tuple[str, ...] | None = None  # phone_number_id or display number
     direction: tuple[Literal["inbound", "outbound"], ...] | None = None
     origin: tuple[str, ...] | None = None
     message_type: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None  # any one of these tags
-    record_kind: tuple[str, ...] | None = None
+    record_kind: Annotated[tuple[str, ...] | None, AfterValidator(_kinds)] = None
+
+    @property
+    def record_kinds(self) -> frozenset[str] | None:
+        """``record_kind`` with classes expanded (None: any kind)."""
+        return None if self.record_kind is None else expand_kinds(self.record_kind)
 
 
 class ParameterSpec(_Strict):
@@ -137,7 +196,7 @@ class RecordFacts:
     direction: str | None  # "inbound" | "outbound"
     origin: str | None  # e.g. "customer", "api", "app_echo", "history_sync"
     message_type: str | None  # e.g. "text", "image", "template"
-    record_kind: str  # e.g. "message", "status", "contact", "consent", "raw_capture"
+    record_kind: str  # one of RECORD_KINDS, e.g. "message", "echo", "consent", "raw_capture"
     tags: frozenset[str] = frozenset()
     message_time: datetime | None = None
     capture_time: datetime | None = None

@@ -27,6 +27,9 @@ from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 
 RAW_PREFIX = "raw/"
 CAPTURE_KEYS_PREFIX = "capkeys/"
+# Working state: one entry per captured batch not processed yet (the durable pending
+# index the processor sweeps instead of scanning days; removed when the batch is done).
+PENDING_PREFIX = "pending/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class CaptureWriter:
         lock_mode: LockMode,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor: ThreadPoolExecutor | None = None,
+        raw_policy: Callable[[datetime], datetime | None] | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -80,6 +84,16 @@ class CaptureWriter:
         self.lock_mode = lock_mode
         self.clock = clock
         self._executor = executor
+        self.raw_policy = raw_policy
+
+    def retain_until(self, now: datetime) -> datetime:
+        """A new batch's retain-until: the ``retention_days`` floor (the house period of raw
+        captures), lengthened to what an obligation on ``raw_capture`` requires
+        (``raw_policy``: the engine's answer, None when no obligation applies). The
+        processor later extends it to the longest record parsed from the batch."""
+        floor = now + timedelta(days=self.retention_days)
+        required = self.raw_policy(now) if self.raw_policy is not None else None
+        return floor if required is None else max(floor, required)
 
     def write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
         now = self.clock()
@@ -93,13 +107,19 @@ class CaptureWriter:
                 str(i): base64.b64encode(self.kek.wrap(k)).decode() for i, k in enumerate(keys)
             },
         }
-        retain_until = now + timedelta(days=self.retention_days)
+        retain_until = self.retain_until(now)
         key_bytes = json.dumps(key_doc, sort_keys=True).encode()
         object_key = raw_key(batch_id)
-        # The two writes are independent: run them side by side to halve the latency.
+        pending = json.dumps({"key": object_key, "since": now.isoformat()}).encode()
+        # The writes are independent: run them side by side to keep the latency of one.
+        # The pending entry lands before the answer, so no acknowledged batch can be
+        # missed by the processor's sweep, however old it gets.
         if self._executor is not None:
             keys_done = self._executor.submit(
                 self.state.put, CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True
+            )
+            pending_done = self._executor.submit(
+                self.state.put, PENDING_PREFIX + batch_id, pending, if_absent=True
             )
             put = self.objects.put(
                 object_key,
@@ -109,8 +129,10 @@ class CaptureWriter:
                 fresh=True,
             )
             keys_done.result()
+            pending_done.result()
         else:
             self.state.put(CAPTURE_KEYS_PREFIX + batch_id, key_bytes, if_absent=True)
+            self.state.put(PENDING_PREFIX + batch_id, pending, if_absent=True)
             put = self.objects.put(
                 object_key,
                 data,

@@ -25,6 +25,15 @@ class PolicyDecider(Protocol):
     def decide(self, facts: RecordFacts) -> PolicyRef: ...
 
 
+def raw_capture_facts(captured_at: datetime) -> RecordFacts:
+    """What the engine knows of a raw capture batch when it is written: only its kind and
+    its capture time (the deliveries are sealed, not yet parsed)."""
+    return RecordFacts(
+        business_number=None, phone_number_id=None, direction=None, origin=None,
+        message_type=None, record_kind="raw_capture", capture_time=captured_at,
+    )
+
+
 class SubjectKeys(Protocol):
     """``archiver.keys.store.KeyStore`` satisfies this."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -33,7 +34,13 @@ from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, RAW_PREFIX, batch_id_of
+from archiver.ingest.capture import (
+    CAPTURE_KEYS_PREFIX,
+    PENDING_PREFIX,
+    RAW_PREFIX,
+    batch_id_of,
+    raw_key,
+)
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
@@ -41,21 +48,29 @@ from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
+from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
+from archiver.retention.common import facts_of
 from archiver.retention.conv_lookup import ConversationTraces
 from archiver.retention.erasure import grant_slots
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
-from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.whatsapp import Event, EventKind, parse_delivery
 from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
+from archiver.whatsapp.parser import repair_flags, unprocessable
 from policies.model import RecordFacts
 
 log = get_logger("archiver.processor")
 
 PROC_PREFIX = "proc/"
+# Set once the pending index covers every batch captured before it existed (a one-time
+# full scan of ``raw/``; later batches enter it at capture).
+PENDING_INDEX_READY = "pending-index/v1"
+# A batch still pending this long after capture is stuck: an alert, a metric, a finding.
+STUCK_AFTER = timedelta(hours=1)
 ALIAS_PREFIX = "subjects/alias/"
 MEDIA_JOBS_PREFIX = "mediajobs/"
 CLAIM_SECONDS = 300
@@ -71,7 +86,38 @@ class BatchOutcome:
     conflicts: int = 0
     leaves: list[int] = field(default_factory=list)
     unreadable: int = 0
+    unprocessable: int = 0  # deliveries or events kept as ``unprocessable`` records
     record_keys: list[str] = field(default_factory=list)  # written or reused, in order
+
+
+# Errors that mean "this content cannot be made a record" (a bug in pure code or a value
+# canonical JSON cannot hold), as opposed to a store or key failure (ArchiverError), which
+# fails the batch so that it is retried.
+_CONTENT_ERRORS = (ValueError, TypeError, UnicodeError, RecursionError, OverflowError)
+
+# (header, content, tags, captured_at, event, raw slot ref, event index in its delivery)
+_Job = tuple[
+    dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event | None, dict[str, Any],
+    int | None,
+]
+
+# (header, content, tags, event, event index): one record a delivery makes
+_Made = tuple[dict[str, Any], dict[str, Any], tuple[str, ...], Event | None, int | None]
+
+
+def _reason(exc: BaseException) -> str:
+    """A machine-readable reason for an unprocessable event (no content)."""
+    if isinstance(exc, RecursionError):
+        return "too_deep"
+    if isinstance(exc, UnicodeError):
+        return "bad_unicode"
+    if isinstance(exc, ValueError | OverflowError):
+        return "not_canonical"
+    return "internal"
+
+
+def _detail(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +275,7 @@ class Processor:
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": "done", "leaves": leaves})
+        self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
         return leaves
 
     def _put_media_job(self, item: tuple[str, dict[str, Any]]) -> None:
@@ -263,9 +310,7 @@ class Processor:
         written: list[_Written] = []
         media_jobs: list[tuple[str, dict[str, Any]]] = []
         grants: set[tuple[str | None, str, int]] = set()
-        jobs: list[
-            tuple[dict[str, Any], dict[str, Any], tuple[str, ...], datetime, Event, Any]
-        ] = []
+        jobs: list[_Job] = []
         self._batch_keys = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
@@ -275,17 +320,15 @@ class Processor:
             body = opened.open(slot.index, self.kek.unwrap(base64.b64decode(blob)))
             captured_at = datetime.fromisoformat(slot.received_at)
             raw_ref = {"key": key, "version_id": version_id, "sha256": raw_sha, "slot": slot.index}
-            result = (  # the send proxy's own captures (archiver/ingest/outbound.py)
-                parse_outbound(body, slot.signature_header, captured_at)
-                if is_proxy_capture(slot.signature_header)
-                else parse_delivery(body)
-            )
-            events: list[Event] = list(result.events)
-            for event in events:
-                for header, content, tags in self._records_for(event, raw_ref, captured_at):
-                    # Erasure must find every delivery slot that mentions a subject.
-                    grants.add((header.get("subject"), opened.batch_id, slot.index))
-                    jobs.append((header, content, tags, captured_at, event, raw_ref))
+            # One delivery's problem is that delivery's alone: what cannot become records
+            # becomes an ``unprocessable`` record naming its raw slot, and the rest of the
+            # batch goes on (store and key errors still fail the batch, to be retried).
+            for header, content, tags, event, index in self._delivery_records(
+                body, slot.signature_header, raw_ref, captured_at, opened.batch_id
+            ):
+                # Erasure must find every delivery slot that mentions a subject.
+                grants.add((header.get("subject"), opened.batch_id, slot.index))
+                jobs.append((header, content, tags, captured_at, event, raw_ref, index))
         # Records are independent of each other: write them side by side (each is a
         # write-once PUT plus key look-ups), keeping the input order for the log.
         by_subject: dict[str, list[int]] = {}
@@ -320,18 +363,129 @@ class Processor:
                 self._key_events.append(key_event)
         for write in landing:
             write.result()  # raises what a grant or trace write raised: no record yet
-        results = list(
-            self._pool.map(lambda j: self._write_one(j[0], j[1], j[2], j[3], outcome), jobs)
-        )
-        for (_h, _c, _t, captured_at, event, raw_ref), done in zip(jobs, results, strict=True):
+        results = list(self._pool.map(lambda j: self._write_guarded(j, outcome), jobs))
+        for (_h, _c, _t, captured_at, event, raw_ref, _i), done in zip(jobs, results, strict=True):
             if done is None:
                 continue
             written.append(done)
-            if done.record.header.get("kind") != "source" and (
+            if done.record.header.get("kind") == "unprocessable":
+                self._flag_unprocessable(done, outcome)
+                continue
+            if event is not None and done.record.header.get("kind") != "source" and (
                 done.new or done.record.header.get("raw") == raw_ref
             ):
                 media_jobs.extend(self._media_jobs(done.record, event, captured_at))
         return written, media_jobs
+
+    def _delivery_records(
+        self,
+        body: bytes,
+        signature_header: str,
+        raw_ref: dict[str, Any],
+        captured_at: datetime,
+        batch_id: str,
+    ) -> list[_Made]:
+        """The records of one delivery: (header, content, tags, event, event index)."""
+        try:
+            result = (  # the send proxy's own captures (archiver/ingest/outbound.py)
+                parse_outbound(body, signature_header, captured_at)
+                if is_proxy_capture(signature_header)
+                else parse_delivery(body)
+            )
+        except Exception as exc:  # the parsers never raise: a bug must not stall the batch
+            return [self._unprocessable(raw_ref, captured_at, batch_id, None, "parser_error",
+                                        _detail(exc))]
+        bad = unprocessable(result)
+        if bad is not None:
+            return [self._unprocessable(raw_ref, captured_at, batch_id, None, bad.code,
+                                        bad.message)]
+        out: list[_Made] = []
+        for index, (event, repairs) in enumerate(
+            zip(result.events, repair_flags(result), strict=True)
+        ):
+            try:
+                made: list[_Made] = [
+                    (header, content, tuple(sorted({*tags, *repairs})), event, index)
+                    for header, content, tags in self._records_for(event, raw_ref, captured_at)
+                ]
+            except _CONTENT_ERRORS as exc:
+                made = [self._unprocessable(raw_ref, captured_at, batch_id, index,
+                                            _reason(exc), _detail(exc), event)]
+            out.extend(made)
+        return out
+
+    def _unprocessable(
+        self,
+        raw_ref: dict[str, Any],
+        captured_at: datetime,
+        batch_id: str,
+        event_index: int | None,
+        reason: str,
+        detail: str,
+        event: Event | None = None,
+    ) -> _Made:
+        """An ``unprocessable`` record: names the batch, the delivery (slot) and, when one
+        event of it failed, the event's index, with a reason code; the delivery's bytes
+        stay in the raw capture it points at. Its id is deterministic, so a retry of the
+        batch finds it (docs/formats.md "Unprocessable deliveries")."""
+        phone_number_id = event.phone_number_id if event is not None else None
+        waba_id = event.waba_id if event is not None else None
+        business = phone_number_id or (f"waba:{waba_id}" if waba_id else "unknown")
+        where = f"unprocessable:{batch_id}:{raw_ref['slot']}:{event_index}"
+        header: dict[str, Any] = {
+            "v": 1,
+            "record_id": self.pseudo.record_id(business, where),
+            "kind": "unprocessable",
+            "origin": "meta",
+            "direction": "none",
+            "message_type": None,
+            "business": {
+                "phone_number_id": phone_number_id,
+                "display_phone_number": None,
+                "waba_id": waba_id,
+            },
+            "subject": None,
+            "conversation": None,
+            "message_ref": None,
+            "refs": {"reply_to": None, "edit_of": None, "revoke_of": None, "reaction_to": None},
+            "status": None,
+            "occurred_at": None,
+            "captured_at": iso(captured_at),
+            "raw": raw_ref,
+            "unprocessable": {
+                "batch_id": batch_id,
+                "delivery": raw_ref["slot"],
+                "event": event_index,
+                "reason": reason,
+            },
+            "content_mac": self.pseudo.content_mac(hashlib.sha256(where.encode()).hexdigest()),
+            "dedup": self.pseudo.token("d_", "dedup", business, where),
+        }
+        # The detail may quote the input: it is sealed, never in the clear header.
+        return header, {"error": detail}, ("unprocessable",), None, event_index
+
+    def _write_guarded(self, job: _Job, outcome: BatchOutcome) -> _Written | None:
+        """``_write_one``; a record whose content cannot be made canonical (a value JSON
+        cannot hold) becomes the ``unprocessable`` record of its event instead."""
+        header, content, tags, captured_at, event, raw_ref, index = job
+        try:
+            return self._write_one(header, content, tags, captured_at, outcome)
+        except _CONTENT_ERRORS as exc:
+            if header.get("kind") == "unprocessable":
+                raise  # our own small record failing is a bug: stall loudly, never loop
+            batch_id = batch_id_of(str(raw_ref["key"]))
+            bad = self._unprocessable(raw_ref, captured_at, batch_id, index, _reason(exc),
+                                      _detail(exc), event)
+            return self._write_one(bad[0], bad[1], bad[2], captured_at, outcome)
+
+    def _flag_unprocessable(self, done: _Written, outcome: BatchOutcome) -> None:
+        info = done.record.header["unprocessable"]
+        outcome.unprocessable += 1
+        if done.new:  # counted once, not again by a retry that reuses the record
+            UNPROCESSABLE_DELIVERIES.labels(reason=str(info["reason"])).inc()
+        log.error("delivery_unprocessable", batch_id=info["batch_id"],
+                  delivery=info["delivery"], event_index=info["event"], reason=info["reason"],
+                  record_id=done.record.record_id)
 
     def _records_for(
         self, event: Event, raw_ref: dict[str, Any], captured_at: datetime
@@ -554,6 +708,7 @@ class Processor:
         self, record: Record, event: Event, captured_at: datetime
     ) -> list[tuple[str, dict[str, Any]]]:
         jobs = []
+        retain_until, lock_mode = self._attachment_retention(record)
         for index, media in enumerate(event.media):
             if not media.media_id:
                 continue
@@ -573,14 +728,26 @@ class Processor:
                         "phone_number_id": event.phone_number_id,
                         "subject": record.header.get("subject"),
                         "key_id": record.key_id,
-                        "retain_until": record.header["policy"]["retain_until"],
-                        "lock_mode": record.header["policy"]["lock_mode"],
+                        "retain_until": retain_until,
+                        "lock_mode": lock_mode,
                         "first_seen": iso(captured_at),
                         "attempts": 0,
                     },
                 )
             )
         return jobs
+
+    def _attachment_retention(self, record: Record) -> tuple[str, str]:
+        """The blob's retention: the engine's answer for a ``media`` object with the
+        message's facts, never shorter (nor weaker a lock) than the message's own."""
+        policy = record.header["policy"]
+        facts = dataclasses.replace(facts_of(record.header), record_kind="media")
+        decided = self.policy.decide(facts)
+        until = max(datetime.fromisoformat(policy["retain_until"]), decided.retain_until)
+        strict = LockMode.COMPLIANCE.value
+        lock = strict if strict in (policy["lock_mode"], decided.lock_mode.value) else (
+            policy["lock_mode"])
+        return str(iso(until)), lock
 
     # -- log entries -------------------------------------------------------------------
 
@@ -651,18 +818,69 @@ class Processor:
 
     # -- discovery ---------------------------------------------------------------------
 
-    def pending_batches(self, *, days_back: int = 8) -> list[str]:
-        """Raw batch keys not yet ``done``, oldest first (scans the last ``days_back`` days)."""
-        today = self.clock().date()
+    def pending_batches(self) -> list[str]:
+        """Raw batch keys not yet ``done``, oldest first, however old: the pending index in
+        working state (written at capture, removed when done), never a window of days."""
+        self._ensure_pending_index()
+        now = self.clock()
         keys: list[str] = []
-        for back in range(days_back, -1, -1):
-            day = today - timedelta(days=back)
-            prefix = f"{RAW_PREFIX}{day:%Y/%m/%d}/"
-            for key in self.objects.list_keys(prefix):
-                value = self.state.get(PROC_PREFIX + batch_id_of(key))
-                if value is None or json.loads(value.value).get("status") != "done":
-                    keys.append(key)
+        for name in sorted(self.state.list(PENDING_PREFIX)):
+            batch_id = name[len(PENDING_PREFIX):]
+            value = self.state.get(PROC_PREFIX + batch_id)
+            if value is not None and json.loads(value.value).get("status") == "done":
+                self.state.delete(name)  # done, but the process died before removing it
+                continue
+            key = raw_key(batch_id)
+            if value is None and now - _batch_time(batch_id) > STUCK_AFTER and not any(
+                v.key == key for v in self.objects.list_versions(key)
+            ):
+                # Its capture failed after the entry was written (answered 503, so Meta
+                # sent it again): there is no batch to process.
+                self.state.delete(name)
+                continue
+            keys.append(key)
         return keys
+
+    def _stuck_names(self) -> list[str]:
+        # Batch ids start with their capture time: the name alone says how old it is.
+        cutoff = self.clock() - STUCK_AFTER
+        return [n for n in sorted(self.state.list(PENDING_PREFIX))
+                if _batch_time(n[len(PENDING_PREFIX):]) < cutoff]
+
+    def stuck_count(self) -> int:
+        """How many batches are pending over ``STUCK_AFTER`` after capture (one listing of
+        the pending index: cheap enough for every metrics scrape and readiness probe)."""
+        return len(self._stuck_names())
+
+    def stuck_batches(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The oldest ``limit`` stuck batches: ``{"batch_id", "captured_at", "status"}``,
+        status ``claimed``/``logging`` (a worker took it and never finished) or ``waiting``."""
+        out: list[dict[str, Any]] = []
+        for name in self._stuck_names()[:limit]:
+            batch_id = name[len(PENDING_PREFIX):]
+            value = self.state.get(PROC_PREFIX + batch_id)
+            status = json.loads(value.value).get("status") if value is not None else "waiting"
+            if status == "done":
+                continue  # only its pending entry is left; the next sweep removes it
+            out.append({"batch_id": batch_id, "captured_at": iso(_batch_time(batch_id)),
+                        "status": status})
+        return out
+
+    def _ensure_pending_index(self) -> None:
+        """Batches captured before the pending index existed join it, once (a full scan
+        of ``raw/``, every day of it)."""
+        if self.state.get(PENDING_INDEX_READY) is not None:
+            return
+        for key in self.objects.list_keys(RAW_PREFIX):
+            batch_id = batch_id_of(key)
+            value = self.state.get(PROC_PREFIX + batch_id)
+            if value is None or json.loads(value.value).get("status") != "done":
+                with contextlib.suppress(PreconditionFailed):
+                    self.state.put(PENDING_PREFIX + batch_id,
+                                   json.dumps({"key": key, "since": None}).encode(),
+                                   if_absent=True)
+        with contextlib.suppress(PreconditionFailed):
+            self.state.put(PENDING_INDEX_READY, str(iso(self.clock())).encode(), if_absent=True)
 
     def sweep(self) -> list[BatchOutcome]:
         return [self.process(key) for key in self.pending_batches()]

@@ -102,6 +102,10 @@ class ProcessingLoop(_Loop):
             try:
                 for key in self.processors[0].pending_batches():
                     self._enqueue(key, None)
+                stuck = self.processors[0].stuck_batches()
+                if stuck:  # never dropped by age: an alert until someone looks
+                    log.error("batches_stuck", count=len(stuck),
+                              oldest=stuck[0]["batch_id"], status=stuck[0]["status"])
                 backoff = 0.5
                 self._stop.wait(self.sweep_every)
             except Exception as exc:  # a bug must not stop capture processing for good

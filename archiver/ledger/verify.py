@@ -278,7 +278,8 @@ def _fresh(last_modified: datetime | None, cutoff: datetime) -> bool:
 
 
 def _check_listing(
-    log: LogReader, scan: _Scan, prefix: str, rows: Iterable[VersionEntry], cutoff: datetime
+    log: LogReader, scan: _Scan, prefix: str, rows: Iterable[VersionEntry], cutoff: datetime,
+    batch_prefix: str | None = None,
 ) -> tuple[list[Finding], list[Finding]]:
     out: list[Finding] = []
     pending: list[Finding] = []
@@ -333,6 +334,20 @@ def _check_listing(
                     )
                 )
                 continue
+            # A key the log never named (a new version of a logged key is tampering).
+            if (batch_prefix is not None and v.key.startswith(batch_prefix)
+                    and v.key not in scan.keys):
+                out.append(
+                    Finding(
+                        FindingKind.BATCH_STUCK,
+                        v.key,
+                        v.version_id,
+                        "processed",
+                        v.last_modified.isoformat() if v.last_modified else None,
+                        "raw batch stuck in processing: captured, never logged",
+                    )
+                )
+                continue
             out.append(
                 Finding(
                     FindingKind.EXTRA_VERSION,
@@ -357,6 +372,7 @@ def verify_archive(
     grace: float = DEFAULT_GRACE_SECONDS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     latest_checkpoint: tuple[str, str] | None = None,
+    batch_prefix: str | None = None,
 ) -> VerifyResult:
     """Re-verify log and archive; every finding (none = all good) and every pending one.
 
@@ -366,7 +382,9 @@ def verify_archive(
     >= 0) is the window before the log snapshot in which an unlogged version of a key the
     log does not name is pending (module docstring). ``latest_checkpoint``: the
     ``(key, version_id)`` the signer's pointer names (the one checkpoint no entry names
-    yet); its absence is a finding."""
+    yet); its absence is a finding. ``batch_prefix``: where raw capture batches live;
+    one the log does not name past the grace window is a ``batch:stuck`` finding (every
+    batch's leaf is appended when it is processed), and that prefix is always listed."""
     if grace < 0:
         raise ValueError("grace must be >= 0 seconds")
     snapshot_at = clock()
@@ -392,6 +410,8 @@ def verify_archive(
                 listed[prefix] = lister.submit(lambda: list(objects.list_versions(prefix)))
 
         start_listing(log_reader.prefix)
+        if batch_prefix is not None:
+            start_listing(batch_prefix)
         for i, data in enumerate(raw):
             try:
                 entry = parse_entry(data)
@@ -450,7 +470,7 @@ def verify_archive(
             findings += lock.result()
         for prefix in sorted(listed):
             found, waiting = _check_listing(
-                log_reader, scan, prefix, listed[prefix].result(), cutoff
+                log_reader, scan, prefix, listed[prefix].result(), cutoff, batch_prefix
             )
             findings += found
             pending += waiting

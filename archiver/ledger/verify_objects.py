@@ -35,6 +35,9 @@ class FindingKind(StrEnum):
     DELETE_MARKER = "object:delete_marker"
     EXTRA_VERSION = "object:extra_version"
     DISPOSED_PRESENT = "object:disposed_present"
+    # A raw batch older than the grace window the log does not name: captured and
+    # acknowledged, but its processing never finished (its records are not logged).
+    BATCH_STUCK = "batch:stuck"
     # Not a finding: reported beside them (see the module docstring).
     PENDING = "object:pending"
 

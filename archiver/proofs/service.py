@@ -17,6 +17,7 @@ from typing import Any
 
 from archiver.audit import SYSTEM, AuditTrail
 from archiver.errors import BadRequest, NotFound
+from archiver.ingest.capture import RAW_PREFIX
 from archiver.ledger import merkle
 from archiver.ledger.checkpoint import open_checkpoint
 from archiver.ledger.checkpoints import CheckpointSigner
@@ -209,7 +210,8 @@ class ProofService:
         except StoreError:
             latest = None  # the state store is down: the log read below will say so
         result = verify_archive(
-            self.log, self.objects, trusted, sample, grace=grace, latest_checkpoint=latest
+            self.log, self.objects, trusted, sample, grace=grace, latest_checkpoint=latest,
+            batch_prefix=RAW_PREFIX,
         )
         finished = datetime.now(UTC)
         report = VerifyReport(

@@ -8,6 +8,12 @@ exactly ``"``, ``\\`` and U+0000..U+001F (short forms where defined, else ``\\u0
 lower case), integers print alike, and code-point order equals UTF-16 order inside the
 BMP. Anything else (a float, a key outside the BMP) goes to ``rfc8785``. A property test
 pins the equivalence.
+
+Large integers (docs/formats.md "Large integers"): RFC 8785 refuses integers outside
+I-JSON's exact range, ±(2^53 − 1), and Meta does send some (template ids). Refusing them
+stalled a whole capture batch, and a float would lose digits, so an integer outside the
+range is written exactly as the object ``{"$bigint": "<decimal digits>"}``. Every other
+value is canonicalised exactly as RFC 8785 says.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import rfc8785
 
 _MAX_SAFE = 2**53  # RFC 8785 / I-JSON: larger integers are not interoperable
+BIGINT = "$bigint"  # the marker key of an exact large integer (docs/formats.md)
 
 
 def _bmp_key(key: Any) -> bool:
@@ -65,10 +72,23 @@ def _simple(value: Any) -> bool:
     return True
 
 
+def exact(value: Any) -> Any:
+    """``value`` with every integer outside ±(2^53 − 1) as ``{"$bigint": "<digits>"}``."""
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return value if -_MAX_SAFE < value < _MAX_SAFE else {BIGINT: str(value)}
+    if isinstance(value, dict):
+        return {k: exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [exact(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> bytes:
-    """Canonical bytes of ``value`` (RFC 8785)."""
+    """Canonical bytes of ``value`` (RFC 8785, large integers as above). Raises ValueError
+    (``rfc8785.CanonicalizationError``) for what JSON cannot hold (NaN, infinities) and
+    UnicodeEncodeError for a lone surrogate."""
     if _simple(value):
         return json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
-    return rfc8785.dumps(value)
+    return rfc8785.dumps(exact(value))

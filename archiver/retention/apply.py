@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from archiver.ingest.ports import raw_capture_facts
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.model import iso
 from archiver.retention.common import facts_of, iter_records
+from archiver.retention.policy import raw_capture_until
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore
 from policies.model import Decision, RecordFacts
@@ -71,6 +73,10 @@ class RetentionApplier:
             raw = r.raw
             if raw is not None:
                 ident = (raw[0], raw[1])
+                if ident not in raw_wanted:  # what an obligation on raw captures requires
+                    raw_decision = self.policy.decision(raw_capture_facts(_batch_time(raw[0])))
+                    if raw_capture_until(raw_decision) is not None:
+                        raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
                 if ident not in raw_wanted or decision.retain_until > raw_wanted[ident][0]:
                     raw_wanted[ident] = (decision.retain_until, decision.governing)
         for (key, version), (until, policy) in sorted(raw_wanted.items()):
@@ -100,3 +106,9 @@ class RetentionApplier:
             # Epoch seconds, not ISO text: the entry's phone-number guard flags date strings.
             previous_unix=int(current.timestamp()) if current else None,
         ).data])  # fmt: skip
+
+
+def _batch_time(raw_key: str) -> datetime:
+    """A raw batch's capture time, from its id (``archiver.ingest.capture.new_batch_id``)."""
+    batch_id = raw_key.rsplit("/", 1)[-1]
+    return datetime.strptime(batch_id.split("Z-")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)

@@ -110,7 +110,9 @@ def facts_of(header: Mapping[str, Any]) -> RecordFacts:
         direction=header.get("direction"),
         origin=header.get("origin"),
         message_type=header.get("message_type"),
-        record_kind=str(header.get("kind")),
+        # A source link (a re-delivery of an event) is kept as its event is.
+        record_kind=str(header.get("link_kind") if header.get("kind") == "source"
+                        else header.get("kind")),
         tags=frozenset(header.get("flags") or ()),
         message_time=_parse(occurred),
         capture_time=_parse(captured),

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from archiver.ingest.ports import PolicyRef
+from archiver.ingest.ports import PolicyRef, raw_capture_facts
 from archiver.store.port import LockMode
-from policies.engine import decide
+from policies.engine import RULE_OBLIGATION, decide
 from policies.loader import builtin_dir, load_policies
 from policies.model import Decision, PolicySet, RecordFacts
 
@@ -49,3 +49,14 @@ class EngineDecider:
             lock_mode=mode,
             matched=tuple(decision.matched),
         )
+
+    def raw_capture_until(self, captured_at: datetime) -> datetime | None:
+        """What an obligation requires of a raw capture batch captured at ``captured_at``
+        (policies naming ``raw_capture``), or None when none applies: the raw floor
+        (``ARCHIVER_RAW_RETENTION_DAYS``) is then the house period, not the default policy."""
+        return raw_capture_until(self.decision(raw_capture_facts(captured_at)))
+
+
+def raw_capture_until(decision: Decision) -> datetime | None:
+    """The retain-until an obligation sets for a ``raw_capture`` decision, else None."""
+    return decision.retain_until if decision.conflict_rule == RULE_OBLIGATION else None

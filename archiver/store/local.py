@@ -24,6 +24,7 @@ mode (no governance bypass exists here); retain-until can only move later.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -124,7 +125,7 @@ class LocalObjectStore:
         self._objects_str = os.fspath(self._objects)
         self._now = now or (lambda: datetime.now(UTC))
         with _os_errors("open local store"):
-            self._objects.mkdir(parents=True, exist_ok=True)
+            _mkdirs_durable(self._objects)
 
     def ping(self) -> None:
         if not os.access(self._objects, os.W_OK | os.X_OK):
@@ -143,7 +144,7 @@ class LocalObjectStore:
         vdir = self._vdir(key)
         with _os_errors(f"lock {key}"):
             if create:
-                vdir.mkdir(parents=True, exist_ok=True)
+                _mkdirs_durable(vdir)
             elif not vdir.is_dir():
                 raise ObjectNotFound(f"{key}: no such key")
             fd = os.open(vdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -446,6 +447,28 @@ def _write_exclusive(target: Path, data: bytes) -> None:
         raise ObjectExists(f"{target.name} already exists") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _mkdirs_durable(target: Path) -> None:
+    """``mkdir -p`` that survives a power loss: a new directory's name lives in its
+    parent, so each parent of a directory created here is fsynced (top down, up to the
+    store root) before anything is written below it. Otherwise an acknowledged batch at
+    ``raw/YYYY/MM/DD/<id>`` could vanish with a day folder never flushed."""
+    if target.is_dir():
+        return
+    missing: list[Path] = []
+    walk = target
+    while not walk.is_dir():
+        missing.append(walk)
+        if walk.parent == walk:
+            break
+        walk = walk.parent
+    for directory in reversed(missing):
+        # A concurrent creator may win the mkdir; fsync the parent anyway, since we are
+        # about to write below it and cannot know whether the winner has flushed it yet.
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir()
+        _fsync_dir(directory.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

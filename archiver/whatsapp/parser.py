@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from types import MappingProxyType
@@ -51,7 +52,7 @@ from archiver.whatsapp.item_parsers import (
     parse_status,
 )
 from archiver.whatsapp.message_items import parse_history, parse_message
-from archiver.whatsapp.pointers import Take, canonical, covered, leaves
+from archiver.whatsapp.pointers import Take, canonical, covered, esc, leaves
 
 _TEMPLATE_FIELDS = {
     "message_template_status_update",
@@ -164,6 +165,95 @@ def _whole_unknown(
     return ParseResult((ev,), tuple(problems))
 
 
+# ---------------------------------------------------------------- the bounded decoder
+
+MAX_DEPTH = 64  # Meta's deepest documented body nests about 10 levels
+# A delivery with one of these problems cannot become typed events: the processor keeps
+# it as an ``unprocessable`` record pointing at its raw bytes (docs/formats.md).
+UNPROCESSABLE = frozenset({"too_deep"})
+# Repairs made to the parsed copy (never to the raw bytes): each flags the records of
+# the events they touch with the same name.
+REPAIRS = frozenset({"replaced_surrogates", "large_integer"})
+_MAX_SAFE = 2**53
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE = re.compile("[\ud800-\udfff]")
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _bounded(doc: Any, *, repair: bool) -> tuple[Any, list[Problem]]:
+    """Walk the decoded body without recursion: refuse nesting deeper than ``MAX_DEPTH``
+    (``_TooDeep``), replace lone surrogates (only reachable through ``\\uD8xx`` escapes,
+    hence ``repair``) with U+FFFD, and note integers outside ±(2^53 - 1), which the
+    records keep exactly as ``{"$bigint": ...}`` (``archiver.records.canonical``)."""
+    problems: list[Problem] = []
+
+    def fix(text: str, ptr: str) -> str:
+        if repair and _LONE.search(text):
+            problems.append(Problem("replaced_surrogates", ptr,
+                                    "lone UTF-16 surrogate replaced with U+FFFD"))
+            return _LONE.sub("\ufffd", text)
+        return text
+
+    def note(value: Any, ptr: str) -> None:
+        if type(value) is int and not -_MAX_SAFE < value < _MAX_SAFE:
+            problems.append(Problem("large_integer", ptr,
+                                    "integer outside +-(2^53 - 1), kept exactly as $bigint"))
+
+    if isinstance(doc, str):
+        return fix(doc, ""), problems
+    note(doc, "")
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        node, ptr, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        if isinstance(node, dict):
+            for key in list(node):
+                value = node[key]
+                new_key = fix(key, f"{ptr}/{esc(key)}")
+                if new_key != key:
+                    del node[key]
+                    node[new_key] = value
+                self_ptr = f"{ptr}/{esc(new_key)}"
+                if isinstance(value, str):
+                    node[new_key] = fix(value, self_ptr)
+                elif isinstance(value, dict | list):
+                    stack.append((value, self_ptr, depth + 1))
+                else:
+                    note(value, self_ptr)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                if isinstance(value, str):
+                    node[i] = fix(value, f"{ptr}/{i}")
+                elif isinstance(value, dict | list):
+                    stack.append((value, f"{ptr}/{i}", depth + 1))
+                else:
+                    note(value, f"{ptr}/{i}")
+    return doc, problems
+
+
+def unprocessable(result: ParseResult) -> Problem | None:
+    """The problem that keeps this delivery from becoming typed events, if any."""
+    return next((p for p in result.problems if p.code in UNPROCESSABLE), None)
+
+
+def repair_flags(result: ParseResult) -> list[frozenset[str]]:
+    """Per event of ``result``, the repairs (``REPAIRS``) made inside what it consumed or
+    kept as unknown; a repair no event covers flags every event (conservative)."""
+    flags: list[set[str]] = [set() for _ in result.events]
+    for problem in result.problems:
+        if problem.code not in REPAIRS:
+            continue
+        hits = [i for i, e in enumerate(result.events)
+                if covered(problem.pointer, e.consumed) or problem.pointer in e.unknown]
+        for i in hits or range(len(result.events)):
+            flags[i].add(problem.code)
+    return [frozenset(f) for f in flags]
+
+
 def parse_delivery(body: bytes) -> ParseResult:
     """Parse one webhook POST body. Never raises; oddities become ``Problem``s."""
     problems: list[Problem] = []
@@ -172,6 +262,12 @@ def parse_delivery(body: bytes) -> ParseResult:
     except (ValueError, UnicodeDecodeError, RecursionError):
         text = body.decode("utf-8", "replace")
         return _whole_unknown(body, text, problems, "not_json", "body is not JSON")
+    try:
+        doc, repaired = _bounded(doc, repair=_SURROGATE_ESCAPE.search(body) is not None)
+    except _TooDeep:
+        return _whole_unknown(body, None, problems, "too_deep",
+                              f"body nests deeper than {MAX_DEPTH} levels")
+    problems.extend(repaired)
     try:
         return _parse_doc(body, doc, problems)
     except RecursionError:  # pathological nesting: keep the body as one unknown event
@@ -276,4 +372,7 @@ def _attach_leftovers(
     return ParseResult(tuple(events), tuple(problems))
 
 
-__all__ = ["canonical", "covered", "leaves", "parse_delivery"]
+__all__ = [
+    "MAX_DEPTH", "REPAIRS", "UNPROCESSABLE", "canonical", "covered", "leaves", "parse_delivery",
+    "repair_flags", "unprocessable",
+]

@@ -77,9 +77,10 @@ def test_hipaa_state_law_parameter(builtins: Make, facts: Facts) -> None:
     d = decide(builtins("hipaa", "hipaa_phi_messages",
                         hipaa_phi_messages__state_law_period="P10Y"), facts(), NOW)
     assert d.retain_until == datetime(2034, 2, 28, 12, 0, tzinfo=UTC)
-    # audit records fall under 164.316(b)(2)(i) and start at capture time
+    # consent records (the documentation the engine sees; audit events are log objects
+    # kept by the log's own retention) fall under 164.316(b)(2)(i), from capture time
     later = datetime(2024, 3, 1, tzinfo=UTC)
-    d = decide(builtins("hipaa"), facts(record_kind="audit", capture_time=later), NOW)
+    d = decide(builtins("hipaa"), facts(record_kind="consent", capture_time=later), NOW)
     assert d.governing == "hipaa" and d.retain_until == datetime(2030, 3, 1, tzinfo=UTC)
 
 

@@ -110,3 +110,48 @@ def test_several_processes_one_key_exactly_one_wins(tmp_path: Path):
     store = LocalObjectStore(tmp_path)
     for r in range(3):
         assert len(list(store.list_versions(f"race/{r}"))) == 1
+
+
+def test_new_date_folders_are_fsynced_up_to_the_store_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 #18: a power loss must not lose an acknowledged batch because the name of
+    a freshly created ``raw/YYYY/MM/DD/<id>`` folder was never flushed into its parent.
+    Every directory that gains a new entry is fsynced, from the store root down."""
+    store = LocalObjectStore(tmp_path)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    key = "raw/2030/01/02/20300102T000000.000000Z-abc"
+    store.put(key, b"x", retention=Retention(LockMode.COMPLIANCE, T0))
+    objects = tmp_path.resolve() / "objects"
+    # Each new folder's parent: objects/raw ... objects/raw/2030/01/02/<id> (parent of @v).
+    parents = [objects, *(objects.joinpath(*key.split("/")[:n]) for n in range(1, 6))]
+    for parent in parents:
+        assert str(parent) in synced, (parent, synced)
+    # And in order: a parent is flushed before anything below it.
+    order = [synced.index(str(p)) for p in parents]
+    assert order == sorted(order)
+    # A second object in the same day folder creates only its own folder.
+    synced.clear()
+    store.put(key + "-2", b"y", retention=Retention(LockMode.COMPLIANCE, T0))
+    assert str(objects.joinpath(*key.split("/")[:4])) in synced
+
+
+def test_a_fresh_store_root_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    LocalObjectStore(tmp_path / "new" / "root")
+    assert str(tmp_path.resolve()) in synced
+    assert str((tmp_path / "new" / "root").resolve()) in synced
