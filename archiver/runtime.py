@@ -35,6 +35,7 @@ from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.conv_lookup import mark_if_fresh
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
+from archiver.retention.residue import erasure_residue
 from archiver.retention.services import retention_services
 from archiver.security_events import SecurityRecorder
 from archiver.settings import IndexKind, Settings, StoreKind
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
 def open_object_store(settings: Settings, *, create: bool = False) -> ObjectStore:
     if settings.store is StoreKind.LOCAL:
         from archiver.store.local import LocalObjectStore
+        from archiver.store.state_sqlite import private_dir
 
+        private_dir(settings.data_dir)  # 0700: the index and working state are in it
         root = settings.data_dir / "evidence"
         root.mkdir(parents=True, exist_ok=True)
         return LocalObjectStore(root)
@@ -72,9 +75,9 @@ def open_object_store(settings: Settings, *, create: bool = False) -> ObjectStor
 
 def open_state_store(settings: Settings, *, create: bool = False) -> StateStore:
     if settings.store is StoreKind.LOCAL:
-        from archiver.store.state_sqlite import SqliteStateStore
+        from archiver.store.state_sqlite import SqliteStateStore, private_dir
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         return SqliteStateStore(settings.data_dir / "state.sqlite3")
     from archiver.store.state_s3 import connect_s3_state
 
@@ -93,9 +96,10 @@ def open_state_store(settings: Settings, *, create: bool = False) -> StateStore:
 
 def open_index(settings: Settings) -> SearchIndex:
     if settings.index is IndexKind.SQLITE:
+        from archiver.store.state_sqlite import private_dir
         from search.sqlite import SqliteIndex
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         return SqliteIndex(settings.data_dir / "index.sqlite3")
     from search.elastic import ElasticIndex
 
@@ -218,6 +222,7 @@ class Runtime:
             objects,
             index,
             extra_trusted=tuple(k.strip() for k in settings.trusted_keys.split(",") if k.strip()),
+            residue=lambda: erasure_residue(log, objects, state, index),
         )
         audit = AuditTrail(
             objects, log, retention_days=settings.log_retention_days, lock_mode=lock,
@@ -275,6 +280,12 @@ class Runtime:
         self.jobs.add(
             "disposition",
             lambda: retention_services(self).disposition.run(),
+            seconds=self.settings.disposition_interval_s,
+            lease_ttl=3600.0,
+        )
+        self.jobs.add(  # finishes an erasure a crash interrupted (retention.erasure)
+            "erasure-resume",
+            lambda: retention_services(self).erasure.resume_pending(),
             seconds=self.settings.disposition_interval_s,
             lease_ttl=3600.0,
         )

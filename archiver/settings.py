@@ -224,7 +224,7 @@ def _dev_secret_defaults(data_dir: Path) -> dict[str, str]:
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
         return stored
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only, from the start
     values = {
         "pseudonym_key": secrets.token_hex(32),
         "kek": base64.b64encode(secrets.token_bytes(32)).decode(),

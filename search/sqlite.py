@@ -8,6 +8,9 @@ fts MATCH ?)``, so AND/OR/NOT mix freely with field clauses. ``PRAGMA secure_del
 freed pages so erased text does not linger; ``force_merge_expunge`` also merges FTS5
 segments and vacuums. Differences from Elasticsearch are listed in ``docs/search.md``.
 
+The file is created 0600 before SQLite opens it (SQLite gives its ``-wal`` and ``-shm``
+files the database file's mode), in a folder created 0700: the index holds plaintext.
+
 A rebuild writes a fresh file (``create_fresh_index``) and ``swap_alias`` renames it over
 the live one (atomic on POSIX). One process owns the file; threads share one connection
 under a lock.
@@ -96,6 +99,16 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         )
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file empty with mode 0600 unless it exists (never chmod'ed after
+    the fact, so it is not readable by others even for a moment)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _ms(instant: datetime) -> int:
     return (instant - _EPOCH) // timedelta(milliseconds=1)
 
@@ -177,13 +190,14 @@ class SqliteIndex:
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
         try:
+            _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             _add_missing_columns(conn)
             conn.executescript(_INDEXES)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise IndexUnavailable(f"cannot open the index at {path}: {e}") from e
         return conn
 
@@ -212,7 +226,7 @@ class SqliteIndex:
             db.execute("SELECT 1").fetchone()
 
     def ensure_index(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._db():
             pass
 

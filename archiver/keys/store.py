@@ -198,6 +198,11 @@ class KeyStore:
         prefix = f"{_GRANT}{_check_id('subject_id', subject_id)}/"
         return [k[len(prefix):] for k in self._state.list(prefix)]
 
+    def subject_key_ids(self, subject_id: str) -> list[str]:
+        """Every data key id the subject ever had (shredded ones included)."""
+        doc = self._read(_SUBJ + _check_id("subject_id", subject_id))
+        return [str(k) for k in doc.data.get("key_ids", [])]
+
     # -- protection -------------------------------------------------------------------
     def protect(self, subject_id: str, reason: str) -> Event:
         """Mark the subject's keys undestroyable (an obligation or a hold). Reasons stack:

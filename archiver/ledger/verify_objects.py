@@ -38,6 +38,10 @@ class FindingKind(StrEnum):
     # A raw batch older than the grace window the log does not name: captured and
     # acknowledged, but its processing never finished (its records are not logged).
     BATCH_STUCK = "batch:stuck"
+    # Erasure residue (archiver.retention.residue): copies of erased data still present.
+    ERASED_KEY_MATERIAL = "keys:erased_material"
+    ERASED_COPY = "state:erased_copy"
+    ERASED_INDEXED = "index:erased_document"
     # Not a finding: reported beside them (see the module docstring).
     PENDING = "object:pending"
 

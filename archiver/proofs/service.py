@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Verifier
-from archiver.ledger.verify import Finding, verify_archive
+from archiver.ledger.verify import Finding, FindingKind, verify_archive
 from archiver.logs import get_logger
 from archiver.records.model import record_key
 from archiver.retention.common import record_by_id
@@ -60,7 +60,10 @@ class ProofService:
         index: SearchIndex,
         *,
         extra_trusted: tuple[str, ...] = (),
+        residue: Callable[[], list[Finding]] | None = None,
     ) -> None:
+        # Checks beside the log's own (erasure residue in working state and the index).
+        self.residue = residue
         self.log = log
         self.checkpoints = checkpoints
         self.objects = objects
@@ -213,9 +216,16 @@ class ProofService:
             self.log, self.objects, trusted, sample, grace=grace, latest_checkpoint=latest,
             batch_prefix=RAW_PREFIX,
         )
+        findings = list(result.findings)
+        if self.residue is not None:
+            try:
+                findings += self.residue()
+            except (LedgerError, StoreError, SearchError) as exc:
+                findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None,
+                                        f"erasure residue not checked: {exc}"))
         finished = datetime.now(UTC)
         report = VerifyReport(
-            result.findings, result.pending, result.tree_size, sample, started, finished
+            findings, result.pending, result.tree_size, sample, started, finished
         )
         try:
             self.log.append(

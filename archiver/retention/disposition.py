@@ -263,6 +263,10 @@ class DispositionJob:
             return  # not processed yet: its records may still come
         info = self._look(c, report, held, now, run)
         if info is None:
+            if (c.key, c.version_id) in run.gone and not dry_run:
+                # Gone already: a run that crashed between deleting the batch and its keys
+                # (its ``disposed`` leaf makes it a candidate again) finishes here.
+                self._drop_capkeys(c.key, batch_id)
             return
         if self._records_remain([int(i) for i in doc["leaves"]], run):
             run.stays(c)
@@ -272,9 +276,13 @@ class DispositionJob:
         report.disposed.append(item)
         if not dry_run:
             self._dispose(item, info.sha256, info.size)
-            if not any(x.key == c.key and not x.is_delete_marker
-                       for x in self.objects.list_versions(c.key)):
-                self.state.delete(CAPKEYS_PREFIX + batch_id)
+            self._drop_capkeys(c.key, batch_id)
+
+    def _drop_capkeys(self, key: str, batch_id: str) -> None:
+        """The batch's wrapped capture keys, once no version of the batch is left."""
+        if not any(x.key == key and not x.is_delete_marker
+                   for x in self.objects.list_versions(key)):
+            self.state.delete(CAPKEYS_PREFIX + batch_id)
 
     def _records_remain(self, leaves: list[int], run: _RunState) -> bool:
         """Whether a record version the batch wrote or reused (its ``record`` leaves) is

@@ -1,39 +1,55 @@
 """GDPR erasure (Art. 17) by crypto-shredding: destroy the keys, keep the locked bytes.
 
-``ErasureService.erase(phone_number_id, contact)``:
+``ErasureService.erase(phone_number_id, contact)`` plans, then runs a resumable procedure.
 
-1. resolves the contact (wa_id or BSUID) to its subject pseudonym through the alias
-   registry;
-2. re-decides every record of the subject with the current policy set and asks
-   ``policies.engine.erasure_check`` together with the open holds covering the subject or
-   one of its raw delivery slots: a running obligation (e.g. FINRA 4511) or a hold refuses
-   with 409 ``erasure_refused`` naming it (Art. 17(3)(b), 17(3)(e));
-3. destroys the subject's data keys (``KeyStore.shred``; the store's own protection
-   check runs too);
-4. destroys the capture key of every raw delivery slot that mentions the subject. The
-   processor records those as grants ``capgrants/<subject>/<batch id>`` (the slots in its value)
-   (:func:`grant_slots`); each slot's wrapped key is removed from ``capkeys/<batch id>`` by
-   compare-and-swap. Other slots of the same batch (other deliveries) keep their keys;
-   other subjects' records stay readable (they are sealed under their own keys);
-5. purges the index (the subject's documents, parked folds for them) and expunges deleted
-   documents (``force_merge_expunge``);
-6. writes a tombstone object and logs ``tombstone`` + one ``key_shredded`` leaf per
-   destroyed key or slot (pseudonyms and object keys only).
+Plan (nothing written; a refusal is 409 ``erasure_refused`` naming the blocker):
+
+1. resolve the contact (wa_id or BSUID) to its subject pseudonym (alias registry);
+2. find the subject's records and the raw delivery slots that mention it (grants
+   ``capgrants/<subject>/<batch>``, :func:`grant_slots`), and the records of *other*
+   subjects derived from those same slots (a history chunk spans several threads);
+3. re-decide all of them with the current policy set: a running obligation on the
+   subject's records, or on another subject's record from a shared slot (destroying the
+   slot's key would destroy that record's raw evidence), or an open hold on the subject or
+   one of its slots refuses (Art. 17(3)(b), 17(3)(e)).
+
+Procedure, logged first (``erasures/<subject>/<id>`` in working state, then the steps in
+order; each step is idempotent and its completion saved, so a redo after a crash at any
+point finishes the rest, and every leaf is logged exactly once, ``once_since`` the log
+size saved with the plan):
+
+``intent``       a tombstone object naming the plan (subject, record ids, key ids, raw
+                 slots; pseudonyms only) and its ``tombstone`` leaf, before anything is
+                 destroyed: a restore of working state from a backup can find from the log
+                 alone which keys an erasure meant to destroy (docs/keys.md);
+``shred_keys``   ``KeyStore.shred`` (holds re-checked right before; a hold placed since the
+                 plan wins: the procedure ends ``refused``, nothing destroyed);
+``shred_slots``  each granted slot's wrapped capture key removed from ``capkeys/<batch>``;
+``purge_index``  the subject's index documents deleted, then refresh and expunge;
+``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`);
+``scrub``        the state store drops old values from its files (SQLite: WAL checkpoint
+                 and truncate; ``secure_delete`` zeroes freed pages);
+``log``          one ``key_shredded`` leaf per destroyed data key and per raw slot.
+
+:meth:`ErasureService.resume_pending` finishes every procedure a crash left behind (the
+scheduler runs it; ``erase`` runs it for the subject first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
 from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, raw_key
 from archiver.ingest.ports import LogAppender
-from archiver.keys.errors import KeyNotFound, KeyProtected
+from archiver.keys.errors import KeyNotFound, KeyProtected, KeyShredded
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
@@ -42,15 +58,15 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import (
     StoredRecord,
     facts_of,
+    iter_records,
     live_versions,
     resolve_subject,
-    tombstone_retention,
     write_tombstone,
 )
 from archiver.retention.holds import HoldRegistry
-from archiver.retention.lookup import subject_records
+from archiver.retention.lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
-from archiver.store.port import LockMode, ObjectStore, StateStore
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from policies.engine import erasure_check
 from policies.model import Decision, RecordFacts
 from search.port import SearchIndex
@@ -58,7 +74,47 @@ from search.port import SearchIndex
 logger = get_logger("archiver.erasure")
 
 CAPGRANTS_PREFIX = "capgrants/"
+ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
 FOLDS_PREFIX = "index/folds/"  # archiver.indexing.follower parks folds here
+NAMES_PREFIX = "index/names/"  # archiver.indexing.follower: index/names/<gen>/<subject>
+MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor: mediajobs/<record id>/<n>
+
+# Every working-state prefix that holds a copy derived from a subject's sealed content,
+# and how erasure reaches it (tests/integration/retention/test_erasure_residue.py lists
+# every prefix a rich archive writes and checks it is here or in KEPT_STATE).
+DERIVED_STATE: dict[str, str] = {
+    NAMES_PREFIX: "the contact-sync name of the subject, every generation: deleted",
+    FOLDS_PREFIX: "parked folds keyed by an erased record, and fold items an erased record "
+                  "made (an edit's text waiting for an unarchived original): deleted",
+    MEDIA_JOBS_PREFIX: "media jobs of erased records (Meta media id, digest): deleted",
+    "keys/dk/": "wrapped data keys of the subject: replaced by a tombstone (shred)",
+    "keys/subject/": "the subject's key list: current key cleared, shredded_at set",
+    "keys/grant/": "capture keys granted to the subject: deleted with the keys (shred)",
+    "capkeys/": "wrapped capture key of each raw slot naming the subject: removed",
+}
+# Prefixes that stay, and why they hold nothing of the sealed content.
+KEPT_STATE: dict[str, str] = {
+    "capgrants/": "slot numbers per subject pseudonym; how the records are found later",
+    "convsubjects/": "conversation and subject pseudonyms (hold lookups)",
+    "subjects/alias/": "HMAC of an alias -> subject pseudonym (a returning contact)",
+    "index/consent/": "consent state, from the records' clear headers",
+    "index/cursor/": "a leaf number",
+    "index/active": "the live generation's name",
+    "views/consent/": "consent changes, from the records' clear headers",
+    "views/coexistence/": "per business number: last activity, history progress",
+    "proc/": "per raw batch: status and leaf numbers",
+    "erasures/": "the erasure procedures: pseudonyms, record and key ids",
+    "log/": "the log's sequencing state and tiles (entries carry pseudonyms only)",
+    "tokens/": "API token hashes",
+    "holds": "hold registry (a hold on the subject refuses the erasure)",
+    "disposition/": "review queue and cursor: record ids",
+    "checkpoints/": "the signer's latest checkpoint",
+    "media/logged/": "blob keys whose leaf is logged",
+    "jobs/": "job leases",
+    "leases/": "job leases",
+}
+
+STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
 
 
@@ -107,7 +163,9 @@ class Decider(Protocol):
 
 
 class Appender(Protocol):
-    def append(self, entries: list[bytes]) -> list[int]: ...
+    def append(self, entries: list[bytes], *, once_since: int | None = None) -> list[int]: ...
+
+    def size(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +175,8 @@ class ErasurePlan:
     slots: list[tuple[str, int]]
     decisions: list[Decision]
     holds: list[str]
+    shared: list[StoredRecord]  # other subjects' records derived from the same raw slots
+    shared_decisions: list[Decision]
 
 
 class ErasureService:
@@ -135,6 +195,7 @@ class ErasureService:
         log_retention_days: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reader: LogAppender | None = None,
+        crash_hook: Callable[[str], None] | None = None,
     ) -> None:
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
         self.objects = objects
@@ -148,31 +209,199 @@ class ErasureService:
         self.lock_mode = lock_mode
         self.log_retention_days = log_retention_days
         self.clock = clock
+        # Crash-point tests raise here: "before:<step>" and "after:<step>" (work done,
+        # completion not yet saved).
+        self._crash = crash_hook or (lambda _point: None)
+
+    # -- plan ---------------------------------------------------------------------------
 
     def plan(self, phone_number_id: str, contact: str) -> ErasurePlan:
         """What erasing ``contact`` would touch, and what stands in the way."""
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
-        records = [
-            r for r in subject_records(self.objects, self.state, self.reader, subject)
-            if r.phone_number_id == phone_number_id
-        ]  # fmt: skip
         slots = slot_grants(self.state, subject)
+        own, shared = self._records(subject, slots)
+        records = [r for r in own if r.phone_number_id == phone_number_id]
         decisions = [self.policy.decision(facts_of(r.header)) for r in records]
+        shared_decisions = [self.policy.decision(facts_of(r.header)) for r in shared]
         holds = self.holds.holds_covering(subject, _slot_names(slots))
-        return ErasurePlan(subject, records, slots, decisions, holds)
+        return ErasurePlan(subject, records, slots, decisions, holds, shared, shared_decisions)
+
+    def _records(
+        self, subject: str, slots: Sequence[tuple[str, int]]
+    ) -> tuple[list[StoredRecord], list[StoredRecord]]:
+        """The subject's records, and other subjects' records from the subject's raw slots
+        (one pass: the grants' batches, else the full scan)."""
+        shared_slots = {(raw_key(b), s) for b, s in slots}
+
+        def from_slot(r: StoredRecord) -> bool:
+            raw = r.raw
+            return raw is not None and (raw[0], raw[2]) in shared_slots
+
+        def keep(r: StoredRecord) -> bool:
+            return r.subject == subject or from_slot(r)
+
+        found = None
+        if self.reader is not None:
+            found = subjects_records_indexed(
+                self.objects, self.state, self.reader, [subject], keep=keep
+            )
+        if found is None:
+            logger.info("subject_lookup_full_scan", subject=subject)
+            found = [r for r in iter_records(self.objects) if keep(r)]
+        own = [r for r in found if r.subject == subject]
+        return own, [r for r in found if r.subject != subject]
+
+    @staticmethod
+    def _verdict(plan: ErasurePlan) -> tuple[bool, str]:
+        verdict = erasure_check(plan.decisions, plan.holds)
+        if not verdict.allowed:
+            return False, verdict.reason
+        for record, decision in zip(plan.shared, plan.shared_decisions, strict=True):
+            other = erasure_check([decision], [])
+            if not other.allowed:
+                raw = record.raw
+                where = f"{raw[0]}#{raw[2]}" if raw else "a shared raw delivery"
+                return False, (f"raw delivery {where} also holds another data subject's "
+                               f"record: {other.reason}")
+        return True, verdict.reason
+
+    # -- erase --------------------------------------------------------------------------
 
     def erase(self, phone_number_id: str, contact: str, *, by: str) -> dict[str, Any]:
         """Erase or refuse. Raises NotFound (nothing archived for the contact), Conflict
         (``erasure_refused``: an obligation or a hold, named in the message)."""
+        subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
+        resumed = []
+        for key in self._unfinished(subject):  # a crashed attempt is this request's: finish it
+            with contextlib.suppress(Conflict):
+                resumed.append(self._run(key))
+        if resumed:
+            return resumed[-1]
         plan = self.plan(phone_number_id, contact)
         if not plan.records and not plan.slots:
             raise NotFound("nothing is archived for this contact at this business number",
                            code="subject_not_found")
-        verdict = erasure_check(plan.decisions, plan.holds)
-        if not verdict.allowed:
-            raise Conflict(verdict.reason, code="erasure_refused",
+        allowed, reason = self._verdict(plan)
+        if not allowed:
+            raise Conflict(reason, code="erasure_refused",
                            details={"subject": plan.subject, "holds": plan.holds})
-        slot_names = _slot_names(plan.slots)
+        key = self._begin(plan, phone_number_id, by, reason)
+        return self._run(key)
+
+    def resume_pending(self) -> list[dict[str, Any]]:
+        """Finish every procedure a crash left unfinished; their results (refusals skipped:
+        the procedure is marked ``refused``)."""
+        out = []
+        for key in self._unfinished(None):
+            with contextlib.suppress(Conflict):
+                out.append(self._run(key))
+        return out
+
+    def _unfinished(self, subject: str | None) -> list[str]:
+        prefix = ERASURES_PREFIX + (f"{subject}/" if subject else "")
+        pending = []
+        for key in self.state.list(prefix):
+            value = self.state.get(key)
+            if value is not None and json.loads(value.value).get("status") == "running":
+                pending.append(key)
+        return pending
+
+    def _begin(self, plan: ErasurePlan, phone_number_id: str, by: str, reason: str) -> str:
+        """Write the procedure (status ``running``) before anything is logged or destroyed."""
+        now = self.clock()
+        erasure_id = f"{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
+        key_ids = [k for k in (*self.keys.subject_key_ids(plan.subject),
+                               *self.keys.capture_keys_of(plan.subject))
+                   if not self._is_shredded(k)]  # an earlier erasure's keys are logged already
+        doc = {
+            "v": 1,
+            "id": erasure_id,
+            "status": "running",
+            "done": [],
+            "subject": plan.subject,
+            "phone_number_id": phone_number_id,
+            "by": by,
+            "reason": reason,
+            "when": iso(now),
+            "tombstone_until": iso(now + timedelta(days=self.log_retention_days)),
+            "size_before": self.log.size(),
+            "record_ids": sorted({r.record_id for r in plan.records}),
+            # Only slots still keyed: one an earlier erasure shredded is logged already.
+            "slots": [[b, s] for b, s in plan.slots if self._slot_keyed(b, s)],
+            "planned_keys": key_ids,
+        }
+        key = f"{ERASURES_PREFIX}{plan.subject}/{erasure_id}"
+        self.state.put(key, _dump(doc), if_absent=True)
+        return key
+
+    def _run(self, key: str) -> dict[str, Any]:
+        value = self.state.get(key)
+        if value is None:
+            raise NotFound(f"no erasure procedure {key}", code="erasure_not_found")
+        doc: dict[str, Any] = json.loads(value.value)
+        token = value.token
+        for step in STEPS:
+            if step in doc["done"]:
+                continue
+            self._crash(f"before:{step}")
+            try:
+                result = getattr(self, f"_step_{step}")(doc)
+            except Conflict as exc:
+                doc.update(status="refused", refused=exc.message)
+                self.state.put(key, _dump(doc), if_match=token)
+                logger.warning("erasure_refused_midway", subject=doc["subject"], step=step)
+                raise
+            self._crash(f"after:{step}")
+            doc.update(result)
+            doc["done"] = [*doc["done"], step]
+            token = self.state.put(key, _dump(doc), if_match=token)
+        doc["status"] = "done"
+        self.state.put(key, _dump(doc), if_match=token)
+        logger.info("subject_erased", subject=doc["subject"], records=len(doc["record_ids"]))
+        return {
+            "subject": doc["subject"],
+            "erasure_id": doc["id"],
+            "records": len(doc["record_ids"]),
+            "keys_shredded": [k["key_id"] for k in doc["keys_shredded"]],
+            "capture_slots_shredded": len(doc["slots_shredded"]),
+            "index_documents_deleted": doc["index_documents_deleted"],
+            "state_purged": doc["state_purged"],
+            "tombstone": doc["tombstone"]["key"],
+            "reason": doc["reason"],
+        }
+
+    # -- the steps (each idempotent; returns what to save) -------------------------------
+
+    def _step_intent(self, doc: dict[str, Any]) -> dict[str, Any]:
+        subject = doc["subject"]
+        slot_refs = [{"key": raw_key(b), "slot": s} for b, s in doc["slots"]]
+        body = {
+            "v": 1,
+            "kind": "tombstone",
+            "what": {"subject": subject, "erasure_id": doc["id"],
+                     "record_ids": doc["record_ids"], "keys": doc["planned_keys"],
+                     "capture_slots": slot_refs},
+            "why": "erasure request (GDPR Art. 17); content destroyed by key destruction",
+            "action": "crypto_shred",
+            "by_role": doc["by"],
+            "when": doc["when"],
+        }  # fmt: skip
+        h = hashlib.sha256(f"{subject}@{doc['id']}".encode()).hexdigest()
+        until = datetime.fromisoformat(doc["tombstone_until"].replace("Z", "+00:00"))
+        t_key, t_version, t_sha, t_size = write_tombstone(
+            self.objects, f"erasure/{h[:2]}/{h}", body, Retention(self.lock_mode, until)
+        )
+        entry = make_entry(
+            EntryKind.TOMBSTONE, time=_when(doc), key=t_key, version_id=t_version,
+            sha256=t_sha, size=t_size, retain_until=until, subject=subject,
+            reason="erasure", records=len(doc["record_ids"]),
+        ).data  # fmt: skip
+        self.log.append([entry], once_since=int(doc["size_before"]))
+        return {"tombstone": {"key": t_key, "version_id": t_version, "sha256": t_sha}}
+
+    def _step_shred_keys(self, doc: dict[str, Any]) -> dict[str, Any]:
+        subject = doc["subject"]
+        slot_names = [f"{raw_key(b)}#{s}" for b, s in doc["slots"]]
 
         def guard(subject: str) -> None:
             # Re-checked right before destruction: a hold placed meanwhile wins.
@@ -182,38 +411,45 @@ class ErasureService:
                                code="erasure_refused", details={"holds": holds})
 
         try:
-            key_events = self.keys.shred(plan.subject, guard=guard)
+            events = self.keys.shred(subject, guard=guard)
         except KeyNotFound:
-            key_events = []
+            events = []
         except KeyProtected as exc:
             raise Conflict(exc.message, code="erasure_refused", details=exc.details) from exc
-        shredded_slots = [(b, s) for b, s in plan.slots if self._drop_slot_key(b, s)]
-        # The grants stay: they are how the subject's records (still stored, now
-        # unreadable) are found without a full scan (archiver.retention.lookup), e.g. by a
-        # later hold. A second erasure finds those slots already shredded.
-        record_ids = sorted({r.record_id for r in plan.records})
-        removed = self.index.delete_ids(record_ids)
-        self._drop_parked_folds(set(record_ids))
-        # Deletes become visible to a merge only after a refresh; then merge them away so
-        # the erased text leaves the segment files (ES: forcemerge only_expunge_deletes).
-        for step in ("refresh", "force_merge_expunge"):
-            call = getattr(self.index, step, None)
-            if callable(call):
-                call()
-        tombstone = self._log(plan, key_events, shredded_slots, record_ids, by)
-        logger.info("subject_erased", subject=plan.subject, records=len(record_ids))
-        return {
-            "subject": plan.subject,
-            "records": len(record_ids),
-            "keys_shredded": [e["key_id"] for e in key_events],
-            "capture_slots_shredded": len(shredded_slots),
-            "index_documents_deleted": removed,
-            "tombstone": tombstone,
-            "reason": verdict.reason,
-        }
+        # What is destroyed now, whether by this attempt or by one a crash interrupted.
+        kinds = {e["key_id"]: e.get("kind_of_key", "subject") for e in events}
+        for kid in doc["planned_keys"]:
+            kinds.setdefault(kid, "subject" if kid in self.keys.subject_key_ids(subject)
+                             else "capture")
+        shredded = [{"key_id": k, "kind_of_key": kinds[k]}
+                    for k in sorted(kinds) if self._is_shredded(k)]
+        return {"keys_shredded": shredded}
+
+    def _is_shredded(self, key_id: str) -> bool:
+        try:
+            self.keys.get(key_id)
+        except KeyShredded:
+            return True
+        except KeyNotFound:
+            return False
+        return False
+
+    def _step_shred_slots(self, doc: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for batch_id, slot in doc["slots"]:
+            if self._drop_slot_key(batch_id, slot):
+                versions = live_versions(self.objects, raw_key(batch_id))
+                out.append({"batch": batch_id, "slot": slot,
+                            "version_id": versions[0] if versions else None})
+        return {"slots_shredded": out}
+
+    def _slot_keyed(self, batch_id: str, slot: int) -> bool:
+        current = self.state.get(CAPTURE_KEYS_PREFIX + batch_id)
+        return current is not None and str(slot) in json.loads(current.value).get("keys", {})
 
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
-        """Remove one slot's wrapped capture key from ``capkeys/<batch>`` (CAS)."""
+        """Remove one slot's wrapped capture key from ``capkeys/<batch>`` (CAS). True when
+        the slot's key is gone by erasure (this call, or an earlier attempt's)."""
         name = CAPTURE_KEYS_PREFIX + batch_id
         for _ in range(30):
             current = self.state.get(name)
@@ -221,7 +457,7 @@ class ErasureService:
                 return False  # batch disposed, or never keyed
             doc = json.loads(current.value)
             if str(slot) not in doc.get("keys", {}):
-                return False
+                return slot in doc.get("shredded", [])
             doc["keys"] = {k: v for k, v in doc["keys"].items() if k != str(slot)}
             doc.setdefault("shredded", []).append(slot)
             try:
@@ -232,55 +468,96 @@ class ErasureService:
                 continue
         raise PreconditionFailed(f"{name}: too much contention")
 
-    def _drop_parked_folds(self, record_ids: set[str]) -> None:
-        for key in list(self.state.list(FOLDS_PREFIX)):
-            if key.rsplit("/", 1)[-1] in record_ids:
-                self.state.delete(key)
+    def _step_purge_index(self, doc: dict[str, Any]) -> dict[str, Any]:
+        removed = self.index.delete_ids(doc["record_ids"])
+        # Deletes become visible to a merge only after a refresh; then merge them away so
+        # the erased text leaves the segment files (ES: forcemerge only_expunge_deletes;
+        # SQLite: FTS optimize, WAL checkpoint, VACUUM).
+        for step in ("refresh", "force_merge_expunge"):
+            call = getattr(self.index, step, None)
+            if callable(call):
+                call()
+        return {"index_documents_deleted": removed + int(doc.get("index_documents_deleted", 0))}
 
-    def _log(
-        self,
-        plan: ErasurePlan,
-        key_events: Sequence[dict[str, Any]],
-        slots: Sequence[tuple[str, int]],
-        record_ids: Sequence[str],
-        by: str,
-    ) -> str:
-        now = self.clock()
-        slot_refs: list[dict[str, Any]] = [{"key": raw_key(b), "slot": s} for b, s in slots]
-        body = {
-            "v": 1,
-            "kind": "tombstone",
-            "what": {"subject": plan.subject, "record_ids": list(record_ids),
-                     "keys": [e["key_id"] for e in key_events], "capture_slots": slot_refs},
-            "why": "erasure request (GDPR Art. 17); content destroyed by key destruction",
-            "action": "crypto_shred",
-            "by_role": by,
-            "when": iso(now),
-        }  # fmt: skip
-        h = hashlib.sha256(f"{plan.subject}@{iso(now)}".encode()).hexdigest()
-        retention = tombstone_retention(self.lock_mode, self.log_retention_days)
-        t_key, t_version, t_sha, t_size = write_tombstone(
-            self.objects, f"erasure/{h[:2]}/{h}", body, retention
-        )
+    def _step_purge_state(self, doc: dict[str, Any]) -> dict[str, Any]:
+        counts = purge_derived_state(self.state, doc["subject"], set(doc["record_ids"]))
+        return {"state_purged": counts}
+
+    def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
+        scrub = getattr(self.state, "scrub", None)  # SQLite keeps old values in its WAL
+        if callable(scrub):
+            scrub()
+        return {}
+
+    def _step_log(self, doc: dict[str, Any]) -> dict[str, Any]:
+        when, subject = _when(doc), doc["subject"]
+        t_sha = doc["tombstone"]["sha256"]
         entries = [
-            make_entry(EntryKind.TOMBSTONE, time=now, key=t_key, version_id=t_version,
-                       sha256=t_sha, size=t_size, retain_until=retention.retain_until,
-                       subject=plan.subject, reason="erasure", records=len(record_ids)).data
+            make_entry(EntryKind.KEY_SHREDDED, time=when, subject=subject, key_id=k["key_id"],
+                       kind_of_key=k["kind_of_key"], tombstone_sha256=t_sha).data
+            for k in doc["keys_shredded"]
         ]  # fmt: skip
-        for e in key_events:
+        for s in doc["slots_shredded"]:
             entries.append(make_entry(
-                EntryKind.KEY_SHREDDED, time=now, subject=plan.subject, key_id=e["key_id"],
-                kind_of_key=e.get("kind_of_key", "subject"), tombstone_sha256=t_sha,
+                EntryKind.KEY_SHREDDED, time=when, key=raw_key(s["batch"]),
+                version_id=s["version_id"], subject=subject, slot=s["slot"],
+                kind_of_key="capture_slot", tombstone_sha256=t_sha,
             ).data)  # fmt: skip
-        for ref in slot_refs:
-            versions = live_versions(self.objects, str(ref["key"]))
-            entries.append(make_entry(
-                EntryKind.KEY_SHREDDED, time=now, key=str(ref["key"]),
-                version_id=versions[0] if versions else None, subject=plan.subject,
-                slot=ref["slot"], kind_of_key="capture_slot", tombstone_sha256=t_sha,
-            ).data)  # fmt: skip
-        self.log.append(entries)
-        return t_key
+        if entries:
+            self.log.append(entries, once_since=int(doc["size_before"]))
+        return {}
+
+
+def purge_derived_state(state: StateStore, subject: str, record_ids: set[str]) -> dict[str, int]:
+    """Delete every working-state copy derived from the subject's sealed content
+    (:data:`DERIVED_STATE`, key material aside): its contact-sync name in every index
+    generation, parked folds keyed by its records or made by them, its records' media jobs.
+    Idempotent. Returns how many values each prefix lost."""
+    counts = {NAMES_PREFIX: 0, FOLDS_PREFIX: 0, MEDIA_JOBS_PREFIX: 0}
+    for key in list(state.list(NAMES_PREFIX)):
+        if key.rsplit("/", 1)[-1] == subject:
+            state.delete(key)
+            counts[NAMES_PREFIX] += 1
+    for key in list(state.list(FOLDS_PREFIX)):
+        if key.rsplit("/", 1)[-1] in record_ids:
+            state.delete(key)
+            counts[FOLDS_PREFIX] += 1
+        elif _drop_fold_items(state, key, record_ids):
+            counts[FOLDS_PREFIX] += 1
+    for record_id in sorted(record_ids):
+        for key in list(state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/")):
+            state.delete(key)
+            counts[MEDIA_JOBS_PREFIX] += 1
+    return counts
+
+
+def _drop_fold_items(state: StateStore, key: str, record_ids: set[str]) -> bool:
+    """Remove from one parked fold list the items erased records made (CAS)."""
+    for _ in range(20):
+        current = state.get(key)
+        if current is None:
+            return False
+        items = json.loads(current.value)
+        kept = [i for i in items if (i.get("data") or {}).get("record_id") not in record_ids]
+        if len(kept) == len(items):
+            return False
+        try:
+            if kept:
+                state.put(key, json.dumps(kept).encode(), if_match=current.token)
+            else:
+                state.delete(key, if_match=current.token)
+            return True
+        except PreconditionFailed:
+            continue
+    raise PreconditionFailed(f"{key}: too much contention")
+
+
+def _when(doc: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(doc["when"]).replace("Z", "+00:00"))
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True).encode()
 
 
 def _slot_names(slots: Sequence[tuple[str, int]]) -> list[str]:

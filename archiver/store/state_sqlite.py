@@ -7,12 +7,21 @@ the write lock before reading, so a compare-and-swap is atomic across processes.
 
 Tokens come from one counter shared by all keys and never reused, so a key deleted and
 created again never gets back a token someone may still hold (no ABA).
+
+Erased key material must leave the file (docs/keys.md, "What destroyed means"): every
+connection runs ``PRAGMA secure_delete=ON`` (freed cells and pages are zeroed, so an
+overwritten wrapped key leaves no residue in the database file), and :meth:`scrub`
+checkpoints the WAL and truncates it to zero bytes (old frames hold old values until then).
+The file is created 0600 before SQLite opens it (its ``-wal`` and ``-shm`` files take the
+database file's mode), so it is never readable by others, not even for a moment.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +48,8 @@ class SqliteStateStore:
         self._busy_ms = busy_timeout_ms
         self._local = threading.local()
         with self._errors("open state store"):
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self._path.parent)
+            private_file(self._path)
             # Persistent in the file; must run outside a transaction.
             self._conn().execute("PRAGMA journal_mode=WAL")
             with self._write() as cur:
@@ -54,6 +64,7 @@ class SqliteStateStore:
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_ms / 1000)
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_ms)}")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")  # per connection, not stored in the file
             self._local.conn = conn
         return conn
 
@@ -86,6 +97,22 @@ class SqliteStateStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    def scrub(self, *, attempts: int = 50) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, so values replaced
+        or deleted before this call (a shredded wrapped key) are in no frame of the WAL.
+
+        A checkpoint cannot pass a reader's snapshot: it is retried while other connections
+        finish; raises StoreUnavailable when it still cannot complete (the caller retries)."""
+        with self._errors("scrub"):
+            for _ in range(attempts):
+                busy, _log, _done = self._conn().execute(
+                    "PRAGMA wal_checkpoint(TRUNCATE)"
+                ).fetchone()
+                if busy == 0:
+                    return
+                time.sleep(0.02)
+        raise StoreUnavailable(f"{self._path}: WAL checkpoint still blocked by a reader")
 
     def ping(self) -> None:
         with self._errors("ping"):
@@ -150,3 +177,22 @@ class SqliteStateStore:
             )
         for (key,) in rows:
             yield str(key)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) readable by the owner only (0700). An existing
+    folder that others can read (an older install) is tightened to the owner's bits."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist (never chmod'ed after the
+    fact: there is no moment when it is readable by others)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

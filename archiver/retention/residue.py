@@ -1,0 +1,157 @@
+"""What ``archiver verify`` checks after erasures: nothing an erasure destroyed is left.
+
+The log is the source (a restore of working state from a backup taken before an erasure
+must show up here): each erasure's ``tombstone`` leaf names its tombstone object (the
+subject pseudonym and record ids), and its ``key_shredded`` leaves name the destroyed data
+keys and raw slots. An erasure counts once a ``key_shredded`` leaf points at its tombstone
+(an erasure refused midway destroyed nothing and logged none). Findings:
+
+* ``keys:erased_material``: a shredded data key still wrapped in ``keys/dk/<id>``, or a
+  shredded raw slot still keyed in ``capkeys/<batch>`` (a restored backup: replay the
+  ``key_shredded`` leaves, docs/keys.md);
+* ``state:erased_copy``: a derived copy the erasure must have removed
+  (:data:`archiver.retention.erasure.DERIVED_STATE`): the subject's contact-sync name while
+  it has no new key, a parked fold of or by an erased record, an erased record's media job;
+* ``index:erased_document``: an index document of an erased record that holds personal
+  fields (a header-only document, as a rebuild writes for a shredded record, is fine).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of
+from archiver.ledger.entry import Entry, EntryKind, parse_entry
+from archiver.ledger.verify_objects import Finding, FindingKind
+from archiver.retention.erasure import FOLDS_PREFIX, MEDIA_JOBS_PREFIX, NAMES_PREFIX
+from archiver.store.errors import ObjectNotFound
+from archiver.store.port import ObjectStore, StateStore
+from search.port import SearchIndex
+
+# Index fields that only a readable record fills (archiver.indexing.documents).
+PERSONAL_FIELDS = frozenset({
+    "text", "contact", "contact_user_id", "contact_username", "contact_profile_name",
+    "contact_name", "from", "to", "edits", "reactions", "media_sha256",
+})  # fmt: skip
+_CHUNK = 1000
+
+
+class _Log(Protocol):
+    def size(self) -> int: ...
+
+    def entries(self, start: int, end: int) -> list[bytes]: ...
+
+
+@dataclass
+class _Erasure:
+    subject: str
+    record_ids: set[str]
+    completed: bool = False
+
+
+@dataclass
+class _Seen:
+    erasures: dict[str, _Erasure] = field(default_factory=dict)  # by tombstone sha256
+    keys: set[str] = field(default_factory=set)
+    slots: set[tuple[str, int]] = field(default_factory=set)  # (batch id, slot)
+    tombstones: list[Entry] = field(default_factory=list)
+    shredded_by: set[str] = field(default_factory=set)  # tombstone sha256 of key leaves
+
+
+def _entries(log: _Log) -> Iterator[Entry]:
+    size = log.size()
+    for start in range(0, size, _CHUNK):
+        for data in log.entries(start, min(size, start + _CHUNK)):
+            yield parse_entry(data)
+
+
+def _scan(log: _Log, objects: ObjectStore) -> _Seen:
+    seen = _Seen()
+    for e in _entries(log):
+        if e.kind is EntryKind.TOMBSTONE and e.fields.get("reason") == "erasure":
+            seen.tombstones.append(e)
+        elif e.kind is EntryKind.KEY_SHREDDED:
+            sha = e.fields.get("tombstone_sha256")
+            if isinstance(sha, str):
+                seen.shredded_by.add(sha)
+            kid, slot = e.fields.get("key_id"), e.fields.get("slot")
+            if isinstance(kid, str):
+                seen.keys.add(kid)
+            elif isinstance(slot, int) and e.key is not None:
+                seen.slots.add((batch_id_of(e.key), slot))
+    for t in seen.tombstones:
+        if t.key is None or t.version_id is None:
+            continue
+        try:
+            body: dict[str, Any] = json.loads(objects.get(t.key, t.version_id))
+        except ObjectNotFound:
+            continue  # verify_archive reports a missing logged object
+        what = body.get("what") or {}
+        sha = str(t.fields.get("sha256"))
+        seen.erasures[sha] = _Erasure(str(what.get("subject")),
+                                      {str(r) for r in what.get("record_ids") or []},
+                                      completed=sha in seen.shredded_by)
+    return seen
+
+
+def erasure_residue(
+    log: _Log, objects: ObjectStore, state: StateStore, index: SearchIndex
+) -> list[Finding]:
+    """Every copy of erased data still present (see the module docstring)."""
+    seen = _scan(log, objects)
+    out: list[Finding] = []
+    for kid in sorted(seen.keys):
+        value = state.get(f"keys/dk/{kid}")
+        if value is not None and "wrapped" in json.loads(value.value):
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, f"keys/dk/{kid}", None,
+                               "shredded", "wrapped key present",
+                               f"data key {kid} has a key_shredded leaf but is still stored"))
+    for batch, slot in sorted(seen.slots):
+        value = state.get(CAPTURE_KEYS_PREFIX + batch)
+        if value is not None and str(slot) in (json.loads(value.value).get("keys") or {}):
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, CAPTURE_KEYS_PREFIX + batch,
+                               None, "shredded", f"slot {slot} keyed",
+                               f"raw slot {slot} has a key_shredded leaf but its key is stored"))
+    done = [e for e in seen.erasures.values() if e.completed]
+    erased_ids = set().union(*(e.record_ids for e in done)) if done else set()
+    out += _derived(state, done, erased_ids)
+    for record_id in sorted(erased_ids):
+        doc = index.get(record_id)
+        if doc is not None and PERSONAL_FIELDS & set(doc):
+            out.append(Finding(FindingKind.ERASED_INDEXED, record_id, None, "header only",
+                               ", ".join(sorted(PERSONAL_FIELDS & set(doc))),
+                               f"the index still holds personal fields of erased record "
+                               f"{record_id}"))
+    return out
+
+
+def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> list[Finding]:
+    out: list[Finding] = []
+    erased_subjects = {e.subject for e in done}
+    for key in state.list(NAMES_PREFIX):
+        subject = key.rsplit("/", 1)[-1]
+        if subject in erased_subjects and not _has_new_key(state, subject):
+            out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "name",
+                               f"erased subject {subject} still has a contact name"))
+    for key in state.list(FOLDS_PREFIX):
+        value = state.get(key)
+        items = json.loads(value.value) if value is not None else []
+        if key.rsplit("/", 1)[-1] in erased_ids or any(
+            (i.get("data") or {}).get("record_id") in erased_ids for i in items
+        ):
+            out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "parked fold",
+                               "a parked fold of or by an erased record"))
+    for record_id in sorted(erased_ids):
+        for key in state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/"):
+            out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "media job",
+                               f"a media job of erased record {record_id}"))
+    return out
+
+
+def _has_new_key(state: StateStore, subject: str) -> bool:
+    """The subject came back after its erasure (a fresh key): a new name is new data."""
+    value = state.get(f"keys/subject/{subject}")
+    return value is not None and bool(json.loads(value.value).get("current"))
