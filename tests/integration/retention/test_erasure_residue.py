@@ -334,3 +334,51 @@ def test_erasure_spares_a_raw_slot_another_subjects_obligation_needs(
         capkeys_after = {k: _value(rt, k) for k in rt.state.list(CAPTURE_KEYS_PREFIX)}
         assert capkeys_after == capkeys_before
         assert list(rt.state.list("erasures/")) == []
+
+
+# -- verify: what an erasure must have left nowhere -----------------------------------------
+
+
+ERASURE_KINDS = {"keys:erased_material", "state:erased_copy", "index:erased_document"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_verify_finds_key_material_copies_and_documents_of_erased_subjects(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    marks = _markers()
+    with archive(request, tmp_path, backend) as (client, rt):
+        _rich_history(client, rt, marks)
+        subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
+        record_ids = {r.record_id for r in retention_services(rt).erasure.plan(
+            PHONE_NUMBER_ID, ERASE).records}
+        # What a working-state backup and a stale index taken before the erasure hold.
+        saved = {k: _raw_value(rt, k) for k in rt.state.list("")
+                 if k.startswith(("keys/dk/", "capkeys/", "index/names/", "index/folds/",
+                                  "mediajobs/"))}
+        docs = [d for d in (rt.index.get(i) for i in sorted(record_ids)) if d is not None]
+        assert docs and any("text" in d for d in docs)
+
+        _erase(client, rt)
+        rt.audit.flush()
+        clean = rt.proofs.verify(None, None).findings
+        assert ERASURE_KINDS.isdisjoint({f.kind.value for f in clean}), clean
+
+        for key, value in saved.items():  # the backup restored, the old index back
+            rt.state.put(key, value)
+        rt.index.upsert(docs)
+        rt.index.refresh()  # type: ignore[attr-defined]  # both adapters have it
+        found = rt.proofs.verify(None, None).findings
+        kinds = {f.kind.value for f in found}
+        assert ERASURE_KINDS <= kinds, kinds
+        keys = {f.key for f in found if f.kind.value in ERASURE_KINDS}
+        assert any(k and k.startswith("keys/dk/") for k in keys)
+        assert any(k and k.startswith("capkeys/") for k in keys)
+        assert any(k and k.endswith("/" + subject) for k in keys)  # the name
+        assert record_ids & keys
+
+
+def _raw_value(rt: Runtime, key: str) -> bytes:
+    value = rt.state.get(key)
+    assert value is not None, key
+    return value.value
