@@ -94,7 +94,7 @@ DERIVED_STATE: dict[str, str] = {
 }
 # Prefixes that stay, and why they hold nothing of the sealed content.
 KEPT_STATE: dict[str, str] = {
-    "capgrants/": "slot numbers per subject pseudonym; how the records are found later",
+    "capgrants/": "slot numbers per subject pseudonym: how its records are found later",
     "convsubjects/": "conversation and subject pseudonyms (hold lookups)",
     "subjects/alias/": "HMAC of an alias -> subject pseudonym (a returning contact)",
     "index/consent/": "consent state, from the records' clear headers",
@@ -102,15 +102,14 @@ KEPT_STATE: dict[str, str] = {
     "index/active": "the live generation's name",
     "views/consent/": "consent changes, from the records' clear headers",
     "views/coexistence/": "per business number: last activity, history progress",
-    "proc/": "per raw batch: status and leaf numbers",
+    "coexistence/": "per business number: sync requests",
+    "proc/": "per raw batch: status and leaf numbers (entries inline while logging)",
     "erasures/": "the erasure procedures: pseudonyms, record and key ids",
-    "log/": "the log's sequencing state and tiles (entries carry pseudonyms only)",
+    "log/": "the log's state, staging and checkpoint pointer (pseudonyms only)",
     "tokens/": "API token hashes",
-    "holds": "hold registry (a hold on the subject refuses the erasure)",
+    "holds/": "the hold registry (a hold on the subject refuses the erasure)",
     "disposition/": "review queue and cursor: record ids",
-    "checkpoints/": "the signer's latest checkpoint",
     "media/logged/": "blob keys whose leaf is logged",
-    "jobs/": "job leases",
     "leases/": "job leases",
 }
 

@@ -11,7 +11,8 @@ keys and raw slots. An erasure counts once a ``key_shredded`` leaf points at its
   ``key_shredded`` leaves, docs/keys.md);
 * ``state:erased_copy``: a derived copy the erasure must have removed
   (:data:`archiver.retention.erasure.DERIVED_STATE`): the subject's contact-sync name while
-  it has no new key, a parked fold of or by an erased record, an erased record's media job;
+  it has no new key, a parked fold item an erased record made, an erased record's media
+  job;
 * ``index:erased_document``: an index document of an erased record that holds personal
   fields (a header-only document, as a rebuild writes for a shredded record, is fine).
 """
@@ -139,11 +140,11 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
     for key in state.list(FOLDS_PREFIX):
         value = state.get(key)
         items = json.loads(value.value) if value is not None else []
-        if key.rsplit("/", 1)[-1] in erased_ids or any(
-            (i.get("data") or {}).get("record_id") in erased_ids for i in items
-        ):
+        # Only items an erased record made: a fold parked later for an erased target (a
+        # status of an erased message, from a record under a new key) is new data.
+        if any((i.get("data") or {}).get("record_id") in erased_ids for i in items):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "parked fold",
-                               "a parked fold of or by an erased record"))
+                               "a parked fold holds what an erased record made"))
     for record_id in sorted(erased_ids):
         for key in state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/"):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "media job",
