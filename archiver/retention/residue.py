@@ -28,7 +28,7 @@ from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
 from archiver.ledger.verify_objects import Finding, FindingKind
 from archiver.retention.erasure import FOLDS_PREFIX, MEDIA_JOBS_PREFIX, NAMES_PREFIX
-from archiver.store.errors import ObjectNotFound
+from archiver.store.errors import StoreError
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex
 
@@ -87,9 +87,11 @@ def _scan(log: _Log, objects: ObjectStore) -> _Seen:
         if t.key is None or t.version_id is None:
             continue
         try:
-            body: dict[str, Any] = json.loads(objects.get(t.key, t.version_id))
-        except ObjectNotFound:
-            continue  # verify_archive reports a missing logged object
+            body = _obj(objects.get(t.key, t.version_id))
+        except StoreError:
+            continue  # verify_archive reports a missing or unreadable logged object
+        if not body:
+            continue  # altered: verify_archive reports the hash mismatch
         what = body.get("what") or {}
         sha = str(t.fields.get("sha256"))
         seen.erasures[sha] = _Erasure(str(what.get("subject")),
@@ -106,13 +108,13 @@ def erasure_residue(
     out: list[Finding] = []
     for kid in sorted(seen.keys):
         value = state.get(f"keys/dk/{kid}")
-        if value is not None and "wrapped" in json.loads(value.value):
+        if value is not None and "wrapped" in _obj(value.value):
             out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, f"keys/dk/{kid}", None,
                                "shredded", "wrapped key present",
                                f"data key {kid} has a key_shredded leaf but is still stored"))
     for batch, slot in sorted(seen.slots):
         value = state.get(CAPTURE_KEYS_PREFIX + batch)
-        if value is not None and str(slot) in (json.loads(value.value).get("keys") or {}):
+        if value is not None and str(slot) in (_obj(value.value).get("keys") or {}):
             out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, CAPTURE_KEYS_PREFIX + batch,
                                None, "shredded", f"slot {slot} keyed",
                                f"raw slot {slot} has a key_shredded leaf but its key is stored"))
@@ -139,10 +141,13 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
                                f"erased subject {subject} still has a contact name"))
     for key in state.list(FOLDS_PREFIX):
         value = state.get(key)
-        items = json.loads(value.value) if value is not None else []
+        items = _json(value.value) if value is not None else None
+        if not isinstance(items, list):
+            continue
         # Only items an erased record made: a fold parked later for an erased target (a
         # status of an erased message, from a record under a new key) is new data.
-        if any((i.get("data") or {}).get("record_id") in erased_ids for i in items):
+        if any(isinstance(i, dict) and (i.get("data") or {}).get("record_id") in erased_ids
+               for i in items):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "parked fold",
                                "a parked fold holds what an erased record made"))
     for record_id in sorted(erased_ids):
@@ -155,4 +160,18 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
 def _has_new_key(state: StateStore, subject: str) -> bool:
     """The subject came back after its erasure (a fresh key): a new name is new data."""
     value = state.get(f"keys/subject/{subject}")
-    return value is not None and bool(json.loads(value.value).get("current"))
+    return value is not None and bool(_obj(value.value).get("current"))
+
+
+def _obj(raw: bytes) -> dict[str, Any]:
+    value = _json(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def _json(raw: bytes) -> Any:
+    """Parsed JSON, or None for bytes that are not (an altered object: verify_archive's
+    finding, not this module's)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
