@@ -7,6 +7,9 @@
     archiver holds backfill-conversations trace old records so conversation holds skip the scan
     archiver dispose [--dry-run]          delete expired, unheld versions (under the lease)
     archiver retention apply [--dry-run]  lengthen locks where the current policies say longer
+    archiver erasure resume               finish erasures a crash interrupted
+    archiver erasure replay               after restoring working state from a backup: destroy
+                                          again every key the log's key_shredded leaves name
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ app = typer.Typer(add_completion=False)
 policy_app = typer.Typer(no_args_is_help=True, help="Retention policies.")
 holds_app = typer.Typer(no_args_is_help=True, help="Legal holds.")
 retention_app = typer.Typer(no_args_is_help=True, help="Retention locks.")
+erasure_app = typer.Typer(no_args_is_help=True, help="GDPR erasure (crypto-shredding).")
 app.add_typer(policy_app, name="policy")
 app.add_typer(holds_app, name="holds")
 app.add_typer(retention_app, name="retention")
+app.add_typer(erasure_app, name="erasure")
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
 
@@ -118,3 +123,28 @@ def retention_apply(dry_run: DryRun = False) -> None:
     from archiver.retention.services import retention_services
 
     _echo_json(retention_services(_runtime()).applier.run(dry_run=dry_run).to_json())
+
+
+@erasure_app.command("resume")
+def erasure_resume() -> None:
+    """Finish every erasure procedure a crash left unfinished."""
+    from archiver.retention.services import retention_services
+
+    rt = _runtime()
+    try:
+        _echo_json(retention_services(rt).erasure.resume_pending())
+    finally:
+        rt.close()
+
+
+@erasure_app.command("replay")
+def erasure_replay() -> None:
+    """After restoring working state from a backup: destroy again every data key and raw
+    slot the log's key_shredded leaves name (docs/keys.md, "Key custody")."""
+    from archiver.retention.residue import replay_shredded
+
+    rt = _runtime()
+    try:
+        _echo_json(replay_shredded(rt.log, rt.objects, rt.state, rt.keys, rt.index))
+    finally:
+        rt.close()

@@ -257,6 +257,7 @@ class SqliteIndex:
             db.execute("INSERT INTO fts(fts) VALUES('optimize')")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM wrote through the WAL
 
     # ---- writes ------------------------------------------------------------------------
 

@@ -447,25 +447,7 @@ class ErasureService:
         return current is not None and str(slot) in json.loads(current.value).get("keys", {})
 
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
-        """Remove one slot's wrapped capture key from ``capkeys/<batch>`` (CAS). True when
-        the slot's key is gone by erasure (this call, or an earlier attempt's)."""
-        name = CAPTURE_KEYS_PREFIX + batch_id
-        for _ in range(30):
-            current = self.state.get(name)
-            if current is None:
-                return False  # batch disposed, or never keyed
-            doc = json.loads(current.value)
-            if str(slot) not in doc.get("keys", {}):
-                return slot in doc.get("shredded", [])
-            doc["keys"] = {k: v for k, v in doc["keys"].items() if k != str(slot)}
-            doc.setdefault("shredded", []).append(slot)
-            try:
-                self.state.put(name, json.dumps(doc, sort_keys=True).encode(),
-                               if_match=current.token)
-                return True
-            except PreconditionFailed:
-                continue
-        raise PreconditionFailed(f"{name}: too much contention")
+        return drop_slot_key(self.state, batch_id, slot)
 
     def _step_purge_index(self, doc: dict[str, Any]) -> dict[str, Any]:
         removed = self.index.delete_ids(doc["record_ids"])
@@ -505,6 +487,27 @@ class ErasureService:
         if entries:
             self.log.append(entries, once_since=int(doc["size_before"]))
         return {}
+
+
+def drop_slot_key(state: StateStore, batch_id: str, slot: int) -> bool:
+    """Remove one slot's wrapped capture key from ``capkeys/<batch>`` (CAS). True when the
+    slot's key is gone by erasure (this call, or an earlier attempt's)."""
+    name = CAPTURE_KEYS_PREFIX + batch_id
+    for _ in range(30):
+        current = state.get(name)
+        if current is None:
+            return False  # batch disposed, or never keyed
+        doc = json.loads(current.value)
+        if str(slot) not in doc.get("keys", {}):
+            return slot in doc.get("shredded", [])
+        doc["keys"] = {k: v for k, v in doc["keys"].items() if k != str(slot)}
+        doc.setdefault("shredded", []).append(slot)
+        try:
+            state.put(name, json.dumps(doc, sort_keys=True).encode(), if_match=current.token)
+            return True
+        except PreconditionFailed:
+            continue
+    raise PreconditionFailed(f"{name}: too much contention")
 
 
 def purge_derived_state(state: StateStore, subject: str, record_ids: set[str]) -> dict[str, int]:

@@ -15,6 +15,9 @@ keys and raw slots. An erasure counts once a ``key_shredded`` leaf points at its
   job;
 * ``index:erased_document``: an index document of an erased record that holds personal
   fields (a header-only document, as a rebuild writes for a shredded record, is fine).
+
+:func:`replay_shredded` (``archiver erasure replay``) is the cure for restored key
+material: it destroys again every data key and raw slot a ``key_shredded`` leaf names.
 """
 
 from __future__ import annotations
@@ -25,9 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of
+from archiver.keys.store import KeyStore
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
 from archiver.ledger.verify_objects import Finding, FindingKind
-from archiver.retention.erasure import FOLDS_PREFIX, MEDIA_JOBS_PREFIX, NAMES_PREFIX
+from archiver.retention.erasure import (
+    FOLDS_PREFIX,
+    MEDIA_JOBS_PREFIX,
+    NAMES_PREFIX,
+    drop_slot_key,
+    purge_derived_state,
+)
 from archiver.store.errors import StoreError
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex
@@ -175,3 +185,52 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def replay_shredded(
+    log: _Log, objects: ObjectStore, state: StateStore, keys: KeyStore, index: SearchIndex
+) -> dict[str, Any]:
+    """After working state (or the index) was restored from a backup: destroy again every
+    data key and raw slot a ``key_shredded`` leaf names, purge the completed erasures'
+    derived copies and personal index documents again, and scrub the state store.
+    Erasures whose intent is logged without any ``key_shredded`` leaf are listed, not
+    replayed (a crash, or a hold that refused them midway: the procedure in working state,
+    if it survived, says which; ``archiver erasure resume``)."""
+    seen = _scan(log, objects)
+    destroyed = [k for k in sorted(seen.keys) if keys.destroy(k)]
+    slots = [f"{b}#{s}" for b, s in sorted(seen.slots) if _still_keyed(state, b, s)
+             and drop_slot_key(state, b, s)]  # fmt: skip
+    purged = 0
+    stale: list[str] = []
+    for erasure in seen.erasures.values():
+        if not erasure.completed:
+            continue
+        if not _has_new_key(state, erasure.subject):
+            purged += sum(purge_derived_state(state, erasure.subject,
+                                              erasure.record_ids).values())
+        for record_id in sorted(erasure.record_ids):
+            doc = index.get(record_id)
+            if doc is not None and PERSONAL_FIELDS & set(doc):
+                stale.append(record_id)
+    if stale:
+        index.delete_ids(stale)
+        for step in ("refresh", "force_merge_expunge"):
+            call = getattr(index, step, None)
+            if callable(call):
+                call()
+    scrub = getattr(state, "scrub", None)
+    if callable(scrub):
+        scrub()
+    return {
+        "keys_destroyed": destroyed,
+        "capture_slots_destroyed": slots,
+        "derived_values_purged": purged,
+        "index_documents_deleted": len(stale),
+        "intents_without_shredding": sorted(
+            e.subject for e in seen.erasures.values() if not e.completed),
+    }
+
+
+def _still_keyed(state: StateStore, batch: str, slot: int) -> bool:
+    value = state.get(CAPTURE_KEYS_PREFIX + batch)
+    return value is not None and str(slot) in (_obj(value.value).get("keys") or {})

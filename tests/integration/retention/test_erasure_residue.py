@@ -27,7 +27,7 @@ from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.retention.common import resolve_subject
 from archiver.retention.erasure import DERIVED_STATE, KEPT_STATE, STEPS, slot_grants
-from archiver.retention.residue import erasure_residue
+from archiver.retention.residue import erasure_residue, replay_shredded
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from policies.model import Decision, Erasure, RecordFacts
@@ -376,6 +376,15 @@ def test_verify_finds_key_material_copies_and_documents_of_erased_subjects(
         assert any(k and k.startswith("capkeys/") for k in keys)
         assert any(k and k.endswith("/" + subject) for k in keys)  # the name
         assert record_ids & keys
+
+        # The cure: replay the log's key_shredded leaves (docs/keys.md), then verify is clean.
+        replayed = replay_shredded(rt.log, rt.objects, rt.state, rt.keys, rt.index)
+        assert replayed["keys_destroyed"] and replayed["capture_slots_destroyed"]
+        assert replayed["index_documents_deleted"] >= 1
+        after = rt.proofs.verify(None, None).findings
+        assert ERASURE_KINDS.isdisjoint({f.kind.value for f in after}), after
+        for needle in marks.values():
+            assert _recoverable(rt, needle) == []
 
 
 def _raw_value(rt: Runtime, key: str) -> bytes:
