@@ -104,6 +104,8 @@ KEPT_STATE: dict[str, str] = {
     "views/coexistence/": "per business number: last activity, history progress",
     "coexistence/": "per business number: sync requests",
     "proc/": "per raw batch: status and leaf numbers (entries inline while logging)",
+    "pending/": "raw batches not processed yet: object key and time",
+    "pending-index/": "a marker: the pending-batch index is complete",
     "erasures/": "the erasure procedures: pseudonyms, record and key ids",
     "log/": "the log's state, staging and checkpoint pointer (pseudonyms only)",
     "tokens/": "API token hashes",
