@@ -23,6 +23,7 @@ FACETS: dict[str, str] = {
     "number": "phone_number_id",  # the number identity (search.query.FIELDS)
     "display_number": "business_number",
     "status": "status",
+    "kind": "kind",
     "day": "ts",
 }
 FACET_SIZE = 100

@@ -13,7 +13,7 @@ from typing import Any
 
 from search.errors import InvalidDocument
 from search.mapping import MESSAGE_MAPPING
-from search.query import normalize_phone, parse_date_bound
+from search.query import normalize_phone, normalize_username, parse_date_bound
 
 FIELDS: frozenset[str] = frozenset(MESSAGE_MAPPING["properties"])
 REQUIRED = ("id", "ts")
@@ -23,7 +23,7 @@ DIRECTIONS = ("inbound", "outbound")
 # the general date parser (same result, a fifth of the cost per document).
 _UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
 _DATES = ("ts", "captured_at", "retain_until", "revoked_at", "edited_at")
-_LOWER = ("type", "origin", "direction", "status")
+_LOWER = ("type", "origin", "direction", "status", "kind", "event", "pricing_category")
 _PHONES = ("business_number", "from", "to", "contact")
 # Fields both adapters can filter and facet on (the SQLite adapter keeps them as columns).
 # ``phone_number_id`` is the business number's identity (scopes, holds, ``number:``);
@@ -31,7 +31,12 @@ _PHONES = ("business_number", "from", "to", "contact")
 FILTER_COLUMNS = (
     "phone_number_id", "business_number", "from", "to", "type", "origin", "direction",
     "status", "conversation", "contact", "contact_user_id", "contact_username", "policy", "kind",
+    "event", "pricing_category",
 )  # fmt: skip
+# Lists of strings: filterable (the SQLite adapter keeps each as a JSON array column).
+LIST_FIELDS = ("holds", "error_codes")
+# Lists of strings kept for display only.
+_DISPLAY_LISTS = ("sources",)
 
 
 def _to_utc_iso(value: Any, field: str) -> str:
@@ -58,6 +63,8 @@ def validate(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Return a normalised copy of ``doc``: times as UTC ISO 8601 (``...Z``), phone numbers
     as digits, closed vocabularies lower-cased, ``holds`` as a list.
 
+    Usernames lose their leading ``@``; ``holds``, ``error_codes`` and ``sources`` are lists.
+
     Raises ``InvalidDocument`` on a missing id/ts, an unknown field or a bad value.
     """
     unknown = sorted(set(doc) - FIELDS)
@@ -77,13 +84,18 @@ def validate(doc: Mapping[str, Any]) -> dict[str, Any]:
     for name in _PHONES:
         if isinstance(out.get(name), str):
             out[name] = normalize_phone(out[name])
-    holds = out.get("holds")
-    if holds is not None:
-        if isinstance(holds, str):
-            holds = [holds]
-        if not isinstance(holds, list) or not all(isinstance(h, str) for h in holds):
-            raise InvalidDocument("field 'holds' must be a list of strings")
-        out["holds"] = holds
+    if isinstance(out.get("contact_username"), str):
+        # People type a username with or without its "@"; it is kept without.
+        out["contact_username"] = normalize_username(out["contact_username"])
+    for name in (*LIST_FIELDS, *_DISPLAY_LISTS):
+        values = out.get(name)
+        if values is None:
+            continue
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InvalidDocument(f"field '{name}' must be a list of strings")
+        out[name] = values
     for name in FILTER_COLUMNS:
         if out.get(name) is not None and not isinstance(out[name], str):
             raise InvalidDocument(f"field '{name}' must be a string")

@@ -127,6 +127,7 @@ class ElasticIndex:
         two, and the later-named one is dropped so exactly one remains.
         """
         if self.current_indices():
+            self._add_new_fields()
             return
         with _errors():
             if self.client.indices.exists(index=self.alias):
@@ -138,6 +139,15 @@ class ElasticIndex:
         if len(behind) > 1 and name != behind[0]:
             with _errors():
                 self.client.indices.delete(index=name)
+
+    def _add_new_fields(self) -> None:
+        """An index made by an older version gains the fields added since (ES adds a new
+        field in place; a changed one is refused, and needs ``archiver reindex``). Old
+        documents stay as they were until the reindex rebuilds them."""
+        with _errors():
+            self.client.indices.put_mapping(
+                index=self.alias, dynamic="strict", properties=MESSAGE_MAPPING["properties"]
+            )
 
     def swap_alias(self, new_name: str) -> list[str]:
         """Atomically point the alias at ``new_name`` and delete the indices it left.

@@ -6,6 +6,7 @@ range), ``search_after`` with a point in time, terms and date_histogram aggregat
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from search._common import FACET_SIZE, FACETS, MARK_CLOSE, MARK_OPEN, filter_ter
 from search.port import SearchRequest
 from search.query import (
     FIELDS,
+    NAME_FIELDS,
     And,
     DateRange,
     Field,
@@ -51,6 +53,18 @@ def _terms(fields: tuple[str, ...], values: list[str]) -> dict[str, Any]:
     return {"bool": {"should": clauses, "minimum_should_match": 1}}
 
 
+def _field(node: Field) -> dict[str, Any]:
+    """Exact values, and for ``contact`` also the names as a phrase (the standard analyser
+    lower-cases, so the name matches case-insensitively, like FTS5)."""
+    clause = _terms(FIELDS[node.name], [node.value])
+    names = NAME_FIELDS.get(node.name, ())
+    if not names or not re.search(r"\w", node.value):
+        return clause
+    exact = [{"terms": {f: [node.value]}} for f in FIELDS[node.name]]
+    should = [*exact, *({"match_phrase": {f: {"query": node.value}}} for f in names)]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
 def _is_filter(node: Node) -> bool:
     return isinstance(node, Field | DateRange)
 
@@ -70,7 +84,7 @@ def to_dsl(node: Node) -> dict[str, Any]:
             body["slop"] = node.slop
         return {"match_phrase": {TEXT: body}}
     if isinstance(node, Field):
-        return _terms(FIELDS[node.name], [node.value])
+        return _field(node)
     if isinstance(node, DateRange):
         return date_range(node)
     if isinstance(node, Not):

@@ -59,6 +59,14 @@ MESSAGE_MAPPING: dict[str, Any] = {
         "revoked_at": _DATE,
         "edited_at": _DATE,
         "target_ref": _KW,
+        # Every other event kind (archiver.indexing.documents.event_document): the
+        # event's own name (template decision, account event, call event, preference),
+        # Meta's error codes, and a status's pricing category, each filterable.
+        "event": _KW,
+        "error_codes": _KW,
+        "pricing_category": _KW,
+        # The records one document stands for (a history placeholder and its media).
+        "sources": _KW,
     },
 }
 

@@ -55,11 +55,22 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "contact": ("contact", "contact_user_id", "contact_username"),
     "policy": ("policy",),
     "hold": ("holds",),
+    # Every event kind is a document (archiver.indexing.documents): its record kind, the
+    # event's own name, Meta's error codes and a status's pricing category.
+    "kind": ("kind",),
+    "event": ("event",),
+    "error": ("error_codes",),
+    "pricing": ("pricing_category",),
+}
+# Query fields that also match a person's names, as a case-insensitive phrase (OR with
+# the exact fields above): ``contact:"Pablo Morales"``.
+NAME_FIELDS: dict[str, tuple[str, ...]] = {
+    "contact": ("contact_name", "contact_profile_name"),
 }
 DATE_FIELD = "date"
 ALLOWED_FIELDS = (*sorted(FIELDS), DATE_FIELD)
 # Closed vocabularies are matched case-insensitively (stored lower case).
-LOWERCASE_FIELDS = frozenset({"type", "origin", "direction", "status"})
+LOWERCASE_FIELDS = frozenset({"type", "origin", "direction", "status", "kind", "event", "pricing"})
 PHONE_FIELDS = frozenset({"from", "to", "number", "display_number", "contact"})
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]*$")
 _NOT_DIGIT = re.compile(r"[^0-9]")
@@ -77,9 +88,16 @@ def normalize_phone(value: str) -> str:
     return value
 
 
+def normalize_username(value: str) -> str:
+    """``@pablomorales`` -> ``pablomorales``: a WhatsApp username with or without its "@"."""
+    return value[1:] if value.startswith("@") else value
+
+
 def normalize_field_value(field: str, value: str) -> str:
     if field in LOWERCASE_FIELDS:
         return value.lower()
+    if field == "contact":
+        value = normalize_username(value)
     if field in PHONE_FIELDS:
         return normalize_phone(value)
     return value

@@ -1,6 +1,7 @@
 """``SearchIndex`` embedded in one SQLite file (Python's ``sqlite3``, FTS5).
 
-Tables: ``docs`` holds each document as JSON plus the filter columns; ``fts`` is an FTS5
+Tables: ``docs`` holds each document as JSON plus the filter columns (list fields as JSON
+arrays); ``names_fts`` holds a contact's names for ``contact:``; ``fts`` is an FTS5
 table over ``text`` sharing ``docs.rid`` as rowid (``unicode61 remove_diacritics 2``, with
 combining marks as word characters so Devanagari vowel signs do not split words).
 The query AST becomes SQL: each full-text leaf is ``rid IN (SELECT rowid FROM fts WHERE
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -41,11 +43,12 @@ from search._common import (
     render_highlight,
     request_dates,
 )
-from search.documents import FILTER_COLUMNS, validate
+from search.documents import FILTER_COLUMNS, LIST_FIELDS, validate
 from search.errors import IndexUnavailable, SearchError
 from search.port import Document, Hit, RebuildableIndex, SearchRequest, SearchResult
 from search.query import (
     FIELDS,
+    NAME_FIELDS,
     And,
     DateRange,
     Field,
@@ -61,18 +64,24 @@ from search.query import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_COLS = ", ".join(f'"{c}"' for c in FILTER_COLUMNS)
+_COLS = ", ".join(f'"{c}"' for c in (*FILTER_COLUMNS, *LIST_FIELDS))
+_LIST_COLS = ", ".join(f"\"{c}\" TEXT NOT NULL DEFAULT '[]'" for c in LIST_FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS docs (
   rid INTEGER PRIMARY KEY,
   id TEXT NOT NULL UNIQUE,
   ts INTEGER NOT NULL,  -- epoch milliseconds, like an Elasticsearch date
   {", ".join(f'"{c}" TEXT' for c in FILTER_COLUMNS)},
-  holds TEXT NOT NULL DEFAULT '[]',
+  {_LIST_COLS},
   doc TEXT NOT NULL
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
   text, tokenize="unicode61 remove_diacritics 2 categories 'L* N* Co Mc Mn'"
+);
+-- A contact's names (contact-sync and profile), for ``contact:"Pablo Morales"``.
+CREATE VIRTUAL TABLE IF NOT EXISTS names_fts USING fts5(
+  contact_name, contact_profile_name,
+  tokenize="unicode61 remove_diacritics 2 categories 'L* N* Co Mc Mn'"
 );
 """
 # After the columns are known to exist (``_add_missing_columns``): an index file written
@@ -82,12 +91,14 @@ CREATE INDEX IF NOT EXISTS docs_ts ON docs(ts, id);
 DROP INDEX IF EXISTS docs_number_ts;
 CREATE INDEX IF NOT EXISTS docs_pnid_ts ON docs(phone_number_id, ts);
 """
+_NAME_FIELDS = ("contact_name", "contact_profile_name")
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring an index file of an older schema up to ``FILTER_COLUMNS``: add each missing
-    column and fill it from the stored document (``phone_number_id`` became a filter column
-    when it became the number identity; the documents always carried it)."""
+    """Bring an index file of an older schema up to ``FILTER_COLUMNS`` and ``LIST_FIELDS``:
+    add each missing column and fill it from the stored document (``phone_number_id``
+    became a filter column when it became the number identity; the documents always
+    carried it). Event fields of documents indexed before them come with a reindex."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(docs)")}
     for column in FILTER_COLUMNS:
         if column in have:
@@ -95,6 +106,14 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         conn.execute(f'ALTER TABLE docs ADD COLUMN "{column}" TEXT')
         conn.execute(
             f'UPDATE docs SET "{column}" = json_extract(doc, ?)',  # noqa: S608 - fixed column names
+            (f"$.{column}",),
+        )
+    for column in LIST_FIELDS:
+        if column in have:
+            continue
+        conn.execute(f"ALTER TABLE docs ADD COLUMN \"{column}\" TEXT NOT NULL DEFAULT '[]'")
+        conn.execute(
+            f'UPDATE docs SET "{column}" = COALESCE(json_extract(doc, ?), \'[]\')',  # noqa: S608 - fixed column names
             (f"$.{column}",),
         )
 
@@ -122,6 +141,12 @@ def _fts_string(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def _delete_rid(db: sqlite3.Connection, rid: int) -> None:
+    db.execute("DELETE FROM fts WHERE rowid = ?", (rid,))
+    db.execute("DELETE FROM names_fts WHERE rowid = ?", (rid,))
+    db.execute("DELETE FROM docs WHERE rid = ?", (rid,))
+
+
 def fts_expr(leaf: Term | Prefix | Phrase) -> str:
     """One FTS5 query expression (sqlite.org/fts5.html §3)."""
     if isinstance(leaf, Prefix):
@@ -136,8 +161,8 @@ def _in_fields(fields: tuple[str, ...], values: list[str]) -> tuple[str, list[An
     marks = ", ".join("?" * len(values))
     parts, params = [], []
     for f in fields:
-        if f == "holds":
-            parts.append(f"EXISTS (SELECT 1 FROM json_each(d.holds) WHERE value IN ({marks}))")  # noqa: S608 - placeholders only; values are bound
+        if f in LIST_FIELDS:
+            parts.append(f'EXISTS (SELECT 1 FROM json_each(d."{f}") WHERE value IN ({marks}))')  # noqa: S608 - fixed column names and placeholders; values are bound
         else:
             parts.append(f'd."{f}" IN ({marks})')
         params += values
@@ -162,7 +187,12 @@ def to_sql(node: Node) -> tuple[str, list[Any]]:
     if isinstance(node, Term | Prefix | Phrase):
         return "d.rid IN (SELECT rowid FROM fts WHERE fts MATCH ?)", [fts_expr(node)]
     if isinstance(node, Field):
-        return _in_fields(FIELDS[node.name], [node.value])
+        sql, params = _in_fields(FIELDS[node.name], [node.value])
+        if node.name in NAME_FIELDS and re.search(r"\w", node.value):
+            # Names as a phrase (FTS5 folds case and diacritics): OR with the exact ids.
+            sql = f"({sql} OR d.rid IN (SELECT rowid FROM names_fts WHERE names_fts MATCH ?))"  # noqa: S608 - our own fragment; values are bound
+            params = [*params, _fts_string(node.value)]
+        return sql, params
     if isinstance(node, DateRange):
         return _dates(node)
     if isinstance(node, Not):
@@ -255,6 +285,7 @@ class SqliteIndex:
         """Merge FTS5 segments (dropping deleted entries), checkpoint the WAL and vacuum."""
         with self._db() as db:
             db.execute("INSERT INTO fts(fts) VALUES('optimize')")
+            db.execute("INSERT INTO names_fts(names_fts) VALUES('optimize')")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("VACUUM")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM wrote through the WAL
@@ -275,8 +306,8 @@ class SqliteIndex:
     def _upsert(db: sqlite3.Connection, docs: Iterable[Document]) -> int:
         written = 0
         insert = (
-            f"INSERT INTO docs (id, ts, {_COLS}, holds, doc) "  # noqa: S608 - fixed column names
-            f"VALUES (?, ?, {', '.join('?' * len(FILTER_COLUMNS))}, ?, ?)"
+            f"INSERT INTO docs (id, ts, {_COLS}, doc) "  # noqa: S608 - fixed column names
+            f"VALUES (?, ?, {', '.join('?' * (len(FILTER_COLUMNS) + len(LIST_FIELDS)))}, ?)"
         )
         db.execute("BEGIN")
         try:
@@ -284,18 +315,23 @@ class SqliteIndex:
                 doc = validate(raw)
                 row = db.execute("SELECT rid FROM docs WHERE id = ?", (doc["id"],)).fetchone()
                 if row is not None:
-                    db.execute("DELETE FROM fts WHERE rowid = ?", (row[0],))
-                    db.execute("DELETE FROM docs WHERE rid = ?", (row[0],))
+                    _delete_rid(db, row[0])
                 cur = db.execute(insert, (
                     doc["id"], _ms(parse_date_bound(doc["ts"])[0]),
                     *(doc.get(c) for c in FILTER_COLUMNS),
-                    json.dumps(doc.get("holds", [])),
+                    *(json.dumps(doc.get(c, [])) for c in LIST_FIELDS),
                     json.dumps(doc, ensure_ascii=False),
                 ))  # fmt: skip
                 db.execute(
                     "INSERT INTO fts (rowid, text) VALUES (?, ?)",
                     (cur.lastrowid, doc.get("text") or ""),
                 )
+                if any(doc.get(f) for f in _NAME_FIELDS):  # one column each: no phrase spans two
+                    db.execute(
+                        "INSERT INTO names_fts (rowid, contact_name, contact_profile_name) "
+                        "VALUES (?, ?, ?)",
+                        (cur.lastrowid, *(str(doc.get(f) or "") for f in _NAME_FIELDS)),
+                    )
                 written += 1
             db.execute("COMMIT")
         except BaseException:
@@ -312,8 +348,7 @@ class SqliteIndex:
                     row = db.execute("SELECT rid FROM docs WHERE id = ?", (doc_id,)).fetchone()
                     if row is None:
                         continue
-                    db.execute("DELETE FROM fts WHERE rowid = ?", (row[0],))
-                    db.execute("DELETE FROM docs WHERE rid = ?", (row[0],))
+                    _delete_rid(db, row[0])
                     deleted += 1
                 db.execute("COMMIT")
             except BaseException:

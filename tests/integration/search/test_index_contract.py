@@ -307,3 +307,101 @@ def test_hindi_words_stay_whole(make_index: Any) -> None:
     assert ids(ix, '"धन वापसी"') == {"m2"}
     hit = ix.search(SearchRequest(q="धनवापसी", highlight=True)).hits[0]
     assert hit.highlights["text"] == ["मुझे <em>धनवापसी</em> चाहिए"]
+
+
+# ---- every event kind, names and usernames (issue 15, findings 14 and 17) ------------
+
+EVENTS = [
+    _doc(21, B1, "2025-06-28T20:34:48Z", "failed 131049 This message was not delivered",
+         kind="status", type="status", status="failed", error_codes=["131049"],
+         direction="outbound", origin="meta"),
+    _doc(22, B1, "2025-06-15T23:27:53Z", "sent marketing PMP regular", kind="status",
+         type="status", status="sent", pricing_category="marketing", direction="outbound",
+         origin="meta"),
+    _doc(23, B1, "2022-12-21T17:47:04Z", "status RINGING", kind="call", type="call",
+         event="status", status="ringing", origin="meta", direction="outbound"),
+    _doc(24, B2, "2025-06-30T01:39:08Z", "APPROVED UTILITY order_confirmation",
+         kind="template_update", type="template_update", event="approved", origin="meta"),
+    _doc(25, B2, "2025-02-12T00:43:44Z", "2593109 History sync is turned off",
+         kind="history_error", type="history_error", error_codes=["2593109"], origin="meta"),
+]  # fmt: skip
+NAMES = [
+    _doc(26, B1, "2025-06-08T20:59:43Z", "Does it come in another color?",
+         contact_username="@realsheenanelson", contact_profile_name="Sheena Nelson",
+         contact_name="Sheena Nelson"),
+    _doc(27, B1, "2025-06-09T10:00:00Z", "hello", contact="16505551234",
+         contact_name="Pablo Morales", contact_profile_name="Pablo M."),
+]  # fmt: skip
+
+
+@pytest.fixture
+def events_index(make_index: Any) -> Any:
+    ix = make_index()
+    assert ix.upsert(CORPUS + NAMES + EVENTS) == len(CORPUS) + len(NAMES) + len(EVENTS)
+    return ix
+
+
+@pytest.fixture
+def names_index(make_index: Any) -> Any:
+    ix = make_index()  # message documents only: fields every version of the index knows
+    assert ix.upsert(CORPUS + NAMES) == len(CORPUS) + len(NAMES)
+    return ix
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ("kind:status", {"m21", "m22"}),
+    ("kind:STATUS status:failed", {"m21"}),
+    ("type:call", {"m23"}),
+    ("type:call status:RINGING", {"m23"}),
+    ("RINGING", {"m23"}),
+    ("event:approved", {"m24"}),
+    ("kind:template_update APPROVED", {"m24"}),
+    ("error:131049", {"m21"}),
+    ("131049", {"m21"}),
+    ("error:2593109 OR error:131049", {"m21", "m25"}),
+    ("pricing:MARKETING", {"m22"}),
+    ("kind:message card -refund", {"m5"}),
+    ("kind:message contact:realsheenanelson", {"m26"}),
+])  # fmt: skip
+def test_event_kinds(events_index: Any, q: str, expected: set[str]) -> None:
+    assert ids(events_index, q) == expected
+    assert events_index.count(SearchRequest(q=q)) == len(expected)
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ('contact:"Pablo Morales"', {"m27"}),
+    ('contact:"pablo morales"', {"m27"}),
+    ("contact:Morales", {"m27"}),
+    ('contact:"Pablo M."', {"m27"}),
+    ('contact:"Sheena Nelson"', {"m26"}),
+    ("contact:realsheenanelson", {"m26"}),
+    ("contact:@realsheenanelson", {"m26"}),
+    ("contact:16505551234", {"m27"}),
+    ('contact:"Morales Pablo"', set()),
+    ("contact:49172", {"m2", "m5", "m8", "m26"}),
+])  # fmt: skip
+def test_contact_names_and_usernames(names_index: Any, q: str, expected: set[str]) -> None:
+    assert ids(names_index, q) == expected
+    assert names_index.count(SearchRequest(q=q)) == len(expected)
+
+
+def test_event_filters_facets_and_lists(events_index: Any) -> None:
+    assert ids(events_index, "", filters={"kind": ["call", "template_update"]}) == {"m23", "m24"}
+    assert ids(events_index, "", filters={"error": ["2593109"]}) == {"m25"}
+    assert ids(events_index, "", filters={"event": ["APPROVED"]}) == {"m24"}
+    facets = events_index.search(SearchRequest(facets=["kind"], size=0)).facets["kind"]
+    assert facets == {"message": len(CORPUS) + len(NAMES), "status": 2, "call": 1,
+                      "template_update": 1, "history_error": 1}  # fmt: skip
+    assert events_index.get("m21")["error_codes"] == ["131049"]
+    with pytest.raises(InvalidDocument, match="error_codes"):
+        events_index.upsert([dict(EVENTS[0], error_codes=[131049])])
+
+
+def test_names_follow_upserts_and_deletes(names_index: Any) -> None:
+    doc = names_index.get("m26")
+    assert doc is not None and doc["contact_username"] == "realsheenanelson"
+    names_index.upsert([dict(NAMES[-1], contact_name="Pablo Moreno")])
+    assert ids(names_index, 'contact:"Pablo Morales"') == set()
+    assert ids(names_index, "contact:Moreno") == {"m27"}
+    names_index.delete_ids(["m27"])
+    assert ids(names_index, "contact:Moreno") == set()

@@ -57,7 +57,7 @@ def d(*args: int) -> datetime:
     ("type:Image", Field("type", "image")),
     ("from:+15550001234", Field("from", "15550001234")),
     ('number:"+1 (555) 000-1234"', Field("number", "15550001234")),
-    ("contact:@alice", Field("contact", "@alice")),
+    ("contact:@alice", Field("contact", "alice")),  # a username with or without its "@"
     ('contact:"Alice Doe"', Field("contact", "Alice Doe")),
     ("hold:case-7", Field("hold", "case-7")),
     ("conversation:CaseSensitive", Field("conversation", "CaseSensitive")),

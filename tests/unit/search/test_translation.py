@@ -32,6 +32,9 @@ def test_es_leaves() -> None:
                 {"terms": {"contact": ["x"]}},
                 {"terms": {"contact_user_id": ["x"]}},
                 {"terms": {"contact_username": ["x"]}},
+                # ... or the contact's names, as a phrase
+                {"match_phrase": {"contact_name": {"query": "x"}}},
+                {"match_phrase": {"contact_profile_name": {"query": "x"}}},
             ],
             "minimum_should_match": 1,
         }
