@@ -10,7 +10,18 @@ a message fold into that message's document:
 * revokes: ``revoked``, ``revoked_at``; the original text stays (the API decides who
   may read it);
 * reactions: ``reactions`` (an empty emoji is a removal, kept as evidence);
-* contact sync: the business's own name for the contact (``contact_name``).
+* contact sync: the business's own name for the contact (``contact_name``); a
+  ``remove`` clears it (``contact_name`` falls back to the profile name);
+* history media: the later media delivery of a history placeholder (same wamid) folds
+  into the placeholder's document (media fields, caption, ``sources`` = both records),
+  so the conversation shows one message.
+
+Every other event kind (``EVENT_KINDS``: statuses, calls, preferences, account and
+template updates, history chunks and errors, contact sync, webhook errors, unknown
+payloads) is also a document of its own (``event_document``), so an officer finds it by
+``kind:``/``type:``, its own name (``event:approved``), Meta's error codes
+(``error:131049``), a status's pricing category (``pricing:marketing``) or free text.
+It carries the subject pseudonym like a message, so erasure reaches it.
 
 The folding target of an event about wamid W of business B is the record id of
 ``msg:W`` — computable from the event alone, so folding works in any order of arrival.
@@ -24,7 +35,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from archiver.whatsapp.events import EventKind
+
 MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
+EVENT_KINDS = frozenset(k.value for k in EventKind) - MESSAGE_KINDS
+# What a conversation's thread lists: messages, and calls (communications too).
+THREAD_KINDS = frozenset({*MESSAGE_KINDS, EventKind.CALL.value})
+# Admin events: their attributes are Meta's words about the account or template.
+_ADMIN_KINDS = frozenset({"account_update", "template_update", "phone_number_update",
+                          "business_update"})  # fmt: skip
+_MAX_EVENT_TEXTS = 500
 # Message types that are really about another message: shown folded into it in threads.
 FOLDED_TYPES = ("edit", "revoke", "reaction")
 
@@ -36,7 +56,7 @@ class Fold:
     """An update to another document: ``target`` id, ``op`` and its data."""
 
     target: str
-    op: str  # status | edit | revoke | reaction | contact_name
+    op: str  # status | edit | revoke | reaction | contact_name | history_media
     data: Mapping[str, Any]
 
 
@@ -117,6 +137,117 @@ def message_document(
     return {k: v for k, v in doc.items() if v is not None}
 
 
+def _scalars(value: Any, out: list[str]) -> None:
+    """Every string and number leaf of a JSON value (bounded: a hostile body stays small)."""
+    if len(out) >= _MAX_EVENT_TEXTS or isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str | int | float):
+        out.append(str(value))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _scalars(item, out)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _scalars(item, out)
+
+
+def _event_name(kind: str, event: Mapping[str, Any]) -> Any:
+    if kind in _ADMIN_KINDS:
+        return event.get("event")
+    return {
+        "call": event.get("call_event"),
+        "user_preference": event.get("value"),
+        "contact_sync": event.get("action"),
+    }.get(kind)
+
+
+def _event_texts(kind: str, event: Mapping[str, Any]) -> list[str]:
+    """What an officer may type to find the event: its name, status, Meta's error codes
+    and words, pricing, and every value of an admin event's attributes."""
+    out: list[str] = []
+    _scalars(event.get("texts"), out)
+    _scalars([_event_name(kind, event), event.get("status"), event.get("call_direction"),
+              event.get("category"), event.get("callback_data")], out)  # fmt: skip
+    for error in event.get("errors") or []:
+        if isinstance(error, Mapping):
+            _scalars([error.get(k) for k in ("code", "title", "message", "details")], out)
+    _scalars(event.get("pricing"), out)
+    _scalars((event.get("conversation") or {}).get("origin"), out)
+    if kind in _ADMIN_KINDS:
+        _scalars(event.get("attributes"), out)
+    if kind == "unknown":
+        _scalars(event.get("raw"), out)
+    seen: dict[str, None] = {}
+    for text in out:
+        if text.strip():
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def event_document(
+    header: Mapping[str, Any],
+    event: Mapping[str, Any] | None,
+    leaf_index: int | None,
+    *,
+    consent: str | None = None,
+    known_name: str | None = None,
+) -> dict[str, Any]:
+    """The document of any other event kind (``EVENT_KINDS``): the message fields that
+    apply (business, contact, conversation, subject, times, policy), ``type`` = the kind,
+    and ``event``, ``status``, ``error_codes``, ``pricing_category`` and ``text`` from the
+    event. Without ``event`` (shredded) only the clear header is indexed."""
+    doc = message_document(header, event, leaf_index, consent=consent, known_name=known_name)
+    for name in ("edited", "revoked", "media_mime", "media_sha256", "media_size"):
+        doc.pop(name, None)
+    kind = str(header["kind"])
+    doc["type"] = kind
+    if header.get("status"):
+        doc["status"] = str(header["status"]).lower()
+    if event is None:
+        return doc
+    name = _event_name(kind, event)
+    status = event.get("status")
+    pricing: Mapping[str, Any] = event.get("pricing") or {}
+    codes = [
+        str(e["code"]) for e in event.get("errors") or []
+        if isinstance(e, Mapping) and e.get("code") is not None
+    ]  # fmt: skip
+    extra = {
+        "event": str(name).lower() if name else None,
+        "status": str(status).lower() if status else doc.get("status"),
+        "error_codes": codes or None,
+        "pricing_category": str(pricing["category"]).lower() if pricing.get("category") else None,
+        "text": "\n".join(_event_texts(kind, event)),
+    }
+    if kind == "contact_sync" and event.get("full_name"):
+        extra["contact_name"] = event["full_name"]  # the name this event gave
+    doc.update({k: v for k, v in extra.items() if v is not None})
+    return doc
+
+
+def history_media_fold(
+    header: Mapping[str, Any], event: Mapping[str, Any] | None, target_of: Callable[[str], str]
+) -> Fold | None:
+    """The fold of a history media delivery into its placeholder's document (same wamid)."""
+    if event is None or header.get("kind") != "history_media" or not event.get("message_id"):
+        return None
+    media = _first(event.get("media")) or {}
+    data = {
+        "record_id": header["record_id"],
+        "at": event.get("occurred_at") or header.get("captured_at"),
+        "type": header.get("message_type"),
+        "text": _texts(event),
+        "media_mime": media.get("mime_type"),
+        "media_sha256": media.get("sha256"),
+        "media_size": media.get("file_size") or media.get("size"),
+    }
+    return Fold(
+        target_of(event["message_id"]),
+        "history_media",
+        {k: v for k, v in data.items() if v is not None},
+    )
+
+
 def folds_for(
     header: Mapping[str, Any], event: Mapping[str, Any] | None, target_of: Callable[[str], str]
 ) -> list[Fold]:
@@ -195,9 +326,29 @@ def apply_fold(doc: dict[str, Any], fold: Fold) -> dict[str, Any]:
             out["revoked_at"] = data["at"]
     elif fold.op == "reaction":
         out["reactions"] = _merge_by_record(out.get("reactions"), data)
-    elif fold.op == "contact_name" and data.get("name"):
-        out["contact_name"] = data["name"]
+    elif fold.op == "contact_name":
+        # A contact-sync remove (``name`` None) clears the business's name: what the
+        # customer's own profile says stays.
+        out["contact_name"] = data.get("name") or out.get("contact_profile_name")
+    elif fold.op == "history_media":
+        out = _fold_history_media(out, data)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _fold_history_media(doc: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The placeholder learns its media: type, media fields, caption; both records are
+    its ``sources``. Idempotent."""
+    own = doc.get("record_id")
+    doc["sources"] = sorted({*(doc.get("sources") or ([own] if own else [])), data["record_id"]})
+    if data.get("type") and doc.get("type") in (None, "media_placeholder"):
+        doc["type"] = data["type"]
+    for name in ("media_mime", "media_sha256", "media_size"):
+        if data.get(name) is not None and doc.get(name) is None:
+            doc[name] = data[name]
+    text = data.get("text")
+    if text and text not in (doc.get("text") or "").split("\n"):
+        doc["text"] = "\n".join(t for t in (doc.get("text"), text) if t)
+    return doc
 
 
 def current_reactions(reactions: Any) -> list[dict[str, Any]]:

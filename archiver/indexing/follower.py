@@ -6,7 +6,7 @@ Working-state keys (all per *generation*, so a rebuild never disturbs the live i
     index/cursor/<gen>                next leaf index to index
     index/folds/<gen>/<target>        folds waiting for a message not indexed yet
     index/consent/<gen>/<subject>     the subject's consent state so far in the log
-    index/names/<gen>/<subject>       the contact's name from contact sync
+    index/names/<gen>/<subject>       the contact's name from contact sync (a remove deletes it)
 
 ``catch_up`` reads the log from the cursor, turns record leaves into documents and
 folds, upserts them (idempotent by id), then advances the cursor by compare-and-swap.
@@ -24,10 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from archiver.indexing.documents import (
+    EVENT_KINDS,
     MESSAGE_KINDS,
     Fold,
     apply_fold,
+    event_document,
     folds_for,
+    history_media_fold,
     message_document,
 )
 from archiver.indexing.recent import recent_for
@@ -163,6 +166,8 @@ class IndexFollower:
             self.index.upsert(batch.docs.values())
             if self.after_upsert is not None:
                 self.after_upsert(list(batch.docs))
+        if batch.merged:  # history media now shown on their placeholder
+            self.index.delete_ids(sorted(batch.merged))
         self._set_cursor(generation, start, end)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
@@ -187,7 +192,8 @@ class _Batch:
         self.folds: list[Fold] = []
         self._consent: dict[str, str | None] = {}
         self._names: dict[str, str | None] = {}
-        self._renamed: dict[str, str] = {}  # conversation -> contact-sync name
+        self._renamed: dict[str, str | None] = {}  # conversation -> contact-sync name
+        self.merged: set[str] = set()  # history media documents folded into another
         self._parked: set[str] = set()  # fold keys parked when ``finish`` listed them
 
     # ---- per-subject state -------------------------------------------------------------
@@ -210,6 +216,10 @@ class _Batch:
         if current is not None and current.value != value.encode():
             self.f.state.put(key, value.encode(), if_match=current.token)
 
+    def _forget(self, kind: str, cache: dict[str, str | None], subject: str) -> None:
+        cache[subject] = None
+        self.f.state.delete(f"index/{kind}/{self.gen}/{subject}")
+
     def _key(self, key_id: str) -> bytes:
         """A data key, looked up once per batch (a batch is a few seconds of the log)."""
         if key_id not in self._keys:
@@ -228,13 +238,11 @@ class _Batch:
         kind = header["kind"]
         if kind == "consent" and subject and (header.get("consent") or {}).get("state"):
             self._remember("consent", self._consent, subject, str(header["consent"]["state"]))
-        if kind == "contact_sync" and subject and event and event.get("full_name"):
-            name = str(event["full_name"])
-            self._remember("names", self._names, subject, name)
-            if header.get("conversation"):
-                self._renamed[str(header["conversation"])] = name
-        if kind in MESSAGE_KINDS:
-            self.docs[record.record_id] = message_document(
+        if kind == "contact_sync" and subject and event:
+            self._contact_sync(header, event, subject)
+        if kind in MESSAGE_KINDS or kind in EVENT_KINDS:
+            build = message_document if kind in MESSAGE_KINDS else event_document
+            self.docs[record.record_id] = build(
                 header,
                 event,
                 leaf_index,
@@ -242,11 +250,27 @@ class _Batch:
                 known_name=self._remembered("names", self._names, subject) if subject else None,
             )
         business = (header.get("business") or {}).get("phone_number_id") or "unknown"
-        self.folds.extend(
-            folds_for(
-                header, event, lambda wamid: self.f.pseudo.record_id(business, "msg:" + wamid)
-            )
-        )
+
+        def target_of(wamid: str) -> str:
+            return self.f.pseudo.record_id(business, "msg:" + wamid)
+
+        self.folds.extend(folds_for(header, event, target_of))
+        media = history_media_fold(header, event, target_of)
+        if media is not None:
+            self.folds.append(media)
+
+    def _contact_sync(self, header: Any, event: Any, subject: str) -> None:
+        """The business names (``add``/``edit``) or forgets (``remove``) a contact."""
+        conversation = header.get("conversation")
+        if str(event.get("action") or "").lower() == "remove":
+            self._forget("names", self._names, subject)
+            if conversation:
+                self._renamed[str(conversation)] = None
+        elif event.get("full_name"):
+            name = str(event["full_name"])
+            self._remember("names", self._names, subject, name)
+            if conversation:
+                self._renamed[str(conversation)] = name
 
     def finish(self) -> None:
         # Folds waiting for documents that arrive in this batch: one listing of what is
@@ -258,7 +282,7 @@ class _Batch:
             waiting = self.f.state.get(self._fold_key(doc_id))
             if waiting is not None:
                 for item in json.loads(waiting.value):
-                    self.docs[doc_id] = apply_fold(
+                    self.docs[doc_id] = self._apply(
                         self.docs[doc_id], Fold(doc_id, item["op"], item["data"])
                     )
         # Targets indexed earlier: fetch them side by side.
@@ -268,13 +292,22 @@ class _Batch:
         for fold in self.folds:
             doc = self.docs.get(fold.target) or earlier.get(fold.target)
             if doc is not None:
-                self.docs[fold.target] = apply_fold(doc, fold)
+                self.docs[fold.target] = self._apply(doc, fold)
             else:
                 to_park.setdefault(fold.target, []).append(fold)
+        for merged in self.merged:
+            self.docs.pop(merged, None)
         # Each target's folds in order; different targets side by side.
         list(self.f._pool.map(self._park_all, to_park.values()))
         for conversation, name in self._renamed.items():
             self._rename(conversation, name)
+
+    def _apply(self, doc: dict[str, Any], fold: Fold) -> dict[str, Any]:
+        if fold.op == "history_media" and fold.data.get("record_id") != fold.target:
+            # The media is shown on its placeholder now: its own document (made by this
+            # batch, or by an earlier one while the placeholder was missing) goes.
+            self.merged.add(str(fold.data["record_id"]))
+        return apply_fold(doc, fold)
 
     def _park_all(self, folds: list[Fold]) -> None:
         key = self._fold_key(folds[0].target)
@@ -294,8 +327,9 @@ class _Batch:
         for fold in folds:
             self._park(fold)
 
-    def _rename(self, conversation: str, name: str) -> None:
-        """A contact sync names the contact: earlier documents of the conversation learn it."""
+    def _rename(self, conversation: str, name: str | None) -> None:
+        """A contact sync names the contact (or, ``None``, forgets the name): earlier
+        documents of the conversation learn it. A contact-sync event keeps its own name."""
         refresh: Any = getattr(self.f.index, "refresh", None)
         if callable(refresh):
             refresh()  # a rebuild writes without refresh; search must see earlier batches
@@ -304,14 +338,17 @@ class _Batch:
             result = self.f.index.search(request)
             for hit in result.hits:
                 doc = self.docs.get(hit.id) or dict(hit.doc)
-                self.docs[hit.id] = apply_fold(doc, Fold(hit.id, "contact_name", {"name": name}))
+                if doc.get("kind") != "contact_sync":
+                    self.docs[hit.id] = apply_fold(
+                        doc, Fold(hit.id, "contact_name", {"name": name})
+                    )
             if result.next_cursor is None:
                 break
             request = SearchRequest(
                 filters=request.filters, size=request.size, cursor=result.next_cursor
             )
         for doc_id, doc in self.docs.items():
-            if doc.get("conversation") == conversation:
+            if doc.get("conversation") == conversation and doc.get("kind") != "contact_sync":
                 self.docs[doc_id] = apply_fold(doc, Fold(doc_id, "contact_name", {"name": name}))
 
     def _fold_key(self, target: str) -> str:

@@ -4,10 +4,11 @@ Customer messages, Business App echoes, API sends and history-synced messages, o
 first, each with its delivery statuses folded in (``status``, ``status_times``), its
 edits beside the original text (``edits``), its current reactions, and ``revoked``
 with the original text readable by admin, compliance officer and legal (redacted for
-auditors). Edit, revoke and reaction events are not listed on their own: they are shown
-on the message they are about. Cursor-paginated; scoped to the token's business
-numbers (another number's conversation is 404, as if it did not exist); every page read
-is a ``thread:viewed`` audit event.
+auditors), and calls. Edit, revoke and reaction events are not listed on their own: they
+are shown on the message they are about; a history media delivery is shown on its
+placeholder (one message, ``sources`` naming both records). Cursor-paginated; scoped
+to the token's business numbers (another number's conversation is 404, as if it did not
+exist); every page read is a ``thread:viewed`` audit event.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from archiver.api.routes.search import SEARCH_ROLES, actor_of, message_view, sco
 from archiver.audit import AuditAction
 from archiver.auth import Principal
 from archiver.errors import BadRequest, NotFound
-from archiver.indexing.documents import FOLDED_TYPES
+from archiver.indexing.documents import FOLDED_TYPES, THREAD_KINDS
 from archiver.metrics import THREAD_VIEWS
 from search.errors import InvalidRequest
 from search.port import SearchRequest
@@ -38,7 +39,9 @@ def thread_request(
 ) -> SearchRequest:
     return SearchRequest(
         q=_THREAD_QUERY,
-        filters={"conversation": [conversation]},
+        # Messages and calls; statuses, preferences, contact sync... are searchable events
+        # of the conversation, not lines of it (statuses are folded into their message).
+        filters={"conversation": [conversation], "kind": sorted(THREAD_KINDS)},
         scope_numbers=scope_of(principal),
         sort="time_asc" if order == "asc" else "time",
         size=size,

@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 SEARCH_ROLES = (Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR)
 # Roles that may read the original text of a message its sender revoked (evidence).
 REVOKED_READERS = frozenset({Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL})
-DEFAULT_FACETS = ("type", "origin", "direction", "number", "display_number", "day")
+DEFAULT_FACETS = ("type", "origin", "direction", "number", "display_number", "kind", "day")
 # Kept in the index for threads and proofs; not part of the API's message shape.
 _INTERNAL = ("id", "reactions", "subject")
 
@@ -110,6 +110,10 @@ async def search(
     status: Multi = None,
     conversation: Multi = None,
     contact: Multi = None,
+    kind: Multi = None,
+    event: Multi = None,
+    error: Multi = None,
+    pricing: Multi = None,
     date_from: Annotated[str | None, Query(description="ISO 8601, inclusive")] = None,
     date_to: Annotated[str | None, Query(description="ISO 8601, exclusive")] = None,
     sort: Literal["time", "time_asc", "relevance"] = "time",
@@ -123,6 +127,7 @@ async def search(
         "from": from_, "to": to, "type": type, "origin": origin, "direction": direction,
         "number": number, "display_number": display_number, "status": status,
         "conversation": conversation, "contact": contact,
+        "kind": kind, "event": event, "error": error, "pricing": pricing,
     }  # fmt: skip
     filters = {name: _split(values) for name, values in params.items() if _split(values)}
     wanted = DEFAULT_FACETS if facets is None else tuple(_split(facets))

@@ -81,7 +81,15 @@ def test_filters_as_parameters(app: App) -> None:
     body = app.get(
         "/v1/search", h, date_from="2023-11-14", date_to="2023-11-15", number="1001"
     ).json()
-    assert body["total"] == 7  # A1, A2, A3 edit, A4, A5 revoke, A6 reaction, A7 (H* the day before)
+    # A1, A2, A3 edit, A4, A5 revoke, A6 reaction, A7 (H* the day before); since issue 15
+    # every event is a document too: A2's two statuses and the contact sync.
+    assert body["total"] == 10
+    assert body["facets"]["kind"] == {"message": 6, "echo": 1, "status": 2, "contact_sync": 1}
+    body = app.get(
+        "/v1/search", h, date_from="2023-11-14", date_to="2023-11-15", number="15550001111",
+        kind="message,echo",
+    ).json()
+    assert body["total"] == 7
     body = app.get("/v1/search", h, **{"from": ALICE, "type": "text"}).json()
     assert body["total"] == 2  # A1 and A4
 
@@ -112,7 +120,9 @@ def test_cursor_walks_every_hit_once(app: App) -> None:
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == len(set(seen)) == total == 10
+    # 10 messages, 2 statuses, the contact sync and the history chunk (issue 15: every
+    # event is a document).
+    assert len(seen) == len(set(seen)) == total == 14
 
 
 def test_scoped_token_never_sees_other_numbers(app: App) -> None:
