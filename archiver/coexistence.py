@@ -9,6 +9,10 @@
   — every ``history_chunk`` record's phase, chunk order and progress (0–100, 100 =
   complete), and every number's last activity (newest ``captured_at`` of its records),
   in ``views/coexistence/<id>``. Rebuildable by deleting ``views/coexistence/``.
+* History problems: every ``history_error`` record (Meta's ``errors[]`` on the history
+  field) is kept in the view too; the report shows them as ``history.errors``, a
+  ``history.state`` of ``declined`` (2593109: the business turned history sharing off in
+  the Business App) or ``failed``, and a warning — history will not complete.
 * Gaps: statuses whose message never arrived (status folds still parked by the indexer
   at ``index/folds/live/<target>`` older than ``orphan_hours``) and a number silent
   longer than ``ARCHIVER_SILENCE_ALERT_HOURS``. Both are logged as warnings.
@@ -39,6 +43,9 @@ from archiver.whatsapp.graph import GraphClient, GraphError
 log = get_logger("archiver.coexistence")
 
 SYNC_TYPES = ("smb_app_state_sync", "history")
+# Meta's code for "History sync is turned off by the business from the WhatsApp Business
+# App": the business declined sharing its history; no chunk will follow.
+HISTORY_DECLINED = 2593109
 VIEW_PREFIX = "views/coexistence/"
 FOLDS_PREFIX = "index/folds/live/"
 ACTIVITY_KINDS = frozenset(
@@ -49,6 +56,7 @@ ACTIVITY_KINDS = frozenset(
         "history_message",
         "history_media",
         "history_chunk",
+        "history_error",
         "api_send",
         "contact_sync",
     }
@@ -166,6 +174,7 @@ class Coexistence:
             return
         captured = record.header.get("captured_at")
         chunk = self._chunk(record, leaf) if kind == "history_chunk" else None
+        errors = self._history_errors(record) if kind == "history_error" else None
 
         def change(view: dict[str, Any]) -> dict[str, Any]:
             if captured and (view.get("last_activity") or "") < captured:
@@ -173,15 +182,26 @@ class Coexistence:
             if chunk is not None:
                 chunks = view.setdefault("history_chunks", {})
                 chunks[str(leaf)] = chunk
+            if errors is not None:  # keyed by leaf: replaying the log changes nothing
+                view.setdefault("history_errors", {})[str(leaf)] = errors
             return view
 
         update_json(self.state, VIEW_PREFIX + quote(str(business), safe=""), change, {})
 
-    def _chunk(self, record: Record, leaf: int) -> dict[str, Any]:
+    def _event(self, record: Record) -> dict[str, Any]:
         try:
-            event = record.open(self.keys.get(record.key_id).secret).get("event") or {}
+            return dict(record.open(self.keys.get(record.key_id).secret).get("event") or {})
         except (KeysError, RecordError):
-            event = {}
+            return {}
+
+    def _history_errors(self, record: Record) -> list[dict[str, Any]]:
+        """Meta's code and title of each error (no personal data: business-level)."""
+        at = record.header.get("occurred_at") or record.header.get("captured_at")
+        errors = self._event(record).get("errors") or [{}]  # unreadable: still a problem
+        return [{"code": e.get("code"), "title": e.get("title"), "at": at} for e in errors]
+
+    def _chunk(self, record: Record, leaf: int) -> dict[str, Any]:
+        event = self._event(record)
         return {
             "phase": event.get("phase"),
             "chunk_order": event.get("chunk_order"),
@@ -196,12 +216,23 @@ class Coexistence:
         now = self.clock()
         value = self.state.get(VIEW_PREFIX + quote(phone_number_id, safe=""))
         view: dict[str, Any] = json.loads(value.value) if value else {}
-        history = history_summary(list((view.get("history_chunks") or {}).values()))
+        history = history_summary(
+            list((view.get("history_chunks") or {}).values()),
+            [e for errors in (view.get("history_errors") or {}).values() for e in errors],
+        )
         last = view.get("last_activity")
         silent_for = (now - datetime.fromisoformat(last)) if last else None
         silent = silent_for is not None and silent_for > self.silence
         orphans = self.orphan_statuses(phone_number_id, timedelta(hours=orphan_hours))
         warnings = []
+        if history["state"] in ("declined", "failed"):
+            warnings.append(f"history_{history['state']}")
+            log.warning(
+                "coexistence_history_problem",
+                phone_number_id=phone_number_id,
+                state=history["state"],
+                codes=[e.get("code") for e in history["errors"]],
+            )
         if silent:
             warnings.append("silent")
             log.warning(
@@ -269,8 +300,14 @@ class Coexistence:
             return None
 
 
-def history_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per phase: chunks seen and highest progress; overall complete at progress 100 (pure)."""
+def history_summary(
+    chunks: list[dict[str, Any]], errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Per phase: chunks seen and highest progress; overall complete at progress 100 (pure).
+
+    ``state``: ``complete``, ``in_progress``, ``not_started``, or — when Meta reported a
+    history error — ``declined`` (code 2593109) or ``failed``: a problem, not progress."""
+    errors = sorted(errors or [], key=lambda e: str(e.get("at") or ""))
     phases: dict[str, dict[str, Any]] = {}
     for chunk in chunks:
         phase = phases.setdefault(str(chunk.get("phase")), {"chunks": 0, "progress": 0})
@@ -279,9 +316,20 @@ def history_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         if isinstance(progress, int) and progress > phase["progress"]:
             phase["progress"] = progress
     progress = max((p["progress"] for p in phases.values()), default=0)
+    complete = progress >= 100
+    if complete:
+        state = "complete"
+    elif any(e.get("code") == HISTORY_DECLINED for e in errors):
+        state = "declined"
+    elif errors:
+        state = "failed"
+    else:
+        state = "in_progress" if chunks else "not_started"
     return {
         "phases": phases,
         "progress": progress,
-        "complete": progress >= 100,
+        "complete": complete,
         "chunks": len(chunks),
+        "state": state,
+        "errors": errors,
     }

@@ -191,3 +191,26 @@ def test_coexistence_report(
     for role in ("auditor", "legal", "service"):
         assert client.get(url, headers=auth[role]).status_code == 403
     assert client.get("/v1/coexistence/abc", headers=auth["admin"]).status_code == 422
+
+
+def test_coexistence_report_shows_history_declined(
+    app: tuple[Any, Runtime, dict[str, dict[str, str]]], shared: Path
+) -> None:
+    """Issue 15, finding 15: after 2593109 the report showed progress 55, complete: false
+    and no warning. History declined is a problem state with a warning."""
+    client, _, auth = app
+    webhook(client, shared, "history.json")
+    webhook(client, shared, "history_declined.json")
+    url = f"/v1/coexistence/{PNID}"
+
+    def ready() -> dict[str, Any] | None:
+        report: dict[str, Any] = client.get(url, headers=auth["compliance_officer"]).json()
+        history = report["history"]
+        return report if history["chunks"] and history.get("errors") else None
+
+    report = wait_for(ready, what="the history chunk and the history error")
+    history = report["history"]
+    assert history["state"] == "declined" and history["complete"] is False
+    assert [e["code"] for e in history["errors"]] == [2593109]
+    assert "History sync is turned off" in history["errors"][0]["title"]
+    assert "history_declined" in report["warnings"]

@@ -95,3 +95,15 @@ def test_history_summary() -> None:
     assert summary["phases"]["0"] == {"chunks": 2, "progress": 100}
     assert summary["complete"] is True and summary["chunks"] == 3
     assert history_summary([])["complete"] is False
+    assert history_summary([])["state"] == "not_started"
+
+
+def test_history_declined_is_a_problem_not_progress() -> None:
+    """Issue 15, finding 15: 2593109 showed as progress 55, not complete, no warning."""
+    chunks = [{"phase": 0, "chunk_order": 1, "progress": 55}]
+    assert history_summary(chunks)["state"] == "in_progress"
+    declined = {"code": 2593109, "title": "History sync is turned off", "at": "2025-02-12"}
+    summary = history_summary(chunks, [declined])
+    assert summary["state"] == "declined" and summary["complete"] is False
+    assert summary["errors"] == [declined]
+    assert history_summary([], [{"code": 131000, "at": None}])["state"] == "failed"
