@@ -405,3 +405,48 @@ def test_names_follow_upserts_and_deletes(names_index: Any) -> None:
     assert ids(names_index, "contact:Moreno") == {"m27"}
     names_index.delete_ids(["m27"])
     assert ids(names_index, "contact:Moreno") == set()
+
+
+_NEW_FIELDS = ("event", "error_codes", "pricing_category", "sources")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "elasticsearch"])
+def test_an_index_made_before_the_event_fields_gains_them(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """An index an older version made (no event fields) takes the new documents after
+    ``ensure_index``; ``archiver reindex`` then rebuilds the old events."""
+    import sqlite3
+
+    from search.mapping import INDEX_SETTINGS, MESSAGE_MAPPING
+
+    if backend == "sqlite":
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path) as db:  # the schema as it was before issue 15
+            db.executescript(
+                "CREATE TABLE docs (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                'ts INTEGER NOT NULL, business_number TEXT, "from" TEXT, "to" TEXT, '
+                "type TEXT, origin TEXT, direction TEXT, status TEXT, conversation TEXT, "
+                "contact TEXT, contact_user_id TEXT, contact_username TEXT, policy TEXT, "
+                "kind TEXT, holds TEXT NOT NULL DEFAULT '[]', doc TEXT NOT NULL);"
+                "CREATE VIRTUAL TABLE fts USING fts5(text);"
+            )
+        ix: Any = SqliteIndex(path)
+    else:
+        ix = ElasticIndex(request.getfixturevalue("es_url"), alias=f"test-{uuid.uuid4().hex[:12]}")
+        old = {**MESSAGE_MAPPING, "properties": {
+            k: v for k, v in MESSAGE_MAPPING["properties"].items() if k not in _NEW_FIELDS}}
+        ix.client.indices.create(index=f"{ix.alias}-old", mappings=old, settings=INDEX_SETTINGS)
+        ix.client.indices.put_alias(index=f"{ix.alias}-old", name=ix.alias)
+    try:
+        ix.ensure_index()
+        assert ix.upsert(CORPUS[:2] + EVENTS + NAMES) == 2 + len(EVENTS) + len(NAMES)
+        assert ids(ix, "error:131049") == {"m21"}
+        assert ids(ix, 'contact:"Pablo Morales"') == {"m27"}
+        assert ids(ix, "", filters={"kind": ["message"]}) == {"m1", "m2", "m26", "m27"}
+    finally:
+        if isinstance(ix, ElasticIndex):
+            for index_name in ix.current_indices():
+                ix.client.indices.delete(index=index_name)
+        else:
+            ix.close()
