@@ -86,7 +86,7 @@ def test_filters_as_parameters(app: App) -> None:
     assert body["total"] == 10
     assert body["facets"]["kind"] == {"message": 6, "echo": 1, "status": 2, "contact_sync": 1}
     body = app.get(
-        "/v1/search", h, date_from="2023-11-14", date_to="2023-11-15", number="15550001111",
+        "/v1/search", h, date_from="2023-11-14", date_to="2023-11-15", number="1001",
         kind="message,echo",
     ).json()
     assert body["total"] == 7
