@@ -60,6 +60,7 @@ class AuditAction(StrEnum):
     AUDIT_LISTED = "audit:listed"
     HOLD_PLACED = "hold:placed"
     HOLD_RELEASED = "hold:released"
+    DISPOSITION_APPROVED = "disposition:approved"
     ERASURE_REQUESTED = "erasure:requested"
     ERASURE_REFUSED = "erasure:refused"
     CONSENT_RECORDED = "consent:recorded"

@@ -45,6 +45,7 @@ class Principal:
     role: Role
     numbers: tuple[str, ...] | None  # None = every business number
     expires_at: datetime | None
+    person: str | None = None  # the person the token is bound to (approvals count persons)
 
     def sees_number(self, number: str | None) -> bool:
         """Whether this token covers business ``number`` (a ``phone_number_id``)."""
@@ -71,6 +72,7 @@ class TokenRecord:
     expires_at: str | None
     revoked_at: str | None
     secret_sha256: str
+    person: str | None = None  # set at creation; tokens made before it have none
 
 
 class TokenService:
@@ -91,18 +93,27 @@ class TokenService:
         numbers: Sequence[str] | None = None,
         expires_in_days: float | None = None,
         now: datetime | None = None,
+        person: str | None = None,
     ) -> tuple[str, TokenRecord]:
         """Return ``(plaintext token, record)``; the plaintext is never stored.
 
         ``numbers`` are business numbers as ``phone_number_id`` (digits only): the one
         number identity. Raises BadRequest for anything else (a ``+1 555…`` display number
-        would scope the token to nothing)."""
+        would scope the token to nothing). ``person`` binds the token to one person (an
+        operator-chosen stable id, e.g. an employee id): two-person approval counts
+        persons, so only bound tokens can approve. Raises BadRequest for an empty or
+        over-long person id."""
         for number in numbers or ():
             if not _PHONE_NUMBER_ID.fullmatch(number):
                 raise BadRequest(
                     f"token number {number!r} is not a phone_number_id (digits only)",
                     code="token_number_invalid",
                 )
+        if person is not None:
+            person = person.strip()
+            if not person or len(person) > 200:
+                raise BadRequest("person must be a non-empty id of at most 200 characters",
+                                 code="token_person_invalid")
         now = now or datetime.now(UTC)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
@@ -117,6 +128,7 @@ class TokenService:
             else None,
             revoked_at=None,
             secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+            person=person,
         )
         self._state.put(self.prefix + token_id, json.dumps(asdict(record)).encode(), if_absent=True)
         return f"wa_{token_id}_{secret}", record
@@ -166,6 +178,7 @@ class TokenService:
             role=Role(record.role),
             numbers=tuple(record.numbers) if record.numbers else None,
             expires_at=expires,
+            person=record.person,
         )
 
     def revoke(self, token_id: str, now: datetime | None = None) -> TokenRecord:

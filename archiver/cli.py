@@ -195,15 +195,21 @@ def token_create(
         )
     ] = None,
     expires: Annotated[float | None, typer.Option(help="Days until it expires.")] = None,
+    person: Annotated[
+        str | None,
+        typer.Option(help="The person the token belongs to (a stable id, e.g. an employee "
+                     "id); needed to approve dispositions, which count distinct persons."),
+    ] = None,
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
     runtime = _runtime()
     token, record = runtime.tokens.create(
-        role=role, name=name, numbers=number, expires_in_days=expires
+        role=role, name=name, numbers=number, expires_in_days=expires, person=person
     )
     typer.echo(token)
     typer.echo(
-        f"id={record.token_id} role={record.role} numbers={record.numbers or 'all'} "
+        f"id={record.token_id} role={record.role} person={record.person or '-'} "
+        f"numbers={record.numbers or 'all'} "
         f"expires={record.expires_at or 'never'}",
         err=True,
     )

@@ -31,6 +31,8 @@ from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_CHECK_S
+from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.conv_lookup import mark_if_fresh
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
@@ -288,6 +290,15 @@ class Runtime:
             lambda: retention_services(self).erasure.resume_pending(),
             seconds=self.settings.disposition_interval_s,
             lease_ttl=3600.0,
+        )
+        self.jobs.add(  # a changed policy set lengthens existing locks (retention apply)
+            "retention-apply",
+            lambda: apply_if_policies_changed(
+                retention_services(self).applier, self.state, self.policy.fingerprint
+            ),
+            seconds=RETENTION_APPLY_CHECK_S,
+            lease_ttl=3600.0,
+            at_start=True,
         )
         self.jobs.add(  # safety net behind the follower's query-hold hook
             "holds-refresh",

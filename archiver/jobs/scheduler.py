@@ -1,11 +1,14 @@
 """Singleton jobs on a schedule (APScheduler), each under a lease so that with several
 replicas only one runs it at a time: checkpoint signing (every
-``ARCHIVER_CHECKPOINT_INTERVAL_S``) and the daily sampled verify sweep. Other packages
+``ARCHIVER_CHECKPOINT_INTERVAL_S``), the daily sampled verify sweep, and ``retention
+apply`` whenever the policy set's fingerprint changes (checked at start-up and every
+5 minutes). Other packages
 add theirs with ``Jobs.add``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,7 +26,12 @@ class Jobs:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.runs: dict[str, int] = {}
 
-    def add(self, name: str, func: Callable[[], Any], *, seconds: float, lease_ttl: float) -> None:
+    def add(
+        self, name: str, func: Callable[[], Any], *, seconds: float, lease_ttl: float,
+        at_start: bool = False,
+    ) -> None:
+        """Run ``func`` every ``seconds`` under the lease ``job-<name>``; ``at_start``: also
+        as soon as the scheduler starts."""
         lease = Lease(self.state, f"job-{name}", ttl=lease_ttl)
 
         def run() -> None:
@@ -35,8 +43,9 @@ class Jobs:
             except Exception:  # a failing job must not kill the scheduler
                 log.exception("job_failed", job=name)
 
+        first = {"next_run_time": datetime.now(UTC)} if at_start else {}
         self._scheduler.add_job(
-            run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+            run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
         )
 
     def start(self) -> None:

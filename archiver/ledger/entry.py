@@ -60,6 +60,7 @@ class EntryKind(StrEnum):
     KEY_CREATED = "key_created"
     KEY_SHREDDED = "key_shredded"
     DISPOSED = "disposed"
+    DISPOSITION_APPROVED = "disposition_approved"  # one person's approval of one version
     VERIFY_RUN = "verify_run"
 
 

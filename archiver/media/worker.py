@@ -58,6 +58,8 @@ from archiver.logs import get_logger
 from archiver.metrics import MEDIA_JOBS_PARKED, MEDIA_JOBS_REFUSED
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.attachments import Attachment, AttachmentView
+from archiver.retention.holds import hold_new_attachments
 from archiver.store.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -276,7 +278,7 @@ class MediaWorker:
                 token,
             )
             return
-        entries, logged_key, new = self._store(
+        entries, logged_key, new, attachment = self._store(
             doc, blob.data, blob.sha256_hex, blob.mime_type, data_key, now
         )
         report.stored += new
@@ -285,6 +287,7 @@ class MediaWorker:
             **doc,
             "attempts": int(doc.get("attempts", 0)) + 1,
             "sha256_verified": blob.sha256_hex,
+            "attachment": attachment.to_json(),
         }
         self._log_then_finish(
             job_key, doc, token, now, [*key_entries, *entries], logged_key, "done"
@@ -315,8 +318,9 @@ class MediaWorker:
         mime_type: str,
         data_key: DataKey,
         now: datetime,
-    ) -> tuple[list[bytes], tuple[str, str], bool]:
-        """Write (or find) the blob and the link record; return the log entries to append."""
+    ) -> tuple[list[bytes], tuple[str, str], bool, Attachment]:
+        """Write (or find) the blob and the link record; return the log entries to append
+        and the association the link states (message ↔ link ↔ blob)."""
         owner = key_owner(doc, self.pseudo)
         object_key = media_object_key(owner, sha256_hex)
         retention = self._retention(doc)
@@ -382,7 +386,10 @@ class MediaWorker:
             doc, "media_link", "media", media, {"media_id": doc["media_id"]}, data_key, now
         )
         entries.append(self._record_entry(link, link_version, doc, now))
-        return entries, (logged_key, version), new
+        attachment = Attachment(
+            str(doc["record_id"]), link.record_id, (link.key, link_version), (object_key, version)
+        )
+        return entries, (logged_key, version), new, attachment
 
     def _write_record(
         self,
@@ -468,6 +475,10 @@ class MediaWorker:
         )
         log.warning("media_missing", job=job_key, reason=doc.get("last_error"))
         entry = self._record_entry(record, version, doc, now)
+        attachment = Attachment(
+            str(doc["record_id"]), record.record_id, (record.key, version), None
+        )
+        doc = {**doc, "attachment": attachment.to_json()}
         self._log_then_finish(job_key, doc, token, now, [*key_entries, entry], None, "missing")
 
     # -- logging ----------------------------------------------------------------------
@@ -494,10 +505,19 @@ class MediaWorker:
         self._finish(job_key, doc, token, now)
 
     def _finish(self, job_key: str, doc: dict[str, Any], token: str, now: datetime) -> None:
+        attachment = _attachment(doc.get("attachment"))
+        if attachment is not None:  # before the leaves: a hold placed meanwhile sees it
+            AttachmentView(log=self.log, objects=self.objects, state=self.state).remember(
+                attachment
+            )
         leaves = self._append_idempotent(doc)
         if doc.get("logged"):
             logged_key, version = doc["logged"]
             self.state.put(logged_key, str(version).encode())
+        if attachment is not None:
+            # An attachment follows its message: an open hold on the message holds it too.
+            hold_new_attachments(objects=self.objects, state=self.state, log=self.log,
+                                 keys=self.keys, attachment=attachment)
         done = {
             k: v for k, v in doc.items() if k not in ("entries", "size_before", "logged", "final")
         }
@@ -521,6 +541,16 @@ class MediaWorker:
         if not live:
             raise ObjectNotFound(f"no version of {key}")
         return live[0].version_id
+
+
+def _attachment(doc: object) -> Attachment | None:
+    if not isinstance(doc, dict):
+        return None
+    blob = doc.get("blob")
+    return Attachment(
+        str(doc["message"]), str(doc["link_id"]), (str(doc["link"][0]), str(doc["link"][1])),
+        (str(blob[0]), str(blob[1])) if blob else None,
+    )
 
 
 def _expected(value: object) -> str | None:

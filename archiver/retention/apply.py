@@ -7,7 +7,13 @@ store's lock is what is enforced. When an operator lengthens a policy (or enable
 obligation), this job moves each affected version's lock later with
 ``ObjectStore.extend_retention`` and appends a ``retention_extended`` leaf (new date, the
 previous one, the governing policy). A raw capture batch is kept as long as the longest
-record parsed from it, as the processor does at write time.
+record parsed from it, as the processor does at write time. An attachment (its
+``media_link`` / ``media_missing`` record and its blob, ``archiver.retention.attachments``)
+is kept as long as the longest-kept message that references it; a link record is never
+decided by a policy of its own.
+
+:func:`apply_if_policies_changed` is the scheduled form (``retention-apply`` job, at
+start-up and then periodically): it runs the applier once per policy-set fingerprint.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any, Protocol
 from archiver.ingest.ports import raw_capture_facts
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.model import iso
+from archiver.retention.attachments import AttachmentView, is_attachment_header
 from archiver.retention.common import facts_of, iter_records
 from archiver.retention.policy import raw_capture_until
 from archiver.store.errors import ObjectNotFound
-from archiver.store.port import ObjectStore
+from archiver.store.port import ObjectStore, StateStore
 from policies.model import Decision, RecordFacts
 
 # S3 keeps retain-until at whole seconds: smaller differences are not a lengthening.
@@ -36,6 +43,14 @@ class Decider(Protocol):
 
 class Appender(Protocol):
     def append(self, entries: list[bytes]) -> list[int]: ...
+
+    def size(self) -> int: ...
+
+    def entries(self, start: int, end: int) -> list[bytes]: ...
+
+
+APPLY_CHECK_INTERVAL_S = 300.0  # how often the retention-apply job compares fingerprints
+APPLIED_KEY = "retention/applied_policies"  # the fingerprint the last complete apply used
 
 
 @dataclass
@@ -55,18 +70,32 @@ class RetentionApplier:
         objects: ObjectStore,
         log: Appender,
         policy: Decider,
+        state: StateStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.objects = objects
         self.log = log
         self.policy = policy
+        self.state = state  # the attachment view's working state; None: no attachments
         self.clock = clock
 
     def run(self, *, dry_run: bool = False) -> ApplyReport:
         report = ApplyReport(dry_run=dry_run)
+        view = None
+        if self.state is not None:
+            view = AttachmentView(log=self.log, objects=self.objects, state=self.state)
+            view.catch_up()
         raw_wanted: dict[tuple[str, str], tuple[datetime, str]] = {}
+        attached: dict[tuple[str, str, str], tuple[datetime, str]] = {}
+
+        def want(into: dict[Any, tuple[datetime, str]], ident: Any, d: Decision) -> None:
+            if ident not in into or d.retain_until > into[ident][0]:
+                into[ident] = (d.retain_until, d.governing)
+
         for r in iter_records(self.objects):
             report.checked += 1
+            if is_attachment_header(r.header):
+                continue  # follows its message (below)
             decision = self.policy.decision(facts_of(r.header))
             self._extend(report, r.key, r.version_id, decision.retain_until,
                          decision.governing, "record", dry_run)
@@ -77,10 +106,15 @@ class RetentionApplier:
                     raw_decision = self.policy.decision(raw_capture_facts(_batch_time(raw[0])))
                     if raw_capture_until(raw_decision) is not None:
                         raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
-                if ident not in raw_wanted or decision.retain_until > raw_wanted[ident][0]:
-                    raw_wanted[ident] = (decision.retain_until, decision.governing)
+                want(raw_wanted, ident, decision)
+            for a in view.of_messages([r.record_id]) if view is not None else ():
+                want(attached, (*a.link, "record"), decision)
+                if a.blob is not None:
+                    want(attached, (*a.blob, "media"), decision)
         for (key, version), (until, policy) in sorted(raw_wanted.items()):
             self._extend(report, key, version, until, policy, "raw", dry_run)
+        for (key, version, kind), (until, policy) in sorted(attached.items()):
+            self._extend(report, key, version, until, policy, kind, dry_run)
         return report
 
     def _extend(
@@ -112,3 +146,17 @@ def _batch_time(raw_key: str) -> datetime:
     """A raw batch's capture time, from its id (``archiver.ingest.capture.new_batch_id``)."""
     batch_id = raw_key.rsplit("/", 1)[-1]
     return datetime.strptime(batch_id.split("Z-")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+
+
+def apply_if_policies_changed(
+    applier: RetentionApplier, state: StateStore, fingerprint: str
+) -> ApplyReport | None:
+    """Run ``applier`` when the policy set's ``fingerprint`` differs from the one the last
+    complete apply recorded (an operator enabled or lengthened a policy); then record it.
+    The caller holds the jobs lease. Returns the report, or None when nothing changed."""
+    done = state.get(APPLIED_KEY)
+    if done is not None and done.value.decode() == fingerprint:
+        return None
+    report = applier.run()
+    state.put(APPLIED_KEY, fingerprint.encode())  # after the run: a crash runs it again
+    return report

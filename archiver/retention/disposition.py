@@ -15,44 +15,61 @@ So the report's ``held`` counts candidates only (versions the log says are expir
 ``stat``-ed) plus candidates whose store lock has not passed; ``candidates`` says how many
 versions were looked at.
 
-Deleting one version, in this order so that a crash anywhere is repaired by the next run:
+An attachment follows its message (``archiver.retention.attachments``): a ``media_link``
+or ``media_missing`` record is not decided by a policy of its own; it goes once its
+message is gone (disposed, after the message's own review). A blob goes once every link
+naming it is gone. So an attachment is never deleted while its message is kept, held or
+waiting for approval, and the blob outlives its own (shorter) lock when a message needs it.
 
-1. a tombstone object ``tombstones/<kind>/<h[:2]>/<h>`` (``h`` = SHA-256 of
-   ``key@version``; write-once, a replay finds its own): what, why, which policy, when;
-2. two log leaves: ``tombstone`` (naming the tombstone object) and ``disposed`` (naming
-   the deleted version, with its SHA-256 and the tombstone's), so ``verify`` expects the
-   version to be gone and the tombstone to be there;
-3. ``delete_version`` (no delete marker: a version-id delete removes the version);
-4. the record's index document (``index.delete_ids``).
+For a record the *current* policy set decides again: when the retain-until the engine
+computes now is still ahead (a longer obligation enabled since the record was written,
+``retention apply`` not yet run), the record stays and is counted as ``not_expired``.
 
-A crash between 2 and 3 leaves a ``disposed`` leaf for a present version (verify reports
-``object:disposed_present``) until the next run deletes it: ``disposition/cursor`` keeps
-the log size at which the last complete run started, and ``disposed`` leaves from there on
-are candidates again (plus those such a run found present but held, listed in the cursor);
-a replayed run may log the two leaves again (the log tolerates a duplicate).
+Deleting one version is a resumable procedure, journalled first in working state
+(``disposition/journal/<h>``, ``h`` = SHA-256 of ``key@version``), each step safe to redo:
+
+1. the journal entry (what, why, which policy, its record id);
+2. the hold re-checked on the store right before the delete (``stat``: a legal hold or an
+   unexpired lock cancels the disposal, and the store refuses a delete of a version held
+   in between); ``delete_version`` (no delete marker);
+3. the record's index document (``index.delete_ids``);
+4. a tombstone object ``tombstones/<kind>/<h[:2]>/<h>`` (write-once, a replay finds its
+   own), then the entries saved in the journal and appended once (``once_since``): a
+   ``tombstone`` leaf and a ``disposed`` leaf naming the deleted version;
+5. the journal entry removed.
+
+Every run first finishes the journal entries an earlier run left (a crash at any step):
+a version still present is re-checked and deleted, the index document and the leaves
+follow. So a ``disposed`` leaf is only ever written for a version that is gone, and index
+text never outlives its record. ``disposed`` leaves from ``disposition/cursor`` on are
+still looked at again (a crash of an older version of this job, which logged first).
 
 Raw capture batches go once processed (``proc/<batch>`` is ``done``), past their own
 retain-until, and when every record version the batch wrote or reused (the ``record``
 leaves among the batch's leaves) is gone: disposed in this run or absent from the store.
 Conservative: a record reused by a later delivery keeps the raw batch as well. Their
-capture keys (``capkeys/<batch>``) go with them. Media blobs go when their own
-retain-until has passed and they are unheld.
+capture keys (``capkeys/<batch>``) go with them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from archiver.errors import Conflict, NotFound
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.records.model import iso
+from archiver.retention.attachments import (
+    AttachmentView,
+    is_attachment_header,
+    message_versions,
+)
 from archiver.retention.common import (
+    StoredRecord,
     facts_of,
     ident_hash,
     read_record,
@@ -61,17 +78,28 @@ from archiver.retention.common import (
 )
 from archiver.retention.expiry import Candidate, candidates, leaf_runs, record_refs
 from archiver.retention.holds import HoldRegistry, item_id
-from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.retention.reviews import (
+    REVIEWS_PREFIX,
+    Approver,
+    approve_review,
+    approved,
+    list_reviews,
+)
+from archiver.store.errors import ObjectLocked, ObjectNotFound
 from archiver.store.port import LockMode, ObjectInfo, ObjectStore, StateStore
 from policies.model import Decision, RecordFacts
 from search.port import SearchIndex
 
 logger = get_logger("archiver.disposition")
 
-REVIEWS_PREFIX = "disposition/reviews/"
 CAPKEYS_PREFIX = "capkeys/"  # archiver.ingest.capture.CAPTURE_KEYS_PREFIX
 PROC_PREFIX = "proc/"  # archiver.ingest.processor.PROC_PREFIX
 CURSOR_KEY = "disposition/cursor"  # log size at the start of the last complete run
+JOURNAL_PREFIX = "disposition/journal/"  # one entry per disposal in progress
+
+# The steps of one disposal a crash test can stop at (``DispositionJob.crash``).
+CRASH_POINTS = ("after_intent", "after_store_delete", "after_index_delete",
+                "after_tombstone", "after_log")
 
 
 class Decider(Protocol):
@@ -79,7 +107,8 @@ class Decider(Protocol):
 
 
 class LogAccess(Protocol):
-    def append(self, entries: list[bytes]) -> list[int]: ...
+    def append(self, entries: Sequence[bytes], *, once_since: int | None = None
+               ) -> list[int]: ...
 
     def size(self) -> int: ...
 
@@ -101,8 +130,10 @@ class DispositionReport:
     disposed: list[Disposed] = field(default_factory=list)
     queued_for_review: list[str] = field(default_factory=list)
     held: int = 0  # candidates only (see the module docstring)
-    not_expired: int = 0  # logged as locked + candidates the store still locks
+    not_expired: int = 0  # logged as locked + candidates the store or policy still keeps
     candidates: int = 0  # versions the log named for a look
+    attachments_kept: int = 0  # links and blobs kept because a message still needs them
+    resumed: int = 0  # journal entries of an interrupted run finished (or cancelled)
     ran: bool = True  # False: another replica holds the lease
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +145,8 @@ class DispositionReport:
             "held": self.held,
             "not_expired": self.not_expired,
             "candidates": self.candidates,
+            "attachments_kept": self.attachments_kept,
+            "resumed": self.resumed,
         }
 
 
@@ -124,6 +157,7 @@ class _RunState:
     gone: set[tuple[str, str]] = field(default_factory=set)
     staying: set[tuple[str, str]] = field(default_factory=set)
     kept_redo: list[Candidate] = field(default_factory=list)
+    links: list[tuple[Candidate, StoredRecord, ObjectInfo]] = field(default_factory=list)
 
     def stays(self, c: Candidate) -> None:
         self.staying.add((c.key, c.version_id))
@@ -144,6 +178,7 @@ class DispositionJob:
         lock_mode: LockMode,
         log_retention_days: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crash: Callable[[str], None] | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -154,10 +189,12 @@ class DispositionJob:
         self.lock_mode = lock_mode
         self.log_retention_days = log_retention_days
         self.clock = clock
+        self.crash = crash or (lambda _point: None)  # crash tests stop a disposal here
 
     # -- the run ------------------------------------------------------------------------
     def run(self, *, dry_run: bool = False) -> DispositionReport:
-        """One pass over the log's candidates: records, then raw batches, then media. Takes
+        """One pass: the journal an interrupted run left, then the log's candidates:
+        messages and other records, their attachments' links, blobs, raw batches. Takes
         the lease itself unless ``dry_run`` (which also leaves the cursor alone)."""
         from archiver.jobs.lease import Lease
 
@@ -174,7 +211,11 @@ class DispositionJob:
         return report
 
     def _run(self, report: DispositionReport, dry_run: bool) -> None:
+        if not dry_run:
+            self._resume(report)
         now = self.clock()
+        view = AttachmentView(log=self.log, objects=self.objects, state=self.state)
+        view.catch_up()
         held = self.holds.held_items()
         since, kept_before = self._cursor()
         found = candidates(self.log, now, redo_since=since)
@@ -183,17 +224,14 @@ class DispositionJob:
         report.candidates = len(todo)
         report.not_expired = found.locked
         run = _RunState()
-        record_ids: list[str] = []
         for c in (c for c in todo if c.kind == "record"):
-            record_id = self._record(c, report, dry_run, held, now, run)
-            if record_id is not None:
-                record_ids.append(record_id)
-        if record_ids:
-            self.index.delete_ids(record_ids)
+            self._record(c, report, dry_run, held, now, run)
+        for c, r, info in run.links:  # after every message of the run
+            self._link(c, r, info, report, dry_run, held, run)
+        for c in (c for c in todo if c.kind == "media"):
+            self._media(c, view, report, dry_run, held, now, run)
         for c in (c for c in todo if c.kind == "raw"):
             self._raw(c, report, dry_run, held, now, run)
-        for c in (c for c in todo if c.kind == "media"):
-            self._media(c, report, dry_run, held, now, run)
         if not dry_run:
             self._save_cursor(found.log_size, run.kept_redo)
             # Also finishes earlier erasures: Elasticsearch keeps soft-deleted documents
@@ -225,31 +263,97 @@ class DispositionJob:
     def _record(
         self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
         now: datetime, run: _RunState,
-    ) -> str | None:
+    ) -> None:
         info = self._look(c, report, held, now, run)
         if info is None:
-            return None
+            return
         try:
             r = read_record(self.objects, c.key, c.version_id)
         except ObjectNotFound:
             run.gone.add((c.key, c.version_id))
-            return None
+            return
+        if is_attachment_header(r.header):
+            run.links.append((c, r, info))  # follows its message: decided after them
+            return
         decision = self.policy.decision(facts_of(r.header))
-        if decision.disposition.action == "review" and not self._approved(
-            r.record_id, r.key, r.version_id, decision, dry_run
+        if decision.retain_until > now:
+            # The current policy set keeps it longer than its lock says (``retention
+            # apply`` has not run yet): not due, and not for review either.
+            report.not_expired += 1
+            run.stays(c)
+            return
+        if decision.disposition.action == "review" and not approved(
+            self.state, r, decision, info, self.clock(), dry_run=dry_run
         ):
             report.queued_for_review.append(r.record_id)
             run.stays(c)
-            return None
-        reason = (f"retain-until {iso(info.retention.retain_until) if info.retention else '-'}"
-                  f" passed; policy {decision.governing} says {decision.disposition.action}")
+            return
+        reason = (f"retain-until {iso(decision.retain_until)} passed; "
+                  f"policy {decision.governing} says {decision.disposition.action}")
         item = Disposed(r.key, r.version_id, "record", decision.governing, reason)
-        report.disposed.append(item)
-        run.gone.add((c.key, c.version_id))  # a dry run answers as if it had deleted it
-        if dry_run:
-            return None
-        self._dispose(item, r.sha256, r.size)
-        return r.record_id
+        self._go(item, info, report, dry_run, held, run, record_id=r.record_id)
+
+    def _link(
+        self, c: Candidate, r: StoredRecord, info: ObjectInfo, report: DispositionReport,
+        dry_run: bool, held: set[str], run: _RunState,
+    ) -> None:
+        message = str(r.header.get("link_of"))
+        remaining = [m for m in message_versions(self.objects, message) if m not in run.gone]
+        if remaining:
+            report.attachments_kept += 1
+            run.stays(c)
+            return
+        item = Disposed(r.key, r.version_id, "record", "inherited",
+                        f"its message {message} is disposed")
+        self._go(item, info, report, dry_run, held, run, record_id=r.record_id)
+
+    def _media(
+        self, c: Candidate, view: AttachmentView, report: DispositionReport, dry_run: bool,
+        held: set[str], now: datetime, run: _RunState,
+    ) -> None:
+        info = self._look(c, report, held, now, run)
+        if info is None:
+            return
+        links = view.of_blob(c.key, c.version_id)
+        if not links or self._any_present([a.link for a in links], run) or any(
+            self._any_present(message_versions(self.objects, a.message), run) for a in links
+        ):
+            # No logged link (cannot tell whose it is), or a link or message still stored.
+            report.attachments_kept += 1
+            run.stays(c)
+            return
+        item = Disposed(c.key, c.version_id, "media", None,
+                        "every message that references it is disposed")
+        self._go(item, info, report, dry_run, held, run)
+
+    def _any_present(self, refs: Sequence[tuple[str, str]], run: _RunState) -> bool:
+        for ref in refs:
+            if ref in run.gone:
+                continue
+            if ref in run.staying:
+                return True
+            try:
+                self.objects.stat(*ref)
+            except ObjectNotFound:
+                run.gone.add(ref)
+                continue
+            return True
+        return False
+
+    def _go(
+        self, item: Disposed, info: ObjectInfo, report: DispositionReport, dry_run: bool,
+        held: set[str], run: _RunState, *, record_id: str | None = None,
+    ) -> None:
+        if dry_run:  # answers as if it had deleted it
+            report.disposed.append(item)
+            run.gone.add((item.key, item.version_id))
+            return
+        if self._dispose(item, info.sha256, info.size, record_id, held):
+            report.disposed.append(item)
+            run.gone.add((item.key, item.version_id))
+        else:
+            report.held += 1
+            run.staying.add((item.key, item.version_id))
 
     def _raw(
         self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
@@ -273,9 +377,8 @@ class DispositionJob:
             return
         item = Disposed(c.key, c.version_id, "raw", None,
                         "retain-until passed and no remaining record came from it")
-        report.disposed.append(item)
-        if not dry_run:
-            self._dispose(item, info.sha256, info.size)
+        self._go(item, info, report, dry_run, held, run)
+        if not dry_run and (c.key, c.version_id) in run.gone:
             self._drop_capkeys(c.key, batch_id)
 
     def _drop_capkeys(self, key: str, batch_id: str) -> None:
@@ -291,28 +394,7 @@ class DispositionJob:
         refs: set[tuple[str, str]] = set()
         for start, end in leaf_runs(leaves):
             refs |= record_refs(self.log.entries(start, end))
-        for ref in sorted(refs - run.gone):
-            if ref in run.staying:
-                return True
-            try:
-                self.objects.stat(*ref)
-            except ObjectNotFound:
-                run.gone.add(ref)
-                continue
-            return True
-        return False
-
-    def _media(
-        self, c: Candidate, report: DispositionReport, dry_run: bool, held: set[str],
-        now: datetime, run: _RunState,
-    ) -> None:
-        info = self._look(c, report, held, now, run)
-        if info is None:
-            return
-        item = Disposed(c.key, c.version_id, "media", None, "retain-until passed")
-        report.disposed.append(item)
-        if not dry_run:
-            self._dispose(item, info.sha256, info.size)
+        return self._any_present(sorted(refs), run)
 
     # -- the cursor ---------------------------------------------------------------------
     def _cursor(self) -> tuple[int, list[Candidate]]:
@@ -339,90 +421,111 @@ class DispositionJob:
             return "not_expired"
         return None
 
-    # -- one version --------------------------------------------------------------------
-    def _dispose(self, item: Disposed, sha256: str | None, size: int) -> None:
+    # -- one version: a journalled, resumable procedure ---------------------------------
+    def _dispose(
+        self, item: Disposed, sha256: str | None, size: int, record_id: str | None,
+        held: set[str],
+    ) -> bool:
+        """Journal, then finish (see the module docstring). False: the store kept it."""
+        journal = {
+            "step": "deleting", "key": item.key, "version_id": item.version_id,
+            "object_kind": item.kind, "policy": item.policy, "reason": item.reason,
+            "sha256": sha256, "size": size, "record_id": record_id,
+        }  # fmt: skip
+        name = JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
+        self.state.put(name, _dump(journal))
+        self.crash("after_intent")
+        return self._finish(name, journal, held, fresh=True)
+
+    def _resume(self, report: DispositionReport) -> None:
+        """Finish (or cancel, when a hold came since) what an interrupted run started."""
+        names = list(self.state.list(JOURNAL_PREFIX))
+        if not names:
+            return
+        held = self.holds.held_items()
+        for name in names:
+            value = self.state.get(name)
+            if value is None:
+                continue
+            report.resumed += 1
+            self._finish(name, json.loads(value.value), held)
+
+    def _finish(
+        self, name: str, journal: dict[str, Any], held: set[str], *, fresh: bool = False
+    ) -> bool:
+        key, version = str(journal["key"]), str(journal["version_id"])
+        if journal["step"] == "deleting":
+            if not self._delete(key, version, held, fresh=fresh):
+                self.state.delete(name)  # cancelled: no leaf says it went
+                logger.info("disposal_cancelled", object_key=key)
+                return False
+            self.crash("after_store_delete")
+            if journal.get("record_id"):
+                self.index.delete_ids([str(journal["record_id"])])
+            self.crash("after_index_delete")
+            journal = {**journal, "step": "logging", "size_before": self.log.size(),
+                       "entries": [base64.b64encode(e).decode() for e in self._leaves(journal)]}
+            self.state.put(name, _dump(journal))
+            self.crash("after_tombstone")
+        entries = [base64.b64decode(e) for e in journal["entries"]]
+        self.log.append(entries, once_since=int(journal["size_before"]))
+        self.crash("after_log")
+        self.state.delete(name)
+        logger.info("disposed", object_key=key, object_kind=journal["object_kind"])
+        return True
+
+    def _delete(self, key: str, version: str, held: set[str], *, fresh: bool) -> bool:
+        """Delete, unless the store holds the version now. The store is the truth: it
+        refuses to delete a version under a legal hold or an unexpired lock, so a hold that
+        lands after this run looked is still honoured. A resumed disposal (not ``fresh``)
+        looks first, since holds and policies may have changed since the crash. True when
+        the version is gone (now or by an earlier attempt)."""
+        if not fresh:
+            try:
+                info = self.objects.stat(key, version)
+            except ObjectNotFound:
+                return True  # an earlier attempt deleted it
+            if self._keep_reason(info, held, self.clock()) is not None:
+                return False
+        try:
+            self.objects.delete_version(key, version)
+        except ObjectNotFound:
+            return True
+        except ObjectLocked:
+            return False  # a hold landed between the stat and the delete
+        return True
+
+    def _leaves(self, journal: dict[str, Any]) -> list[bytes]:
+        """The tombstone object (write-once) and the two leaves that say the version went."""
         now = self.clock()
-        h = ident_hash(item.key, item.version_id)
+        key, version = str(journal["key"]), str(journal["version_id"])
+        kind, sha256, size = str(journal["object_kind"]), journal.get("sha256"), journal["size"]
+        h = ident_hash(key, version)
         body = {
             "v": 1,
             "kind": "tombstone",
-            "what": {"key": item.key, "version_id": item.version_id, "sha256": sha256,
-                     "size": size, "object_kind": item.kind},
-            "why": item.reason,
-            "policy": item.policy,
+            "what": {"key": key, "version_id": version, "sha256": sha256,
+                     "size": size, "object_kind": kind},
+            "why": journal["reason"],
+            "policy": journal.get("policy"),
             "action": "delete",
             "when": iso(now),
         }
         retention = tombstone_retention(self.lock_mode, self.log_retention_days)
         t_key, t_version, t_sha, t_size = write_tombstone(
-            self.objects, f"{item.kind}/{h[:2]}/{h}", body, retention
+            self.objects, f"{kind}/{h[:2]}/{h}", body, retention
         )
-        extras: dict[str, Any] = {"object_kind": item.kind, "reason": "retention_expired"}
-        if item.policy:
-            extras["policy"] = item.policy
-        self.log.append([
+        extras: dict[str, Any] = {"object_kind": kind, "reason": "retention_expired"}
+        if journal.get("policy"):
+            extras["policy"] = journal["policy"]
+        return [
             make_entry(EntryKind.TOMBSTONE, time=now, key=t_key, version_id=t_version,
                        sha256=t_sha, size=t_size, retain_until=retention.retain_until,
                        **extras).data,
-            make_entry(EntryKind.DISPOSED, time=now, key=item.key, version_id=item.version_id,
+            make_entry(EntryKind.DISPOSED, time=now, key=key, version_id=version,
                        sha256=sha256 if _hex64(sha256) else None, size=size,
                        tombstone_sha256=t_sha, **extras).data,
-        ])  # fmt: skip
-        with contextlib.suppress(ObjectNotFound):  # an earlier, interrupted run deleted it
-            self.objects.delete_version(item.key, item.version_id)
-        logger.info("disposed", object_key=item.key, object_kind=item.kind)
-
-    # -- reviews ------------------------------------------------------------------------
-    def _approved(
-        self, record_id: str, key: str, version_id: str, decision: Decision, dry_run: bool
-    ) -> bool:
-        value = self.state.get(REVIEWS_PREFIX + record_id)
-        if value is not None:
-            return bool(json.loads(value.value).get("status") == "approved")
-        if not dry_run:
-            doc: dict[str, Any] = {
-                "record_id": record_id, "key": key, "version_id": version_id,
-                "policy": decision.governing,
-                "required": 2 if decision.disposition.two_person_approval else 1,
-                "approvals": [], "status": "pending", "queued_at": iso(self.clock()),
-            }  # fmt: skip
-            with contextlib.suppress(PreconditionFailed):  # queued by a concurrent run
-                self.state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_absent=True)
-        return False
-
-
-def list_reviews(state: StateStore, status: str | None = "pending") -> list[dict[str, Any]]:
-    out = []
-    for key in state.list(REVIEWS_PREFIX):
-        value = state.get(key)
-        if value is None:
-            continue
-        doc = json.loads(value.value)
-        if status is None or doc.get("status") == status:
-            out.append(doc)
-    return out
-
-
-def approve_review(state: StateStore, record_id: str, *, by: str, now: datetime) -> dict[str, Any]:
-    """Add ``by``'s approval; two-person reviews need two different approvers.
-    Raises NotFound, Conflict (the same person twice)."""
-    for _ in range(20):
-        value = state.get(REVIEWS_PREFIX + record_id)
-        if value is None:
-            raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
-        doc: dict[str, Any] = json.loads(value.value)
-        if any(a["by"] == by for a in doc["approvals"]):
-            raise Conflict(f"{by} already approved; a second, different approver is needed",
-                           code="review_same_approver")
-        doc["approvals"] = [*doc["approvals"], {"by": by, "at": iso(now)}]
-        if len(doc["approvals"]) >= int(doc["required"]):
-            doc["status"] = "approved"
-        try:
-            state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_match=value.token)
-            return doc
-        except PreconditionFailed:
-            continue
-    raise PreconditionFailed(f"review {record_id}: too much contention")
+        ]  # fmt: skip
 
 
 def _hex64(value: str | None) -> bool:
@@ -431,3 +534,17 @@ def _hex64(value: str | None) -> bool:
 
 def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+__all__ = [
+    "CRASH_POINTS",
+    "CURSOR_KEY",
+    "JOURNAL_PREFIX",
+    "REVIEWS_PREFIX",
+    "Approver",
+    "Disposed",
+    "DispositionJob",
+    "DispositionReport",
+    "approve_review",
+    "list_reviews",
+]

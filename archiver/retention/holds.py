@@ -54,9 +54,14 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
+from archiver.retention.attachments import (
+    Attachment,
+    AttachmentView,
+    attachment_of_header,
+    message_versions,
+)
 from archiver.retention.common import (
     StoredRecord,
-    live_versions,
     read_record,
     record_by_id,
 )
@@ -71,14 +76,19 @@ logger = get_logger("archiver.holds")
 
 HOLDS_PREFIX = "holds/"
 OPEN_KEY = "holds/_open"
-MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
 OPEN_STATUSES = frozenset({"placing", "open"})
 
 
 class Appender(Protocol):
+    """The log as holds use it: append leaves, and read them (the attachment view)."""
+
     def append(self, entries: Sequence[bytes]) -> list[int]: ...
+
+    def size(self) -> int: ...
+
+    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 class Protector(Protocol):
@@ -193,11 +203,13 @@ class HoldRegistry:
     def items_of(
         self, records: Iterable[StoredRecord]
     ) -> tuple[list[tuple[str, str, str]], set[str], set[str]]:
-        """(key, version, kind) of each record, its raw batch and its media; raw slots;
-        subjects."""
+        """(key, version, kind) of each record, its raw batch and its attachments (link
+        records and blobs, from the logged links: ``archiver.retention.attachments``); raw
+        slots; subjects. A link record in ``records`` brings its own blob."""
         items: dict[str, tuple[str, str, str]] = {}
         slots: set[str] = set()
         subjects: set[str] = set()
+        messages: list[str] = []
         for r in records:
             items.setdefault(item_id(r.key, r.version_id), (r.key, r.version_id, "record"))
             raw = r.raw
@@ -206,21 +218,23 @@ class HoldRegistry:
                 slots.add(f"{raw[0]}#{raw[2]}")
             if r.subject:
                 subjects.add(r.subject)
-                for key, version in self._media_of(r):
-                    items.setdefault(item_id(key, version), (key, version, "media"))
+            own = attachment_of_header(r.key, r.version_id, dict(r.header))
+            if own is not None and own.blob is not None:
+                items.setdefault(item_id(*own.blob), (*own.blob, "media"))
+            messages.append(r.record_id)
+        for a in self.attachments_of(messages):
+            items.setdefault(item_id(*a.link), (*a.link, "record"))
+            if a.blob is not None:
+                items.setdefault(item_id(*a.blob), (*a.blob, "media"))
         return list(items.values()), slots, subjects
 
-    def _media_of(self, r: StoredRecord) -> list[tuple[str, str]]:
-        """Media blobs of a record: ``media/<subject>/<sha256>``, named by its media jobs."""
-        found = []
-        for job_key in self.state.list(f"{MEDIA_JOBS_PREFIX}{r.record_id}/"):
-            value = self.state.get(job_key)
-            sha = json.loads(value.value).get("sha256") if value else None
-            if not sha:
-                continue
-            key = f"media/{r.subject}/{sha}"
-            found += [(key, v) for v in live_versions(self.objects, key)]
-        return found
+    def attachments_of(self, record_ids: Sequence[str]) -> list[Attachment]:
+        """The logged attachments of messages ``record_ids`` (the view caught up first)."""
+        if not record_ids:
+            return []
+        view = AttachmentView(log=self.log, objects=self.objects, state=self.state)
+        view.catch_up()
+        return view.of_messages(record_ids)
 
     def hold_records(self, hold_id: str, records: Iterable[StoredRecord]) -> int:
         """``hold_items`` for ``records`` with their raw batches and media (``items_of``)."""
@@ -397,6 +411,60 @@ def flag_broken(registry: HoldRegistry, hold_id: str, exc: BaseException) -> Non
             registry.update(hold_id, change)
     except Exception:  # the flag is best effort: the metric and the log already say it
         logger.exception("hold_flag_failed", hold=hold_id)
+
+
+def hold_new_attachments(
+    *, objects: ObjectStore, state: StateStore, log: Appender, keys: object,
+    attachment: Attachment,
+) -> int:
+    """The media worker's hook, after a link's leaves are appended: an attachment follows
+    its message, so every open hold that holds the message (or whose subject or
+    conversation names it) holds the link record and the blob too. Costs one state GET
+    when no hold is open. Returns the number of versions held."""
+    value = state.get(OPEN_KEY)
+    if value is None:
+        return 0
+    index: dict[str, Any] = json.loads(value.value)
+    if not index:
+        return 0
+    protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
+    registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
+    message = [r for r in (_read_quietly(objects, *mv)
+                           for mv in message_versions(objects, attachment.message)) if r]
+    items = [(*attachment.link, "record")]
+    if attachment.blob is not None:
+        items.append((*attachment.blob, "media"))
+    keys_of_message = {r.key for r in message}
+    total = 0
+    for hold_id, criteria in sorted(index.items()):
+        try:
+            doc, _ = registry.read(hold_id)
+        except NotFound:
+            continue
+        if doc.get("status") not in OPEN_STATUSES:
+            continue
+        holds_message = any(i.get("key") in keys_of_message
+                            for i in doc.get("items", {}).values())
+        if not (holds_message or any(_matches(criteria, r.header) for r in message)):
+            continue
+        try:
+            total += registry.hold_items(hold_id, items, (), ())
+        except NotFound:
+            continue  # released and removed meanwhile
+        except StoreUnavailable:
+            raise  # not this hold's fault: the media job is retried
+        except Exception as exc:  # this hold's own failure: flag it, hold the others
+            flag_broken(registry, hold_id, exc)
+    if total:
+        logger.info("hold_applied_to_new_attachment", versions=total)
+    return total
+
+
+def _read_quietly(objects: ObjectStore, key: str, version: str) -> StoredRecord | None:
+    try:
+        return read_record(objects, key, version)
+    except ObjectNotFound:
+        return None
 
 
 def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, StoredRecord]:

@@ -3,6 +3,8 @@ nothing of records) and the processing pipeline."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,21 @@ def load_policy_set(extra_dir: Path | None, params: Mapping[str, str] | None = N
     return load_policies(dirs, params or {})
 
 
+def policy_fingerprint(policy_set: PolicySet) -> str:
+    """SHA-256 of the enabled policies as loaded (ids, periods, clocks, actions…): any
+    change an operator makes to what the engine decides changes it."""
+    doc = [p.model_dump(mode="python") for p in policy_set.enabled]
+    text = json.dumps(doc, sort_keys=True, default=_canonical)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: object) -> object:
+    # Sets sort (their iteration order varies between processes); the rest by text.
+    if isinstance(value, set | frozenset):
+        return sorted(str(v) for v in value)
+    return str(value)
+
+
 class EngineDecider:
     """``PolicyDecider`` backed by the pure engine. ``floor_lock`` can force COMPLIANCE."""
 
@@ -36,6 +53,10 @@ class EngineDecider:
         self.policy_set = policy_set
         self.lock_override = lock_override
         self.clock = clock
+
+    @property
+    def fingerprint(self) -> str:
+        return policy_fingerprint(self.policy_set)
 
     def decision(self, facts: RecordFacts) -> Decision:
         return decide(self.policy_set, facts, self.clock())

@@ -47,7 +47,8 @@ def retention_services(runtime: Runtime) -> RetentionServices:
             index=runtime.index, pseudo=runtime.pseudo, policy=runtime.policy, holds=registry,
             lock_mode=lock, log_retention_days=days, reader=runtime.log,
         ),
-        applier=RetentionApplier(objects=runtime.objects, log=runtime.log, policy=runtime.policy),
+        applier=RetentionApplier(objects=runtime.objects, log=runtime.log, policy=runtime.policy,
+                                 state=runtime.state),
     )  # fmt: skip
     runtime.extras["retention"] = services
     return services

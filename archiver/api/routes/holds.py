@@ -21,6 +21,7 @@ from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import BadRequest, Forbidden, NotFound
 from archiver.retention.common import resolve_subject
+from archiver.retention.disposition import Approver as ReviewApprover
 from archiver.retention.disposition import approve_review, list_reviews
 from archiver.retention.holds import HoldScope, summary
 from archiver.retention.scope import hold_numbers, review_numbers, review_of
@@ -147,11 +148,22 @@ def approve(
         review = review_of(runtime.state, record_id)
         if review is None or not principal.covers(review_numbers(runtime.objects, review)):
             raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
-    # Approvers are told apart by token id: two tokens of one person are still one person
-    # only if the operator issues them so; the name is kept for the record.
-    return approve_review(
+    # Approvals count persons (the token's bound person), are scoped, versioned and
+    # logged: archiver.retention.reviews.
+    doc = approve_review(
         runtime.state,
         record_id,
-        by=f"{principal.name}#{principal.token_id}",
+        approver=ReviewApprover(
+            principal.person, principal.token_id, principal.name, principal.numbers
+        ),
         now=datetime.now(UTC),
+        log=runtime.log,
+        objects=runtime.objects,
     )
+    runtime.audit.record(
+        AuditAction.DISPOSITION_APPROVED, actor_of(principal),
+        concerns=[doc.get("phone_number_id")], record_id=record_id,
+        key=doc["key"], version_id=doc["version_id"], person=principal.person,
+        status=doc["status"],
+    )  # fmt: skip
+    return doc

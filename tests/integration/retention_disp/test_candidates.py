@@ -22,7 +22,7 @@ from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
-from archiver.retention.disposition import CURSOR_KEY
+from archiver.retention.disposition import CURSOR_KEY, JOURNAL_PREFIX
 from archiver.retention.expiry import candidates
 from archiver.runtime import Runtime
 from policies.model import Decision, RecordFacts
@@ -178,7 +178,7 @@ def test_raw_batch_stays_while_one_of_its_records_remains(tmp_path: Path,
         assert [f for f in findings if not f.kind.startswith("checkpoint")] == []
 
 
-def test_a_crash_after_the_disposed_leaf_is_finished_later_even_after_a_hold(
+def test_a_crash_before_the_delete_is_finished_later_even_after_a_hold(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     with archive(request, tmp_path, "embedded") as (client, rt):
@@ -189,17 +189,21 @@ def test_a_crash_after_the_disposed_leaf_is_finished_later_even_after_a_hold(
         _time_travel(rt, crashing, days=2)
         with pytest.raises(SimulatedCrash):
             crashing.run()
-        assert rt.objects.stat(rec.key, rec.version_id)  # disposed leaf logged, still here
-        assert (rec.key, rec.version_id) in {
+        assert rt.objects.stat(rec.key, rec.version_id)  # journalled, still here
+        # No leaf says it went (issue 15 §6: a disposed leaf only follows the delete).
+        assert (rec.key, rec.version_id) not in {
             (e.key, e.version_id) for e in log_entries(rt) if e.kind is EntryKind.DISPOSED}
+        assert list(rt.state.list(JOURNAL_PREFIX))  # the intent, for the next run
         assert rt.state.get(CURSOR_KEY) is None  # the crashed run saved no cursor
 
         rt.objects.set_legal_hold(rec.key, rec.version_id, True)  # a hold comes in between
         job = counting_job(rt, CountingStore(rt.objects))
         _time_travel(rt, job, days=2)
-        for _ in range(2):  # the second run starts past the leaf: the cursor's list keeps it
+        for _ in range(2):  # the first run cancels the journalled disposal, and keeps it
             report = job.run()
             assert report.disposed == [] and report.held == 1
+        assert not list(rt.state.list(JOURNAL_PREFIX))
+        assert EntryKind.DISPOSED not in {e.kind for e in log_entries(rt)}
         rt.objects.set_legal_hold(rec.key, rec.version_id, False)
         report = job.run()
         assert [(d.key, d.kind) for d in report.disposed] == [(rec.key, "record")]
