@@ -42,6 +42,9 @@ class FindingKind(StrEnum):
     ERASED_KEY_MATERIAL = "keys:erased_material"
     ERASED_COPY = "state:erased_copy"
     ERASED_INDEXED = "index:erased_document"
+    # Retention findings (archiver.retention.verify_findings): index and working state.
+    INDEX_DISPOSED = "index:disposed_present"  # an index document of a disposed record
+    ATTACHMENT_NOT_HELD = "media:message_held_attachment_not"  # message held, blob/link not
     # Not a finding: reported beside them (see the module docstring).
     PENDING = "object:pending"
 

@@ -29,6 +29,7 @@ from archiver.ledger.verify import Finding, FindingKind, verify_archive
 from archiver.logs import get_logger
 from archiver.records.model import record_key
 from archiver.retention.common import record_by_id
+from archiver.retention.verify_findings import retention_findings
 from archiver.store.errors import StoreError
 from archiver.store.port import ObjectStore
 from search.errors import SearchError
@@ -223,6 +224,9 @@ class ProofService:
             except (LedgerError, StoreError, SearchError) as exc:
                 findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None,
                                         f"erasure residue not checked: {exc}"))
+        if not any(f.kind is FindingKind.LOG_UNREADABLE for f in result.findings):
+            # Index documents of disposed records, attachments of held messages not held.
+            findings += retention_findings(self.log, self.objects, self.index)
         finished = datetime.now(UTC)
         report = VerifyReport(
             findings, result.pending, result.tree_size, sample, started, finished

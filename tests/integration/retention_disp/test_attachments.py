@@ -191,3 +191,21 @@ def test_review_document_shows_the_retention_end(
         shown = datetime.fromisoformat(doc["retain_until"].replace("Z", "+00:00"))
         assert shown == datetime.fromtimestamp(until, UTC)  # P0D from the message time
         assert doc["version_id"] == item.message[1] and doc["key"] == item.message[0]
+
+
+def test_verify_finds_an_attachment_not_held_with_its_held_message(
+    request: pytest.FixtureRequest, tmp_path: Path, shared: Path, fake: FakeMeta,
+    http: httpx.Client,
+) -> None:
+    base = base_overrides(request, "embedded")
+    with archive_with(tmp_path, base, write_policy(tmp_path, SHORT_DEFAULT)) as (client, rt):
+        item = deliver_image(client, rt, media_worker(rt, fake, http), fake, shared,
+                             wa_id="447700900361", ts=soon("embedded") + 3600)
+        r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
+                        json={"contact": "447700900361", "phone_number_id": PNID})
+        assert r.status_code == 201, r.text
+        assert not [f for f in rt.proofs.verify().findings if f.kind.startswith("media:")]
+        rt.objects.set_legal_hold(*item.blob, False)  # the blob loses its hold, alone
+        found = [f for f in rt.proofs.verify().findings
+                 if f.kind == "media:message_held_attachment_not"]
+        assert [(f.key, f.version_id) for f in found] == [item.blob]

@@ -152,3 +152,33 @@ def test_a_hold_landing_just_before_the_delete_leaves_no_disposed_leaf(
         assert leaves_naming(rt, rec, EntryKind.DISPOSED) == 0
         assert list(rt.state.list(JOURNAL_PREFIX)) == []
         assert rt.index.get(rec.record_id) is not None  # still archived, still findable
+
+
+class LosesIndexDeletes:
+    """The real index, except that deletes are lost (what a crash between the store delete
+    and the index delete left behind before disposition was journalled)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delete_ids(self, ids: Any) -> int:
+        return 0
+
+
+def test_verify_finds_the_index_document_of_a_disposed_record(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with one_expired(request, tmp_path, "embedded") as (_client, rt, job, rec):
+        assert not [f for f in rt.proofs.verify().findings if f.kind.startswith("index:")]
+        lossy = DispositionJob(
+            objects=rt.objects, state=rt.state, log=rt.log,
+            index=LosesIndexDeletes(rt.index),  # type: ignore[arg-type]  # wraps the real one
+            policy=rt.policy, holds=job.holds, lock_mode=job.lock_mode,
+            log_retention_days=job.log_retention_days, clock=job.clock,
+        )  # fmt: skip
+        assert [d.key for d in lossy.run().disposed] == [rec.key]
+        found = [f for f in rt.proofs.verify().findings if f.kind == "index:disposed_present"]
+        assert [f.key for f in found] == [rec.key]
