@@ -125,12 +125,6 @@ def approve_review(
     version under review, and log it. Raises Forbidden (``approver_without_person``),
     NotFound (no review, or one the approver's token cannot see), Conflict (the same
     person twice: ``review_same_approver``; nothing pending: ``review_not_pending``)."""
-    if not approver.person:
-        raise Forbidden(
-            "this token is not bound to a person, so it cannot approve a disposition "
-            "(create one with `archiver token create --person ...`)",
-            code="approver_without_person",
-        )
     for _ in range(_CAS_TRIES):
         value = state.get(REVIEWS_PREFIX + record_id)
         if value is None:
@@ -144,6 +138,12 @@ def approve_review(
                 number = None
         if approver.numbers is not None and number not in approver.numbers:
             raise NotFound(f"no disposition review for {record_id}", code="review_not_found")
+        if not approver.person:
+            raise Forbidden(
+                "this token is not bound to a person, so it cannot approve a disposition "
+                "(create one with `archiver token create --person ...`)",
+                code="approver_without_person",
+            )
         if doc.get("status") != "pending":
             raise Conflict(f"the review of {record_id} is {doc.get('status')}",
                            code="review_not_pending")

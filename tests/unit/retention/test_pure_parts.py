@@ -11,7 +11,7 @@ import pytest
 from archiver.errors import Conflict, NotFound
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import contact_aliases, facts_of, resolve_subject
-from archiver.retention.disposition import REVIEWS_PREFIX, approve_review
+from archiver.retention.disposition import REVIEWS_PREFIX, Approver, approve_review
 from archiver.retention.holds import _matches, summary
 from archiver.store.state_sqlite import SqliteStateStore
 
@@ -68,11 +68,16 @@ def test_summary_counts_items_by_kind_and_drops_the_lists() -> None:
 def test_two_person_review_needs_two_different_approvers(tmp_path: Path) -> None:
     state = SqliteStateStore(tmp_path / "s.db")
     now = datetime.now(UTC)
+
+    def by(person: str) -> Approver:
+        return Approver(person=person, token_id="t_" + person, name="same name", numbers=None)
+
     with pytest.raises(NotFound):
-        approve_review(state, "r_x", by="a", now=now)
+        approve_review(state, "r_x", approver=by("a"), now=now)
     state.put(REVIEWS_PREFIX + "r_x",
-              b'{"record_id":"r_x","required":2,"approvals":[],"status":"pending"}')
-    assert approve_review(state, "r_x", by="a", now=now)["status"] == "pending"
+              b'{"record_id":"r_x","key":"records/x/r_x","version_id":"v1","required":2,'
+              b'"approvals":[],"status":"pending"}')
+    assert approve_review(state, "r_x", approver=by("a"), now=now)["status"] == "pending"
     with pytest.raises(Conflict):
-        approve_review(state, "r_x", by="a", now=now)
-    assert approve_review(state, "r_x", by="b", now=now)["status"] == "approved"
+        approve_review(state, "r_x", approver=by("a"), now=now)
+    assert approve_review(state, "r_x", approver=by("b"), now=now)["status"] == "approved"

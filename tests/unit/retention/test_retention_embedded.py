@@ -110,7 +110,12 @@ def test_review_needs_two_people_then_record_and_raw_batch_go(tmp_path: Path) ->
         report = job.run()
         assert report.disposed == [] and report.queued_for_review == [record.record_id]
 
-        first, second = token(rt, Role.ADMIN), token(rt, Role.COMPLIANCE_OFFICER)
+        # Approvers are persons (issue 15 #5): each token is bound to one.
+        first, second = (
+            {"Authorization": "Bearer " + rt.tokens.create(role=role, name=role.value,
+                                                           person=person)[0]}
+            for role, person in ((Role.ADMIN, "p-first"), (Role.COMPLIANCE_OFFICER, "p-second"))
+        )
         listed = client.get("/v1/disposition/reviews", headers=first).json()["reviews"]
         assert [r["record_id"] for r in listed] == [record.record_id] and listed[0]["required"] == 2
         url = f"/v1/disposition/reviews/{record.record_id}/approve"
