@@ -46,9 +46,12 @@ class Archive:
         if callable(refresh):
             refresh()
 
-    def token(self, role: Role, numbers: list[str] | None = None) -> dict[str, str]:
+    def token(
+        self, role: Role, numbers: list[str] | None = None, person: str | None = None
+    ) -> dict[str, str]:
         plain, _ = self.rt.tokens.create(
-            role=role, name=f"{role.value}-{secrets.token_hex(2)}", numbers=numbers
+            role=role, name=f"{role.value}-{secrets.token_hex(2)}", numbers=numbers,
+            person=person,
         )
         return {"Authorization": f"Bearer {plain}"}
 
@@ -245,7 +248,8 @@ def test_scoped_officer_sees_and_approves_only_its_numbers_reviews(tmp_path: Pat
         job.clock = lambda: later
         assert sorted(job.run().queued_for_review) == sorted([r1.record_id, r2.record_id])
 
-        officer_1 = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid])
+        # Approvers are persons (issue 15 #5): the officer's token is bound to one.
+        officer_1 = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid], person="p-officer-1")
         listed = client.get("/v1/disposition/reviews", headers=officer_1).json()["reviews"]
         assert [r["record_id"] for r in listed] == [r1.record_id]
         r = client.post(f"/v1/disposition/reviews/{r2.record_id}/approve", headers=officer_1)
