@@ -126,7 +126,7 @@ def deliver_image(
     *, wa_id: str, ts: int,
 ) -> Attached:
     """An image message through webhook, processor and media worker (FakeMeta)."""
-    media_id = "m-" + secrets.token_hex(4)
+    media_id = str(secrets.randbelow(10**15) + 10**15)  # Meta media ids are digits
     data = JPEG + secrets.token_bytes(8)  # a blob of its own per message
     fake.add_media(media_id, data, "image/jpeg")
     before = {e.key for e in log_entries(rt) if e.kind is EntryKind.RECORD}
