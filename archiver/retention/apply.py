@@ -18,6 +18,7 @@ start-up and then periodically): it runs the applier once per policy-set fingerp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -96,7 +97,8 @@ class RetentionApplier:
             report.checked += 1
             if is_attachment_header(r.header):
                 continue  # follows its message (below)
-            decision = self.policy.decision(facts_of(r.header))
+            facts = facts_of(r.header)
+            decision = self.policy.decision(facts)
             self._extend(report, r.key, r.version_id, decision.retain_until,
                          decision.governing, "record", dry_run)
             raw = r.raw
@@ -107,10 +109,14 @@ class RetentionApplier:
                     if raw_capture_until(raw_decision) is not None:
                         raw_wanted[ident] = (raw_decision.retain_until, raw_decision.governing)
                 want(raw_wanted, ident, decision)
-            for a in view.of_messages([r.record_id]) if view is not None else ():
-                want(attached, (*a.link, "record"), decision)
-                if a.blob is not None:
-                    want(attached, (*a.blob, "media"), decision)
+            found = view.of_messages([r.record_id]) if view is not None else []
+            if found:  # as the processor decides them: the message's end, or the media's
+                media = self.policy.decision(dataclasses.replace(facts, record_kind="media"))
+            for a in found:
+                for d in (decision, media):
+                    want(attached, (*a.link, "record"), d)
+                    if a.blob is not None:
+                        want(attached, (*a.blob, "media"), d)
         for (key, version), (until, policy) in sorted(raw_wanted.items()):
             self._extend(report, key, version, until, policy, "raw", dry_run)
         for (key, version, kind), (until, policy) in sorted(attached.items()):
