@@ -61,6 +61,7 @@ class EntryKind(StrEnum):
     KEY_SHREDDED = "key_shredded"
     DISPOSED = "disposed"
     VERIFY_RUN = "verify_run"
+    SUBJECT_MERGED = "subject_merged"  # two subject ids found to be one person
 
 
 # Kinds whose (key, version_id, sha256, size) name an object version that must exist.
