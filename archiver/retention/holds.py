@@ -54,6 +54,7 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import (
     StoredRecord,
     live_versions,
@@ -462,11 +463,16 @@ class HoldService:
     """The API- and CLI-facing half: resolve a scope to records, then use the registry."""
 
     def __init__(
-        self, registry: HoldRegistry, index: SearchIndex, reader: LogAppender | None = None
+        self,
+        registry: HoldRegistry,
+        index: SearchIndex,
+        reader: LogAppender | None = None,
+        pseudo: Pseudonymizer | None = None,
     ) -> None:
         self.registry = registry
         self.index = index
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
+        self.pseudo = pseudo  # names a merged person's other one-to-one conversations
 
     def place(
         self,
@@ -563,6 +569,7 @@ class HoldService:
             state = self.registry.state
             objects = self.registry.objects
             records = conversation_records(objects, state, self.reader, scope.conversation)
+            records += self._merged_thread(scope.conversation, records)
             if scope.subject:
                 for member in person_subjects(state, scope.subject):
                     records += subject_records(objects, state, self.reader, member)
@@ -580,6 +587,31 @@ class HoldService:
                 if not cursor or not result.hits:
                     break
         return list(found.values())
+
+    def _merged_thread(
+        self, conversation: str, records: Sequence[StoredRecord]
+    ) -> list[StoredRecord]:
+        """A person's one-to-one conversation is one thread after a merge (the index shows
+        it under the canonical conversation): the records each other subject id of the
+        person wrote in its own one-to-one conversation belong to the hold too."""
+        if self.pseudo is None:
+            return []
+        state, objects = self.registry.state, self.registry.objects
+        out: list[StoredRecord] = []
+        seen: set[str] = set()
+        for r in records:
+            business = r.phone_number_id
+            if not r.subject or not business or r.subject in seen:
+                continue
+            person = person_subjects(state, r.subject)
+            if conversation != self.pseudo.conversation(business, person[0]):
+                continue  # a group, or not the person's canonical thread
+            for member in person:
+                seen.add(member)
+                own = self.pseudo.conversation(business, member)
+                out += [m for m in subject_records(objects, state, self.reader, member)
+                        if m.header.get("conversation") == own and own != conversation]
+        return out
 
     def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
         return self.registry.release(hold_id, by=by)

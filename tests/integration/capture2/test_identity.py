@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from archiver.auth import Role
+from archiver.ingest.processor import Processor
 from archiver.keys.errors import KeyShredded
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.records.model import Record
@@ -218,7 +219,7 @@ def test_user_preferences_stop_with_both_ids_answers_by_phone_and_bsuid(
     stop = {
         "contacts": [{"wa_id": PHONE, "user_id": BSUID}],
         "user_preferences": [{"wa_id": PHONE, "user_id": BSUID, "category": "marketing_messages",
-                              "value": "stop", "detail": "User requested to stop marketing messages",
+                              "value": "stop", "detail": "User requested to stop marketing",
                               "timestamp": T0 + 120}],
     }  # fmt: skip
     deliver(client, runtime, envelope(stop, field="user_preferences"))
@@ -314,7 +315,7 @@ def test_a_refused_send_cannot_link_two_customers(
             runtime.keys.get(record.key_id)  # not shredded
 
 
-# -- finding 13: every documented opt-out counts ----------------------------------------------------
+# -- finding 13: every documented opt-out counts ---------------------------------------------
 
 
 def test_quick_reply_unsubscribe_tap_is_an_opt_out(
@@ -360,3 +361,63 @@ def test_system_user_preference_changed_is_mapped(
     deliver(client, runtime, json.dumps(doc).encode())
     expected = "opt_out" if value == "stop" else "opt_in"
     assert consent_of(client, auth, "16505551234")["state"] == expected
+
+
+def test_a_crash_after_the_merge_still_logs_it(app: tuple[Any, Runtime, dict[str, str]]) -> None:
+    """Killed after the merge pointer is written, before the batch's entries are saved:
+    the retry logs the ``subject_merged`` leaf (once) and the index sees one person."""
+    client, runtime, auth = app
+    deliver(client, runtime, text_message("wamid.P", "by phone", T0, wa_id=PHONE))
+    deliver(client, runtime, text_message("wamid.B", "by bsuid", T0 + 60, user_id=BSUID))
+    body = text_message("wamid.PB", "both", T0 + 120, wa_id=PHONE, user_id=BSUID)
+    answer = client.post(
+        "/webhooks/whatsapp", content=body, headers={"X-Hub-Signature-256": sign(body)}
+    )
+    assert answer.status_code == 200
+
+    class Crash(Exception):
+        pass
+
+    crashed: list[str] = []
+
+    def crash_once(point: str) -> None:
+        if point == "after_records" and not crashed:
+            crashed.append(point)
+            raise Crash(point)
+
+    p = runtime.processor
+    worker = Processor(
+        objects=p.objects, state=p.state, kek=p.kek, subject_keys=p.keys, pseudo=p.pseudo,
+        policy=p.policy, log_appender=p.log, keywords=p.keywords, crash_hook=crash_once,
+    )  # fmt: skip
+    with pytest.raises(Crash):
+        worker.sweep()
+    subject = resolve_subject(runtime.state, runtime.pseudo, PNID, PHONE)
+    assert len(person_subjects(runtime.state, subject)) == 2  # merged in state...
+    assert merged_leaves(runtime) == []  # ...not yet logged
+    assert all(o.status == "done" for o in worker.sweep())
+    runtime.follower.run_to_end()
+    assert len(merged_leaves(runtime)) == 1
+    assert_one_person(client, runtime, auth, (PHONE, BSUID), ["by phone", "by bsuid", "both"])
+
+
+def test_conversation_hold_on_the_merged_thread_holds_all_of_it(
+    app: tuple[Any, Runtime, dict[str, str]],
+) -> None:
+    """The thread a reader sees after the merge is what a conversation hold keeps."""
+    client, runtime, auth = app
+    legal, _ = runtime.tokens.create(role=Role.LEGAL, name="legal")
+    for body in (text_message("wamid.P", "by phone", T0, wa_id=PHONE),
+                 text_message("wamid.B", "by bsuid", T0 + 60, user_id=BSUID),
+                 text_message("wamid.PB", "both", T0 + 120, wa_id=PHONE, user_id=BSUID)):
+        deliver(client, runtime, body)
+    subject = resolve_subject(runtime.state, runtime.pseudo, PNID, PHONE)
+    conversation = runtime.pseudo.conversation(PNID, subject)
+    assert thread(client, runtime, auth, PHONE) == sorted(["by phone", "by bsuid", "both"])
+    placed = client.post("/v1/holds", headers={"Authorization": f"Bearer {legal}"},
+                         json={"conversation": conversation, "case_id": "c-2"})
+    assert placed.status_code == 201, placed.text
+    messages = [r for r in iter_records(runtime.objects) if r.header["kind"] == "message"]
+    assert len(messages) == 3
+    for r in messages:
+        assert runtime.objects.stat(r.key, r.version_id).legal_hold, r.header["conversation"]
