@@ -58,7 +58,7 @@ from archiver.retention.erasure import grant_slots
 from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
-from archiver.subjects.identity import Identities, Merge
+from archiver.subjects.identity import Identities, Merge, merged_entry
 from archiver.whatsapp import Event, EventKind, parse_delivery
 from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
 from archiver.whatsapp.parser import repair_flags, unprocessable
@@ -798,7 +798,7 @@ class Processor:
             if longest is None or until > longest:
                 longest = until
         entries += [key_created_entry(event) for event in self._key_events]
-        entries += [self._merged_entry(m) for _, m in sorted(self._merges.items())]
+        entries += [merged_entry(m, self.pseudo) for _, m in sorted(self._merges.items())]
         if longest is not None and raw_until is not None and longest > raw_until:
             # Raw captures live as long as the longest record parsed from them.
             try:
@@ -817,19 +817,6 @@ class Processor:
                 ).data
             )
         return entries
-
-    def _merged_entry(self, merge: Merge) -> bytes:
-        """The ``subject_merged`` leaf: pseudonyms only (both subjects, the merged one's
-        conversation so the index can find its documents), timed when the pointer was
-        written, so a retry after a crash logs the same bytes."""
-        return make_entry(
-            EntryKind.SUBJECT_MERGED,
-            time=merge.at,
-            subject=merge.subject,
-            into=merge.into,
-            conversation=self.pseudo.conversation(merge.business, merge.subject),
-            event="subject:merged",
-        ).data
 
     # -- discovery ---------------------------------------------------------------------
 

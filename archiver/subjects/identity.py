@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
@@ -228,6 +229,20 @@ class Identities:
         return [out[k] for k in sorted(out)]
 
 
+def merged_entry(merge: Merge, pseudo: Pseudonymizer) -> bytes:
+    """The ``subject_merged`` leaf: pseudonyms only (both subjects, the merged one's
+    conversation so the index can find its documents), timed when the pointer was
+    written, so a retry after a crash logs the same bytes."""
+    return make_entry(
+        EntryKind.SUBJECT_MERGED,
+        time=merge.at,
+        subject=merge.subject,
+        into=merge.into,
+        conversation=pseudo.conversation(merge.business, merge.subject),
+        event="subject:merged",
+    ).data
+
+
 def canonical_subject(state: StateStore, subject: str) -> str:
     """The canonical subject id of the person ``subject`` belongs to."""
     return Identities(state).find(subject)
@@ -248,5 +263,6 @@ __all__ = [
     "Identities",
     "Merge",
     "canonical_subject",
+    "merged_entry",
     "person_subjects",
 ]

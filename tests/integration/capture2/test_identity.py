@@ -26,7 +26,8 @@ from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.records.model import Record
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.runtime import Runtime
-from archiver.subjects.identity import person_subjects
+from archiver.subjects.identity import Identities, person_subjects
+from archiver.subjects.relink import relink_archive
 from tests.fakes.meta import FakeMeta
 from tests.integration.capture2.conftest import PNID, TOKEN
 from tests.support.apps import backend_settings, running_app, sign
@@ -421,3 +422,27 @@ def test_conversation_hold_on_the_merged_thread_holds_all_of_it(
     assert len(messages) == 3
     for r in messages:
         assert runtime.objects.stat(r.key, r.version_id).legal_hold, r.header["conversation"]
+
+
+def test_relink_migration_heals_a_split_archived_before_merging(
+    app: tuple[Any, Runtime, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive written under first-link-wins (no merge ever made): the new number's
+    message, then the change notice. ``archiver relink`` merges them, logs it once."""
+    client, runtime, auth = app
+    with monkeypatch.context() as old_code:
+        old_code.setattr(Identities, "_union", lambda *_args, **_kw: None)
+        for name in ("old", "new", "change"):
+            deliver(client, runtime, CHANGE[name]())
+    old, new = (resolve_subject(runtime.state, runtime.pseudo, PNID, c) for c in (OLD, NEW))
+    assert old != new  # split, as issue 15 found it
+    merges = relink_archive(objects=runtime.objects, state=runtime.state, keys=runtime.keys,
+                            pseudo=runtime.pseudo, log=runtime.log)  # fmt: skip
+    assert [m.subject for m in merges] == [max(old, new)]
+    runtime.follower.run_to_end()
+    texts = ["from my old number", f"User Sheena Nelson changed from {OLD} to {NEW}",
+             "from my new number"]  # fmt: skip
+    assert_one_person(client, runtime, auth, (OLD, NEW), texts)
+    again = relink_archive(objects=runtime.objects, state=runtime.state, keys=runtime.keys,
+                           pseudo=runtime.pseudo, log=runtime.log)  # fmt: skip
+    assert again == [] and len(merged_leaves(runtime)) == 1
