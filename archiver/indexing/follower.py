@@ -148,7 +148,7 @@ class IndexFollower:
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
             if entry.kind is EntryKind.SUBJECT_MERGED:
-                batch.merged(entry.fields.get("conversation"))
+                batch.subject_merged(entry.fields.get("conversation"))
                 continue
             if entry.kind is not EntryKind.RECORD:
                 continue
@@ -210,7 +210,7 @@ class _Batch:
         # Documents are indexed under the person's canonical subject and conversation,
         # read now: a merge logged later re-indexes what was indexed before it.
         self.ids = follower._identities.fresh()
-        self._merged: list[str] = []  # conversations of subjects merged into another
+        self._merged_people: list[str] = []  # conversations of subjects merged into another
 
     # ---- per-subject state -------------------------------------------------------------
 
@@ -259,10 +259,10 @@ class _Batch:
             out["conversation"] = self.f.pseudo.conversation(business, root)
         return out
 
-    def merged(self, conversation: Any) -> None:
+    def subject_merged(self, conversation: Any) -> None:
         """A ``subject_merged`` leaf: the merged subject's documents move to its person."""
-        if isinstance(conversation, str) and conversation not in self._merged:
-            self._merged.append(conversation)
+        if isinstance(conversation, str) and conversation not in self._merged_people:
+            self._merged_people.append(conversation)
 
     def _reindex_merged(self) -> None:
         """Documents indexed under a subject merged since: canonical subject and
@@ -270,7 +270,7 @@ class _Batch:
         refresh: Any = getattr(self.f.index, "refresh", None)
         if callable(refresh):
             refresh()  # documents of earlier batches must be searchable
-        for conversation in self._merged:
+        for conversation in self._merged_people:
             request = SearchRequest(filters={"conversation": [conversation]}, size=500)
             while True:
                 result = self.f.index.search(request)
@@ -338,7 +338,7 @@ class _Batch:
                 self._renamed[str(conversation)] = name
 
     def finish(self) -> None:
-        if self._merged:
+        if self._merged_people:
             self._reindex_merged()
         # Folds waiting for documents that arrive in this batch: one listing of what is
         # parked instead of one look-up per document.
