@@ -95,6 +95,18 @@ def worker(
 
 
 @app.command()
+def relink() -> None:
+    """Migration: link the identities Meta named together in records archived before
+    identity merging (phone + BSUID, number changes); logs one leaf per merge."""
+    from archiver.subjects.relink import relink_archive
+
+    runtime = _runtime()
+    merges = relink_archive(objects=runtime.objects, state=runtime.state, keys=runtime.keys,
+                            pseudo=runtime.pseudo, log=runtime.log)  # fmt: skip
+    typer.echo(f"merged {len(merges)} subject(s)")
+
+
+@app.command()
 def verify(
     sample: Annotated[
         int | None, typer.Option(help="Re-read only N random object versions (quick sweep).")

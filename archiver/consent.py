@@ -29,16 +29,18 @@ from urllib.parse import quote
 import rfc8785
 
 from archiver.ingest.ports import LogAppender, PolicyDecider
-from archiver.ingest.processor import ALIAS_PREFIX
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
+from archiver.retention.common import contact_aliases
+from archiver.retention.common import resolve_subject as _resolve_person
 from archiver.retention.conv_lookup import leave_trace
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.subjects.identity import Identities, person_subjects
 from policies.model import RecordFacts
 
 VIEW_PREFIX = "views/consent/"
@@ -128,10 +130,9 @@ def contact_alias(contact: str) -> str:
 
 
 def resolve_subject(state: StateStore, pseudo: Pseudonymizer, business: str, contact: str) -> str:
-    """The subject id the processor gives this contact of this business number."""
-    alias = contact_alias(contact)
-    linked = state.get(ALIAS_PREFIX + pseudo.alias(business, alias))
-    return linked.value.decode() if linked else pseudo.subject(business, alias)
+    """The canonical subject id of this contact of this business number: the same for
+    the person's phone number and BSUID once Meta linked them, whatever the order."""
+    return _resolve_person(state, pseudo, business, contact)
 
 
 # -- the view -----------------------------------------------------------------------------
@@ -208,6 +209,14 @@ class ConsentView:
         value = self.state.get(_view_key(business, subject, purpose))
         return list(json.loads(value.value)) if value else []
 
+    def person_changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:
+        """The changes of every subject id of ``subject``'s person (records keep the id
+        they were written under; a later merge joins them here, at read time)."""
+        out: list[dict[str, Any]] = []
+        for member in person_subjects(self.state, subject):
+            out.extend(self.changes(business, member, purpose))
+        return out
+
 
 # -- recording ---------------------------------------------------------------------------
 
@@ -251,7 +260,13 @@ class ConsentRecorder:
     def record(self, change: ConsentChange, recorded_by: dict[str, Any]) -> Recorded:
         now = self.clock()
         business = change.phone_number_id
-        subject = resolve_subject(self.state, self.pseudo, business, change.contact)
+        # A contact never seen gets its alias registered (one alias links nothing), so a
+        # later webhook naming it with its other ids finds this subject and merges it.
+        aliases = contact_aliases(change.contact)
+        ids = Identities(self.state)
+        subject = ids.resolve(self.pseudo, business, aliases) or ids.register(
+            self.pseudo, business, aliases[0]
+        )
         content: dict[str, Any] = {
             "evidence": change.evidence,
             "actor": change.actor,

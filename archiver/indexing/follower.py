@@ -42,6 +42,7 @@ from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.identity import Identities
 from search.port import SearchIndex, SearchRequest
 
 log = get_logger("archiver.indexer")
@@ -99,6 +100,7 @@ class IndexFollower:
         self.after_upsert = after_upsert if generation is None else None
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="index-read")
         self._recent = recent_for(objects)  # records this process's processor just wrote
+        self._identities = Identities(state)  # write-once links, cached across batches
 
     @property
     def generation(self) -> str:
@@ -145,6 +147,9 @@ class IndexFollower:
         wanted: list[tuple[int, str, str, str | None]] = []
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
+            if entry.kind is EntryKind.SUBJECT_MERGED:
+                batch.subject_merged(entry.fields.get("conversation"))
+                continue
             if entry.kind is not EntryKind.RECORD:
                 continue
             key, version = entry.key, entry.version_id
@@ -181,6 +186,13 @@ class IndexFollower:
         return total
 
 
+def _business_of(business: Any) -> str:
+    """The business part of a pseudonym, as the processor names it."""
+    if business.get("phone_number_id"):
+        return str(business["phone_number_id"])
+    return f"waba:{business['waba_id']}" if business.get("waba_id") else "unknown"
+
+
 class _Batch:
     """Documents and folds of one range of the log, with the per-subject state it needs."""
 
@@ -195,6 +207,10 @@ class _Batch:
         self._renamed: dict[str, str | None] = {}  # conversation -> contact-sync name
         self.merged: set[str] = set()  # history media documents folded into another
         self._parked: set[str] = set()  # fold keys parked when ``finish`` listed them
+        # Documents are indexed under the person's canonical subject and conversation,
+        # read now: a merge logged later re-indexes what was indexed before it.
+        self.ids = follower._identities.fresh()
+        self._merged_people: list[str] = []  # conversations of subjects merged into another
 
     # ---- per-subject state -------------------------------------------------------------
 
@@ -228,8 +244,57 @@ class _Batch:
 
     # ---- records -----------------------------------------------------------------------
 
+    def _canonical(self, header: dict[str, Any]) -> dict[str, Any]:
+        """``header`` with the person's canonical subject and, for a one-to-one
+        conversation, the canonical subject's conversation (``archiver.subjects``)."""
+        subject = header.get("subject")
+        if not isinstance(subject, str):
+            return header
+        root = self.ids.find(subject)
+        if root == subject:
+            return header
+        out = {**header, "subject": root}
+        business = _business_of(header.get("business") or {})
+        if header.get("conversation") == self.f.pseudo.conversation(business, subject):
+            out["conversation"] = self.f.pseudo.conversation(business, root)
+        return out
+
+    def subject_merged(self, conversation: Any) -> None:
+        """A ``subject_merged`` leaf: the merged subject's documents move to its person."""
+        if isinstance(conversation, str) and conversation not in self._merged_people:
+            self._merged_people.append(conversation)
+
+    def _reindex_merged(self) -> None:
+        """Documents indexed under a subject merged since: canonical subject and
+        conversation, so thread, consent and search see one person. Idempotent."""
+        refresh: Any = getattr(self.f.index, "refresh", None)
+        if callable(refresh):
+            refresh()  # documents of earlier batches must be searchable
+        for conversation in self._merged_people:
+            request = SearchRequest(filters={"conversation": [conversation]}, size=500)
+            while True:
+                result = self.f.index.search(request)
+                for hit in result.hits:
+                    doc = self.docs.get(hit.id) or dict(hit.doc)
+                    self.docs[hit.id] = self._canonical_doc(doc)
+                if result.next_cursor is None:
+                    break
+                request = SearchRequest(
+                    filters=request.filters, size=request.size, cursor=result.next_cursor
+                )
+
+    def _canonical_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
+        subject = doc.get("subject")
+        if not isinstance(subject, str):
+            return doc
+        business = doc.get("phone_number_id")
+        header = {"subject": subject, "conversation": doc.get("conversation"),
+                  "business": {"phone_number_id": business}}  # fmt: skip
+        fixed = self._canonical(header)
+        return {**doc, "subject": fixed["subject"], "conversation": fixed["conversation"]}
+
     def add(self, record: Record, leaf_index: int) -> None:
-        header = record.header
+        header = self._canonical(dict(record.header))
         try:
             event = record.open(self._key(record.key_id)).get("event")
         except (KeysError, RecordError):
@@ -273,6 +338,8 @@ class _Batch:
                 self._renamed[str(conversation)] = name
 
     def finish(self) -> None:
+        if self._merged_people:
+            self._reindex_merged()
         # Folds waiting for documents that arrive in this batch: one listing of what is
         # parked instead of one look-up per document.
         parked = self._parked = set(self.f.state.list(self._fold_key("")))

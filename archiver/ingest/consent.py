@@ -1,10 +1,15 @@
 """Consent events derived from what customers send (pure).
 
-Two automatic sources besides ``POST /v1/consent``:
+Automatic sources besides ``POST /v1/consent``:
 
-* inbound text that is exactly a configured keyword (``STOP``, ``UNSUBSCRIBE``,
-  ``START``, …, per language, case-insensitive, surrounding punctuation ignored);
-* ``user_preferences`` webhooks (marketing messages stop / resume).
+* an inbound customer reply that is exactly a configured keyword (``STOP``,
+  ``UNSUBSCRIBE``, ``START``, …, per language, case-insensitive, surrounding
+  punctuation ignored): a ``text`` body, a quick-reply ``button`` tap (its ``payload``
+  or its ``text``), an ``interactive`` ``button_reply`` / ``list_reply`` (its ``id`` or
+  its ``title``);
+* ``user_preferences`` webhooks (marketing messages ``stop`` / ``resume`` / ``signup``);
+* the older ``system`` message of type ``user_preference_changed`` (its ``marketing``
+  value ``stop`` / ``resume``; without one, the word ``stop`` or ``resume`` in its body).
 
 Each becomes a record of kind ``consent`` next to the record of the event itself, with
 a deterministic id, so a re-delivered ``STOP`` is one consent change, not two.
@@ -21,6 +26,8 @@ from archiver.whatsapp import Event, EventKind
 MARKETING = "marketing"
 
 _PREFERENCE_STATES = {"stop": "opt_out", "resume": "opt_in", "signup": "opt_in"}
+# Customer replies whose words are the customer's choice (not a system notice).
+_REPLY_TYPES = frozenset({"text", "button", "interactive"})
 
 
 def keyword_state(text: str, keywords: Callable[[str], frozenset[str]]) -> str | None:
@@ -42,9 +49,20 @@ def consent_records_for(
     source = ""
     purpose = MARKETING
     evidence = ""
-    if event.kind is EventKind.MESSAGE and event.message_type == "text" and event.texts:
-        state = keyword_state(event.texts[0], keywords)
-        source, evidence = "keyword", event.texts[0]
+    if event.kind is EventKind.MESSAGE and event.message_type in _REPLY_TYPES:
+        # A tap's payload / reply id is the business's own wording of the choice; its
+        # visible text is the customer's. Either naming a keyword counts.
+        reply_id = getattr(event, "reply_id", None)
+        for said in (reply_id, *event.texts):
+            if isinstance(said, str) and said:
+                state = keyword_state(said, keywords)
+                if state is not None:
+                    source = "keyword" if event.message_type == "text" else "reply_button"
+                    evidence = said
+                    break
+    elif event.kind is EventKind.MESSAGE and event.message_type == "system":
+        state, evidence = _system_preference(event)
+        source = "system"
     elif event.kind is EventKind.USER_PREFERENCE:
         value = str(getattr(event, "value", "") or "").casefold()
         state = _PREFERENCE_STATES.get(value)
@@ -63,3 +81,17 @@ def consent_records_for(
     }
     content = {"evidence": evidence, "actor": "customer"}
     yield consent_header, content
+
+
+def _system_preference(event: Event) -> tuple[str | None, str]:
+    """The state of an older ``user_preference_changed`` system message, and its evidence."""
+    if getattr(event, "system_type", None) != "user_preference_changed":
+        return None, ""
+    value = str(getattr(event, "system_preference", "") or "").casefold()
+    if value in _PREFERENCE_STATES:
+        return _PREFERENCE_STATES[value], f"user_preference_changed:{value}"
+    words = set(" ".join(event.texts).casefold().replace(".", " ").split())
+    for word in ("stop", "resume"):
+        if word in words:
+            return _PREFERENCE_STATES[word], f"user_preference_changed:{word}"
+    return None, ""

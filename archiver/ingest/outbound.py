@@ -167,14 +167,19 @@ def _send_events(doc: Mapping[str, Any], received_at: datetime) -> list[MessageE
 
 
 def _contact(payload: Mapping[str, Any], answered: Mapping[str, Any] | None) -> ContactRef | None:
-    """Meta's normalised ``wa_id``/``user_id`` first; the request's ``to`` otherwise."""
+    """Meta's normalised ``wa_id``/``user_id`` first; the request's otherwise.
+
+    Only Meta may say that a phone number and a BSUID are one person: a request is the
+    caller's word, so its fallback names one id only (``to``, else ``recipient``) and can
+    never link two identities (``archiver.subjects.identity``)."""
     answered = answered or {}
     wa_id = answered.get("wa_id") if isinstance(answered.get("wa_id"), str) else None
     user_id = answered.get("user_id") if isinstance(answered.get("user_id"), str) else None
     if wa_id is None and user_id is None:
         to, recipient = payload.get("to"), payload.get("recipient")
-        wa_id = to if isinstance(to, str) else None
-        user_id = recipient if isinstance(recipient, str) else None
-    if wa_id is None and user_id is None:
+        if isinstance(to, str) and to:
+            return ContactRef(wa_id=to)
+        if isinstance(recipient, str) and recipient:
+            return ContactRef(user_id=recipient)
         return None
     return ContactRef(wa_id=wa_id, user_id=user_id)

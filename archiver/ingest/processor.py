@@ -55,9 +55,10 @@ from archiver.records.subjects import aliases_of
 from archiver.retention.common import facts_of
 from archiver.retention.conv_lookup import ConversationTraces
 from archiver.retention.erasure import grant_slots
-from archiver.retention.holds import hold_new_arrivals
+from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.identity import Identities, Merge, merged_entry
 from archiver.whatsapp import Event, EventKind, parse_delivery
 from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
 from archiver.whatsapp.parser import repair_flags, unprocessable
@@ -71,7 +72,6 @@ PROC_PREFIX = "proc/"
 PENDING_INDEX_READY = "pending-index/v1"
 # A batch still pending this long after capture is stuck: an alert, a metric, a finding.
 STUCK_AFTER = timedelta(hours=1)
-ALIAS_PREFIX = "subjects/alias/"
 MEDIA_JOBS_PREFIX = "mediajobs/"
 CLAIM_SECONDS = 300
 
@@ -144,6 +144,7 @@ class Processor:
         crash_hook: Callable[[str], None] | None = None,
         workers: int = 16,
         traces: ConversationTraces | None = None,
+        identities: Identities | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -157,7 +158,11 @@ class Processor:
         self.owner = owner or secrets.token_hex(6)
         # Tests inject a hook that can SIGKILL the process at named points.
         self._crash = crash_hook or (lambda _point: None)
-        self._alias_cache: dict[str, str] = {}
+        # Shared with the siblings: alias links and merge pointers are write-once.
+        self._identities = identities or Identities(state, clock=clock)
+        self._ids = self._identities.fresh()
+        self._merges: dict[str, Merge] = {}
+        self._batch_id = ""
         self._key_events: list[dict[str, Any]] = []
         self._batch_keys: dict[str, DataKey] = {}
         self._count_lock = threading.Lock()
@@ -182,6 +187,7 @@ class Processor:
             clock=self.clock,
             workers=self._workers,
             traces=self._traces,
+            identities=self._identities,
         )
 
     def _bump(self, outcome: BatchOutcome, counter: str) -> None:
@@ -253,6 +259,7 @@ class Processor:
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
             "media_jobs": [[job_key, job] for job_key, job in media_jobs],
+            "merged": sorted({m.into for m in self._merges.values()}),
         }
         self._save(batch_id, doc)
         self._crash("before_append")
@@ -272,6 +279,15 @@ class Processor:
             keys=self.keys,
             written=[(str(k), str(v)) for k, v in doc.get("written", [])],
         )
+        if doc.get("merged"):
+            # Subjects merged by this batch: a hold on one id of the person covers all.
+            hold_merged_people(
+                objects=self.objects,
+                state=self.state,
+                log=self.log,
+                keys=self.keys,
+                subjects=[str(s) for s in doc["merged"]],
+            )
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": "done", "leaves": leaves})
@@ -312,6 +328,9 @@ class Processor:
         grants: set[tuple[str | None, str, int]] = set()
         jobs: list[_Job] = []
         self._batch_keys = {}
+        self._batch_id = opened.batch_id
+        self._ids = self._identities.fresh()
+        self._merges = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
             if blob is None:  # the capture key was shredded (erasure) or never stored
@@ -546,41 +565,23 @@ class Processor:
             yield consent_header, consent_content, ()
 
     def _subject(self, business: str, event: Event) -> str | None:
+        """The canonical subject of the event's contact. Aliases that Meta names together
+        (a contact's wa_id and BSUID, a number change's old and new ids) are linked, and
+        link subjects seen apart until now (a merge, logged with this batch's leaves)."""
         aliases = aliases_of(event.contact)
         if aliases.primary is None:
             return None
-        subject: str | None = None
-        for alias in aliases.all:
-            subject = self._lookup_alias(business, alias)
-            if subject is not None:
-                break
-        changed = getattr(event, "changed_to", None)
-        if subject is None:
-            subject = self.pseudo.subject(business, aliases.primary)
-        for alias in aliases.all + aliases_of(changed).all:
-            self._link_alias(business, alias, subject)
+        default = self.pseudo.subject(business, aliases.primary)
+        if not _meta_named(event):
+            # The contact comes from a caller's request: it may find a subject, never link.
+            return self._ids.resolve(self.pseudo, business, aliases.all) or default
+        changed = aliases_of(getattr(event, "changed_to", None)).all
+        subject, merges = self._ids.link(
+            self.pseudo, business, aliases.all + changed, default=default, by=self._batch_id
+        )
+        for merge in merges:
+            self._merges.setdefault(merge.subject, merge)
         return subject
-
-    def _lookup_alias(self, business: str, alias: str) -> str | None:
-        name = ALIAS_PREFIX + self.pseudo.alias(business, alias)
-        if name in self._alias_cache:
-            return self._alias_cache[name]
-        value = self.state.get(name)
-        if value is None:
-            return None
-        subject = value.value.decode()
-        self._alias_cache[name] = subject
-        return subject
-
-    def _link_alias(self, business: str, alias: str, subject: str) -> None:
-        name = ALIAS_PREFIX + self.pseudo.alias(business, alias)
-        if name in self._alias_cache:
-            return
-        try:
-            self.state.put(name, subject.encode(), if_absent=True)
-            self._alias_cache[name] = subject
-        except PreconditionFailed:
-            pass  # first link wins; a concurrent or earlier link stands
 
     def _key_owner(self, header: dict[str, Any]) -> str:
         # Events without a person (account, template updates) are sealed under a key of
@@ -797,6 +798,7 @@ class Processor:
             if longest is None or until > longest:
                 longest = until
         entries += [key_created_entry(event) for event in self._key_events]
+        entries += [merged_entry(m, self.pseudo) for _, m in sorted(self._merges.items())]
         if longest is not None and raw_until is not None and longest > raw_until:
             # Raw captures live as long as the longest record parsed from them.
             try:
@@ -884,6 +886,13 @@ class Processor:
 
     def sweep(self) -> list[BatchOutcome]:
         return [self.process(key) for key in self.pending_batches()]
+
+
+def _meta_named(event: Event) -> bool:
+    """Whether Meta itself named the event's contact. A send the Cloud API refused has
+    no answer from Meta: its contact is the caller's ``to`` / ``recipient``
+    (``archiver.ingest.outbound``), which must never link identities."""
+    return not (event.kind is EventKind.API_SEND and event.message_id is None)
 
 
 def _policy_json(decision: PolicyRef) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class EntryKind(StrEnum):
     DISPOSED = "disposed"
     DISPOSITION_APPROVED = "disposition_approved"  # one person's approval of one version
     VERIFY_RUN = "verify_run"
+    SUBJECT_MERGED = "subject_merged"  # two subject ids found to be one person
 
 
 # Kinds whose (key, version_id, sha256, size) name an object version that must exist.

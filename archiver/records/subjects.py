@@ -5,9 +5,10 @@ a ``parent_user_id``, or change number (``system`` messages ``user_changed_numbe
 ``user_changed_user_id``). The subject is per business number: the same person writing
 to two businesses is two subjects, as each business is its own controller.
 
-The *primary* alias decides the subject id deterministically (so reprocessing gives the
-same answer); the other aliases are linked to it in the working-state store, first link
-wins. A later event naming only a secondary alias finds the subject through the link.
+The *primary* alias decides the id of a new subject deterministically; the aliases a
+Meta payload names together are linked to one person in working state, merging subjects
+that were seen apart (``archiver.subjects.identity``), so the answer converges whatever
+the arrival order.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.store.errors import ObjectExists, ObjectNotFound
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.identity import ALIAS_PREFIX, Identities
 from policies.model import RecordFacts
 
-ALIAS_PREFIX = "subjects/alias/"  # the processor's alias registry (archiver.ingest.processor)
 TOMBSTONES_PREFIX = "tombstones/"
 
 
@@ -138,15 +138,14 @@ def contact_aliases(contact: str) -> list[str]:
 def resolve_subject(
     state: StateStore, pseudo: Pseudonymizer, phone_number_id: str, contact: str
 ) -> str:
-    """The subject pseudonym of ``contact`` at business ``phone_number_id``: through the
-    processor's alias registry first (a number change or a BSUID links to the subject of
-    the first alias seen), else the deterministic pseudonym of the primary alias."""
+    """The canonical subject pseudonym of ``contact`` at business ``phone_number_id``:
+    through the alias registry and the merges (``archiver.subjects.identity``), so a
+    phone number and a BSUID of one person give the same answer; a contact never seen
+    gets the deterministic pseudonym of its primary alias. The person's other subject
+    ids: ``archiver.subjects.identity.person_subjects``."""
     aliases = contact_aliases(contact)
-    for alias in aliases:
-        value = state.get(ALIAS_PREFIX + pseudo.alias(phone_number_id, alias))
-        if value is not None:
-            return value.value.decode()
-    return pseudo.subject(phone_number_id, aliases[0])
+    found = Identities(state).resolve(pseudo, phone_number_id, aliases)
+    return found or pseudo.subject(phone_number_id, aliases[0])
 
 
 def write_tombstone(

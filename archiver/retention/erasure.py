@@ -67,6 +67,7 @@ from archiver.retention.holds import HoldRegistry
 from archiver.retention.lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.identity import person_subjects
 from policies.engine import erasure_check
 from policies.model import Decision, RecordFacts
 from search.port import SearchIndex
@@ -178,6 +179,9 @@ class ErasurePlan:
     holds: list[str]
     shared: list[StoredRecord]  # other subjects' records derived from the same raw slots
     shared_decisions: list[Decision]
+    # Every subject id of the person (``archiver.subjects.identity.person_subjects``),
+    # canonical first: each has its own keys, all are shredded.
+    subjects: tuple[str, ...] = ()
 
 
 class ErasureService:
@@ -219,16 +223,21 @@ class ErasureService:
     def plan(self, phone_number_id: str, contact: str) -> ErasurePlan:
         """What erasing ``contact`` would touch, and what stands in the way."""
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
-        slots = slot_grants(self.state, subject)
-        own, shared = self._records(subject, slots)
+        subjects = tuple(person_subjects(self.state, subject))
+        slots: list[tuple[str, int]] = []
+        for member in subjects:
+            slots += [s for s in slot_grants(self.state, member) if s not in slots]
+        own, shared = self._records(subjects, slots)
         records = [r for r in own if r.phone_number_id == phone_number_id]
         decisions = [self.policy.decision(facts_of(r.header)) for r in records]
         shared_decisions = [self.policy.decision(facts_of(r.header)) for r in shared]
-        holds = self.holds.holds_covering(subject, _slot_names(slots))
-        return ErasurePlan(subject, records, slots, decisions, holds, shared, shared_decisions)
+        names = _slot_names(slots)
+        holds = sorted({h for m in subjects for h in self.holds.holds_covering(m, names)})
+        return ErasurePlan(subject, records, slots, decisions, holds, shared, shared_decisions,
+                           subjects)  # fmt: skip
 
     def _records(
-        self, subject: str, slots: Sequence[tuple[str, int]]
+        self, subjects: Sequence[str], slots: Sequence[tuple[str, int]]
     ) -> tuple[list[StoredRecord], list[StoredRecord]]:
         """The subject's records, and other subjects' records from the subject's raw slots
         (one pass: the grants' batches, else the full scan)."""
@@ -238,19 +247,21 @@ class ErasureService:
             raw = r.raw
             return raw is not None and (raw[0], raw[2]) in shared_slots
 
+        person = set(subjects)
+
         def keep(r: StoredRecord) -> bool:
-            return r.subject == subject or from_slot(r)
+            return r.subject in person or from_slot(r)
 
         found = None
         if self.reader is not None:
             found = subjects_records_indexed(
-                self.objects, self.state, self.reader, [subject], keep=keep
+                self.objects, self.state, self.reader, sorted(person), keep=keep
             )
         if found is None:
-            logger.info("subject_lookup_full_scan", subject=subject)
+            logger.info("subject_lookup_full_scan", subject=subjects[0])
             found = [r for r in iter_records(self.objects) if keep(r)]
-        own = [r for r in found if r.subject == subject]
-        return own, [r for r in found if r.subject != subject]
+        own = [r for r in found if r.subject in person]
+        return own, [r for r in found if r.subject not in person]
 
     @staticmethod
     def _verdict(plan: ErasurePlan) -> tuple[bool, str]:
@@ -311,8 +322,9 @@ class ErasureService:
         """Write the procedure (status ``running``) before anything is logged or destroyed."""
         now = self.clock()
         erasure_id = f"{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
-        key_ids = [k for k in (*self.keys.subject_key_ids(plan.subject),
-                               *self.keys.capture_keys_of(plan.subject))
+        members = plan.subjects or (plan.subject,)
+        key_ids = [k for m in members
+                   for k in (*self.keys.subject_key_ids(m), *self.keys.capture_keys_of(m))
                    if not self._is_shredded(k)]  # an earlier erasure's keys are logged already
         doc = {
             "v": 1,
@@ -320,6 +332,7 @@ class ErasureService:
             "status": "running",
             "done": [],
             "subject": plan.subject,
+            "subjects": list(members),
             "phone_number_id": phone_number_id,
             "by": by,
             "reason": reason,
@@ -411,17 +424,28 @@ class ErasureService:
                 raise Conflict(f"legal hold {holds[0]} applies (GDPR Art. 17(3)(e))",
                                code="erasure_refused", details={"holds": holds})
 
-        try:
-            events = self.keys.shred(subject, guard=guard)
-        except KeyNotFound:
-            events = []
-        except KeyProtected as exc:
-            raise Conflict(exc.message, code="erasure_refused", details=exc.details) from exc
+        members = list(doc.get("subjects") or [subject])
+        # Nothing is destroyed unless every subject id of the person may be: a hold or a
+        # protection on one of them refuses the whole erasure.
+        for member in members:
+            guard(member)
+            if self.keys.protections(member):
+                raise Conflict(f"subject {member} is protected: "
+                               f"{', '.join(sorted(self.keys.protections(member)))}",
+                               code="erasure_refused", details={"subject": member})
+        events: list[dict[str, Any]] = []
+        for member in members:
+            try:
+                events += self.keys.shred(member, guard=guard)
+            except KeyNotFound:
+                continue
+            except KeyProtected as exc:
+                raise Conflict(exc.message, code="erasure_refused", details=exc.details) from exc
         # What is destroyed now, whether by this attempt or by one a crash interrupted.
         kinds = {e["key_id"]: e.get("kind_of_key", "subject") for e in events}
+        own = {k for m in members for k in self.keys.subject_key_ids(m)}
         for kid in doc["planned_keys"]:
-            kinds.setdefault(kid, "subject" if kid in self.keys.subject_key_ids(subject)
-                             else "capture")
+            kinds.setdefault(kid, "subject" if kid in own else "capture")
         shredded = [{"key_id": k, "kind_of_key": kinds[k]}
                     for k in sorted(kinds) if self._is_shredded(k)]
         return {"keys_shredded": shredded}
@@ -463,7 +487,10 @@ class ErasureService:
         return {"index_documents_deleted": removed + int(doc.get("index_documents_deleted", 0))}
 
     def _step_purge_state(self, doc: dict[str, Any]) -> dict[str, Any]:
-        counts = purge_derived_state(self.state, doc["subject"], set(doc["record_ids"]))
+        counts: dict[str, int] = {}
+        for member in doc.get("subjects") or [doc["subject"]]:
+            for name, n in purge_derived_state(self.state, member, set(doc["record_ids"])).items():
+                counts[name] = counts.get(name, 0) + n
         return {"state_purged": counts}
 
     def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.attachments import (
     Attachment,
     AttachmentView,
@@ -69,6 +70,7 @@ from archiver.retention.conv_lookup import conversation_records
 from archiver.retention.lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.identity import person_subjects
 from search.port import SearchIndex, SearchRequest, SearchResult
 from search.query import parse as parse_query
 
@@ -332,12 +334,14 @@ class HoldRegistry:
         return out
 
     def holds_covering(self, subject: str, slots: Iterable[str] = ()) -> list[str]:
-        """Open holds naming ``subject`` or covering one of the raw ``slots``."""
+        """Open holds naming ``subject`` (or another subject id of its person: a hold on
+        either of two merged subjects covers both) or covering one of the raw ``slots``."""
         wanted = set(slots)
+        person = set(person_subjects(self.state, subject))
         out = []
         for h in self.open_holds():
             scope = h.get("scope", {})
-            if (subject in h.get("subjects", []) or scope.get("subject") == subject
+            if (person & set(h.get("subjects", [])) or scope.get("subject") in person
                     or wanted & set(h.get("slots", []))):
                 out.append(str(h["id"]))
         return sorted(out)
@@ -375,9 +379,13 @@ def hold_new_arrivals(
     protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
     registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
     records = [read_record(objects, key, version) for key, version in written]
+    # A hold names the subject ids its person had when it was placed; a record written
+    # under another id of that person (merged since) is the same person's.
+    people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
     total = 0
     for hold_id, criteria in sorted(index.items()):
-        hits = [r for r in records if _matches(criteria, r.header)]
+        hits = [r for r in records if _matches(criteria, r.header)
+                or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))]
         if not hits:
             continue
         try:
@@ -467,6 +475,46 @@ def _read_quietly(objects: ObjectStore, key: str, version: str) -> StoredRecord 
         return None
 
 
+def hold_merged_people(
+    *,
+    objects: ObjectStore,
+    state: StateStore,
+    log: Any,
+    keys: object,
+    subjects: Iterable[str],
+) -> int:
+    """The processor's hook after a batch that merged subjects: an open hold naming any
+    subject id of a merged person now holds the records of all its ids (and protects
+    their keys). Costs one state GET when no hold is open. Returns versions newly held."""
+    value = state.get(OPEN_KEY)
+    index: dict[str, Any] = json.loads(value.value) if value else {}
+    wanted = sorted(set(subjects))
+    if not index or not wanted:
+        return 0
+    protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
+    registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
+    total = 0
+    for subject in wanted:
+        person = person_subjects(state, subject)
+        for hold_id, criteria in sorted(index.items()):
+            if not set(person) & set(criteria.get("subjects", [])):
+                continue
+            numbers = criteria.get("numbers")
+            records = [r for m in person for r in subject_records(objects, state, log, m)
+                       if numbers is None or r.phone_number_id in numbers]
+            try:
+                total += registry.hold_records(hold_id, records)
+            except NotFound:
+                continue  # released and removed meanwhile
+            except StoreUnavailable:
+                raise  # not this hold's fault: the caller retries the whole batch
+            except Exception as exc:  # this hold's own failure: flag it, hold the others
+                flag_broken(registry, hold_id, exc)
+    if total:
+        logger.info("hold_applied_to_merged_subjects", versions=total)
+    return total
+
+
 def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, StoredRecord]:
     """The stored records behind search hits (a hit's id is its record id)."""
     found: dict[str, StoredRecord] = {}
@@ -483,11 +531,16 @@ class HoldService:
     """The API- and CLI-facing half: resolve a scope to records, then use the registry."""
 
     def __init__(
-        self, registry: HoldRegistry, index: SearchIndex, reader: LogAppender | None = None
+        self,
+        registry: HoldRegistry,
+        index: SearchIndex,
+        reader: LogAppender | None = None,
+        pseudo: Pseudonymizer | None = None,
     ) -> None:
         self.registry = registry
         self.index = index
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
+        self.pseudo = pseudo  # names a merged person's other one-to-one conversations
 
     def place(
         self,
@@ -572,19 +625,22 @@ class HoldService:
         """Records in scope: by header (conversation, subject) or by the index (query)."""
         found: dict[str, StoredRecord] = {}
         if scope.subject and not scope.conversation:
-            # Through the subject's grants (archiver.retention.lookup), no full scan.
+            # Through the grants of each subject id of the person, no full scan.
             state = self.registry.state
-            for r in subject_records(self.registry.objects, state, self.reader, scope.subject):
-                if numbers is None or r.phone_number_id in numbers:
-                    found[item_id(r.key, r.version_id)] = r
+            for member in person_subjects(state, scope.subject):
+                for r in subject_records(self.registry.objects, state, self.reader, member):
+                    if numbers is None or r.phone_number_id in numbers:
+                        found[item_id(r.key, r.version_id)] = r
         elif scope.conversation:
             # Through the traces of the subjects the conversation's records name
             # (archiver.retention.conv_lookup); with a subject too, the union of both.
             state = self.registry.state
             objects = self.registry.objects
             records = conversation_records(objects, state, self.reader, scope.conversation)
+            records += self._merged_thread(scope.conversation, records)
             if scope.subject:
-                records += subject_records(objects, state, self.reader, scope.subject)
+                for member in person_subjects(state, scope.subject):
+                    records += subject_records(objects, state, self.reader, member)
             for r in records:
                 if numbers is None or r.phone_number_id in numbers:
                     found[item_id(r.key, r.version_id)] = r
@@ -599,6 +655,31 @@ class HoldService:
                 if not cursor or not result.hits:
                     break
         return list(found.values())
+
+    def _merged_thread(
+        self, conversation: str, records: Sequence[StoredRecord]
+    ) -> list[StoredRecord]:
+        """A person's one-to-one conversation is one thread after a merge (the index shows
+        it under the canonical conversation): the records each other subject id of the
+        person wrote in its own one-to-one conversation belong to the hold too."""
+        if self.pseudo is None:
+            return []
+        state, objects = self.registry.state, self.registry.objects
+        out: list[StoredRecord] = []
+        seen: set[str] = set()
+        for r in records:
+            business = r.phone_number_id
+            if not r.subject or not business or r.subject in seen:
+                continue
+            person = person_subjects(state, r.subject)
+            if conversation != self.pseudo.conversation(business, person[0]):
+                continue  # a group, or not the person's canonical thread
+            for member in person:
+                seen.add(member)
+                own = self.pseudo.conversation(business, member)
+                out += [m for m in subject_records(objects, state, self.reader, member)
+                        if m.header.get("conversation") == own and own != conversation]
+        return out
 
     def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
         return self.registry.release(hold_id, by=by)

@@ -36,7 +36,7 @@ def retention_services(runtime: Runtime) -> RetentionServices:
     )
     services = RetentionServices(
         registry=registry,
-        holds=HoldService(registry, runtime.index, runtime.log),
+        holds=HoldService(registry, runtime.index, runtime.log, runtime.pseudo),
         disposition=DispositionJob(
             objects=runtime.objects, state=runtime.state, log=runtime.log,
             index=runtime.index, policy=runtime.policy, holds=registry, lock_mode=lock,

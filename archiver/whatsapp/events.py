@@ -166,6 +166,7 @@ class MessageEvent(Event):
     interactive_type: str | None = None
     reply_id: str | None = None
     system_type: str | None = None
+    system_preference: str | None = None  # ``marketing`` of ``user_preference_changed``
     changed_to: ContactRef | None = None
     unsupported_type: str | None = None
     history_status: str | None = None

@@ -128,6 +128,9 @@ def _content(t: Take, obj: dict[str, Any], ptr: str, f: dict[str, Any]) -> None:
     elif mtype == "system":
         text(body, p, "body")
         f["system_type"] = t.string(body, p, "type")
+        # The older ``user_preference_changed`` system message carries ``marketing``
+        # (``stop`` / ``resume``) instead of a ``user_preferences`` webhook.
+        f["system_preference"] = t.string(body, p, "marketing")
         f["changed_to"] = ContactRef(
             t.string(body, p, "wa_id"),
             t.string(body, p, "user_id"),

@@ -120,7 +120,7 @@ async def consent_state(
     def answer() -> dict[str, Any]:
         view.catch_up()
         subject = resolve_subject(runtime.state, runtime.pseudo, number, contact)
-        found = state_as_of(view.changes(number, subject, purpose), at)
+        found = state_as_of(view.person_changes(number, subject, purpose), at)
         return {
             "number": number,
             "purpose": purpose,
