@@ -26,6 +26,7 @@ from archiver.records.model import Record
 from archiver.retention.common import resolve_subject
 from archiver.runtime import Runtime
 from tests.integration.retention.support import (
+    DISPLAY,
     PHONE_NUMBER_ID,
     Msg,
     app_on,
@@ -35,6 +36,7 @@ from tests.integration.retention.support import (
     s3_overrides,
     token,
 )
+from tests.support.apps import sign
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +197,40 @@ def test_erasure_of_a_finra_covered_contact_is_refused(tmp_path: Path, s3_endpoi
         assert any(w.startswith("content of") for w in _recoverable(rt, marker))
         info = next(rt.objects.list_versions("records/"))
         assert rt.objects.stat(info.key, info.version_id).retention.mode.value == "COMPLIANCE"
+
+
+def _echo_to(client: Any, rt: Runtime, wa_id: str, text: str) -> None:
+    """The business's own words typed in the Business App, mirrored as an echo (Meta's
+    ``smb_message_echoes`` shape), sent to ``wa_id``."""
+    echo = {"from": DISPLAY, "to": wa_id, "id": "wamid.E" + secrets.token_hex(12),
+            "timestamp": str(now()), "type": "text", "text": {"body": text}}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": DISPLAY, "phone_number_id": PHONE_NUMBER_ID},
+             "message_echoes": [echo]}
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [
+        {"id": "102290129340398",
+         "changes": [{"value": value, "field": "smb_message_echoes"}]}]}).encode()
+    r = client.post("/webhooks/whatsapp", content=body, headers={
+        "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert all(o.status in ("done", "skipped") for o in rt.processor.sweep())
+    rt.follower.catch_up()
+
+
+def test_erasure_of_a_customer_who_only_got_business_echoes_is_refused_under_finra(
+    tmp_path: Path,
+) -> None:
+    """Issue 15 #1: the business's own words (Business App echoes) are what FINRA 4511
+    keeps; with gdpr also on, erasing the echo's customer must be refused, not shredded."""
+    marker = "zqxmark" + secrets.token_hex(5)
+    with app_on(tmp_path, policies="finra_4511,gdpr", inline_workers=False) as (client, rt):
+        _echo_to(client, rt, ERASE, f"our offer {marker}")
+        r = client.post("/v1/erasure", headers=token(rt, Role.ADMIN),
+                        json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "erasure_refused"
+        assert "finra_4511" in r.json()["error"]["message"]
+        assert any(w.startswith("content of") for w in _recoverable(rt, marker))
 
 
 def test_erasure_of_a_held_contact_is_refused(tmp_path: Path, s3_endpoint: Any) -> None:
