@@ -38,7 +38,11 @@ from typing import Any
 from archiver.whatsapp.events import EventKind
 
 MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
-EVENT_KINDS = frozenset(k.value for k in EventKind) - MESSAGE_KINDS
+# ``unprocessable`` is a record kind of the processor's, not an event Meta sends: a delivery
+# (or one event of it) kept only raw. An officer must find those too (``kind:unprocessable``,
+# ``event:<reason>``), from the clear header alone.
+UNPROCESSABLE = "unprocessable"
+EVENT_KINDS = (frozenset(k.value for k in EventKind) - MESSAGE_KINDS) | {UNPROCESSABLE}
 # What a conversation's thread lists: messages, and calls (communications too).
 THREAD_KINDS = frozenset({*MESSAGE_KINDS, EventKind.CALL.value})
 # Admin events: their attributes are Meta's words about the account or template.
@@ -203,6 +207,11 @@ def event_document(
     doc["type"] = kind
     if header.get("status"):
         doc["status"] = str(header["status"]).lower()
+    if kind == UNPROCESSABLE:
+        # The sealed detail may quote the hostile input: only the clear reason is indexed.
+        reason = (header.get("unprocessable") or {}).get("reason")
+        doc["event"] = str(reason).lower() if reason else None
+        return {k: v for k, v in doc.items() if v is not None}
     if event is None:
         return doc
     name = _event_name(kind, event)

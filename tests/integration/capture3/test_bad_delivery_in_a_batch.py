@@ -151,6 +151,10 @@ def test_one_bad_delivery_does_not_stall_the_batch(runtime: Runtime, trigger: st
         message = next(r for r in by_slot[slot] if r.header["kind"] in ("message", "echo"))
         assert rt.index.get(message.record_id) is not None, slot
     assert rt.follower.lag() == 0
+    if flag == "unprocessable":  # an officer finds the flagged delivery by kind and reason
+        doc = rt.index.get(record.record_id)
+        assert doc is not None and doc["type"] == "unprocessable"
+        assert doc["event"] == info["reason"]
 
     # And verify finds no unlogged version, not even a fresh one (no grace).
     result = verify_archive(rt.log, rt.objects, [], grace=0)
