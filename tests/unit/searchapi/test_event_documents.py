@@ -47,8 +47,27 @@ def _header(event: dict[str, Any], record_id: str = "r_e") -> dict[str, Any]:
 
 
 def test_every_event_kind_but_messages_is_an_event_document() -> None:
-    assert {k.value for k in EventKind} == EVENT_KINDS | MESSAGE_KINDS
+    # Plus the processor's own ``unprocessable`` record kind (a delivery kept only raw).
+    assert {k.value for k in EventKind} | {"unprocessable"} == EVENT_KINDS | MESSAGE_KINDS
     assert not EVENT_KINDS & MESSAGE_KINDS
+
+
+def test_an_unprocessable_record_is_found_by_kind_and_reason_from_its_header_alone() -> None:
+    header = {
+        "v": 1, "record_id": "r_u", "kind": "unprocessable", "origin": "meta",
+        "direction": "none", "message_type": None,
+        "business": {"phone_number_id": "106540352242922", "display_phone_number": None,
+                     "waba_id": None},
+        "subject": None, "conversation": None, "message_ref": None, "status": None,
+        "occurred_at": None, "captured_at": "2026-12-06T05:00:00+00:00",
+        "raw": {"key": "raw/x", "version_id": "v", "slot": 2},
+        "unprocessable": {"batch_id": "b", "delivery": 2, "event": None, "reason": "too_deep"},
+        "flags": ["unprocessable"],
+    }
+    doc = event_document(header, {"error": "secret words of the hostile input"}, 7)
+    assert doc["type"] == "unprocessable" and doc["event"] == "too_deep"
+    assert "secret words" not in repr(doc)  # the sealed detail is never indexed
+    validate(doc)
     assert MESSAGE_KINDS | {"call"} == THREAD_KINDS
 
 
