@@ -279,9 +279,14 @@ class ErasureService:
 
     # -- erase --------------------------------------------------------------------------
 
-    def erase(self, phone_number_id: str, contact: str, *, by: str) -> dict[str, Any]:
-        """Erase or refuse. Raises NotFound (nothing archived for the contact), Conflict
-        (``erasure_refused``: an obligation or a hold, named in the message)."""
+    def erase(
+        self, phone_number_id: str, contact: str, *, by: str,
+        numbers: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Erase or refuse. ``numbers`` is the requester's scope (None: every number).
+        Raises NotFound (nothing archived for the contact), Conflict (``erasure_refused``:
+        an obligation or a hold, named in the message; ``erasure_out_of_scope``: a raw slot
+        to destroy also carries records of a number outside ``numbers``)."""
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
         resumed = []
         for key in self._unfinished(subject):  # a crashed attempt is this request's: finish it
@@ -293,6 +298,18 @@ class ErasureService:
         if not plan.records and not plan.slots:
             raise NotFound("nothing is archived for this contact at this business number",
                            code="subject_not_found")
+        if numbers is not None:
+            # Destroying a shared slot's key destroys every record's raw evidence in it:
+            # a token may only do that to numbers it covers. Nothing about the other number
+            # is named, so a scoped token learns no more than that one exists.
+            scope = set(numbers)
+            if any(r.phone_number_id not in scope for r in plan.shared):
+                raise Conflict(
+                    "a raw delivery of this contact also carries records of a business "
+                    "number this token does not cover; a token covering every number "
+                    "concerned must request this erasure",
+                    code="erasure_out_of_scope", details={"subject": plan.subject},
+                )
         allowed, reason = self._verdict(plan)
         if not allowed:
             raise Conflict(reason, code="erasure_refused",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +12,8 @@ from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import Conflict, Forbidden
+from archiver.errors import Conflict, Forbidden, NotFound
+from archiver.retention.scope import hold_numbers
 from archiver.retention.services import retention_services
 
 router = APIRouter(prefix="/v1", tags=["erasure"])
@@ -33,18 +35,22 @@ def erase(
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token does not cover that business number")
-    service = retention_services(runtime).erasure
+    services = retention_services(runtime)
     try:
-        result = service.erase(body.phone_number_id, body.contact, by=principal.role.value)
+        result = services.erasure.erase(
+            body.phone_number_id, body.contact, by=principal.role.value,
+            numbers=principal.numbers,
+        )
     except Conflict as exc:
+        refusal = _within_scope(exc, principal, services.holds.get)
         runtime.audit.record(
             AuditAction.ERASURE_REFUSED,
             actor_of(principal),
             concerns=[body.phone_number_id],
-            reason=exc.message,
-            details=exc.details,
+            reason=refusal.message,
+            details=refusal.details,
         )
-        raise
+        raise refusal from None
     runtime.audit.record(
         AuditAction.ERASURE_REQUESTED,
         actor_of(principal),
@@ -55,3 +61,28 @@ def erase(
         capture_slots_shredded=result["capture_slots_shredded"],
     )
     return result
+
+
+def _within_scope(
+    exc: Conflict, principal: Principal, hold_of: Callable[[str], dict[str, Any]]
+) -> Conflict:
+    """The refusal as this principal may see it: holds it does not cover are not named (a
+    scoped token must not learn another number's hold ids, nor read them in its audit)."""
+    details = dict(exc.details or {})
+    holds = [str(h) for h in details.get("holds") or []]
+    if not holds or principal.numbers is None:
+        return exc
+
+    def visible(hold_id: str) -> bool:
+        try:
+            return principal.covers(hold_numbers(hold_of(hold_id)))
+        except NotFound:
+            return False
+
+    shown = [h for h in holds if visible(h)]
+    details["holds"] = shown
+    if len(shown) < len(holds):
+        details["holds_outside_scope"] = True
+    message = (f"legal hold {shown[0]} applies (GDPR Art. 17(3)(e))" if shown else
+               "a legal hold outside this token's scope applies (GDPR Art. 17(3)(e))")
+    return Conflict(message, code=exc.code, details=details)

@@ -8,6 +8,7 @@ if they did not exist)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from archiver.auth import Role
+from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
@@ -357,3 +359,76 @@ class _LogSpy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
+
+
+# -- erasure across a shared raw delivery (found by the attack on issue 14) -------------
+
+
+def _one_delivery_for_two_numbers(a: Archive, text_1: str, text_2: str) -> str:
+    """Meta may batch changes of several numbers of a WABA into one delivery: one raw slot,
+    one capture key, records of both numbers. Returns the raw batch id."""
+    ts = int(time.time()) + 3600
+    first = json.loads(N1.text(ALICE, "wamid.S" + secrets.token_hex(10), ts, text_1))
+    second = json.loads(N2.text(BOB, "wamid.S" + secrets.token_hex(10), ts, text_2))
+    first["entry"][0]["changes"] += second["entry"][0]["changes"]
+    post(a.client, json.dumps(first).encode())
+    (outcome,) = a.rt.processor.sweep()
+    a.rt.follower.run_to_end()
+    refresh = getattr(a.rt.index, "refresh", None)
+    if callable(refresh):
+        refresh()
+    return str(outcome.batch_id)
+
+
+def _slot_keys(a: Archive, batch_id: str) -> dict[str, Any]:
+    value = a.rt.state.get(CAPTURE_KEYS_PREFIX + batch_id)
+    assert value is not None
+    return dict(json.loads(value.value)["keys"])
+
+
+def test_a_scoped_erasure_cannot_destroy_another_numbers_raw_evidence(archive: Archive) -> None:
+    a = archive
+    batch = _one_delivery_for_two_numbers(a, "alpha shared delivery", "bravo shared delivery")
+    before = _slot_keys(a, batch)
+    assert before  # the slot's capture key exists
+    officer = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid])
+    r = a.client.post("/v1/erasure", headers=officer,
+                      json={"phone_number_id": N1.pnid, "contact": ALICE})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "erasure_out_of_scope"
+    assert N2.pnid not in r.text and N2.display not in r.text
+    assert _slot_keys(a, batch) == before  # N2's raw evidence is still readable
+
+    # A token covering both numbers may decide it (no obligation here: gdpr default).
+    both = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid, N2.pnid])
+    r = a.client.post("/v1/erasure", headers=both,
+                      json={"phone_number_id": N1.pnid, "contact": ALICE})
+    assert r.status_code == 200, r.text
+
+
+def test_an_erasure_refusal_names_no_hold_the_token_cannot_see(archive: Archive) -> None:
+    a = archive
+    a.deliver(N1, ALICE, "quokka matter")
+    unscoped = a.token(Role.LEGAL)
+    r = a.client.post("/v1/holds", headers=unscoped, json={"case_id": "c-x", "query": "quokka"})
+    assert r.status_code == 201, r.text
+    hold_id = r.json()["id"]
+    assert r.json()["held_by_kind"]["record"] == 1
+
+    officer = a.token(Role.COMPLIANCE_OFFICER, numbers=[N1.pnid])
+    r = a.client.post("/v1/erasure", headers=officer,
+                      json={"phone_number_id": N1.pnid, "contact": ALICE})
+    assert r.status_code == 409, r.text
+    assert hold_id not in r.text
+    assert r.json()["error"]["details"]["holds_outside_scope"] is True
+    a.rt.audit.flush()
+    auditor = a.token(Role.AUDITOR, numbers=[N1.pnid])
+    events = a.client.get("/v1/audit", headers=auditor).json()
+    assert "erasure:refused" in str(events)
+    assert hold_id not in str(events)
+
+    # An unscoped officer is told which hold.
+    r = a.client.post("/v1/erasure", headers=a.token(Role.COMPLIANCE_OFFICER),
+                      json={"phone_number_id": N1.pnid, "contact": ALICE})
+    assert r.status_code == 409 and hold_id in r.text
