@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
@@ -32,7 +33,10 @@ class Role(StrEnum):
 
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)
-_PHONE_NUMBER_ID = re.compile(r"[0-9]{1,32}")
+# Meta's ids are positive decimal integers: no sign, no leading zero ("0111" would look
+# like "111" to a person and scope the token to nothing).
+_PHONE_NUMBER_ID = re.compile(r"[1-9][0-9]{0,31}")
+MAX_TOKEN_DAYS = 3660  # ten years: longer is a mistake, not a policy
 READER_ROLES: frozenset[Role] = frozenset(
     {Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR}
 )
@@ -109,6 +113,17 @@ class TokenService:
                     f"token number {number!r} is not a phone_number_id (digits only)",
                     code="token_number_invalid",
                 )
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise BadRequest("name must be non-empty and at most 200 characters",
+                             code="token_name_invalid")
+        if expires_in_days is not None and not (
+            math.isfinite(expires_in_days) and 0 < expires_in_days <= MAX_TOKEN_DAYS
+        ):
+            # nan, inf or 1e20 would crash the date arithmetic; 0 or less would issue a
+            # token that is already expired.
+            raise BadRequest(f"expiry must be more than 0 and at most {MAX_TOKEN_DAYS} days",
+                             code="token_expiry_invalid")
         if person is not None:
             person = person.strip()
             if not person or len(person) > 200:

@@ -72,6 +72,7 @@ from archiver.store.errors import ObjectNotFound, PreconditionFailed, StoreUnava
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import person_subjects
 from search.port import SearchIndex, SearchRequest, SearchResult
+from search.query import MatchAll
 from search.query import parse as parse_query
 
 logger = get_logger("archiver.holds")
@@ -551,16 +552,18 @@ class HoldService:
         by: str,
         numbers: Sequence[str] | None,
     ) -> dict[str, Any]:
-        if not (scope.query or scope.conversation or scope.subject):
+        # Before anything is registered: a hold whose query cannot run would stay
+        # ``placing`` for good and fail every later-arrivals check (issue 14 #9).
+        # Raises QuerySyntaxError (400, with the position or the limit).
+        tree = parse_query(scope.query) if scope.query else None
+        # A blank query matches everything, now and later: on its own it is no scope a
+        # person meant to write, so it is refused like a missing one.
+        names_something = tree is not None and not isinstance(tree, MatchAll)
+        if not (names_something or scope.conversation or scope.subject):
             raise BadRequest(
                 "a hold needs a scope: query, conversation or contact (case_id is a label)",
                 code="hold_scope_missing",
             )
-        if scope.query:
-            # Before anything is registered: a hold whose query cannot run would stay
-            # ``placing`` for good and fail every later-arrivals check (issue 14 #9).
-            # Raises QuerySyntaxError (400, with the position or the limit).
-            parse_query(scope.query)
         hold_id = "h_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
         now = self.registry.clock()
         scoped = list(numbers) if numbers is not None else None

@@ -52,6 +52,19 @@ def test_a_hold_with_a_bad_query_is_refused_and_leaves_nothing(
         assert _open(rt) == {}
 
 
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_a_blank_query_is_no_scope_and_holds_nothing(tmp_path: Path, query: str) -> None:
+    """A whitespace-only query parses to match-all: it would hold every version in scope
+    and every later arrival. It is refused like a missing scope (found by the attack)."""
+    settings = backend_settings(None, tmp_path / "data", "embedded", inline_workers=False)
+    with running_app(settings) as (client, rt):
+        legal = token(rt, Role.LEGAL)
+        r = client.post("/v1/holds", headers=legal, json={"case_id": "c-blank", "query": query})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "hold_scope_missing"
+        assert list(rt.state.list(HOLDS_PREFIX)) == []
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_broken_hold_is_flagged_and_the_others_still_hold_new_arrivals(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str

@@ -21,3 +21,29 @@ def test_token_numbers_are_phone_number_ids(tmp_path: Path) -> None:
         with pytest.raises(BadRequest) as info:
             tokens.create(role=Role.LEGAL, name="l", numbers=[bad])
         assert info.value.code == "token_number_invalid"
+
+
+def test_a_number_with_a_leading_zero_or_zero_is_refused(tmp_path: Path) -> None:
+    tokens = TokenService(SqliteStateStore(tmp_path / "s.db"))
+    for bad in ("0", "0106540352242922"):
+        with pytest.raises(BadRequest) as info:
+            tokens.create(role=Role.LEGAL, name="l", numbers=[bad])
+        assert info.value.code == "token_number_invalid"
+
+
+@pytest.mark.parametrize("days", [float("nan"), float("inf"), 1e20, 0, -1, 3661])
+def test_an_expiry_that_is_not_a_sane_number_of_days_is_refused(
+    tmp_path: Path, days: float
+) -> None:
+    tokens = TokenService(SqliteStateStore(tmp_path / "s.db"))
+    with pytest.raises(BadRequest) as info:
+        tokens.create(role=Role.LEGAL, name="l", expires_in_days=days)
+    assert info.value.code == "token_expiry_invalid"
+    assert list(tokens.list()) == []  # nothing was issued
+
+
+def test_a_blank_name_is_refused(tmp_path: Path) -> None:
+    tokens = TokenService(SqliteStateStore(tmp_path / "s.db"))
+    with pytest.raises(BadRequest) as info:
+        tokens.create(role=Role.LEGAL, name="   ")
+    assert info.value.code == "token_name_invalid"
