@@ -17,7 +17,7 @@ _ID = Annotated[str, typer.Option("--phone-number-id", help="The business phone_
 
 
 def _service() -> tuple[Runtime, Coexistence]:
-    from archiver.api.routes.coexistence import service_for
+    from archiver.coexistence import service_for
     from archiver.runtime import Runtime
     from archiver.settings import get_settings
 

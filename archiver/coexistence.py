@@ -13,6 +13,18 @@
   field) is kept in the view too; the report shows them as ``history.errors``, a
   ``history.state`` of ``declined`` (2593109: the business turned history sharing off in
   the Business App) or ``failed``, and a warning — history will not complete.
+* Connection: Meta's ``account_update`` events (``PARTNER_REMOVED``, ``ACCOUNT_OFFBOARDED``,
+  ``PARTNER_APP_UNINSTALLED``, ``ACCOUNT_RECONNECTED``, ...) kept per scope in the same
+  view and mapped to numbers when read. The rule: an event naming a phone number
+  (``value.phone_number``, Meta's display number; only ``PARTNER_REMOVED`` does) concerns
+  the number whose records carry that ``display_phone_number`` (digits compared); an
+  event naming only a WABA (``value.waba_info.waba_id``, else the entry id) concerns every
+  number whose records carry that ``waba_id``. Mapping at read time makes the arrival
+  order irrelevant: an event seen before the number's first message still applies. The
+  number's state is the effect of its newest connecting / disconnecting event (by
+  ``occurred_at``, then leaf); no such event means ``connected``. A disconnection is
+  logged as a warning when the view meets it, and shown in the report's ``warnings``:
+  from then on what the business writes in the phone app is no longer archived.
 * Gaps: statuses whose message never arrived (status folds still parked by the indexer
   at ``index/folds/live/<target>`` older than ``orphan_hours``) and a number silent
   longer than ``ARCHIVER_SILENCE_ALERT_HOURS``. Both are logged as warnings.
@@ -24,8 +36,8 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
 from archiver.consent import follow_to_end, read_record, update_json
@@ -40,7 +52,13 @@ from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from archiver.whatsapp.graph import GraphClient, GraphError
 
+if TYPE_CHECKING:
+    from archiver.runtime import Runtime
+
 log = get_logger("archiver.coexistence")
+# How often the running service follows the log into the view, so a disconnection is
+# logged (and the metric moves) within seconds, not when someone next asks.
+VIEW_INTERVAL_S = 15.0
 
 SYNC_TYPES = ("smb_app_state_sync", "history")
 # Meta's code for "History sync is turned off by the business from the WhatsApp Business
@@ -48,6 +66,21 @@ SYNC_TYPES = ("smb_app_state_sync", "history")
 HISTORY_DECLINED = 2593109
 VIEW_PREFIX = "views/coexistence/"
 FOLDS_PREFIX = "index/folds/live/"
+SCOPE_PREFIX = VIEW_PREFIX + "_scope/"  # account events by waba:<id> / display:<digits>
+ACCOUNT_KIND = "account_update"
+# Meta's account_update events that end or restore the number's link to this archive.
+DISCONNECTING = frozenset(
+    {
+        "PARTNER_REMOVED",
+        "ACCOUNT_OFFBOARDED",
+        "PARTNER_APP_UNINSTALLED",
+        "ACCOUNT_DISABLED",
+        "ACCOUNT_DELETED",
+    }
+)
+CONNECTING = frozenset({"ACCOUNT_RECONNECTED", "PARTNER_ADDED", "PARTNER_APP_INSTALLED"})
+# Kept in the history (the officer should see them) but the link is unchanged.
+NOTABLE = frozenset({"ACCOUNT_VIOLATION", "ACCOUNT_RESTRICTION", "DISABLED_UPDATE"})
 ACTIVITY_KINDS = frozenset(
     {
         "message",
@@ -67,6 +100,18 @@ class CoexistenceAction(StrEnum):
     # Not yet in archiver.audit.AuditAction (asked of its owner); same ``subject:action`` form.
     SYNC_REQUESTED = "coexistence:sync_requested"
     SYNC_FAILED = "coexistence:sync_failed"
+
+
+def service_for(runtime: Runtime) -> Coexistence:
+    return Coexistence(
+        objects=runtime.objects,
+        state=runtime.state,
+        keys=runtime.keys,
+        log=runtime.log,
+        audit=runtime.audit,
+        graph=runtime.graph,
+        silence_hours=runtime.settings.silence_alert_hours,
+    )
 
 
 def _state_key(phone_number_id: str, *parts: str) -> str:
@@ -164,19 +209,31 @@ class Coexistence:
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         kind = entry.fields.get("event")
-        if entry.kind is not EntryKind.RECORD or kind not in ACTIVITY_KINDS:
+        if entry.kind is not EntryKind.RECORD:
+            return
+        if kind == ACCOUNT_KIND:
+            self._account_event(leaf, entry)
+            return
+        if kind not in ACTIVITY_KINDS:
             return
         record = read_record(self.objects, entry)
         if record is None:
             return
-        business = (record.header.get("business") or {}).get("phone_number_id")
+        header_business = record.header.get("business") or {}
+        business = header_business.get("phone_number_id")
         if not business:
             return
+        waba = header_business.get("waba_id")
+        display = _digits(header_business.get("display_phone_number"))
         captured = record.header.get("captured_at")
         chunk = self._chunk(record, leaf) if kind == "history_chunk" else None
         errors = self._history_errors(record) if kind == "history_error" else None
 
         def change(view: dict[str, Any]) -> dict[str, Any]:
+            if waba:  # how account events naming only the WABA reach this number
+                view["waba_id"] = str(waba)
+            if display:  # ... and those naming its display number
+                view["display_phone_number"] = display
             if captured and (view.get("last_activity") or "") < captured:
                 view["last_activity"] = captured
             if chunk is not None:
@@ -187,6 +244,76 @@ class Coexistence:
             return view
 
         update_json(self.state, VIEW_PREFIX + quote(str(business), safe=""), change, {})
+
+    def _account_event(self, leaf: int, entry: Entry) -> None:
+        record = read_record(self.objects, entry)
+        if record is None:
+            return
+        event = self._event(record)
+        attributes = dict(event.get("attributes") or {})
+        name = str(attributes.get("event") or event.get("event") or "")
+        item = account_item(name, attributes, dict(record.header), leaf)
+        if item is None:
+            return
+        business = record.header.get("business") or {}
+        scopes = account_scopes(attributes, business)
+        if not scopes:
+            return
+        for scope in scopes:
+
+            def change(view: dict[str, Any]) -> dict[str, Any]:
+                view.setdefault("events", {})[str(leaf)] = item  # by leaf: replay-safe
+                return view
+
+            update_json(self.state, SCOPE_PREFIX + quote(scope, safe=""), change, {})
+        if item["effect"] == "disconnected":
+            # The alert: from now on the phone app's messages are no longer archived.
+            log.warning(
+                "coexistence_disconnected",
+                account_event=name,
+                scopes=scopes,
+                numbers=self._numbers_for(scopes),
+                occurred_at=item["at"],
+            )
+        elif item["effect"] == "connected":
+            log.info("coexistence_reconnected", account_event=name, scopes=scopes)
+
+    def _numbers_for(self, scopes: list[str]) -> list[str]:
+        return sorted(
+            number
+            for number, view in self.number_views().items()
+            if set(number_scopes(number, view)) & set(scopes)
+        )
+
+    def number_views(self) -> dict[str, dict[str, Any]]:
+        """Every number the view has seen, with its view (no catch-up)."""
+        out: dict[str, dict[str, Any]] = {}
+        for key in self.state.list(VIEW_PREFIX):
+            name = key[len(VIEW_PREFIX) :]
+            if "/" in name or name == "cursor":
+                continue
+            value = self.state.get(key)
+            if value is not None:
+                out[unquote(name)] = dict(json.loads(value.value))
+        return out
+
+    def connection(
+        self, phone_number_id: str, view: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The number's link state and its history from the view (no catch-up)."""
+        if view is None:
+            value = self.state.get(VIEW_PREFIX + quote(phone_number_id, safe=""))
+            view = json.loads(value.value) if value else {}
+        items: list[dict[str, Any]] = []
+        for scope in number_scopes(phone_number_id, view):
+            value = self.state.get(SCOPE_PREFIX + quote(scope, safe=""))
+            if value is not None:
+                items.extend((json.loads(value.value).get("events") or {}).values())
+        return connection_summary(items)
+
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Each seen number's connection summary (for ``archiver status`` and metrics)."""
+        return {n: self.connection(n, v) for n, v in sorted(self.number_views().items())}
 
     def _event(self, record: Record) -> dict[str, Any]:
         try:
@@ -224,7 +351,16 @@ class Coexistence:
         silent_for = (now - datetime.fromisoformat(last)) if last else None
         silent = silent_for is not None and silent_for > self.silence
         orphans = self.orphan_statuses(phone_number_id, timedelta(hours=orphan_hours))
+        connection = self.connection(phone_number_id, view)
         warnings = []
+        if connection["state"] == "disconnected":
+            warnings.append("disconnected")
+            log.warning(
+                "coexistence_number_disconnected",
+                phone_number_id=phone_number_id,
+                account_event=connection["event"],
+                since=connection["since"],
+            )
         if history["state"] in ("declined", "failed"):
             warnings.append(f"history_{history['state']}")
             log.warning(
@@ -249,6 +385,7 @@ class Coexistence:
             "phone_number_id": phone_number_id,
             "sync": self.sync_state(phone_number_id),
             "history": history,
+            "connection": connection,
             "last_activity": last,
             "silence_alert_hours": self.silence.total_seconds() / 3600,
             "silent": silent,
@@ -332,4 +469,83 @@ def history_summary(
         "chunks": len(chunks),
         "state": state,
         "errors": errors,
+    }
+
+
+def _digits(value: Any) -> str | None:
+    digits = "".join(ch for ch in str(value or "") if ch.isdigit())
+    return digits or None
+
+
+def number_scopes(phone_number_id: str, view: dict[str, Any]) -> list[str]:
+    """The scopes whose account events concern this number (pure)."""
+    scopes = [f"number:{phone_number_id}"]
+    if view.get("waba_id"):
+        scopes.append(f"waba:{view['waba_id']}")
+    if view.get("display_phone_number"):
+        scopes.append(f"display:{view['display_phone_number']}")
+    return scopes
+
+
+def account_scopes(attributes: dict[str, Any], business: dict[str, Any]) -> list[str]:
+    """Which numbers an account event concerns, as scopes (pure; rule in the module doc).
+
+    A named phone number narrows the event to that number, never the whole WABA."""
+    if business.get("phone_number_id"):
+        return [f"number:{business['phone_number_id']}"]
+    display = _digits(attributes.get("phone_number")) or _digits(
+        business.get("display_phone_number")
+    )
+    if display:
+        return [f"display:{display}"]
+    info = attributes.get("waba_info")
+    waba = (info.get("waba_id") if isinstance(info, dict) else None) or business.get("waba_id")
+    return [f"waba:{waba}"] if waba else []
+
+
+def account_effect(name: str, attributes: dict[str, Any]) -> str | None:
+    """``disconnected``, ``connected``, ``notable`` or None (not about the link) (pure)."""
+    if name in DISCONNECTING:
+        return "disconnected"
+    if name in CONNECTING:
+        return "connected"
+    if name == "DISABLED_UPDATE":
+        ban = attributes.get("ban_info")
+        state = ban.get("waba_ban_state") if isinstance(ban, dict) else None
+        if state == "DISABLE":
+            return "disconnected"
+        if state == "REINSTATE":
+            return "connected"
+    return "notable" if name in NOTABLE else None
+
+
+def account_item(
+    name: str, attributes: dict[str, Any], header: dict[str, Any], leaf: int
+) -> dict[str, Any] | None:
+    effect = account_effect(name, attributes)
+    if effect is None:
+        return None
+    at = header.get("occurred_at") or header.get("captured_at")
+    # Business-level facts only (the event name, reason codes): no personal data.
+    detail = {
+        k: attributes[k]
+        for k in ("disconnection_info", "violation_info", "ban_info", "restriction_info")
+        if k in attributes
+    }
+    return {"event": name, "effect": effect, "at": at, "leaf": leaf, "detail": detail}
+
+
+def connection_summary(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """State from the newest connecting / disconnecting event; history oldest first (pure)."""
+    history = sorted(items, key=lambda i: (str(i.get("at") or ""), int(i.get("leaf") or 0)))
+    state, since, event = "connected", None, None
+    for item in history:
+        if item.get("effect") in ("connected", "disconnected"):
+            state, since, event = item["effect"], item.get("at"), item.get("event")
+    return {
+        "state": state,
+        "connected": state == "connected",
+        "since": since,
+        "event": event,
+        "history": history,
     }

@@ -98,6 +98,15 @@ STUCK_BATCHES = Gauge(
     registry=REGISTRY,
 )
 
+COEXISTENCE_CONNECTED = Gauge(
+    "archiver_coexistence_connected",
+    "1 while the Coexistence number is linked to the archive, 0 after Meta reported a "
+    "disconnection (PARTNER_REMOVED, ACCOUNT_OFFBOARDED, ...); the business's own id, "
+    "never a customer's",
+    ["phone_number_id"],
+    registry=REGISTRY,
+)
+
 router = APIRouter(tags=["health"])
 
 
@@ -121,6 +130,14 @@ def sample(runtime: Runtime) -> None:
         STUCK_BATCHES.set(runtime.processor.stuck_count())
     except ArchiverError:
         STUCK_BATCHES.set(-1)
+    # Lazy: coexistence imports audit, which imports this module.
+    from archiver.coexistence import service_for
+
+    try:  # read from the view only; the coexistence-view job keeps it current
+        for number, link in service_for(runtime).connections().items():
+            COEXISTENCE_CONNECTED.labels(phone_number_id=number).set(int(link["connected"]))
+    except ArchiverError:
+        pass  # the state store is down: the gauges keep their last value
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.audit import SYSTEM, AuditAction, AuditTrail
 from archiver.auth import TokenService
+from archiver.coexistence import VIEW_INTERVAL_S as COEXISTENCE_VIEW_INTERVAL_S
+from archiver.coexistence import service_for as coexistence_service
 from archiver.errors import ArchiverError, ConfigError
 from archiver.indexing.follower import IndexFollower
 from archiver.ingest.capture import CaptureService, CaptureWriter
@@ -272,6 +274,12 @@ class Runtime:
             self.checkpoints.sign_if_grown,
             seconds=self.settings.checkpoint_interval_s,
             lease_ttl=max(30.0, 3 * self.settings.checkpoint_interval_s),
+        )
+        self.jobs.add(  # a Coexistence disconnection is logged (and metered) at once
+            "coexistence-view",
+            lambda: coexistence_service(self).catch_up(),
+            seconds=COEXISTENCE_VIEW_INTERVAL_S,
+            lease_ttl=600.0,
         )
         self.jobs.add(
             "verify-sweep",

@@ -10,23 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from archiver.api.deps import allow, get_runtime
 from archiver.auth import Principal, Role
-from archiver.coexistence import Coexistence
+from archiver.coexistence import service_for
 from archiver.errors import Forbidden
-from archiver.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["coexistence"])
-
-
-def service_for(runtime: Runtime) -> Coexistence:
-    return Coexistence(
-        objects=runtime.objects,
-        state=runtime.state,
-        keys=runtime.keys,
-        log=runtime.log,
-        audit=runtime.audit,
-        graph=runtime.graph,
-        silence_hours=runtime.settings.silence_alert_hours,
-    )
+__all__ = ["router", "service_for"]  # service_for: kept importable from here too
 
 
 @router.get("/coexistence/{phone_number_id}")
