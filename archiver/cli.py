@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from archiver.cli_coexistence import app as coexistence_app
 from archiver.cli_index import register as register_index_commands
 from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
+from archiver.cli_status import app as status_cli
 from archiver.errors import ArchiverError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -25,6 +26,7 @@ log_app = typer.Typer(no_args_is_help=True, help="The proof log: checkpoints and
 app.add_typer(log_app, name="log")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(retention_cli)  # unnamed: its commands join the top level
+app.add_typer(status_cli)  # archiver status
 register_index_commands(app)  # archiver reindex, archiver index status
 
 

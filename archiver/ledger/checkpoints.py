@@ -142,6 +142,14 @@ class CheckpointSigner:
             return None
         return str(ptr["key"]), str(ptr["version_id"])
 
+    def latest_info(self) -> dict[str, object] | None:
+        """Size and ``signed_at`` of the latest signed checkpoint (for ``archiver status``),
+        without reading the checkpoint object."""
+        ptr, _ = self._pointer()
+        if ptr is None:
+            return None
+        return {"size": ptr.get("size"), "signed_at": ptr.get("signed_at")}
+
     def _name_previous(self, prev: SignedCheckpoint, ptr: dict[str, object]) -> None:
         """Append the ``checkpoint`` entry of ``prev`` (the checkpoint ``ptr`` names),
         unless it is in the log already (an earlier attempt or a racing signer). Its bytes
