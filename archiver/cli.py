@@ -14,6 +14,7 @@ from archiver.auth import Role
 if TYPE_CHECKING:
     from archiver.runtime import Runtime
 from archiver.cli_coexistence import app as coexistence_app
+from archiver.cli_demo import app as demo_cli
 from archiver.cli_index import register as register_index_commands
 from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
 from archiver.cli_status import app as status_cli
@@ -27,6 +28,7 @@ app.add_typer(log_app, name="log")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(retention_cli)  # unnamed: its commands join the top level
 app.add_typer(status_cli)  # archiver status
+app.add_typer(demo_cli)  # archiver demo
 register_index_commands(app)  # archiver reindex, archiver index status
 
 
