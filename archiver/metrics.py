@@ -9,6 +9,7 @@ down and returns to zero once the follower has caught up. Labels carry no person
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
@@ -106,6 +107,28 @@ COEXISTENCE_CONNECTED = Gauge(
     ["phone_number_id"],
     registry=REGISTRY,
 )
+COEXISTENCE_LAST_ACTIVITY = Gauge(
+    "archiver_coexistence_last_activity_timestamp_seconds",
+    "Unix time of the Coexistence number's newest record (alert on silence)",
+    ["phone_number_id"],
+    registry=REGISTRY,
+)
+CHECKPOINT_AGE = Gauge(
+    "archiver_checkpoint_age_seconds",
+    "Seconds since the latest signed checkpoint (-1: none yet or unknown)",
+    registry=REGISTRY,
+)
+VERIFY_FINDINGS = Gauge(
+    "archiver_verify_findings",
+    "Findings of the latest verify sweep run by this process (-1: none run yet)",
+    registry=REGISTRY,
+)
+VERIFY_LAST_RUN = Gauge(
+    "archiver_verify_last_run_timestamp_seconds",
+    "Unix time the latest verify sweep of this process finished (0: none yet)",
+    registry=REGISTRY,
+)
+VERIFY_FINDINGS.set(-1)
 
 router = APIRouter(tags=["health"])
 
@@ -134,10 +157,32 @@ def sample(runtime: Runtime) -> None:
     from archiver.coexistence import service_for
 
     try:  # read from the view only; the coexistence-view job keeps it current
-        for number, link in service_for(runtime).connections().items():
+        service = service_for(runtime)
+        for number, view in service.number_views().items():
+            link = service.connection(number, view)
             COEXISTENCE_CONNECTED.labels(phone_number_id=number).set(int(link["connected"]))
+            if view.get("last_activity"):
+                last = datetime.fromisoformat(str(view["last_activity"]))
+                COEXISTENCE_LAST_ACTIVITY.labels(phone_number_id=number).set(last.timestamp())
     except ArchiverError:
         pass  # the state store is down: the gauges keep their last value
+    try:
+        info = runtime.checkpoints.latest_info()
+        signed = info.get("signed_at") if info else None
+        if signed:
+            at = datetime.fromisoformat(str(signed))
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            CHECKPOINT_AGE.set(max(0.0, (datetime.now(UTC) - at).total_seconds()))
+        else:
+            CHECKPOINT_AGE.set(-1)
+    except ArchiverError:
+        CHECKPOINT_AGE.set(-1)
+
+
+def record_verify(findings: int) -> None:
+    """The scheduled verify sweep's outcome, for alerting (``archiver_verify_findings``)."""
+    VERIFY_FINDINGS.set(findings)
+    VERIFY_LAST_RUN.set(datetime.now(UTC).timestamp())
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -31,6 +31,7 @@ from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
+from archiver.metrics import record_verify
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_CHECK_S
@@ -283,7 +284,9 @@ class Runtime:
         )
         self.jobs.add(
             "verify-sweep",
-            lambda: self.proofs.verify(self.settings.verify_sample, self.audit),
+            lambda: record_verify(
+                len(self.proofs.verify(self.settings.verify_sample, self.audit).findings)
+            ),
             seconds=self.settings.verify_interval_s,
             lease_ttl=3600.0,
         )
