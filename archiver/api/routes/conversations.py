@@ -13,7 +13,8 @@ exist); every page read is a ``thread:viewed`` audit event.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -24,7 +25,9 @@ from archiver.audit import AuditAction
 from archiver.auth import Principal
 from archiver.errors import BadRequest, NotFound
 from archiver.indexing.documents import FOLDED_TYPES, THREAD_KINDS
+from archiver.ingest.processor import MEDIA_JOBS_PREFIX
 from archiver.metrics import THREAD_VIEWS
+from archiver.store.port import StateStore
 from search.errors import InvalidRequest
 from search.port import SearchRequest
 
@@ -73,6 +76,11 @@ def conversation_thread(
         # Same answer for "no such conversation" and "not one of your numbers".
         raise NotFound("no such conversation", code="conversation_not_found")
     events = [message_view(h.doc, principal.role) for h in result.hits]
+    for event in events:
+        if event.get("media_mime") and event.get("record_id"):
+            jobs = _media_jobs(runtime.state, str(event["record_id"]))
+            if jobs:
+                event["media_fetch"] = media_fetch(jobs, graph=runtime.graph is not None)
     first = result.hits[0].doc if result.hits else {}
     return FastJSONResponse(
         {
@@ -86,3 +94,31 @@ def conversation_thread(
             "next_cursor": result.next_cursor,
         }
     )
+
+
+NO_GRAPH = "not fetched (no Graph API token)"
+_FINISHED = ("done", "missing", "abandoned")
+
+
+def _media_jobs(state: StateStore, record_id: str) -> list[dict[str, Any]]:
+    """The message's media jobs still in working state (finished ones are dropped after
+    a while: then the thread says nothing rather than guess)."""
+    out = []
+    for key in sorted(state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/")):
+        value = state.get(key)
+        if value is not None:
+            out.append(json.loads(value.value))
+    return out
+
+
+def media_fetch(jobs: list[dict[str, Any]], *, graph: bool) -> list[dict[str, Any]]:
+    """Each attachment's fetch state (pure). Without a Graph API token nothing is ever
+    fetched, so an unfinished job says so instead of looking merely slow."""
+    out = []
+    for job in jobs:
+        status = str(job.get("status", "pending"))
+        item: dict[str, Any] = {"index": job.get("index"), "status": status}
+        if not graph and status not in _FINISHED:
+            item["status"], item["note"] = "not_fetched", NO_GRAPH
+        out.append(item)
+    return out

@@ -103,6 +103,17 @@ def test_demo_then_search_finds_the_conversation(
         ("text", "history"),  # the history-sync chunk
     }
     assert any(m["type"] == "text" and m["text"] == "STOP" for m in messages)
+    # No Graph API token: the conversation says the image was not fetched, and why.
+    thread = httpx.get(
+        f"{service}/v1/conversations/{hit['conversation']}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert thread.status_code == 200, thread.text
+    images = [e for e in thread.json()["events"] if e["type"] == "image"]
+    assert images and images[0]["media_fetch"] == [
+        {"index": 0, "status": "not_fetched", "note": "not fetched (no Graph API token)"}
+    ]
 
 
 def test_each_run_is_a_fresh_conversation() -> None:
@@ -114,3 +125,19 @@ def test_each_run_is_a_fresh_conversation() -> None:
     assert m1["id"] != m2["id"] and m1["timestamp"] == str(1_800_000_000 - 600)
     assert first["entry"][0]["time"] == 1_800_000_000  # Meta's entry time is a number
     assert "{{" not in str(first)
+
+
+def test_media_fetch_says_not_fetched_only_without_a_token() -> None:
+    from archiver.api.routes.conversations import NO_GRAPH, media_fetch
+
+    jobs = [{"index": 0}, {"index": 1, "status": "done"}, {"index": 2, "status": "parked"}]
+    assert media_fetch(jobs, graph=True) == [
+        {"index": 0, "status": "pending"},
+        {"index": 1, "status": "done"},
+        {"index": 2, "status": "parked"},
+    ]
+    assert media_fetch(jobs, graph=False) == [
+        {"index": 0, "status": "not_fetched", "note": NO_GRAPH},
+        {"index": 1, "status": "done"},
+        {"index": 2, "status": "not_fetched", "note": NO_GRAPH},
+    ]
