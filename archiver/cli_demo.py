@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ def demo(
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     keys = settings.app_secret_list()
     if not keys:
         typer.echo("error: no app secret (ARCHIVER_APP_SECRETS) to sign with", err=True)
