@@ -140,3 +140,38 @@ def test_waba_events_reach_its_numbers_whatever_the_order(
         runtime.state.delete(key)
     again = report(client, auth, OTHER_PNID)
     assert again["connection"] == link
+
+
+@pytest.mark.parametrize(
+    ("fixture", "waba", "event"),
+    [
+        # As Meta published it (field/object misplaced; the parser repairs the layout).
+        ("account_update_partner_app_uninstalled.as_published.json", "184943124712545",
+         "PARTNER_APP_UNINSTALLED"),
+        # PARTNER_REMOVED naming only the WABA (waba_info), sent by the partner's entry.
+        ("alt_pywa/account_update_partner_removed_wa_app_disconnection__pywa.json",
+         "980198427658004", "PARTNER_REMOVED"),
+    ],
+)  # fmt: skip
+def test_waba_info_names_the_waba_not_the_entry(
+    app: tuple[Any, Runtime, dict[str, str]], shared: Path, fixture: str, waba: str, event: str
+) -> None:
+    """Partner-level events come under the partner's entry id: the WABA is waba_info's."""
+    client, _runtime, auth = app
+
+    def in_waba(doc: dict[str, Any]) -> None:
+        other_number(doc)
+        doc["entry"][0]["id"] = waba
+
+    send(client, shared, "messages_text.json", in_waba)
+    send(client, shared, fixture)  # genuine, unedited
+    found = wait_for(
+        lambda: (
+            (r := report(client, auth, OTHER_PNID))["last_activity"]
+            and r["connection"]["state"] == "disconnected"
+            and r
+        ),
+        what=f"{event} mapped through waba_info",
+    )
+    assert found["connection"]["event"] == event
+    assert "disconnected" in found["warnings"]
