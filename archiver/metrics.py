@@ -93,6 +93,12 @@ UNPROCESSABLE_DELIVERIES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+UNFINISHED_ERASURES = Gauge(
+    "archiver_erasures_unfinished",
+    "Erasure procedures begun (intent logged) and not yet done; the resume job finishes "
+    "them within a minute, so a value that stays above 0 is an alert (-1: unknown)",
+    registry=REGISTRY,
+)
 STUCK_BATCHES = Gauge(
     "archiver_batches_stuck",
     "Raw batches captured over an hour ago and still not processed (-1: unknown)",
@@ -153,6 +159,9 @@ def sample(runtime: Runtime) -> None:
         STUCK_BATCHES.set(runtime.processor.stuck_count())
     except ArchiverError:
         STUCK_BATCHES.set(-1)
+    extras = runtime.readiness_extras()
+    unfinished = extras.get("unfinished_erasures")
+    UNFINISHED_ERASURES.set(-1 if unfinished is None else unfinished)
     # Lazy: coexistence imports audit, which imports this module.
     from archiver.coexistence import service_for
 

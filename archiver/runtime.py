@@ -38,6 +38,7 @@ from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_C
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.conv_lookup import mark_if_fresh
+from archiver.retention.erasure import RESUME_INTERVAL_S as ERASURE_RESUME_INTERVAL_S
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.residue import erasure_residue
@@ -299,8 +300,11 @@ class Runtime:
         self.jobs.add(  # finishes an erasure a crash interrupted (retention.erasure)
             "erasure-resume",
             lambda: retention_services(self).erasure.resume_pending(),
-            seconds=self.settings.disposition_interval_s,
-            lease_ttl=3600.0,
+            # Promptly, and at start: until it finishes, the log says "erasure intended"
+            # while the content is still readable. Cheap: it lists open markers only.
+            seconds=ERASURE_RESUME_INTERVAL_S,
+            lease_ttl=300.0,
+            at_start=True,
         )
         self.jobs.add(  # a changed policy set lengthens existing locks (retention apply)
             "retention-apply",
@@ -347,7 +351,11 @@ class Runtime:
             stuck: int | None = self.processor.stuck_count()
         except ArchiverError:
             stuck = None
-        return {"index_lag": lag, "stuck_batches": stuck}
+        try:  # erasures a crash interrupted: the resume job finishes them within a minute
+            erasures: int | None = retention_services(self).erasure.unfinished_count()
+        except ArchiverError:
+            erasures = None
+        return {"index_lag": lag, "stuck_batches": stuck, "unfinished_erasures": erasures}
 
     def close(self) -> None:
         for part in (self.index, self.state):

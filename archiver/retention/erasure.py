@@ -76,6 +76,10 @@ logger = get_logger("archiver.erasure")
 
 CAPGRANTS_PREFIX = "capgrants/"
 ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
+# One empty marker per procedure not yet done or refused: erasures-open/<subject>/<id>. The
+# resume job lists these, not every procedure ever run, so it is cheap to run often.
+ERASURES_OPEN_PREFIX = "erasures-open/"
+RESUME_INTERVAL_S = 60.0  # how often the erasure-resume job looks for open procedures
 FOLDS_PREFIX = "index/folds/"  # archiver.indexing.follower parks folds here
 NAMES_PREFIX = "index/names/"  # archiver.indexing.follower: index/names/<gen>/<subject>
 MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor: mediajobs/<record id>/<n>
@@ -108,6 +112,7 @@ KEPT_STATE: dict[str, str] = {
     "pending/": "raw batches not processed yet: object key and time",
     "pending-index/": "a marker: the pending-batch index is complete",
     "erasures/": "the erasure procedures: pseudonyms, record and key ids",
+    ERASURES_OPEN_PREFIX: "empty markers of unfinished erasure procedures (pseudonyms)",
     "log/": "the log's state, staging and checkpoint pointer (pseudonyms only)",
     "tokens/": "API token hashes",
     "holds/": "the hold registry (a hold on the subject refuses the erasure)",
@@ -321,10 +326,21 @@ class ErasureService:
         """Finish every procedure a crash left unfinished; their results (refusals skipped:
         the procedure is marked ``refused``)."""
         out = []
-        for key in self._unfinished(None):
+        for marker in self.state.list(ERASURES_OPEN_PREFIX):
+            key = ERASURES_PREFIX + marker[len(ERASURES_OPEN_PREFIX):]
+            value = self.state.get(key)
+            if value is None or json.loads(value.value).get("status") != "running":
+                # A crash between the marker and the procedure (nothing was logged or
+                # destroyed yet), or one after the end was saved: nothing left to do.
+                self.state.delete(marker)
+                continue
             with contextlib.suppress(Conflict):
                 out.append(self._run(key))
         return out
+
+    def unfinished_count(self) -> int:
+        """Erasure procedures begun and neither done nor refused (``/readyz``, metrics)."""
+        return sum(1 for _ in self.state.list(ERASURES_OPEN_PREFIX))
 
     def _unfinished(self, subject: str | None) -> list[str]:
         prefix = ERASURES_PREFIX + (f"{subject}/" if subject else "")
@@ -362,8 +378,14 @@ class ErasureService:
             "planned_keys": key_ids,
         }
         key = f"{ERASURES_PREFIX}{plan.subject}/{erasure_id}"
+        # The marker first: a procedure that exists is always found by the resume job.
+        self.state.put(f"{ERASURES_OPEN_PREFIX}{plan.subject}/{erasure_id}", b"",
+                       if_absent=True)
         self.state.put(key, _dump(doc), if_absent=True)
         return key
+
+    def _close(self, key: str) -> None:
+        self.state.delete(ERASURES_OPEN_PREFIX + key[len(ERASURES_PREFIX):])
 
     def _run(self, key: str) -> dict[str, Any]:
         value = self.state.get(key)
@@ -380,6 +402,7 @@ class ErasureService:
             except Conflict as exc:
                 doc.update(status="refused", refused=exc.message)
                 self.state.put(key, _dump(doc), if_match=token)
+                self._close(key)
                 logger.warning("erasure_refused_midway", subject=doc["subject"], step=step)
                 raise
             self._crash(f"after:{step}")
@@ -388,6 +411,7 @@ class ErasureService:
             token = self.state.put(key, _dump(doc), if_match=token)
         doc["status"] = "done"
         self.state.put(key, _dump(doc), if_match=token)
+        self._close(key)
         logger.info("subject_erased", subject=doc["subject"], records=len(doc["record_ids"]))
         return {
             "subject": doc["subject"],

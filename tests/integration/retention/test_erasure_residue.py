@@ -395,3 +395,35 @@ def _raw_value(rt: Runtime, key: str) -> bytes:
     value = rt.state.get(key)
     assert value is not None, key
     return value.value
+
+
+def test_an_interrupted_erasure_is_visible_until_the_resume_job_finishes_it(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Found by the attack: a crash after the intent leaf left the procedure running for up
+    to an hour with nothing showing it. It is now an open marker, counted in /readyz and
+    the metrics, and the resume job (every minute, and at start) finishes it."""
+    marks = _markers()
+    with archive(request, tmp_path, "embedded") as (client, rt):
+        deliver(client, rt, [Msg(ERASE, f"interrupted {marks['text']}", now())])
+        svc = retention_services(rt).erasure
+
+        def crash(at: str) -> None:
+            if at == "after:intent":
+                raise Crash(at)
+
+        svc._crash = crash
+        with pytest.raises(Crash):
+            svc.erase(PHONE_NUMBER_ID, ERASE, by="admin")
+        svc._crash = lambda _at: None
+        assert svc.unfinished_count() == 1
+        assert client.get("/readyz").json()["unfinished_erasures"] == 1
+        metrics = client.get("/metrics").text
+        assert "archiver_erasures_unfinished 1.0" in metrics
+
+        (done,) = svc.resume_pending()  # what the erasure-resume job runs
+        assert done["subject"] == resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
+        assert svc.unfinished_count() == 0
+        assert svc.resume_pending() == []  # nothing left: the marker is gone
+        assert client.get("/readyz").json()["unfinished_erasures"] == 0
+        assert _recoverable(rt, marks["text"]) == []
