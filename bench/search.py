@@ -1,6 +1,8 @@
 """Search benchmark: bulk load and a fixed query mix, through ``ElasticIndex`` and raw.
 
-    .venv/bin/python bench/search.py --url http://127.0.0.1:9250 [--n 1000000] [--runs 30]
+    eval "$(scripts/services env)"; .venv/bin/python bench/search.py [--n 1000000] [--runs 30]
+
+The Elasticsearch URL is ``--url``, else ``ARCHIVER_TEST_ES_URL`` (as the other benches).
 
 Generates N realistic message documents (several business numbers and contacts, text in
 en/es/pt/de/hi, every message type), bulk-loads them (a) through ``ElasticIndex.upsert``
@@ -22,6 +24,7 @@ if __name__ == "__main__":  # run as a file, bench/ would shadow the ``search`` 
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -255,12 +258,18 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--url", default="http://127.0.0.1:9250")
+    ap.add_argument(
+        "--url",
+        default=os.environ.get("ARCHIVER_TEST_ES_URL"),
+        help="Elasticsearch URL (default: ARCHIVER_TEST_ES_URL, from scripts/services env)",
+    )
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--chunk", type=int, default=1000)
     ap.add_argument("--deep-pages", type=int, default=100)
     args = ap.parse_args(argv)
+    if not args.url:
+        ap.error('no Elasticsearch: pass --url or run eval "$(scripts/services env)" first')
 
     tag = uuid.uuid4().hex[:8]
     ix = ElasticIndex(args.url, alias=f"bench-{tag}", refresh=False, request_timeout=120)
