@@ -1,5 +1,12 @@
-"""The ``archiver`` command. One module, ``main(argv=None)``; each command builds the
-same runtime the service uses, from the same settings."""
+"""Run and administer a WhatsApp Business compliance archive.
+
+Every command opens the same archive: ARCHIVER_DATA_DIR, else data_dir in the file named
+by ARCHIVER_CONFIG_FILE, else ./archive-data. Each prints it on stderr. Only serve and
+init create an archive; the others refuse a folder that holds none.
+\f
+Developers: one module, ``main(argv=None)``; commands open the runtime through
+``archiver.cli_runtime.open_runtime`` (the service's own, from the same settings).
+"""
 
 from __future__ import annotations
 
@@ -17,13 +24,18 @@ from archiver.cli_coexistence import app as coexistence_app
 from archiver.cli_demo import app as demo_cli
 from archiver.cli_index import register as register_index_commands
 from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
+from archiver.cli_runtime import open_runtime
 from archiver.cli_status import app as status_cli
 from archiver.errors import ArchiverError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
+# Plain help (no type column such as "--help <bool>"); sub-apps inherit the mode.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)  # fmt: skip
+token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
 app.add_typer(token_app, name="token")
-log_app = typer.Typer(no_args_is_help=True, help="The proof log: checkpoints and keys.")
+log_app = typer.Typer(no_args_is_help=True, help="The proof log: checkpoints and signing keys.")
 app.add_typer(log_app, name="log")
 app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(retention_cli)  # unnamed: its commands join the top level
@@ -31,32 +43,62 @@ app.add_typer(status_cli)  # archiver status
 app.add_typer(demo_cli)  # archiver demo
 register_index_commands(app)  # archiver reindex, archiver index status
 
+_debug = False  # set by --debug: errors show their traceback
+
+
+def _version(value: bool) -> None:
+    if value:
+        from archiver import __version__
+
+        typer.echo(f"wa-archiver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+    ] = False,
+) -> None:  # fmt: skip
+    global _debug
+    _debug = debug
+
 
 def _runtime() -> Runtime:
-    from archiver.logs import configure_logging
-    from archiver.runtime import Runtime
-    from archiver.settings import get_settings
-
-    settings = get_settings()
-    # Logs go to stderr: stdout is the command's output (``verify --json`` findings, keys).
-    configure_logging(settings.log_level)
-    return Runtime.open(settings)
+    return open_runtime()
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[
+        str, typer.Option(envvar="ARCHIVER_HOST", metavar="ADDRESS", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="ARCHIVER_PORT", metavar="PORT", help="TCP port to listen on.")
+    ] = 8080,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (one per core is a good start).")
+        int, typer.Option(metavar="N", help="Worker processes (one per core is a good start).")
     ] = 1,
 ) -> None:
-    """Run the HTTP service (webhook, API, background workers)."""
+    """Run the service: webhook, API and background workers.
+
+    Creates the archive on first start. Prints where the data lives, the webhook URL and
+    the next command to run.
+    """
     import uvicorn
 
-    from archiver.settings import get_settings
+    from archiver.cli_runtime import announce_start, check_archive
+    from archiver.logs import configure_logging
 
-    settings = get_settings()  # fail fast on bad settings, before forking workers
+    # Fail fast on bad settings, before forking; the banner names the archive.
+    settings = check_archive(create=True, announce=False)
+    configure_logging(settings.log_level)
+    announce_start(settings, host=host, port=port, prog=_prog())
     uvicorn.run(
         "archiver.api.app:create_app",
         factory=True,
@@ -64,23 +106,38 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through our structlog handler
         access_log=False,  # access logs would carry query strings; we log our own events
     )
 
 
+def _prog() -> str:
+    """How the user ran us (".venv/bin/archiver"), so the next command we suggest runs."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if argv0.endswith("/archiver") else "archiver"
+
+
 @app.command()
 def init() -> None:
-    """Create the buckets (evidence: locked + versioned; state) and the index if missing."""
-    runtime = _runtime()
+    """Create the archive if it is missing.
+
+    Creates the buckets (evidence: locked and versioned; state) and the index.
+    """
+    runtime = open_runtime(create=True)
     runtime.index.ensure_index()
     typer.echo(f"ready: {runtime.objects.name} store, {runtime.index.name} index")
 
 
 @app.command()
 def worker(
-    once: Annotated[bool, typer.Option(help="Process what is pending, index it, exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Process what is pending, index it, then exit.")
+    ] = False,
 ) -> None:
-    """Run processing and indexing without the HTTP service (scale them separately)."""
+    """Run processing and indexing without the HTTP service.
+
+    For scaling them apart from the web process (set ARCHIVER_INLINE_WORKERS=false there).
+    """
     import time
 
     runtime = _runtime()
@@ -100,8 +157,11 @@ def worker(
 
 @app.command()
 def relink() -> None:
-    """Migration: link the identities Meta named together in records archived before
-    identity merging (phone + BSUID, number changes); logs one leaf per merge."""
+    """Link identities in older records (one-time migration).
+
+    For records archived before identity merging (phone number and BSUID, number
+    changes). Each merge is logged in the proof log.
+    """
     from archiver.subjects.relink import relink_archive
 
     runtime = _runtime()
@@ -113,20 +173,27 @@ def relink() -> None:
 @app.command()
 def verify(
     sample: Annotated[
-        int | None, typer.Option(help="Re-read only N random object versions (quick sweep).")
+        int | None,
+        typer.Option(metavar="N", help="Re-read only N random object versions (quick sweep)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Findings as JSON lines.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print findings as JSON lines.")
+    ] = False,
     grace: Annotated[
         float,
         typer.Option(
             min=0,
+            metavar="SECONDS",
             help="Seconds before the log snapshot in which an object the log does not name "
             "yet (written just before its leaf is appended) is pending, not a finding.",
         ),
     ] = 300.0,
 ) -> None:
-    """Re-verify the whole archive against its proof log. Exit 0 clean (pending objects
-    are listed but do not fail the run), 1 on any finding."""
+    """Check every stored object against the proof log.
+
+    Exits 0 when clean and 1 on any finding. Objects written in the last moments
+    before the check (see --grace) are listed as pending and do not fail the run.
+    """
     import json
 
     runtime = _runtime()
@@ -162,7 +229,10 @@ def verify(
 
 @log_app.command("checkpoint")
 def log_checkpoint() -> None:
-    """Sign a checkpoint now (if the log grew) and print the latest signed note."""
+    """Sign a checkpoint now and print the latest one.
+
+    A new checkpoint is signed only if the log grew since the last.
+    """
     runtime = _runtime()
     runtime.checkpoints.sign_if_grown()
     typer.echo(runtime.proofs.checkpoint(), nl=False)
@@ -170,13 +240,21 @@ def log_checkpoint() -> None:
 
 @log_app.command("public-key")
 def log_public_key() -> None:
-    """Print the verifier key to pin (C2SP ``name+keyid+base64``)."""
+    """Print the log's public key, for auditors to pin.
+
+    Its form is name+keyid+base64 (a C2SP signed-note verifier key).
+    """
     typer.echo(_runtime().proofs.public_key())
 
 
 @log_app.command("keygen")
-def log_keygen(name: Annotated[str, typer.Option(help="Key name (the log origin).")]) -> None:
-    """Print a new C2SP signer key (keep it secret) to stdout and its verifier to stderr."""
+def log_keygen(
+    name: Annotated[str, typer.Option(help="Key name: the log origin, e.g. example.com/log.")],
+) -> None:
+    """Make a new signing key; needs no archive.
+
+    Prints the secret key to stdout (keep it secret) and its public key to stderr.
+    """
     from archiver.ledger.note import Signer
 
     signer = Signer.generate(name)
@@ -186,10 +264,16 @@ def log_keygen(name: Annotated[str, typer.Option(help="Key name (the log origin)
 
 @log_app.command("rotate-key")
 def log_rotate_key(
-    new_key_file: Annotated[str, typer.Option(help="File holding the new signer key.")],
+    new_key_file: Annotated[
+        str, typer.Option(help="File holding the new secret key (from log keygen).")
+    ],
 ) -> None:
-    """Announce a new signing key in the log under the current one; then set
-    ARCHIVER_SIGNING_KEY to the new key on every replica."""
+    """Switch to a new signing key, announced in the log.
+
+    The announcement is signed by the current key.
+
+    Afterwards set ARCHIVER_SIGNING_KEY to the new key on every replica.
+    """
     from pathlib import Path
 
     from archiver.ledger.note import Signer
@@ -202,22 +286,32 @@ def log_rotate_key(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[Role, typer.Option(help="Role of the token.")],
-    name: Annotated[str, typer.Option(help="Who or what holds it.")],
+    role: Annotated[Role, typer.Option(help="What the token may do.")],
+    name: Annotated[
+        str, typer.Option(metavar="TEXT", help='Who or what holds it, e.g. "Ana (compliance)".')
+    ],
     number: Annotated[
         list[str] | None, typer.Option(
+            metavar="PHONE_NUMBER_ID",
             help="Limit to this business number, given as its phone_number_id (the "
             "stable id in the webhook's metadata, not the display number); repeatable."
         )
     ] = None,
-    expires: Annotated[float | None, typer.Option(help="Days until it expires.")] = None,
+    expires: Annotated[
+        float | None, typer.Option(metavar="DAYS", help="Days until it expires.")
+    ] = None,
     person: Annotated[
         str | None,
-        typer.Option(help="The person the token belongs to (a stable id, e.g. an employee "
+        typer.Option(metavar="ID",
+                     help="The person the token belongs to (a stable id, e.g. an employee "
                      "id); needed to approve dispositions, which count distinct persons."),
     ] = None,
 ) -> None:
-    """Create a token; it is printed once and only its hash is stored."""
+    """Create an API token.
+
+    The token is printed once, on stdout; only its hash is stored. Its id, for token
+    revoke, is printed on stderr.
+    """
     runtime = _runtime()
     token, record = runtime.tokens.create(
         role=role, name=name, numbers=number, expires_in_days=expires, person=person
@@ -232,15 +326,29 @@ def token_create(
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: str) -> None:
-    """Revoke a token by its id (the part after ``wa_``)."""
+def token_revoke(
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="The token's id, as token create (id=...) and token list show it; the "
+            "whole token works too.",
+        ),
+    ],
+) -> None:
+    """Revoke a token: it is refused from now on."""
+    if token_id.startswith("wa_"):  # the whole token wa_<id>_<secret>: take its id
+        token_id = token_id.split("_")[1]
     record = _runtime().tokens.revoke(token_id)
     typer.echo(f"revoked {record.token_id} ({record.name})")
 
 
 @token_app.command("list")
 def token_list() -> None:
-    """List tokens (never their secrets)."""
+    """List tokens, never their secrets.
+
+    One line each: id, role, name, state, expiry, numbers.
+    """
     for record in _runtime().tokens.list():
         state = "revoked" if record.revoked_at else "active"
         typer.echo(
@@ -250,10 +358,14 @@ def token_list() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _debug
+    _debug = False
     try:
         # With standalone_mode off, click returns an Exit's code instead of raising it.
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ArchiverError as exc:
+        if _debug:
+            raise
         typer.echo(f"error: {exc.code}: {exc.message}", err=True)
         return 2
     except SystemExit as exc:  # typer's own exits (--help, bad usage)
@@ -266,7 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.exit_code
         if isinstance(exc, click.exceptions.Abort):
             return 1
-        raise
+        if _debug:
+            raise
+        # One clear line, not a traceback: the user's problem is the message.
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        typer.echo(f"error: {type(exc).__name__}: {detail} (--debug shows the traceback)",
+                   err=True)  # fmt: skip
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -13,22 +13,26 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Coexistence onboarding (smb_app_data) and health.")
 
-_ID = Annotated[str, typer.Option("--phone-number-id", help="The business phone_number_id.")]
+_ID = Annotated[
+    str, typer.Option("--phone-number-id", help="The business number's phone_number_id.")
+]
 
 
 def _service() -> tuple[Runtime, Coexistence]:
+    from archiver.cli_runtime import open_runtime
     from archiver.coexistence import service_for
-    from archiver.runtime import Runtime
-    from archiver.settings import get_settings
 
-    runtime = Runtime.open(get_settings())
+    runtime = open_runtime()
     return runtime, service_for(runtime)
 
 
 @app.command("sync")
 def sync(phone_number_id: _ID) -> None:
-    """Request contacts (smb_app_state_sync) then history, each once (Meta allows one call
-    within 24 h of onboarding); prints Meta's request ids."""
+    """Ask Meta for a new number's contacts and chat history.
+
+    Requests contacts (smb_app_state_sync), then history, each once: Meta allows one
+    call within 24 h of onboarding. Prints Meta's request ids.
+    """
     from archiver.audit import Actor
 
     runtime, service = _service()
@@ -44,9 +48,14 @@ def sync(phone_number_id: _ID) -> None:
 @app.command("status")
 def status(
     phone_number_id: _ID,
-    orphan_hours: Annotated[float, typer.Option(help="Parked statuses older than this.")] = 24.0,
+    orphan_hours: Annotated[
+        float, typer.Option(help="Report parked statuses older than this many hours.")
+    ] = 24.0,
 ) -> None:
-    """Sync requests, history progress, orphan statuses and silence, as JSON."""
+    """Show a number's onboarding sync and health, as JSON.
+
+    Sync requests, history progress, orphan statuses and silence.
+    """
     runtime, service = _service()
     try:
         report = service.report(phone_number_id, orphan_hours=orphan_hours)

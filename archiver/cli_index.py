@@ -18,14 +18,16 @@ index_app = typer.Typer(no_args_is_help=True, help="The search index (derived fr
 
 
 def _runtime() -> Runtime:
-    from archiver.runtime import Runtime
-    from archiver.settings import get_settings
+    from archiver.cli_runtime import open_runtime
 
-    return Runtime.open(get_settings())
+    return open_runtime()
 
 
 def reindex_command() -> None:
-    """Build a fresh index from the object store alone and swap it in (no downtime)."""
+    """Rebuild the search index from the store and swap it in.
+
+    Builds a fresh index from the object store alone; searches keep working meanwhile.
+    """
     from archiver.indexing.reindex import reindex
 
     runtime = _runtime()
@@ -60,7 +62,7 @@ def reindex_command() -> None:
 
 @index_app.command("status")
 def index_status() -> None:
-    """Active generation, cursor, log size and lag."""
+    """Show the index's generation, cursor, log size and lag."""
     runtime = _runtime()
     try:
         size = runtime.log.size()

@@ -36,10 +36,9 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; 
 
 
 def _runtime() -> Runtime:
-    from archiver.runtime import Runtime
-    from archiver.settings import get_settings
+    from archiver.cli_runtime import open_runtime
 
-    return Runtime.open(get_settings())
+    return open_runtime()
 
 
 def _echo_json(value: Any) -> None:
@@ -47,8 +46,14 @@ def _echo_json(value: Any) -> None:
 
 
 @policy_app.command("explain")
-def policy_explain(record_id: str) -> None:
-    """Re-run the policy engine on a record's facts (from its header) and explain it."""
+def policy_explain(
+    record_id: Annotated[str, typer.Argument(metavar="RECORD_ID", help="The record's id.")],
+) -> None:
+    """Explain a record's retention and lock.
+
+    Re-runs the policy engine on the record's facts (from its header) and shows the lock
+    it was written with and the store's lock now.
+    """
     from archiver.retention.common import facts_of, record_by_id
     from policies.engine import explain
 
@@ -69,7 +74,10 @@ def policy_explain(record_id: str) -> None:
 
 @holds_app.command("list")
 def holds_list() -> None:
-    """Every hold (open and released) with its scope and how many versions it holds."""
+    """List every hold, open and released.
+
+    With its status, case, how many versions it holds and who created it.
+    """
     from archiver.retention.holds import summary
     from archiver.retention.services import retention_services
 
@@ -81,8 +89,18 @@ def holds_list() -> None:
 
 
 @holds_app.command("refresh")
-def holds_refresh(hold_id: Annotated[str | None, typer.Argument()] = None) -> None:
-    """Re-run the scope of one open hold (or all) and hold what it finds now."""
+def holds_refresh(
+    hold_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[HOLD_ID]", help="The hold to refresh; every open one if left out."
+        ),
+    ] = None,
+) -> None:
+    """Re-run open holds' scopes.
+
+    Whatever a hold's scope finds now (new records, merged identities) is held too.
+    """
     from archiver.retention.services import retention_services
 
     service = retention_services(_runtime()).holds
@@ -93,10 +111,12 @@ def holds_refresh(hold_id: Annotated[str | None, typer.Argument()] = None) -> No
 
 @holds_app.command("backfill-conversations")
 def holds_backfill_conversations() -> None:
-    """Trace every stored record's (conversation, subject) from one full scan, then mark
-    the traces complete, so conversation holds stop reading every record header. Run it
-    once on an archive that has records from before the traces, after every process is
-    upgraded."""
+    """Trace conversations (one-time migration).
+
+    Scans every stored record once and marks the traces complete, so conversation holds
+    stop reading every record header. Run it once on an archive that has records from
+    before the traces, after every process is upgraded.
+    """
     from archiver.retention.conv_lookup import backfill
 
     runtime = _runtime()
@@ -105,8 +125,12 @@ def holds_backfill_conversations() -> None:
 
 @app.command("dispose")
 def dispose(dry_run: DryRun = False) -> None:
-    """Delete every expired, unheld version (records, then raw batches, then media),
-    with a tombstone each; one replica at a time."""
+    """Delete what retention no longer requires.
+
+    Deletes every expired version that no hold keeps: records, then raw batches, then
+    media, with a tombstone each. Runs on one replica at a time (exit 3 if another
+    holds the lease).
+    """
     from archiver.retention.services import retention_services
 
     runtime = _runtime()
@@ -119,7 +143,10 @@ def dispose(dry_run: DryRun = False) -> None:
 
 @retention_app.command("apply")
 def retention_apply(dry_run: DryRun = False) -> None:
-    """Re-decide every record with the current policies; extend locks that grew."""
+    """Re-decide every record with the current policies.
+
+    Extends the locks that grew (locks never shrink).
+    """
     from archiver.retention.services import retention_services
 
     _echo_json(retention_services(_runtime()).applier.run(dry_run=dry_run).to_json())
@@ -139,8 +166,11 @@ def erasure_resume() -> None:
 
 @erasure_app.command("replay")
 def erasure_replay() -> None:
-    """After restoring working state from a backup: destroy again every data key and raw
-    slot the log's key_shredded leaves name (docs/keys.md, "Key custody")."""
+    """Destroy erased keys again after a restore from backup.
+
+    Destroys again every data key and raw slot that the log's key_shredded leaves name
+    (docs/keys.md, "Key custody").
+    """
     from archiver.retention.residue import replay_shredded
 
     rt = _runtime()
