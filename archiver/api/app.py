@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from archiver import __version__, metrics
 from archiver.api.errors import install_error_handlers
@@ -28,6 +29,7 @@ from archiver.settings import Settings, get_settings
 
 PUBLIC_PATHS = frozenset(
     {
+        "/",
         "/healthz",
         "/readyz",
         "/webhooks/whatsapp",
@@ -61,11 +63,14 @@ def create_app(
             await runtime.stop()
             runtime.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets shipped in the package (fastapi-offline, MIT): the
+    # docs work offline and load nothing from outside (no CDN, favicon or web fonts).
+    app = FastAPIOffline(
         title="WhatsApp Business compliance archive",
         version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)

@@ -235,6 +235,20 @@ class Processor:
     # -- the batch ---------------------------------------------------------------------
 
     def process(self, key: str, version_id: str | None = None) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = self._process(key, version_id)
+        if outcome.status == "done":
+            # One line per batch for operators: counts and time, never content.
+            log.info(
+                "batch_processed", batch_id=outcome.batch_id, records=outcome.records,
+                reused=outcome.reused, links=outcome.links, conflicts=outcome.conflicts,
+                unreadable=outcome.unreadable, unprocessable=outcome.unprocessable,
+                leaves=len(outcome.leaves),
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )  # fmt: skip
+        return outcome
+
+    def _process(self, key: str, version_id: str | None = None) -> BatchOutcome:
         batch_id = batch_id_of(key)
         doc = self._claim(batch_id)
         if doc is None:

@@ -6,13 +6,31 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from archiver.api.deps import get_runtime
 from archiver.errors import ArchiverError
 from search.errors import SearchError
 
 router = APIRouter(tags=["health"])
+
+
+_HOME = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>wa-archiver</title></head>
+<body><h1>wa-archiver</h1>
+<p>A compliance archive for WhatsApp Business. This service takes Meta's webhooks at
+<code>/webhooks/whatsapp</code> and answers API calls with a bearer token.</p>
+<ul>
+<li><a href="docs">API documentation</a> (Swagger UI), or <a href="redoc">ReDoc</a></li>
+<li><a href="healthz">/healthz</a> and <a href="readyz">/readyz</a>: liveness and readiness</li>
+</ul></body></html>
+"""
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def home() -> HTMLResponse:
+    """A page for whoever opens the service in a browser: where the API docs are."""
+    return HTMLResponse(_HOME)
 
 
 @router.get("/healthz")

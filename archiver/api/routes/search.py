@@ -22,12 +22,14 @@ from archiver.audit import Actor, AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import BadRequest
 from archiver.indexing.documents import current_reactions
+from archiver.logs import get_logger
 from archiver.metrics import SEARCH_SECONDS, SEARCHES
 from search.errors import InvalidRequest, SearchError
 from search.port import Hit, SearchRequest
 from search.query import MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/v1", tags=["search"])
+log = get_logger("archiver.search")
 
 SEARCH_ROLES = (Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR)
 # Roles that may read the original text of a message its sender revoked (evidence).
@@ -165,7 +167,14 @@ async def search(
             if isinstance(exc, InvalidRequest):  # a bad filter, facet or cursor: the caller's
                 raise BadRequest(str(exc), code=exc.code) from exc
             raise
-        SEARCH_SECONDS.labels(backend).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        SEARCH_SECONDS.labels(backend).observe(elapsed)
+        # Who searched and how much came back; never the query (it may quote content).
+        log.info(
+            "search", backend=backend, token_id=principal.token_id,
+            role=principal.role.value, results=result.total, returned=len(result.hits),
+            duration_ms=round(elapsed * 1000, 1),
+        )  # fmt: skip
         SEARCHES.labels(backend, "ok").inc()
         runtime.audit.record(
             AuditAction.SEARCH_EXECUTED, actor_of(principal), **asked, outcome="ok",
