@@ -5,7 +5,7 @@ Registered on the main app by ``register(app)`` (called from ``archiver/cli.py``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,29 +28,43 @@ def reindex_command() -> None:
 
     Builds a fresh index from the object store alone; searches keep working meanwhile.
     """
+    import contextlib
+    import sys
+
     from archiver.indexing.reindex import reindex
 
     runtime = _runtime()
     try:
         last = [0.0]
+        bar: Any = None
+        with contextlib.ExitStack() as stack:
+            if sys.stderr.isatty():  # a bar for people; periodic lines for log files
+                from rich.console import Console
+                from rich.progress import Progress
 
-        def progress(done: int, size: int) -> None:
-            import time
+                bar = stack.enter_context(Progress(console=Console(stderr=True)))
+                task = bar.add_task("reindexing leaves", total=None)
 
-            now = time.monotonic()
-            if now - last[0] >= 2.0:
-                last[0] = now
-                typer.echo(f"  {done:,}/{size:,} leaves", err=True)
+            def progress(done: int, size: int) -> None:
+                import time
 
-        result = reindex(
-            index=runtime.index,
-            log_reader=runtime.log,
-            objects=runtime.objects,
-            state=runtime.state,
-            keys=runtime.keys,
-            pseudo=runtime.pseudo,
-            progress=progress,
-        )
+                if bar is not None:
+                    bar.update(task, completed=done, total=size)
+                    return
+                now = time.monotonic()
+                if now - last[0] >= 2.0:
+                    last[0] = now
+                    typer.echo(f"  {done:,}/{size:,} leaves", err=True)
+
+            result = reindex(
+                index=runtime.index,
+                log_reader=runtime.log,
+                objects=runtime.objects,
+                state=runtime.state,
+                keys=runtime.keys,
+                pseudo=runtime.pseudo,
+                progress=progress,
+            )
     finally:
         runtime.close()
     typer.echo(
