@@ -85,19 +85,24 @@ def send_sample(client: httpx.Client, secret: bytes, *, now: int | None = None) 
 @app.command("demo")
 def demo(
     url: Annotated[
-        str, typer.Option(help="Base URL of the running service (archiver serve).")
+        str,
+        typer.Option(envvar="ARCHIVER_URL", help="Base URL of the running service."),
     ] = "http://127.0.0.1:8080",
 ) -> None:
-    """Send a sample conversation (signed like Meta's) to the running service, then print
-    how to search it with a fresh compliance_officer token."""
+    """Send a sample conversation to the running service.
+
+    The deliveries are signed like Meta's, with the archive's app secret. Then prints how
+    to search them, with a fresh compliance_officer token.
+    """
     import httpx
 
     from archiver.auth import Role
+    from archiver.cli_runtime import check_archive
     from archiver.logs import configure_logging
     from archiver.runtime import Runtime
-    from archiver.settings import get_settings
 
-    settings = get_settings()
+    # The running service's archive: its app secret signs, its token store takes the token.
+    settings = check_archive(create=False)
     configure_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     keys = settings.app_secret_list()
@@ -114,7 +119,7 @@ def demo(
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(settings, create=False)
     # A short-lived token: the demo is for looking around, not for keeping.
     token, record = runtime.tokens.create(
         role=Role.COMPLIANCE_OFFICER, name="demo", expires_in_days=7

@@ -293,15 +293,14 @@ def status(
         bool, typer.Option("--json", help="Print the same status as one JSON document.")
     ] = False,
 ) -> None:
-    """One screen of health: backends, log and checkpoint, pending batches, index lag,
-    last verify sweep, Coexistence numbers, holds, reviews and Object Lock modes."""
-    from archiver.logs import configure_logging
-    from archiver.runtime import Runtime
-    from archiver.settings import get_settings
+    """Show the archive's health on one screen.
 
-    settings = get_settings()
-    configure_logging(settings.log_level)  # logs to stderr; stdout is the status
-    runtime = Runtime.open(settings)
+    Backends, log and checkpoint, pending batches, index lag, the last verify sweep,
+    Coexistence numbers, holds, reviews and Object Lock modes.
+    """
+    from archiver.cli_runtime import open_runtime
+
+    runtime = open_runtime()  # logs to stderr; stdout is the status
     try:
         doc = collect(runtime)
     finally:
