@@ -389,17 +389,28 @@ def hold_new_arrivals(
                 or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))]
         if not hits:
             continue
-        try:
-            total += registry.hold_records(hold_id, hits)
-        except NotFound:
-            continue  # released and removed meanwhile
-        except StoreUnavailable:
-            raise  # not this hold's fault: the caller retries the whole batch
-        except Exception as exc:  # this hold's own failure: flag it, hold the others
-            flag_broken(registry, hold_id, exc)
+        total += hold_isolated(registry, hold_id, registry.hold_records, hits)
     if total:
         logger.info("hold_applied_to_new_arrivals", versions=total)
     return total
+
+
+def hold_isolated(
+    registry: HoldRegistry, hold_id: str, hold: Callable[..., int], *args: Any
+) -> int:
+    """``hold(hold_id, *args)`` for one hold, so that its failure is its own: a hold
+    released meanwhile holds nothing (0); a store outage is raised (not this hold's fault:
+    the caller's work is retried); anything else flags this hold broken and the others go
+    on (issue 14 #9). Returns the number of versions newly held."""
+    try:
+        return hold(hold_id, *args)
+    except NotFound:
+        return 0  # released and removed meanwhile
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # this hold's own failure: flag it, hold the others
+        flag_broken(registry, hold_id, exc)
+        return 0
 
 
 def flag_broken(registry: HoldRegistry, hold_id: str, exc: BaseException) -> None:
@@ -456,14 +467,7 @@ def hold_new_attachments(
                             for i in doc.get("items", {}).values())
         if not (holds_message or any(_matches(criteria, r.header) for r in message)):
             continue
-        try:
-            total += registry.hold_items(hold_id, items, (), ())
-        except NotFound:
-            continue  # released and removed meanwhile
-        except StoreUnavailable:
-            raise  # not this hold's fault: the media job is retried
-        except Exception as exc:  # this hold's own failure: flag it, hold the others
-            flag_broken(registry, hold_id, exc)
+        total += hold_isolated(registry, hold_id, registry.hold_items, items, (), ())
     if total:
         logger.info("hold_applied_to_new_attachment", versions=total)
     return total
@@ -503,14 +507,7 @@ def hold_merged_people(
             numbers = criteria.get("numbers")
             records = [r for m in person for r in subject_records(objects, state, log, m)
                        if numbers is None or r.phone_number_id in numbers]
-            try:
-                total += registry.hold_records(hold_id, records)
-            except NotFound:
-                continue  # released and removed meanwhile
-            except StoreUnavailable:
-                raise  # not this hold's fault: the caller retries the whole batch
-            except Exception as exc:  # this hold's own failure: flag it, hold the others
-                flag_broken(registry, hold_id, exc)
+            total += hold_isolated(registry, hold_id, registry.hold_records, records)
     if total:
         logger.info("hold_applied_to_merged_subjects", versions=total)
     return total
