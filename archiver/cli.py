@@ -196,8 +196,11 @@ def verify(
     """
     import json
 
+    from archiver.cli_progress import progress_reporter
+
     runtime = _runtime()
-    result = runtime.proofs.verify(sample, runtime.audit, grace=grace)
+    with progress_reporter("verifying", "object versions") as progress:
+        result = runtime.proofs.verify(sample, runtime.audit, grace=grace, progress=progress)
     for finding in [*result.findings, *result.pending]:
         if as_json:
             typer.echo(

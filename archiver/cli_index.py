@@ -5,7 +5,7 @@ Registered on the main app by ``register(app)`` (called from ``archiver/cli.py``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,34 +28,12 @@ def reindex_command() -> None:
 
     Builds a fresh index from the object store alone; searches keep working meanwhile.
     """
-    import contextlib
-    import sys
-
+    from archiver.cli_progress import progress_reporter
     from archiver.indexing.reindex import reindex
 
     runtime = _runtime()
     try:
-        last = [0.0]
-        bar: Any = None
-        with contextlib.ExitStack() as stack:
-            if sys.stderr.isatty():  # a bar for people; periodic lines for log files
-                from rich.console import Console
-                from rich.progress import Progress
-
-                bar = stack.enter_context(Progress(console=Console(stderr=True)))
-                task = bar.add_task("reindexing leaves", total=None)
-
-            def progress(done: int, size: int) -> None:
-                import time
-
-                if bar is not None:
-                    bar.update(task, completed=done, total=size)
-                    return
-                now = time.monotonic()
-                if now - last[0] >= 2.0:
-                    last[0] = now
-                    typer.echo(f"  {done:,}/{size:,} leaves", err=True)
-
+        with progress_reporter("reindexing", "leaves") as progress:
             result = reindex(
                 index=runtime.index,
                 log_reader=runtime.log,

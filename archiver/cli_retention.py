@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from archiver.cli_progress import progress_reporter
+
 if TYPE_CHECKING:
     from archiver.runtime import Runtime
 
@@ -120,7 +122,9 @@ def holds_backfill_conversations() -> None:
     from archiver.retention.conv_lookup import backfill
 
     runtime = _runtime()
-    _echo_json(backfill(runtime.objects, runtime.state).to_json())
+    with progress_reporter("tracing", "records") as progress:
+        report = backfill(runtime.objects, runtime.state, progress)
+    _echo_json(report.to_json())
 
 
 @app.command("dispose")
@@ -134,7 +138,8 @@ def dispose(dry_run: DryRun = False) -> None:
     from archiver.retention.services import retention_services
 
     runtime = _runtime()
-    report = retention_services(runtime).disposition.run(dry_run=dry_run)
+    with progress_reporter("disposing", "candidates") as progress:
+        report = retention_services(runtime).disposition.run(dry_run=dry_run, progress=progress)
     if not report.ran:
         typer.echo("another replica holds the disposition lease; nothing done", err=True)
         raise typer.Exit(3)
@@ -149,7 +154,10 @@ def retention_apply(dry_run: DryRun = False) -> None:
     """
     from archiver.retention.services import retention_services
 
-    _echo_json(retention_services(_runtime()).applier.run(dry_run=dry_run).to_json())
+    runtime = _runtime()
+    with progress_reporter("re-deciding", "records") as progress:
+        report = retention_services(runtime).applier.run(dry_run=dry_run, progress=progress)
+    _echo_json(report.to_json())
 
 
 @erasure_app.command("resume")

@@ -373,6 +373,7 @@ def verify_archive(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     latest_checkpoint: tuple[str, str] | None = None,
     batch_prefix: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> VerifyResult:
     """Re-verify log and archive; every finding (none = all good) and every pending one.
 
@@ -384,7 +385,8 @@ def verify_archive(
     ``(key, version_id)`` the signer's pointer names (the one checkpoint no entry names
     yet); its absence is a finding. ``batch_prefix``: where raw capture batches live;
     one the log does not name past the grace window is a ``batch:stuck`` finding (every
-    batch's leaf is appended when it is processed), and that prefix is always listed."""
+    batch's leaf is appended when it is processed), and that prefix is always listed.
+    ``progress(done, total)`` is called as each object version is judged."""
     if grace < 0:
         raise ValueError("grace must be >= 0 seconds")
     snapshot_at = clock()
@@ -451,8 +453,10 @@ def verify_archive(
             pending += cp_pending
         except (LedgerError, StoreError) as exc:
             findings.append(Finding(FindingKind.LOG_UNREADABLE, None, None, None, None, str(exc)))
-        for ident, exp in todo:
+        for done, (ident, exp) in enumerate(todo, 1):
             findings += compare(*ident, exp, fetched[ident].result())
+            if progress is not None:
+                progress(done, len(todo))
         if latest_checkpoint is not None and latest_checkpoint not in scan.objects:
             got = fetch(objects, *latest_checkpoint)
             if got.missing or got.error:

@@ -199,6 +199,7 @@ class ProofService:
         audit: AuditTrail | None = None,
         *,
         grace: float = 300.0,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> VerifyReport:
         """Verify the archive against the log (``verify_archive``) and put the run itself
         on the record: a ``verify_run`` leaf and, with ``audit``, an audit event. A run that
@@ -215,7 +216,7 @@ class ProofService:
             latest = None  # the state store is down: the log read below will say so
         result = verify_archive(
             self.log, self.objects, trusted, sample, grace=grace, latest_checkpoint=latest,
-            batch_prefix=RAW_PREFIX,
+            batch_prefix=RAW_PREFIX, progress=progress,
         )
         findings = list(result.findings)
         if self.residue is not None:

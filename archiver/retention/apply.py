@@ -80,7 +80,12 @@ class RetentionApplier:
         self.state = state  # the attachment view's working state; None: no attachments
         self.clock = clock
 
-    def run(self, *, dry_run: bool = False) -> ApplyReport:
+    def run(
+        self, *, dry_run: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> ApplyReport:
+        """Re-decide every stored record; ``progress(checked, None)`` after each (the
+        total is unknown: the records are listed as they are read)."""
         report = ApplyReport(dry_run=dry_run)
         view = None
         if self.state is not None:
@@ -95,6 +100,8 @@ class RetentionApplier:
 
         for r in iter_records(self.objects):
             report.checked += 1
+            if progress is not None:
+                progress(report.checked, None)
             if is_attachment_header(r.header):
                 continue  # follows its message (below)
             facts = facts_of(r.header)

@@ -145,7 +145,10 @@ class BackfillReport:
         return {"records": self.records, "traces_written": self.traces_written}
 
 
-def backfill(objects: ObjectStore, state: StateStore) -> BackfillReport:
+def backfill(
+    objects: ObjectStore, state: StateStore,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> BackfillReport:
     """Trace every stored record (one full scan), then set the marker. Records written
     meanwhile by the processor or the consent API are traced by their writers. Idempotent;
     run it once every process writes traces."""
@@ -153,6 +156,8 @@ def backfill(objects: ObjectStore, state: StateStore) -> BackfillReport:
     count = 0
     for r in iter_records(objects):
         count += 1
+        if progress is not None:
+            progress(count, None)
         conversation = r.header.get("conversation")
         if isinstance(conversation, str) and conversation:
             batch = batch_id_of(r.raw[0]) if r.subject is None and r.raw else None

@@ -192,7 +192,10 @@ class DispositionJob:
         self.crash = crash or (lambda _point: None)  # crash tests stop a disposal here
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, *, dry_run: bool = False) -> DispositionReport:
+    def run(
+        self, *, dry_run: bool = False,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> DispositionReport:
         """One pass: the journal an interrupted run left, then the log's candidates:
         messages and other records, their attachments' links, blobs, raw batches. Takes
         the lease itself unless ``dry_run`` (which also leaves the cursor alone)."""
@@ -204,13 +207,15 @@ class DispositionJob:
             report.ran = False
             return report
         try:
-            self._run(report, dry_run)
+            self._run(report, dry_run, progress or (lambda _done, _total: None))
         finally:
             if not dry_run:
                 lease.release()
         return report
 
-    def _run(self, report: DispositionReport, dry_run: bool) -> None:
+    def _run(
+        self, report: DispositionReport, dry_run: bool, progress: Callable[[int, int | None], None]
+    ) -> None:
         if not dry_run:
             self._resume(report)
         now = self.clock()
@@ -224,14 +229,22 @@ class DispositionJob:
         report.candidates = len(todo)
         report.not_expired = found.locked
         run = _RunState()
+        done = 0
+        progress(done, len(todo))  # shown even when nothing is due
         for c in (c for c in todo if c.kind == "record"):
             self._record(c, report, dry_run, held, now, run)
+            done += 1
+            progress(done, len(todo))
         for c, r, info in run.links:  # after every message of the run
             self._link(c, r, info, report, dry_run, held, run)
         for c in (c for c in todo if c.kind == "media"):
             self._media(c, view, report, dry_run, held, now, run)
+            done += 1
+            progress(done, len(todo))
         for c in (c for c in todo if c.kind == "raw"):
             self._raw(c, report, dry_run, held, now, run)
+            done += 1
+            progress(done, len(todo))
         if not dry_run:
             self._save_cursor(found.log_size, run.kept_redo)
             # Also finishes earlier erasures: Elasticsearch keeps soft-deleted documents
