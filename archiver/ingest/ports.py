@@ -3,7 +3,7 @@ policy engine, key store and log, and exercised with them in tests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime  # re-exported type context
 from typing import Any, Protocol
@@ -45,6 +45,9 @@ class SubjectKeys(Protocol):
 
     def get(self, key_id: str) -> DataKey:
         """Raise ``archiver.keys.errors.KeyShredded`` when the key was destroyed."""
+
+    def grant(self, key_id: str, subject_ids: Iterable[str]) -> None:
+        """Shredding any of ``subject_ids`` destroys ``key_id`` too."""
 
 
 class LogAppender(Protocol):

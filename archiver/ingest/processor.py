@@ -54,12 +54,14 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
 from archiver.retention.common import facts_of
 from archiver.retention.conv_lookup import ConversationTraces
-from archiver.retention.erasure import grant_slots
+from archiver.retention.erasure import QUOTING_KINDS, grant_slots
 from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.identity import Identities, Merge, merged_entry
+from archiver.subjects.mentions import named_contacts
 from archiver.whatsapp import Event, EventKind, parse_delivery
+from archiver.whatsapp.events import ContactRef
 from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
 from archiver.whatsapp.parser import repair_flags, unprocessable
 from policies.model import RecordFacts
@@ -356,11 +358,17 @@ class Processor:
             # One delivery's problem is that delivery's alone: what cannot become records
             # becomes an ``unprocessable`` record naming its raw slot, and the rest of the
             # batch goes on (store and key errors still fail the batch, to be retried).
-            for header, content, tags, event, index in self._delivery_records(
-                body, slot.signature_header, raw_ref, captured_at, opened.batch_id
-            ):
+            made = self._with_mentions(
+                self._delivery_records(
+                    body, slot.signature_header, raw_ref, captured_at, opened.batch_id
+                ),
+                body,
+            )
+            for header, content, tags, event, index in made:
                 # Erasure must find every delivery slot that mentions a subject.
                 grants.add((header.get("subject"), opened.batch_id, slot.index))
+                for mentioned in header.get("mentions") or ():
+                    grants.add((mentioned, opened.batch_id, slot.index))
                 jobs.append((header, content, tags, captured_at, event, raw_ref, index))
         # Records are independent of each other: write them side by side (each is a
         # write-once PUT plus key look-ups), keeping the input order for the log.
@@ -385,6 +393,10 @@ class Processor:
         # ``creator``: a retry of this batch after a crash that lost a key's creation event
         # (before the batch's entries were saved) gets the event again, so it is logged.
         owners = sorted({self._key_owner(j[0]) for j in jobs})
+        # A record naming several people is sealed under its slot's key, granted to each
+        # of them: the erasure of any one destroys it (KeyStore.shred of granted keys).
+        mention_keys = sorted({(self._key_owner(j[0]), tuple(j[0]["mentions"]))
+                               for j in jobs if j[0].get("mentions")})
         created_by = opened.batch_id
         for owner, (data_key, key_event) in zip(
             owners,
@@ -394,6 +406,8 @@ class Processor:
             self._batch_keys[owner] = data_key
             if key_event is not None:
                 self._key_events.append(key_event)
+        for owner, mentioned in mention_keys:
+            self.keys.grant(self._batch_keys[owner].key_id, mentioned)
         for write in landing:
             write.result()  # raises what a grant or trace write raised: no record yet
         results = list(self._pool.map(lambda j: self._write_guarded(j, outcome), jobs))
@@ -597,11 +611,50 @@ class Processor:
             self._merges.setdefault(merge.subject, merge)
         return subject
 
+    def _with_mentions(self, made: list[_Made], body: bytes) -> list[_Made]:
+        """Subject-less records that may quote the delivery (``unknown``, ``unprocessable``)
+        get the people the delivery names: one person becomes the record's subject (its
+        key, its index document); several are listed in ``mentions`` (clear pseudonyms)
+        and the record is sealed under its raw slot's key, granted to each of them. Either
+        way every one of them is granted the raw slot, so erasing any of them leaves
+        nothing readable. Ids are only looked up (or given the pseudonym a message of
+        theirs would get): a hostile body must never link identities."""
+        if not any(h.get("subject") is None and h.get("kind") in QUOTING_KINDS
+                   for h, *_ in made):
+            return made
+        named = named_contacts(body)
+        out: list[_Made] = []
+        for header, content, tags, event, index in made:
+            if header.get("subject") is not None or header.get("kind") not in QUOTING_KINDS:
+                out.append((header, content, tags, event, index))
+                continue
+            business = header["business"].get("phone_number_id") or (
+                named.business if named.business else None)
+            if business is None:  # no number to scope a pseudonym: nobody to look up
+                out.append((header, content, tags, event, index))
+                continue
+            found = sorted({self._mentioned_subject(business, c) for c in named.contacts})
+            if len(found) == 1:
+                header = {**header, "subject": found[0]}
+            elif found:
+                header = {**header, "mentions": found}
+            out.append((header, content, tags, event, index))
+        return out
+
+    def _mentioned_subject(self, business: str, contact: ContactRef) -> str:
+        aliases = aliases_of(contact)
+        assert aliases.primary is not None  # named_contacts yields non-empty contacts only
+        return self._ids.resolve(self.pseudo, business, aliases.all) or self.pseudo.subject(
+            business, aliases.primary)
+
     def _key_owner(self, header: dict[str, Any]) -> str:
         # Events without a person (account, template updates) are sealed under a key of
         # the business number, named by a pseudonym like every key owner.
         business = header["business"]
         subject: str | None = header["subject"]
+        if subject is None and header.get("mentions"):
+            raw = header["raw"]
+            return self.pseudo.token("m_", "mentions", str(raw["key"]), str(raw["slot"]))
         return subject or self.pseudo.token(
             "b_", "business", str(business["phone_number_id"] or business["waba_id"])
         )

@@ -186,6 +186,13 @@ class KeyStore:
         return dk, [self._event(KeyEventKind.CAPTURE_CREATED, key_id=dk.key_id,
                                 capture_id=capture_id, subjects=subjects)]
 
+    def grant(self, key_id: str, subject_ids: Iterable[str]) -> None:
+        """Grant an existing key to subjects: shredding any of them destroys it (a record
+        that names several people, sealed under its raw slot's key). Idempotent."""
+        _check_id("key_id", key_id)
+        for s in sorted({_check_id("subject_id", s) for s in subject_ids}):
+            self._state.put(f"{_GRANT}{s}/{key_id}", json.dumps({"key_id": key_id}).encode())
+
     def get_capture_key(self, key_id: str) -> DataKey:
         """Raises KeyNotFound (also for a subject key id), KeyShredded."""
         doc = self._read(_DK + _check_id("key_id", key_id))

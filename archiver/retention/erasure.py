@@ -121,6 +121,10 @@ KEPT_STATE: dict[str, str] = {
     "leases/": "job leases",
 }
 
+# Record kinds without a subject of their own whose sealed content may quote a delivery
+# (archiver.ingest.processor gives them the people the delivery names).
+QUOTING_KINDS = frozenset({"unknown", "unprocessable"})
+
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
 
@@ -233,7 +237,9 @@ class ErasureService:
         for member in subjects:
             slots += [s for s in slot_grants(self.state, member) if s not in slots]
         own, shared = self._records(subjects, slots)
-        records = [r for r in own if r.phone_number_id == phone_number_id]
+        # A record of the subject with no number (a delivery the parser could not read,
+        # naming the contact) is theirs too: the subject pseudonym is per number already.
+        records = [r for r in own if r.phone_number_id in (phone_number_id, None)]
         decisions = [self.policy.decision(facts_of(r.header)) for r in records]
         shared_decisions = [self.policy.decision(facts_of(r.header)) for r in shared]
         names = _slot_names(slots)
@@ -308,7 +314,8 @@ class ErasureService:
             # a token may only do that to numbers it covers. Nothing about the other number
             # is named, so a scoped token learns no more than that one exists.
             scope = set(numbers)
-            if any(r.phone_number_id not in scope for r in plan.shared):
+            if any(r.phone_number_id is not None and r.phone_number_id not in scope
+                   for r in plan.shared):
                 raise Conflict(
                     "a raw delivery of this contact also carries records of a business "
                     "number this token does not cover; a token covering every number "
@@ -372,7 +379,11 @@ class ErasureService:
             "when": iso(now),
             "tombstone_until": iso(now + timedelta(days=self.log_retention_days)),
             "size_before": self.log.size(),
-            "record_ids": sorted({r.record_id for r in plan.records}),
+            # With the subject's records, the subject-less ones of its slots (a delivery
+            # naming several people): their key and slot die with it, so do their
+            # index documents.
+            "record_ids": sorted({r.record_id for r in plan.records}
+                                 | {r.record_id for r in plan.shared if r.subject is None}),
             # Only slots still keyed: one an earlier erasure shredded is logged already.
             "slots": [[b, s] for b, s in plan.slots if self._slot_keyed(b, s)],
             "planned_keys": key_ids,

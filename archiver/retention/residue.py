@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of
+from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of, raw_key
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
 from archiver.ledger.verify_objects import Finding, FindingKind
+from archiver.retention.common import iter_records
 from archiver.retention.erasure import (
     FOLDS_PREFIX,
     MEDIA_JOBS_PREFIX,
     NAMES_PREFIX,
+    QUOTING_KINDS,
     drop_slot_key,
     purge_derived_state,
 )
@@ -131,6 +133,7 @@ def erasure_residue(
     done = [e for e in seen.erasures.values() if e.completed]
     erased_ids = set().union(*(e.record_ids for e in done)) if done else set()
     out += _derived(state, done, erased_ids)
+    out += _slot_quotes(objects, state, index, seen.slots, erased_ids)
     for record_id in sorted(erased_ids):
         doc = index.get(record_id)
         if doc is not None and PERSONAL_FIELDS & set(doc):
@@ -138,6 +141,45 @@ def erasure_residue(
                                ", ".join(sorted(PERSONAL_FIELDS & set(doc))),
                                f"the index still holds personal fields of erased record "
                                f"{record_id}"))
+    return out
+
+
+def _slot_quotes(
+    objects: ObjectStore, state: StateStore, index: SearchIndex, slots: set[tuple[str, int]],
+    erased_ids: set[str],
+) -> list[Finding]:
+    """Subject-less records that quote a shredded raw slot (``unknown``, ``unprocessable``:
+    a delivery the parser could not tie to one contact) must be as dead as the slot: their
+    key destroyed, their index document gone (an erasure before this check existed left
+    them under the business number's key). Other subjects' records of a shared slot stay:
+    they belong to someone else."""
+    if not slots:
+        return []
+    shredded = {(raw_key(b), s) for b, s in slots}
+    out: list[Finding] = []
+    for record in iter_records(objects):
+        raw = record.raw
+        if raw is None or (raw[0], raw[2]) not in shredded:
+            continue
+        if record.header.get("kind") not in QUOTING_KINDS or record.subject is not None:
+            continue  # a subject's record: its own erasure's (or someone else's)
+        sealed = record.header.get("sealed") or {}
+        kid = sealed.get("key_id") if isinstance(sealed, dict) else None
+        value = state.get(f"keys/dk/{kid}") if isinstance(kid, str) else None
+        if value is not None and "wrapped" in _obj(value.value):
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, record.key, record.version_id,
+                               "shredded", f"key {kid} readable",
+                               f"record {record.record_id} quotes shredded raw slot "
+                               f"{raw[0]}#{raw[2]} and is still readable"))
+        if record.record_id in erased_ids:
+            continue  # an erasure purged it: its document is checked with the erased ones
+        doc = index.get(record.record_id)
+        if doc is not None and PERSONAL_FIELDS & set(doc):
+            out.append(Finding(FindingKind.ERASED_INDEXED, record.record_id, None,
+                               "header only", ", ".join(sorted(PERSONAL_FIELDS & set(doc))),
+                               f"the index still holds personal fields of record "
+                               f"{record.record_id}, which quotes shredded raw slot "
+                               f"{raw[0]}#{raw[2]}"))
     return out
 
 
