@@ -159,9 +159,13 @@ def sample(runtime: Runtime) -> None:
         STUCK_BATCHES.set(runtime.processor.stuck_count())
     except ArchiverError:
         STUCK_BATCHES.set(-1)
-    extras = runtime.readiness_extras()
-    unfinished = extras.get("unfinished_erasures")
-    UNFINISHED_ERASURES.set(-1 if unfinished is None else unfinished)
+    # Lazy, like coexistence below: retention imports this module.
+    from archiver.retention.services import retention_services
+
+    try:  # only this count: lag and stuck batches were sampled above
+        UNFINISHED_ERASURES.set(retention_services(runtime).erasure.unfinished_count())
+    except ArchiverError:
+        UNFINISHED_ERASURES.set(-1)
     # Lazy: coexistence imports audit, which imports this module.
     from archiver.coexistence import service_for
 
