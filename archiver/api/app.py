@@ -15,6 +15,7 @@ from archiver.api.errors import install_error_handlers
 from archiver.api.gc_tuning import serving_gc
 from archiver.api.limits import BodyLimitMiddleware
 from archiver.api.routes import audit as audit_routes
+from archiver.api.routes import cases as cases_routes
 from archiver.api.routes import coexistence as coexistence_routes
 from archiver.api.routes import consent as consent_routes
 from archiver.api.routes import conversations, health, me, webhook
@@ -89,4 +90,5 @@ def create_app(
     app.include_router(metrics.router)  # /metrics (public)
     app.include_router(holds_routes.router)  # /v1/holds, /v1/disposition/reviews
     app.include_router(erasure_routes.router)  # /v1/erasure
+    app.include_router(cases_routes.router)  # /v1/cases
     return app

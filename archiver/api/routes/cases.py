@@ -1,0 +1,192 @@
+"""E-discovery cases (``/v1/cases``). Thin: parse, call ``archiver.cases``, answer.
+
+Roles: admin and legal create, change, hold, close and reopen; compliance officers read;
+auditors and service tokens are refused. Number scope is enforced by the service: a
+number-scoped token sees only cases within its numbers (another's answers 404, as a
+missing one) and cannot name numbers outside them (403 ``case_number_forbidden``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from archiver.api.deps import allow, get_runtime
+from archiver.api.routes.search import actor_of
+from archiver.auth import Principal, Role
+from archiver.cases.model import MAX_CONTACTS, MAX_NUMBERS, Custodians, Scope
+from archiver.cases.service import CaseInput, CaseService
+from archiver.cases.wiring import case_service
+from archiver.errors import ArchiverError
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+
+MAX_CASE_BODY = 64 * 1024  # a case is a few fields; anything bigger is a mistake
+
+
+class CaseBodyTooLarge(ArchiverError):
+    code = "payload_too_large"
+    status = 413
+
+
+def _small_body(request: Request) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_CASE_BODY:
+        raise CaseBodyTooLarge(f"a case request is at most {MAX_CASE_BODY} bytes",
+                               details={"max_bytes": MAX_CASE_BODY})  # fmt: skip
+
+
+_WRITERS = (Role.ADMIN, Role.LEGAL)
+_READERS = (Role.ADMIN, Role.LEGAL, Role.COMPLIANCE_OFFICER)
+Writer = Annotated[Principal, Depends(allow(*_WRITERS))]
+Reader = Annotated[Principal, Depends(allow(*_READERS))]
+SmallBody = Depends(_small_body)
+
+Number = Annotated[str, Field(max_length=32)]
+Contact = Annotated[str, Field(max_length=128)]
+
+
+class CustodiansBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    numbers: list[Number] = Field(default_factory=list, max_length=MAX_NUMBERS,
+                                  description="business numbers (phone_number_id)")
+    contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS,
+                                    description="contacts: wa_id or BSUID")
+
+
+class ScopeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(default="", max_length=4000, description="docs/search.md syntax")
+    date_from: datetime | None = Field(default=None, description="inclusive; naive = UTC")
+    date_to: datetime | None = Field(default=None, description="exclusive; naive = UTC")
+    numbers: list[Number] | None = Field(default=None, max_length=MAX_NUMBERS,
+                                         description="phone_number_ids; omitted = custodian "
+                                         "numbers, else the token's numbers")
+
+    def scope(self) -> Scope:
+        return Scope(self.query, self.date_from, self.date_to,
+                     None if self.numbers is None else tuple(self.numbers))
+
+
+class CaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=200)
+    matter_number: str = Field(max_length=100)
+    description: str | None = Field(default=None, max_length=4000)
+    custodians: CustodiansBody = Field(default_factory=CustodiansBody)
+    scope: ScopeBody = Field(default_factory=ScopeBody)
+
+
+class CaseUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    matter_number: str | None = Field(default=None, max_length=100)
+    description: str | None = Field(default=None, max_length=4000)
+    custodians: CustodiansBody | None = None
+    scope: ScopeBody | None = None
+
+
+class HoldBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release_holds: bool = Field(default=False, description="release this case's holds too; "
+                                "never done unless asked")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def _custodians(body: CustodiansBody | None) -> Custodians | None:
+    return None if body is None else Custodians(tuple(body.numbers), tuple(body.contacts))
+
+
+def _service(request: Request) -> CaseService:
+    return case_service(get_runtime(request))
+
+
+def _view(service: CaseService, doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "holds": service.holds_of(doc)}
+
+
+@router.post("/cases", status_code=201, dependencies=[SmallBody])
+def create_case(body: CaseCreate, request: Request, principal: Writer) -> dict[str, Any]:
+    service = _service(request)
+    doc = service.create(CaseInput(body.name, body.matter_number, body.description,
+                                   _custodians(body.custodians), body.scope.scope()),
+                         actor_of(principal))  # fmt: skip
+    return _view(service, doc)
+
+
+@router.get("/cases")
+def list_cases(request: Request, principal: Reader) -> dict[str, Any]:
+    service = _service(request)
+    return {"cases": service.all(actor_of(principal))}
+
+
+@router.get("/cases/{case_id}")
+def get_case(case_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    service = _service(request)
+    return _view(service, service.get(case_id, actor_of(principal)))
+
+
+def _update(case_id: str, body: CaseUpdate, request: Request, principal: Principal,
+            ) -> dict[str, Any]:  # fmt: skip
+    service = _service(request)
+    data = CaseInput(body.name, body.matter_number, body.description,
+                     _custodians(body.custodians),
+                     None if body.scope is None else body.scope.scope())  # fmt: skip
+    return _view(service, service.update(case_id, data, actor_of(principal)))
+
+
+@router.patch("/cases/{case_id}", dependencies=[SmallBody])
+def patch_case(case_id: str, body: CaseUpdate, request: Request,
+               principal: Writer) -> dict[str, Any]:  # fmt: skip
+    return _update(case_id, body, request, principal)
+
+
+@router.put("/cases/{case_id}/scope", dependencies=[SmallBody])
+def put_scope(case_id: str, body: ScopeBody, request: Request,
+              principal: Writer) -> dict[str, Any]:  # fmt: skip
+    """Replace the scope whole (fields left out are cleared)."""
+    return _update(case_id, CaseUpdate(scope=body), request, principal)
+
+
+@router.post("/cases/{case_id}/holds", status_code=201, dependencies=[SmallBody])
+def hold_case(case_id: str, request: Request, principal: Writer,
+              body: HoldBody | None = None) -> dict[str, Any]:  # fmt: skip
+    service = _service(request)
+    return service.hold_scope(case_id, actor_of(principal),
+                              reason=None if body is None else body.reason)  # fmt: skip
+
+
+@router.post("/cases/{case_id}/close", dependencies=[SmallBody])
+def close_case(case_id: str, request: Request, principal: Writer,
+               body: CloseBody | None = None) -> dict[str, Any]:  # fmt: skip
+    service = _service(request)
+    body = body or CloseBody()
+    doc = service.close(case_id, actor_of(principal), release_holds=body.release_holds,
+                        reason=body.reason)  # fmt: skip
+    return _view(service, doc)
+
+
+@router.post("/cases/{case_id}/reopen", dependencies=[SmallBody])
+def reopen_case(case_id: str, request: Request, principal: Writer) -> dict[str, Any]:
+    service = _service(request)
+    return _view(service, service.reopen(case_id, actor_of(principal)))
+
+
+@router.get("/cases/{case_id}/custody")
+def case_custody(case_id: str, request: Request, principal: Reader) -> dict[str, Any]:
+    service = _service(request)
+    return {"case_id": case_id, "entries": service.custody(case_id, actor_of(principal))}

@@ -1,0 +1,374 @@
+"""Cases: create, read, change scope, hold the scope, close and reopen, with a chain of
+custody. No HTTP here: ``archiver.api.routes.cases`` parses and answers.
+
+Number scope is enforced here, for every caller (API, CLI, the export job): an actor
+whose token is scoped to numbers sees and acts on a case only when the case's numbers
+are all its own (``visible``), and a case's numbers can never name a number outside the
+acting token's scope (``archiver.cases.model.resolve``). An invisible case is reported
+exactly as a missing one (``case_not_found``), so a scoped token cannot learn it exists.
+
+Every change is written to the case's chain of custody (``cases-custody/<id>/…``, one
+write-once entry each: who, when, what, counts) and recorded as an audit event
+(``archiver.audit``); the export job reports through ``export_requested`` and
+``export_finished``.
+
+Errors: NotFound ``case_not_found``; Conflict ``case_closed``, ``case_not_closed``;
+BadRequest ``case_scope_empty`` and the checks of ``archiver.cases.model``; Forbidden
+``case_number_forbidden``; PreconditionFailed when the CAS loses too often.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from archiver.audit import Actor, AuditAction
+from archiver.cases.bates import BatesAllocator
+from archiver.cases.keys import CASES_PREFIX, case_key, custody_key, custody_prefix
+from archiver.cases.model import CASE_ID, Custodians, Scope, check_text, resolve, scope_query
+from archiver.cases.scope import records_in_scope, walk_scope
+from archiver.errors import BadRequest, Conflict, NotFound
+from archiver.records.model import iso
+from archiver.retention.attachments import Attachment
+from archiver.retention.common import StoredRecord, record_by_id
+from archiver.retention.holds import HoldRegistry, HoldScope, HoldService, summary
+from archiver.store.errors import PreconditionFailed
+from archiver.store.port import StateStore
+from search.port import SearchIndex
+
+_CAS_TRIES = 30
+_HOLD_BATCH = 500
+
+
+class Auditor(Protocol):
+    """The part of ``archiver.audit.AuditTrail`` a case needs."""
+
+    def record(self, action: AuditAction, actor: Actor, *, concerns: Any = None,
+               **details: Any) -> dict[str, Any]: ...  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CaseInput:
+    """A new case, or (for ``update``) the fields to change: ``None`` keeps a field."""
+
+    name: str | None = None
+    matter_number: str | None = None
+    description: str | None = None
+    custodians: Custodians | None = None
+    scope: Scope | None = None
+
+
+def covers(token_numbers: Sequence[str] | None, numbers: Sequence[str] | None) -> bool:
+    """``archiver.auth.Principal.covers``: an unscoped token covers every case; a scoped
+    one only cases whose numbers are a non-empty subset of its own."""
+    if token_numbers is None:
+        return True
+    return bool(numbers) and set(numbers or ()) <= set(token_numbers)
+
+
+class CaseService:
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        index: SearchIndex,
+        holds: HoldService,
+        audit: Auditor | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.state = state
+        self.index = index
+        self.holds = holds
+        self.registry: HoldRegistry = holds.registry
+        self.audit = audit
+        self.clock = clock
+        self.bates = BatesAllocator(state)
+
+    # -- reading ------------------------------------------------------------------------
+    def _read(self, case_id: str) -> tuple[dict[str, Any], str]:
+        value = self.state.get(case_key(case_id)) if CASE_ID.fullmatch(case_id) else None
+        if value is None:
+            raise NotFound(f"no case {case_id}", code="case_not_found")
+        return dict(json.loads(value.value)), value.token
+
+    def get(self, case_id: str, actor: Actor) -> dict[str, Any]:
+        """The case, if ``actor``'s token may see it; else NotFound as for a missing one."""
+        doc, _ = self._read(case_id)
+        if not covers(actor.numbers, doc.get("numbers")):
+            raise NotFound(f"no case {case_id}", code="case_not_found")
+        return doc
+
+    def all(self, actor: Actor) -> list[dict[str, Any]]:
+        out = []
+        for key in self.state.list(CASES_PREFIX):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            doc = json.loads(value.value)
+            if covers(actor.numbers, doc.get("numbers")):
+                out.append(doc)
+        return sorted(out, key=lambda d: (str(d.get("created_at")), str(d["id"])))
+
+    def custody(self, case_id: str, actor: Actor) -> list[dict[str, Any]]:
+        self.get(case_id, actor)
+        out = []
+        for key in self.state.list(custody_prefix(case_id)):
+            value = self.state.get(key)
+            if value is not None:
+                out.append(json.loads(value.value))
+        return out
+
+    def holds_of(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for hold_id in doc.get("holds") or []:
+            with contextlib.suppress(NotFound):
+                out.append(summary(self.registry.read(hold_id)[0]))
+        return out
+
+    # -- changing -----------------------------------------------------------------------
+    def create(self, data: CaseInput, actor: Actor) -> dict[str, Any]:
+        name = check_text(data.name, name="name", limit=200, required=True)
+        matter = check_text(data.matter_number, name="matter_number", limit=100, required=True)
+        description = check_text(data.description, name="description", limit=4000,
+                                 required=False)  # fmt: skip
+        custodians, scope = resolve(data.custodians or Custodians(), data.scope or Scope(),
+                                    token_numbers=actor.numbers)  # fmt: skip
+        case_id = "case_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+        now = iso(self.clock())
+        doc: dict[str, Any] = {
+            "id": case_id, "name": name, "matter_number": matter, "description": description,
+            "custodians": custodians.to_json(), "scope": scope.to_json(),
+            "numbers": None if scope.numbers is None else list(scope.numbers),
+            "status": "open", "holds": [], "created_at": now, "created_by": actor.name,
+            "updated_at": now, "updated_by": actor.name, "version": 1,
+        }  # fmt: skip
+        self.state.put(case_key(case_id), _dump(doc), if_absent=True)
+        self._event(doc, actor, "created", AuditAction.CASE_CREATED,
+                    details={"name": name, "matter_number": matter,
+                             "custodians": doc["custodians"], "scope": doc["scope"]},
+                    counts={"custodians": len(custodians.numbers) + len(custodians.contacts)})
+        return doc
+
+    def update(self, case_id: str, data: CaseInput, actor: Actor) -> dict[str, Any]:
+        """Change name, description, custodians or scope of an open case. Holds already
+        placed stay as they are (hold the new scope to hold it)."""
+        current = self.get(case_id, actor)
+        _require_open(current)
+        name = check_text(data.name, name="name", limit=200, required=False)
+        matter = check_text(data.matter_number, name="matter_number", limit=100,
+                            required=False)  # fmt: skip
+        description = check_text(data.description, name="description", limit=4000,
+                                 required=False)  # fmt: skip
+        custodians, scope = resolve(
+            data.custodians or Custodians.from_json(current["custodians"]),
+            data.scope or Scope.from_json(current["scope"]),
+            token_numbers=actor.numbers,
+        )
+        now = iso(self.clock())
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            _require_open(d)
+            d = {**d, "custodians": custodians.to_json(), "scope": scope.to_json(),
+                 "numbers": None if scope.numbers is None else list(scope.numbers),
+                 "updated_at": now, "updated_by": actor.name,
+                 "version": int(d.get("version", 1)) + 1}  # fmt: skip
+            for field, value in (("name", name), ("matter_number", matter),
+                                 ("description", description)):  # fmt: skip
+                if value is not None:
+                    d[field] = value
+            return d
+
+        before = current
+        doc = self._update(case_id, actor, change)
+        changed = sorted(k for k in ("name", "matter_number", "description", "custodians",
+                                     "scope") if before.get(k) != doc.get(k))  # fmt: skip
+        self._event(doc, actor, "scope_updated", AuditAction.CASE_UPDATED,
+                    details={"changed": changed, "scope": doc["scope"],
+                             "custodians": doc["custodians"],
+                             "previous_scope": before["scope"]},
+                    counts={"fields_changed": len(changed)})  # fmt: skip
+        return doc
+
+    def hold_scope(self, case_id: str, actor: Actor, *, reason: str | None) -> dict[str, Any]:
+        """Place a hold on the case's scope through the holds machinery
+        (``archiver.retention.holds``): the scope's query within the case's numbers (later
+        arrivals that match are held as they are indexed), plus the families of its hits
+        (``archiver.cases.scope``). The hold carries the case id and is recorded on the
+        case. Raises Conflict ``case_closed`` and BadRequest ``case_scope_empty``."""
+        doc = self.get(case_id, actor)
+        _require_open(doc)
+        scope = Scope.from_json(doc["scope"])
+        custodians = Custodians.from_json(doc["custodians"])
+        query = scope_query(custodians, scope)
+        if not query and scope.numbers:
+            query = " OR ".join(f'number:"{n}"' for n in scope.numbers)
+        if not query:
+            raise BadRequest("the case's scope names nothing to hold (no query, dates, "
+                             "contacts or numbers)", code="case_scope_empty")  # fmt: skip
+        numbers = None if scope.numbers is None else list(scope.numbers)
+        hold = self.holds.place(HoldScope(query=query), case_id=case_id, reason=reason,
+                                by=actor.name, numbers=numbers)  # fmt: skip
+        family = [rid for rid, is_family in walk_scope(self.index, doc) if is_family]
+        for start in range(0, len(family), _HOLD_BATCH):
+            records = _records(self.registry, family[start:start + _HOLD_BATCH])
+            self.registry.hold_records(hold["id"], records)
+        out = summary(self.registry.read(hold["id"])[0])
+        now = iso(self.clock())
+        updated = self._update(case_id, actor, lambda d: {
+            **d, "holds": [*d.get("holds", []), hold["id"]], "updated_at": now,
+            "updated_by": actor.name, "version": int(d.get("version", 1)) + 1})  # fmt: skip
+        self._event(updated, actor, "hold_placed", AuditAction.CASE_HOLD_PLACED,
+                    details={"hold_id": hold["id"], "query": query, "numbers": numbers,
+                             "reason": reason, "held_by_kind": out["held_by_kind"]},
+                    counts={"held_versions": out["held_versions"],
+                            "family_records": len(family)})  # fmt: skip
+        return out
+
+    def close(self, case_id: str, actor: Actor, *, release_holds: bool = False,
+              reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Close an open case. Its holds stay placed unless ``release_holds`` is true;
+        then exactly the holds this case placed are released (``HoldRegistry.release``
+        keeps a version another open hold covers). Raises Conflict ``case_closed``."""
+        doc = self.get(case_id, actor)
+        _require_open(doc)
+        reason = check_text(reason, name="reason", limit=2000, required=False)
+        released: list[str] = []
+        if release_holds:
+            for hold_id in doc.get("holds") or []:
+                try:
+                    hold, _ = self.registry.read(hold_id)
+                except NotFound:
+                    continue
+                if hold.get("case_id") != case_id or hold.get("status") == "released":
+                    continue
+                done = self.registry.release(hold_id, by=actor.name)
+                released.append(hold_id)
+                self._event(doc, actor, "hold_released", AuditAction.CASE_HOLD_RELEASED,
+                            details={"hold_id": hold_id},
+                            counts={"released_versions": done.get("released_count", 0),
+                                    "kept_by_other_holds": done.get("kept_by_other_holds", 0)})
+        now = iso(self.clock())
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            _require_open(d)
+            return {**d, "status": "closed", "closed_at": now, "closed_by": actor.name,
+                    "close_reason": reason, "updated_at": now, "updated_by": actor.name,
+                    "version": int(d.get("version", 1)) + 1}  # fmt: skip
+
+        closed = self._update(case_id, actor, change)
+        kept = [h for h in closed.get("holds") or [] if h not in released]
+        self._event(closed, actor, "closed", AuditAction.CASE_CLOSED,
+                    details={"release_holds": release_holds, "released_holds": released,
+                             "kept_holds": kept, "reason": reason},
+                    counts={"holds_released": len(released), "holds_kept": len(kept)})
+        return closed
+
+    def reopen(self, case_id: str, actor: Actor) -> dict[str, Any]:
+        """Reopen a closed case (its released holds stay released: hold the scope again).
+        Raises Conflict ``case_not_closed``."""
+        doc = self.get(case_id, actor)
+        if doc.get("status") != "closed":
+            raise Conflict(f"case {case_id} is not closed", code="case_not_closed")
+        now = iso(self.clock())
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            if d.get("status") != "closed":
+                raise Conflict(f"case {case_id} is not closed", code="case_not_closed")
+            return {**d, "status": "open", "reopened_at": now, "reopened_by": actor.name,
+                    "updated_at": now, "updated_by": actor.name,
+                    "version": int(d.get("version", 1)) + 1}  # fmt: skip
+
+        opened = self._update(case_id, actor, change)
+        self._event(opened, actor, "reopened", AuditAction.CASE_REOPENED, details={},
+                    counts={"holds": len(opened.get("holds") or [])})
+        return opened
+
+    # -- what the export job calls ------------------------------------------------------
+    def records_in_scope(self, case_id: str, actor: Actor) -> Iterator[str]:
+        """Record ids of the case's scope and their families (``archiver.cases.scope``)."""
+        return records_in_scope(self.index, self.get(case_id, actor))
+
+    def attachments(self, record_ids: Sequence[str]) -> list[Attachment]:
+        """The logged attachments (media link record, blob) of messages ``record_ids``."""
+        return self.registry.attachments_of(record_ids)
+
+    def allocate_bates(self, case_id: str, actor: Actor, item_ids: Sequence[str], *,
+                       start: int = 1) -> dict[str, int]:  # fmt: skip
+        """Stable Bates numbers for ``item_ids`` in this case (``archiver.cases.bates``)."""
+        self.get(case_id, actor)
+        return self.bates.allocate(case_id, item_ids, start=start)
+
+    def export_requested(self, case_id: str, actor: Actor, *, export_id: str,
+                         options: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Custody + audit ``export:requested`` (the export job's first act)."""
+        doc = self.get(case_id, actor)
+        return self._event(doc, actor, "export_requested", AuditAction.EXPORT_REQUESTED,
+                           details={"export_id": export_id, "options": dict(options),
+                                    "scope": doc["scope"], "custodians": doc["custodians"]},
+                           counts={})  # fmt: skip
+
+    def export_finished(self, case_id: str, actor: Actor, *, export_id: str, state: str,
+                        counts: Mapping[str, int], **details: Any) -> dict[str, Any]:
+        """Custody + audit ``export:finished`` (``state``: done / failed; ``counts``:
+        records, attachments, files, …; ``details``: e.g. the manifest's SHA-256). Not
+        refused for a closed case: an export that ran must always be accounted for."""
+        doc, _ = self._read(case_id)
+        return self._event(doc, actor, "export_finished", AuditAction.EXPORT_FINISHED,
+                           details={"export_id": export_id, "state": state, **details},
+                           counts=dict(counts))  # fmt: skip
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _update(self, case_id: str, actor: Actor,
+                change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        for _ in range(_CAS_TRIES):
+            doc, token = self._read(case_id)
+            if not covers(actor.numbers, doc.get("numbers")):
+                raise NotFound(f"no case {case_id}", code="case_not_found")
+            new = change(doc)
+            try:
+                self.state.put(case_key(case_id), _dump(new), if_match=token)
+                return new
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed(f"case {case_id}: too much contention")
+
+    def _event(self, doc: Mapping[str, Any], actor: Actor, what: str, action: AuditAction, *,
+               details: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any]:
+        """One chain-of-custody entry (written first: the case's own record) and one
+        audit event with the same content."""
+        entry = {
+            "case_id": doc["id"], "at": iso(self.clock()), "action": what,
+            "actor": {"token_id": actor.token_id, "name": actor.name, "role": actor.role},
+            "details": dict(details), "counts": dict(counts),
+        }  # fmt: skip
+        stamp = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+        self.state.put(custody_key(str(doc["id"]), stamp), _dump(entry), if_absent=True)
+        if self.audit is not None:
+            self.audit.record(action, actor, concerns=doc.get("numbers") or [],
+                              case_id=doc["id"], custody=what, counts=dict(counts),
+                              **{k: v for k, v in details.items() if k not in ("case_id",)})
+        return entry
+
+
+def _require_open(doc: Mapping[str, Any]) -> None:
+    if doc.get("status") != "open":
+        raise Conflict(f"case {doc.get('id')} is closed", code="case_closed")
+
+
+def _records(registry: HoldRegistry, record_ids: Sequence[str]) -> list[StoredRecord]:
+    out = []
+    for rid in record_ids:
+        with contextlib.suppress(NotFound):  # disposed since it was indexed
+            out.append(record_by_id(registry.objects, rid))
+    return out
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
