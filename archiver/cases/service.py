@@ -45,6 +45,7 @@ from search.port import SearchIndex
 
 _CAS_TRIES = 30
 _HOLD_BATCH = 500
+_ATTACH_PAGE = 1000
 
 
 class Auditor(Protocol):
@@ -292,8 +293,27 @@ class CaseService:
 
     # -- what the export job calls ------------------------------------------------------
     def records_in_scope(self, case_id: str, actor: Actor) -> Iterator[str]:
-        """Record ids of the case's scope and their families (``archiver.cases.scope``)."""
-        return records_in_scope(self.index, self.get(case_id, actor))
+        """Record ids of the case's scope and their families (``archiver.cases.scope``),
+        each followed (per page of ids) by the media link records of its attachments
+        (``media_link`` / ``media_missing``: records of the log, not index documents).
+        The blobs themselves are read with ``attachments``."""
+        doc = self.get(case_id, actor)
+        seen: set[str] = set()
+        page: list[str] = []
+        for record_id in records_in_scope(self.index, doc):
+            seen.add(record_id)
+            page.append(record_id)
+            yield record_id
+            if len(page) >= _ATTACH_PAGE:
+                yield from self._links(page, seen)
+                page = []
+        yield from self._links(page, seen)
+
+    def _links(self, record_ids: list[str], seen: set[str]) -> Iterator[str]:
+        for a in self.attachments(record_ids):
+            if a.link_id not in seen:
+                seen.add(a.link_id)
+                yield a.link_id
 
     def attachments(self, record_ids: Sequence[str]) -> list[Attachment]:
         """The logged attachments (media link record, blob) of messages ``record_ids``."""
