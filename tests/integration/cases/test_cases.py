@@ -360,3 +360,21 @@ def test_oversized_malformed_and_unknown(archive: Archive) -> None:
     assert r.status_code == 201
     r = a.client.post(f"/v1/cases/{r.json()['id']}/holds", headers=admin)
     assert r.status_code == 400 and r.json()["error"]["code"] == "case_scope_empty"
+
+
+def test_a_number_only_case_holds_its_numbers_records_only(
+    archive: Archive, seeded: Seeded
+) -> None:
+    """No query, dates or contacts: the case (a scoped token's numbers) holds every record
+    of its number and nothing of the other number."""
+    a = archive
+    scoped = a.token(Role.LEGAL, [N1.pnid])
+    r = a.client.post("/v1/cases", headers=scoped, json={"name": "n1", "matter_number": "m"})
+    assert r.status_code == 201 and r.json()["scope"]["numbers"] == [N1.pnid]
+    r = a.client.post(f"/v1/cases/{r.json()['id']}/holds", headers=scoped)
+    assert r.status_code == 201, r.text
+    assert r.json()["numbers"] == [N1.pnid]
+    everything = records(a, {**seeded.in_scope, **seeded.out_of_scope})
+    for label, rec in everything.items():
+        assert held(a, rec) == (rec.phone_number_id == N1.pnid), label
+    assert any(rec.phone_number_id == N2.pnid for rec in everything.values())
