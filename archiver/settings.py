@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     evidence_bucket: str = "wa-evidence"
     state_bucket: str = "wa-state"
+    # Finished job artifacts (exports, reports): unlocked, unversioned (archiver.jobs.workarea).
+    workarea_bucket: str = "wa-workarea"
+    workarea_expiry_days: float = Field(default=7.0, gt=0)
+    # Durable jobs (archiver.jobs.durable): handlers run at once per process, the heartbeat
+    # age after which a running job is presumed orphaned, and attempts before giving up.
+    jobs_concurrency: int = Field(default=2, ge=1)
+    jobs_heartbeat_ttl_s: float = Field(default=60.0, ge=0.5)
+    jobs_max_attempts: int = Field(default=3, ge=1)
 
     index: IndexKind = IndexKind.SQLITE
     es_url: str = "http://127.0.0.1:9200"

@@ -1,0 +1,566 @@
+"""Durable, restartable jobs shared by exports and reports (docs/jobs.md).
+
+``JobService`` is the one object callers use::
+
+    service = JobService.from_settings(settings, state)       # or JobService(state, area, …)
+    service.register("export", run_export)                     # handler(ctx) -> result dict
+    job = service.submit("export", {"case": "c1"}, JobOwner.of(principal))
+    service.start()                                            # background runner threads
+    service.schedule(runtime.jobs)                             # the working-area expiry sweep
+
+State lives in working state, one document per job at ``jobs/<kind>/<id>``, changed only
+by compare-and-swap, so a job is run by one runner (thread, process or replica) at a time.
+A marker ``jobs-active/<kind>/<id>`` exists while the job is not finished, so runners poll
+only live jobs. A running job's runner heart-beats every ``ttl/4``; a job whose heartbeat
+is older than ``ttl`` is presumed orphaned (its process died) and the next poll of any
+runner takes it over from its last checkpoint, or fails it once ``max_attempts`` attempts
+were used. A job is therefore never left "running" forever.
+
+A handler gets a ``JobContext``: ``progress``, ``checkpoint`` / ``resume_state``,
+``is_cancelled``, ``write_artifact`` and ``error``. It returns a JSON-able result dict;
+its artifacts are added to it as ``result["artifacts"]``. An ``ArchiverError`` raised by a
+handler fails the job with its code; any other exception fails it as ``job_internal``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from archiver.errors import ArchiverError, BadRequest, NotFound
+from archiver.jobs.model import (
+    ID_RE,
+    KIND_RE,
+    InvalidTransition,
+    Job,
+    JobOwner,
+    JobState,
+    Progress,
+    ScopeHolder,
+    new_job,
+)
+from archiver.jobs.workarea import ArtifactRef, Chunks, WorkArea, check_key
+from archiver.logs import get_logger
+from archiver.store.errors import PreconditionFailed, StoreError
+from archiver.store.port import StateStore
+
+if TYPE_CHECKING:
+    from archiver.jobs.scheduler import Jobs
+    from archiver.settings import Settings
+
+log = get_logger("archiver.jobs.durable")
+
+JOBS_PREFIX = "jobs/"
+ACTIVE_PREFIX = "jobs-active/"
+EXPIRY_SWEEP_INTERVAL_S = 3600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobCancelled(ArchiverError):
+    """Raised by ``JobContext.raise_if_cancelled``; the job ends as cancelled."""
+
+    code = "job_cancelled"
+    status = 409
+
+
+class JobLost(ArchiverError):
+    """This runner no longer holds the job (it was presumed dead and taken over)."""
+
+    code = "job_lost"
+    status = 409
+
+
+Handler = Callable[["JobContext"], Mapping[str, Any] | None]
+
+
+class JobStore:
+    """Job documents in working state, changed by compare-and-swap only."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    @staticmethod
+    def key(kind: str, job_id: str) -> str:
+        return f"{JOBS_PREFIX}{kind}/{job_id}"
+
+    def create(self, job: Job) -> None:
+        # Marker first: a job document never exists unseen by the runners' poll.
+        self.state.put(f"{ACTIVE_PREFIX}{job.kind}/{job.id}",
+                       json.dumps({"created_at": job.created_at.isoformat()}).encode())
+        self.state.put(self.key(job.kind, job.id), json.dumps(job.to_json()).encode(),
+                       if_absent=True)
+
+    def read(self, kind: str, job_id: str) -> tuple[Job, str] | None:
+        if not (KIND_RE.match(kind) and ID_RE.match(job_id)):
+            return None
+        current = self.state.get(self.key(kind, job_id))
+        if current is None:
+            return None
+        return Job.from_json(json.loads(current.value)), current.token
+
+    def update(self, kind: str, job_id: str, change: Callable[[Job], Job]) -> Job:
+        """Apply ``change`` to the current document until the compare-and-swap wins.
+        ``change`` may raise (InvalidTransition) to give up; NotFound when missing."""
+        while True:
+            found = self.read(kind, job_id)
+            if found is None:
+                raise NotFound("no such job", code="job_not_found")
+            job, token = found
+            new = change(job)
+            if new == job:
+                return job
+            try:
+                self.state.put(self.key(kind, job_id), json.dumps(new.to_json()).encode(),
+                               if_match=token)
+            except PreconditionFailed:
+                continue  # someone else moved it: re-read and decide again
+            if new.state.terminal and not job.state.terminal:
+                with contextlib.suppress(StoreError):  # a left marker is dropped on poll
+                    self.state.delete(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+            return new
+
+    def active(self, kind: str) -> Iterator[str]:
+        for key in list(self.state.list(f"{ACTIVE_PREFIX}{kind}/")):
+            yield key.rsplit("/", 1)[1]
+
+    def drop_marker(self, kind: str, job_id: str) -> None:
+        with contextlib.suppress(StoreError):
+            self.state.delete(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+
+    def all(self, kind: str) -> Iterator[Job]:
+        for key in list(self.state.list(f"{JOBS_PREFIX}{kind}/")):
+            current = self.state.get(key)
+            if current is not None:
+                yield Job.from_json(json.loads(current.value))
+
+
+class JobContext:
+    """What a handler sees of its job. Thread-safe against the heartbeat thread."""
+
+    def __init__(self, service: JobService, job: Job, runner: str) -> None:
+        self._service = service
+        self._runner = runner
+        self.job = job  # as claimed: params, attempts, owner
+        self._lock = threading.Lock()
+        self._progress = job.progress
+        self._pending_errors: list[tuple[str, str, dict[str, Any]]] = []
+        self._cancelled = job.cancel_requested
+        self._lost = False
+        self._last_flush = 0.0
+        self.artifacts: dict[str, ArtifactRef] = {
+            a["name"]: ArtifactRef.from_json(a) for a in (job.result.get("artifacts") or [])
+            if "name" in a
+        }
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.job.params
+
+    def resume_state(self) -> Mapping[str, Any] | None:
+        """The last ``checkpoint`` of an earlier attempt (None on a first run)."""
+        return self.job.checkpoint
+
+    def progress(self, done: int, total: int | None = None, **counts: int) -> None:
+        """Record progress; written to working state at most once a second (and with each
+        heartbeat and checkpoint), so calling it per item is cheap."""
+        with self._lock:
+            merged = {**self._progress.counts, **counts}
+            self._progress = Progress(done, total if total is not None else self._progress.total,
+                                      merged)
+        if time.monotonic() - self._last_flush >= 1.0:
+            self.flush()
+
+    def error(self, code: str, message: str, **details: Any) -> None:
+        """A non-fatal error (a record that could not be exported): listed on the job."""
+        with self._lock:
+            self._pending_errors.append((code, message, details))
+        self.flush()
+
+    def checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Save where the handler is (JSON-able, small): a resumed attempt gets it back
+        from ``resume_state``. Written at once; raises JobLost when taken over."""
+        self._write(lambda j: j.with_checkpoint(self._runner, state))
+
+    def is_cancelled(self) -> bool:
+        """True once a cancel was asked, or when another runner took the job over: stop."""
+        return self._cancelled or self._lost
+
+    def raise_if_cancelled(self) -> None:
+        if self._lost:
+            raise JobLost("the job was taken over by another runner")
+        if self._cancelled:
+            raise JobCancelled("the job was cancelled")
+
+    def artifact_key(self, name: str) -> str:
+        return check_key(f"{self.job.kind}/{self.job.id}/{name}")
+
+    def write_artifact(self, name: str, data: Chunks, *,
+                       content_type: str = "application/octet-stream",
+                       subjects: Iterable[str] = ()) -> ArtifactRef:
+        """Stream an artifact into the working area under this job (``name`` a plain file
+        name). ``subjects``: pseudonyms of everyone whose content it holds (erasure)."""
+        ref = self._service.workarea.write(self.artifact_key(name), data,
+                                           content_type=content_type, subjects=subjects)
+        self.artifacts[name] = ref
+        return ref
+
+    # -- runner side -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        self._write(lambda j: j.with_progress(self._runner, self._progress))
+
+    def _apply(self, job: Job, change: Callable[[Job], Job]) -> Job:
+        job = change(job)
+        with self._lock:
+            errors, self._pending_errors = self._pending_errors, []
+        for code, message, details in errors:
+            job = job.add_error(code, message, **details)
+        return replace(job, progress=self._progress)
+
+    def _write(self, change: Callable[[Job], Job]) -> None:
+        try:
+            job = self._service.store.update(
+                self.job.kind, self.job.id,
+                lambda j: self._apply(j.beat(self._runner, _now()), change))
+        except InvalidTransition as exc:
+            self._lost = True
+            raise JobLost("the job was taken over by another runner") from exc
+        self._cancelled = job.cancel_requested
+        self._last_flush = time.monotonic()
+
+
+class JobService:
+    """Submit, read, cancel and run durable jobs; owns the working area's sweeps."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        workarea: WorkArea,
+        *,
+        concurrency: int = 2,
+        heartbeat_ttl_s: float = 60.0,
+        max_attempts: int = 3,
+        expiry_days: float = 7.0,
+        poll_interval_s: float = 2.0,
+        runner_id: str | None = None,
+    ) -> None:
+        self.store = JobStore(state)
+        self.workarea = workarea
+        self.concurrency = concurrency
+        self.ttl = heartbeat_ttl_s
+        self.max_attempts = max_attempts
+        self.expiry = timedelta(days=expiry_days)
+        self.poll_interval = poll_interval_s
+        self.runner_id = runner_id or secrets.token_hex(8)
+        self._handlers: dict[str, Handler] = {}
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._running: dict[str, threading.Thread] = {}
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, state: StateStore) -> JobService:
+        from archiver.jobs.setup import open_workarea  # local: keeps minio out of imports
+
+        area = open_workarea(settings)
+        area.ensure()
+        return cls(state, area, concurrency=settings.jobs_concurrency,
+                   heartbeat_ttl_s=settings.jobs_heartbeat_ttl_s,
+                   max_attempts=settings.jobs_max_attempts,
+                   expiry_days=settings.workarea_expiry_days)
+
+    # -- callers (routes, CLI) -------------------------------------------------------
+
+    def register(self, kind: str, handler: Handler) -> None:
+        if not KIND_RE.match(kind):
+            raise BadRequest(f"invalid job kind {kind!r}", code="job_kind_invalid")
+        self._handlers[kind] = handler
+
+    def submit(self, kind: str, params: Mapping[str, Any], owner: JobOwner, *,
+               numbers: Iterable[str] | None = None) -> Job:
+        """Queue a job. ``params`` must be JSON-able; ``numbers``: what it concerns (within
+        the owner's scope; default the owner's scope). Raises BadRequest."""
+        if kind not in self._handlers:
+            raise BadRequest(f"no handler for job kind {kind!r}", code="job_kind_unknown")
+        try:
+            json.dumps(params)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest("job parameters are not JSON", code="job_params_invalid") from exc
+        job = new_job(secrets.token_urlsafe(18), kind, params, owner, numbers=numbers,
+                      now=_now(), max_attempts=self.max_attempts)
+        self.store.create(job)
+        self._wake.set()
+        return job
+
+    def get(self, kind: str, job_id: str, caller: ScopeHolder | None = None) -> Job:
+        """The job, if ``caller`` (when given) may see it. NotFound otherwise: a job of
+        another scope is indistinguishable from a missing one."""
+        found = self.store.read(kind, job_id)
+        if found is None or (caller is not None and not found[0].visible_to(caller)):
+            raise NotFound("no such job", code="job_not_found")
+        return found[0]
+
+    def list(self, kind: str, caller: ScopeHolder | None = None, *,
+             state: JobState | None = None) -> builtins.list[Job]:
+        """Jobs of ``kind`` that ``caller`` may see, newest first."""
+        jobs = [j for j in self.store.all(kind)
+                if (caller is None or j.visible_to(caller)) and (state is None or j.state is state)]
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+
+    def cancel(self, kind: str, job_id: str, caller: ScopeHolder | None = None) -> Job:
+        self.get(kind, job_id, caller)
+        return self.store.update(kind, job_id, lambda j: j.cancel(_now()))
+
+    def open_artifact(self, job: Job, name: str) -> tuple[ArtifactRef, Iterator[bytes]]:
+        """A finished job's artifact for download: its ref and a chunk stream. NotFound
+        when the job did not succeed or the artifact expired or was erased."""
+        if job.state is not JobState.SUCCEEDED:
+            raise NotFound("the job has no artifacts", code="artifact_not_found")
+        for entry in job.result.get("artifacts") or []:
+            if entry.get("name") == name and entry.get("status", "available") == "available":
+                ref = self.workarea.stat(entry["key"])
+                if ref is not None:
+                    return ref, self.workarea.read(ref.key)
+        raise NotFound("no such artifact (expired or erased?)", code="artifact_not_found")
+
+    # -- the runner ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Poll for work in a background thread (stale jobs are picked up at once)."""
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll_loop, name="jobs-runner", daemon=True)
+        self._poller.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop polling and wait for running handlers; those still running after
+        ``timeout`` are left to be taken over after the heartbeat TTL."""
+        self._stop.set()
+        self._wake.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
+        for thread in list(self._running.values()):
+            thread.join(timeout)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:  # a store outage must not end the runner
+                log.exception("jobs_poll_failed")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def poll(self) -> int:
+        """One pass: fail or take over orphaned jobs, claim queued ones while slots are
+        free. Returns how many it started (each in its own thread)."""
+        started = 0
+        for kind in sorted(self._handlers):
+            for job_id in self.store.active(kind):
+                if self._stop.is_set():
+                    return started
+                with self._guard:
+                    if job_id in self._running:
+                        continue
+                if not self._slots.acquire(blocking=False):
+                    self._abandon_only(kind, job_id)
+                    continue
+                job = self._try_claim(kind, job_id)
+                if job is None:
+                    self._slots.release()
+                    continue
+                self._launch(job)
+                started += 1
+        return started
+
+    def _try_claim(self, kind: str, job_id: str) -> Job | None:
+        now = _now()
+
+        def change(job: Job) -> Job:
+            if job.state is JobState.QUEUED:
+                return job.claim(self.runner_id, now)
+            if job.is_stale(now, self.ttl):
+                return job.reclaim(self.runner_id, now, self.ttl)
+            return job  # running elsewhere, alive: leave it
+
+        try:
+            job = self.store.update(kind, job_id, change)
+        except NotFound:
+            self._drop_orphan_marker(kind, job_id)
+            return None
+        except StoreError:
+            log.warning("jobs_claim_failed", kind=kind, job_id=job_id)
+            return None
+        if job.state.terminal:
+            self.store.drop_marker(kind, job_id)
+            if job.finished_at == now:
+                log.warning("job_abandoned", kind=kind, job_id=job_id, attempts=job.attempts)
+            return None
+        if job.runner != self.runner_id or job.heartbeat_at != now:
+            return None  # someone else's, alive
+        return job
+
+    def _abandon_only(self, kind: str, job_id: str) -> None:
+        """No free slot: still fail (never take over) orphans whose attempts are used up."""
+        now = _now()
+
+        def change(job: Job) -> Job:
+            if (job.is_stale(now, self.ttl) and
+                    (job.attempts >= job.max_attempts or job.cancel_requested)):
+                return job.reclaim(self.runner_id, now, self.ttl)
+            return job
+
+        with contextlib.suppress(NotFound, StoreError):
+            if self.store.update(kind, job_id, change).state.terminal:
+                self.store.drop_marker(kind, job_id)
+
+    def _drop_orphan_marker(self, kind: str, job_id: str) -> None:
+        """A marker without a job: a submit died between its two writes (after an hour)."""
+        current = self.store.state.get(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+        if current is not None:
+            created = datetime.fromisoformat(json.loads(current.value)["created_at"])
+            if _now() - created > timedelta(hours=1):
+                self.store.drop_marker(kind, job_id)
+
+    def _launch(self, job: Job) -> None:
+        thread = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                  name=f"job-{job.kind}-{job.id[:6]}")
+        with self._guard:
+            self._running[job.id] = thread
+        thread.start()
+
+    def _run(self, job: Job) -> None:
+        ctx = JobContext(self, job, self.runner_id)
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(ctx, done), daemon=True)
+        beat.start()
+        try:
+            self._execute(ctx)
+        finally:
+            done.set()
+            beat.join()
+            with self._guard:
+                self._running.pop(job.id, None)
+            self._slots.release()
+            self._wake.set()
+
+    def _heartbeat(self, ctx: JobContext, done: threading.Event) -> None:
+        while not done.wait(self.ttl / 4):
+            try:
+                ctx.flush()
+            except JobLost:
+                return
+            except Exception:  # the store is down: the next beat may get through
+                log.warning("job_heartbeat_failed", job_id=ctx.job.id)
+
+    def _execute(self, ctx: JobContext) -> None:
+        job = ctx.job
+        log.info("job_started", kind=job.kind, job_id=job.id, attempt=job.attempts)
+        outcome: JobState
+        result: dict[str, Any] = {}
+        error: tuple[str, str] | None = None
+        try:
+            returned = self._handlers[job.kind](ctx)
+            result = dict(returned or {})
+            outcome = JobState.SUCCEEDED
+        except JobLost:
+            log.warning("job_lost", kind=job.kind, job_id=job.id)
+            return
+        except JobCancelled:
+            outcome = JobState.CANCELLED
+        except ArchiverError as exc:
+            outcome, error = JobState.FAILED, (exc.code, exc.message)
+        except Exception as exc:
+            log.exception("job_handler_error", kind=job.kind, job_id=job.id)
+            outcome, error = JobState.FAILED, ("job_internal", f"{type(exc).__name__}: {exc}")
+        result["artifacts"] = [
+            {"name": name, "status": "available", **{k: v for k, v in ref.to_json().items()
+                                                     if k != "subjects"}}
+            for name, ref in sorted(ctx.artifacts.items())
+        ]
+        self._finish(ctx, outcome, result, error)
+
+    def _finish(self, ctx: JobContext, outcome: JobState, result: dict[str, Any],
+                error: tuple[str, str] | None) -> None:
+        now = _now()
+
+        def change(j: Job) -> Job:
+            j = ctx._apply(j.beat(self.runner_id, now), lambda x: x)
+            if error is not None:
+                j = j.add_error(*error)
+            return j.finish(outcome, now, result)
+
+        try:
+            final = self.store.update(ctx.job.kind, ctx.job.id, change)
+        except InvalidTransition:
+            log.warning("job_lost", kind=ctx.job.kind, job_id=ctx.job.id)
+            return
+        log.info("job_finished", kind=final.kind, job_id=final.id, state=str(final.state))
+
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Poll and wait until no job of ours is running (tests, CLI one-shots)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.poll()
+            with self._guard:
+                threads = list(self._running.values())
+            if not started and not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        raise TimeoutError("jobs still running")
+
+    # -- working area: expiry and erasure ----------------------------------------------
+
+    def schedule(self, jobs: Jobs, *, every_s: float = EXPIRY_SWEEP_INTERVAL_S) -> None:
+        """Register the expiry sweep on the singleton scheduler (one replica runs it)."""
+        jobs.add("workarea-expiry", self.sweep_expired, seconds=every_s,
+                 lease_ttl=max(60.0, every_s / 2), at_start=True)
+
+    def sweep_expired(self, now: datetime | None = None) -> int:
+        """Delete artifacts older than the expiry; mark them ``expired`` on their job."""
+        cutoff = (now or _now()) - self.expiry
+        removed = [ref.key for ref in list(self.workarea.list()) if ref.created_at < cutoff]
+        for key in removed:
+            self.workarea.delete(key)
+            self._mark(key, "expired")
+        sweep_partial = getattr(self.workarea, "sweep_partial", None)
+        if callable(sweep_partial):
+            sweep_partial()
+        if removed:
+            log.info("workarea_expired", count=len(removed))
+        return len(removed)
+
+    def drop_subject(self, subject: str) -> builtins.list[str]:
+        """Erasure hook: delete every artifact holding ``subject``'s content (as named in
+        ``write_artifact(subjects=…)``) and mark it ``erased`` on its job. Returns keys."""
+        hits = [ref.key for ref in list(self.workarea.list()) if subject in ref.subjects]
+        for key in hits:
+            self.workarea.delete(key)
+            self._mark(key, "erased")
+        return hits
+
+    def _mark(self, key: str, status: str) -> None:
+        parts = key.split("/")
+        if len(parts) < 3 or not (KIND_RE.match(parts[0]) and ID_RE.match(parts[1])):
+            return  # not a job artifact
+
+        def change(job: Job) -> Job:
+            artifacts = [dict(a, status=status) if a.get("key") == key else dict(a)
+                         for a in job.result.get("artifacts") or []]
+            return job.with_result({**job.result, "artifacts": artifacts})
+
+        with contextlib.suppress(NotFound):
+            self.store.update(parts[0], parts[1], change)
