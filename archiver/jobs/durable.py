@@ -81,6 +81,13 @@ class JobLost(ArchiverError):
     status = 409
 
 
+class JobInterrupted(ArchiverError):
+    """The process is shutting down: the job goes back to the queue, to be resumed."""
+
+    code = "job_interrupted"
+    status = 503
+
+
 Handler = Callable[["JobContext"], Mapping[str, Any] | None]
 
 
@@ -158,6 +165,7 @@ class JobContext:
         self._cancelled = job.cancel_requested
         self._lost = False
         self._last_flush = 0.0
+        self.interrupted = threading.Event()  # set by JobService.stop
         self.artifacts: dict[str, ArtifactRef] = {
             a["name"]: ArtifactRef.from_json(a) for a in (job.result.get("artifacts") or [])
             if "name" in a
@@ -193,12 +201,17 @@ class JobContext:
         self._write(lambda j: j.with_checkpoint(self._runner, state))
 
     def is_cancelled(self) -> bool:
-        """True once a cancel was asked, or when another runner took the job over: stop."""
-        return self._cancelled or self._lost
+        """True once a cancel was asked, another runner took the job over, or the process
+        is shutting down: stop (``raise_if_cancelled`` says which)."""
+        return self._cancelled or self._lost or self.interrupted.is_set()
 
     def raise_if_cancelled(self) -> None:
+        """Raise JobLost, JobCancelled or JobInterrupted; a handler calls it between items
+        (after a checkpoint) and lets it propagate."""
         if self._lost:
             raise JobLost("the job was taken over by another runner")
+        if self.interrupted.is_set() and not self._cancelled:
+            raise JobInterrupted("the process is shutting down")
         if self._cancelled:
             raise JobCancelled("the job was cancelled")
 
@@ -266,6 +279,7 @@ class JobService:
         self._handlers: dict[str, Handler] = {}
         self._slots = threading.BoundedSemaphore(concurrency)
         self._running: dict[str, threading.Thread] = {}
+        self._contexts: dict[str, JobContext] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -345,10 +359,14 @@ class JobService:
         self._poller.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop polling and wait for running handlers; those still running after
-        ``timeout`` are left to be taken over after the heartbeat TTL."""
+        """Stop polling, ask running handlers to stop (``is_cancelled`` turns true; a
+        handler that raises ``JobInterrupted`` puts its job back in the queue) and wait for
+        them; one still running after ``timeout`` is taken over after the heartbeat TTL."""
         self._stop.set()
         self._wake.set()
+        with self._guard:
+            for ctx in self._contexts.values():
+                ctx.interrupted.set()
         if self._poller is not None:
             self._poller.join(timeout)
         for thread in list(self._running.values()):
@@ -443,6 +461,10 @@ class JobService:
 
     def _run(self, job: Job) -> None:
         ctx = JobContext(self, job, self.runner_id)
+        with self._guard:
+            self._contexts[job.id] = ctx
+            if self._stop.is_set():
+                ctx.interrupted.set()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(ctx, done), daemon=True)
         beat.start()
@@ -453,6 +475,7 @@ class JobService:
             beat.join()
             with self._guard:
                 self._running.pop(job.id, None)
+                self._contexts.pop(job.id, None)
             self._slots.release()
             self._wake.set()
 
@@ -477,6 +500,12 @@ class JobService:
             outcome = JobState.SUCCEEDED
         except JobLost:
             log.warning("job_lost", kind=job.kind, job_id=job.id)
+            return
+        except JobInterrupted:
+            with contextlib.suppress(InvalidTransition, NotFound):
+                self.store.update(job.kind, job.id,
+                                  lambda j: ctx._apply(j, lambda x: x).release(self.runner_id))
+                log.info("job_released", kind=job.kind, job_id=job.id)
             return
         except JobCancelled:
             outcome = JobState.CANCELLED

@@ -10,6 +10,7 @@ runners can never both move the same job::
       └──cancel────────────────────────────▶ cancelled
     running, heartbeat older than the TTL ──reclaim──▶ running (attempt + 1)
                                           └─abandon──▶ failed  (attempts used up)
+    running, its process shutting down cleanly ──release──▶ queued (attempt given back)
 
 Terminal states (succeeded, failed, cancelled) never change again except for the
 artifact bookkeeping of the working area (expired or erased artifacts).
@@ -159,6 +160,15 @@ class Job:
                 f"(no heartbeat for more than {ttl_s:g} s); giving up",
             ).finish(JobState.FAILED, now)
         return replace(self, runner=runner, attempts=self.attempts + 1, heartbeat_at=now)
+
+    def release(self, runner: str) -> Job:
+        """running → queued on a clean shutdown: the attempt is given back and the next
+        runner resumes from the checkpoint without waiting for the heartbeat TTL."""
+        self._owned(runner)
+        if self.cancel_requested:
+            raise InvalidTransition("a cancelled job is not released", code="job_lost")
+        return replace(self, state=JobState.QUEUED, runner=None,
+                       attempts=max(0, self.attempts - 1), heartbeat_at=None)
 
     def beat(self, runner: str, now: datetime) -> Job:
         self._owned(runner)

@@ -246,7 +246,7 @@ class _IterReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buf = b""
+        self._buf = bytearray()
 
     def readable(self) -> bool:
         return True
@@ -254,18 +254,14 @@ class _IterReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             raise ValueError("unbounded read of a streamed artifact")
-        parts = [self._buf]
-        have = len(self._buf)
-        while have < size:
+        while len(self._buf) < size:
             try:
-                chunk = next(self._chunks)
+                self._buf += next(self._chunks)
             except StopIteration:
                 break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        self._buf = data[size:]
-        return data[:size]
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
 
 
 class S3WorkArea:
@@ -312,7 +308,8 @@ class S3WorkArea:
             self._put_meta(pending)  # before the bytes: erasure must always find them
             reader = _IterReader(h.feed(c) for c in _chunks(data))
             self._client.put_object(self.bucket, key, cast(BinaryIO, reader), length=-1,
-                                    part_size=PART_SIZE, content_type=content_type)
+                                    part_size=PART_SIZE, content_type=content_type,
+                                    num_parallel_uploads=1)  # one part in memory at a time
             ref = _meta(key, h, content_type, subjects)
             self._put_meta(ref)
         return ref

@@ -277,3 +277,25 @@ def test_erasure_drops_artifacts_holding_the_subject(make_settings: MakeSettings
     _, chunks = service.open_artifact(service.get("art", other.id), "a.bin")
     assert b"".join(chunks) == b"x" * 1000
     assert service.drop_subject("subj-nobody") == []
+
+
+def test_clean_shutdown_requeues_and_the_next_start_resumes_at_once(
+        make_settings: MakeSettings) -> None:
+    settings = make_settings(jobs_heartbeat_ttl_s=600)  # a takeover would wait 10 minutes
+    first = service_for(settings)
+    first.register("count", count)
+    job = first.submit("count", {"n": 60}, ADMIN)
+    first.start()
+    deadline = time.monotonic() + 20
+    while first.get("count", job.id).progress.done < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.stop()
+    parked = first.get("count", job.id)
+    assert parked.state is JobState.QUEUED and parked.attempts == 0
+    assert parked.checkpoint is not None and int(parked.checkpoint["i"]) >= 3
+
+    second = service_for(settings)
+    second.register("count", count)
+    final = wait_state(second, job, timeout=60)
+    assert final.state is JobState.SUCCEEDED and final.attempts == 1
+    assert final.result["resumed_from"] == int(parked.checkpoint["i"])

@@ -162,3 +162,14 @@ def test_view_hides_checkpoint_runner_and_subjects() -> None:
     assert "checkpoint" not in view and "runner" not in view
     assert "secret" not in str(view) and "'s'" not in str(view)
     assert view["finished_at"] == T0.isoformat()
+
+
+def test_release_gives_the_attempt_back_and_keeps_the_checkpoint() -> None:
+    running = queued().claim("r1", T0).with_checkpoint("r1", {"i": 4})
+    released = running.release("r1")
+    assert released.state is JobState.QUEUED and released.attempts == 0
+    assert released.runner is None and released.checkpoint == {"i": 4}
+    with pytest.raises(InvalidTransition):
+        running.release("r2")  # only the holder
+    with pytest.raises(InvalidTransition):
+        running.cancel(T0).release("r1")  # a cancelled job is not put back
