@@ -166,9 +166,11 @@ class JobContext:
         self._lost = False
         self._last_flush = 0.0
         self.interrupted = threading.Event()  # set by JobService.stop
+        # Artifacts an earlier attempt finished before it died stay part of the result.
+        prefix = f"{job.kind}/{job.id}/"
         self.artifacts: dict[str, ArtifactRef] = {
-            a["name"]: ArtifactRef.from_json(a) for a in (job.result.get("artifacts") or [])
-            if "name" in a
+            ref.key[len(prefix):]: ref for ref in service.workarea.list(prefix)
+            if service.workarea.stat(ref.key) is not None
         }
 
     @property
@@ -337,6 +339,24 @@ class JobService:
     def cancel(self, kind: str, job_id: str, caller: ScopeHolder | None = None) -> Job:
         self.get(kind, job_id, caller)
         return self.store.update(kind, job_id, lambda j: j.cancel(_now()))
+
+    def wait(self, kind: str, job_id: str, *, timeout: float | None = None,
+             on_change: Callable[[Job], None] | None = None, every_s: float = 0.5) -> Job:
+        """Block until the job is final (whichever runner runs it), calling ``on_change``
+        with each new version (a CLI progress bar). TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: Job | None = None
+        while True:
+            job = self.get(kind, job_id)
+            if job != last and on_change is not None:
+                on_change(job)
+            last = job
+            if job.state.terminal:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.state}")
+            self._wake.set()  # our own runner, if started, polls now
+            time.sleep(every_s)
 
     def open_artifact(self, job: Job, name: str) -> tuple[ArtifactRef, Iterator[bytes]]:
         """A finished job's artifact for download: its ref and a chunk stream. NotFound

@@ -29,6 +29,8 @@ def count(ctx: JobContext) -> Mapping[str, Any]:
         time.sleep(STEP_S)
         ctx.checkpoint({"i": i + 1})
         ctx.progress(i + 1, n, steps=i + 1)
+        if i + 1 == 5:  # an artifact made early: a resumed attempt does not redo it
+            ctx.write_artifact("early.txt", iter([b"early"]), subjects=["subj-early"])
         sys.stdout.write(f"step {i + 1} attempt {ctx.job.attempts}\n")
         sys.stdout.flush()
         ctx.raise_if_cancelled()

@@ -119,7 +119,10 @@ def test_job_resumes_from_checkpoint_after_sigkill(make_settings: MakeSettings) 
     assert final.attempts == 2
     assert final.result["resumed_from"] >= 8  # not started over
     assert final.progress.done == 40 and final.progress.percent == 100.0
-    (artifact,) = final.result["artifacts"]
+    artifact, early = final.result["artifacts"]  # sorted by name
+    assert (artifact["name"], early["name"]) == ("count.txt", "early.txt")
+    _, early_chunks = restarted.open_artifact(final, "early.txt")  # from attempt 1
+    assert b"".join(early_chunks) == b"early"
     ref, chunks = restarted.open_artifact(final, "count.txt")
     body = b"".join(chunks)
     assert body == b"".join(f"{i}\n".encode() for i in range(40))
@@ -135,7 +138,13 @@ def test_orphan_out_of_attempts_fails_never_stays_running(make_settings: MakeSet
     other = service_for(settings)
     other.register("count", count)
     assert other.get("count", job.id).state is JobState.RUNNING  # not stale yet
-    final = wait_state(other, job)
+    seen: list[JobState] = []
+    other.start()  # a process start picks the orphan up
+    try:
+        final = other.wait("count", job.id, timeout=30, on_change=lambda j: seen.append(j.state))
+    finally:
+        other.stop()
+    assert seen[0] is JobState.RUNNING and seen[-1] is JobState.FAILED
     assert final.state is JobState.FAILED
     assert final.attempts == 1
     assert final.errors[-1]["code"] == "job_abandoned"
