@@ -26,4 +26,5 @@ def open_workarea(settings: Settings) -> WorkArea:
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
-    return S3WorkArea(client, settings.workarea_bucket, evidence_bucket=settings.evidence_bucket)
+    return S3WorkArea(client, settings.workarea_bucket, evidence_bucket=settings.evidence_bucket,
+                      state_bucket=settings.state_bucket)

@@ -267,9 +267,13 @@ class _IterReader(io.RawIOBase):
 class S3WorkArea:
     name = "s3"
 
-    def __init__(self, client: Minio, bucket: str, *, evidence_bucket: str | None = None) -> None:
-        if evidence_bucket is not None and bucket == evidence_bucket:
-            raise BucketMisconfigured("the working area must not be the evidence bucket")
+    def __init__(self, client: Minio, bucket: str, *, evidence_bucket: str | None = None,
+                 state_bucket: str | None = None) -> None:
+        if bucket in (evidence_bucket, state_bucket):
+            # Evidence: locked. State: its keys would mix with artifacts and the sweeps.
+            raise BucketMisconfigured(
+                f"the working-area bucket {bucket!r} must be neither the evidence nor the "
+                "state bucket (set ARCHIVER_WORKAREA_BUCKET)")
         self._client = client
         self.bucket = bucket
 

@@ -166,7 +166,20 @@ def test_s3_area_refuses_a_versioned_bucket(s3_endpoint: dict[str, str]) -> None
         S3WorkArea(client, bucket).ensure()  # type: ignore[arg-type]
 
 
-def test_s3_area_refuses_the_evidence_bucket(s3_endpoint: dict[str, str]) -> None:
+def test_s3_area_refuses_the_evidence_and_state_buckets(s3_endpoint: dict[str, str]) -> None:
     client, _ = _s3(s3_endpoint)
-    with pytest.raises(BucketMisconfigured):
+    with pytest.raises(BucketMisconfigured, match="evidence"):
         S3WorkArea(client, "wa-evidence", evidence_bucket="wa-evidence")  # type: ignore[arg-type]
+    with pytest.raises(BucketMisconfigured, match="state"):
+        S3WorkArea(client, "wa-state", evidence_bucket="wa-evidence",  # type: ignore[arg-type]
+                   state_bucket="wa-state")
+
+
+def test_settings_pointing_the_area_at_the_state_bucket_are_refused(
+        s3_endpoint: dict[str, str], tmp_path: Path) -> None:
+    settings = embedded_settings(
+        tmp_path, store="s3", s3_endpoint=s3_endpoint["endpoint"],
+        s3_access_key=s3_endpoint["access_key"], s3_secret_key=s3_endpoint["secret_key"],
+        state_bucket="st-same", workarea_bucket="st-same")
+    with pytest.raises(BucketMisconfigured):
+        open_workarea(settings)
