@@ -18,6 +18,7 @@ from archiver.jobs.workarea import ArtifactRef, Chunks, WorkArea, check_key
 from archiver.store.errors import PreconditionFailed, StoreError
 from archiver.store.port import StateStore
 
+MAX_CHECKPOINT_BYTES = 256 * 1024  # rewritten with every heartbeat: a position, not data
 JOBS_PREFIX = "jobs/"
 ACTIVE_PREFIX = "jobs-active/"
 
@@ -31,6 +32,11 @@ class JobCancelled(ArchiverError):
 
     code = "job_cancelled"
     status = 409
+
+
+class CheckpointTooLarge(ArchiverError):
+    code = "job_checkpoint_too_large"
+    status = 500
 
 
 class JobLost(ArchiverError):
@@ -159,7 +165,13 @@ class JobContext:
 
     def checkpoint(self, state: Mapping[str, Any]) -> None:
         """Save where the handler is (JSON-able, small): a resumed attempt gets it back
-        from ``resume_state``. Written at once; raises JobLost when taken over."""
+        from ``resume_state``. Written at once; raises JobLost when taken over, and
+        CheckpointTooLarge (failing the job) beyond MAX_CHECKPOINT_BYTES."""
+        size = len(json.dumps(state))
+        if size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointTooLarge(
+                f"checkpoint of {size} bytes exceeds {MAX_CHECKPOINT_BYTES}: keep a position, "
+                "not the data")
         self._write(lambda j: j.with_checkpoint(self._runner, state))
 
     def is_cancelled(self) -> bool:

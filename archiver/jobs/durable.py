@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 log = get_logger("archiver.jobs.durable")
 
 EXPIRY_SWEEP_INTERVAL_S = 3600.0
+MAX_PARAMS_BYTES = 64 * 1024
 __all__ = [
     "ACTIVE_PREFIX", "JOBS_PREFIX", "Handler", "JobCancelled", "JobContext", "JobInterrupted",
     "JobLost", "JobOwner", "JobService", "JobState", "JobStore", "job_view",
@@ -136,9 +137,12 @@ class JobService:
         if kind not in self._handlers:
             raise BadRequest(f"no handler for job kind {kind!r}", code="job_kind_unknown")
         try:
-            json.dumps(params)
+            size = len(json.dumps(params))
         except (TypeError, ValueError) as exc:
             raise BadRequest("job parameters are not JSON", code="job_params_invalid") from exc
+        if size > MAX_PARAMS_BYTES:  # every poll and heartbeat rewrites the document
+            raise BadRequest(f"job parameters exceed {MAX_PARAMS_BYTES} bytes",
+                             code="job_params_too_large")
         job = new_job(secrets.token_urlsafe(18), kind, params, owner, numbers=numbers,
                       now=_now(), max_attempts=self.max_attempts)
         self.store.create(job)
@@ -357,7 +361,10 @@ class JobService:
             outcome, error = JobState.FAILED, (exc.code, exc.message)
         except Exception as exc:
             log.exception("job_handler_error", kind=job.kind, job_id=job.id)
-            outcome, error = JobState.FAILED, ("job_internal", f"{type(exc).__name__}: {exc}")
+            # The type only: a message may quote content, and the view shows errors to users
+            # (the traceback is in the log).
+            outcome, error = JobState.FAILED, ("job_internal",
+                                               f"internal error ({type(exc).__name__})")
         result["artifacts"] = [
             {"name": name, "status": "available", **{k: v for k, v in ref.to_json().items()
                                                      if k != "subjects"}}

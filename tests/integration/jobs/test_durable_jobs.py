@@ -186,6 +186,8 @@ def test_handler_errors_fail_the_job_with_their_code(make_settings: MakeSettings
 
     def bad(ctx: JobContext) -> Mapping[str, Any]:
         ctx.error("record_unreadable", "record r1 could not be read", record="r1")
+        if ctx.params["how"] == "fat":
+            ctx.checkpoint({"seen": ["x" * 100] * 5000})  # data, not a position
         if ctx.params["how"] == "domain":
             raise BadRequest("the case has no scope", code="case_no_scope")
         raise RuntimeError("boom")
@@ -193,11 +195,16 @@ def test_handler_errors_fail_the_job_with_their_code(make_settings: MakeSettings
     service.register("bad", bad)
     domain = service.submit("bad", {"how": "domain"}, ADMIN)
     bug = service.submit("bad", {"how": "bug"}, ADMIN)
+    fat = service.submit("bad", {"how": "fat"}, ADMIN)
     service.run_until_idle()
+    f = service.get("bad", fat.id)
+    assert f.state is JobState.FAILED and f.errors[-1]["code"] == "job_checkpoint_too_large"
+    assert f.checkpoint is None
     d, b = service.get("bad", domain.id), service.get("bad", bug.id)
     assert d.state is JobState.FAILED and b.state is JobState.FAILED
     assert [e["code"] for e in d.errors] == ["record_unreadable", "case_no_scope"]
-    assert b.errors[-1]["code"] == "job_internal" and "RuntimeError" in b.errors[-1]["message"]
+    assert b.errors[-1] == {"code": "job_internal", "message": "internal error (RuntimeError)"}
+    assert "boom" not in str(job_view(b))  # an exception's text may quote content
     assert d.errors[0]["details"] == {"record": "r1"}
 
 
@@ -216,6 +223,9 @@ def test_scope_bad_input_and_listing(make_settings: MakeSettings) -> None:
     with pytest.raises(BadRequest) as info:
         service.submit("export", {"x": object()}, ADMIN)
     assert info.value.code == "job_params_invalid"
+    with pytest.raises(BadRequest) as info:
+        service.submit("export", {"ids": ["r" * 60] * 2000}, ADMIN)
+    assert info.value.code == "job_params_too_large"
     other_number = Caller("tok-c", ("222",))
     with pytest.raises(NotFound):
         service.get("export", mine.id, other_number)
