@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from archiver.jobs.workarea import LocalWorkArea, S3WorkArea, WorkArea
@@ -27,4 +28,5 @@ def open_workarea(settings: Settings) -> WorkArea:
         region=settings.s3_region,
     )
     return S3WorkArea(client, settings.workarea_bucket, evidence_bucket=settings.evidence_bucket,
-                      state_bucket=settings.state_bucket)
+                      state_bucket=settings.state_bucket,
+                      backstop_days=math.ceil(settings.workarea_expiry_days) + 1)

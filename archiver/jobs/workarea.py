@@ -268,7 +268,7 @@ class S3WorkArea:
     name = "s3"
 
     def __init__(self, client: Minio, bucket: str, *, evidence_bucket: str | None = None,
-                 state_bucket: str | None = None) -> None:
+                 state_bucket: str | None = None, backstop_days: int | None = None) -> None:
         if bucket in (evidence_bucket, state_bucket):
             # Evidence: locked. State: its keys would mix with artifacts and the sweeps.
             raise BucketMisconfigured(
@@ -276,6 +276,7 @@ class S3WorkArea:
                 "state bucket (set ARCHIVER_WORKAREA_BUCKET)")
         self._client = client
         self.bucket = bucket
+        self.backstop_days = backstop_days
 
     def ensure(self) -> None:
         with translate(f"create working-area bucket {self.bucket}"):
@@ -291,6 +292,40 @@ class S3WorkArea:
             raise BucketMisconfigured(
                 f"working-area bucket {self.bucket!r} is versioned: deleted artifacts would "
                 "survive as noncurrent versions")
+        if self.backstop_days is not None:
+            self._lifecycle(self.backstop_days)
+
+    def _lifecycle(self, days: int) -> None:
+        """A lifecycle rule behind the sweep: the store itself expires artifacts a day after
+        the sweep should have (if the sweep never ran), and aborts multipart uploads a
+        killed writer left (AWS; MinIO drops that element and cleans stale uploads itself
+        after 24 h)."""
+        from minio.commonconfig import ENABLED, Filter
+        from minio.lifecycleconfig import (
+            AbortIncompleteMultipartUpload,
+            Expiration,
+            LifecycleConfig,
+            Rule,
+        )
+
+        rule = Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="wa-workarea-expiry",
+                    expiration=Expiration(days=days),
+                    abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                        days_after_initiation=1))
+        with translate(f"set working-area lifecycle on {self.bucket}"):
+            self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
+
+    def lifecycle_days(self) -> int | None:
+        """The expiration days of the bucket's lifecycle rule (None without one)."""
+        with translate(f"read working-area lifecycle of {self.bucket}"):
+            config = self._client.get_bucket_lifecycle(self.bucket)
+        if config is None:
+            return None
+        for rule in config.rules:
+            if rule.rule_id == "wa-workarea-expiry" and rule.expiration is not None:
+                days: int | None = rule.expiration.days
+                return days
+        return None
 
     def _lock_enabled(self) -> bool:
         from minio.error import S3Error

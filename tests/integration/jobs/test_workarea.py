@@ -151,6 +151,19 @@ def test_s3_area_is_created_plain(s3_endpoint: dict[str, str]) -> None:
     assert client.bucket_exists(bucket)  # type: ignore[attr-defined]
 
 
+def test_s3_area_gets_a_lifecycle_backstop(make_settings: MakeSettings) -> None:
+    area = open_workarea(make_settings(workarea_expiry_days=7))
+    if isinstance(area, LocalWorkArea):  # the embedded area has the sweep alone
+        assert not hasattr(area, "lifecycle_days")
+        return
+    assert isinstance(area, S3WorkArea)
+    area.ensure()
+    assert area.lifecycle_days() == 8  # a day after the sweep's 7
+    area.backstop_days = 31  # the setting changed: the next start updates the rule
+    area.ensure()
+    assert area.lifecycle_days() == 31
+
+
 def test_s3_area_refuses_a_locked_bucket(s3_endpoint: dict[str, str]) -> None:
     client, bucket = _s3(s3_endpoint)
     create_locked_bucket(client, bucket)  # type: ignore[arg-type]
