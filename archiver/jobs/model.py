@@ -53,7 +53,8 @@ class InvalidTransition(Conflict):
 class ScopeHolder(Protocol):
     """What visibility needs of a caller (``archiver.auth.Principal`` fits)."""
 
-    token_id: str
+    @property
+    def token_id(self) -> str: ...
 
     def covers(self, numbers: Iterable[str] | None) -> bool: ...
 

@@ -173,3 +173,17 @@ def test_release_gives_the_attempt_back_and_keeps_the_checkpoint() -> None:
         running.release("r2")  # only the holder
     with pytest.raises(InvalidTransition):
         running.cancel(T0).release("r1")  # a cancelled job is not put back
+
+
+def test_real_principals_fit_owner_and_visibility() -> None:
+    from archiver.auth import Principal, Role
+
+    legal = Principal("tok-l", "legal one", Role.LEGAL, ("111",), None)
+    other = Principal("tok-o", "other", Role.LEGAL, ("222",), None)
+    admin = Principal("tok-a", "admin", Role.ADMIN, None, None)
+    owner = JobOwner.of(legal)
+    assert owner == JobOwner("tok-l", "legal", ("111",))
+    job = new_job(JOB_ID, "export", {}, owner, numbers=None, now=T0, max_attempts=1)
+    assert job.visible_to(legal) and job.visible_to(admin)
+    assert not job.visible_to(other)
+    assert JobOwner.of(admin).numbers is None
