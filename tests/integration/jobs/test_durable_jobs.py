@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from archiver.errors import ArchiverError, BadRequest, NotFound
-from archiver.jobs.durable import JobContext, JobService
+from archiver.jobs.durable import JobContext, JobLost, JobService
 from archiver.jobs.model import Job, JobOwner, JobState, job_view
 from archiver.jobs.scheduler import Jobs
 from tests.integration.jobs.conftest import MakeSettings, service_for
@@ -318,3 +318,36 @@ def test_clean_shutdown_requeues_and_the_next_start_resumes_at_once(
     final = wait_state(second, job, timeout=60)
     assert final.state is JobState.SUCCEEDED and final.attempts == 1
     assert final.result["resumed_from"] == int(parked.checkpoint["i"])
+
+
+def test_a_stalled_runner_loses_the_job_and_cannot_overwrite_it(
+        make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    slow = service_for(settings, ttl=600.0)  # heart-beats every 150 s: looks dead at once
+    fast = service_for(settings)  # TTL 1 s: takes the job over
+    lost: list[str] = []
+    stalled = threading.Event()
+
+    def handler(ctx: JobContext) -> Mapping[str, Any]:
+        if ctx.job.attempts == 1:
+            stalled.set()
+            time.sleep(2.5)  # a stall longer than the taker's TTL, without any write
+            try:
+                ctx.checkpoint({"late": True})
+            except JobLost:
+                lost.append(ctx.job.runner or "")
+                raise
+            return {"by": "stalled"}
+        return {"by": "taker"}
+
+    slow.register("stall", handler)
+    fast.register("stall", handler)
+    job = slow.submit("stall", {}, ADMIN)
+    assert slow.poll() == 1 and stalled.wait(10)
+    time.sleep(1.2)
+    final = wait_state(fast, job)
+    slow.run_until_idle(timeout=20)
+    assert lost == [slow.runner_id]
+    final = fast.get("stall", job.id)
+    assert final.state is JobState.SUCCEEDED and final.attempts == 2
+    assert final.result["by"] == "taker" and final.checkpoint != {"late": True}
