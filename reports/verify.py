@@ -3,7 +3,8 @@
 ``verify_report`` is handed the PDF bytes and, optionally, the certificate the verifier
 expects (pinned); it does no I/O and fetches nothing (no OCSP, CRL or AIA). It checks:
 
-1. ``signature_present``   exactly one document signature (PAdES; timestamps aside);
+1. ``signature_present``   exactly one document signature, PAdES (``/SubFilter
+                           /ETSI.CAdES.detached``); document timestamps aside;
 2. ``signature_intact``    the signed bytes hash to the digest in the CMS (ETSI EN 319 142);
 3. ``signature_valid``     the CMS signature verifies under the signer certificate's key;
 4. ``whole_document``      the signature covers the whole file (B-B), or its revision is
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from io import BytesIO
@@ -127,7 +127,14 @@ def _verify(
     pinned_der = _pinned_der(cert_pem, checks) if cert_pem is not None else None
     reader = PdfFileReader(BytesIO(pdf), strict=False)
     sigs = list(reader.embedded_regular_signatures)
-    if not checks.add("signature_present", len(sigs) == 1, f"{len(sigs)} document signature(s)"):
+    subfilters = [str(s.sig_object.get("/SubFilter")) for s in sigs]
+    pades = subfilters == ["/ETSI.CAdES.detached"]
+    if not checks.add(
+        "signature_present",
+        pades,
+        f"{len(sigs)} document signature(s), SubFilter {', '.join(subfilters) or 'none'}"
+        + ("" if pades else "; want exactly one /ETSI.CAdES.detached (PAdES)"),
+    ):
         return
     sig = sigs[0]
     signer = sig.signer_cert
@@ -137,8 +144,6 @@ def _verify(
     # Trust is the pin below (certificate equality), not a chain to a root: the context has
     # no roots and fetches nothing, so only the cryptographic results are read from it.
     context = ValidationContext(trust_roots=[], allow_fetching=False, revocation_mode="soft-fail")
-    # pyHanko logs validation problems it also reports in the status; keep them out of ours.
-    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
     status = validate_pdf_signature(sig, context, skip_diff=False)
     checks.add(
         "signature_intact",

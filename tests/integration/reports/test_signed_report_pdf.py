@@ -360,3 +360,28 @@ def test_empty_title_refused() -> None:
     with pytest.raises(PdfRenderError, match="title") as info:
         render_pdf("<p>x</p>", TWIN, title="  ")
     assert info.value.code == "report_pdf_render_failed"
+
+
+def test_b_lt_without_the_tsa_root_is_refused(unsigned_pdf: bytes) -> None:
+    from reports.signing import SigningError
+
+    key_pem, cert_pem = generate_dev_signing_pair("Archive Report Signer")
+    with running_tsa() as tsa, pytest.raises(SigningError, match="validation path"):
+        sign_report(unsigned_pdf, key_pem=key_pem, cert_pem=cert_pem, tsa_url=tsa.url)
+
+
+def test_non_pades_signature_is_not_accepted(unsigned_pdf: bytes) -> None:
+    from pyhanko.sign import fields, signers
+
+    from reports.signing import load_signer
+
+    key_pem, cert_pem = generate_dev_signing_pair("Archive Report Signer")
+    meta = signers.PdfSignatureMetadata(
+        field_name="Legacy", subfilter=fields.SigSeedSubFilter.ADOBE_PKCS7_DETACHED
+    )
+    out = signers.sign_pdf(
+        IncrementalPdfFileWriter(BytesIO(unsigned_pdf)), meta, signer=load_signer(key_pem, cert_pem)
+    )
+    result = verify_report(out.getvalue(), cert_pem=cert_pem)
+    assert [c.name for c in result.failures] == ["signature_present"]
+    assert "adbe.pkcs7.detached" in result.failures[0].detail
