@@ -15,9 +15,11 @@ expects (pinned); it does no I/O and fetches nothing (no OCSP, CRL or AIA). It c
                            failing one fails the report);
 6. ``twin_found``          the signed revision holds exactly one associated file (catalog
                            ``/AF``) named ``report-twin.json``;
-7. ``twin_hash_printed``   the pages of the signed revision print ``Twin SHA-256: <hex>``;
+7. ``twin_hash_printed``   the pages of the signed revision print ``Twin SHA-256 <hex>``;
 8. ``twin_hash_matches``   every printed hash equals the SHA-256 of the extracted twin;
-9. ``checkpoint_printed``  the checkpoint printed on the pages equals the twin's.
+9. ``checkpoint_printed``  every printed ``Checkpoint tree size`` / ``Checkpoint root``
+                           equals the twin's ``checkpoint.size`` / ``checkpoint.root_hash``
+                           (labels: ``reports.labels``).
 
 The twin and page text are read from the *signed revision* (the bytes the signature's
 ``/ByteRange`` ends at), never from later incremental updates, so nothing appended after
@@ -44,7 +46,7 @@ from pyhanko_certvalidator import ValidationContext
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 
-from reports.labels import CHECKPOINT_PATTERN, TWIN_FILENAME, TWIN_SHA256_PATTERN
+from reports.labels import TWIN_FILENAME, find_printed
 
 # Every name that must be present and ok for a report to verify.
 REQUIRED_CHECKS = (
@@ -228,8 +230,8 @@ def _check_twin(signed: bytes, twin_name: str, checks: _Checks, info: dict[str, 
     digest = hashlib.sha256(twin).hexdigest()
     info["twin"] = twin
     info["twin_sha256"] = digest
-    text = "".join("".join((page.extract_text() or "").split()) for page in reader.pages)
-    printed = {m.lower() for m in TWIN_SHA256_PATTERN.findall(text)}
+    text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    printed, sizes, roots = find_printed(text)
     checks.add("twin_hash_printed", bool(printed), f"{len(printed)} distinct hash(es) on pages")
     if printed:
         info["printed_twin_sha256"] = sorted(printed)[0]
@@ -240,14 +242,14 @@ def _check_twin(signed: bytes, twin_name: str, checks: _Checks, info: dict[str, 
         )
     size, root, note = _twin_checkpoint(twin)
     info.update(checkpoint_size=size, checkpoint_root=root, checkpoint_note=note)
-    shown = {(int(s), r.lower()) for s, r in CHECKPOINT_PATTERN.findall(text)}
     if size is None or root is None:
         checks.add("checkpoint_printed", False, "the twin names no checkpoint (size, root_hash)")
     else:
         checks.add(
             "checkpoint_printed",
-            shown == {(size, root)},
-            f"twin: tree size {size}, root {root}; pages: {sorted(shown) or 'none'}",
+            sizes == {size} and roots == {root},
+            f"twin: tree size {size}, root {root}; pages: tree size "
+            f"{sorted(sizes) or 'none'}, root {sorted(roots) or 'none'}",
         )
 
 

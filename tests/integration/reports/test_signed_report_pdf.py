@@ -51,19 +51,28 @@ def _tool(name: str) -> str:
 
 
 def _html(twin_hash: str, *, size: int = 1234, root: str = ROOT) -> str:
-    footer = twin_hash_line(twin_hash)
+    # Margin boxes fed by string-set, the way reports/templates/report.css prints them on
+    # every page, plus the labelled line of reports.labels in the body.
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
 <style>
-@page {{ size: A4; margin: 2cm 2cm 2.5cm;
-  @bottom-left {{ content: "{footer}"; font: 7pt 'DejaVu Sans Mono'; }}
+@page {{ size: A4; margin: 22mm 16mm 24mm 16mm;
+  @top-right {{ content: "Checkpoint tree size " string(cp-size); font: 7.5pt 'DejaVu Sans'; }}
+  @bottom-left {{ content: "Twin SHA-256 " string(twin) "\\A Checkpoint root " string(cp-root);
+                  white-space: pre; font: 6.5pt 'DejaVu Sans Mono'; }}
   @bottom-right {{ content: "Page " counter(page) " of " counter(pages);
-                   font: 8pt 'DejaVu Sans'; }} }}
+                   font: 7.5pt 'DejaVu Sans'; }} }}
 body {{ font-family: 'DejaVu Sans'; font-size: 10pt; }}
+.twin-sha {{ string-set: twin content(); }} .cp-size {{ string-set: cp-size content(); }}
+.cp-root {{ string-set: cp-root content(); }} .mono {{ font-family: 'DejaVu Sans Mono'; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #999; padding: 2pt 6pt; }}
 </style></head><body>
 <h1>GDPR audit report</h1>
 <p>Period 2026-11-01 .. 2026-11-30 · scope +49 30 000000 (number id 1001)</p>
+<p>The twin embedded in this PDF has the SHA-256 <span class="mono twin-sha">{twin_hash}</span>;
+it covers the log up to tree size <span class="cp-size">{size}</span>, root hash
+<span class="mono cp-root">{root}</span>.</p>
 <p>{checkpoint_line(size, root)}</p>
+<p class="mono">{twin_hash_line(twin_hash)}</p>
 <table><tr><th>Kind</th><th>Records</th></tr><tr><td>text</td><td>1000</td></tr>
 <tr><td>média ünïcode — “quoted”</td><td>12</td></tr></table>
 <h2 style="break-before: page">Findings</h2><p>None.</p>
