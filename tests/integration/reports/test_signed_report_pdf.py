@@ -394,3 +394,36 @@ def test_non_pades_signature_is_not_accepted(unsigned_pdf: bytes) -> None:
     result = verify_report(out.getvalue(), cert_pem=cert_pem)
     assert [c.name for c in result.failures] == ["signature_present"]
     assert "adbe.pkcs7.detached" in result.failures[0].detail
+
+
+def test_twin_swapped_after_signing_is_neither_read_nor_accepted(
+    signed: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    pdf, cert_pem = signed
+    forged = b'{"checkpoint":{"root_hash":"' + b"00" * 32 + b'","size":1}}'
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    spec = writer.root["/AF"][0]
+    spec["/EF"][generic.NameObject("/F")] = writer.add_object(
+        generic.StreamObject(stream_data=forged)
+    )
+    writer.update_container(spec)
+    out = BytesIO()
+    writer.write(out)
+    swapped = out.getvalue()
+    from pypdf import PdfReader
+
+    # The appended revision really does replace the attachment for an ordinary reader...
+    latest = PdfReader(BytesIO(swapped)).trailer["/Root"]["/AF"][0].get_object()
+    assert latest["/EF"]["/F"].get_object().get_data() == forged
+    # ...but verification reads the signed revision and refuses the later change.
+    result = verify_report(swapped, cert_pem=cert_pem)
+    assert [c.name for c in result.failures] == ["whole_document"], result.checks
+    assert result.twin == TWIN
+    assert "Total document signed" not in _pdfsig(swapped, tmp_path)
+
+
+def test_malformed_pin_fails(signed: tuple[bytes, bytes]) -> None:
+    pdf, _ = signed
+    result = verify_report(pdf, cert_pem=b"not a certificate")
+    assert not result.ok
+    assert "signer_pinned" in {c.name for c in result.failures}
