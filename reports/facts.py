@@ -1,0 +1,543 @@
+"""The plain facts one report is computed from (pure code, no I/O).
+
+The service (``archiver/reporting/``) gathers these from the log, the index, the store and
+the working state for one regulation, period and set of business numbers; ``compute``
+turns them into numbers and findings. Facts are stored by the service, so every class
+round-trips through JSON: ``ReportFacts.from_dict(json.loads(json.dumps(f.to_dict())))
+== f``.
+
+A report is kept under lock and names no customer. Facts therefore carry pseudonyms
+(``s_…`` subjects, ``r_…`` records, ``m_…`` message refs) and business identifiers only;
+the identifier checks below refuse anything else (a phone number passed as a subject
+raises ``FactsError``). Two fields hold free text from the working state that may name a
+person — ``AccessEvent.detail`` (a search query, an export scope) and
+``ErasureFact.note`` — and are never rendered or copied into the twin.
+
+Times are timezone-aware UTC; the period is half-open ``[start, end)``.
+
+    ReportsError                code: "report_invalid"
+    └── FactsError              facts are malformed: names the field and the value's problem
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+FACTS_SCHEMA = "wa-archiver.report-facts/1"
+
+
+class ReportsError(Exception):
+    """Root of every deliberate error raised by ``reports``."""
+
+    code: str = "report_invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FactsError(ReportsError):
+    code = "report_facts_invalid"
+
+
+class Regulation(StrEnum):
+    GDPR = "gdpr"
+    HIPAA = "hipaa"
+    FINRA = "finra"  # FINRA 4511 with SEC 17a-4(f) as amended in 2022
+
+
+class Origin(StrEnum):
+    """Same values as ``archiver.whatsapp.events.Origin``: the service passes them through."""
+
+    CUSTOMER = "customer"
+    BUSINESS_APP = "business_app"  # an echo of a message typed in the WhatsApp Business App
+    BUSINESS_API = "business_api"
+    HISTORY = "history"  # history sync of the Business App's past messages
+    META = "meta"  # account and template notices from Meta
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    NONE = "none"  # statuses, account events
+
+
+class LockMode(StrEnum):
+    GOVERNANCE = "GOVERNANCE"
+    COMPLIANCE = "COMPLIANCE"
+
+
+class LockCheckMode(StrEnum):
+    FULL = "full"  # every object of the period was read
+    SAMPLE = "sample"  # a random sample of stated size (seeded, so reproducible)
+
+
+class MediaState(StrEnum):
+    FETCHED = "fetched"
+    MISSING = "missing"  # never fetched (expired at Meta, download failed, not yet tried)
+
+
+class ErasureStatus(StrEnum):
+    COMPLETED = "completed"
+    REFUSED = "refused"
+    PENDING = "pending"
+
+
+class ConsentKind(StrEnum):
+    OPT_IN = "opt_in"
+    OPT_OUT = "opt_out"
+
+
+class AccessAction(StrEnum):
+    SEARCH = "search"
+    VIEW = "view"
+    EXPORT = "export"
+
+
+class Consistency(StrEnum):
+    VERIFIED = "verified"  # proof from the previous report's checkpoint checked
+    FAILED = "failed"  # the proof did not verify: the log was rewritten
+    NOT_CHECKED = "not_checked"  # a previous checkpoint exists but no proof was checked
+    FIRST_REPORT = "first_report"  # no previous report: nothing to be consistent with
+
+
+# Pseudonyms are "<prefix>_" + lowercase base32 (archiver.records.pseudonym).
+_PSEUDONYM = re.compile(r"^[a-z]_[a-z2-7]{8,}$")
+# Free-form identifiers of the business side (number ids, object keys, actors, codes).
+_CODE = re.compile(r"^[a-z][a-z0-9_.:-]{0,79}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_pseudonym(value: str, prefix: str, where: str) -> None:
+    if not (_PSEUDONYM.match(value) and value.startswith(prefix)):
+        raise FactsError(f"{where}: {value[:4]!r}… is not a {prefix}… pseudonym")
+
+
+def _check_code(value: str, where: str) -> None:
+    if not _CODE.match(value):
+        raise FactsError(f"{where}: {value!r} is not a lowercase code")
+
+
+def _check_utc(value: datetime, where: str) -> None:
+    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+        raise FactsError(f"{where}: time must be timezone-aware UTC")
+
+
+def _check_count(value: int, where: str) -> None:
+    if isinstance(value, bool) or value < 0:
+        raise FactsError(f"{where}: must be a non-negative integer")
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: datetime
+    end: datetime  # exclusive
+
+    def __post_init__(self) -> None:
+        _check_utc(self.start, "period.start")
+        _check_utc(self.end, "period.end")
+        if self.end <= self.start:
+            raise FactsError("period: end must be after start")
+
+    def contains(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    regulation: Regulation
+    period: Period
+    numbers: tuple[str, ...]  # business phone_number_ids covered (business, not customer)
+    archive: str  # the archive's name as printed (an organisation, not a person)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInForce:
+    policy_id: str
+    version: str
+    retain_days: int  # the policy's retention period in days
+    lock_mode: LockMode
+
+    def __post_init__(self) -> None:
+        _check_code(self.policy_id, "policy.policy_id")
+        _check_count(self.retain_days, "policy.retain_days")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFact:
+    record_id: str
+    kind: str  # message, status, account, …
+    origin: Origin
+    direction: Direction
+    number: str  # business phone_number_id
+    occurred_at: datetime
+    subject: str | None  # s_… pseudonym, None for events without a data subject
+    policy_id: str
+    required_retain_until: datetime  # what the policy requires for this record
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.record_id, "r_", "record.record_id")
+        _check_code(self.kind, "record.kind")
+        _check_utc(self.occurred_at, "record.occurred_at")
+        _check_utc(self.required_retain_until, "record.required_retain_until")
+        if self.subject is not None:
+            _check_pseudonym(self.subject, "s_", "record.subject")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFact:
+    record_id: str  # the message record the media belongs to
+    media_ref: str  # the blob's pseudonymous ref or content hash, never a URL
+    state: MediaState
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.record_id, "r_", "media.record_id")
+
+
+@dataclass(frozen=True, slots=True)
+class LockObservation:
+    """One object's lock as the store reports it (HEAD / GetObjectRetention), not the index."""
+
+    object_key: str
+    version_id: str
+    record_id: str | None
+    observed_mode: LockMode | None  # None: the object has no retention lock at all
+    observed_retain_until: datetime | None
+    required_mode: LockMode
+    required_retain_until: datetime
+
+    def __post_init__(self) -> None:
+        if self.record_id is not None:
+            _check_pseudonym(self.record_id, "r_", "lock.record_id")
+        _check_utc(self.required_retain_until, "lock.required_retain_until")
+        if self.observed_retain_until is not None:
+            _check_utc(self.observed_retain_until, "lock.observed_retain_until")
+
+
+@dataclass(frozen=True, slots=True)
+class LockCheck:
+    mode: LockCheckMode
+    population: int  # objects of the period
+    read: int  # objects whose lock was read (== population when full)
+    seed: str | None  # the sample's seed, so the same sample can be drawn again
+    observations: tuple[LockObservation, ...]
+
+    def __post_init__(self) -> None:
+        _check_count(self.population, "lock_check.population")
+        _check_count(self.read, "lock_check.read")
+        if self.read != len(self.observations):
+            raise FactsError("lock_check.read must equal the number of observations")
+        if self.read > self.population:
+            raise FactsError("lock_check.read exceeds the population")
+        if self.mode is LockCheckMode.FULL and self.read != self.population:
+            raise FactsError("lock_check: a full check reads the whole population")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldFact:
+    hold_id: str
+    placed_at: datetime
+    released_at: datetime | None
+    records: int  # records held
+
+    def __post_init__(self) -> None:
+        _check_utc(self.placed_at, "hold.placed_at")
+        _check_count(self.records, "hold.records")
+
+
+@dataclass(frozen=True, slots=True)
+class DisposalFact:
+    record_id: str
+    disposed_at: datetime
+    policy_id: str
+    tombstone_id: str | None  # the tombstone record; None if none was written
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.record_id, "r_", "disposal.record_id")
+        _check_utc(self.disposed_at, "disposal.disposed_at")
+        if self.tombstone_id is not None:
+            _check_pseudonym(self.tombstone_id, "r_", "disposal.tombstone_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureFact:
+    request_id: str
+    subject: str  # s_… pseudonym
+    requested_at: datetime
+    status: ErasureStatus
+    decided_at: datetime | None
+    reason: str | None  # a code (legal_hold, retention_obligation, …), required when refused
+    note: str = ""  # operator's free text: may name a person, NEVER rendered
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.subject, "s_", "erasure.subject")
+        _check_utc(self.requested_at, "erasure.requested_at")
+        if self.reason is not None:
+            _check_code(self.reason, "erasure.reason")
+        if self.status is ErasureStatus.REFUSED and self.reason is None:
+            raise FactsError("erasure: a refused erasure needs a reason code")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentEvent:
+    """Opt-in or opt-out of one subject. The service passes the subject's whole history up
+    to the period's end, so consent valid at a send inside the period is known."""
+
+    subject: str
+    kind: ConsentKind
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.subject, "s_", "consent.subject")
+        _check_utc(self.at, "consent.at")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSend:
+    record_id: str
+    subject: str
+    number: str
+    sent_at: datetime
+    category: str  # pricing.category from the statuses: marketing, utility, authentication…
+
+    def __post_init__(self) -> None:
+        _check_pseudonym(self.record_id, "r_", "template.record_id")
+        _check_pseudonym(self.subject, "s_", "template.subject")
+        _check_utc(self.sent_at, "template.sent_at")
+        _check_code(self.category, "template.category")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    actor: str  # the staff user id (a user of the archive, not a customer)
+    role: str
+    action: AccessAction
+    at: datetime
+    detail: str = ""  # query text / export scope: may name a customer, NEVER rendered
+
+    def __post_init__(self) -> None:
+        _check_utc(self.at, "access.at")
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedRequest:
+    actor: str  # user id, or "anonymous"
+    code: str  # the error code answered (forbidden, scope_denied, …)
+    count: int
+
+    def __post_init__(self) -> None:
+        _check_code(self.code, "refused.code")
+        _check_count(self.count, "refused.count")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessFacts:
+    events: tuple[AccessEvent, ...] = ()
+    sign_in_failures: int = 0
+    refused: tuple[RefusedRequest, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointFact:
+    size: int
+    root_hash: str  # lowercase hex SHA-256
+    note: str = ""  # the signed note text (C2SP signed-note), as stored
+
+    def __post_init__(self) -> None:
+        _check_count(self.size, "checkpoint.size")
+        if not _HEX64.match(self.root_hash):
+            raise FactsError("checkpoint.root_hash must be 64 lowercase hex digits")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyFinding:
+    code: str
+    object_key: str  # what it names: an object key or record id (pseudonymous)
+
+    def __post_init__(self) -> None:
+        _check_code(self.code, "verify.code")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifySweep:
+    finished_at: datetime
+    objects_checked: int
+    findings: tuple[VerifyFinding, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_utc(self.finished_at, "verify.finished_at")
+        _check_count(self.objects_checked, "verify.objects_checked")
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityFacts:
+    checkpoint: CheckpointFact  # the checkpoint the report covers (pinned tree size)
+    previous: CheckpointFact | None  # the previous report's checkpoint
+    consistency: Consistency
+    verify: VerifySweep | None  # the last verify sweep; None if none ever ran
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPhase:
+    number: str
+    phase: int  # Meta's history sync phase (0, 1, 2)
+    completed: bool
+    progress: int  # percent, 0..100
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.progress <= 100:
+            raise FactsError("history.progress must be 0..100")
+
+
+@dataclass(frozen=True, slots=True)
+class NumberWatch:
+    number: str
+    max_silence_seconds: int  # longer without any record than this is "silent"
+
+    def __post_init__(self) -> None:
+        if self.max_silence_seconds <= 0:
+            raise FactsError("watch.max_silence_seconds must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class CompletenessFacts:
+    orphan_statuses: tuple[str, ...] = ()  # m_… refs of statuses with no known message
+    history: tuple[HistoryPhase, ...] = ()
+    watches: tuple[NumberWatch, ...] = ()  # numbers with a silence threshold
+    overdue_disposals: tuple[str, ...] = ()  # r_… past retain-until, no hold, not disposed
+
+    def __post_init__(self) -> None:
+        for ref in self.orphan_statuses:
+            _check_pseudonym(ref, "m_", "completeness.orphan_statuses")
+        for rid in self.overdue_disposals:
+            _check_pseudonym(rid, "r_", "completeness.overdue_disposals")
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceFacts:
+    """Statements about the deployment that regulation sections need (from settings)."""
+
+    second_copy: bool = False  # a second, separately stored copy (17a-4(f)(3)(iii))
+    second_copy_location: str = ""  # e.g. "s3://archive-dr (eu-west-1)"
+    designated_party: str = ""  # "third_party" or "executive_officer" (17a-4(f)(3)(v))
+    designated_party_ref: str = ""  # the undertaking's reference, not a person's name
+    designated_party_accesses: int = 0  # exports by the designated party's role
+    processing_record_ref: str = ""  # GDPR Art. 30 record of processing: document + version
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    scope: Scope
+    policies: tuple[PolicyInForce, ...]
+    records: tuple[RecordFact, ...]
+    raw_captures: int
+    media: tuple[MediaFact, ...]
+    lock_check: LockCheck
+    holds: tuple[HoldFact, ...]
+    disposals: tuple[DisposalFact, ...]
+    erasures: tuple[ErasureFact, ...]
+    consent_events: tuple[ConsentEvent, ...]
+    template_sends: tuple[TemplateSend, ...]
+    access: AccessFacts
+    integrity: IntegrityFacts
+    completeness: CompletenessFacts
+    compliance: ComplianceFacts = field(default_factory=ComplianceFacts)
+
+    def __post_init__(self) -> None:
+        _check_count(self.raw_captures, "raw_captures")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": FACTS_SCHEMA, **_encode(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportFacts:
+        """Inverse of ``to_dict``. Raises ``FactsError`` naming the first bad field."""
+        if data.get("schema") != FACTS_SCHEMA:
+            raise FactsError(f"facts schema must be {FACTS_SCHEMA!r}")
+        body = {k: v for k, v in data.items() if k != "schema"}
+        return _decode(cls, body, "facts")
+
+
+# --- JSON round trip ------------------------------------------------------------------
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+T = TypeVar("T")
+
+
+def _decode(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, Mapping):
+        raise FactsError(f"{where}: expected an object")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    if unknown:
+        raise FactsError(f"{where}: unknown field(s) {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _value(hints[name], data[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise FactsError(f"{where}: {exc}") from exc
+
+
+def _value(hint: Any, raw: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw is None:
+            return None
+        return _value(args[0], raw, where)
+    if origin is tuple:
+        if not isinstance(raw, list):
+            raise FactsError(f"{where}: expected a list")
+        item = typing.get_args(hint)[0]
+        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(raw))
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        try:
+            return hint(raw)
+        except ValueError as exc:
+            raise FactsError(f"{where}: {raw!r} is not one of {[m.value for m in hint]}") from exc
+    if hint is datetime:
+        if not isinstance(raw, str):
+            raise FactsError(f"{where}: expected an ISO 8601 time")
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FactsError(f"{where}: {exc}") from exc
+    if dataclasses.is_dataclass(hint):
+        return _decode(hint, raw, where)  # type: ignore[arg-type]
+    if hint is int:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise FactsError(f"{where}: expected an integer")
+        return raw
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise FactsError(f"{where}: expected true or false")
+        return raw
+    if hint is str:
+        if not isinstance(raw, str):
+            raise FactsError(f"{where}: expected a string")
+        return raw
+    raise FactsError(f"{where}: unsupported field type {hint!r}")  # pragma: no cover
