@@ -1,6 +1,6 @@
-"""Audit reports (PDF/A-3b, PAdES-signed): templates, rendering and signing.
+"""Audit reports for regulators (GDPR, HIPAA, FINRA / SEC 17a-4): the pure core.
 
-Takes plain view-models and imports nothing from ``archiver``. The report builders are
-on the roadmap after the spine (capture, proof log, retention, search); this package
-exists now so that the layering contracts (import-linter) already hold for it.
+Plain facts (``facts``) → numbers and findings (``compute``, ``regulations``) → the
+canonical JSON twin (``twin``) and HTML with inline SVG charts (``render``, ``charts``,
+``templates/``). Imports nothing from ``archiver``; see ``docs/reports.md``.
 """

@@ -27,7 +27,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -126,8 +126,11 @@ def _check_code(value: str, where: str) -> None:
         raise FactsError(f"{where}: {value!r} is not a lowercase code")
 
 
+_ZERO = timedelta(0)
+
+
 def _check_utc(value: datetime, where: str) -> None:
-    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+    if value.tzinfo is not UTC and value.utcoffset() != _ZERO:  # fast path: datetime.UTC
         raise FactsError(f"{where}: time must be timezone-aware UTC")
 
 
@@ -463,81 +466,148 @@ class ReportFacts:
         if data.get("schema") != FACTS_SCHEMA:
             raise FactsError(f"facts schema must be {FACTS_SCHEMA!r}")
         body = {k: v for k, v in data.items() if k != "schema"}
-        return _decode(cls, body, "facts")
+        try:
+            return _decode(cls, body)
+        except _Bad as bad:
+            raise FactsError(f"facts{bad.path}: {bad.message}") from None
 
 
 # --- JSON round trip ------------------------------------------------------------------
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _encode(value: Any) -> Any:
+    # Called once per value of possibly millions of records: plain types first.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, datetime):
+        return value._value_  # the plain attribute: .value is a slow descriptor
+    if kind is datetime:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
+    if kind is tuple:
         return [_encode(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return {name: _encode(getattr(value, name)) for name in _field_names(kind)}
     return value
 
 
 T = TypeVar("T")
+_Convert = typing.Callable[[Any], Any]
 
 
-def _decode(cls: type[T], data: Any, where: str) -> T:
+class _Bad(Exception):
+    """A decoding problem; each enclosing level prepends its path segment (cheap success
+    path: no path strings are built for values that decode)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def _decode(cls: type[T], data: Any) -> T:
     if not isinstance(data, Mapping):
-        raise FactsError(f"{where}: expected an object")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - names
-    if unknown:
-        raise FactsError(f"{where}: unknown field(s) {sorted(unknown)}")
+        raise _Bad("expected an object")
+    converters = _converters(cls)
     kwargs: dict[str, Any] = {}
-    for name in names:
-        if name in data:
-            kwargs[name] = _value(hints[name], data[name], f"{where}.{name}")
+    for name, raw in data.items():
+        convert = converters.get(name)
+        if convert is None:
+            raise _Bad(f"unknown field {name!r}")
+        try:
+            kwargs[name] = convert(raw)
+        except _Bad as bad:
+            bad.path = f".{name}{bad.path}"
+            raise
+        except FactsError as exc:  # a nested dataclass's own check
+            raise _Bad(exc.message, f".{name}") from exc
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
-        raise FactsError(f"{where}: {exc}") from exc
+        raise _Bad(str(exc)) from exc
+    except FactsError as exc:
+        raise _Bad(exc.message) from exc
 
 
-def _value(hint: Any, raw: Any, where: str) -> Any:
+_CONVERTERS: dict[type, dict[str, _Convert]] = {}
+
+
+def _converters(cls: type) -> dict[str, _Convert]:
+    """One converter per field, built once per class: decoding runs per record."""
+    found = _CONVERTERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = {name: _converter(hints[name]) for name in _field_names(cls)}
+        _CONVERTERS[cls] = found
+    return found
+
+
+def _converter(hint: Any) -> _Convert:
     origin = typing.get_origin(hint)
     if origin is types.UnionType or origin is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if raw is None:
-            return None
-        return _value(args[0], raw, where)
+        inner = _converter(next(a for a in typing.get_args(hint) if a is not type(None)))
+        return lambda raw: None if raw is None else inner(raw)
     if origin is tuple:
-        if not isinstance(raw, list):
-            raise FactsError(f"{where}: expected a list")
-        item = typing.get_args(hint)[0]
-        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(raw))
+        item = _converter(typing.get_args(hint)[0])
+
+        def as_tuple(raw: Any) -> Any:
+            if not isinstance(raw, list):
+                raise _Bad("expected a list")
+            out = []
+            for i, v in enumerate(raw):
+                try:
+                    out.append(item(v))
+                except _Bad as bad:
+                    bad.path = f"[{i}]{bad.path}"
+                    raise
+            return tuple(out)
+
+        return as_tuple
     if isinstance(hint, type) and issubclass(hint, StrEnum):
-        try:
-            return hint(raw)
-        except ValueError as exc:
-            raise FactsError(f"{where}: {raw!r} is not one of {[m.value for m in hint]}") from exc
+        enum = hint
+
+        def as_enum(raw: Any) -> Any:
+            try:
+                return enum(raw)
+            except ValueError as exc:
+                raise _Bad(f"{raw!r} is not one of {[m.value for m in enum]}") from exc
+
+        return as_enum
     if hint is datetime:
-        if not isinstance(raw, str):
-            raise FactsError(f"{where}: expected an ISO 8601 time")
-        try:
-            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise FactsError(f"{where}: {exc}") from exc
-    if dataclasses.is_dataclass(hint):
-        return _decode(hint, raw, where)  # type: ignore[arg-type]
-    if hint is int:
-        if not isinstance(raw, int) or isinstance(raw, bool):
-            raise FactsError(f"{where}: expected an integer")
+        return _as_datetime
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        cls = hint
+        return lambda raw: _decode(cls, raw)
+    if hint in (int, bool, str):
+        return _plain(hint)
+    raise TypeError(f"unsupported field type {hint!r}")  # a programming error, at first use
+
+
+def _as_datetime(raw: Any) -> datetime:
+    if not isinstance(raw, str):
+        raise _Bad("expected an ISO 8601 time")
+    try:
+        return datetime.fromisoformat(raw)  # Python 3.11 reads the trailing "Z"
+    except ValueError as exc:
+        raise _Bad(str(exc)) from exc
+
+
+def _plain(kind: type) -> _Convert:
+    names = {int: "an integer", bool: "true or false", str: "a string"}
+
+    def check(raw: Any) -> Any:
+        if type(raw) is not kind:  # bool is an int subclass: exact type only
+            raise _Bad(f"expected {names[kind]}")
         return raw
-    if hint is bool:
-        if not isinstance(raw, bool):
-            raise FactsError(f"{where}: expected true or false")
-        return raw
-    if hint is str:
-        if not isinstance(raw, str):
-            raise FactsError(f"{where}: expected a string")
-        return raw
-    raise FactsError(f"{where}: unsupported field type {hint!r}")  # pragma: no cover
+
+    return check

@@ -69,7 +69,7 @@ def test_a_refused_erasure_needs_a_reason_code() -> None:
 
 def test_times_must_be_utc_and_period_ordered() -> None:
     with pytest.raises(FactsError, match="UTC"):
-        Period(datetime(2026, 1, 1), datetime(2026, 2, 1))  # noqa: DTZ001 - the point
+        Period(datetime(2026, 1, 1), datetime(2026, 2, 1))  # naive: the point
     cet = timezone(timedelta(hours=1))
     with pytest.raises(FactsError, match="UTC"):
         Period(datetime(2026, 1, 1, tzinfo=cet), F.END)
