@@ -177,6 +177,9 @@ def compute_report(facts: ReportFacts) -> Report:
         "checkpoint": {
             "size": facts.integrity.checkpoint.size,
             "root_hash": facts.integrity.checkpoint.root_hash,
+            # The signed note, so verify-report checks it against the log's public key
+            # without asking the archive.
+            "note": facts.integrity.checkpoint.note,
         },
         "policies": [
             {

@@ -77,6 +77,8 @@ CAROL = subject("carol")  # opts in, later opts out
 RETAIN = START + timedelta(days=6 * 365 + 10)
 ROOT = hashlib.sha256(b"root 1000").hexdigest()
 PREV_ROOT = hashlib.sha256(b"root 800").hexdigest()
+NOTE = (f"archive.example/log\n1000\n{base64.b64encode(bytes.fromhex(ROOT)).decode()}\n\n"
+        f"\u2014 archive.example/log {base64.b64encode(b'k' * 4 + b's' * 64).decode()}\n")
 
 # Record ids the violations use (kept out of the clean set's id range).
 MARKETING_AFTER_OPT_OUT = record(9001)
@@ -162,7 +164,7 @@ def clean_facts(regulation: Regulation = Regulation.FINRA) -> ReportFacts:
             refused=(RefusedRequest("u_viewer", "scope_denied", 2),),
         ),
         integrity=IntegrityFacts(
-            checkpoint=CheckpointFact(1000, ROOT, "archive.example/log\n1000\n...\n"),
+            checkpoint=CheckpointFact(1000, ROOT, NOTE),
             previous=CheckpointFact(800, PREV_ROOT),
             consistency=Consistency.VERIFIED,
             verify=VerifySweep(END - timedelta(hours=1), 997),

@@ -76,7 +76,7 @@ def test_twin_is_byte_identical_and_canonical() -> None:
                            ensure_ascii=False).encode()
     assert load_twin(a) == parsed
     assert parsed["schema"] == "wa-archiver.report-twin/1"
-    assert parsed["checkpoint"] == {"size": 1000, "root_hash": F.ROOT}
+    assert parsed["checkpoint"] == {"size": 1000, "root_hash": F.ROOT, "note": F.NOTE}
     for banned in ("generated", "report_id", "created"):
         assert banned not in a.decode()
     assert twin_sha256(a) == hashlib.sha256(a).hexdigest()
