@@ -22,7 +22,8 @@ from markupsafe import Markup, escape
 
 from reports import charts
 from reports.compute import Report
-from reports.facts import Regulation, ReportsError
+from reports.errors import ReportsError
+from reports.facts import Regulation
 from reports.twin import twin_dict
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -23,7 +23,7 @@ from typing import Any
 import rfc8785
 
 from reports.compute import Report
-from reports.facts import ReportsError
+from reports.errors import ReportsError
 
 TWIN_SCHEMA = "wa-archiver.report-twin/1"
 TWIN_FILENAME = "report-twin.json"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from reports.compute import Code, Severity, compute_report
+from reports.compute import compute_report
 from reports.facts import (
     ConsentEvent,
     ConsentKind,
@@ -19,6 +19,7 @@ from reports.facts import (
     VerifyFinding,
     VerifySweep,
 )
+from reports.findings import Code, Severity
 from tests.unit.reports import factory as F
 
 
