@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from reports.errors import FactsError
 
+_Convert = typing.Callable[[Any], Any]
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -29,23 +30,55 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 def encode(value: Any) -> Any:
-    # Called once per value of possibly millions of records: plain types first.
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
+    """A dataclass (or any field value) as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: enc(getattr(value, name)) for name, enc in _encoders(type(value))}
+    return _encode_any(value)
+
+
+def _encode_any(value: Any) -> Any:
     if isinstance(value, StrEnum):
-        return value._value_  # the plain attribute: .value is a slow descriptor
-    if kind is datetime:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if kind is tuple:
+        return value._value_  # the plain attribute: .value is a slow descriptor on enums
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, tuple):
         return [encode(v) for v in value]
-    if dataclasses.is_dataclass(value):
-        return {name: encode(getattr(value, name)) for name in _field_names(kind)}
+    return encode(value) if dataclasses.is_dataclass(value) else value
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_ENCODERS: dict[type, tuple[tuple[str, _Convert], ...]] = {}
+
+
+def _encoders(cls: type) -> tuple[tuple[str, _Convert], ...]:
+    """One encoder per field, chosen once per class from its type hints: encoding runs per
+    record, so plain fields skip every type test."""
+    found = _ENCODERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = tuple((name, _encoder(hints[name])) for name in _field_names(cls))
+        _ENCODERS[cls] = found
+    return found
+
+
+def _identity(value: Any) -> Any:
     return value
 
 
+def _encoder(hint: Any) -> _Convert:
+    if hint in (str, int, bool):
+        return _identity
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return lambda v: v._value_
+    if hint is datetime:
+        return _iso
+    return _encode_any  # optional, tuple and nested fields: the general path
+
+
 T = TypeVar("T")
-_Convert = typing.Callable[[Any], Any]
 
 
 class _Bad(Exception):

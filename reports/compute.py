@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from reports.facts import (
@@ -120,10 +120,6 @@ def _scope(facts: ReportFacts) -> dict[str, Any]:
 
 
 
-def _day(at: datetime) -> str:
-    return at.astimezone(UTC).date().isoformat()
-
-
 def _days(start: datetime, end: datetime) -> list[str]:
     first = start.astimezone(UTC).date()
     last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
@@ -136,8 +132,9 @@ def inventory(facts: ReportFacts) -> dict[str, Any]:
     return {
         "records": len(records),
         "by_kind": _counts(r.kind for r in records),
-        "by_origin": _counts(r.origin.value for r in records),
-        "by_direction": _counts(r.direction.value for r in records),
+        # ``_value_``: per record, and ``.value`` is a slow descriptor on enums.
+        "by_origin": _counts(r.origin._value_ for r in records),
+        "by_direction": _counts(r.direction._value_ for r in records),
         "by_number": _counts(r.number for r in records),
         "raw_captures": facts.raw_captures,
         "media": {
@@ -223,18 +220,20 @@ def daily(facts: ReportFacts) -> dict[str, Any]:
     period = facts.scope.period
     days = _days(period.start, period.end)
     records = _in_period(facts)
-    origins = sorted({r.origin.value for r in records})
-    per_origin: dict[str, Counter[str]] = {o: Counter() for o in origins}
-    for r in records:
-        per_origin[r.origin.value][_day(r.occurred_at)] += 1
-    per_kind: dict[str, Counter[str]] = {k.value: Counter() for k in ConsentKind}
-    for c in facts.consent_events:
-        if period.contains(c.at):
-            per_kind[c.kind.value][_day(c.at)] += 1
+    # Facts times are UTC (checked), so .date() is the UTC day; counted by (origin, date)
+    # in one pass and formatted once per day, not once per record.
+    per_origin: Counter[tuple[str, date]] = Counter(
+        (r.origin._value_, r.occurred_at.date()) for r in records
+    )
+    origins = sorted({o for o, _ in per_origin})
+    per_kind: Counter[tuple[str, date]] = Counter(
+        (c.kind._value_, c.at.date()) for c in facts.consent_events if period.contains(c.at)
+    )
+    dates = [date.fromisoformat(d) for d in days]
     return {
         "days": days,
-        "records_by_origin": {o: [per_origin[o][d] for d in days] for o in origins},
-        "consent": {k: [per_kind[k][d] for d in days] for k in per_kind},
+        "records_by_origin": {o: [per_origin[(o, d)] for d in dates] for o in origins},
+        "consent": {k.value: [per_kind[(k.value, d)] for d in dates] for k in ConsentKind},
     }
 
 
