@@ -147,7 +147,7 @@ def inventory(facts: ReportFacts) -> dict[str, Any]:
 
 def retention(facts: ReportFacts) -> dict[str, Any]:
     lc = facts.lock_check
-    bad = {o.object_key for o in lc.observations if _lock_problem(o) is not None}
+    bad = {(o.object_key, o.version_id) for o in lc.observations if _lock_problem(o)}
     return {
         "check_mode": lc.mode.value,
         "population": lc.population,

@@ -103,7 +103,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def _check_pseudonym(value: str, prefix: str, where: str) -> None:
     if not (_PSEUDONYM.match(value) and value.startswith(prefix)):
-        raise FactsError(f"{where}: {value[:4]!r}… is not a {prefix}… pseudonym")
+        # The value itself is not echoed: it may be a phone number or a name.
+        raise FactsError(f"{where}: not a {prefix}… pseudonym")
 
 
 def _check_code(value: str, where: str) -> None:
@@ -238,6 +239,8 @@ class HoldFact:
 
     def __post_init__(self) -> None:
         _check_utc(self.placed_at, "hold.placed_at")
+        if self.released_at is not None:
+            _check_utc(self.released_at, "hold.released_at")
         _check_count(self.records, "hold.records")
 
 
@@ -268,6 +271,8 @@ class ErasureFact:
     def __post_init__(self) -> None:
         _check_pseudonym(self.subject, "s_", "erasure.subject")
         _check_utc(self.requested_at, "erasure.requested_at")
+        if self.decided_at is not None:
+            _check_utc(self.decided_at, "erasure.decided_at")
         if self.reason is not None:
             _check_code(self.reason, "erasure.reason")
         if self.status is ErasureStatus.REFUSED and self.reason is None:

@@ -48,6 +48,14 @@ def test_from_dict_names_the_bad_field() -> None:
     del data["lock_check"]
     with pytest.raises(FactsError, match="lock_check"):
         ReportFacts.from_dict(data)
+    data = F.clean_facts().to_dict()
+    data["records"][5]["subject"] = F.CUSTOMER_PHONES[1]  # a phone number, not a pseudonym
+    with pytest.raises(FactsError, match=r"facts\.records\[5\]: .*not a s_… pseudonym"):
+        ReportFacts.from_dict(data)
+    data = F.clean_facts().to_dict()
+    data["integrity"]["checkpoint"]["size"] = True
+    with pytest.raises(FactsError, match=r"facts\.integrity\.checkpoint\.size: expected an"):
+        ReportFacts.from_dict(data)
     with pytest.raises(FactsError, match="schema"):
         ReportFacts.from_dict({**F.clean_facts().to_dict(), "schema": "other/1"})
 
@@ -55,8 +63,9 @@ def test_from_dict_names_the_bad_field() -> None:
 @pytest.mark.parametrize("bad", [*F.CUSTOMER_PHONES, F.CUSTOMER_NAMES[0], "s_UPPER234567",
                                  "r_abcdefghij"])
 def test_a_subject_must_be_a_pseudonym(bad: str) -> None:
-    with pytest.raises(FactsError, match="pseudonym"):
+    with pytest.raises(FactsError, match="pseudonym") as caught:
         ConsentEvent(bad, ConsentKind.OPT_IN, F.START)
+    assert bad[1:5] not in str(caught.value)  # the error does not echo the identifier
 
 
 def test_a_refused_erasure_needs_a_reason_code() -> None:
