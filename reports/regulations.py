@@ -5,8 +5,11 @@ figures and findings support it, ``exception`` when a finding contradicts it, or
 when the rule asks for a statement rather than a check. The figures are taken from the
 report's sections, so the pages and the twin never disagree.
 
-Sources: FINRA Rule 4511; SEC Rule 17a-4(b)(4), (f)(2), (f)(3)(iii), (f)(3)(v) as amended
-(Release 34-96034, 2022); HIPAA 45 CFR 164.312(b), (c)(1), (d) and 164.316(b)(2)(i);
+Sources: FINRA Rule 4511(b); SEC Rule 17a-4(b)(4) and (f) as amended by Release 34-96034
+(2022): (f)(2)(i)(B) non-rewriteable, non-erasable format (the archive takes this route,
+not the audit-trail alternative of (f)(2)(i)(A)), (f)(2)(ii) automatic verification,
+(f)(2)(v) backup recordkeeping system, (f)(3)(iii) designated executive officer or
+designated third party; HIPAA 45 CFR 164.312(b), (c)(1), (d) and 164.316(b)(2)(i);
 GDPR Art. 5(1)(e), 17 and 30.
 """
 
@@ -17,12 +20,19 @@ from typing import Any
 
 from reports.facts import LockMode, Regulation, ReportFacts
 
-# Minimum retention in days that the rule itself sets for the archived communications.
-MIN_RETAIN_DAYS: Mapping[Regulation, int] = {
-    Regulation.FINRA: 6 * 365,  # FINRA 4511(b): six years where SEA 17a-4 names no period
-    Regulation.HIPAA: 6 * 365,  # 164.316(b)(2)(i): six years from creation
-    Regulation.GDPR: 0,  # no minimum: storage limitation caps, it does not floor
+# Minimum retention in days per policy of the built-in pack (policies/data) that the rule
+# itself sets. Policies not named here are not judged against the rule (GDPR caps
+# retention, it sets no floor). Six years is counted as 6 × 365 days.
+MIN_RETAIN_DAYS: Mapping[Regulation, Mapping[str, int]] = {
+    Regulation.FINRA: {
+        "finra_4511": 6 * 365,  # FINRA 4511(b): six years where no other period applies
+        "sec_17a4": 3 * 365,  # SEC 17a-4(b)(4): communications, three years
+    },
+    Regulation.HIPAA: {"hipaa": 6 * 365},  # 164.316(b)(2)(i): six years
+    Regulation.GDPR: {},
 }
+# The audit trail (log objects) is HIPAA documentation too: ARCHIVER_LOG_RETENTION_DAYS.
+HIPAA_AUDIT_LOG_MIN_DAYS = 2192  # six years including up to two leap days
 
 _RETENTION = ("retention.lock_missing", "retention.lock_shorter_than_policy",
               "retention.lock_mode_weaker")
@@ -49,26 +59,28 @@ def regulation_items(facts: ReportFacts, s: Mapping[str, Any],
     return _gdpr(facts, s, codes)
 
 
-def _short_policies(facts: ReportFacts) -> list[str]:
-    floor = MIN_RETAIN_DAYS[facts.scope.regulation]
-    return sorted(p.policy_id for p in facts.policies if p.retain_days < floor)
+def _judged_policies(facts: ReportFacts) -> tuple[int, int]:
+    """(policies judged, of which below the rule's minimum)."""
+    floors = MIN_RETAIN_DAYS[facts.scope.regulation]
+    judged = [p for p in facts.policies if p.policy_id in floors]
+    return len(judged), sum(p.retain_days < floors[p.policy_id] for p in judged)
 
 
 def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> list[dict[str, Any]]:
     ret = s["retention"]
     comp = facts.compliance
-    short = _short_policies(facts)
+    judged, short = _judged_policies(facts)
     all_compliance = all(p.lock_mode is LockMode.COMPLIANCE for p in facts.policies)
     return [
-        _item("SEC 17a-4(f)(2)(i)(A)", "Non-rewriteable, non-erasable storage",
-              "Records are stored under S3 Object Lock; the lock state was read from the "
-              "store itself, not from the index.",
+        _item("SEC 17a-4(f)(2)(i)(B)", "Non-rewriteable, non-erasable format",
+              "Records are stored under S3 Object Lock in COMPLIANCE mode; the lock state was "
+              "read from the store itself, not from the index.",
               {"lock_check_mode": ret["check_mode"], "objects_read": ret["read"],
                "objects_in_period": ret["population"], "exceptions": ret["exceptions"],
                "policies_in_compliance_mode": sum(
                    p.lock_mode is LockMode.COMPLIANCE for p in facts.policies)},
               _RETENTION, codes, ok=all_compliance),
-        _item("SEC 17a-4(f)(2)(i)(B)", "Verification of the recording process",
+        _item("SEC 17a-4(f)(2)(ii)", "Automatic verification of the recording process",
               "Every object is logged in an RFC 6962 Merkle log; the checkpoint below is "
               "consistent with the previous report's and the last verify sweep re-read the "
               "archive.",
@@ -76,18 +88,17 @@ def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
                "verify_objects_checked": s["integrity"]["verify_objects_checked"],
                "verify_findings": s["integrity"]["verify_findings"]},
               _INTEGRITY, codes),
-        _item("SEC 17a-4(f)(3)(iii)", "A second copy, stored separately",
+        _item("SEC 17a-4(f)(2)(v)", "Backup recordkeeping system (second copy)",
               "A replicated second copy is kept in a separate location." if comp.second_copy
               else "No separately stored second copy is configured.",
               {"second_copy": "yes" if comp.second_copy else "no",
                "second_copy_location": comp.second_copy_location or "none"},
               (), codes, ok=comp.second_copy),
-        _item("FINRA 4511(b) / SEC 17a-4(b)(4)", "Retention periods",
-              "Each policy in force keeps records at least six years.",
-              {"policies": len(facts.policies), "policies_below_minimum": len(short),
-               "minimum_days": MIN_RETAIN_DAYS[Regulation.FINRA]},
-              _RETENTION, codes, ok=not short),
-        _item("SEC 17a-4(f)(3)(v)", "Designated third party or designated executive officer",
+        _item("FINRA 4511(b), SEC 17a-4(b)(4)", "Retention periods",
+              "Policy finra_4511 keeps records at least six years, sec_17a4 at least three.",
+              {"policies_judged": judged, "policies_below_minimum": short},
+              _RETENTION, codes, ok=short == 0),
+        _item("SEC 17a-4(f)(3)(iii)", "Designated executive officer or designated third party",
               "The designated party's undertaking is on file and it holds archive access."
               if comp.designated_party else "No designated party is recorded.",
               {"designated_party": comp.designated_party or "none",
@@ -99,7 +110,8 @@ def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
 
 def _hipaa(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> list[dict[str, Any]]:
     acc = s["access"]
-    short = _short_policies(facts)
+    judged, short = _judged_policies(facts)
+    log_days = facts.compliance.audit_log_retention_days
     return [
         _item("164.312(b)", "Audit controls",
               "Every search, view and export is recorded in the audit trail; the access "
@@ -120,10 +132,11 @@ def _hipaa(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
                "refused_requests": acc["refused_requests"]},
               (), codes, info=True),
         _item("164.316(b)(2)(i)", "Documentation retention (six years)",
-              "Each policy in force keeps records at least six years.",
-              {"policies": len(facts.policies), "policies_below_minimum": len(short),
-               "minimum_days": MIN_RETAIN_DAYS[Regulation.HIPAA]},
-              _RETENTION, codes, ok=not short),
+              "The audit trail (log objects) and the hipaa policy's records are kept at "
+              "least six years.",
+              {"audit_log_retention_days": log_days, "policies_judged": judged,
+               "policies_below_minimum": short},
+              _RETENTION, codes, ok=short == 0 and log_days >= HIPAA_AUDIT_LOG_MIN_DAYS),
     ]
 
 

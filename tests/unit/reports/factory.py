@@ -125,6 +125,8 @@ def clean_facts(regulation: Regulation = Regulation.FINRA) -> ReportFacts:
                     numbers=(NUMBER_B, NUMBER_A), archive="Example Brokerage LLC"),
         policies=(
             PolicyInForce("finra_4511", "3", 6 * 365 + 1, LockMode.COMPLIANCE),
+            PolicyInForce("sec_17a4", "2", 3 * 365, LockMode.COMPLIANCE),
+            PolicyInForce("hipaa", "1", 6 * 365, LockMode.COMPLIANCE),
             PolicyInForce("default", "1", 7 * 365, LockMode.COMPLIANCE),
         ),
         records=records,
@@ -177,6 +179,7 @@ def clean_facts(regulation: Regulation = Regulation.FINRA) -> ReportFacts:
             second_copy=True, second_copy_location="s3://archive-dr (eu-central-2)",
             designated_party="third_party", designated_party_ref="dtp-undertaking-2026-03",
             designated_party_accesses=1, processing_record_ref="RoPA v4 (2026-10-01)",
+            audit_log_retention_days=3653,
         ),
     )
 

@@ -160,9 +160,10 @@ def test_inventory_and_daily_figures() -> None:
 def test_regulation_items_cite_and_judge() -> None:
     clean = compute_report(F.clean_facts(Regulation.FINRA)).sections["regulation_items"]
     assert [i["ref"] for i in clean] == [
-        "SEC 17a-4(f)(2)(i)(A)", "SEC 17a-4(f)(2)(i)(B)", "SEC 17a-4(f)(3)(iii)",
-        "FINRA 4511(b) / SEC 17a-4(b)(4)", "SEC 17a-4(f)(3)(v)"]
+        "SEC 17a-4(f)(2)(i)(B)", "SEC 17a-4(f)(2)(ii)", "SEC 17a-4(f)(2)(v)",
+        "FINRA 4511(b), SEC 17a-4(b)(4)", "SEC 17a-4(f)(3)(iii)"]
     assert {i["status"] for i in clean} == {"met"}
+    assert clean[3]["figures"] == {"policies_judged": 2, "policies_below_minimum": 0}
     bad = compute_report(F.violating_facts(Regulation.FINRA)).sections["regulation_items"]
     assert bad[0]["status"] == "exception"
     assert bad[0]["findings"] == ["retention.lock_shorter_than_policy"]
@@ -173,10 +174,32 @@ def test_regulation_items_cite_and_judge() -> None:
     assert [i["ref"] for i in hipaa] == ["164.312(b)", "164.312(c)(1)", "164.312(d)",
                                         "164.316(b)(2)(i)"]
     assert hipaa[2]["figures"] == {"refused_requests": 2, "sign_in_failures": 3}
-    # A policy kept under six years breaks the FINRA and HIPAA retention items.
-    f = F.clean_facts(Regulation.HIPAA)
-    short = dataclasses.replace(f, policies=(dataclasses.replace(f.policies[0],
-                                                                 retain_days=365),))
+    assert hipaa[3]["status"] == "met"
+
+
+def test_retention_minimums_per_policy() -> None:
+    f = F.clean_facts(Regulation.FINRA)
+    policies = {p.policy_id: p for p in f.policies}
+    # sec_17a4 at three years is fine under FINRA; finra_4511 at three years is not.
+    short = dataclasses.replace(f, policies=(
+        dataclasses.replace(policies["finra_4511"], retain_days=3 * 365),
+        policies["sec_17a4"], policies["default"]))
     items = compute_report(short).sections["regulation_items"]
     assert items[3]["status"] == "exception"
-    assert items[3]["figures"]["policies_below_minimum"] == 1
+    assert items[3]["figures"] == {"policies_judged": 2, "policies_below_minimum": 1}
+    # A short policy the rule does not govern (GDPR caps retention) is not judged.
+    gdpr_like = dataclasses.replace(f, policies=(
+        *f.policies, dataclasses.replace(policies["default"], policy_id="gdpr",
+                                         retain_days=365)))
+    assert compute_report(gdpr_like).sections["regulation_items"][3]["status"] == "met"
+    # HIPAA: the audit trail must be kept six years too.
+    h = F.clean_facts(Regulation.HIPAA)
+    h = dataclasses.replace(h, compliance=dataclasses.replace(h.compliance,
+                                                              audit_log_retention_days=2000))
+    item = compute_report(h).sections["regulation_items"][3]
+    assert item["status"] == "exception" and item["figures"]["audit_log_retention_days"] == 2000
+    # FINRA without a second copy or designated party: those items are exceptions.
+    bare = dataclasses.replace(f, compliance=dataclasses.replace(
+        f.compliance, second_copy=False, designated_party=""))
+    statuses = [i["status"] for i in compute_report(bare).sections["regulation_items"]]
+    assert statuses == ["met", "met", "exception", "met", "exception"]

@@ -140,13 +140,13 @@ def test_each_regulation_renders_its_own_section(regulation: Regulation) -> None
     expected = {
         Regulation.GDPR: ("GDPR audit report", "Art. 17", "Art. 30"),
         Regulation.HIPAA: ("HIPAA Security Rule audit report", "164.312(b)", "164.316(b)(2)(i)"),
-        Regulation.FINRA: ("FINRA 4511 / SEC 17a-4 audit report", "SEC 17a-4(f)(3)(v)",
+        Regulation.FINRA: ("FINRA 4511 / SEC 17a-4 audit report", "SEC 17a-4(f)(2)(v)",
                            "SEC 17a-4(f)(3)(iii)"),
     }[regulation]
     for text in expected:
         assert text in html
     others = {Regulation.GDPR: "Art. 30", Regulation.HIPAA: "164.312(d)",
-              Regulation.FINRA: "17a-4(f)(3)(v)"}
+              Regulation.FINRA: "17a-4(f)(2)(ii)"}
     for other, marker in others.items():
         if other is not regulation:
             assert marker not in html
