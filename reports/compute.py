@@ -24,19 +24,19 @@ from reports.facts import (
 from reports.findings import (
     Finding,
     Severity,
-    _consent_at,
-    _counts,
-    _finding_counts,
-    _histories,
-    _in_period,
-    _lock_problem,
-    _silent,
     completeness_findings,
+    consent_at,
     consent_findings,
+    consent_histories,
+    counts,
     erasure_findings,
+    finding_counts,
     integrity_findings,
     iso,
+    lock_problem,
+    records_in_period,
     retention_findings,
+    silent_numbers,
 )
 from reports.regulations import regulation_items
 
@@ -99,7 +99,7 @@ def compute_report(facts: ReportFacts) -> Report:
         "access": access(facts),
         "integrity": integrity(facts),
         "completeness": completeness(facts),
-        "finding_counts": _finding_counts(findings),
+        "finding_counts": finding_counts(findings),
     }
     sections["regulation_items"] = regulation_items(facts, sections, [f.code for f in findings])
     return Report(regulation=facts.scope.regulation, sections=sections, findings=tuple(findings))
@@ -128,14 +128,14 @@ def _days(start: datetime, end: datetime) -> list[str]:
 
 
 def inventory(facts: ReportFacts) -> dict[str, Any]:
-    records = _in_period(facts)
+    records = records_in_period(facts)
     return {
         "records": len(records),
-        "by_kind": _counts(r.kind for r in records),
+        "by_kind": counts(r.kind for r in records),
         # ``_value_``: per record, and ``.value`` is a slow descriptor on enums.
-        "by_origin": _counts(r.origin._value_ for r in records),
-        "by_direction": _counts(r.direction._value_ for r in records),
-        "by_number": _counts(r.number for r in records),
+        "by_origin": counts(r.origin._value_ for r in records),
+        "by_direction": counts(r.direction._value_ for r in records),
+        "by_number": counts(r.number for r in records),
         "raw_captures": facts.raw_captures,
         "media": {
             "total": len(facts.media),
@@ -147,7 +147,7 @@ def inventory(facts: ReportFacts) -> dict[str, Any]:
 
 def retention(facts: ReportFacts) -> dict[str, Any]:
     lc = facts.lock_check
-    bad = {(o.object_key, o.version_id) for o in lc.observations if _lock_problem(o)}
+    bad = {(o.object_key, o.version_id) for o in lc.observations if lock_problem(o)}
     return {
         "check_mode": lc.mode.value,
         "population": lc.population,
@@ -180,7 +180,7 @@ def disposals(facts: ReportFacts) -> dict[str, Any]:
     return {
         "disposed": len(d),
         "with_tombstone": sum(x.tombstone_id is not None for x in d),
-        "by_policy": _counts(x.policy_id for x in d),
+        "by_policy": counts(x.policy_id for x in d),
         "overdue": len(facts.completeness.overdue_disposals),
     }
 
@@ -193,7 +193,7 @@ def erasures(facts: ReportFacts) -> dict[str, Any]:
         "completed": sum(x.status is ErasureStatus.COMPLETED for x in e),
         "pending": sum(x.status is ErasureStatus.PENDING for x in e),
         "refused": len(refused),
-        "refused_by_reason": _counts(x.reason or "" for x in refused),
+        "refused_by_reason": counts(x.reason or "" for x in refused),
     }
 
 
@@ -202,15 +202,15 @@ def consent(facts: ReportFacts) -> dict[str, Any]:
     inside = [c for c in facts.consent_events if period.contains(c.at)]
     sends = [t for t in facts.template_sends if period.contains(t.sent_at)]
     marketing = [t for t in sends if t.category == "marketing"]
-    histories = _histories(facts)
+    histories = consent_histories(facts)
     return {
         "opt_ins": sum(c.kind is ConsentKind.OPT_IN for c in inside),
         "opt_outs": sum(c.kind is ConsentKind.OPT_OUT for c in inside),
         "template_sends": len(sends),
-        "template_by_category": _counts(t.category for t in sends),
+        "template_by_category": counts(t.category for t in sends),
         "marketing_sends": len(marketing),
         "marketing_without_consent": sum(
-            _consent_at(histories, t.subject, t.sent_at) != "ok" for t in marketing
+            consent_at(histories, t.subject, t.sent_at) != "ok" for t in marketing
         ),
     }
 
@@ -219,7 +219,7 @@ def daily(facts: ReportFacts) -> dict[str, Any]:
     """Per-day series for the charts: records by origin, consent events by kind."""
     period = facts.scope.period
     days = _days(period.start, period.end)
-    records = _in_period(facts)
+    records = records_in_period(facts)
     # Facts times are UTC (checked), so .date() is the UTC day; counted by (origin, date)
     # in one pass and formatted once per day, not once per record.
     per_origin: Counter[tuple[str, date]] = Counter(
@@ -287,6 +287,6 @@ def completeness(facts: ReportFacts) -> dict[str, Any]:
         "history_phases": len(c.history),
         "history_phases_incomplete": sum(not h.completed for h in c.history),
         "numbers_watched": len(c.watches),
-        "silent_numbers": len(_silent(facts)),
+        "silent_numbers": len(silent_numbers(facts)),
     }
 

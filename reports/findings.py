@@ -143,26 +143,26 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _counts(values: Iterable[str]) -> dict[str, int]:
+def counts(values: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
 
 
-def _in_period(facts: ReportFacts) -> list[RecordFact]:
+def records_in_period(facts: ReportFacts) -> list[RecordFact]:
     period = facts.scope.period
     return [r for r in facts.records if period.contains(r.occurred_at)]
 
 
-def _finding_counts(findings: Sequence[Finding]) -> dict[str, int]:
+def finding_counts(findings: Sequence[Finding]) -> dict[str, int]:
     return {s.value: sum(f.severity is s for f in findings) for s in Severity}
 
 
 # --- findings -------------------------------------------------------------------------
 
 
-_History = dict[str, tuple[list[datetime], list[ConsentKind]]]
+ConsentHistories = dict[str, tuple[list[datetime], list[ConsentKind]]]
 
 
-def _consent_at(histories: _History, subject: str, at: datetime) -> str:
+def consent_at(histories: ConsentHistories, subject: str, at: datetime) -> str:
     """"ok", "opted_out" or "never_opted_in" for ``subject`` at ``at``. An event at the
     same instant as the send counts (an opt-out received as the send left is honoured)."""
     times, kinds = histories.get(subject, ([], []))
@@ -172,8 +172,8 @@ def _consent_at(histories: _History, subject: str, at: datetime) -> str:
     return "ok" if kinds[i - 1] is ConsentKind.OPT_IN else "opted_out"
 
 
-def _histories(facts: ReportFacts) -> _History:
-    out: _History = {}
+def consent_histories(facts: ReportFacts) -> ConsentHistories:
+    out: ConsentHistories = {}
     # Opt-out sorts after opt-in at the same instant: the stricter one wins.
     for c in sorted(facts.consent_events, key=lambda c: (c.subject, c.at, c.kind.value)):
         times, kinds = out.setdefault(c.subject, ([], []))
@@ -184,13 +184,13 @@ def _histories(facts: ReportFacts) -> _History:
 
 def consent_findings(facts: ReportFacts) -> list[Finding]:
     period = facts.scope.period
-    histories = _histories(facts)
+    histories = consent_histories(facts)
     after_out: list[tuple[str, str]] = []
     no_in: list[tuple[str, str]] = []
     for t in facts.template_sends:
         if t.category != "marketing" or not period.contains(t.sent_at):
             continue
-        state = _consent_at(histories, t.subject, t.sent_at)
+        state = consent_at(histories, t.subject, t.sent_at)
         if state == "never_opted_in":
             no_in.append((t.record_id, t.subject))
         elif state == "opted_out":
@@ -204,7 +204,7 @@ def consent_findings(facts: ReportFacts) -> list[Finding]:
     return out
 
 
-def _lock_problem(o: LockObservation) -> Code | None:
+def lock_problem(o: LockObservation) -> Code | None:
     if o.observed_mode is None or o.observed_retain_until is None:
         return Code.LOCK_MISSING
     if o.observed_retain_until < o.required_retain_until:
@@ -217,7 +217,7 @@ def _lock_problem(o: LockObservation) -> Code | None:
 def retention_findings(facts: ReportFacts) -> list[Finding]:
     by_code: dict[Code, list[Any]] = defaultdict(list)
     for o in facts.lock_check.observations:
-        code = _lock_problem(o)
+        code = lock_problem(o)
         if code is not None:
             by_code[code].append(o)
     out = []
@@ -244,7 +244,7 @@ def erasure_findings(facts: ReportFacts) -> list[Finding]:
     refused = [e for e in facts.erasures if e.status is ErasureStatus.REFUSED]
     if not refused:
         return []
-    reasons = _counts(e.reason or "" for e in refused)
+    reasons = counts(e.reason or "" for e in refused)
     return [_finding(
         Code.ERASURE_REFUSED, count=len(refused), subjects=[e.subject for e in refused],
         refs=[e.request_id for e in refused],
@@ -252,13 +252,13 @@ def erasure_findings(facts: ReportFacts) -> list[Finding]:
     )]
 
 
-def _silent(facts: ReportFacts) -> list[tuple[str, int, datetime]]:
+def silent_numbers(facts: ReportFacts) -> list[tuple[str, int, datetime]]:
     """(number, longest gap in seconds, gap start) for each watched number whose longest
     stretch without a record inside the period exceeds its threshold. The period's start
     and end bound the gaps, so a number with no record at all is silent for the period."""
     period = facts.scope.period
     times: dict[str, list[datetime]] = defaultdict(list)
-    for r in _in_period(facts):
+    for r in records_in_period(facts):
         times[r.number].append(r.occurred_at)
     out = []
     for w in sorted(facts.completeness.watches, key=lambda w: w.number):
@@ -287,7 +287,7 @@ def completeness_findings(facts: ReportFacts) -> list[Finding]:
             refs=[f"{h.number}:phase{h.phase}" for h in incomplete],
             detail={f"{h.number}:phase{h.phase}": f"{h.progress}%" for h in incomplete},
         ))
-    silent = _silent(facts)
+    silent = silent_numbers(facts)
     if silent:
         out.append(_finding(
             Code.SILENT_NUMBER, count=len(silent), refs=[n for n, _, _ in silent],
@@ -314,6 +314,6 @@ def integrity_findings(facts: ReportFacts) -> list[Finding]:
             Code.VERIFY_FINDINGS, count=len(i.verify.findings),
             refs=[f.object_key for f in i.verify.findings],
             detail={f"code:{k}": str(v)
-                    for k, v in _counts(f.code for f in i.verify.findings).items()},
+                    for k, v in counts(f.code for f in i.verify.findings).items()},
         ))
     return out
