@@ -24,9 +24,9 @@ import rfc8785
 
 from reports.compute import Report
 from reports.errors import ReportsError
+from reports.labels import TWIN_FILENAME as TWIN_FILENAME  # one spelling, shared with pdf
 
 TWIN_SCHEMA = "wa-archiver.report-twin/1"
-TWIN_FILENAME = "report-twin.json"
 TWIN_MEDIA_TYPE = "application/json"
 
 
