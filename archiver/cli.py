@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from archiver.runtime import Runtime
 from archiver.cli_coexistence import app as coexistence_app
 from archiver.cli_demo import app as demo_cli
+from archiver.cli_export import app as export_cli
 from archiver.cli_index import register as register_index_commands
 from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
 from archiver.cli_runtime import open_runtime
@@ -41,6 +42,7 @@ app.add_typer(coexistence_app, name="coexistence")
 app.add_typer(retention_cli)  # unnamed: its commands join the top level
 app.add_typer(status_cli)  # archiver status
 app.add_typer(demo_cli)  # archiver demo
+app.add_typer(export_cli)  # archiver verify-export (offline; opens no archive)
 register_index_commands(app)  # archiver reindex, archiver index status
 
 _debug = False  # set by --debug: errors show their traceback

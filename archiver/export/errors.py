@@ -1,0 +1,26 @@
+"""Errors of the e-discovery export package.
+
+ArchiverError
+└── ExportError               root of this package
+    ├── ExportInputError      an item, attachment, batch or Bates number is inconsistent
+    └── ExportStateError      the writer's phases were called out of order
+"""
+
+from __future__ import annotations
+
+from archiver.errors import ArchiverError
+
+
+class ExportError(ArchiverError):
+    code = "export_error"
+    status = 500
+
+
+class ExportInputError(ExportError):
+    code = "export_input_invalid"
+    status = 422
+
+
+class ExportStateError(ExportError):
+    code = "export_state"
+    status = 409

@@ -1,0 +1,397 @@
+"""Offline verification of an export package (pure: handed the zip and the pinned key).
+
+No server, settings or data folder: everything needed is in the package except the one
+thing that must not be, the log's public key. Checks, each failure named:
+
+1. every file listed in ``manifest.json`` is there with its SHA-256 and size, and the zip
+   holds no file the manifest does not list;
+2. every record's stored bytes (``natives/records/…``) hash to the ``sha256`` of its log
+   entry, the entry names the record's object key and version, and the leaf
+   ``SHA-256(0x00 ‖ entry)`` is included in the package's checkpoint (RFC 9162 §2.1.3.2);
+3. the checkpoint is a C2SP signed note verified under the pinned key (its origin is the
+   manifest's);
+4. raw batches hash to what their records' headers name; each decrypted slot hashes to
+   the batch header's SHA-256 for that slot;
+5. the export's own leaf names this record list (``records_sha256``) and its count, is
+   included in a later checkpoint signed by the same key, and that checkpoint is
+   consistent with the first (RFC 9162 §2.1.4.2);
+6. the load file parses and names exactly the package's records and attachments.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from archiver.export import dat, layout
+from archiver.export.batches import slot_hashes
+from archiver.export.errors import ExportError
+from archiver.export.manifest import records_digest
+from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
+from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.errors import LedgerError
+from archiver.ledger.merkle import hash_leaf, verify_consistency, verify_inclusion
+from archiver.ledger.note import Verifier
+
+
+class KeyNotPinned(ExportError):
+    code = "key_not_pinned"
+    status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    subject: str  # a file path, a record id, "checkpoint", "export", …
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.reason}"
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files: int = 0
+    records: int = 0
+    attachments: int = 0
+    raw_batches: int = 0
+    raw_slots: int = 0
+    tree_size: int | None = None
+    export_tree_size: int | None = None
+    trusted_package_key: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, subject: str, reason: str) -> None:
+        self.failures.append(Failure(subject, reason))
+
+    def summary(self) -> str:
+        lines = [
+            f"files checked:    {self.files}",
+            f"records checked:  {self.records} (attachments {self.attachments})",
+            f"raw batches:      {self.raw_batches} ({self.raw_slots} decrypted slots)",
+            f"checkpoint size:  {self.tree_size}",
+            f"export leaf in:   {self.export_tree_size}",
+        ]
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        lines += [f"FAILED {f}" for f in self.failures]
+        lines.append("RESULT: OK" if self.ok else f"RESULT: FAILED ({len(self.failures)})")
+        return "\n".join(lines)
+
+
+TRUST_WARNING = (
+    "the package's own key was trusted (--trust-package-key): this proves only that the "
+    "package is internally consistent, NOT that the archive's log signed it"
+)
+
+
+def _b64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("not a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64: {exc}") from None
+
+
+def _hash_member(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with zf.open(name) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _open_checkpoint(
+    res: VerifyResult, what: str, log: Mapping[str, Any], key: Verifier, origin: str | None
+) -> Checkpoint | None:
+    try:
+        cp = open_checkpoint(str(log["checkpoint"]), [key], origin)
+    except (LedgerError, KeyError) as exc:
+        res.fail(what, f"checkpoint refused: {getattr(exc, 'message', exc)}")
+        return None
+    if cp.size != log.get("tree_size") or base64.b64encode(cp.root_hash).decode() != log.get(
+        "root_hash"
+    ):
+        res.fail(what, "manifest's tree size / root differ from the signed checkpoint")
+    return cp
+
+
+def verify_package(
+    source: str | Path | IO[bytes],
+    public_key: str | None,
+    *,
+    trust_package_key: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyResult:
+    """Verify a package. ``public_key``: the pinned verifier key (C2SP vkey text). Raises
+    KeyNotPinned without one unless ``trust_package_key``; every other problem is a
+    :class:`Failure` in the result."""
+    if public_key is None and not trust_package_key:
+        raise KeyNotPinned("key not pinned: pass --public-key (the log's verifier key)")
+    res = VerifyResult()
+    try:
+        zf = zipfile.ZipFile(source)
+    except (OSError, zipfile.BadZipFile) as exc:
+        res.fail("package", f"not a readable zip: {exc}")
+        return res
+    with zf:
+        try:
+            manifest = json.loads(zf.read(layout.MANIFEST))
+        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+            res.fail(layout.MANIFEST, f"missing or unreadable: {exc}")
+            return res
+        if not isinstance(manifest, dict) or manifest.get("format") != layout.FORMAT:
+            res.fail(layout.MANIFEST, f"not a {layout.FORMAT} manifest")
+            return res
+        try:
+            _verify(zf, manifest, public_key, res, progress)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            res.fail(layout.MANIFEST, f"malformed: {type(exc).__name__}: {exc}")
+    return res
+
+
+def _verify(
+    zf: zipfile.ZipFile,
+    manifest: dict[str, Any],
+    public_key: str | None,
+    res: VerifyResult,
+    progress: Callable[[str], None] | None,
+) -> None:
+    say = progress or (lambda _msg: None)
+    log = manifest["log"]
+    if public_key is None:
+        res.trusted_package_key = True
+        res.warnings.append(TRUST_WARNING)
+        public_key = str(log["verifier_key"])
+    try:
+        key = Verifier.from_key_text(public_key)
+    except LedgerError as exc:
+        res.fail("public key", exc.message)
+        return
+    if log.get("verifier_key") != key.key_text:
+        res.warnings.append("the package names another verifier key than the pinned one")
+
+    say("checkpoint")
+    cp = _open_checkpoint(res, "checkpoint", log, key, str(log.get("origin")))
+    res.tree_size = cp.size if cp else None
+
+    say("files")
+    listed = _check_files(zf, manifest["files"], res)
+
+    say("records")
+    raw_refs: dict[tuple[str, str], str] = {}
+    attachments: dict[str, str] = {}
+    for rec in manifest["records"]:
+        _check_record(zf, rec, cp, listed, res, raw_refs)
+        for att in rec["attachments"]:
+            attachments[att["path"]] = att["bates"]
+            if listed.get(att["path"]) != att["sha256"]:
+                res.fail(att["path"], "attachment hash differs from the file list")
+        res.records += 1
+        res.attachments += len(rec["attachments"])
+
+    say("raw batches")
+    _check_raw(zf, manifest["raw_batches"], listed, raw_refs, res)
+
+    say("export leaf")
+    _check_export(manifest, cp, key, res)
+
+    say("load file")
+    _check_loadfile(zf, manifest["records"], attachments, res)
+
+
+def _check_files(
+    zf: zipfile.ZipFile, files: list[dict[str, Any]], res: VerifyResult
+) -> dict[str, str]:
+    listed: dict[str, str] = {}
+    members = [i.filename for i in zf.infolist()]
+    if len(set(members)) != len(members):
+        res.fail("package", "the zip holds a file name twice")
+    present = set(members)
+    for f in files:
+        path = str(f["path"])
+        listed[path] = str(f["sha256"])
+        if path not in present:
+            res.fail(path, "listed in the manifest but missing")
+            continue
+        try:
+            digest, size = _hash_member(zf, path)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC or deflate error
+            res.fail(path, f"unreadable: {exc}")
+            continue
+        if digest != f["sha256"]:
+            res.fail(path, f"SHA-256 {digest} differs from the manifest's {f['sha256']}")
+        elif size != f["size"]:
+            res.fail(path, f"size {size} differs from the manifest's {f['size']}")
+        res.files += 1
+    for name in sorted(present - set(listed) - {layout.MANIFEST}):
+        res.fail(name, "in the zip but not listed in the manifest")
+    return listed
+
+
+def _check_record(
+    zf: zipfile.ZipFile,
+    rec: dict[str, Any],
+    cp: Checkpoint | None,
+    listed: Mapping[str, str],
+    res: VerifyResult,
+    raw_refs: dict[tuple[str, str], str],
+) -> None:
+    rid = str(rec["record_id"])
+    native = str(rec["native"])
+    if native != layout.record_native(rid):
+        res.fail(rid, f"native path {native} is not the record's")
+        return
+    try:
+        data = zf.read(native)
+    except (KeyError, zipfile.BadZipFile, OSError) as exc:
+        res.fail(rid, f"stored bytes unreadable: {exc}")
+        return
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != rec["sha256"] or listed.get(native) != sha:
+        res.fail(rid, "record bytes do not match the record hash")
+    try:
+        entry_bytes = _b64(rec["entry"])
+        entry = parse_entry(entry_bytes)
+        proof = [_b64(p) for p in rec["proof"]]
+    except (ValueError, LedgerError) as exc:
+        res.fail(rid, f"log entry unreadable: {getattr(exc, 'message', exc)}")
+        return
+    f = entry.fields
+    if entry.kind is not EntryKind.RECORD:
+        res.fail(rid, f"log entry is a {entry.kind} entry, not a record entry")
+    if f.get("sha256") != sha:
+        res.fail(rid, "record bytes do not hash to the log entry's sha256")
+    if f.get("key") != rec["object_key"] or f.get("version_id") != rec["version_id"]:
+        res.fail(rid, "log entry names another object key or version")
+    if f.get("size") not in (None, len(data)):
+        res.fail(rid, "record size differs from the log entry's")
+    try:
+        header = json.loads(data)
+        if header.get("record_id") != rid:
+            res.fail(rid, "the stored record is another record")
+        raw = header.get("raw")
+        if isinstance(raw, dict) and "key" in raw:
+            raw_refs[(str(raw["key"]), str(raw.get("version_id")))] = str(raw.get("sha256"))
+    except (ValueError, AttributeError):
+        res.fail(rid, "stored record is not JSON")
+    if cp is not None:
+        try:
+            verify_inclusion(int(rec["leaf_index"]), cp.size, hash_leaf(entry_bytes), proof,
+                             cp.root_hash)  # fmt: skip
+        except LedgerError as exc:
+            res.fail(rid, f"inclusion proof fails: {exc.message}")
+
+
+def _check_raw(
+    zf: zipfile.ZipFile,
+    batches: list[dict[str, Any]],
+    listed: Mapping[str, str],
+    raw_refs: Mapping[tuple[str, str], str],
+    res: VerifyResult,
+) -> None:
+    for b in batches:
+        key, path = str(b["key"]), str(b["path"])
+        try:
+            data = zf.read(path)
+        except (KeyError, zipfile.BadZipFile, OSError) as exc:
+            res.fail(path, f"raw batch unreadable: {exc}")
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        named = raw_refs.get((key, str(b["version_id"])))
+        if named is None:
+            res.fail(path, "no record of the package names this raw batch")
+        elif named != sha:
+            res.fail(path, "raw batch bytes differ from what its records name")
+        try:
+            hashes = slot_hashes(data)
+        except ExportError as exc:
+            res.fail(path, exc.message)
+            continue
+        for slot in b["slots"]:
+            spath = str(slot["path"])
+            want = hashes.get(int(slot["index"]))
+            got = listed.get(spath)
+            if want is None or got != want:
+                res.fail(spath, "decrypted slot does not match the batch header's SHA-256")
+            res.raw_slots += 1
+        res.raw_batches += 1
+
+
+def _check_export(
+    manifest: Mapping[str, Any], cp: Checkpoint | None, key: Verifier, res: VerifyResult
+) -> None:
+    ex = manifest["export"]
+    digest = records_digest(manifest["records"])
+    if ex.get("records_sha256") != digest:
+        res.fail("export", "records_sha256 is not the digest of the manifest's record list")
+    try:
+        entry_bytes = _b64(ex["entry"])
+        entry = parse_entry(entry_bytes)
+        proof = [_b64(p) for p in ex["proof"]]
+        consistency = [_b64(p) for p in ex["consistency"]]
+    except (ValueError, LedgerError) as exc:
+        res.fail("export", f"export leaf unreadable: {getattr(exc, 'message', exc)}")
+        return
+    if entry.kind is not EntryKind.EXPORT:
+        res.fail("export", f"the export leaf is a {entry.kind} entry")
+    if entry.fields.get("records_sha256") != digest:
+        res.fail("export", "the logged export names another record list")
+    if entry.fields.get("records") != len(manifest["records"]):
+        res.fail("export", "the logged export names another record count")
+    if entry.fields.get("case") != manifest["case"]["id"]:
+        res.fail("export", "the logged export names another case")
+    later = _open_checkpoint(res, "export checkpoint", ex["checkpoint"], key,
+                             str(manifest["log"]["origin"]))  # fmt: skip
+    if later is None:
+        return
+    res.export_tree_size = later.size
+    try:
+        verify_inclusion(int(ex["leaf_index"]), later.size, hash_leaf(entry_bytes), proof,
+                         later.root_hash)  # fmt: skip
+    except LedgerError as exc:
+        res.fail("export", f"export leaf inclusion fails: {exc.message}")
+    if cp is not None:
+        try:
+            verify_consistency(cp.size, later.size, cp.root_hash, later.root_hash, consistency)
+        except LedgerError as exc:
+            res.fail("export", f"the later checkpoint is not consistent: {exc.message}")
+
+
+def _check_loadfile(
+    zf: zipfile.ZipFile,
+    records: list[dict[str, Any]],
+    attachments: Mapping[str, str],
+    res: VerifyResult,
+) -> None:
+    try:
+        _, rows = dat.parse(zf.read(layout.LOADFILE).decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, ExportError, zipfile.BadZipFile) as exc:
+        res.fail(layout.LOADFILE, f"unreadable: {getattr(exc, 'message', exc)}")
+        return
+    want_records = {str(r["record_id"]): str(r["bates"]) for r in records}
+    got_records = {r["RECORDID"]: r["BEGBATES"] for r in rows if r["DOCTYPE"] == "record"}
+    got_atts = {r["NATIVEPATH"]: r["BEGBATES"] for r in rows if r["DOCTYPE"] == "attachment"}
+    if got_records != want_records:
+        res.fail(layout.LOADFILE, "its records or their Bates numbers differ from the manifest")
+    if got_atts != dict(attachments):
+        res.fail(layout.LOADFILE, "its attachments differ from the manifest")
+
+
+def iter_triples(manifest: Mapping[str, Any]) -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """(leaf index, entry bytes, proof) of every record, for cross-checks."""
+    for rec in manifest["records"]:
+        yield int(rec["leaf_index"]), _b64(rec["entry"]), [_b64(p) for p in rec["proof"]]
