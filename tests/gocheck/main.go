@@ -5,6 +5,12 @@
 // verifies the signed checkpoint (C2SP signed-note + tlog-checkpoint), the
 // root hash recomputed from the leaf data, every inclusion proof and every
 // consistency proof. Exit status 0 means everything verified, 1 otherwise.
+//
+// Second mode, for export packages (docs/export.md): "gocheck manifest
+// manifest.json KEY [N]" takes the package's signed checkpoint and (leaf index,
+// entry, proof) triples instead of the whole log: it verifies the checkpoint under
+// KEY (a C2SP verifier key), every N-th record's inclusion proof (N=1: all), the
+// export's own leaf in the later checkpoint and the consistency proof between them.
 package main
 
 import (
@@ -179,7 +185,124 @@ func run(path string) error {
 	return nil
 }
 
+type signedLog struct {
+	Checkpoint string `json:"checkpoint"`
+}
+
+type leafProof struct {
+	LeafIndex int64    `json:"leaf_index"`
+	Entry     string   `json:"entry"`
+	Proof     []string `json:"proof"`
+}
+
+type exportManifest struct {
+	Log     signedLog   `json:"log"`
+	Records []leafProof `json:"records"`
+	Export  struct {
+		leafProof
+		Checkpoint  signedLog `json:"checkpoint"`
+		Consistency []string  `json:"consistency"`
+	} `json:"export"`
+}
+
+// openCheckpoint verifies a signed checkpoint and returns its size and root.
+func openCheckpoint(text string, verifier note.Verifier) (int64, tlog.Hash, error) {
+	var root tlog.Hash
+	n, err := note.Open([]byte(text), note.VerifierList(verifier))
+	if err != nil {
+		return 0, root, fmt.Errorf("open note: %w", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) < 4 {
+		return 0, root, fmt.Errorf("checkpoint body too short")
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		return 0, root, fmt.Errorf("checkpoint size: %w", err)
+	}
+	root, err = b64hash(lines[2])
+	return size, root, err
+}
+
+func checkLeaf(l leafProof, size int64, root tlog.Hash) error {
+	entry, err := base64.StdEncoding.DecodeString(l.Entry)
+	if err != nil {
+		return err
+	}
+	p, err := proof(l.Proof)
+	if err != nil {
+		return err
+	}
+	// The leaf is SHA-256(0x00 || entry): tlog.RecordHash, RFC 6962.
+	if err := tlog.CheckRecord(tlog.RecordProof(p), size, root, l.LeafIndex, tlog.RecordHash(entry)); err != nil {
+		return fmt.Errorf("leaf %d in %d: %w", l.LeafIndex, size, err)
+	}
+	return nil
+}
+
+func runManifest(path, key string, every int) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m exportManifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("parse manifest: %w", err)
+	}
+	verifier, err := note.NewVerifier(key)
+	if err != nil {
+		return fmt.Errorf("verifier key: %w", err)
+	}
+	size, root, err := openCheckpoint(m.Log.Checkpoint, verifier)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	checked := 0
+	for i, r := range m.Records {
+		if i%every != 0 {
+			continue
+		}
+		if err := checkLeaf(r, size, root); err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+		checked++
+	}
+	size2, root2, err := openCheckpoint(m.Export.Checkpoint.Checkpoint, verifier)
+	if err != nil {
+		return fmt.Errorf("export checkpoint: %w", err)
+	}
+	if err := checkLeaf(m.Export.leafProof, size2, root2); err != nil {
+		return fmt.Errorf("export leaf: %w", err)
+	}
+	cp, err := proof(m.Export.Consistency)
+	if err != nil {
+		return err
+	}
+	if err := tlog.CheckTree(cp, size2, root2, size, root); err != nil {
+		return fmt.Errorf("consistency %d->%d: %w", size, size2, err)
+	}
+	fmt.Printf("ok: checkpoint %d, %d of %d record proofs, export leaf %d in %d, consistent\n",
+		size, checked, len(m.Records), m.Export.LeafIndex, size2)
+	return nil
+}
+
 func main() {
+	if len(os.Args) >= 4 && os.Args[1] == "manifest" {
+		every := 1
+		if len(os.Args) == 5 {
+			n, err := strconv.Atoi(os.Args[4])
+			if err != nil || n < 1 {
+				fmt.Fprintln(os.Stderr, "usage: gocheck manifest <manifest.json> <vkey> [every]")
+				os.Exit(2)
+			}
+			every = n
+		}
+		if err := runManifest(os.Args[2], os.Args[3], every); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: gocheck <input.json>")
 		os.Exit(2)
