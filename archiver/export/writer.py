@@ -271,7 +271,9 @@ class PackageWriter:
             atts = [int(self.bates[a.id]) for a in item.attachments]
         except KeyError as exc:
             raise ExportInputError(f"no Bates number for {exc.args[0]}") from None
-        if atts != list(range(first + 1, first + 1 + len(atts))):
+        # BEGATTACH..ENDATTACH must span the family and nothing else: the allocator numbers
+        # a record and all its attachments in one call (even when media are left out).
+        if sorted(atts) != list(range(first + 1, first + 1 + len(atts))):
             raise ExportInputError(
                 f"record {item.record_id}: attachments' Bates numbers must follow the "
                 f"record's ({first}) contiguously, got {atts}"
@@ -297,7 +299,8 @@ class PackageWriter:
         self._counts.conversations.add(item.conversation_id)
 
     def add(self, item: ExportItem) -> None:
-        """Write one record in every format. Raises ExportInputError / ExportStateError."""
+        """Write one record in every format. Raises ExportInputError / ExportStateError;
+        after an error the package is incomplete: close the writer and drop the sink."""
         self._check_order(item)
         first, att_numbers = self._bates_family(item)
         bates = self.info.bates

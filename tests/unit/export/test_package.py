@@ -343,6 +343,20 @@ def test_a_later_checkpoint_by_another_key_is_refused(tmp_path: Path) -> None:
         "export checkpoint: checkpoint refused: no signature from a known key"]  # fmt: skip
 
 
+def test_unreadable_packages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = Signer.generate(ORIGIN).verifier.key_text
+    assert _cli(str(tmp_path / "nope.zip"), "--public-key", key) == 2
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04 not really")
+    assert _cli(str(junk), "--public-key", key) == 1
+    assert "FAILED package: not a readable zip" in capsys.readouterr().out
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("hello.txt", "hi")
+    assert _cli(str(empty), "--public-key", key) == 1
+    assert "FAILED manifest.json: missing" in capsys.readouterr().out
+
+
 def test_key_not_pinned(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(str(built.path)) == 1
     assert "key not pinned" in capsys.readouterr().err
