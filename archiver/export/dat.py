@@ -35,6 +35,7 @@ COLUMNS: tuple[str, ...] = (
     "NATIVEPATH",
     "TEXTPATH",
     "TRANSCRIPTPATH",
+    "ERASED",  # a tombstone's erasure (date, request id); empty for a record with content
 )
 
 

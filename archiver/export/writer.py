@@ -352,6 +352,7 @@ class PackageWriter:
             "DATESENT": rsmf.local_time(item.timestamp, self._tz),
             "FROM": names[0], "TO": "; ".join(names[1:]),
             "CONVERSATION": item.conversation_display if not erased else item.conversation_id,
+            "ERASED": item.erasure.describe() if item.erasure is not None else "",
         }  # fmt: skip
         self._dat.write(dat.row_line({
             **common, "BEGBATES": bates(first), "ENDBATES": bates(first), "DOCTYPE": "record",

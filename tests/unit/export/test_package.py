@@ -246,6 +246,8 @@ def test_tombstones_name_the_erasure_and_carry_no_content(built: Built) -> None:
     _, rows = dat.parse(members["loadfile.dat"].decode())
     row = next(r for r in rows if r["RECORDID"] == erased)
     assert "Marie" not in row["FROM"] + row["TO"] + row["CONVERSATION"]
+    assert "er_42" in row["ERASED"] and "2026-03-04" in row["ERASED"]
+    assert all(not r["ERASED"] for r in rows if r["RECORDID"] != erased)
     manifest = json.loads(members["manifest.json"])
     rec = next(r for r in manifest["records"] if r["record_id"] == erased)
     assert rec["erased"]["request_id"] == "er_42" and rec["attachments"] == []
