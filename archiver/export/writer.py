@@ -253,7 +253,10 @@ class PackageWriter:
             else:
                 h = hashlib.sha256()
                 size = 0
-                with target.open(path, "w", force_zip64=True) as out:
+                # Plain zip headers when the size is known to be small: some review
+                # platforms' readers take ZIP64 less kindly than the outer package's.
+                big = att.size is None or att.size > 1 << 30
+                with target.open(path, "w", force_zip64=big) as out:
                     for chunk in _chunks(src):
                         h.update(chunk)
                         size += len(chunk)

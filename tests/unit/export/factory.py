@@ -104,6 +104,7 @@ def build(
     later_signer: Signer | None = None,
     transcripts: bool = True,
     validate_rsmf: bool = True,
+    unseekable: bool = False,
 ) -> Built:
     specs = default_specs() if specs is None else specs
     signer = signer or Signer.generate(ORIGIN)
@@ -150,7 +151,7 @@ def build(
         atts = tuple(
             Attachment(f"{rid(spec.i)}-a{k}", f"photo {k}.jpg", "image/jpeg",
                        hashlib.sha256(b"JPEG%d-%d" % (spec.i, k)).hexdigest(),
-                       b"JPEG%d-%d" % (spec.i, k))
+                       b"JPEG%d-%d" % (spec.i, k), size=len(b"JPEG%d-%d" % (spec.i, k)))
             for k in range(spec.attachments)
         )  # fmt: skip
         bates[rid(spec.i)] = nxt
@@ -187,8 +188,9 @@ def build(
         time_zone="Europe/Paris", bates_prefix="ACME", bates_digits=7, matter_number="M-1",
     )  # fmt: skip
     path = tmp / "export.zip"
-    with path.open("wb") as sink, PackageWriter(
-        sink, info, log, bates, validate_rsmf=validate_rsmf
+    with path.open("wb") as fh, PackageWriter(
+        Unseekable(fh) if unseekable else fh, info, log, bates,  # type: ignore[arg-type]
+        validate_rsmf=validate_rsmf,
     ) as w:
         for it in items:
             w.add(it)
@@ -222,6 +224,19 @@ def build(
             [CustodyEvent(T0, "legal@acme.example", "case:created", {"records": len(items)})],
         )  # fmt: skip
     return Built(path, signer, summary, items, batches, bates)
+
+
+class Unseekable(io.RawIOBase):
+    """A file seen as a pipe: the zip must be written with data descriptors."""
+
+    def __init__(self, fh: io.BufferedWriter) -> None:
+        self.fh = fh
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        return self.fh.write(b)
 
 
 class NullSink(io.RawIOBase):

@@ -78,6 +78,14 @@ def test_package_verifies_with_the_pinned_key(
     assert res.tree_size == 9 and res.export_tree_size == 11
 
 
+def test_a_package_streamed_to_a_pipe_verifies(tmp_path: Path) -> None:
+    b = build(tmp_path, unseekable=True, transcripts=False)
+    with zipfile.ZipFile(b.path) as zf:
+        assert all(i.flag_bits & 0x08 for i in zf.infolist())  # sizes after the data
+        assert zf.testzip() is None
+    assert verify_package(b.path, b.signer.verifier.key_text).ok
+
+
 def test_key_may_be_a_file(built: Built, tmp_path: Path) -> None:
     key = tmp_path / "log.vkey"
     key.write_text(built.signer.verifier.key_text + "\n")
