@@ -18,7 +18,7 @@ count), so a store outage cannot exhaust memory. Two kinds of events:
 
 * **kept** (every event by default: reads and writes by authenticated users, system
   events): never dropped. When the queue is full, ``record`` raises
-  ``AuditUnavailable`` (503) so the read fails instead of going unaudited; ``admit()``
+  ``AuditUnavailable`` so the read fails instead of going unaudited; ``admit()``
   (called by every authenticated route before it does anything) refuses new requests a
   little earlier, leaving room for the events of requests already admitted.
 * **sheddable** (``record(..., sheddable=True)``): only the aggregated refusals of

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from archiver.errors import AuthError, BadRequest, Forbidden, NotFound
+from archiver.errors import AuthError, Forbidden, InvalidInput, NotFound
 from archiver.store.port import StateStore
 
 
@@ -40,6 +40,10 @@ MAX_TOKEN_DAYS = 3660  # ten years: longer is a mistake, not a policy
 READER_ROLES: frozenset[Role] = frozenset(
     {Role.ADMIN, Role.COMPLIANCE_OFFICER, Role.LEGAL, Role.AUDITOR}
 )
+
+
+class InvalidTokenSpec(InvalidInput):
+    """A token asked with a bad number, name, expiry or person; ``code`` names which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,33 +106,38 @@ class TokenService:
         """Return ``(plaintext token, record)``; the plaintext is never stored.
 
         ``numbers`` are business numbers as ``phone_number_id`` (digits only): the one
-        number identity. Raises BadRequest for anything else (a ``+1 555…`` display number
-        would scope the token to nothing). ``person`` binds the token to one person (an
+        number identity. Raises InvalidTokenSpec for anything else (a ``+1 555…`` display
+        number would scope the token to nothing). ``person`` binds the token to one person (an
         operator-chosen stable id, e.g. an employee id): two-person approval counts
-        persons, so only bound tokens can approve. Raises BadRequest for an empty or
+        persons, so only bound tokens can approve. Raises InvalidTokenSpec for an empty or
         over-long person id."""
         for number in numbers or ():
             if not _PHONE_NUMBER_ID.fullmatch(number):
-                raise BadRequest(
+                raise InvalidTokenSpec(
                     f"token number {number!r} is not a phone_number_id (digits only)",
                     code="token_number_invalid",
                 )
         name = name.strip()
         if not name or len(name) > 200:
-            raise BadRequest("name must be non-empty and at most 200 characters",
-                             code="token_name_invalid")
+            raise InvalidTokenSpec(
+                "name must be non-empty and at most 200 characters", code="token_name_invalid"
+            )
         if expires_in_days is not None and not (
             math.isfinite(expires_in_days) and 0 < expires_in_days <= MAX_TOKEN_DAYS
         ):
             # nan, inf or 1e20 would crash the date arithmetic; 0 or less would issue a
             # token that is already expired.
-            raise BadRequest(f"expiry must be more than 0 and at most {MAX_TOKEN_DAYS} days",
-                             code="token_expiry_invalid")
+            raise InvalidTokenSpec(
+                f"expiry must be more than 0 and at most {MAX_TOKEN_DAYS} days",
+                code="token_expiry_invalid",
+            )
         if person is not None:
             person = person.strip()
             if not person or len(person) > 200:
-                raise BadRequest("person must be a non-empty id of at most 200 characters",
-                                 code="token_person_invalid")
+                raise InvalidTokenSpec(
+                    "person must be a non-empty id of at most 200 characters",
+                    code="token_person_invalid",
+                )
         now = now or datetime.now(UTC)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
@@ -164,7 +173,7 @@ class TokenService:
         return cached is not None and time.monotonic() - cached[0] < self._cache_seconds
 
     def authenticate(self, token: str | None, now: datetime | None = None) -> Principal:
-        """Raise AuthError (401) for a missing, malformed, unknown, expired or revoked token."""
+        """Raise AuthError for a missing, malformed, unknown, expired or revoked token."""
         if not token:
             raise AuthError("missing bearer token", code="token_missing")
         parts = token.split("_", 2)

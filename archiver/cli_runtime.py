@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 class ArchiveNotFound(ArchiverError):
     code = "archive_not_found"
-    status = 404
 
 
 def archive_location(settings: Settings) -> str:

@@ -1,11 +1,11 @@
 """Index errors (the ``search`` package imports nothing from ``archiver``; the API maps
-these at the edge).
+their codes to HTTP statuses at the edge, ``archiver.api.errors``).
 
     SearchError
-    ├── IndexUnavailable   backend unreachable -> 503
-    ├── QuerySyntaxError   bad query; carries the position -> 400
-    │   └── QueryTooComplex  over a grammar limit (length, depth, terms); names it -> 400
-    ├── InvalidRequest     bad filter/facet/cursor in a SearchRequest -> 400
+    ├── IndexUnavailable   backend unreachable
+    ├── QuerySyntaxError   bad query; carries the position
+    │   └── QueryTooComplex  over a grammar limit (length, depth, terms); names it
+    ├── InvalidRequest     bad filter/facet/cursor in a SearchRequest
     └── InvalidDocument    a document the index refuses (unknown field, bad value)
 """
 

@@ -1,27 +1,101 @@
-"""The one JSON error shape: ``{"error": {"code": str, "message": str, "details": any}}``.
+"""The one JSON error shape: ``{"error": {"code": str, "message": str, "details": any}}``,
+and the one place where an error's code becomes an HTTP status.
+
+Domain errors (``archiver.errors.ArchiverError`` and ``search.errors.SearchError``) carry
+a stable ``code`` and nothing about HTTP; :data:`HTTP_STATUS` maps each code to the
+status the API answers with (an unknown code is 500). Framework errors (an unknown
+route, a wrong method, a failed validation) keep the status the framework gives them.
 
 Every error leaving the service goes through these handlers, pinned by
-``tests/unit/api/test_error_shape.py``.
+``tests/unit/api/test_error_shape.py``; ``tests/unit/api/test_status_table.py`` checks
+that every code raised anywhere is in the table.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from archiver.errors import ArchiverError
-from search.errors import (
-    IndexUnavailable,
-    InvalidRequest,
-    QuerySyntaxError,
-    QueryTooComplex,
-    SearchError,
+from archiver.errors import ArchiverError, InvalidInput
+from search.errors import IndexUnavailable, QuerySyntaxError, QueryTooComplex, SearchError
+
+# code -> HTTP status, grouped by status. Every code any error carries is listed, the
+# 500s too, so that a new code is a decision here rather than a silent 500.
+_BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
+    400: (
+        "bad_request", "invalid_cursor", "invalid_since", "invalid_action",
+        "media_id_invalid", "hold_scope_invalid", "hold_scope_missing", "proof_range",
+        "token_number_invalid", "token_name_invalid", "token_expiry_invalid",
+        "token_person_invalid",
+        # search.errors: the caller's query, filter, facet or cursor
+        "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
+        "invalid_request",  # (a request that fails validation is 422: the framework's)
+    ),
+    401: (
+        "unauthenticated", "token_missing", "token_malformed", "token_invalid",
+        "token_revoked", "token_expired", "signature_invalid", "signature_missing",
+        "signature_malformed", "signature_mismatch",
+    ),
+    403: (
+        "forbidden", "role_forbidden", "approver_without_person", "handshake_invalid",
+        "verify_token_mismatch",
+    ),
+    404: (
+        "not_found", "object_not_found", "key_not_found", "graph_not_found",
+        "archive_not_found", "token_not_found", "record_not_found", "subject_not_found",
+        "erasure_not_found", "review_not_found", "hold_not_found", "no_checkpoint",
+        "leaf_not_found", "conversation_not_found",
+    ),
+    409: (
+        "conflict", "object_exists", "object_locked", "retention_shortening",
+        "precondition_failed", "index_generation_retired", "key_protected",
+        "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
+        "review_not_pending", "review_same_approver",
+    ),
+    410: ("key_shredded", "content_shredded", "media_expired"),
+    413: ("payload_too_large",),
+    422: (
+        "decryption_failed", "malformed_envelope", "proof_invalid", "tile_invalid",
+        "note_invalid", "checkpoint_invalid", "entry_invalid",
+    ),
+    # Meta refused or answered nonsense, or our own token to Meta is bad: a server-side
+    # problem, not the API caller's; the send proxy's "sent, answer not archived" too.
+    502: (
+        "graph_error", "graph_auth", "graph_request_rejected", "graph_bad_response",
+        "media_hash_mismatch", "media_too_large", "sent_not_archived",
+    ),
+    503: (
+        "unavailable", "store_unavailable", "audit_unavailable", "graph_unavailable",
+        "graph_not_configured", "index_unavailable",
+    ),
+    500: (
+        "internal", "config_invalid", "kek_invalid", "store_error", "bucket_misconfigured",
+        "object_too_large", "invalid_key", "key_error", "ledger_error", "log_corrupted",
+        "record_invalid", "raw_batch_invalid", "index_error", "invalid_document",
+    ),
+}  # fmt: skip
+
+HTTP_STATUS: Final[Mapping[str, int]] = MappingProxyType(
+    {code: status for status, codes in _BY_STATUS.items() for code in codes}
 )
 
+
+def http_status(code: str) -> int:
+    """The HTTP status of an error ``code``; 500 for a code the table does not know."""
+    return HTTP_STATUS.get(code, 500)
+
+
+class BadRequest(InvalidInput):
+    """A route refuses its own parameters (a malformed cursor, an unknown action)."""
+
+
+# Framework errors carry a status and no code: the code the shape gives each status.
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -47,29 +121,29 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
+def code_response(
+    code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error shape for ``code``, with the status the table gives it (for routes that
+    answer an error without raising one)."""
+    return error_response(http_status(code), code, message, details, headers)
+
+
 async def _archiver_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ArchiverError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return code_response(exc.code, exc.message, exc.details)
 
 
 async def _search_error(_: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, QueryTooComplex):  # the limit by name; a too-long query is not echoed
-        return error_response(
-            400,
-            exc.code,
-            exc.message,
-            {"position": exc.position, "limit": exc.limit, "maximum": exc.maximum},
-        )
-    if isinstance(exc, QuerySyntaxError):
-        return error_response(
-            400, exc.code, exc.message, {"position": exc.position, "query": exc.query}
-        )
-    if isinstance(exc, InvalidRequest):
-        return error_response(400, exc.code, str(exc))
-    if isinstance(exc, IndexUnavailable):
-        return error_response(503, exc.code, str(exc), {"backend": "index"})
     assert isinstance(exc, SearchError)
-    return error_response(500, exc.code, str(exc))
+    if isinstance(exc, QueryTooComplex):  # the limit by name; a too-long query is not echoed
+        details: Any = {"position": exc.position, "limit": exc.limit, "maximum": exc.maximum}
+        return code_response(exc.code, exc.message, details)
+    if isinstance(exc, QuerySyntaxError):
+        return code_response(exc.code, exc.message, {"position": exc.position, "query": exc.query})
+    if isinstance(exc, IndexUnavailable):
+        return code_response(exc.code, str(exc), {"backend": "index"})
+    return code_response(exc.code, str(exc))
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

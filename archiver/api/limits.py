@@ -12,7 +12,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from archiver.api.errors import error_body
+from archiver.api.errors import error_body, http_status
 
 
 class BodyTooLarge(HTTPException):
@@ -38,7 +38,7 @@ class BodyLimitMiddleware:
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": http_status("payload_too_large"),
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -18,28 +18,24 @@ from archiver.errors import ArchiverError
 
 class LedgerError(ArchiverError):
     code = "ledger_error"
-    status = 500
 
 
 class ProofError(LedgerError):
     """A proof, hash or tree size failed verification (or an impossible range was asked)."""
 
     code = "proof_invalid"
-    status = 422
 
 
 class TileError(LedgerError):
     """A tile or entry bundle is malformed or addressed outside the tree."""
 
     code = "tile_invalid"
-    status = 422
 
 
 class NoteError(LedgerError):
     """A key text, note or checkpoint is malformed, or its signatures do not verify."""
 
     code = "note_invalid"
-    status = 422
 
 
 class CheckpointError(NoteError):
@@ -50,18 +46,15 @@ class EntryError(LedgerError):
     """An entry cannot be built or parsed."""
 
     code = "entry_invalid"
-    status = 422
 
 
 class LogCorrupted(LedgerError):
     """Stored tiles/bundles disagree with what the sequencing state says must be there."""
 
     code = "log_corrupted"
-    status = 500
 
 
 class CheckpointRefused(LedgerError):
     """Refused to sign: the tree is not consistent with the previous signed checkpoint."""
 
     code = "checkpoint_refused"
-    status = 409

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from archiver.audit import SYSTEM, AuditTrail
-from archiver.errors import BadRequest, NotFound
+from archiver.errors import InvalidInput, NotFound
 from archiver.ingest.capture import RAW_PREFIX
 from archiver.ledger import merkle
 from archiver.ledger.checkpoint import open_checkpoint
@@ -40,6 +40,12 @@ log = get_logger(__name__)
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+class InvalidProofRange(InvalidInput):
+    """A proof asked for leaves or sizes outside the tree."""
+
+    code = "proof_range"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +111,8 @@ class ProofService:
     def inclusion(self, leaf_index: int, tree_size: int | None) -> dict[str, Any]:
         size = tree_size if tree_size is not None else self._signed_size()
         if not 0 <= leaf_index < size or size > self.log.size():
-            raise BadRequest(
+            raise InvalidProofRange(
                 f"need 0 <= leaf_index < tree_size <= {self.log.size()}",
-                code="proof_range",
                 details={"leaf_index": leaf_index, "tree_size": size},
             )
         entry = self.log.entry(leaf_index)
@@ -122,9 +127,8 @@ class ProofService:
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         if not 0 < first <= second <= self.log.size():
-            raise BadRequest(
+            raise InvalidProofRange(
                 f"need 0 < from <= to <= {self.log.size()}",
-                code="proof_range",
                 details={"from": first, "to": second},
             )
         return {

@@ -49,7 +49,6 @@ class RecordError(ArchiverError):
 
 class SealedContentUnavailable(RecordError):
     code = "content_shredded"
-    status = 410
 
 
 def record_key(record_id: str) -> str:

@@ -2,7 +2,7 @@
 
 ``ErasureService.erase(phone_number_id, contact)`` plans, then runs a resumable procedure.
 
-Plan (nothing written; a refusal is 409 ``erasure_refused`` naming the blocker):
+Plan (nothing written; a refusal is ``erasure_refused`` naming the blocker):
 
 1. resolve the contact (wa_id or BSUID) to its subject pseudonym (alias registry);
 2. find the subject's records and the raw delivery slots that mention it (grants

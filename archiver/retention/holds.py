@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from archiver.errors import BadRequest, NotFound
+from archiver.errors import InvalidInput, NotFound
 from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
 from archiver.ledger.entry import EntryKind, make_entry
@@ -525,6 +525,12 @@ def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, Sto
     return found
 
 
+class InvalidHoldScope(InvalidInput):
+    """A hold that names nothing to hold (no query, conversation or contact)."""
+
+    code = "hold_scope_missing"
+
+
 class HoldService:
     """The API- and CLI-facing half: resolve a scope to records, then use the registry."""
 
@@ -551,15 +557,14 @@ class HoldService:
     ) -> dict[str, Any]:
         # Before anything is registered: a hold whose query cannot run would stay
         # ``placing`` for good and fail every later-arrivals check (issue 14 #9).
-        # Raises QuerySyntaxError (400, with the position or the limit).
+        # Raises QuerySyntaxError (with the position or the limit).
         tree = parse_query(scope.query) if scope.query else None
         # A blank query matches everything, now and later: on its own it is no scope a
         # person meant to write, so it is refused like a missing one.
         names_something = tree is not None and not isinstance(tree, MatchAll)
         if not (names_something or scope.conversation or scope.subject):
-            raise BadRequest(
-                "a hold needs a scope: query, conversation or contact (case_id is a label)",
-                code="hold_scope_missing",
+            raise InvalidHoldScope(
+                "a hold needs a scope: query, conversation or contact (case_id is a label)"
             )
         hold_id = "h_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
         now = self.registry.clock()

@@ -2,7 +2,7 @@
 sqlite3) into one of these before it leaves the adapter.
 
     StoreError
-    ├── StoreUnavailable      backend cannot be reached / timed out (callers answer 503)
+    ├── StoreUnavailable      backend cannot be reached / timed out
     ├── ObjectExists          write-once: the key already has a version
     ├── ObjectNotFound        no such key / version
     ├── ObjectLocked          the server (or the local adapter) refused: retention or legal hold
@@ -18,39 +18,31 @@ from archiver.errors import ArchiverError
 
 class StoreError(ArchiverError):
     code = "store_error"
-    status = 500
 
 
 class StoreUnavailable(StoreError):
     code = "store_unavailable"
-    status = 503
 
 
 class ObjectExists(StoreError):
     code = "object_exists"
-    status = 409
 
 
 class ObjectNotFound(StoreError):
     code = "object_not_found"
-    status = 404
 
 
 class ObjectLocked(StoreError):
     code = "object_locked"
-    status = 409
 
 
 class RetentionShortening(StoreError):
     code = "retention_shortening"
-    status = 409
 
 
 class PreconditionFailed(StoreError):
     code = "precondition_failed"
-    status = 409
 
 
 class BucketMisconfigured(StoreError):
     code = "bucket_misconfigured"
-    status = 500

@@ -36,7 +36,6 @@ class GraphError(ArchiverError):
     """Meta refused or could not be reached. ``meta_error`` is Meta's ``error`` object."""
 
     code = "graph_error"
-    status = 502
 
     def __init__(
         self,
@@ -58,22 +57,19 @@ class GraphError(ArchiverError):
 
 class GraphUnavailable(GraphError):
     code = "graph_unavailable"
-    status = 503
 
 
 class GraphAuthError(GraphError):
-    # Our token to Meta is bad: a server-side problem, not the API caller's (hence 502).
+    # Our token to Meta is bad: a server-side problem, not the API caller's.
     code = "graph_auth"
 
 
 class GraphNotFound(GraphError):
     code = "graph_not_found"
-    status = 404
 
 
 class MediaExpired(GraphNotFound):
     code = "media_expired"
-    status = 410
 
 
 class GraphRequestError(GraphError):

@@ -13,7 +13,7 @@ Decisions:
 * Several secrets may be valid at once (rotation, several apps/WABAs); all are tried in
   constant time each, and the index of the first match is returned.
 
-Raises :class:`SignatureError` (an :class:`~archiver.errors.AuthError`, HTTP 401) with
+Raises :class:`SignatureError` (an :class:`~archiver.errors.AuthError`) with
 ``reason`` in ``{"missing", "malformed", "mismatch"}``.
 """
 
@@ -36,7 +36,6 @@ class SignatureError(AuthError):
     """The webhook signature is absent, unreadable or wrong. ``reason`` is machine-readable."""
 
     code = "signature_invalid"
-    status = 401
 
     def __init__(self, reason: Reason) -> None:
         super().__init__(f"webhook signature {reason}", details={"reason": reason})

@@ -22,11 +22,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.errors import BadRequest
 from archiver.api.responses import FastJSONResponse
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 

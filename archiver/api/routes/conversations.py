@@ -19,11 +19,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.errors import BadRequest
 from archiver.api.responses import FastJSONResponse
 from archiver.api.routes.search import SEARCH_ROLES, actor_of, message_view, scope_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal
-from archiver.errors import BadRequest, NotFound
+from archiver.errors import NotFound
 from archiver.indexing.documents import FOLDED_TYPES, THREAD_KINDS
 from archiver.ingest.processor import MEDIA_JOBS_PREFIX
 from archiver.metrics import THREAD_VIEWS

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.errors import BadRequest
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest, Forbidden, NotFound
+from archiver.errors import Forbidden, NotFound
 from archiver.retention.common import resolve_subject
 from archiver.retention.disposition import Approver as ReviewApprover
 from archiver.retention.disposition import approve_review, list_reviews

@@ -22,11 +22,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from archiver.api.deps import allow, get_runtime
-from archiver.api.errors import error_response
+from archiver.api.errors import BadRequest, code_response
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction, AuditUnavailable
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest, Forbidden, Unavailable
+from archiver.errors import Forbidden, Unavailable
 from archiver.ingest.outbound import PROXY_REQUEST, PROXY_RESPONSE, send_media_id_problem
 from archiver.ingest.rawbatch import Delivery
 from archiver.logs import get_logger
@@ -59,8 +59,7 @@ def _delivery(doc: dict[str, Any], header: str) -> Delivery:
 
 def _store_down(exc: StoreError) -> JSONResponse:
     log.warning("send_proxy_store_down", error_code=exc.code)
-    return error_response(
-        503,
+    return code_response(
         "store_unavailable",
         "the evidence store cannot archive the send now; nothing was sent, retry",
         {"backend": "object_store", "sent": False},
@@ -122,8 +121,7 @@ async def send_message(
     except StoreError as exc:
         # Sent, but its answer is not archived: say so, and never invite a resend.
         log.error("send_proxy_response_not_archived", error_code=exc.code, proxy_id=proxy_id)
-        return error_response(
-            502,
+        return code_response(
             "sent_not_archived",
             "the message was handed to WhatsApp but its answer could not be archived; "
             "do not resend",

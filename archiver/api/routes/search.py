@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.errors import BadRequest
 from archiver.api.responses import FastJSONResponse
 from archiver.audit import Actor, AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest
 from archiver.indexing.documents import current_reactions
 from archiver.logs import get_logger
 from archiver.metrics import SEARCH_SECONDS, SEARCHES

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from archiver.api.deps import get_runtime
-from archiver.api.errors import error_response
+from archiver.api.errors import code_response
 from archiver.ingest.rawbatch import Delivery
 from archiver.logs import get_logger
 from archiver.security_events import SecurityEvent
@@ -36,12 +36,10 @@ async def verify_handshake(
     expected = runtime.settings.verify_token.get_secret_value().encode()
     given = (token or "").encode()
     if mode != "subscribe" or challenge is None or not expected:
-        return error_response(
-            403, "handshake_invalid", "hub.mode must be subscribe with a challenge"
-        )
+        return code_response("handshake_invalid", "hub.mode must be subscribe with a challenge")
     if not hmac.compare_digest(given, expected):
         runtime.security.record(SecurityEvent.HANDSHAKE_REFUSED, request)
-        return error_response(403, "verify_token_mismatch", "hub.verify_token does not match")
+        return code_response("verify_token_mismatch", "hub.verify_token does not match")
     return PlainTextResponse(challenge)
 
 
@@ -57,8 +55,7 @@ async def receive_delivery(request: Request) -> Response:
         runtime.security.record(
             SecurityEvent.SIGNATURE_REFUSED, request, reason=exc.reason, size=len(body)
         )
-        return error_response(
-            401,
+        return code_response(
             f"signature_{exc.reason}",
             f"X-Hub-Signature-256 {exc.reason}",
             {"reason": exc.reason},
@@ -74,8 +71,7 @@ async def receive_delivery(request: Request) -> Response:
         receipt = await runtime.capture.capture(delivery)
     except StoreError as exc:
         log.warning("capture_failed", error_code=exc.code)
-        return error_response(
-            503,
+        return code_response(
             "store_unavailable",
             "the evidence store cannot take the delivery now; retry",
             {"backend": "object_store"},
