@@ -1,18 +1,26 @@
-"""Helpers for the candidate-driven disposition tests: a counting wrapper around the real
-evidence store (every call goes through to it), a job built on that wrapper, and record
-look-ups by message time."""
+"""Helpers for the candidate-driven disposition tests: an archive with a short default
+policy (embedded or MinIO), a counting wrapper around the real evidence store (every call
+goes through to it), a job built on that wrapper, record look-ups by message time, and
+moving the embedded store's clock ahead."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
 
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.disposition import DispositionJob
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import ObjectInfo, ObjectStore, VersionEntry
+from tests.support.retention import SHORT_DEFAULT, app_on, s3_overrides
 
 
 def _area(key: str) -> str:
@@ -86,3 +94,26 @@ def records_at(rt: Runtime, ts: int) -> list[StoredRecord]:
         ):
             out.append(r)
     return out
+
+
+@contextmanager
+def archive(request: pytest.FixtureRequest, tmp: Path, backend: str, **extra: Any
+            ) -> Iterator[tuple[TestClient, Runtime]]:
+    policy_dir = tmp / "policies"
+    policy_dir.mkdir(exist_ok=True)
+    (policy_dir / "default.yaml").write_text(SHORT_DEFAULT)
+    if backend == "minio":
+        overrides = s3_overrides(request.getfixturevalue("s3_endpoint"), policy_dir=policy_dir,
+                                 **extra)
+    else:
+        overrides = {"inline_workers": False, "policy_dir": policy_dir,
+                     "raw_retention_days": 2200, **extra}
+    with app_on(tmp, **overrides) as pair:
+        yield pair
+
+
+def time_travel(rt: Runtime, job: Any, days: int) -> datetime:
+    later = datetime.now(UTC) + timedelta(days=days)
+    rt.objects._now = lambda: later  # type: ignore[attr-defined]  # the local store's clock
+    job.clock = lambda: later
+    return later

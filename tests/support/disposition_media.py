@@ -29,13 +29,13 @@ from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.whatsapp.graph import GraphClient, RetryPolicy
 from tests.fakes.meta import FakeMeta
-from tests.integration.retention.support import (
+from tests.support.apps import sign
+from tests.support.retention import (
     SHORT_DEFAULT,
     app_on,
     log_entries,
     s3_overrides,
 )
-from tests.support.apps import sign
 
 TOKEN = "test-graph-token"
 PNID = "106540352242922"

@@ -1,4 +1,5 @@
-"""Helpers for the capture tests: FakeMeta on loopback, webhook bodies, polling."""
+"""Helpers for tests that drive the app with FakeMeta behind it: webhook bodies, media
+jobs, a media worker on FakeMeta, polling (the ``fake`` fixture: tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 
 from archiver.media.worker import MediaWorker
 from archiver.runtime import Runtime
@@ -22,12 +22,6 @@ from tests.fakes.meta import FakeMeta
 TOKEN = "test-token"
 PNID = "106540352242922"
 T = TypeVar("T")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeMeta]:
-    with FakeMeta(token=TOKEN) as server:
-        yield server
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:

@@ -14,7 +14,7 @@ import pytest
 
 from archiver.auth import Role
 from archiver.indexing.reindex import reindex
-from tests.integration.searchapi.conftest import BACKENDS, App
+from tests.integration.api.conftest import BACKENDS, App
 from tests.support.webhooks import post
 
 FIXTURES = "fixtures/whatsapp"

@@ -24,7 +24,7 @@ from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
-from tests.integration.searchapi.conftest import drop_es_alias
+from tests.integration.api.conftest import drop_es_alias
 from tests.support.apps import backend_settings, running_app
 from tests.support.webhooks import Number, post
 

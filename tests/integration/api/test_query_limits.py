@@ -14,7 +14,7 @@ import pytest
 
 from archiver.auth import Role
 from search.query import MAX_DEPTH, MAX_QUERY_CHARS, MAX_TERMS
-from tests.integration.searchapi.conftest import BACKENDS, App
+from tests.integration.api.conftest import BACKENDS, App
 from tests.support.webhooks import Number, post
 
 A = Number("15550001111", "1001")

@@ -9,7 +9,7 @@ import pytest
 
 from archiver.auth import Role
 from archiver.indexing.reindex import reindex
-from tests.integration.searchapi.conftest import BACKENDS, App, drop_es_alias
+from tests.integration.api.conftest import BACKENDS, App, drop_es_alias
 from tests.support.webhooks import Number, post
 
 A = Number("15550001111", "1001")

@@ -14,8 +14,8 @@ from archiver.auth import Role
 from archiver.records.model import Record, record_key
 from archiver.runtime import Runtime
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import PNID, TOKEN, wait_for
 from tests.support.apps import embedded_settings, running_app
+from tests.support.meta_app import PNID, TOKEN, wait_for
 
 pytestmark = pytest.mark.integration
 

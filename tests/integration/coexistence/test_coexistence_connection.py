@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 
 from archiver.auth import Role
 from archiver.runtime import Runtime
-from tests.integration.capture2.conftest import PNID, wait_for
 from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.meta_app import PNID, wait_for
 
 pytestmark = pytest.mark.integration
 

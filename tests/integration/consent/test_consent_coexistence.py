@@ -18,8 +18,8 @@ from archiver.coexistence import Coexistence
 from archiver.runtime import Runtime
 from archiver.whatsapp.graph import GraphClient
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import PNID, TOKEN, wait_for
 from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.meta_app import PNID, TOKEN, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,6 @@ from archiver.metrics import REGISTRY
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.conftest import shared_dir
-from tests.support.apps import backend_settings
 
 FIXTURES = shared_dir() / "fixtures" / "whatsapp"
 GOOD = ["messages_text.json", "smb_message_echoes.json", "statuses_delivered.json"]
@@ -73,17 +70,6 @@ TRIGGERS = {
     "deep_nesting": (_deep, "unprocessable"),
     "nan_safety_net": (_not_a_number, "unprocessable"),
 }
-
-
-@pytest.fixture(params=["embedded", pytest.param("servers", marks=pytest.mark.integration)])
-def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
-    settings = backend_settings(request, tmp_path / "data", request.param, inline_workers=False)
-    rt = Runtime.open(settings)
-    rt.index.ensure_index()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def _records(rt: Runtime, keys: list[str]) -> list[Record]:

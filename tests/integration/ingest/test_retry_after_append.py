@@ -12,9 +12,9 @@ import pytest
 from archiver.auth import Role
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.retention.common import iter_records
-from tests.integration.capture2.conftest import image_webhook, jobs
-from tests.integration.retention.support import app_on, token
 from tests.support.apps import sign
+from tests.support.meta_app import image_webhook, jobs
+from tests.support.retention import app_on, token
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from archiver import metrics
 from archiver.ingest.capture import PENDING_PREFIX
@@ -19,18 +15,6 @@ from archiver.ingest.processor import PENDING_INDEX_READY, PROC_PREFIX
 from archiver.ingest.rawbatch import Delivery
 from archiver.runtime import Runtime
 from tests.conftest import shared_dir
-from tests.support.apps import backend_settings
-
-
-@pytest.fixture(params=["embedded", pytest.param("servers", marks=pytest.mark.integration)])
-def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
-    settings = backend_settings(request, tmp_path / "data", request.param, inline_workers=False)
-    rt = Runtime.open(settings)
-    rt.index.ensure_index()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def _capture(rt: Runtime) -> str:

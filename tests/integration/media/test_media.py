@@ -19,14 +19,14 @@ from archiver.media.worker import media_object_key
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import (
+from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.meta_app import (
     TOKEN,
     image_webhook,
     jobs,
     wait_for,
     worker_for,
 )
-from tests.support.apps import embedded_settings, running_app, sign
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from archiver.auth import Role
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import (
+from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.meta_app import (
     PNID,
     TOKEN,
     image_webhook,
@@ -29,7 +30,6 @@ from tests.integration.capture2.conftest import (
     wait_for,
     worker_for,
 )
-from tests.support.apps import embedded_settings, running_app, sign
 
 pytestmark = pytest.mark.integration
 

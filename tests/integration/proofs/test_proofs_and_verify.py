@@ -6,9 +6,6 @@ on the embedded store and on real MinIO, for raw captures, records and audit obj
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +21,9 @@ from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.note import Verifier
 from archiver.runtime import Runtime
 from archiver.store.local import write_delete_marker
-from tests.conftest import REPO, shared_dir
+from tests.conftest import shared_dir
 from tests.support.apps import backend_settings, running_app, settings_env, sign
+from tests.support.cli import findings, run_cli
 
 
 @pytest.fixture(params=["embedded", "servers"])
@@ -47,17 +45,6 @@ def archive(
         runtime.audit.flush()
         runtime.checkpoints.sign_if_grown()
         yield client, runtime, settings_env(settings)
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver.cli", *args],
-        env={**env, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _b(value: str) -> bytes:
@@ -140,15 +127,11 @@ def _local_dir(runtime: Runtime, key: str) -> Path:
     return runtime.settings.data_dir / "evidence" / "objects" / key / "@v"
 
 
-def _findings(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
 def test_verify_clean_then_every_tampering_is_named(
     archive: tuple[TestClient, Runtime, dict[str, str]],
 ) -> None:
     _client, runtime, env = archive
-    clean = _cli(env, "verify", "--json")
+    clean = run_cli(env, "verify", "--json")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     s3 = runtime.objects.name == "s3"
     bucket = runtime.settings.evidence_bucket
@@ -169,7 +152,7 @@ def test_verify_clean_then_every_tampering_is_named(
             ).data
         ]
     )
-    assert _cli(env, "verify", "--json").returncode == 0
+    assert run_cli(env, "verify", "--json").returncode == 0
     if s3:
         import io
 
@@ -197,9 +180,9 @@ def test_verify_clean_then_every_tampering_is_named(
             (_local_dir(runtime, raw_key) / f"{raw_vid}{suffix}").unlink()
         write_delete_marker(runtime.settings.data_dir / "evidence", audit_key)
     runtime.objects.set_legal_hold(held_key, held_vid, False)
-    result = _cli(env, "verify", "--json")
+    result = run_cli(env, "verify", "--json")
     assert result.returncode == 1, result.stdout + result.stderr
-    found = {(f["kind"], f["key"]) for f in _findings(result)}
+    found = {(f["kind"], f["key"]) for f in findings(result)}
     changed = "object:extra_version" if s3 else "object:hash_mismatch"
     assert (changed, record_key) in found
     assert ("object:missing", raw_key) in found

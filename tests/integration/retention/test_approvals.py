@@ -17,13 +17,8 @@ from archiver.auth import Role
 from archiver.ledger.entry import EntryKind
 from archiver.retention.disposition import DispositionJob
 from archiver.runtime import Runtime
-from tests.integration.retention.support import (
-    PHONE_NUMBER_ID,
-    Msg,
-    body_for,
-    log_entries,
-)
-from tests.integration.retention_disp.media_support import (
+from tests.support.apps import running_app
+from tests.support.disposition_media import (
     REVIEW_TWO,
     archive_with,
     base_overrides,
@@ -33,7 +28,12 @@ from tests.integration.retention_disp.media_support import (
     soon,
     write_policy,
 )
-from tests.support.apps import running_app
+from tests.support.retention import (
+    PHONE_NUMBER_ID,
+    Msg,
+    body_for,
+    log_entries,
+)
 
 pytestmark = pytest.mark.integration
 

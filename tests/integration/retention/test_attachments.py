@@ -16,8 +16,7 @@ from archiver.auth import Role
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.services import retention_services
 from tests.fakes.meta import FakeMeta
-from tests.integration.retention.support import SHORT_DEFAULT, token
-from tests.integration.retention_disp.media_support import (
+from tests.support.disposition_media import (
     PNID,
     REVIEW_TWO,
     TOKEN,
@@ -32,6 +31,7 @@ from tests.integration.retention_disp.media_support import (
     soon,
     write_policy,
 )
+from tests.support.retention import SHORT_DEFAULT, token
 
 pytestmark = pytest.mark.integration
 

@@ -8,15 +8,12 @@ batch stays while one of its records remains and goes once all are gone."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
@@ -24,44 +21,26 @@ from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
 from archiver.retention.disposition import CURSOR_KEY, JOURNAL_PREFIX
 from archiver.retention.expiry import candidates
-from archiver.runtime import Runtime
 from policies.model import Decision, RecordFacts
-from tests.integration.retention.support import (
-    SHORT_DEFAULT,
+from tests.support.disposition import (
+    CountingStore,
+    SimulatedCrash,
+    archive,
+    counting_job,
+    records_at,
+    time_travel,
+)
+from tests.support.retention import (
     Msg,
-    app_on,
     deliver,
     log_entries,
     now,
-    s3_overrides,
-)
-from tests.integration.retention_disp.support import (
-    CountingStore,
-    SimulatedCrash,
-    counting_job,
-    records_at,
 )
 
 pytestmark = pytest.mark.integration
 
 UNEXPIRED = 30
 WHOLE_SCANS = {"", "records/", "raw/", "media/"}
-
-
-@contextmanager
-def archive(request: pytest.FixtureRequest, tmp: Path, backend: str, **extra: Any
-            ) -> Iterator[tuple[TestClient, Runtime]]:
-    policy_dir = tmp / "policies"
-    policy_dir.mkdir(exist_ok=True)
-    (policy_dir / "default.yaml").write_text(SHORT_DEFAULT)
-    if backend == "minio":
-        overrides = s3_overrides(request.getfixturevalue("s3_endpoint"), policy_dir=policy_dir,
-                                 **extra)
-    else:
-        overrides = {"inline_workers": False, "policy_dir": policy_dir,
-                     "raw_retention_days": 2200, **extra}
-    with app_on(tmp, **overrides) as pair:
-        yield pair
 
 
 class LongerFor:
@@ -75,13 +54,6 @@ class LongerFor:
         decision: Decision = self.inner.decision(facts)
         return replace(decision, retain_until=self.until) if facts.message_time == self.stamp \
             else decision
-
-
-def _time_travel(rt: Runtime, job: Any, days: int) -> datetime:
-    later = datetime.now(UTC) + timedelta(days=days)
-    rt.objects._now = lambda: later  # type: ignore[attr-defined]  # the local store's clock
-    job.clock = lambda: later
-    return later
 
 
 @pytest.mark.parametrize("backend", ["embedded", "minio"])
@@ -155,7 +127,7 @@ def test_raw_batch_stays_while_one_of_its_records_remains(tmp_path: Path,
 
         store = CountingStore(rt.objects)
         job = counting_job(rt, store)
-        _time_travel(rt, job, days=3)
+        time_travel(rt, job, days=3)
         report = job.run()
         got = {(d.kind, d.key) for d in report.disposed}
         assert got == {("record", gone.key), ("record", alone.key), ("raw", alone_raw[0])}
@@ -186,7 +158,7 @@ def test_a_crash_before_the_delete_is_finished_later_even_after_a_hold(
         deliver(client, rt, [Msg("447700900061", "crash", t0)])
         (rec,) = records_at(rt, t0)
         crashing = counting_job(rt, CountingStore(rt.objects, fail_deletes=1))
-        _time_travel(rt, crashing, days=2)
+        time_travel(rt, crashing, days=2)
         with pytest.raises(SimulatedCrash):
             crashing.run()
         assert rt.objects.stat(rec.key, rec.version_id)  # journalled, still here
@@ -198,7 +170,7 @@ def test_a_crash_before_the_delete_is_finished_later_even_after_a_hold(
 
         rt.objects.set_legal_hold(rec.key, rec.version_id, True)  # a hold comes in between
         job = counting_job(rt, CountingStore(rt.objects))
-        _time_travel(rt, job, days=2)
+        time_travel(rt, job, days=2)
         for _ in range(2):  # the first run cancels the journalled disposal, and keeps it
             report = job.run()
             assert report.disposed == [] and report.held == 1

@@ -12,9 +12,8 @@ from archiver.retention.disposition import DispositionJob
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import StateStore
-from tests.integration.retention.support import Msg, deliver, now
-from tests.integration.retention_disp.support import SimulatedCrash, records_at
-from tests.integration.retention_disp.test_candidates import _time_travel, archive
+from tests.support.disposition import SimulatedCrash, archive, records_at, time_travel
+from tests.support.retention import Msg, deliver, now
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +56,7 @@ def test_capture_keys_of_a_batch_deleted_before_a_crash_go_on_the_next_run(
 
         crashing = CrashOnCapkeys(rt.state)
         first = _job(rt, crashing)
-        _time_travel(rt, first, days=3)
+        time_travel(rt, first, days=3)
         with pytest.raises(SimulatedCrash):
             first.run()
         assert crashing.crashed
@@ -65,6 +64,6 @@ def test_capture_keys_of_a_batch_deleted_before_a_crash_go_on_the_next_run(
         assert rt.state.get(capkeys) is not None  # ... and its keys are left behind
 
         redo = _job(rt, rt.state)
-        _time_travel(rt, redo, days=3)
+        time_travel(rt, redo, days=3)
         redo.run()
         assert rt.state.get(capkeys) is None

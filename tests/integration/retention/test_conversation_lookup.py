@@ -34,7 +34,8 @@ from archiver.retention.holds import HoldRegistry, HoldScope, HoldService
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import ObjectStore
-from tests.integration.retention.support import (
+from tests.support.apps import settings_env, sign
+from tests.support.retention import (
     DISPLAY,
     PHONE_NUMBER_ID,
     app_on,
@@ -42,7 +43,6 @@ from tests.integration.retention.support import (
     s3_overrides,
     token,
 )
-from tests.support.apps import settings_env, sign
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,13 @@ from archiver.ledger.verify import verify_archive
 from archiver.retention.common import StoredRecord
 from archiver.retention.disposition import CRASH_POINTS, JOURNAL_PREFIX, DispositionJob
 from archiver.runtime import Runtime
-from tests.integration.retention.support import SHORT_DEFAULT, Msg, body_for, log_entries
-from tests.integration.retention_disp.media_support import (
+from tests.support.disposition import (
+    CountingStore,
+    SimulatedCrash,
+    counting_job,
+    records_at,
+)
+from tests.support.disposition_media import (
     archive_with,
     base_overrides,
     pass_expiry,
@@ -31,12 +36,7 @@ from tests.integration.retention_disp.media_support import (
     soon,
     write_policy,
 )
-from tests.integration.retention_disp.support import (
-    CountingStore,
-    SimulatedCrash,
-    counting_job,
-    records_at,
-)
+from tests.support.retention import SHORT_DEFAULT, Msg, body_for, log_entries
 
 pytestmark = pytest.mark.integration
 

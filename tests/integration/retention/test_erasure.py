@@ -6,7 +6,6 @@ is refused with the reason."""
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
@@ -17,15 +16,14 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from archiver.auth import Role
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
-from archiver.ingest.rawbatch import RawBatchError, parse_batch
-from archiver.keys.errors import KeyShredded
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.records.model import Record
 from archiver.retention.common import resolve_subject
 from archiver.runtime import Runtime
-from tests.integration.retention.support import (
+from tests.support.apps import sign
+from tests.support.erasure import recoverable
+from tests.support.retention import (
     DISPLAY,
     PHONE_NUMBER_ID,
     Msg,
@@ -36,52 +34,11 @@ from tests.integration.retention.support import (
     s3_overrides,
     token,
 )
-from tests.support.apps import sign
 
 pytestmark = pytest.mark.integration
 
 ERASE = "447700900011"
 KEEP = "447700900012"
-
-
-def _recoverable(rt: Runtime, needle: str) -> list[str]:
-    """Where ``needle`` can still be read: any object version's bytes, any record content
-    still decryptable, any raw delivery slot whose capture key is still in working state,
-    any working-state value."""
-    found: list[str] = []
-    for v in rt.objects.list_versions(""):
-        if v.is_delete_marker:
-            continue
-        data = rt.objects.get(v.key, v.version_id)
-        if needle.encode() in data:
-            found.append(f"bytes of {v.key}")
-        if v.key.startswith("records/"):
-            record = Record.parse(data)
-            try:
-                content = record.open(rt.keys.get(record.key_id).secret)
-            except KeyShredded:
-                continue
-            if needle in json.dumps(content, ensure_ascii=False):
-                found.append(f"content of {v.key}")
-        elif v.key.startswith("raw/"):
-            try:
-                opened = parse_batch(data)
-            except RawBatchError:
-                continue
-            keys = rt.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
-            wrapped = json.loads(keys.value)["keys"] if keys else {}
-            for slot in opened.slots:
-                blob = wrapped.get(str(slot.index))
-                if blob is None:
-                    continue
-                body = opened.open(slot.index, rt.kek.unwrap(base64.b64decode(blob)))
-                if needle.encode() in body:
-                    found.append(f"raw slot {slot.index} of {v.key}")
-    for key in rt.state.list(""):
-        value = rt.state.get(key)
-        if value is not None and needle.encode() in value.value:
-            found.append(f"state {key}")
-    return found
 
 
 def _es_hits(es_url: str, alias: str, needle: str) -> int:
@@ -130,7 +87,7 @@ def test_erasure_leaves_the_marker_nowhere_with_elasticsearch(
                              es_url=es_url, es_alias=alias)
     with app_on(tmp_path, **overrides) as (client, rt):
         _deliver_three(client, rt, marker)
-        before = _recoverable(rt, marker)
+        before = recoverable(rt, marker)
         assert any(w.startswith("content of") for w in before)
         assert any(w.startswith("raw slot") for w in before)
         assert _es_hits(es_url, alias, marker) == 2
@@ -145,7 +102,7 @@ def test_erasure_leaves_the_marker_nowhere_with_elasticsearch(
         assert client.post("/v1/erasure", headers=token(rt, Role.LEGAL), json={
             "phone_number_id": PHONE_NUMBER_ID, "contact": ERASE}).status_code == 403
 
-        assert _recoverable(rt, marker) == []
+        assert recoverable(rt, marker) == []
         assert _es_hits(es_url, alias, marker) == 0
         # Soft-deleted documents stay in the shard (retention lease) until the lease syncs
         # (~30 s on one node); a later expunge then drops them from the segment files.
@@ -180,7 +137,7 @@ def test_erasure_with_the_sqlite_index_leaves_no_bytes_in_the_db_file(
                         json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
         assert r.status_code == 200, r.text
         assert marker.encode() not in db_bytes()
-        assert _recoverable(rt, marker) == []
+        assert recoverable(rt, marker) == []
 
 
 def test_erasure_of_a_finra_covered_contact_is_refused(tmp_path: Path, s3_endpoint: Any) -> None:
@@ -194,7 +151,7 @@ def test_erasure_of_a_finra_covered_contact_is_refused(tmp_path: Path, s3_endpoi
         error = r.json()["error"]
         assert error["code"] == "erasure_refused"
         assert "finra_4511" in error["message"] and "17(3)(b)" in error["message"]
-        assert any(w.startswith("content of") for w in _recoverable(rt, marker))
+        assert any(w.startswith("content of") for w in recoverable(rt, marker))
         info = next(rt.objects.list_versions("records/"))
         assert rt.objects.stat(info.key, info.version_id).retention.mode.value == "COMPLIANCE"
 
@@ -230,7 +187,7 @@ def test_erasure_of_a_customer_who_only_got_business_echoes_is_refused_under_fin
         assert r.status_code == 409, r.text
         assert r.json()["error"]["code"] == "erasure_refused"
         assert "finra_4511" in r.json()["error"]["message"]
-        assert any(w.startswith("content of") for w in _recoverable(rt, marker))
+        assert any(w.startswith("content of") for w in recoverable(rt, marker))
 
 
 def test_erasure_of_a_held_contact_is_refused(tmp_path: Path, s3_endpoint: Any) -> None:
@@ -244,9 +201,9 @@ def test_erasure_of_a_held_contact_is_refused(tmp_path: Path, s3_endpoint: Any) 
                         json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
         assert r.status_code == 409
         assert hold["id"] in r.json()["error"]["message"]
-        assert any(w.startswith("content of") for w in _recoverable(rt, marker))
+        assert any(w.startswith("content of") for w in recoverable(rt, marker))
         client.delete(f"/v1/holds/{hold['id']}", headers=auth)
         r = client.post("/v1/erasure", headers=auth,
                         json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
         assert r.status_code == 200, r.text
-        assert _recoverable(rt, marker) == []
+        assert recoverable(rt, marker) == []

@@ -12,8 +12,6 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,56 +29,28 @@ from archiver.retention.residue import erasure_residue, replay_shredded
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from policies.model import Decision, Erasure, RecordFacts
-from tests.integration.retention.support import (
+from tests.support.erasure import (
+    BACKENDS,
+    ERASE,
+    archive,
+    envelope,
+    erase,
+    index_holds,
+    post,
+    recoverable,
+)
+from tests.support.retention import (
     PHONE_NUMBER_ID,
     Msg,
     deliver,
     log_entries,
     now,
-    s3_overrides,
     token,
 )
-from tests.integration.retention.test_erasure import _recoverable
-from tests.support.apps import embedded_settings, running_app, sign
 
 pytestmark = pytest.mark.integration
 
-ERASE = "447700900021"
 KEEP = "447700900022"
-DISPLAY = "15550783881"
-BACKENDS = ["embedded", "servers"]
-
-
-@contextmanager
-def archive(
-    request: pytest.FixtureRequest | None, tmp: Path, backend: str, **extra: Any
-) -> Iterator[tuple[TestClient, Runtime]]:
-    if backend == "servers":
-        assert request is not None
-        overrides = s3_overrides(request.getfixturevalue("s3_endpoint"), policies="gdpr",
-                                 index="elasticsearch", es_url=request.getfixturevalue("es_url"),
-                                 es_alias=f"res-{secrets.token_hex(4)}", **extra)
-    else:
-        overrides = {"inline_workers": False, "policies": "gdpr", **extra}
-    with running_app(embedded_settings(tmp / "data", **overrides)) as pair:
-        yield pair
-
-
-def _envelope(value: dict[str, Any], field: str = "messages") -> bytes:
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": DISPLAY, "phone_number_id": PHONE_NUMBER_ID},
-             **value}
-    return json.dumps({"object": "whatsapp_business_account", "entry": [
-        {"id": "102290129340398", "changes": [{"value": value, "field": field}]}]}).encode()
-
-
-def _post(client: TestClient, rt: Runtime, body: bytes) -> None:
-    r = client.post("/webhooks/whatsapp", content=body, headers={
-        "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
-    assert r.status_code == 200, r.text
-    outcomes = rt.processor.sweep()
-    assert outcomes and all(o.status in ("done", "skipped") for o in outcomes), outcomes
-    rt.follower.run_to_end()
 
 
 def _wamid() -> str:
@@ -93,18 +63,18 @@ def _rich_history(client: TestClient, rt: Runtime, m: dict[str, str]) -> None:
     the new text), and an image (a media job)."""
     t = str(now())
     contact = [{"profile": {"name": m["profile"]}, "wa_id": ERASE}]
-    _post(client, rt, _envelope({"contacts": contact, "messages": [
+    post(client, rt, envelope({"contacts": contact, "messages": [
         {"from": ERASE, "id": _wamid(), "timestamp": t, "type": "text",
          "text": {"body": m["text"]}}]}))
-    _post(client, rt, _envelope({"state_sync": [
+    post(client, rt, envelope({"state_sync": [
         {"type": "contact", "action": "add", "metadata": {"timestamp": t},
          "contact": {"full_name": m["name"], "first_name": "X", "phone_number": ERASE}}]},
         field="smb_app_state_sync"))
-    _post(client, rt, _envelope({"contacts": contact, "messages": [
+    post(client, rt, envelope({"contacts": contact, "messages": [
         {"from": ERASE, "id": _wamid(), "timestamp": t, "type": "edit",
          "edit": {"original_message_id": _wamid(), "message": {
              "type": "text", "text": {"body": m["edit"]}}}}]}))
-    _post(client, rt, _envelope({"contacts": contact, "messages": [
+    post(client, rt, envelope({"contacts": contact, "messages": [
         {"from": ERASE, "id": _wamid(), "timestamp": t, "type": "image",
          "image": {"caption": m["caption"], "mime_type": "image/jpeg",
                    "sha256": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -128,20 +98,6 @@ def _derived_copies(rt: Runtime, subject: str) -> dict[str, list[str]]:
     return out
 
 
-def _erase(client: TestClient, rt: Runtime) -> dict[str, Any]:
-    r = client.post("/v1/erasure", headers=token(rt, Role.COMPLIANCE_OFFICER),
-                    json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def _index_holds(rt: Runtime, needle: str) -> bool:
-    from search.port import SearchRequest
-
-    rt.index.refresh()  # type: ignore[attr-defined]  # both adapters have it
-    return rt.index.search(SearchRequest(q=needle, size=5)).total > 0
-
-
 # -- 14.6: every derived copy -------------------------------------------------------------
 
 
@@ -157,18 +113,18 @@ def test_erasure_reaches_every_derived_copy(
         # The copies the finding names exist before: otherwise this test proves nothing.
         assert before["names"] and before["folds"] and before["mediajobs"], before
         for which in ("name", "edit"):
-            assert any(w.startswith("state ") for w in _recoverable(rt, marks[which])), which
-        assert _index_holds(rt, marks["text"]) and _index_holds(rt, marks["caption"])
+            assert any(w.startswith("state ") for w in recoverable(rt, marks[which])), which
+        assert index_holds(rt, marks["text"]) and index_holds(rt, marks["caption"])
 
-        out = _erase(client, rt)
+        out = erase(client, rt)
         assert out["state_purged"]["index/names/"] >= 1
         assert out["state_purged"]["index/folds/"] >= 1
         assert out["state_purged"]["mediajobs/"] >= 1
 
         assert _derived_copies(rt, subject) == {"names": [], "folds": [], "mediajobs": []}
         for which, needle in marks.items():
-            assert _recoverable(rt, needle) == [], which
-            assert not _index_holds(rt, needle), which
+            assert recoverable(rt, needle) == [], which
+            assert not index_holds(rt, needle), which
         assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
 
         # Every working-state prefix the archive wrote is either purged by erasure or
@@ -222,7 +178,7 @@ def test_embedded_files_hold_no_erased_key_or_text_and_are_private(tmp_path: Pat
         files = _all_bytes(data)
         assert any(n in b for n in needles for b in files.values())
 
-        _erase(client, rt)
+        erase(client, rt)
         files = _all_bytes(data)
         assert any(name.endswith("-wal") for name in files)  # the WAL files are searched too
         found = [(name, n[:12]) for name, b in files.items() for n in needles if n in b]
@@ -272,12 +228,12 @@ def test_erasure_redo_after_a_crash_finishes_every_step_and_logs_each_leaf_once(
         if point.endswith(("intent", "shred_keys")) and point.startswith("before"):
             redone = svc.resume_pending()  # the scheduled job
         else:
-            redone = [_erase(client, rt)]  # or the officer asking again
+            redone = [erase(client, rt)]  # or the officer asking again
         assert len(redone) == 1
 
         for which, needle in marks.items():
-            assert _recoverable(rt, needle) == [], which
-            assert not _index_holds(rt, needle), which
+            assert recoverable(rt, needle) == [], which
+            assert not index_holds(rt, needle), which
         assert _derived_copies(rt, subject) == {"names": [], "folds": [], "mediajobs": []}
         assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
 
@@ -291,7 +247,7 @@ def test_erasure_redo_after_a_crash_finishes_every_step_and_logs_each_leaf_once(
         assert len(slots) == len(set(slots)) == 5  # five deliveries named the subject
         assert all(e.fields["tombstone_sha256"] == tombstones[0].fields["sha256"] for e in shredded)
         # A later request for the same contact logs no second key_shredded leaf.
-        _erase(client, rt)
+        erase(client, rt)
         again = [e for e in log_entries(rt) if e.kind is EntryKind.KEY_SHREDDED
                  and e.fields.get("subject") == subject]
         assert len(again) == len(shredded)
@@ -363,7 +319,7 @@ def test_verify_finds_key_material_copies_and_documents_of_erased_subjects(
         docs = [d for d in (rt.index.get(i) for i in sorted(record_ids)) if d is not None]
         assert docs and any("text" in d for d in docs)
 
-        _erase(client, rt)
+        erase(client, rt)
         rt.audit.flush()
         clean = rt.proofs.verify(None, None).findings
         assert ERASURE_KINDS.isdisjoint({f.kind.value for f in clean}), clean
@@ -388,7 +344,7 @@ def test_verify_finds_key_material_copies_and_documents_of_erased_subjects(
         after = rt.proofs.verify(None, None).findings
         assert ERASURE_KINDS.isdisjoint({f.kind.value for f in after}), after
         for needle in marks.values():
-            assert _recoverable(rt, needle) == []
+            assert recoverable(rt, needle) == []
 
 
 def _raw_value(rt: Runtime, key: str) -> bytes:
@@ -426,4 +382,4 @@ def test_an_interrupted_erasure_is_visible_until_the_resume_job_finishes_it(
         assert svc.unfinished_count() == 0
         assert svc.resume_pending() == []  # nothing left: the marker is gone
         assert client.get("/readyz").json()["unfinished_erasures"] == 0
-        assert _recoverable(rt, marks["text"]) == []
+        assert recoverable(rt, marks["text"]) == []

@@ -20,19 +20,11 @@ from archiver.ledger.verify_objects import FindingKind
 from archiver.records.model import Record
 from archiver.retention.residue import erasure_residue
 from archiver.runtime import Runtime
-from tests.integration.retention.support import DISPLAY, PHONE_NUMBER_ID, Msg, body_for, now
-from tests.integration.retention.test_erasure import _recoverable
-from tests.integration.retention.test_erasure_residue import (
-    BACKENDS,
-    _erase,
-    _index_holds,
-    _post,
-    archive,
-)
+from tests.support.erasure import BACKENDS, ERASE, archive, erase, index_holds, post, recoverable
+from tests.support.retention import DISPLAY, PHONE_NUMBER_ID, Msg, body_for, now
 
 pytestmark = pytest.mark.integration
 
-ERASE = "447700900021"  # the contact test_erasure_residue._erase erases
 KEEP = "447700900031"
 OTHER = "447700900032"
 
@@ -67,15 +59,15 @@ def _bad_utf8(wa_id: str, text: str) -> bytes:
 
 def _deliveries(client: TestClient, rt: Runtime, marker: str, keep: str) -> None:
     t = now()
-    _post(client, rt, body_for([Msg(ERASE, f"hello {marker}", t)]))
-    _post(client, rt, _unknown_field([ERASE], f"unknown {marker}"))
-    _post(client, rt, _too_deep(ERASE, f"deep {marker}"))
-    _post(client, rt, _bad_utf8(ERASE, f"bytes {marker}"))
-    _post(client, rt, _unknown_field([ERASE, OTHER], f"two {marker}"))
+    post(client, rt, body_for([Msg(ERASE, f"hello {marker}", t)]))
+    post(client, rt, _unknown_field([ERASE], f"unknown {marker}"))
+    post(client, rt, _too_deep(ERASE, f"deep {marker}"))
+    post(client, rt, _bad_utf8(ERASE, f"bytes {marker}"))
+    post(client, rt, _unknown_field([ERASE, OTHER], f"two {marker}"))
     # Another contact's unrelated deliveries, of the same kinds.
-    _post(client, rt, body_for([Msg(KEEP, f"hello {keep}", t)]))
-    _post(client, rt, _unknown_field([KEEP], f"unknown {keep}"))
-    _post(client, rt, _too_deep(KEEP, f"deep {keep}"))
+    post(client, rt, body_for([Msg(KEEP, f"hello {keep}", t)]))
+    post(client, rt, _unknown_field([KEEP], f"unknown {keep}"))
+    post(client, rt, _too_deep(KEEP, f"deep {keep}"))
 
 
 def _unparsed(rt: Runtime) -> list[Record]:
@@ -106,18 +98,18 @@ def test_erasure_reaches_deliveries_the_parser_could_not_tie_to_the_contact(
         # unknown field x3, bad UTF-8, too deep x2: the attack's shapes all archived.
         assert sorted(r.header["kind"] for r in unparsed) == (
             ["unknown"] * 4 + ["unprocessable"] * 2)
-        before = _recoverable(rt, marker)
+        before = recoverable(rt, marker)
         assert sum(w.startswith("content of") for w in before) >= 4  # message + 3 unknown
         assert sum(w.startswith("raw slot") for w in before) == 5
-        assert _index_holds(rt, marker)
+        assert index_holds(rt, marker)
 
-        out = _erase(client, rt)
+        out = erase(client, rt)
         assert out["capture_slots_shredded"] == 5
 
-        assert _recoverable(rt, marker) == []
-        assert not _index_holds(rt, marker)
+        assert recoverable(rt, marker) == []
+        assert not index_holds(rt, marker)
         for word in ("unknown", "deep", "bytes", "two"):
-            assert not _index_holds(rt, f"{word} {marker}")
+            assert not index_holds(rt, f"{word} {marker}")
         # Each record quoting the contact is sealed under a destroyed key.
         mine = [r for r in _unparsed(rt) if keep not in json.dumps(r.header)
                 and r.header.get("subject") != _subject_of(rt, KEEP)]
@@ -125,10 +117,10 @@ def test_erasure_reaches_deliveries_the_parser_could_not_tie_to_the_contact(
         assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
 
         # The other contact: every delivery still readable, searchable, keyed.
-        after = _recoverable(rt, keep)
+        after = recoverable(rt, keep)
         assert sum(w.startswith("content of") for w in after) == 2  # message + unknown
         assert sum(w.startswith("raw slot") for w in after) == 3
-        assert _index_holds(rt, keep)
+        assert index_holds(rt, keep)
 
 
 def _subject_of(rt: Runtime, wa_id: str) -> str:
@@ -150,19 +142,19 @@ def test_verify_reports_a_readable_subjectless_record_of_a_shredded_slot(
                         raising=False)
     marker = "zqlg" + secrets.token_hex(5)
     with archive(None, tmp_path, "embedded") as (client, rt):
-        _post(client, rt, body_for([Msg(ERASE, f"hello {marker}", now())]))
-        _post(client, rt, body_for([Msg(ERASE, f"again {marker}", now())]))
+        post(client, rt, body_for([Msg(ERASE, f"hello {marker}", now())]))
+        post(client, rt, body_for([Msg(ERASE, f"again {marker}", now())]))
         # The slot is the contact's (one message), and it quotes the contact in an
         # unknown field too: the legacy record is subject-less, under the business key.
         body = json.loads(_unknown_field([ERASE], f"unknown {marker}"))
         body["entry"][0]["changes"].append(
             json.loads(body_for([Msg(ERASE, f"third {marker}", now())]))["entry"][0]["changes"][0])
-        _post(client, rt, json.dumps(body).encode())
+        post(client, rt, json.dumps(body).encode())
         legacy = [r.record_id for r in _unparsed(rt)]
         assert len(legacy) == 1 and _readable(rt, _unparsed(rt)[0])
         saved = [d for d in (rt.index.get(i) for i in legacy) if d is not None]
         assert saved and "text" in saved[0]
-        _erase(client, rt)
+        erase(client, rt)
         # The erasure purges it from the index now; one made before did not.
         assert rt.index.get(legacy[0]) is None
         rt.index.upsert(saved)

@@ -19,8 +19,8 @@ from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HOLDS_PREFIX, OPEN_KEY, HoldScope
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
-from tests.integration.retention.support import PHONE_NUMBER_ID, Msg, deliver, now, token
 from tests.support.apps import backend_settings, running_app
+from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now, token
 
 A, B = "447700900210", "447700900211"
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]

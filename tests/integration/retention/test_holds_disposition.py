@@ -15,7 +15,7 @@ from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.services import retention_services
-from tests.integration.retention.support import (
+from tests.support.retention import (
     PHONE_NUMBER_ID,
     SHORT_DEFAULT,
     Msg,

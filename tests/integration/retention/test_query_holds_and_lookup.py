@@ -19,7 +19,7 @@ from archiver.retention.holds import HoldScope
 from archiver.retention.lookup import subject_records, subject_records_indexed
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
-from tests.integration.retention.support import (
+from tests.support.retention import (
     PHONE_NUMBER_ID,
     Msg,
     app_on,

@@ -29,8 +29,8 @@ from archiver.runtime import Runtime
 from archiver.subjects.identity import Identities, person_subjects
 from archiver.subjects.relink import relink_archive
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import PNID, TOKEN
 from tests.support.apps import backend_settings, running_app, sign
+from tests.support.meta_app import PNID, TOKEN
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from archiver.ledger.verify import FindingKind, verify_archive
 from archiver.store.local import LocalObjectStore
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.store.state_sqlite import SqliteStateStore
-from tests.integration.retention.support import Msg, app_on, deliver, now, s3_overrides
-from tests.integration.verify.test_tamper_matrix import cli, findings
 from tests.support.apps import settings_env
+from tests.support.cli import findings, run_cli
+from tests.support.retention import Msg, app_on, deliver, now, s3_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -191,11 +191,11 @@ def test_cli_grace_option(request: pytest.FixtureRequest, tmp_path: Path, backen
         rt.checkpoints.sign_if_grown()
         put = rt.objects.put("records/cc/in-flight", b"{}", retention=_retention())
         env = settings_env(rt.settings)
-        live = cli(env, "verify", "--json")
+        live = run_cli(env, "verify", "--json")
         assert live.returncode == 0, live.stdout + live.stderr
         assert ("object:pending", put.key) in {(f["kind"], f["key"]) for f in findings(live)}
         assert "1 pending" in live.stderr
-        strict = cli(env, "verify", "--json", "--grace", "0")
+        strict = run_cli(env, "verify", "--json", "--grace", "0")
         assert strict.returncode == 1, strict.stdout + strict.stderr
         assert ("object:extra_version", put.key) in {
             (f["kind"], f["key"]) for f in findings(strict)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +32,11 @@ from archiver.auth import Role
 from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.runtime import Runtime
 from archiver.store.local import new_version_id, write_delete_marker
-from tests.conftest import REPO
 from tests.fakes.meta import FakeMeta
-from tests.integration.capture2.conftest import TOKEN, image_webhook, jobs, worker_for
-from tests.integration.retention.support import (
+from tests.support.apps import settings_env, sign
+from tests.support.cli import findings, run_cli
+from tests.support.meta_app import TOKEN, image_webhook, jobs, worker_for
+from tests.support.retention import (
     PHONE_NUMBER_ID,
     Msg,
     app_on,
@@ -46,7 +45,6 @@ from tests.integration.retention.support import (
     s3_overrides,
     token,
 )
-from tests.support.apps import settings_env, sign
 
 pytestmark = pytest.mark.integration
 
@@ -61,21 +59,6 @@ class Built:
     env: dict[str, str]
     s3: bool
     objects: dict[EntryKind, list[tuple[str, str]]]  # kind -> logged (key, version id)
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver.cli", *args],
-        env={**env, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def findings(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def _logged_objects(rt: Runtime) -> dict[EntryKind, list[tuple[str, str]]]:
@@ -224,7 +207,7 @@ def test_every_tampering_of_every_kind_is_named(built: Built) -> None:
         ]
     )
     rt.checkpoints.sign_if_grown()
-    clean = cli(b.env, "verify", "--json")
+    clean = run_cli(b.env, "verify", "--json")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     expect: set[tuple[str, str]] = set()
@@ -245,7 +228,7 @@ def test_every_tampering_of_every_kind_is_named(built: Built) -> None:
     assert len(cps) >= 5
     log_expect = _tamper_log_objects(b, cps)
 
-    result = cli(b.env, "verify", "--json")
+    result = run_cli(b.env, "verify", "--json")
     assert result.returncode == 1, result.stdout + result.stderr
     got = {(f["kind"], f["key"]) for f in findings(result)}
     assert expect - got == set(), sorted(expect - got)
@@ -261,7 +244,7 @@ def test_every_tampering_of_every_kind_is_named(built: Built) -> None:
     # Last, a deleted tile: the log itself can no longer be read, and the key is named.
     bundle = _current_entries_bundle(rt)
     delete_version(b, bundle[0], bundle[1])
-    broken = cli(b.env, "verify", "--json")
+    broken = run_cli(b.env, "verify", "--json")
     assert broken.returncode == 1
     unreadable = [f for f in findings(broken) if f["kind"] == "log:unreadable"]
     assert unreadable and bundle[0] in unreadable[0]["message"], broken.stdout

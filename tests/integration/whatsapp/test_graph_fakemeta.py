@@ -35,12 +35,6 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeMeta]:
-    with FakeMeta(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
 def sleeps() -> list[float]:
     return []
 

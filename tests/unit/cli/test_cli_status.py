@@ -13,8 +13,8 @@ import pytest
 from archiver import cli
 from archiver.ledger.entry import EntryKind
 from archiver.settings import get_settings
-from tests.integration.retention.support import log_entries
 from tests.support.apps import APP_SECRET, VERIFY_TOKEN, embedded_settings, running_app, sign
+from tests.support.retention import log_entries
 
 PNID = "106540352242922"
 

@@ -14,8 +14,8 @@ from archiver.auth import Role
 from archiver.cli_runtime import announce_start, start_facts
 from archiver.logs import configure_logging
 from archiver.settings import Settings
-from tests.integration.retention.support import Msg, app_on, deliver, now, token
 from tests.support.apps import embedded_settings
+from tests.support.retention import Msg, app_on, deliver, now, token
 
 
 class _Tty(io.StringIO):

@@ -18,7 +18,7 @@ from archiver.ledger.entry import EntryKind
 from archiver.retention.common import iter_records
 from archiver.retention.services import retention_services
 from archiver.settings import get_settings
-from tests.integration.retention.support import Msg, app_on, deliver, log_entries, now, token
+from tests.support.retention import Msg, app_on, deliver, log_entries, now, token
 
 REVIEW_DEFAULT = """\
 id: default

@@ -1,6 +1,6 @@
 """Graph answer → result/error mapping details (pure functions and httpx.MockTransport).
 
-The behaviour against a real HTTP server lives in tests/integration/graph/.
+The behaviour against a real HTTP server lives in tests/integration/whatsapp/.
 """
 
 from __future__ import annotations

@@ -1,0 +1,132 @@
+"""Helpers for the erasure tests: where a marker can still be read, an archive on either
+backend set (embedded, or MinIO + Elasticsearch) with GDPR policies, posting a signed
+delivery and processing it, and the erasure call for ``ERASE``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from archiver.auth import Role
+from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
+from archiver.ingest.rawbatch import RawBatchError, parse_batch
+from archiver.keys.errors import KeyShredded
+from archiver.records.model import Record
+from archiver.runtime import Runtime
+from tests.support.apps import embedded_settings, running_app, sign
+from tests.support.retention import PHONE_NUMBER_ID, s3_overrides, token
+
+ERASE = "447700900021"  # the contact ``erase`` erases
+DISPLAY = "15550783881"
+BACKENDS = ["embedded", "servers"]
+
+
+def recoverable(rt: Runtime, needle: str) -> list[str]:
+    """Where ``needle`` can still be read: any object version's bytes, any record content
+    still decryptable, any raw delivery slot whose capture key is still in working state,
+    any working-state value."""
+    found: list[str] = []
+    for v in rt.objects.list_versions(""):
+        if v.is_delete_marker:
+            continue
+        data = rt.objects.get(v.key, v.version_id)
+        if needle.encode() in data:
+            found.append(f"bytes of {v.key}")
+        if v.key.startswith("records/"):
+            record = Record.parse(data)
+            try:
+                content = record.open(rt.keys.get(record.key_id).secret)
+            except KeyShredded:
+                continue
+            if needle in json.dumps(content, ensure_ascii=False):
+                found.append(f"content of {v.key}")
+        elif v.key.startswith("raw/"):
+            try:
+                opened = parse_batch(data)
+            except RawBatchError:
+                continue
+            keys = rt.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
+            wrapped = json.loads(keys.value)["keys"] if keys else {}
+            for slot in opened.slots:
+                blob = wrapped.get(str(slot.index))
+                if blob is None:
+                    continue
+                body = opened.open(slot.index, rt.kek.unwrap(base64.b64decode(blob)))
+                if needle.encode() in body:
+                    found.append(f"raw slot {slot.index} of {v.key}")
+    for key in rt.state.list(""):
+        value = rt.state.get(key)
+        if value is not None and needle.encode() in value.value:
+            found.append(f"state {key}")
+    return found
+
+
+@contextmanager
+def archive(
+    request: pytest.FixtureRequest | None, tmp: Path, backend: str, **extra: Any
+) -> Iterator[tuple[TestClient, Runtime]]:
+    if backend == "servers":
+        assert request is not None
+        overrides = s3_overrides(
+            request.getfixturevalue("s3_endpoint"),
+            policies="gdpr",
+            index="elasticsearch",
+            es_url=request.getfixturevalue("es_url"),
+            es_alias=f"res-{secrets.token_hex(4)}",
+            **extra,
+        )
+    else:
+        overrides = {"inline_workers": False, "policies": "gdpr", **extra}
+    with running_app(embedded_settings(tmp / "data", **overrides)) as pair:
+        yield pair
+
+
+def envelope(value: dict[str, Any], field: str = "messages") -> bytes:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": DISPLAY, "phone_number_id": PHONE_NUMBER_ID},
+        **value,
+    }
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "102290129340398", "changes": [{"value": value, "field": field}]}],
+        }
+    ).encode()
+
+
+def post(client: TestClient, rt: Runtime, body: bytes) -> None:
+    r = client.post(
+        "/webhooks/whatsapp",
+        content=body,
+        headers={"X-Hub-Signature-256": sign(body), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    outcomes = rt.processor.sweep()
+    assert outcomes and all(o.status in ("done", "skipped") for o in outcomes), outcomes
+    rt.follower.run_to_end()
+
+
+def erase(client: TestClient, rt: Runtime) -> dict[str, Any]:
+    r = client.post(
+        "/v1/erasure",
+        headers=token(rt, Role.COMPLIANCE_OFFICER),
+        json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE},
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def index_holds(rt: Runtime, needle: str) -> bool:
+    from search.port import SearchRequest
+
+    rt.index.refresh()  # type: ignore[attr-defined]  # both adapters have it
+    return rt.index.search(SearchRequest(q=needle, size=5)).total > 0
