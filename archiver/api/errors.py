@@ -33,6 +33,12 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "media_id_invalid", "hold_scope_invalid", "hold_scope_missing", "proof_range",
         "token_number_invalid", "token_name_invalid", "token_expiry_invalid",
         "token_person_invalid",
+        # cases, Bates numbers and durable jobs
+        "case_name_invalid", "case_matter_invalid", "case_field_invalid",
+        "case_number_invalid", "case_scope_too_large", "case_contact_invalid",
+        "case_custodian_outside_scope", "case_dates_invalid", "case_scope_empty",
+        "bates_start_invalid", "bates_item_invalid", "job_kind_invalid", "job_kind_unknown",
+        "job_params_invalid", "job_params_too_large", "job_id_invalid", "job_scope",
         # search.errors: the caller's query, filter, facet or cursor
         "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
         "invalid_request",  # (a request that fails validation is 422: the framework's)
@@ -44,19 +50,21 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
     ),
     403: (
         "forbidden", "role_forbidden", "approver_without_person", "handshake_invalid",
-        "verify_token_mismatch",
+        "verify_token_mismatch", "case_number_forbidden",
     ),
     404: (
         "not_found", "object_not_found", "key_not_found", "graph_not_found",
         "archive_not_found", "token_not_found", "record_not_found", "subject_not_found",
         "erasure_not_found", "review_not_found", "hold_not_found", "no_checkpoint",
-        "leaf_not_found", "conversation_not_found",
+        "leaf_not_found", "conversation_not_found", "case_not_found", "job_not_found",
+        "artifact_not_found",
     ),
     409: (
         "conflict", "object_exists", "object_locked", "retention_shortening",
         "precondition_failed", "index_generation_retired", "key_protected",
         "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
-        "review_not_pending", "review_same_approver",
+        "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
+        "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),
@@ -72,12 +80,13 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
     ),
     503: (
         "unavailable", "store_unavailable", "audit_unavailable", "graph_unavailable",
-        "graph_not_configured", "index_unavailable",
+        "graph_not_configured", "index_unavailable", "job_interrupted",
     ),
     500: (
         "internal", "config_invalid", "kek_invalid", "store_error", "bucket_misconfigured",
         "object_too_large", "invalid_key", "key_error", "ledger_error", "log_corrupted",
         "record_invalid", "raw_batch_invalid", "index_error", "invalid_document",
+        "job_checkpoint_too_large", "workarea_key_invalid",
     ),
 }  # fmt: skip
 

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from archiver.cases.keys import bates_bucket_key, bates_head_key
-from archiver.errors import BadRequest
+from archiver.errors import InvalidInput
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 
@@ -50,15 +50,15 @@ class BatesAllocator:
     def allocate(self, case_id: str, item_ids: Iterable[str], *, start: int = 1) -> dict[str, int]:
         """Numbers for ``item_ids`` (new ones in the order given). ``start`` is the first
         number of a case that has none yet; later it is ignored (numbers are stable).
-        Raises BadRequest ``bates_item_invalid`` for an empty or over-long item id and
+        Raises InvalidInput ``bates_item_invalid`` for an empty or over-long item id and
         ``bates_start_invalid`` for a start below 1."""
         if start < 1:
-            raise BadRequest("the first Bates number must be at least 1",
+            raise InvalidInput("the first Bates number must be at least 1",
                              code="bates_start_invalid")  # fmt: skip
         wanted: dict[str, None] = {}
         for item in item_ids:
             if not item or len(item) > MAX_ITEM_ID:
-                raise BadRequest("a Bates item id must be 1 to 1024 characters",
+                raise InvalidInput("a Bates item id must be 1 to 1024 characters",
                                  code="bates_item_invalid")  # fmt: skip
             wanted.setdefault(item, None)
         by_bucket: dict[str, list[str]] = defaultdict(list)

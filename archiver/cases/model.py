@@ -11,10 +11,10 @@ list run exactly the same search; numbers are applied as the index's number scop
 
 Errors (``archiver.errors`` subclasses, each with a machine code)::
 
-    BadRequest  case_name_invalid, case_matter_invalid, case_number_invalid,
-                case_contact_invalid, case_dates_invalid, case_custodian_outside_scope,
-                case_scope_too_large (and the query's own query_* codes)
-    Forbidden   case_number_forbidden (a number outside the acting token's scope)
+    InvalidInput  case_name_invalid, case_matter_invalid, case_number_invalid,
+                  case_contact_invalid, case_dates_invalid, case_custodian_outside_scope,
+                  case_scope_too_large (and the query's own query_* codes)
+    Forbidden     case_number_forbidden (a number outside the acting token's scope)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.errors import BadRequest, Forbidden
+from archiver.errors import Forbidden, InvalidInput
 from search.query import parse
 
 PHONE_NUMBER_ID = re.compile(r"[1-9][0-9]{0,31}")  # as tokens (archiver.auth)
@@ -97,11 +97,11 @@ def check_text(value: str | None, *, name: str, limit: int, required: bool) -> s
     )
     if value is None or not value.strip():
         if required:
-            raise BadRequest(f"{name} must not be empty", code=code)
+            raise InvalidInput(f"{name} must not be empty", code=code)
         return None
     value = value.strip()
     if len(value) > limit:
-        raise BadRequest(f"{name} is longer than {limit} characters", code=code)
+        raise InvalidInput(f"{name} is longer than {limit} characters", code=code)
     return value
 
 
@@ -109,21 +109,21 @@ def check_numbers(numbers: Sequence[str] | None, *, what: str) -> tuple[str, ...
     if numbers is None:
         return None
     if len(numbers) > MAX_NUMBERS:
-        raise BadRequest(f"at most {MAX_NUMBERS} {what}", code="case_scope_too_large")
+        raise InvalidInput(f"at most {MAX_NUMBERS} {what}", code="case_scope_too_large")
     for n in numbers:
         if not PHONE_NUMBER_ID.fullmatch(n):
-            raise BadRequest(f"{what}: {n!r} is not a phone_number_id (digits only)",
+            raise InvalidInput(f"{what}: {n!r} is not a phone_number_id (digits only)",
                              code="case_number_invalid", details={"number": n})  # fmt: skip
     return tuple(sorted(set(numbers)))
 
 
 def check_contacts(contacts: Sequence[str]) -> tuple[str, ...]:
     if len(contacts) > MAX_CONTACTS:
-        raise BadRequest(f"at most {MAX_CONTACTS} custodian contacts",
+        raise InvalidInput(f"at most {MAX_CONTACTS} custodian contacts",
                          code="case_scope_too_large")  # fmt: skip
     for c in contacts:
         if not CONTACT.fullmatch(c):
-            raise BadRequest(f"custodian contact {c!r} is not a wa_id or BSUID",
+            raise InvalidInput(f"custodian contact {c!r} is not a wa_id or BSUID",
                              code="case_contact_invalid")  # fmt: skip
     return tuple(sorted(set(contacts)))
 
@@ -138,13 +138,13 @@ def resolve(
     settle the scope's numbers: given ones, else the custodian numbers, else the token's
     (``None`` only for an unscoped token that named none).
 
-    Raises BadRequest (malformed) and Forbidden ``case_number_forbidden`` (a number the
+    Raises InvalidInput (malformed) and Forbidden ``case_number_forbidden`` (a number the
     token does not cover: a case can never reach beyond the token that shapes it)."""
     c = Custodians(check_numbers(custodians.numbers, what="custodian numbers") or (),
                    check_contacts(custodians.contacts))  # fmt: skip
     numbers = check_numbers(scope.numbers, what="scope numbers")
     if numbers is not None and not numbers:
-        raise BadRequest("scope numbers must not be empty (omit them for every number)",
+        raise InvalidInput("scope numbers must not be empty (omit them for every number)",
                          code="case_number_invalid")  # fmt: skip
     if token_numbers is not None:
         outside = sorted((set(numbers or ()) | set(c.numbers)) - set(token_numbers))
@@ -155,12 +155,12 @@ def resolve(
         numbers = c.numbers or (tuple(sorted(token_numbers)) if token_numbers is not None
                                 else None)  # fmt: skip
     if numbers is not None and not set(c.numbers) <= set(numbers):
-        raise BadRequest("custodian numbers must be within the scope's numbers",
+        raise InvalidInput("custodian numbers must be within the scope's numbers",
                          code="case_custodian_outside_scope",
                          details={"numbers": sorted(set(c.numbers) - set(numbers))})  # fmt: skip
     lo, hi = utc(scope.date_from), utc(scope.date_to)
     if lo is not None and hi is not None and lo >= hi:
-        raise BadRequest("date_from must be before date_to", code="case_dates_invalid")
+        raise InvalidInput("date_from must be before date_to", code="case_dates_invalid")
     resolved = Scope(scope.query.strip(), lo, hi, numbers)
     parse(resolved.query)  # QuerySyntaxError / QueryTooComplex: 400 with the position
     parse(scope_query(c, resolved))  # the combined query must fit the limits too

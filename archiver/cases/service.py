@@ -13,7 +13,7 @@ write-once entry each: who, when, what, counts) and recorded as an audit event
 ``export_finished``.
 
 Errors: NotFound ``case_not_found``; Conflict ``case_closed``, ``case_not_closed``;
-BadRequest ``case_scope_empty`` and the checks of ``archiver.cases.model``; Forbidden
+InvalidInput ``case_scope_empty`` and the checks of ``archiver.cases.model``; Forbidden
 ``case_number_forbidden``; PreconditionFailed when the CAS loses too often.
 """
 
@@ -34,7 +34,7 @@ from archiver.cases.bates import BatesAllocator
 from archiver.cases.keys import CASES_PREFIX, case_key, custody_key, custody_prefix
 from archiver.cases.model import CASE_ID, Custodians, Scope, check_text, resolve, scope_query
 from archiver.cases.scope import records_in_scope, walk_scope
-from archiver.errors import BadRequest, Conflict, NotFound
+from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.records.model import iso
 from archiver.retention.attachments import Attachment
 from archiver.retention.common import StoredRecord, record_by_id
@@ -202,7 +202,7 @@ class CaseService:
         (``archiver.retention.holds``): the scope's query within the case's numbers (later
         arrivals that match are held as they are indexed), plus the families of its hits
         (``archiver.cases.scope``). The hold carries the case id and is recorded on the
-        case. Raises Conflict ``case_closed`` and BadRequest ``case_scope_empty``."""
+        case. Raises Conflict ``case_closed`` and InvalidInput ``case_scope_empty``."""
         doc = self.get(case_id, actor)
         _require_open(doc)
         scope = Scope.from_json(doc["scope"])
@@ -211,7 +211,7 @@ class CaseService:
         if not query and scope.numbers:
             query = " OR ".join(f'number:"{n}"' for n in scope.numbers)
         if not query:
-            raise BadRequest("the case's scope names nothing to hold (no query, dates, "
+            raise InvalidInput("the case's scope names nothing to hold (no query, dates, "
                              "contacts or numbers)", code="case_scope_empty")  # fmt: skip
         numbers = None if scope.numbers is None else list(scope.numbers)
         hold = self.holds.place(HoldScope(query=query), case_id=case_id, reason=reason,

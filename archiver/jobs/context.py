@@ -31,26 +31,22 @@ class JobCancelled(ArchiverError):
     """Raised by ``JobContext.raise_if_cancelled``; the job ends as cancelled."""
 
     code = "job_cancelled"
-    status = 409
 
 
 class CheckpointTooLarge(ArchiverError):
     code = "job_checkpoint_too_large"
-    status = 500
 
 
 class JobLost(ArchiverError):
     """This runner no longer holds the job (it was presumed dead and taken over)."""
 
     code = "job_lost"
-    status = 409
 
 
 class JobInterrupted(ArchiverError):
     """The process is shutting down: the job goes back to the queue, to be resumed."""
 
     code = "job_interrupted"
-    status = 503
 
 
 Handler = Callable[["JobContext"], Mapping[str, Any] | None]

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from archiver.errors import ArchiverError, BadRequest, NotFound
+from archiver.errors import ArchiverError, InvalidInput, NotFound
 from archiver.jobs.context import (
     ACTIVE_PREFIX,
     JOBS_PREFIX,
@@ -127,21 +127,21 @@ class JobService:
 
     def register(self, kind: str, handler: Handler) -> None:
         if not KIND_RE.match(kind):
-            raise BadRequest(f"invalid job kind {kind!r}", code="job_kind_invalid")
+            raise InvalidInput(f"invalid job kind {kind!r}", code="job_kind_invalid")
         self._handlers[kind] = handler
 
     def submit(self, kind: str, params: Mapping[str, Any], owner: JobOwner, *,
                numbers: Iterable[str] | None = None) -> Job:
         """Queue a job. ``params`` must be JSON-able; ``numbers``: what it concerns (within
-        the owner's scope; default the owner's scope). Raises BadRequest."""
+        the owner's scope; default the owner's scope). Raises InvalidInput."""
         if kind not in self._handlers:
-            raise BadRequest(f"no handler for job kind {kind!r}", code="job_kind_unknown")
+            raise InvalidInput(f"no handler for job kind {kind!r}", code="job_kind_unknown")
         try:
             size = len(json.dumps(params))
         except (TypeError, ValueError) as exc:
-            raise BadRequest("job parameters are not JSON", code="job_params_invalid") from exc
+            raise InvalidInput("job parameters are not JSON", code="job_params_invalid") from exc
         if size > MAX_PARAMS_BYTES:  # every poll and heartbeat rewrites the document
-            raise BadRequest(f"job parameters exceed {MAX_PARAMS_BYTES} bytes",
+            raise InvalidInput(f"job parameters exceed {MAX_PARAMS_BYTES} bytes",
                              code="job_params_too_large")
         job = new_job(secrets.token_urlsafe(18), kind, params, owner, numbers=numbers,
                       now=_now(), max_attempts=self.max_attempts)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from archiver.errors import BadRequest, Conflict
+from archiver.errors import Conflict, InvalidInput
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -268,18 +268,18 @@ def new_job(job_id: str, kind: str, params: Mapping[str, Any], owner: JobOwner, 
     """A queued job. ``numbers`` (what its content concerns) must lie inside the owner's
     scope: a scoped token cannot start a job over numbers it may not read."""
     if not KIND_RE.match(kind):
-        raise BadRequest(f"invalid job kind {kind!r}", code="job_kind_invalid")
+        raise InvalidInput(f"invalid job kind {kind!r}", code="job_kind_invalid")
     if not ID_RE.match(job_id):
-        raise BadRequest("invalid job id", code="job_id_invalid")
+        raise InvalidInput("invalid job id", code="job_id_invalid")
     wanted = None if numbers is None else tuple(sorted(set(numbers)))
     if owner.numbers is not None:
         if wanted is None:
             wanted = tuple(sorted(owner.numbers))
         elif not wanted or not set(wanted) <= set(owner.numbers):
-            raise BadRequest("the job's numbers are outside the caller's scope",
+            raise InvalidInput("the job's numbers are outside the caller's scope",
                              code="job_scope", details={"numbers": list(wanted)})
     if max_attempts < 1:
-        raise BadRequest("max_attempts must be at least 1")
+        raise InvalidInput("max_attempts must be at least 1")
     return Job(id=job_id, kind=kind, params=dict(params), owner=owner, numbers=wanted,
                state=JobState.QUEUED, created_at=now, max_attempts=max_attempts)
 

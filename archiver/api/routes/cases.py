@@ -29,7 +29,6 @@ MAX_CASE_BODY = 64 * 1024  # a case is a few fields; anything bigger is a mistak
 
 class CaseBodyTooLarge(ArchiverError):
     code = "payload_too_large"
-    status = 413
 
 
 def _small_body(request: Request) -> None:

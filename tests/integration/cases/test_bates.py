@@ -12,7 +12,7 @@ import pytest
 
 from archiver.cases.bates import BatesAllocator, bucket_of, contiguous
 from archiver.cases.keys import BATES_PREFIX
-from archiver.errors import BadRequest
+from archiver.errors import InvalidInput
 from archiver.store.port import StateStore
 from tests.support.apps import backend_settings, running_app
 
@@ -37,9 +37,9 @@ def test_numbers_are_stable_and_new_items_come_after_the_highest(state: StateSto
     assert bates.highest("case_a") == 104
     # Another case numbers on its own.
     assert bates.allocate("case_b", ["r1"]) == {"r1": 1}
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         bates.allocate("case_a", [""])
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         bates.allocate("case_c", ["x"], start=0)
 
 

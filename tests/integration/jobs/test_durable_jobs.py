@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from archiver.errors import ArchiverError, BadRequest, NotFound
+from archiver.errors import ArchiverError, InvalidInput, NotFound
 from archiver.jobs.durable import JobContext, JobLost, JobService
 from archiver.jobs.model import Job, JobOwner, JobState, job_view
 from archiver.jobs.scheduler import Jobs
@@ -189,7 +189,7 @@ def test_handler_errors_fail_the_job_with_their_code(make_settings: MakeSettings
         if ctx.params["how"] == "fat":
             ctx.checkpoint({"seen": ["x" * 100] * 5000})  # data, not a position
         if ctx.params["how"] == "domain":
-            raise BadRequest("the case has no scope", code="case_no_scope")
+            raise InvalidInput("the case has no scope", code="case_no_scope")
         raise RuntimeError("boom")
 
     service.register("bad", bad)
@@ -214,16 +214,16 @@ def test_scope_bad_input_and_listing(make_settings: MakeSettings) -> None:
     scoped = JobOwner("tok-a", "legal", ("111",))
     mine = service.submit("export", {}, scoped)
     everything = service.submit("export", {}, ADMIN)
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         service.submit("export", {}, scoped, numbers=["222"])
     assert info.value.code == "job_scope"
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         service.submit("nosuch", {}, ADMIN)
     assert info.value.code == "job_kind_unknown"
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         service.submit("export", {"x": object()}, ADMIN)
     assert info.value.code == "job_params_invalid"
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         service.submit("export", {"ids": ["r" * 60] * 2000}, ADMIN)
     assert info.value.code == "job_params_too_large"
     other_number = Caller("tok-c", ("222",))

@@ -34,6 +34,12 @@ PACKAGES = (archiver, search, reports, policies)
 EDGE = "archiver.api"
 # The attributes an HTTP status would hide under.
 STATUS_NAMES = frozenset({"status", "status_code", "http_status"})
+# Codes a function picks at run time (``code=code``), by (module, variable): every value.
+COMPUTED_CODES = {
+    ("archiver.cases.model", "code"): (
+        "case_name_invalid", "case_matter_invalid", "case_field_invalid",
+    ),
+}  # fmt: skip
 
 
 def _modules() -> list[ModuleType]:
@@ -86,10 +92,13 @@ def _raised_codes() -> dict[str, str]:
                 value = kw.value
                 if isinstance(value, ast.Constant) and isinstance(value.value, str):
                     found[value.value] = where
-                elif isinstance(value, ast.Name):
+                elif isinstance(value, ast.Name) and hasattr(module, value.id):
                     constant = getattr(module, value.id)
                     assert isinstance(constant, str), where
                     found[constant] = where
+                elif isinstance(value, ast.Name):  # chosen in the function: listed below
+                    for code in COMPUTED_CODES[(module.__name__, value.id)]:
+                        found[code] = where
                 else:
                     assert isinstance(value, ast.Attribute) and value.attr == "code", (
                         f"{where}: an error code must be a literal or a named constant"

@@ -8,7 +8,7 @@ import pytest
 
 from archiver.cases.model import Custodians, Scope, resolve, scope_query
 from archiver.cases.service import covers
-from archiver.errors import BadRequest, Forbidden
+from archiver.errors import Forbidden, InvalidInput
 from search.errors import QuerySyntaxError
 from search.query import And, DateRange, Field, Or, parse
 
@@ -37,7 +37,7 @@ def test_a_scoped_token_cannot_name_another_number(custodians: Custodians, scope
 
 def test_bad_scopes_are_refused_by_code() -> None:
     def code(c: Custodians, s: Scope) -> str:
-        with pytest.raises(BadRequest) as err:
+        with pytest.raises(InvalidInput) as err:
             resolve(c, s, token_numbers=None)
         return err.value.code
 

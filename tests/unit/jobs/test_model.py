@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from archiver.errors import BadRequest
+from archiver.errors import InvalidInput
 from archiver.jobs.model import (
     MAX_ERRORS,
     InvalidTransition,
@@ -130,14 +130,14 @@ def test_json_round_trip_is_exact() -> None:
 
 
 def test_bad_kind_id_and_scope_are_refused() -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         new_job(JOB_ID, "Export!", {}, ADMIN, numbers=None, now=T0, max_attempts=1)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         new_job("../x", "export", {}, ADMIN, numbers=None, now=T0, max_attempts=1)
-    with pytest.raises(BadRequest) as info:  # a scoped token over another number
+    with pytest.raises(InvalidInput) as info:  # a scoped token over another number
         new_job(JOB_ID, "export", {}, SCOPED, numbers=["222"], now=T0, max_attempts=1)
     assert info.value.code == "job_scope"
-    with pytest.raises(BadRequest):  # nor over "no particular number"
+    with pytest.raises(InvalidInput):  # nor over "no particular number"
         new_job(JOB_ID, "export", {}, SCOPED, numbers=[], now=T0, max_attempts=1)
     # default: the owner's scope
     assert new_job(JOB_ID, "export", {}, SCOPED, numbers=None, now=T0,
