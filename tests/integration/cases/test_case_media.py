@@ -16,8 +16,7 @@ from archiver.auth import Role
 from archiver.cases.wiring import case_service
 from archiver.records.model import Record
 from tests.fakes.meta import FakeMeta
-from tests.integration.retention.support import token
-from tests.integration.retention_disp.media_support import (
+from tests.support.disposition_media import (
     PNID,
     TOKEN,
     archive_with,
@@ -26,7 +25,8 @@ from tests.integration.retention_disp.media_support import (
     media_worker,
     write_policy,
 )
-from tests.integration.retention_disp.media_support import longer_default as policy
+from tests.support.disposition_media import longer_default as policy
+from tests.support.retention import token
 
 WA = "16505550077"
 ACTOR = Actor(token_id=None, name="export-job", role="admin")

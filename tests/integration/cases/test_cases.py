@@ -15,8 +15,8 @@ from archiver.auth import Role
 from archiver.cases.scope import records_in_scope
 from archiver.cases.wiring import case_service
 from archiver.retention.common import StoredRecord, record_by_id
+from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, DATE_FROM, DATE_TO, N1, N2, Archive, Seeded
-from tests.integration.searchapi.conftest import drop_es_alias
 from tests.support.apps import backend_settings, running_app
 
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
