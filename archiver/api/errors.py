@@ -39,6 +39,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "case_custodian_outside_scope", "case_dates_invalid", "case_scope_empty",
         "bates_start_invalid", "bates_item_invalid", "job_kind_invalid", "job_kind_unknown",
         "job_params_invalid", "job_params_too_large", "job_id_invalid", "job_scope",
+        "key_not_pinned",
         # search.errors: the caller's query, filter, facet or cursor
         "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
         "invalid_request",  # (a request that fails validation is 422: the framework's)
@@ -65,12 +66,13 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
+        "export_state",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),
     422: (
         "decryption_failed", "malformed_envelope", "proof_invalid", "tile_invalid",
-        "note_invalid", "checkpoint_invalid", "entry_invalid",
+        "note_invalid", "checkpoint_invalid", "entry_invalid", "export_input_invalid",
     ),
     # Meta refused or answered nonsense, or our own token to Meta is bad: a server-side
     # problem, not the API caller's; the send proxy's "sent, answer not archived" too.
@@ -86,7 +88,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "internal", "config_invalid", "kek_invalid", "store_error", "bucket_misconfigured",
         "object_too_large", "invalid_key", "key_error", "ledger_error", "log_corrupted",
         "record_invalid", "raw_batch_invalid", "index_error", "invalid_document",
-        "job_checkpoint_too_large", "workarea_key_invalid",
+        "job_checkpoint_too_large", "workarea_key_invalid", "export_error",
     ),
 }  # fmt: skip
 

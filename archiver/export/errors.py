@@ -13,14 +13,11 @@ from archiver.errors import ArchiverError
 
 class ExportError(ArchiverError):
     code = "export_error"
-    status = 500
 
 
 class ExportInputError(ExportError):
     code = "export_input_invalid"
-    status = 422
 
 
 class ExportStateError(ExportError):
     code = "export_state"
-    status = 409

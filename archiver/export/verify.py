@@ -43,7 +43,6 @@ from archiver.ledger.note import Verifier
 
 class KeyNotPinned(ExportError):
     code = "key_not_pinned"
-    status = 400
 
 
 @dataclass(frozen=True, slots=True)
