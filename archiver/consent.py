@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import rfc8785
 
 from archiver.ingest.ports import LogAppender, PolicyDecider
 from archiver.keys.store import KeyStore
+from archiver.keyspace import CONSENT_VIEW_CURSOR_KEY, consent_view_key
 from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -43,7 +43,6 @@ from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.subjects.identity import Identities, person_subjects
 from policies.model import RecordFacts
 
-VIEW_PREFIX = "views/consent/"
 STATES = ("opt_in", "opt_out")
 
 
@@ -138,10 +137,6 @@ def resolve_subject(state: StateStore, pseudo: Pseudonymizer, business: str, con
 # -- the view -----------------------------------------------------------------------------
 
 
-def _view_key(business: str, subject: str, purpose: str) -> str:
-    return f"{VIEW_PREFIX}{quote(business, safe='')}/{subject}/{quote(purpose, safe='')}"
-
-
 @dataclass(frozen=True, slots=True)
 class ConsentState:
     state: str  # opt_in | opt_out | unknown
@@ -175,7 +170,7 @@ class ConsentView:
         self.state = state
 
     def catch_up(self) -> int:
-        return follow_to_end(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
+        return follow_to_end(self.log, self.state, CONSENT_VIEW_CURSOR_KEY, self._handle)
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         if entry.kind is not EntryKind.RECORD or entry.fields.get("event") != "consent":
@@ -202,11 +197,11 @@ class ConsentView:
                 return changes
             return [*changes, change]
 
-        key = _view_key(str(business), str(header["subject"]), str(consent.get("purpose")))
+        key = consent_view_key(str(business), str(header["subject"]), str(consent.get("purpose")))
         update_json(self.state, key, add, [])
 
     def changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:
-        value = self.state.get(_view_key(business, subject, purpose))
+        value = self.state.get(consent_view_key(business, subject, purpose))
         return list(json.loads(value.value)) if value else []
 
     def person_changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:

@@ -34,18 +34,21 @@ from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
-from archiver.ingest.capture import (
-    CAPTURE_KEYS_PREFIX,
-    PENDING_PREFIX,
-    RAW_PREFIX,
-    batch_id_of,
-    raw_key,
-)
+from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    PENDING_INDEX_READY,
+    PENDING_PREFIX,
+    PROC_PREFIX,
+    RAW_PREFIX,
+    media_job_key,
+    raw_key,
+)
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
@@ -68,13 +71,10 @@ from policies.model import RecordFacts
 
 log = get_logger("archiver.processor")
 
-PROC_PREFIX = "proc/"
-# Set once the pending index covers every batch captured before it existed (a one-time
-# full scan of ``raw/``; later batches enter it at capture).
-PENDING_INDEX_READY = "pending-index/v1"
+# PENDING_INDEX_READY is set once the pending index covers every batch captured before it
+# existed (a one-time full scan of the raw prefix; later batches enter it at capture).
 # A batch still pending this long after capture is stuck: an alert, a metric, a finding.
 STUCK_AFTER = timedelta(hours=1)
-MEDIA_JOBS_PREFIX = "mediajobs/"
 CLAIM_SECONDS = 300
 
 
@@ -785,7 +785,7 @@ class Processor:
             problem = {} if is_media_id(media.media_id) else {"problem": MEDIA_ID_INVALID}
             jobs.append(
                 (
-                    f"{MEDIA_JOBS_PREFIX}{record.record_id}/{index}",
+                    media_job_key(record.record_id, index),
                     {
                         **problem,
                         "record_id": record.record_id,

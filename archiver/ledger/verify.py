@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from archiver.keyspace import checkpoint_prefix, log_staging_prefix
 from archiver.ledger import merkle, tiles
 from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
 from archiver.ledger.entry import OBJECT_KINDS, Entry, EntryKind, parse_entry
@@ -190,7 +191,7 @@ def _stored_checkpoints(log: LogReader, objects: ObjectStore) -> list[_StoredChe
     """The newest object version of each checkpoint key, from ONE listing of the
     checkpoint prefix (a listing per checkpoint made verify quadratic in their number).
     Keys whose latest version is a delete marker are left to the listing pass."""
-    prefix = f"{log.prefix}checkpoint/"
+    prefix = checkpoint_prefix(log.prefix)
     out: list[_StoredCheckpoint] = []
     latest_is_marker: dict[str, bool] = {}
     for v in objects.list_versions(prefix):
@@ -308,7 +309,7 @@ def _check_listing(
                     "logged as disposed but still stored",
                 )
             )
-        elif prefix == log.prefix and not v.key.startswith(f"{log.prefix}staging/"):
+        elif prefix == log.prefix and not v.key.startswith(log_staging_prefix(log.prefix)):
             if v.key in seen_log_keys:
                 out.append(
                     Finding(

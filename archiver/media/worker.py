@@ -53,6 +53,7 @@ from archiver.ingest.ports import LogAppender
 from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
+from archiver.keyspace import MEDIA_JOBS_PREFIX, media_logged_key, media_object_key
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import MEDIA_JOBS_PARKED, MEDIA_JOBS_REFUSED
@@ -77,17 +78,9 @@ from archiver.whatsapp.media import (
 
 log = get_logger("archiver.media")
 
-JOBS_PREFIX = "mediajobs/"
-MEDIA_OBJECT_PREFIX = "media/"
-LOGGED_PREFIX = "media/logged/"  # working state: blobs whose ``media`` leaf is in the log
 CLAIM = timedelta(minutes=5)
 KEEP_FINISHED = timedelta(days=30)
 MEDIA_CONTENT_TYPE = "application/x-wa-media-envelope"
-
-
-def media_object_key(owner: str, plaintext_sha256: str) -> str:
-    """``media/<owner>/<sha256 hex>``: content-addressed inside one owner only."""
-    return f"{MEDIA_OBJECT_PREFIX}{owner}/{plaintext_sha256}"
 
 
 def key_owner(job: dict[str, Any], pseudo: Pseudonymizer) -> str:
@@ -142,7 +135,7 @@ class MediaWorker:
         """Work every due job once. Store errors propagate (the loop backs off)."""
         at = now or self.clock()
         report = RunReport()
-        for job_key in list(self.state.list(JOBS_PREFIX)):
+        for job_key in list(self.state.list(MEDIA_JOBS_PREFIX)):
             claimed = self._claim(job_key, at)
             if claimed is None:
                 continue
@@ -356,7 +349,7 @@ class MediaWorker:
                         previous_unix=int(previous.timestamp()) if previous else None,
                     ).data
                 )
-        logged_key = f"{LOGGED_PREFIX}{owner}/{sha256_hex}"
+        logged_key = media_logged_key(owner, sha256_hex)
         logged = self.state.get(logged_key)
         if logged is None or logged.value.decode() != version:
             entries.insert(

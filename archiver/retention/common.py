@@ -18,15 +18,14 @@ from typing import Any
 import rfc8785
 
 from archiver.errors import NotFound
-from archiver.records.model import RECORDS_PREFIX, Record, iso
+from archiver.keyspace import RECORDS_PREFIX, TOMBSTONES_PREFIX, record_key
+from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.store.errors import ObjectExists, ObjectNotFound
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
-from archiver.subjects.identity import ALIAS_PREFIX, Identities
+from archiver.subjects.identity import Identities
 from policies.model import RecordFacts
-
-TOMBSTONES_PREFIX = "tombstones/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +88,6 @@ def iter_records(objects: ObjectStore) -> Iterator[StoredRecord]:
 
 def record_by_id(objects: ObjectStore, record_id: str) -> StoredRecord:
     """The record ``record_id`` (its only version). Raises NotFound."""
-    from archiver.records.model import record_key
-
     key = record_key(record_id)
     versions = live_versions(objects, key)
     if not versions:
@@ -178,8 +175,6 @@ def tombstone_retention(mode: LockMode, days: int) -> Retention:
 
 
 __all__ = [
-    "ALIAS_PREFIX",
-    "TOMBSTONES_PREFIX",
     "StoredRecord",
     "contact_aliases",
     "facts_of",

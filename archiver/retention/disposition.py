@@ -60,6 +60,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    DISPOSITION_CURSOR_KEY,
+    DISPOSITION_JOURNAL_PREFIX,
+    PROC_PREFIX,
+    tombstone_name,
+)
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.records.model import iso
@@ -79,7 +86,6 @@ from archiver.retention.common import (
 from archiver.retention.expiry import Candidate, candidates, leaf_runs, record_refs
 from archiver.retention.holds import HoldRegistry, item_id
 from archiver.retention.reviews import (
-    REVIEWS_PREFIX,
     Approver,
     approve_review,
     approved,
@@ -92,10 +98,6 @@ from search.port import SearchIndex
 
 logger = get_logger("archiver.disposition")
 
-CAPKEYS_PREFIX = "capkeys/"  # archiver.ingest.capture.CAPTURE_KEYS_PREFIX
-PROC_PREFIX = "proc/"  # archiver.ingest.processor.PROC_PREFIX
-CURSOR_KEY = "disposition/cursor"  # log size at the start of the last complete run
-JOURNAL_PREFIX = "disposition/journal/"  # one entry per disposal in progress
 
 # The steps of one disposal a crash test can stop at (``DispositionJob.crash``).
 CRASH_POINTS = ("after_intent", "after_store_delete", "after_index_delete",
@@ -398,7 +400,7 @@ class DispositionJob:
         """The batch's wrapped capture keys, once no version of the batch is left."""
         if not any(x.key == key and not x.is_delete_marker
                    for x in self.objects.list_versions(key)):
-            self.state.delete(CAPKEYS_PREFIX + batch_id)
+            self.state.delete(CAPTURE_KEYS_PREFIX + batch_id)
 
     def _records_remain(self, leaves: list[int], run: _RunState) -> bool:
         """Whether a record version the batch wrote or reused (its ``record`` leaves) is
@@ -413,7 +415,7 @@ class DispositionJob:
     def _cursor(self) -> tuple[int, list[Candidate]]:
         """Where the last complete run started reading the log, and the versions with a
         ``disposed`` leaf it found still present (kept by a hold since): both come back."""
-        value = self.state.get(CURSOR_KEY)
+        value = self.state.get(DISPOSITION_CURSOR_KEY)
         if value is None:
             return 0, []
         doc = json.loads(value.value)
@@ -424,7 +426,7 @@ class DispositionJob:
     def _save_cursor(self, log_size: int, kept: list[Candidate]) -> None:
         doc = {"log_size": log_size,
                "kept": [[c.kind, c.key, c.version_id] for c in kept]}
-        self.state.put(CURSOR_KEY, _dump(doc))
+        self.state.put(DISPOSITION_CURSOR_KEY, _dump(doc))
 
     @staticmethod
     def _keep_reason(info: ObjectInfo, held: set[str], now: datetime) -> str | None:
@@ -445,14 +447,14 @@ class DispositionJob:
             "object_kind": item.kind, "policy": item.policy, "reason": item.reason,
             "sha256": sha256, "size": size, "record_id": record_id,
         }  # fmt: skip
-        name = JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
+        name = DISPOSITION_JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
         self.state.put(name, _dump(journal))
         self.crash("after_intent")
         return self._finish(name, journal, held, fresh=True)
 
     def _resume(self, report: DispositionReport) -> None:
         """Finish (or cancel, when a hold came since) what an interrupted run started."""
-        names = list(self.state.list(JOURNAL_PREFIX))
+        names = list(self.state.list(DISPOSITION_JOURNAL_PREFIX))
         if not names:
             return
         held = self.holds.held_items()
@@ -526,7 +528,7 @@ class DispositionJob:
         }
         retention = tombstone_retention(self.lock_mode, self.log_retention_days)
         t_key, t_version, t_sha, t_size = write_tombstone(
-            self.objects, f"{kind}/{h[:2]}/{h}", body, retention
+            self.objects, tombstone_name(kind, h), body, retention
         )
         extras: dict[str, Any] = {"object_kind": kind, "reason": "retention_expired"}
         if journal.get("policy"):
@@ -551,9 +553,6 @@ def _dump(doc: dict[str, Any]) -> bytes:
 
 __all__ = [
     "CRASH_POINTS",
-    "CURSOR_KEY",
-    "JOURNAL_PREFIX",
-    "REVIEWS_PREFIX",
     "Approver",
     "Disposed",
     "DispositionJob",

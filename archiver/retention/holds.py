@@ -50,6 +50,7 @@ from typing import Any, Protocol
 from archiver.errors import BadRequest, NotFound
 from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
+from archiver.keyspace import HOLDS_OPEN_KEY, HOLDS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
@@ -77,8 +78,6 @@ from search.query import parse as parse_query
 
 logger = get_logger("archiver.holds")
 
-HOLDS_PREFIX = "holds/"
-OPEN_KEY = "holds/_open"
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
 OPEN_STATUSES = frozenset({"placing", "open"})
@@ -166,13 +165,13 @@ class HoldRegistry:
         raise PreconditionFailed(f"hold {hold_id}: too much contention")
 
     def open_index(self) -> dict[str, Any]:
-        value = self.state.get(OPEN_KEY)
+        value = self.state.get(HOLDS_OPEN_KEY)
         return {} if value is None else dict(json.loads(value.value))
 
     def set_open(self, hold_id: str, criteria: Mapping[str, Any] | None) -> None:
         """Add (criteria given) or remove (None) one hold in ``holds/_open`` by CAS."""
         for _ in range(_CAS_TRIES):
-            value = self.state.get(OPEN_KEY)
+            value = self.state.get(HOLDS_OPEN_KEY)
             index = {} if value is None else dict(json.loads(value.value))
             if criteria is None:
                 index.pop(hold_id, None)
@@ -180,13 +179,13 @@ class HoldRegistry:
                 index[hold_id] = dict(criteria)
             try:
                 if value is None:
-                    self.state.put(OPEN_KEY, _dump(index), if_absent=True)
+                    self.state.put(HOLDS_OPEN_KEY, _dump(index), if_absent=True)
                 else:
-                    self.state.put(OPEN_KEY, _dump(index), if_match=value.token)
+                    self.state.put(HOLDS_OPEN_KEY, _dump(index), if_match=value.token)
                 return
             except PreconditionFailed:
                 continue
-        raise PreconditionFailed("holds/_open: too much contention")
+        raise PreconditionFailed(f"{HOLDS_OPEN_KEY}: too much contention")
 
     def all(self) -> list[dict[str, Any]]:
         out = []
@@ -371,7 +370,7 @@ def hold_new_arrivals(
     """The processor's hook, after a batch's leaves are appended: hold each new record
     version (``(key, version_id)``) that an open hold's subject or conversation names.
     Costs one state GET when no hold is open. Returns the number of versions held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     if value is None:
         return 0
     index: dict[str, Any] = json.loads(value.value)
@@ -441,7 +440,7 @@ def hold_new_attachments(
     its message, so every open hold that holds the message (or whose subject or
     conversation names it) holds the link record and the blob too. Costs one state GET
     when no hold is open. Returns the number of versions held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     if value is None:
         return 0
     index: dict[str, Any] = json.loads(value.value)
@@ -491,7 +490,7 @@ def hold_merged_people(
     """The processor's hook after a batch that merged subjects: an open hold naming any
     subject id of a merged person now holds the records of all its ids (and protects
     their keys). Costs one state GET when no hold is open. Returns versions newly held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     index: dict[str, Any] = json.loads(value.value) if value else {}
     wanted = sorted(set(subjects))
     if not index or not wanted:

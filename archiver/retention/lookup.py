@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.ingest.ports import LogAppender
+from archiver.keyspace import CONSENT_VIEW_PREFIX, PROC_PREFIX, capgrants_of, record_key
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
 from archiver.retention.expiry import leaf_runs, record_refs
@@ -41,9 +42,6 @@ from archiver.store.port import ObjectStore, StateStore
 
 logger = get_logger("archiver.retention.lookup")
 
-CAPGRANTS_PREFIX = "capgrants/"  # archiver.retention.erasure.grant_slots
-PROC_PREFIX = "proc/"  # archiver.ingest.processor
-CONSENT_VIEW_PREFIX = "views/consent/"  # archiver.consent
 _READERS = 16
 
 
@@ -77,7 +75,6 @@ def _consent_refs(
     after catching the view up with the log (incremental: from the view's own cursor)."""
     # Imported here: archiver.consent imports the processor, which imports this package.
     from archiver.consent import ConsentView
-    from archiver.records.model import record_key
 
     ConsentView(log=log, objects=objects, state=state).catch_up()
     out: set[tuple[str, str]] = set()
@@ -117,7 +114,7 @@ def subjects_records_indexed(
     wanted = set(subjects)
     batches: set[str] = set(also_batches)
     for subject in sorted(wanted):
-        prefix = f"{CAPGRANTS_PREFIX}{subject}/"
+        prefix = capgrants_of(subject)
         granted = {k[len(prefix) :] for k in state.list(prefix)}
         if not granted:
             return None

@@ -27,16 +27,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of, raw_key
+from archiver.ingest.capture import batch_id_of
 from archiver.keys.store import KeyStore
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    INDEX_FOLDS_PREFIX,
+    INDEX_NAMES_PREFIX,
+    RECORDS_PREFIX,
+    data_key_key,
+    media_jobs_of,
+    raw_key,
+    subject_keys_key,
+)
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
 from archiver.ledger.verify_objects import Finding, FindingKind
-from archiver.records.model import RECORDS_PREFIX, RecordError
+from archiver.records.model import RecordError
 from archiver.retention.common import StoredRecord, read_record
 from archiver.retention.erasure import (
-    FOLDS_PREFIX,
-    MEDIA_JOBS_PREFIX,
-    NAMES_PREFIX,
     QUOTING_KINDS,
     drop_slot_key,
     purge_derived_state,
@@ -120,9 +127,9 @@ def erasure_residue(
     seen = _scan(log, objects)
     out: list[Finding] = []
     for kid in sorted(seen.keys):
-        value = state.get(f"keys/dk/{kid}")
+        value = state.get(data_key_key(kid))
         if value is not None and "wrapped" in _obj(value.value):
-            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, f"keys/dk/{kid}", None,
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, data_key_key(kid), None,
                                "shredded", "wrapped key present",
                                f"data key {kid} has a key_shredded leaf but is still stored"))
     for batch, slot in sorted(seen.slots):
@@ -166,7 +173,7 @@ def _slot_quotes(
             continue  # a subject's record: its own erasure's (or someone else's)
         sealed = record.header.get("sealed") or {}
         kid = sealed.get("key_id") if isinstance(sealed, dict) else None
-        value = state.get(f"keys/dk/{kid}") if isinstance(kid, str) else None
+        value = state.get(data_key_key(kid)) if isinstance(kid, str) else None
         if value is not None and "wrapped" in _obj(value.value):
             out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, record.key, record.version_id,
                                "shredded", f"key {kid} readable",
@@ -200,12 +207,12 @@ def _readable_records(objects: ObjectStore) -> Iterator[StoredRecord]:
 def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> list[Finding]:
     out: list[Finding] = []
     erased_subjects = {e.subject for e in done}
-    for key in state.list(NAMES_PREFIX):
+    for key in state.list(INDEX_NAMES_PREFIX):
         subject = key.rsplit("/", 1)[-1]
         if subject in erased_subjects and not _has_new_key(state, subject):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "name",
                                f"erased subject {subject} still has a contact name"))
-    for key in state.list(FOLDS_PREFIX):
+    for key in state.list(INDEX_FOLDS_PREFIX):
         value = state.get(key)
         items = _json(value.value) if value is not None else None
         if not isinstance(items, list):
@@ -217,7 +224,7 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "parked fold",
                                "a parked fold holds what an erased record made"))
     for record_id in sorted(erased_ids):
-        for key in state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/"):
+        for key in state.list(media_jobs_of(record_id)):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "media job",
                                f"a media job of erased record {record_id}"))
     return out
@@ -225,7 +232,7 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
 
 def _has_new_key(state: StateStore, subject: str) -> bool:
     """The subject came back after its erasure (a fresh key): a new name is new data."""
-    value = state.get(f"keys/subject/{subject}")
+    value = state.get(subject_keys_key(subject))
     return value is not None and bool(_obj(value.value).get("current"))
 
 

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, Forbidden, NotFound
+from archiver.keyspace import REVIEWS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.model import iso
 from archiver.retention.common import StoredRecord, record_by_id
@@ -35,7 +36,6 @@ from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectInfo, ObjectStore, StateStore
 from policies.model import Decision
 
-REVIEWS_PREFIX = "disposition/reviews/"
 _CAS_TRIES = 20
 
 

@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from archiver.keyspace import REVIEWS_PREFIX
 from archiver.retention.common import read_record
-from archiver.retention.disposition import REVIEWS_PREFIX
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from archiver.keyspace import RECORDS_PREFIX
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.verify_objects import Finding, FindingKind
-from archiver.records.model import RECORDS_PREFIX, Record
+from archiver.records.model import Record
 from archiver.retention.attachments import attachment_of_header, message_versions
 from archiver.retention.common import live_versions
 from archiver.store.errors import ObjectNotFound, StoreError

@@ -17,9 +17,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from archiver.auth import Role
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.errors import KeyShredded
+from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.records.model import Record

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from archiver.auth import Role
-from archiver.records.model import record_key
+from archiver.keyspace import record_key
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HoldScope

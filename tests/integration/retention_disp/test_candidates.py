@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from archiver.keyspace import DISPOSITION_CURSOR_KEY as CURSOR_KEY
+from archiver.keyspace import DISPOSITION_JOURNAL_PREFIX as JOURNAL_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
-from archiver.retention.disposition import CURSOR_KEY, JOURNAL_PREFIX
 from archiver.retention.expiry import candidates
 from archiver.runtime import Runtime
 from policies.model import Decision, RecordFacts
