@@ -41,9 +41,9 @@ from enum import StrEnum
 from typing import Any
 
 from archiver.errors import Unavailable
-from archiver.ingest.ports import LogAppender
 from archiver.keyspace import audit_key
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import AUDIT_QUEUE_DEPTH, AUDIT_REFUSED, AUDIT_SHED
 from archiver.records.canonical import dumps as canonical_json

@@ -42,7 +42,6 @@ from urllib.parse import quote, unquote
 from archiver.audit import Actor, AuditAction, AuditTrail
 from archiver.consent import follow_to_end, read_record, update_json
 from archiver.errors import Conflict
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
@@ -55,6 +54,7 @@ from archiver.keyspace import (
     record_key,
 )
 from archiver.ledger.entry import Entry, EntryKind
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError, iso
 from archiver.store.errors import ObjectNotFound, PreconditionFailed

@@ -27,10 +27,11 @@ from typing import Any
 
 import rfc8785
 
-from archiver.ingest.ports import LogAppender, PolicyDecider
+from archiver.ingest.ports import PolicyDecider
 from archiver.keys.store import KeyStore
 from archiver.keyspace import CONSENT_VIEW_CURSOR_KEY, consent_view_key
 from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number

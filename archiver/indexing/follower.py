@@ -34,7 +34,7 @@ from archiver.indexing.documents import (
     message_document,
 )
 from archiver.indexing.recent import recent_for
-from archiver.ingest.ports import LogAppender, SubjectKeys
+from archiver.ingest.ports import SubjectKeys
 from archiver.keys.errors import KeysError
 from archiver.keyspace import (
     INDEX_ACTIVE_KEY,
@@ -45,6 +45,7 @@ from archiver.keyspace import (
     index_subject_key,
 )
 from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
@@ -84,7 +85,7 @@ class IndexFollower:
     def __init__(
         self,
         *,
-        log_reader: LogAppender,
+        log_reader: LogReader,
         objects: ObjectStore,
         state: StateStore,
         keys: SubjectKeys,

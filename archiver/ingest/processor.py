@@ -37,7 +37,7 @@ from archiver.indexing.recent import recent_for
 from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
-from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
+from archiver.ingest.ports import PolicyDecider, PolicyRef, SubjectKeys
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.keyspace import (
@@ -50,6 +50,7 @@ from archiver.keyspace import (
     raw_key,
 )
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.model import Record, iso, to_jsonable

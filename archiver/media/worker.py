@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from archiver.ingest.ports import LogAppender
 from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.keyspace import MEDIA_JOBS_PREFIX, media_logged_key, media_object_key
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import MEDIA_JOBS_PARKED, MEDIA_JOBS_REFUSED
 from archiver.records.model import Record, iso

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from archiver.ingest.ports import raw_capture_facts
 from archiver.keyspace import APPLIED_POLICIES_KEY
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import iso
 from archiver.retention.attachments import AttachmentView, is_attachment_header
 from archiver.retention.common import facts_of, iter_records
@@ -41,14 +42,6 @@ _SLACK = timedelta(seconds=1)
 
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
-
-
-class Appender(Protocol):
-    def append(self, entries: list[bytes]) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 APPLY_CHECK_INTERVAL_S = 300.0  # how often the retention-apply job compares fingerprints
@@ -69,7 +62,7 @@ class RetentionApplier:
         self,
         *,
         objects: ObjectStore,
-        log: Appender,
+        log: LogAppender,
         policy: Decider,
         state: StateStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

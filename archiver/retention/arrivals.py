@@ -15,10 +15,10 @@ from typing import Any
 
 from archiver.errors import NotFound
 from archiver.keyspace import HOLDS_OPEN_KEY
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord
 from archiver.retention.holds import (
-    Appender,
     HoldRegistry,
     flag_broken,
     records_of_hits,
@@ -36,7 +36,7 @@ def hold_indexed_arrivals(
     index: SearchIndex,
     objects: ObjectStore,
     state: StateStore,
-    log: Appender,
+    log: LogAppender,
     keys: object,
     doc_ids: Sequence[str],
 ) -> int:

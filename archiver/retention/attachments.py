@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from archiver.keyspace import (
     ATTACHMENTS_BY_BLOB,
@@ -35,6 +35,7 @@ from archiver.keyspace import (
     record_key,
 )
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.records.model import Record
 from archiver.retention.common import ident_hash, live_versions
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
@@ -44,12 +45,6 @@ LINK_KINDS = frozenset({"media_link", "media_missing"})
 _CHUNK = 4096
 # Cheap pre-filter on the canonical bytes: only link records' leaves are parsed.
 _WANTED = tuple(f'"event":"{k}"'.encode() for k in sorted(LINK_KINDS))
-
-
-class LogReader(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from functools import partial
 
 from archiver.ingest.capture import batch_id_of
-from archiver.ingest.ports import LogAppender
 from archiver.keyspace import (
     CONVSUBJECTS_COMPLETE_KEY,
     NO_SUBJECT,
@@ -50,6 +49,7 @@ from archiver.keyspace import (
     conversation_traces,
     trace_key,
 )
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.lookup import subjects_records_indexed

@@ -68,6 +68,7 @@ from archiver.keyspace import (
     tombstone_name,
 )
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import iso
 from archiver.retention.attachments import (
@@ -106,15 +107,6 @@ CRASH_POINTS = ("after_intent", "after_store_delete", "after_index_delete",
 
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
-
-
-class LogAccess(Protocol):
-    def append(self, entries: Sequence[bytes], *, once_since: int | None = None
-               ) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +165,7 @@ class DispositionJob:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: LogAccess,
+        log: LogAppender,
         index: SearchIndex,
         policy: Decider,
         holds: HoldRegistry,

@@ -47,7 +47,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound, KeyProtected, KeyShredded
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
@@ -89,6 +88,7 @@ from archiver.keyspace import (
     tombstone_name,
 )
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -204,12 +204,6 @@ class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
 
 
-class Appender(Protocol):
-    def append(self, entries: list[bytes], *, once_since: int | None = None) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ErasurePlan:
     subject: str
@@ -230,7 +224,7 @@ class ErasureService:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: Appender,
+        log: LogAppender,
         keys: KeyStore,
         index: SearchIndex,
         pseudo: Pseudonymizer,

@@ -48,10 +48,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from archiver.errors import BadRequest, NotFound
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
 from archiver.keyspace import HOLDS_OPEN_KEY, HOLDS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
@@ -81,16 +81,6 @@ logger = get_logger("archiver.holds")
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
 OPEN_STATUSES = frozenset({"placing", "open"})
-
-
-class Appender(Protocol):
-    """The log as holds use it: append leaves, and read them (the attachment view)."""
-
-    def append(self, entries: Sequence[bytes]) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 class Protector(Protocol):
@@ -133,7 +123,7 @@ class HoldRegistry:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: Appender,
+        log: LogAppender,
         keys: Protector | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -363,7 +353,7 @@ def hold_new_arrivals(
     *,
     objects: ObjectStore,
     state: StateStore,
-    log: Appender,
+    log: LogAppender,
     keys: object,
     written: Sequence[tuple[str, str]],
 ) -> int:
@@ -433,7 +423,7 @@ def flag_broken(registry: HoldRegistry, hold_id: str, exc: BaseException) -> Non
 
 
 def hold_new_attachments(
-    *, objects: ObjectStore, state: StateStore, log: Appender, keys: object,
+    *, objects: ObjectStore, state: StateStore, log: LogAppender, keys: object,
     attachment: Attachment,
 ) -> int:
     """The media worker's hook, after a link's leaves are appended: an attachment follows

@@ -32,8 +32,8 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from archiver.ingest.ports import LogAppender
 from archiver.keyspace import CONSENT_VIEW_PREFIX, PROC_PREFIX, capgrants_of, record_key
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
 from archiver.retention.expiry import leaf_runs, record_refs

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from archiver.ingest.capture import batch_id_of
 from archiver.keys.store import KeyStore
@@ -40,6 +40,7 @@ from archiver.keyspace import (
     subject_keys_key,
 )
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.ledger.verify_objects import Finding, FindingKind
 from archiver.records.model import RecordError
 from archiver.retention.common import StoredRecord, read_record
@@ -60,12 +61,6 @@ PERSONAL_FIELDS = frozenset({
 _CHUNK = 1000
 
 
-class _Log(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
-
-
 @dataclass
 class _Erasure:
     subject: str
@@ -82,14 +77,14 @@ class _Seen:
     shredded_by: set[str] = field(default_factory=set)  # tombstone sha256 of key leaves
 
 
-def _entries(log: _Log) -> Iterator[Entry]:
+def _entries(log: LogReader) -> Iterator[Entry]:
     size = log.size()
     for start in range(0, size, _CHUNK):
         for data in log.entries(start, min(size, start + _CHUNK)):
             yield parse_entry(data)
 
 
-def _scan(log: _Log, objects: ObjectStore) -> _Seen:
+def _scan(log: LogReader, objects: ObjectStore) -> _Seen:
     seen = _Seen()
     for e in _entries(log):
         if e.kind is EntryKind.TOMBSTONE and e.fields.get("reason") == "erasure":
@@ -121,7 +116,7 @@ def _scan(log: _Log, objects: ObjectStore) -> _Seen:
 
 
 def erasure_residue(
-    log: _Log, objects: ObjectStore, state: StateStore, index: SearchIndex
+    log: LogReader, objects: ObjectStore, state: StateStore, index: SearchIndex
 ) -> list[Finding]:
     """Every copy of erased data still present (see the module docstring)."""
     seen = _scan(log, objects)
@@ -251,7 +246,7 @@ def _json(raw: bytes) -> Any:
 
 
 def replay_shredded(
-    log: _Log, objects: ObjectStore, state: StateStore, keys: KeyStore, index: SearchIndex
+    log: LogReader, objects: ObjectStore, state: StateStore, keys: KeyStore, index: SearchIndex
 ) -> dict[str, Any]:
     """After working state (or the index) was restored from a backup: destroy again every
     data key and raw slot a ``key_shredded`` leaf names, purge the completed erasures'

@@ -22,14 +22,14 @@ governing policy, the retention end the policy engine computes now and the store
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from archiver.errors import Conflict, Forbidden, NotFound
 from archiver.keyspace import REVIEWS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import iso
 from archiver.retention.common import StoredRecord, record_by_id
 from archiver.store.errors import PreconditionFailed
@@ -37,10 +37,6 @@ from archiver.store.port import ObjectInfo, ObjectStore, StateStore
 from policies.model import Decision
 
 _CAS_TRIES = 20
-
-
-class Appender(Protocol):
-    def append(self, entries: Sequence[bytes]) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +115,7 @@ def list_reviews(state: StateStore, status: str | None = "pending") -> list[dict
 
 def approve_review(
     state: StateStore, record_id: str, *, approver: Approver, now: datetime,
-    log: Appender | None = None, objects: ObjectStore | None = None,
+    log: LogAppender | None = None, objects: ObjectStore | None = None,
 ) -> dict[str, Any]:
     """Add ``approver``'s approval to the pending review of ``record_id``, bound to the
     version under review, and log it. Raises Forbidden (``approver_without_person``),
