@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import follow_to_end, read_record, update_json
+from archiver.consent import follow_to_end, record_of_entry, update_json
 from archiver.errors import Conflict
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
@@ -218,7 +218,7 @@ class Coexistence:
             return
         if kind not in ACTIVITY_KINDS:
             return
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         header_business = record.header.get("business") or {}
@@ -248,7 +248,7 @@ class Coexistence:
         update_json(self.state, COEXISTENCE_VIEW_PREFIX + quote(str(business), safe=""), change, {})
 
     def _account_event(self, leaf: int, entry: Entry) -> None:
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         event = self._event(record)

@@ -37,7 +37,7 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.retention.common import contact_aliases
 from archiver.retention.common import resolve_subject as _resolve_person
-from archiver.retention.conv_lookup import leave_trace
+from archiver.retention.conversation_lookup import leave_trace
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
@@ -109,7 +109,9 @@ def update_json(state: StateStore, key: str, change: Callable[[Any], Any], defau
     raise PreconditionFailed(f"{key}: too much contention")
 
 
-def read_record(objects: ObjectStore, entry: Entry) -> Record | None:
+def record_of_entry(objects: ObjectStore, entry: Entry) -> Record | None:
+    """The record a log entry names; None for an entry naming no object, or when the
+    record was disposed since (its tombstone is later in the log)."""
     if entry.key is None or entry.version_id is None:
         return None
     try:
@@ -176,7 +178,7 @@ class ConsentView:
     def _handle(self, leaf: int, entry: Entry) -> None:
         if entry.kind is not EntryKind.RECORD or entry.fields.get("event") != "consent":
             return
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         header = record.header

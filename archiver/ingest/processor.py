@@ -57,7 +57,7 @@ from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
 from archiver.retention.common import facts_of
-from archiver.retention.conv_lookup import ConversationTraces
+from archiver.retention.conversation_lookup import ConversationTraces
 from archiver.retention.erasure import QUOTING_KINDS, grant_slots
 from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
@@ -378,7 +378,7 @@ class Processor:
             if subject:
                 by_subject.setdefault(subject, []).append(slot_index)
         # With the grants, each new (conversation, subject) pair's trace, so a conversation
-        # hold finds its records without the full scan (archiver.retention.conv_lookup).
+        # hold finds its records without the full scan (archiver.retention.conversation_lookup).
         writes: list[Callable[[], None]] = [
             partial(grant_slots, self.state, subject, opened.batch_id, slots)
             for subject, slots in sorted(by_subject.items())

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 
 from archiver.keyspace import checkpoint_key, checkpoint_pointer_key
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint, sign_checkpoint
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.errors import CheckpointRefused, LogCorrupted, ProofError
 from archiver.ledger.log import TransparencyLog

@@ -36,7 +36,7 @@ from typing import Literal, Protocol
 
 from archiver.keyspace import checkpoint_prefix, log_staging_prefix
 from archiver.ledger import merkle, tiles
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint
 from archiver.ledger.entry import OBJECT_KINDS, Entry, EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.note import Verifier

@@ -19,8 +19,8 @@ from archiver.audit import SYSTEM, AuditTrail
 from archiver.errors import BadRequest, NotFound
 from archiver.keyspace import RAW_PREFIX, record_key
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import open_checkpoint
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_format import open_checkpoint
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog

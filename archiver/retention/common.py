@@ -69,7 +69,8 @@ def live_versions(objects: ObjectStore, key: str) -> list[str]:
     ]
 
 
-def read_record(objects: ObjectStore, key: str, version_id: str) -> StoredRecord:
+def read_stored_record(objects: ObjectStore, key: str, version_id: str) -> StoredRecord:
+    """One record version's clear header, digest and size (raises ObjectNotFound)."""
     body = objects.get(key, version_id)
     record = Record.parse(body)
     return StoredRecord(key, version_id, record.header, record.sha256, len(body))
@@ -81,7 +82,7 @@ def iter_records(objects: ObjectStore) -> Iterator[StoredRecord]:
         if v.is_delete_marker:
             continue
         try:
-            yield read_record(objects, v.key, v.version_id)
+            yield read_stored_record(objects, v.key, v.version_id)
         except ObjectNotFound:
             continue  # disposed while we walked
 
@@ -92,7 +93,7 @@ def record_by_id(objects: ObjectStore, record_id: str) -> StoredRecord:
     versions = live_versions(objects, key)
     if not versions:
         raise NotFound(f"no record {record_id}", code="record_not_found")
-    return read_record(objects, key, versions[0])
+    return read_stored_record(objects, key, versions[0])
 
 
 def facts_of(header: Mapping[str, Any]) -> RecordFacts:
@@ -182,7 +183,7 @@ __all__ = [
     "iso",
     "iter_records",
     "live_versions",
-    "read_record",
+    "read_stored_record",
     "record_by_id",
     "resolve_subject",
     "write_tombstone",

@@ -23,7 +23,7 @@ grants): a stale one only costs a look at a subject's records.
 * a ``_none`` trace without a batch: None — such a record is only found by the scan;
 * otherwise the conversation's records are the records of its traced subjects' batches
   and of its ``_none/<batch>`` batches
-  (:func:`archiver.retention.lookup.subjects_records_indexed`, None when one of those
+  (:func:`archiver.retention.subject_lookup.subjects_records_indexed`, None when one of those
   batches is in flight) whose header names the conversation; no trace at all: none.
 
 The marker is set by ``Runtime.open`` on an archive with no record yet
@@ -52,11 +52,11 @@ from archiver.keyspace import (
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, iter_records
-from archiver.retention.lookup import subjects_records_indexed
+from archiver.retention.subject_lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 
-logger = get_logger("archiver.retention.conv_lookup")
+logger = get_logger("archiver.retention.conv_lookup")  # name kept: operators filter on it
 
 _SEEN_MAX = 200_000  # pairs remembered per process before the memory starts over
 

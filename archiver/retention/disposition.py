@@ -80,7 +80,7 @@ from archiver.retention.common import (
     StoredRecord,
     facts_of,
     ident_hash,
-    read_record,
+    read_stored_record,
     tombstone_retention,
     write_tombstone,
 )
@@ -275,7 +275,7 @@ class DispositionJob:
         if info is None:
             return
         try:
-            r = read_record(self.objects, c.key, c.version_id)
+            r = read_stored_record(self.objects, c.key, c.version_id)
         except ObjectNotFound:
             run.gone.add((c.key, c.version_id))
             return

@@ -101,7 +101,7 @@ from archiver.retention.common import (
     write_tombstone,
 )
 from archiver.retention.holds import HoldRegistry
-from archiver.retention.lookup import subjects_records_indexed
+from archiver.retention.subject_lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.identity import person_subjects

@@ -29,9 +29,9 @@ documents just indexed (``SearchRequest.ids``). The ``holds-refresh`` job (every
 as ``archiver holds refresh`` does.
 
 A subject hold finds its records through the subject's grants
-(``archiver.retention.lookup``), not by reading every record header; a conversation
+(``archiver.retention.subject_lookup``), not by reading every record header; a conversation
 hold through the traces ``convsubjects/<conversation>/<subject>`` of the subjects its
-records name, then those subjects' grants (``archiver.retention.conv_lookup``). Both fall
+records name, then those subjects' grants (``archiver.retention.conversation_lookup``). Both fall
 back to reading every header when they cannot answer exactly (a batch in flight, an
 archive not yet backfilled, a subject-less record traced by older code without its batch).
 """
@@ -64,11 +64,11 @@ from archiver.retention.attachments import (
 )
 from archiver.retention.common import (
     StoredRecord,
-    read_record,
+    read_stored_record,
     record_by_id,
 )
-from archiver.retention.conv_lookup import conversation_records
-from archiver.retention.lookup import subject_records
+from archiver.retention.conversation_lookup import conversation_records
+from archiver.retention.subject_lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import person_subjects
@@ -368,7 +368,7 @@ def hold_new_arrivals(
         return 0
     protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
     registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
-    records = [read_record(objects, key, version) for key, version in written]
+    records = [read_stored_record(objects, key, version) for key, version in written]
     # A hold names the subject ids its person had when it was placed; a record written
     # under another id of that person (merged since) is the same person's.
     people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
@@ -464,7 +464,7 @@ def hold_new_attachments(
 
 def _read_quietly(objects: ObjectStore, key: str, version: str) -> StoredRecord | None:
     try:
-        return read_record(objects, key, version)
+        return read_stored_record(objects, key, version)
     except ObjectNotFound:
         return None
 
@@ -622,7 +622,7 @@ class HoldService:
                         found[item_id(r.key, r.version_id)] = r
         elif scope.conversation:
             # Through the traces of the subjects the conversation's records name
-            # (archiver.retention.conv_lookup); with a subject too, the union of both.
+            # (archiver.retention.conversation_lookup); with a subject too, the union of both.
             state = self.registry.state
             objects = self.registry.objects
             records = conversation_records(objects, state, self.reader, scope.conversation)

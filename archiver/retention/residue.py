@@ -43,7 +43,7 @@ from archiver.ledger.entry import Entry, EntryKind, parse_entry
 from archiver.ledger.ports import LogReader
 from archiver.ledger.verify_objects import Finding, FindingKind
 from archiver.records.model import RecordError
-from archiver.retention.common import StoredRecord, read_record
+from archiver.retention.common import StoredRecord, read_stored_record
 from archiver.retention.erasure import (
     QUOTING_KINDS,
     drop_slot_key,
@@ -194,7 +194,7 @@ def _readable_records(objects: ObjectStore) -> Iterator[StoredRecord]:
         if v.is_delete_marker:
             continue
         try:
-            yield read_record(objects, v.key, v.version_id)
+            yield read_stored_record(objects, v.key, v.version_id)
         except (ObjectNotFound, RecordError):
             continue
 

@@ -22,7 +22,7 @@ only API consent records), :func:`subject_records` falls back to the full scan
 
 :func:`subjects_records_indexed` answers for several subjects in one pass (one consent-view
 catch-up, each batch's records read once): a conversation's records are found through the
-subjects they name (``archiver.retention.conv_lookup``).
+subjects they name (``archiver.retention.conversation_lookup``).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from archiver.keyspace import CONSENT_VIEW_PREFIX, PROC_PREFIX, capgrants_of, record_key
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
+from archiver.retention.common import StoredRecord, iter_records, live_versions, read_stored_record
 from archiver.retention.expiry import leaf_runs, record_refs
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 
-logger = get_logger("archiver.retention.lookup")
+logger = get_logger("archiver.retention.lookup")  # name kept: operators filter on it
 
 _READERS = 16
 
@@ -128,7 +128,7 @@ def subjects_records_indexed(
 
     def read(ref: tuple[str, str]) -> StoredRecord | None:
         try:
-            return read_record(objects, *ref)
+            return read_stored_record(objects, *ref)
         except ObjectNotFound:
             return None  # disposed since
 
