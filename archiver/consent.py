@@ -27,6 +27,7 @@ from typing import Any
 
 import rfc8785
 
+from archiver.ingest.consent import ConsentStatus
 from archiver.ingest.ports import PolicyDecider
 from archiver.keys.store import KeyStore
 from archiver.keyspace import CONSENT_VIEW_CURSOR_KEY, consent_view_key
@@ -44,7 +45,7 @@ from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.subjects.identity import Identities, person_subjects
 from policies.model import RecordFacts
 
-STATES = ("opt_in", "opt_out")
+STATES = (ConsentStatus.OPT_IN, ConsentStatus.OPT_OUT)
 
 
 # -- following the log (shared with archiver.coexistence) ------------------------------
@@ -142,7 +143,7 @@ def resolve_subject(state: StateStore, pseudo: Pseudonymizer, business: str, con
 
 @dataclass(frozen=True, slots=True)
 class ConsentState:
-    state: str  # opt_in | opt_out | unknown
+    state: ConsentStatus
     since: str | None
     record_id: str | None
     source: str | None
@@ -154,10 +155,10 @@ def state_as_of(changes: list[dict[str, Any]], as_of: datetime) -> ConsentState:
     """The last change effective at or before ``as_of`` (pure)."""
     known = [c for c in changes if datetime.fromisoformat(c["at"]) <= as_of]
     if not known:
-        return ConsentState("unknown", None, None, None, None, 0)
+        return ConsentState(ConsentStatus.UNKNOWN, None, None, None, None, 0)
     last = max(known, key=lambda c: (datetime.fromisoformat(c["at"]), c["leaf"]))
     return ConsentState(
-        last["state"],
+        ConsentStatus(last["state"]),
         last["at"],
         last["record_id"],
         last.get("source"),
@@ -224,7 +225,7 @@ class ConsentChange:
     phone_number_id: str
     contact: str
     purpose: str
-    state: str  # opt_in | opt_out
+    state: ConsentStatus  # OPT_IN or OPT_OUT
     channel: str
     evidence: str
     actor: str

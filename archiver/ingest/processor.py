@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
+from archiver.ingest.batch_status import BatchResult, BatchState
 from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
@@ -82,7 +83,7 @@ CLAIM_SECONDS = 300
 @dataclass
 class BatchOutcome:
     batch_id: str
-    status: str  # done | skipped | busy
+    status: BatchResult
     records: int = 0
     reused: int = 0
     links: int = 0
@@ -206,7 +207,7 @@ class Processor:
         current = self.state.get(key)
         if current is None:
             doc: dict[str, Any] = {
-                "status": "claimed",
+                "status": BatchState.CLAIMED,
                 "owner": self.owner,
                 "until": now + CLAIM_SECONDS,
             }
@@ -216,7 +217,7 @@ class Processor:
                 return None
             return doc
         doc = json.loads(current.value)
-        if doc["status"] == "done":
+        if doc["status"] == BatchState.DONE:
             return None
         if doc.get("owner") != self.owner and doc.get("until", 0) > now:
             return None
@@ -240,7 +241,7 @@ class Processor:
     def process(self, key: str, version_id: str | None = None) -> BatchOutcome:
         started = time.perf_counter()
         outcome = self._process(key, version_id)
-        if outcome.status == "done":
+        if outcome.status == BatchResult.DONE:
             # One line per batch for operators: counts and time, never content.
             log.info(
                 "batch_processed", batch_id=outcome.batch_id, records=outcome.records,
@@ -255,14 +256,14 @@ class Processor:
         batch_id = batch_id_of(key)
         doc = self._claim(batch_id)
         if doc is None:
-            return BatchOutcome(batch_id, "skipped")
-        if doc["status"] == "logging":  # a retry after a crash past the save below
+            return BatchOutcome(batch_id, BatchResult.SKIPPED)
+        if doc["status"] == BatchState.LOGGING:  # a retry after a crash past the save below
             leaves = self._finish(batch_id, doc)
-            return BatchOutcome(batch_id, "done", leaves=leaves)
+            return BatchOutcome(batch_id, BatchResult.DONE, leaves=leaves)
         version_id = version_id or self._only_version(key)
         raw_bytes = self.objects.get(key, version_id)
         raw_info = self.objects.stat(key, version_id)
-        outcome = BatchOutcome(batch_id, "done")
+        outcome = BatchOutcome(batch_id, BatchResult.DONE)
         self._key_events = []
         written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
         outcome.record_keys = [w.record.key for w in written]
@@ -271,7 +272,7 @@ class Processor:
         # Everything after the append is saved with the entries, so that a retry after a
         # crash anywhere past this point still holds the records and queues their media.
         doc = {
-            "status": "logging",
+            "status": BatchState.LOGGING,
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
@@ -307,7 +308,7 @@ class Processor:
             )
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
-        self._save(batch_id, {"status": "done", "leaves": leaves})
+        self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves})
         self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
         return leaves
 
@@ -897,7 +898,7 @@ class Processor:
         for name in sorted(self.state.list(PENDING_PREFIX)):
             batch_id = name[len(PENDING_PREFIX):]
             value = self.state.get(PROC_PREFIX + batch_id)
-            if value is not None and json.loads(value.value).get("status") == "done":
+            if value is not None and json.loads(value.value).get("status") == BatchState.DONE:
                 self.state.delete(name)  # done, but the process died before removing it
                 continue
             key = raw_key(batch_id)
@@ -929,8 +930,9 @@ class Processor:
         for name in self._stuck_names()[:limit]:
             batch_id = name[len(PENDING_PREFIX):]
             value = self.state.get(PROC_PREFIX + batch_id)
-            status = json.loads(value.value).get("status") if value is not None else "waiting"
-            if status == "done":
+            status = (json.loads(value.value).get("status") if value is not None
+                      else BatchState.WAITING)
+            if status == BatchState.DONE:
                 continue  # only its pending entry is left; the next sweep removes it
             out.append({"batch_id": batch_id, "captured_at": iso(_batch_time(batch_id)),
                         "status": status})
@@ -944,7 +946,7 @@ class Processor:
         for key in self.objects.list_keys(RAW_PREFIX):
             batch_id = batch_id_of(key)
             value = self.state.get(PROC_PREFIX + batch_id)
-            if value is None or json.loads(value.value).get("status") != "done":
+            if value is None or json.loads(value.value).get("status") != BatchState.DONE:
                 with contextlib.suppress(PreconditionFailed):
                     self.state.put(PENDING_PREFIX + batch_id,
                                    json.dumps({"key": key, "since": None}).encode(),

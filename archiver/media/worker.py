@@ -47,6 +47,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from archiver.keys.envelope import DataKey, encrypt
@@ -78,6 +79,21 @@ from archiver.whatsapp.media import (
 
 log = get_logger("archiver.media")
 
+
+
+class MediaJobStatus(StrEnum):
+    """``status`` of ``mediajobs/<record id>/<n>`` (stored: the values never change).
+    A job written by the processor has none yet: it reads as PENDING."""
+
+    PENDING = "pending"
+    PARKED = "parked"  # a store or key failure; ``parked_from`` keeps the status before
+    LOGGING = "logging"  # the entries saved in the job, being appended
+    DONE = "done"
+    MISSING = "missing"  # Meta no longer has it: a ``media_missing`` record is logged
+    ABANDONED = "abandoned"  # a permanent error
+
+
+FINISHED = frozenset({MediaJobStatus.DONE, MediaJobStatus.MISSING, MediaJobStatus.ABANDONED})
 CLAIM = timedelta(minutes=5)
 KEEP_FINISHED = timedelta(days=30)
 MEDIA_CONTENT_TYPE = "application/x-wa-media-envelope"
@@ -163,8 +179,8 @@ class MediaWorker:
             return  # taken over meanwhile: its new owner decides
         parked = {
             **doc,
-            "status": "parked",
-            "parked_from": doc.get("status", "pending"),
+            "status": MediaJobStatus.PARKED,
+            "parked_from": doc.get("status", MediaJobStatus.PENDING),
             "parked_reason": reason,
             "parked_error": str(exc)[:300],
             "parked_at": iso(now),
@@ -183,16 +199,16 @@ class MediaWorker:
         if current is None:
             return None
         doc: dict[str, Any] = json.loads(current.value)
-        status = doc.get("status", "pending")
-        if status == "parked":
+        status = doc.get("status", MediaJobStatus.PENDING)
+        if status == MediaJobStatus.PARKED:
             return None  # set aside with its reason until an operator re-queues it
-        if status in ("done", "missing", "abandoned"):
+        if status in FINISHED:
             finished = doc.get("finished_at")
             if finished and now - datetime.fromisoformat(finished) > KEEP_FINISHED:
                 self.state.delete(job_key, if_match=current.token)
             return None
         due = doc.get("next_retry_at")
-        if status == "pending" and due and datetime.fromisoformat(due) > now:
+        if status == MediaJobStatus.PENDING and due and datetime.fromisoformat(due) > now:
             return None
         until = doc.get("claim_until")
         if (
@@ -217,7 +233,7 @@ class MediaWorker:
     def _work(
         self, job_key: str, doc: dict[str, Any], token: str, now: datetime, report: RunReport
     ) -> None:
-        if doc.get("status") == "logging":
+        if doc.get("status") == MediaJobStatus.LOGGING:
             report.resumed += 1
             self._finish(job_key, doc, token, now)
             return
@@ -226,7 +242,8 @@ class MediaWorker:
             data_key, key_entries = self._data_key(job_key, doc)
         except KeysError as exc:  # the subject was erased: nothing left to archive for it
             report.abandoned += 1
-            done = {**doc, "status": "abandoned", "last_error": exc.code, "finished_at": iso(now)}
+            done = {**doc, "status": MediaJobStatus.ABANDONED, "last_error": exc.code,
+                    "finished_at": iso(now)}
             self._save(job_key, done, token)
             return
         problem = doc.get("problem") or (
@@ -263,7 +280,7 @@ class MediaWorker:
                 job_key,
                 {
                     **doc,
-                    "status": "pending",
+                    "status": MediaJobStatus.PENDING,
                     "next_retry_at": iso(retry),
                     "claim_owner": None,
                     "claim_until": None,
@@ -472,7 +489,9 @@ class MediaWorker:
             str(doc["record_id"]), record.record_id, (record.key, version), None
         )
         doc = {**doc, "attachment": attachment.to_json()}
-        self._log_then_finish(job_key, doc, token, now, [*key_entries, entry], None, "missing")
+        self._log_then_finish(
+            job_key, doc, token, now, [*key_entries, entry], None, MediaJobStatus.MISSING
+        )
 
     # -- logging ----------------------------------------------------------------------
 
@@ -488,7 +507,7 @@ class MediaWorker:
     ) -> None:
         doc = {
             **doc,
-            "status": "logging",
+            "status": MediaJobStatus.LOGGING,
             "final": final,
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
@@ -515,7 +534,7 @@ class MediaWorker:
             k: v for k, v in doc.items() if k not in ("entries", "size_before", "logged", "final")
         }
         done.update(
-            status=doc.get("final", "done"),
+            status=doc.get("final", MediaJobStatus.DONE),
             leaves=leaves,
             finished_at=iso(now),
             claim_owner=None,

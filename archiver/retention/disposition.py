@@ -60,6 +60,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from archiver.ingest.batch_status import BatchState
 from archiver.keyspace import (
     CAPTURE_KEYS_PREFIX,
     DISPOSITION_CURSOR_KEY,
@@ -369,7 +370,7 @@ class DispositionJob:
         batch_id = c.key.rsplit("/", 1)[-1]
         proc = self.state.get(PROC_PREFIX + batch_id)
         doc = json.loads(proc.value) if proc is not None else {}
-        if doc.get("status") != "done" or not isinstance(doc.get("leaves"), list):
+        if doc.get("status") != BatchState.DONE or not isinstance(doc.get("leaves"), list):
             run.stays(c)
             return  # not processed yet: its records may still come
         info = self._look(c, report, held, now, run)

@@ -44,6 +44,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
@@ -155,6 +156,16 @@ KEPT_STATE: dict[str, str] = {
 # Record kinds without a subject of their own whose sealed content may quote a delivery
 # (archiver.ingest.processor gives them the people the delivery names).
 QUOTING_KINDS = frozenset({"unknown", "unprocessable"})
+
+
+
+class ErasureStatus(StrEnum):
+    """``status`` of ``erasures/<subject>/<id>`` (stored: the values never change)."""
+
+    RUNNING = "running"  # written before anything is logged or destroyed; resumable
+    REFUSED = "refused"  # a step refused midway (a hold placed meanwhile)
+    DONE = "done"
+
 
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
@@ -361,7 +372,7 @@ class ErasureService:
         for marker in self.state.list(ERASURES_OPEN_PREFIX):
             key = ERASURES_PREFIX + marker[len(ERASURES_OPEN_PREFIX):]
             value = self.state.get(key)
-            if value is None or json.loads(value.value).get("status") != "running":
+            if value is None or json.loads(value.value).get("status") != ErasureStatus.RUNNING:
                 # A crash between the marker and the procedure (nothing was logged or
                 # destroyed yet), or one after the end was saved: nothing left to do.
                 self.state.delete(marker)
@@ -379,7 +390,7 @@ class ErasureService:
         pending = []
         for key in self.state.list(prefix):
             value = self.state.get(key)
-            if value is not None and json.loads(value.value).get("status") == "running":
+            if value is not None and json.loads(value.value).get("status") == ErasureStatus.RUNNING:
                 pending.append(key)
         return pending
 
@@ -394,7 +405,7 @@ class ErasureService:
         doc = {
             "v": 1,
             "id": erasure_id,
-            "status": "running",
+            "status": ErasureStatus.RUNNING,
             "done": [],
             "subject": plan.subject,
             "subjects": list(members),
@@ -436,7 +447,7 @@ class ErasureService:
             try:
                 result = getattr(self, f"_step_{step}")(doc)
             except Conflict as exc:
-                doc.update(status="refused", refused=exc.message)
+                doc.update(status=ErasureStatus.REFUSED, refused=exc.message)
                 self.state.put(key, _dump(doc), if_match=token)
                 self._close(key)
                 logger.warning("erasure_refused_midway", subject=doc["subject"], step=step)
@@ -445,7 +456,7 @@ class ErasureService:
             doc.update(result)
             doc["done"] = [*doc["done"], step]
             token = self.state.put(key, _dump(doc), if_match=token)
-        doc["status"] = "done"
+        doc["status"] = ErasureStatus.DONE
         self.state.put(key, _dump(doc), if_match=token)
         self._close(key)
         logger.info("subject_erased", subject=doc["subject"], records=len(doc["record_ids"]))

@@ -45,6 +45,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import BadRequest, NotFound
@@ -80,7 +81,18 @@ logger = get_logger("archiver.holds")
 
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
-OPEN_STATUSES = frozenset({"placing", "open"})
+
+
+class HoldStatus(StrEnum):
+    """``status`` of ``holds/<id>`` (stored: the values never change)."""
+
+    PLACING = "placing"  # written, items still being held; already protects
+    OPEN = "open"
+    RELEASING = "releasing"
+    RELEASED = "released"
+
+
+OPEN_STATUSES = frozenset({HoldStatus.PLACING, HoldStatus.OPEN})
 
 
 class Protector(Protocol):
@@ -278,9 +290,9 @@ class HoldRegistry:
     # -- releasing ----------------------------------------------------------------------
     def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
         doc, _ = self.read(hold_id)
-        if doc.get("status") == "released":
+        if doc.get("status") == HoldStatus.RELEASED:
             return doc
-        self.update(hold_id, lambda d: {**d, "status": "releasing"})
+        self.update(hold_id, lambda d: {**d, "status": HoldStatus.RELEASING})
         self.set_open(hold_id, None)
         others: set[str] = set()
         for other in self.open_holds():
@@ -311,7 +323,7 @@ class HoldRegistry:
                 with contextlib.suppress(KeyNotFound):
                     self.keys.unprotect(subject, hold_reason(hold_id))
         return self.update(hold_id, lambda d: {
-            **d, "status": "released", "released_at": iso(now), "released_by": by,
+            **d, "status": HoldStatus.RELEASED, "released_at": iso(now), "released_by": by,
             "released_count": len(released), "kept_by_other_holds": kept,
         })  # fmt: skip
 
@@ -557,7 +569,8 @@ class HoldService:
             scoped = [n for n in (scoped or [scope.phone_number_id]) if n == scope.phone_number_id]
         doc = {
             "id": hold_id, "case_id": case_id, "reason": reason, "scope": scope.to_json(),
-            "numbers": scoped, "status": "placing", "created_at": iso(now), "created_by": by,
+            "numbers": scoped, "status": HoldStatus.PLACING, "created_at": iso(now),
+            "created_by": by,
             "items": {}, "slots": [], "subjects": [],
         }  # fmt: skip
         self.registry.state.put(HOLDS_PREFIX + hold_id, _dump(doc), if_absent=True)
@@ -574,7 +587,7 @@ class HoldService:
             # Left open (it keeps catching arrivals) but flagged, so the failure is visible.
             flag_broken(self.registry, hold_id, exc)
             raise
-        done = self.registry.update(hold_id, lambda d: {**d, "status": "open"})
+        done = self.registry.update(hold_id, lambda d: {**d, "status": HoldStatus.OPEN})
         return done
 
     def refresh(self, hold_id: str) -> int:
@@ -596,7 +609,7 @@ class HoldService:
         net behind ``hold_indexed_arrivals``). Returns versions newly held per hold."""
         done: dict[str, int] = {}
         for h in self.registry.open_holds():
-            if h.get("status") == "open" and (h.get("scope") or {}).get("query"):
+            if h.get("status") == HoldStatus.OPEN and (h.get("scope") or {}).get("query"):
                 try:
                     done[str(h["id"])] = self.refresh(str(h["id"]))
                 except NotFound:

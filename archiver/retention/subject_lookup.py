@@ -32,6 +32,7 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from archiver.ingest.batch_status import BatchState
 from archiver.keyspace import CONSENT_VIEW_PREFIX, PROC_PREFIX, capgrants_of, record_key
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
@@ -56,9 +57,9 @@ def _batch_entries(
         if value is None:
             return None
         doc = json.loads(value.value)
-        if doc.get("status") == "done" and isinstance(doc.get("leaves"), list):
+        if doc.get("status") == BatchState.DONE and isinstance(doc.get("leaves"), list):
             leaves.extend(int(i) for i in doc["leaves"])
-        elif doc.get("status") == "logging" and isinstance(doc.get("entries"), list):
+        elif doc.get("status") == BatchState.LOGGING and isinstance(doc.get("entries"), list):
             inline.extend(base64.b64decode(e) for e in doc["entries"])
         else:
             return None  # claimed: records may be written with no trace yet
