@@ -50,7 +50,7 @@ from archiver.keyspace import (
     COEXISTENCE_VIEW_PREFIX,
     LIVE_FOLDS_PREFIX,
     VIEW_CURSOR,
-    coexistence_key,
+    coexistence_sync_key,
     record_key,
 )
 from archiver.ledger.entry import Entry, EntryKind
@@ -120,6 +120,17 @@ def service_for(runtime: Runtime) -> Coexistence:
     )
 
 
+class SyncStatus(StrEnum):
+    """``status`` of a sync request (``coexistence/<number>/sync/<type>``; stored and
+    shown by ``GET /v1/coexistence/...``: the values never change)."""
+
+    CALLING = "calling"  # the Graph call is in flight (or crashed during it)
+    REQUESTED = "requested"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # answered only: the request vanished while we looked
+    NOT_REQUESTED = "not_requested"  # answered only: never requested
+
+
 class Coexistence:
     def __init__(
         self,
@@ -156,20 +167,20 @@ class Coexistence:
 
     def _sync_one(self, phone_number_id: str, sync_type: str, actor: Actor) -> dict[str, Any]:
         assert self.graph is not None
-        key = coexistence_key(phone_number_id, "sync", sync_type)
-        marker = {"status": "calling", "at": iso(self.clock())}
+        key = coexistence_sync_key(phone_number_id, sync_type)
+        marker = {"status": SyncStatus.CALLING, "at": iso(self.clock())}
         try:
             token = self.state.put(key, json.dumps(marker).encode(), if_absent=True)
         except PreconditionFailed:
             current = self.state.get(key)
-            return dict(json.loads(current.value)) if current else {"status": "unknown"}
+            return dict(json.loads(current.value)) if current else {"status": SyncStatus.UNKNOWN}
         try:
             request_id = self.graph.request_smb_app_data(
                 phone_number_id,
                 cast(Any, sync_type),  # one of SYNC_TYPES, checked by the client
             )
         except GraphError as exc:
-            doc = {**marker, "status": "failed", "error": exc.code, "message": exc.message}
+            doc = {**marker, "status": SyncStatus.FAILED, "error": exc.code, "message": exc.message}
             self.state.put(key, json.dumps(doc).encode(), if_match=token)
             self._audit(
                 CoexistenceAction.SYNC_FAILED,
@@ -180,7 +191,7 @@ class Coexistence:
             )
             log.warning("coexistence_sync_failed", sync_type=sync_type, error_code=exc.code)
             return doc
-        doc = {**marker, "status": "requested", "request_id": request_id}
+        doc = {**marker, "status": SyncStatus.REQUESTED, "request_id": request_id}
         self.state.put(key, json.dumps(doc).encode(), if_match=token)
         self._audit(
             CoexistenceAction.SYNC_REQUESTED,
@@ -200,8 +211,10 @@ class Coexistence:
     def sync_state(self, phone_number_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for sync_type in SYNC_TYPES:
-            value = self.state.get(coexistence_key(phone_number_id, "sync", sync_type))
-            out[sync_type] = json.loads(value.value) if value else {"status": "not_requested"}
+            value = self.state.get(coexistence_sync_key(phone_number_id, sync_type))
+            out[sync_type] = (
+                json.loads(value.value) if value else {"status": SyncStatus.NOT_REQUESTED}
+            )
         return out
 
     # -- the view ---------------------------------------------------------------------

@@ -267,9 +267,9 @@ def consent_view_key(business: str, subject: str, purpose: str) -> str:
     return f"{CONSENT_VIEW_PREFIX}{quote(business, safe='')}/{subject}/{quote(purpose, safe='')}"
 
 
-def coexistence_key(phone_number_id: str, *parts: str) -> str:
-    """Per business number working state (sync requests): ``coexistence/<number>/...``."""
-    return COEXISTENCE_PREFIX + "/".join([quote(phone_number_id, safe=""), *parts])
+def coexistence_sync_key(phone_number_id: str, sync_type: str) -> str:
+    """A business number's last sync request: ``coexistence/<number>/sync/<type>``."""
+    return f"{COEXISTENCE_PREFIX}{quote(phone_number_id, safe='')}/sync/{sync_type}"
 
 
 # Search index follower

@@ -103,7 +103,7 @@ def test_builders_write_the_stored_layout() -> None:
     assert ks.erasure_key("s1", "e1") == "erasures/s1/e1"
     assert ks.erasure_open_key("s1", "e1") == "erasures-open/s1/e1"
     assert ks.consent_view_key("+1 5", "s1", "mk/t") == "views/consent/%2B1%205/s1/mk%2Ft"
-    assert ks.coexistence_key("+15", "sync", "history") == "coexistence/%2B15/sync/history"
+    assert ks.coexistence_sync_key("+15", "history") == "coexistence/%2B15/sync/history"
     assert ks.index_cursor_key("live") == "index/cursor/live"
     assert ks.index_subject_key(ks.INDEX_NAMES, "g1", "s1") == "index/names/g1/s1"
     assert ks.index_fold_key("g1", "t1") == "index/folds/g1/t1"

@@ -1,9 +1,9 @@
 """issue 9 #3: statuses are StrEnums, and their values are what earlier versions stored.
 
 The values live in working state (``proc/``, ``holds/``, ``erasures/``, ``mediajobs/``,
-reviews) and in sealed consent records; a changed value would strand every stored one.
-A StrEnum must also serialise exactly like the string it replaces, in plain JSON and in
-the canonical JSON (RFC 8785) that record hashes are computed over.
+``coexistence/``, reviews) and in sealed consent records; a changed value would strand
+every stored one. A StrEnum must also serialise exactly like the string it replaces, in
+plain JSON and in the canonical JSON (RFC 8785) that record hashes are computed over.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from enum import StrEnum
 import pytest
 import rfc8785
 
+from archiver.coexistence import SyncStatus
 from archiver.ingest.batch_status import BatchResult, BatchState
 from archiver.ingest.consent import ConsentStatus
 from archiver.media.worker import MediaJobStatus
@@ -30,6 +31,7 @@ PINNED: dict[type[StrEnum], set[str]] = {
     ReviewStatus: {"pending", "approved"},
     MediaJobStatus: {"pending", "parked", "logging", "done", "missing", "abandoned"},
     ConsentStatus: {"opt_in", "opt_out", "unknown"},
+    SyncStatus: {"calling", "requested", "failed", "unknown", "not_requested"},
 }
 
 
