@@ -59,6 +59,11 @@ State store
                             ``consent/`` (``<gen>/<subject>``), ``folds/<gen>/<target>``
 ``tokens/``                 API token hashes
 ``leases/``                 job leases
+``jobs/``                   durable jobs: ``jobs/<kind>/<id>`` (CAS)
+``jobs-active/``            one marker per unfinished job: ``jobs-active/<kind>/<id>``
+``cases/``                  a case document: ``cases/<case id>`` (CAS)
+``cases-custody/``          chain of custody, written once: ``<case id>/<ns:020d>-<rand>``
+``cases-bates/``            Bates numbers: ``<case id>/head``, ``<case id>/map/<bb>``
 ==========================  ==============================================================
 """
 
@@ -305,3 +310,50 @@ LEASES_PREFIX = "leases/"
 
 def lease_key(name: str) -> str:
     return f"{LEASES_PREFIX}{name}"
+
+
+# Durable jobs
+JOBS_PREFIX = "jobs/"
+JOBS_ACTIVE_PREFIX = "jobs-active/"
+
+
+def jobs_of(kind: str) -> str:
+    return f"{JOBS_PREFIX}{kind}/"
+
+
+def job_key(kind: str, job_id: str) -> str:
+    return f"{jobs_of(kind)}{job_id}"
+
+
+def active_jobs_of(kind: str) -> str:
+    return f"{JOBS_ACTIVE_PREFIX}{kind}/"
+
+
+def active_job_key(kind: str, job_id: str) -> str:
+    return f"{active_jobs_of(kind)}{job_id}"
+
+
+# Cases
+CASES_PREFIX = "cases/"
+CUSTODY_PREFIX = "cases-custody/"
+BATES_PREFIX = "cases-bates/"
+
+
+def case_key(case_id: str) -> str:
+    return CASES_PREFIX + case_id
+
+
+def custody_prefix(case_id: str) -> str:
+    return f"{CUSTODY_PREFIX}{case_id}/"
+
+
+def custody_key(case_id: str, stamp: str) -> str:
+    return f"{custody_prefix(case_id)}{stamp}"
+
+
+def bates_head_key(case_id: str) -> str:
+    return f"{BATES_PREFIX}{case_id}/head"
+
+
+def bates_bucket_key(case_id: str, bucket: str) -> str:
+    return f"{BATES_PREFIX}{case_id}/map/{bucket}"

@@ -70,6 +70,11 @@ PINNED = {
     "LIVE_FOLDS_PREFIX": "index/folds/live/",
     "TOKENS_PREFIX": "tokens/",
     "LEASES_PREFIX": "leases/",
+    "JOBS_PREFIX": "jobs/",
+    "JOBS_ACTIVE_PREFIX": "jobs-active/",
+    "CASES_PREFIX": "cases/",
+    "CUSTODY_PREFIX": "cases-custody/",
+    "BATES_PREFIX": "cases-bates/",
 }
 
 
@@ -108,6 +113,12 @@ def test_builders_write_the_stored_layout() -> None:
     assert ks.index_subject_key(ks.INDEX_NAMES, "g1", "s1") == "index/names/g1/s1"
     assert ks.index_fold_key("g1", "t1") == "index/folds/g1/t1"
     assert ks.lease_key("media") == "leases/media"
+    assert ks.job_key("export", "j1") == "jobs/export/j1"
+    assert ks.active_job_key("export", "j1") == "jobs-active/export/j1"
+    assert ks.case_key("c1") == "cases/c1"
+    assert ks.custody_key("c1", "s1") == "cases-custody/c1/s1"
+    assert ks.bates_head_key("c1") == "cases-bates/c1/head"
+    assert ks.bates_bucket_key("c1", "0a") == "cases-bates/c1/map/0a"
 
 
 def _segments() -> tuple[set[str], set[str]]:
@@ -122,6 +133,11 @@ def _segments() -> tuple[set[str], set[str]]:
         inner.update(p + ("/" if i < len(parts) - 1 or value.endswith("/") else "")
                      for i, p in enumerate(parts[1:], 1))
     return roots, inner
+
+
+# A literal that is nothing but a prefix (``"cases/"``): a new prefix declared outside the
+# keyspace, which the roots above cannot know about yet.
+_NEW_PREFIX = re.compile(r"[a-z][a-z0-9_-]*(/[a-z0-9_-]+)*/")
 
 
 def _body(token: str) -> tuple[bool, str]:
@@ -145,7 +161,11 @@ def spelled_keys(source: str) -> list[tuple[int, str]]:
         if tok.type != tokenize.STRING:
             continue
         is_f, body = _body(tok.string)
-        if body.startswith(tuple(roots)) or (is_f and any(a in body for a in appended)):
+        if (
+            body.startswith(tuple(roots))
+            or (is_f and any(a in body for a in appended))
+            or (not is_f and _NEW_PREFIX.fullmatch(body))
+        ):
             found.append((tok.start[0], tok.string))
     return found
 
@@ -160,8 +180,9 @@ def test_the_scanner_catches_each_way_of_spelling_a_key() -> None:
         'ok = f"{ptr}/metadata"',
         'ok2 = "application/json"',
         'ok3 = f"tile/{level}/{n}"',
+        'f = "cases-bates/"',
     ])
-    assert [line for line, _ in spelled_keys(planted)] == [1, 2, 3, 4, 5]
+    assert [line for line, _ in spelled_keys(planted)] == [1, 2, 3, 4, 5, 9]
 
 
 def test_no_module_outside_the_keyspace_spells_a_key_prefix() -> None:
