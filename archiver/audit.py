@@ -41,8 +41,9 @@ from enum import StrEnum
 from typing import Any
 
 from archiver.errors import Unavailable
-from archiver.ingest.ports import LogAppender
+from archiver.keyspace import audit_key
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import AUDIT_QUEUE_DEPTH, AUDIT_REFUSED, AUDIT_SHED
 from archiver.records.canonical import dumps as canonical_json
@@ -50,7 +51,6 @@ from archiver.store.port import LockMode, ObjectStore, Retention
 
 log = get_logger("archiver.audit")
 
-AUDIT_PREFIX = "audit/"
 
 
 class AuditAction(StrEnum):
@@ -240,7 +240,7 @@ class AuditTrail:
         now = self.clock()
         lines = [canonical_json(e) for e in batch]  # RFC 8785, fast path for plain data
         data = b"\n".join(lines) + b"\n"
-        key = f"{AUDIT_PREFIX}{now:%Y/%m/%d}/{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(4)}"
+        key = audit_key(now, secrets.token_hex(4))
         until = now + timedelta(days=self.retention_days)
         put = self.objects.put(
             key,

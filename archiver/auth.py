@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from archiver.errors import AuthError, Forbidden, InvalidInput, NotFound
+from archiver.keyspace import TOKENS_PREFIX
 from archiver.store.port import StateStore
 
 
@@ -84,7 +85,7 @@ class TokenRecord:
 
 
 class TokenService:
-    prefix = "tokens/"
+    prefix = TOKENS_PREFIX
 
     def __init__(self, state: StateStore, *, cache_seconds: float = 5.0) -> None:
         self._state = state

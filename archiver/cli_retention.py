@@ -119,7 +119,7 @@ def holds_backfill_conversations() -> None:
     stop reading every record header. Run it once on an archive that has records from
     before the traces, after every process is upgraded.
     """
-    from archiver.retention.conv_lookup import backfill
+    from archiver.retention.conversation_lookup import backfill
 
     runtime = _runtime()
     with progress_reporter("tracing", "records") as progress:

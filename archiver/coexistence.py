@@ -40,14 +40,23 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import follow_to_end, read_record, update_json
+from archiver.consent import follow_to_end, record_of_entry, update_json
 from archiver.errors import Conflict
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
+from archiver.keyspace import (
+    COEXISTENCE_SCOPE_PREFIX,
+    COEXISTENCE_VIEW_CURSOR_KEY,
+    COEXISTENCE_VIEW_PREFIX,
+    LIVE_FOLDS_PREFIX,
+    VIEW_CURSOR,
+    coexistence_sync_key,
+    record_key,
+)
 from archiver.ledger.entry import Entry, EntryKind
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.records.model import Record, RecordError, iso, record_key
+from archiver.records.model import Record, RecordError, iso
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from archiver.whatsapp.graph import GraphClient, GraphError
@@ -64,9 +73,6 @@ SYNC_TYPES = ("smb_app_state_sync", "history")
 # Meta's code for "History sync is turned off by the business from the WhatsApp Business
 # App": the business declined sharing its history; no chunk will follow.
 HISTORY_DECLINED = 2593109
-VIEW_PREFIX = "views/coexistence/"
-FOLDS_PREFIX = "index/folds/live/"
-SCOPE_PREFIX = VIEW_PREFIX + "_scope/"  # account events by waba:<id> / display:<digits>
 ACCOUNT_KIND = "account_update"
 # Meta's account_update events that end or restore the number's link to this archive.
 DISCONNECTING = frozenset(
@@ -114,8 +120,15 @@ def service_for(runtime: Runtime) -> Coexistence:
     )
 
 
-def _state_key(phone_number_id: str, *parts: str) -> str:
-    return "/".join(["coexistence", quote(phone_number_id, safe=""), *parts])
+class SyncStatus(StrEnum):
+    """``status`` of a sync request (``coexistence/<number>/sync/<type>``; stored and
+    shown by ``GET /v1/coexistence/...``: the values never change)."""
+
+    CALLING = "calling"  # the Graph call is in flight (or crashed during it)
+    REQUESTED = "requested"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # answered only: the request vanished while we looked
+    NOT_REQUESTED = "not_requested"  # answered only: never requested
 
 
 class Coexistence:
@@ -154,20 +167,20 @@ class Coexistence:
 
     def _sync_one(self, phone_number_id: str, sync_type: str, actor: Actor) -> dict[str, Any]:
         assert self.graph is not None
-        key = _state_key(phone_number_id, "sync", sync_type)
-        marker = {"status": "calling", "at": iso(self.clock())}
+        key = coexistence_sync_key(phone_number_id, sync_type)
+        marker = {"status": SyncStatus.CALLING, "at": iso(self.clock())}
         try:
             token = self.state.put(key, json.dumps(marker).encode(), if_absent=True)
         except PreconditionFailed:
             current = self.state.get(key)
-            return dict(json.loads(current.value)) if current else {"status": "unknown"}
+            return dict(json.loads(current.value)) if current else {"status": SyncStatus.UNKNOWN}
         try:
             request_id = self.graph.request_smb_app_data(
                 phone_number_id,
                 cast(Any, sync_type),  # one of SYNC_TYPES, checked by the client
             )
         except GraphError as exc:
-            doc = {**marker, "status": "failed", "error": exc.code, "message": exc.message}
+            doc = {**marker, "status": SyncStatus.FAILED, "error": exc.code, "message": exc.message}
             self.state.put(key, json.dumps(doc).encode(), if_match=token)
             self._audit(
                 CoexistenceAction.SYNC_FAILED,
@@ -178,7 +191,7 @@ class Coexistence:
             )
             log.warning("coexistence_sync_failed", sync_type=sync_type, error_code=exc.code)
             return doc
-        doc = {**marker, "status": "requested", "request_id": request_id}
+        doc = {**marker, "status": SyncStatus.REQUESTED, "request_id": request_id}
         self.state.put(key, json.dumps(doc).encode(), if_match=token)
         self._audit(
             CoexistenceAction.SYNC_REQUESTED,
@@ -198,14 +211,16 @@ class Coexistence:
     def sync_state(self, phone_number_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for sync_type in SYNC_TYPES:
-            value = self.state.get(_state_key(phone_number_id, "sync", sync_type))
-            out[sync_type] = json.loads(value.value) if value else {"status": "not_requested"}
+            value = self.state.get(coexistence_sync_key(phone_number_id, sync_type))
+            out[sync_type] = (
+                json.loads(value.value) if value else {"status": SyncStatus.NOT_REQUESTED}
+            )
         return out
 
     # -- the view ---------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        return follow_to_end(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
+        return follow_to_end(self.log, self.state, COEXISTENCE_VIEW_CURSOR_KEY, self._handle)
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         kind = entry.fields.get("event")
@@ -216,7 +231,7 @@ class Coexistence:
             return
         if kind not in ACTIVITY_KINDS:
             return
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         header_business = record.header.get("business") or {}
@@ -243,10 +258,10 @@ class Coexistence:
                 view.setdefault("history_errors", {})[str(leaf)] = errors
             return view
 
-        update_json(self.state, VIEW_PREFIX + quote(str(business), safe=""), change, {})
+        update_json(self.state, COEXISTENCE_VIEW_PREFIX + quote(str(business), safe=""), change, {})
 
     def _account_event(self, leaf: int, entry: Entry) -> None:
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         event = self._event(record)
@@ -265,7 +280,7 @@ class Coexistence:
                 view.setdefault("events", {})[str(leaf)] = item  # by leaf: replay-safe
                 return view
 
-            update_json(self.state, SCOPE_PREFIX + quote(scope, safe=""), change, {})
+            update_json(self.state, COEXISTENCE_SCOPE_PREFIX + quote(scope, safe=""), change, {})
         if item["effect"] == "disconnected":
             # The alert: from now on the phone app's messages are no longer archived.
             log.warning(
@@ -288,9 +303,9 @@ class Coexistence:
     def number_views(self) -> dict[str, dict[str, Any]]:
         """Every number the view has seen, with its view (no catch-up)."""
         out: dict[str, dict[str, Any]] = {}
-        for key in self.state.list(VIEW_PREFIX):
-            name = key[len(VIEW_PREFIX) :]
-            if "/" in name or name == "cursor":
+        for key in self.state.list(COEXISTENCE_VIEW_PREFIX):
+            name = key[len(COEXISTENCE_VIEW_PREFIX) :]
+            if "/" in name or name == VIEW_CURSOR:
                 continue
             value = self.state.get(key)
             if value is not None:
@@ -302,11 +317,11 @@ class Coexistence:
     ) -> dict[str, Any]:
         """The number's link state and its history from the view (no catch-up)."""
         if view is None:
-            value = self.state.get(VIEW_PREFIX + quote(phone_number_id, safe=""))
+            value = self.state.get(COEXISTENCE_VIEW_PREFIX + quote(phone_number_id, safe=""))
             view = json.loads(value.value) if value else {}
         items: list[dict[str, Any]] = []
         for scope in number_scopes(phone_number_id, view):
-            value = self.state.get(SCOPE_PREFIX + quote(scope, safe=""))
+            value = self.state.get(COEXISTENCE_SCOPE_PREFIX + quote(scope, safe=""))
             if value is not None:
                 items.extend((json.loads(value.value).get("events") or {}).values())
         return connection_summary(items)
@@ -341,7 +356,7 @@ class Coexistence:
     def report(self, phone_number_id: str, *, orphan_hours: float = 24.0) -> dict[str, Any]:
         self.catch_up()
         now = self.clock()
-        value = self.state.get(VIEW_PREFIX + quote(phone_number_id, safe=""))
+        value = self.state.get(COEXISTENCE_VIEW_PREFIX + quote(phone_number_id, safe=""))
         view: dict[str, Any] = json.loads(value.value) if value else {}
         history = history_summary(
             list((view.get("history_chunks") or {}).values()),
@@ -398,7 +413,7 @@ class Coexistence:
         """Status folds still waiting for their message, older than ``older_than``."""
         now = self.clock()
         found = []
-        for key in self.state.list(FOLDS_PREFIX):
+        for key in self.state.list(LIVE_FOLDS_PREFIX):
             value = self.state.get(key)
             if value is None:
                 continue
@@ -414,7 +429,7 @@ class Coexistence:
                 if at and now - datetime.fromisoformat(at) > older_than:
                     found.append(
                         {
-                            "target": key[len(FOLDS_PREFIX) :],
+                            "target": key[len(LIVE_FOLDS_PREFIX) :],
                             "status_record_id": item["data"].get("record_id"),
                             "status": item["data"].get("status"),
                             "captured_at": at,

@@ -24,27 +24,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import rfc8785
 
-from archiver.ingest.ports import LogAppender, PolicyDecider
+from archiver.ingest.consent import ConsentStatus
+from archiver.ingest.ports import PolicyDecider
 from archiver.keys.store import KeyStore
+from archiver.keyspace import CONSENT_VIEW_CURSOR_KEY, consent_view_key
 from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.retention.common import contact_aliases
 from archiver.retention.common import resolve_subject as _resolve_person
-from archiver.retention.conv_lookup import leave_trace
+from archiver.retention.conversation_lookup import leave_trace
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.subjects.identity import Identities, person_subjects
 from policies.model import RecordFacts
 
-VIEW_PREFIX = "views/consent/"
-STATES = ("opt_in", "opt_out")
+STATES = (ConsentStatus.OPT_IN, ConsentStatus.OPT_OUT)
 
 
 # -- following the log (shared with archiver.coexistence) ------------------------------
@@ -109,7 +110,9 @@ def update_json(state: StateStore, key: str, change: Callable[[Any], Any], defau
     raise PreconditionFailed(f"{key}: too much contention")
 
 
-def read_record(objects: ObjectStore, entry: Entry) -> Record | None:
+def record_of_entry(objects: ObjectStore, entry: Entry) -> Record | None:
+    """The record a log entry names; None for an entry naming no object, or when the
+    record was disposed since (its tombstone is later in the log)."""
     if entry.key is None or entry.version_id is None:
         return None
     try:
@@ -138,13 +141,9 @@ def resolve_subject(state: StateStore, pseudo: Pseudonymizer, business: str, con
 # -- the view -----------------------------------------------------------------------------
 
 
-def _view_key(business: str, subject: str, purpose: str) -> str:
-    return f"{VIEW_PREFIX}{quote(business, safe='')}/{subject}/{quote(purpose, safe='')}"
-
-
 @dataclass(frozen=True, slots=True)
 class ConsentState:
-    state: str  # opt_in | opt_out | unknown
+    state: ConsentStatus
     since: str | None
     record_id: str | None
     source: str | None
@@ -156,10 +155,10 @@ def state_as_of(changes: list[dict[str, Any]], as_of: datetime) -> ConsentState:
     """The last change effective at or before ``as_of`` (pure)."""
     known = [c for c in changes if datetime.fromisoformat(c["at"]) <= as_of]
     if not known:
-        return ConsentState("unknown", None, None, None, None, 0)
+        return ConsentState(ConsentStatus.UNKNOWN, None, None, None, None, 0)
     last = max(known, key=lambda c: (datetime.fromisoformat(c["at"]), c["leaf"]))
     return ConsentState(
-        last["state"],
+        ConsentStatus(last["state"]),
         last["at"],
         last["record_id"],
         last.get("source"),
@@ -175,12 +174,12 @@ class ConsentView:
         self.state = state
 
     def catch_up(self) -> int:
-        return follow_to_end(self.log, self.state, VIEW_PREFIX + "cursor", self._handle)
+        return follow_to_end(self.log, self.state, CONSENT_VIEW_CURSOR_KEY, self._handle)
 
     def _handle(self, leaf: int, entry: Entry) -> None:
         if entry.kind is not EntryKind.RECORD or entry.fields.get("event") != "consent":
             return
-        record = read_record(self.objects, entry)
+        record = record_of_entry(self.objects, entry)
         if record is None:
             return
         header = record.header
@@ -202,11 +201,11 @@ class ConsentView:
                 return changes
             return [*changes, change]
 
-        key = _view_key(str(business), str(header["subject"]), str(consent.get("purpose")))
+        key = consent_view_key(str(business), str(header["subject"]), str(consent.get("purpose")))
         update_json(self.state, key, add, [])
 
     def changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:
-        value = self.state.get(_view_key(business, subject, purpose))
+        value = self.state.get(consent_view_key(business, subject, purpose))
         return list(json.loads(value.value)) if value else []
 
     def person_changes(self, business: str, subject: str, purpose: str) -> list[dict[str, Any]]:
@@ -226,7 +225,7 @@ class ConsentChange:
     phone_number_id: str
     contact: str
     purpose: str
-    state: str  # opt_in | opt_out
+    state: ConsentStatus  # OPT_IN or OPT_OUT
     channel: str
     evidence: str
     actor: str

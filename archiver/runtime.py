@@ -26,7 +26,7 @@ from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
 from archiver.keys.store import KeyStore
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer
@@ -37,7 +37,7 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_CHECK_S
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
-from archiver.retention.conv_lookup import mark_if_fresh
+from archiver.retention.conversation_lookup import mark_if_fresh
 from archiver.retention.erasure import RESUME_INTERVAL_S as ERASURE_RESUME_INTERVAL_S
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.policy import EngineDecider, load_policy_set
@@ -175,7 +175,7 @@ class Runtime:
     def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
         objects = open_object_store(settings, create=create)
         state = open_state_store(settings, create=create)
-        # A fresh archive: conversation traces cover every record (retention.conv_lookup).
+        # A fresh archive: conversation traces cover every record (retention.conversation_lookup).
         with contextlib.suppress(StoreError):  # unreachable now: the next open sets it
             mark_if_fresh(objects, state)
         index = open_index(settings)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from archiver.ledger import merkle
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer

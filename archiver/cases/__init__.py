@@ -13,5 +13,5 @@ Public API (what the export job calls)::
     records_in_scope(index, case_doc)                       archiver.cases.scope
     BatesAllocator(state).allocate(case_id, ids, start=)    archiver.cases.bates
 
-State keys: ``archiver.cases.keys`` (every prefix in one place).
+State keys: ``archiver.keyspace`` (every prefix in one place).
 """

@@ -26,8 +26,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from archiver.cases.keys import bates_bucket_key, bates_head_key
 from archiver.errors import InvalidInput
+from archiver.keyspace import bates_bucket_key, bates_head_key
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 

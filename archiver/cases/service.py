@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 from archiver.audit import Actor, AuditAction
 from archiver.cases.bates import BatesAllocator
-from archiver.cases.keys import CASES_PREFIX, case_key, custody_key, custody_prefix
 from archiver.cases.model import CASE_ID, Custodians, Scope, check_text, resolve, scope_query
 from archiver.cases.scope import records_in_scope, walk_scope
 from archiver.errors import Conflict, InvalidInput, NotFound
+from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefix
 from archiver.records.model import iso
 from archiver.retention.attachments import Attachment
 from archiver.retention.common import StoredRecord, record_by_id

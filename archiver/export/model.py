@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from archiver.export.errors import ExportInputError
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint
 from archiver.ledger.errors import NoteError
 from archiver.ledger.note import Verifier
 

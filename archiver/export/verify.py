@@ -34,7 +34,7 @@ from archiver.export import dat, layout
 from archiver.export.batches import slot_hashes
 from archiver.export.errors import ExportError
 from archiver.export.manifest import records_digest
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.merkle import hash_leaf, verify_consistency, verify_inclusion

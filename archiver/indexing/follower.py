@@ -34,9 +34,18 @@ from archiver.indexing.documents import (
     message_document,
 )
 from archiver.indexing.recent import recent_for
-from archiver.ingest.ports import LogAppender, SubjectKeys
+from archiver.ingest.ports import SubjectKeys
 from archiver.keys.errors import KeysError
+from archiver.keyspace import (
+    INDEX_ACTIVE_KEY,
+    INDEX_CONSENT,
+    INDEX_NAMES,
+    index_cursor_key,
+    index_fold_key,
+    index_subject_key,
+)
 from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
@@ -47,21 +56,20 @@ from search.port import SearchIndex, SearchRequest
 
 log = get_logger("archiver.indexer")
 
-ACTIVE_KEY = "index/active"
 DEFAULT_GENERATION = "live"
 
 
 def active_generation(state: StateStore) -> str:
-    value = state.get(ACTIVE_KEY)
+    value = state.get(INDEX_ACTIVE_KEY)
     return value.value.decode() if value else DEFAULT_GENERATION
 
 
 def set_active_generation(state: StateStore, generation: str) -> None:
-    current = state.get(ACTIVE_KEY)
+    current = state.get(INDEX_ACTIVE_KEY)
     if current is None:
-        state.put(ACTIVE_KEY, generation.encode(), if_absent=True)
+        state.put(INDEX_ACTIVE_KEY, generation.encode(), if_absent=True)
     else:
-        state.put(ACTIVE_KEY, generation.encode(), if_match=current.token)
+        state.put(INDEX_ACTIVE_KEY, generation.encode(), if_match=current.token)
 
 
 class GenerationRetired(PreconditionFailed):
@@ -77,7 +85,7 @@ class IndexFollower:
     def __init__(
         self,
         *,
-        log_reader: LogAppender,
+        log_reader: LogReader,
         objects: ObjectStore,
         state: StateStore,
         keys: SubjectKeys,
@@ -107,7 +115,7 @@ class IndexFollower:
         return self._fixed_generation or active_generation(self.state)
 
     def _cursor_key(self, generation: str) -> str:
-        return f"index/cursor/{generation}"
+        return index_cursor_key(generation)
 
     def cursor(self, generation: str | None = None) -> int:
         value = self.state.get(self._cursor_key(generation or self.generation))
@@ -216,13 +224,13 @@ class _Batch:
 
     def _remembered(self, kind: str, cache: dict[str, str | None], subject: str) -> str | None:
         if subject not in cache:
-            value = self.f.state.get(f"index/{kind}/{self.gen}/{subject}")
+            value = self.f.state.get(index_subject_key(kind, self.gen, subject))
             cache[subject] = value.value.decode() if value else None
         return cache[subject]
 
     def _remember(self, kind: str, cache: dict[str, str | None], subject: str, value: str) -> None:
         cache[subject] = value
-        key = f"index/{kind}/{self.gen}/{subject}"
+        key = index_subject_key(kind, self.gen, subject)
         current = self.f.state.get(key)
         if current is None:
             try:
@@ -234,7 +242,7 @@ class _Batch:
 
     def _forget(self, kind: str, cache: dict[str, str | None], subject: str) -> None:
         cache[subject] = None
-        self.f.state.delete(f"index/{kind}/{self.gen}/{subject}")
+        self.f.state.delete(index_subject_key(kind, self.gen, subject))
 
     def _key(self, key_id: str) -> bytes:
         """A data key, looked up once per batch (a batch is a few seconds of the log)."""
@@ -302,7 +310,7 @@ class _Batch:
         subject = header.get("subject")
         kind = header["kind"]
         if kind == "consent" and subject and (header.get("consent") or {}).get("state"):
-            self._remember("consent", self._consent, subject, str(header["consent"]["state"]))
+            self._remember(INDEX_CONSENT, self._consent, subject, str(header["consent"]["state"]))
         if kind == "contact_sync" and subject and event:
             self._contact_sync(header, event, subject)
         if kind in MESSAGE_KINDS or kind in EVENT_KINDS:
@@ -311,8 +319,12 @@ class _Batch:
                 header,
                 event,
                 leaf_index,
-                consent=self._remembered("consent", self._consent, subject) if subject else None,
-                known_name=self._remembered("names", self._names, subject) if subject else None,
+                consent=(
+                    self._remembered(INDEX_CONSENT, self._consent, subject) if subject else None
+                ),
+                known_name=(
+                    self._remembered(INDEX_NAMES, self._names, subject) if subject else None
+                ),
             )
         business = (header.get("business") or {}).get("phone_number_id") or "unknown"
 
@@ -328,12 +340,12 @@ class _Batch:
         """The business names (``add``/``edit``) or forgets (``remove``) a contact."""
         conversation = header.get("conversation")
         if str(event.get("action") or "").lower() == "remove":
-            self._forget("names", self._names, subject)
+            self._forget(INDEX_NAMES, self._names, subject)
             if conversation:
                 self._renamed[str(conversation)] = None
         elif event.get("full_name"):
             name = str(event["full_name"])
-            self._remember("names", self._names, subject, name)
+            self._remember(INDEX_NAMES, self._names, subject, name)
             if conversation:
                 self._renamed[str(conversation)] = name
 
@@ -419,7 +431,7 @@ class _Batch:
                 self.docs[doc_id] = apply_fold(doc, Fold(doc_id, "contact_name", {"name": name}))
 
     def _fold_key(self, target: str) -> str:
-        return f"index/folds/{self.gen}/{target}"
+        return index_fold_key(self.gen, target)
 
     def _park(self, fold: Fold) -> None:
         key = self._fold_key(fold.target)

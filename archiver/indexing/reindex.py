@@ -23,7 +23,8 @@ from typing import Any, Protocol, cast
 
 from archiver.errors import ConfigError
 from archiver.indexing.follower import IndexFollower, active_generation, set_active_generation
-from archiver.ingest.ports import LogAppender, SubjectKeys
+from archiver.ingest.ports import SubjectKeys
+from archiver.ledger.ports import LogReader
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex
@@ -62,7 +63,7 @@ def target_view(index: SearchIndex, fresh: str) -> SearchIndex:
 def reindex(
     *,
     index: SearchIndex,
-    log_reader: LogAppender,
+    log_reader: LogReader,
     objects: ObjectStore,
     state: StateStore,
     keys: SubjectKeys,

@@ -23,13 +23,11 @@ from datetime import UTC, datetime, timedelta
 
 from archiver.ingest.rawbatch import Delivery, seal_batch
 from archiver.keys.envelope import KeyEncryptionKey
+from archiver.keyspace import CAPTURE_KEYS_PREFIX, PENDING_PREFIX, raw_key
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 
-RAW_PREFIX = "raw/"
-CAPTURE_KEYS_PREFIX = "capkeys/"
-# Working state: one entry per captured batch not processed yet (the durable pending
-# index the processor sweeps instead of scanning days; removed when the batch is done).
-PENDING_PREFIX = "pending/"
+# Working state under PENDING_PREFIX: one entry per captured batch not processed yet (the
+# durable pending index the processor sweeps instead of scanning days; removed when done).
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +50,6 @@ class CaptureReceipt:
 def new_batch_id(now: datetime) -> str:
     """Sortable by time, unique across replicas."""
     return now.strftime("%Y%m%dT%H%M%S.%f") + "Z-" + secrets.token_hex(6)
-
-
-def raw_key(batch_id: str) -> str:
-    return f"{RAW_PREFIX}{batch_id[0:4]}/{batch_id[4:6]}/{batch_id[6:8]}/{batch_id}"
 
 
 def batch_id_of(key: str) -> str:

@@ -18,6 +18,7 @@ a deterministic id, so a re-delivered ``STOP`` is one consent change, not two.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
 from typing import Any
 
 from archiver.records.pseudonym import Pseudonymizer
@@ -25,17 +26,30 @@ from archiver.whatsapp import Event, EventKind
 
 MARKETING = "marketing"
 
-_PREFERENCE_STATES = {"stop": "opt_out", "resume": "opt_in", "signup": "opt_in"}
+
+class ConsentStatus(StrEnum):
+    """A contact's consent for one purpose (stored in consent records: values never change)."""
+
+    OPT_IN = "opt_in"
+    OPT_OUT = "opt_out"
+    UNKNOWN = "unknown"  # answered only: no change logged yet
+
+
+_PREFERENCE_STATES = {
+    "stop": ConsentStatus.OPT_OUT, "resume": ConsentStatus.OPT_IN, "signup": ConsentStatus.OPT_IN,
+}
 # Customer replies whose words are the customer's choice (not a system notice).
 _REPLY_TYPES = frozenset({"text", "button", "interactive"})
 
 
-def keyword_state(text: str, keywords: Callable[[str], frozenset[str]]) -> str | None:
+def keyword_state(
+    text: str, keywords: Callable[[str], frozenset[str]]
+) -> ConsentStatus | None:
     word = text.strip().strip(".!¡¿?\"'").casefold()
     if word in keywords("stop"):
-        return "opt_out"
+        return ConsentStatus.OPT_OUT
     if word in keywords("start"):
-        return "opt_in"
+        return ConsentStatus.OPT_IN
     return None
 
 
@@ -45,7 +59,7 @@ def consent_records_for(
     keywords: Callable[[str], frozenset[str]],
     pseudo: Pseudonymizer,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    state: str | None = None
+    state: ConsentStatus | None = None
     source = ""
     purpose = MARKETING
     evidence = ""
@@ -83,7 +97,7 @@ def consent_records_for(
     yield consent_header, content
 
 
-def _system_preference(event: Event) -> tuple[str | None, str]:
+def _system_preference(event: Event) -> tuple[ConsentStatus | None, str]:
     """The state of an older ``user_preference_changed`` system message, and its evidence."""
     if getattr(event, "system_type", None) != "user_preference_changed":
         return None, ""

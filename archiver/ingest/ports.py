@@ -3,7 +3,7 @@ policy engine, key store and log, and exercised with them in tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime  # re-exported type context
 from typing import Any, Protocol
@@ -48,11 +48,3 @@ class SubjectKeys(Protocol):
 
     def grant(self, key_id: str, subject_ids: Iterable[str]) -> None:
         """Shredding any of ``subject_ids`` destroys ``key_id`` too."""
-
-
-class LogAppender(Protocol):
-    def append(self, entries: Sequence[bytes], *, once_since: int | None = None) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...

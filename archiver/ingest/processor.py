@@ -34,26 +34,31 @@ from functools import partial
 from typing import Any
 
 from archiver.indexing.recent import recent_for
-from archiver.ingest.capture import (
-    CAPTURE_KEYS_PREFIX,
-    PENDING_PREFIX,
-    RAW_PREFIX,
-    batch_id_of,
-    raw_key,
-)
+from archiver.ingest.batch_status import BatchResult, BatchState
+from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
-from archiver.ingest.ports import LogAppender, PolicyDecider, PolicyRef, SubjectKeys
+from archiver.ingest.ports import PolicyDecider, PolicyRef, SubjectKeys
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    PENDING_INDEX_READY,
+    PENDING_PREFIX,
+    PROC_PREFIX,
+    RAW_PREFIX,
+    media_job_key,
+    raw_key,
+)
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of
 from archiver.retention.common import facts_of
-from archiver.retention.conv_lookup import ConversationTraces
+from archiver.retention.conversation_lookup import ConversationTraces
 from archiver.retention.erasure import QUOTING_KINDS, grant_slots
 from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
@@ -68,20 +73,17 @@ from policies.model import RecordFacts
 
 log = get_logger("archiver.processor")
 
-PROC_PREFIX = "proc/"
-# Set once the pending index covers every batch captured before it existed (a one-time
-# full scan of ``raw/``; later batches enter it at capture).
-PENDING_INDEX_READY = "pending-index/v1"
+# PENDING_INDEX_READY is set once the pending index covers every batch captured before it
+# existed (a one-time full scan of the raw prefix; later batches enter it at capture).
 # A batch still pending this long after capture is stuck: an alert, a metric, a finding.
 STUCK_AFTER = timedelta(hours=1)
-MEDIA_JOBS_PREFIX = "mediajobs/"
 CLAIM_SECONDS = 300
 
 
 @dataclass
 class BatchOutcome:
     batch_id: str
-    status: str  # done | skipped | busy
+    status: BatchResult
     records: int = 0
     reused: int = 0
     links: int = 0
@@ -205,7 +207,7 @@ class Processor:
         current = self.state.get(key)
         if current is None:
             doc: dict[str, Any] = {
-                "status": "claimed",
+                "status": BatchState.CLAIMED,
                 "owner": self.owner,
                 "until": now + CLAIM_SECONDS,
             }
@@ -215,7 +217,7 @@ class Processor:
                 return None
             return doc
         doc = json.loads(current.value)
-        if doc["status"] == "done":
+        if doc["status"] == BatchState.DONE:
             return None
         if doc.get("owner") != self.owner and doc.get("until", 0) > now:
             return None
@@ -239,7 +241,7 @@ class Processor:
     def process(self, key: str, version_id: str | None = None) -> BatchOutcome:
         started = time.perf_counter()
         outcome = self._process(key, version_id)
-        if outcome.status == "done":
+        if outcome.status == BatchResult.DONE:
             # One line per batch for operators: counts and time, never content.
             log.info(
                 "batch_processed", batch_id=outcome.batch_id, records=outcome.records,
@@ -254,14 +256,14 @@ class Processor:
         batch_id = batch_id_of(key)
         doc = self._claim(batch_id)
         if doc is None:
-            return BatchOutcome(batch_id, "skipped")
-        if doc["status"] == "logging":  # a retry after a crash past the save below
+            return BatchOutcome(batch_id, BatchResult.SKIPPED)
+        if doc["status"] == BatchState.LOGGING:  # a retry after a crash past the save below
             leaves = self._finish(batch_id, doc)
-            return BatchOutcome(batch_id, "done", leaves=leaves)
+            return BatchOutcome(batch_id, BatchResult.DONE, leaves=leaves)
         version_id = version_id or self._only_version(key)
         raw_bytes = self.objects.get(key, version_id)
         raw_info = self.objects.stat(key, version_id)
-        outcome = BatchOutcome(batch_id, "done")
+        outcome = BatchOutcome(batch_id, BatchResult.DONE)
         self._key_events = []
         written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
         outcome.record_keys = [w.record.key for w in written]
@@ -270,7 +272,7 @@ class Processor:
         # Everything after the append is saved with the entries, so that a retry after a
         # crash anywhere past this point still holds the records and queues their media.
         doc = {
-            "status": "logging",
+            "status": BatchState.LOGGING,
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
@@ -306,7 +308,7 @@ class Processor:
             )
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
-        self._save(batch_id, {"status": "done", "leaves": leaves})
+        self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves})
         self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
         return leaves
 
@@ -377,7 +379,7 @@ class Processor:
             if subject:
                 by_subject.setdefault(subject, []).append(slot_index)
         # With the grants, each new (conversation, subject) pair's trace, so a conversation
-        # hold finds its records without the full scan (archiver.retention.conv_lookup).
+        # hold finds its records without the full scan (archiver.retention.conversation_lookup).
         writes: list[Callable[[], None]] = [
             partial(grant_slots, self.state, subject, opened.batch_id, slots)
             for subject, slots in sorted(by_subject.items())
@@ -785,7 +787,7 @@ class Processor:
             problem = {} if is_media_id(media.media_id) else {"problem": MEDIA_ID_INVALID}
             jobs.append(
                 (
-                    f"{MEDIA_JOBS_PREFIX}{record.record_id}/{index}",
+                    media_job_key(record.record_id, index),
                     {
                         **problem,
                         "record_id": record.record_id,
@@ -896,7 +898,7 @@ class Processor:
         for name in sorted(self.state.list(PENDING_PREFIX)):
             batch_id = name[len(PENDING_PREFIX):]
             value = self.state.get(PROC_PREFIX + batch_id)
-            if value is not None and json.loads(value.value).get("status") == "done":
+            if value is not None and json.loads(value.value).get("status") == BatchState.DONE:
                 self.state.delete(name)  # done, but the process died before removing it
                 continue
             key = raw_key(batch_id)
@@ -928,8 +930,9 @@ class Processor:
         for name in self._stuck_names()[:limit]:
             batch_id = name[len(PENDING_PREFIX):]
             value = self.state.get(PROC_PREFIX + batch_id)
-            status = json.loads(value.value).get("status") if value is not None else "waiting"
-            if status == "done":
+            status = (json.loads(value.value).get("status") if value is not None
+                      else BatchState.WAITING)
+            if status == BatchState.DONE:
                 continue  # only its pending entry is left; the next sweep removes it
             out.append({"batch_id": batch_id, "captured_at": iso(_batch_time(batch_id)),
                         "status": status})
@@ -943,7 +946,7 @@ class Processor:
         for key in self.objects.list_keys(RAW_PREFIX):
             batch_id = batch_id_of(key)
             value = self.state.get(PROC_PREFIX + batch_id)
-            if value is None or json.loads(value.value).get("status") != "done":
+            if value is None or json.loads(value.value).get("status") != BatchState.DONE:
                 with contextlib.suppress(PreconditionFailed):
                     self.state.put(PENDING_PREFIX + batch_id,
                                    json.dumps({"key": key, "since": None}).encode(),

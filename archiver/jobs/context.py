@@ -15,12 +15,11 @@ from typing import Any
 from archiver.errors import ArchiverError, NotFound
 from archiver.jobs.model import ID_RE, KIND_RE, InvalidTransition, Job, Progress
 from archiver.jobs.workarea import ArtifactRef, Chunks, WorkArea, check_key
+from archiver.keyspace import active_job_key, active_jobs_of, job_key, jobs_of
 from archiver.store.errors import PreconditionFailed, StoreError
 from archiver.store.port import StateStore
 
 MAX_CHECKPOINT_BYTES = 256 * 1024  # rewritten with every heartbeat: a position, not data
-JOBS_PREFIX = "jobs/"
-ACTIVE_PREFIX = "jobs-active/"
 
 
 def _now() -> datetime:
@@ -60,11 +59,11 @@ class JobStore:
 
     @staticmethod
     def key(kind: str, job_id: str) -> str:
-        return f"{JOBS_PREFIX}{kind}/{job_id}"
+        return job_key(kind, job_id)
 
     def create(self, job: Job) -> None:
         # Marker first: a job document never exists unseen by the runners' poll.
-        self.state.put(f"{ACTIVE_PREFIX}{job.kind}/{job.id}",
+        self.state.put(active_job_key(job.kind, job.id),
                        json.dumps({"created_at": job.created_at.isoformat()}).encode())
         self.state.put(self.key(job.kind, job.id), json.dumps(job.to_json()).encode(),
                        if_absent=True)
@@ -95,19 +94,19 @@ class JobStore:
                 continue  # someone else moved it: re-read and decide again
             if new.state.terminal and not job.state.terminal:
                 with contextlib.suppress(StoreError):  # a left marker is dropped on poll
-                    self.state.delete(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+                    self.state.delete(active_job_key(kind, job_id))
             return new
 
     def active(self, kind: str) -> Iterator[str]:
-        for key in list(self.state.list(f"{ACTIVE_PREFIX}{kind}/")):
+        for key in list(self.state.list(active_jobs_of(kind))):
             yield key.rsplit("/", 1)[1]
 
     def drop_marker(self, kind: str, job_id: str) -> None:
         with contextlib.suppress(StoreError):
-            self.state.delete(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+            self.state.delete(active_job_key(kind, job_id))
 
     def all(self, kind: str) -> Iterator[Job]:
-        for key in list(self.state.list(f"{JOBS_PREFIX}{kind}/")):
+        for key in list(self.state.list(jobs_of(kind))):
             current = self.state.get(key)
             if current is not None:
                 yield Job.from_json(json.loads(current.value))

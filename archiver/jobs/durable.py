@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.errors import ArchiverError, InvalidInput, NotFound
 from archiver.jobs.context import (
-    ACTIVE_PREFIX,
-    JOBS_PREFIX,
     Handler,
     JobCancelled,
     JobContext,
@@ -58,6 +56,7 @@ from archiver.jobs.model import (
     new_job,
 )
 from archiver.jobs.workarea import ArtifactRef, WorkArea
+from archiver.keyspace import active_job_key
 from archiver.logs import get_logger
 from archiver.store.errors import StoreError
 from archiver.store.port import StateStore
@@ -71,7 +70,7 @@ log = get_logger("archiver.jobs.durable")
 EXPIRY_SWEEP_INTERVAL_S = 3600.0
 MAX_PARAMS_BYTES = 64 * 1024
 __all__ = [
-    "ACTIVE_PREFIX", "JOBS_PREFIX", "Handler", "JobCancelled", "JobContext", "JobInterrupted",
+    "Handler", "JobCancelled", "JobContext", "JobInterrupted",
     "JobLost", "JobOwner", "JobService", "JobState", "JobStore", "job_view",
 ]
 
@@ -294,7 +293,7 @@ class JobService:
 
     def _drop_orphan_marker(self, kind: str, job_id: str) -> None:
         """A marker without a job: a submit died between its two writes (after an hour)."""
-        current = self.store.state.get(f"{ACTIVE_PREFIX}{kind}/{job_id}")
+        current = self.store.state.get(active_job_key(kind, job_id))
         if current is not None:
             created = datetime.fromisoformat(json.loads(current.value)["created_at"])
             if _now() - created > timedelta(hours=1):

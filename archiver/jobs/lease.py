@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from archiver.keyspace import lease_key
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 
@@ -28,7 +29,7 @@ class Lease:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self.key = f"leases/{name}"
+        self.key = lease_key(name)
         self.ttl = ttl
         self.owner = owner or secrets.token_hex(8)
         self.clock = clock

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from archiver.errors import ArchiverError
 from archiver.indexing.follower import IndexFollower
+from archiver.ingest.batch_status import BatchResult
 from archiver.ingest.capture import CapturedBatch
 from archiver.ingest.processor import Processor
 from archiver.logs import get_logger
@@ -133,7 +134,7 @@ class ProcessingLoop(_Loop):
             try:
                 outcome = processor.process(*item)
                 with self._queued_lock:
-                    self.processed += outcome.status == "done"
+                    self.processed += outcome.status == BatchResult.DONE
                 backoff = 0.5
                 if self.after_batch is not None:
                     self.after_batch()

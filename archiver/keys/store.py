@@ -26,6 +26,12 @@ from typing import Any
 
 from archiver.keys.envelope import DataKey, KeyEncryptionKey, new_data_key
 from archiver.keys.errors import KekError, KeyNotFound, KeyProtected, KeyShredded
+from archiver.keyspace import (
+    DATA_KEYS_PREFIX,
+    SUBJECT_KEYS_PREFIX,
+    key_grant_key,
+    key_grants_of,
+)
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 
@@ -33,7 +39,7 @@ Event = dict[str, Any]
 Guard = Callable[[str], None]
 
 _ID = re.compile(r"^[A-Za-z0-9._:=-]{1,200}$")
-_DK, _SUBJ, _GRANT = "keys/dk/", "keys/subject/", "keys/grant/"
+_DK, _SUBJ = DATA_KEYS_PREFIX, SUBJECT_KEYS_PREFIX
 _CAS_TRIES = 20
 
 
@@ -179,7 +185,7 @@ class KeyStore:
         subjects = sorted({_check_id("subject_id", s) for s in subject_ids})
         dk = new_data_key()
         for s in subjects:
-            self._state.put(f"{_GRANT}{s}/{dk.key_id}",
+            self._state.put(key_grant_key(s, dk.key_id),
                             json.dumps({"capture_id": capture_id}).encode())
         self._write(_DK + dk.key_id, self._wrap_entry(
             dk, kind="capture", capture_id=capture_id, subjects=subjects), None)
@@ -191,7 +197,7 @@ class KeyStore:
         that names several people, sealed under its raw slot's key). Idempotent."""
         _check_id("key_id", key_id)
         for s in sorted({_check_id("subject_id", s) for s in subject_ids}):
-            self._state.put(f"{_GRANT}{s}/{key_id}", json.dumps({"key_id": key_id}).encode())
+            self._state.put(key_grant_key(s, key_id), json.dumps({"key_id": key_id}).encode())
 
     def get_capture_key(self, key_id: str) -> DataKey:
         """Raises KeyNotFound (also for a subject key id), KeyShredded."""
@@ -202,7 +208,7 @@ class KeyStore:
 
     def capture_keys_of(self, subject_id: str) -> list[str]:
         """Capture key ids granted to ``subject_id`` (the ``capture_key_grants`` index)."""
-        prefix = f"{_GRANT}{_check_id('subject_id', subject_id)}/"
+        prefix = key_grants_of(_check_id('subject_id', subject_id))
         return [k[len(prefix):] for k in self._state.list(prefix)]
 
     def subject_key_ids(self, subject_id: str) -> list[str]:
@@ -280,8 +286,8 @@ class KeyStore:
                                           key_id=cid, kind_of_key="capture",
                                           capture_id=doc.data.get("capture_id")))
             for s in doc.data.get("subjects", [subject_id]):
-                self._state.delete(f"{_GRANT}{s}/{cid}")
-            self._state.delete(f"{_GRANT}{subject_id}/{cid}")
+                self._state.delete(key_grant_key(s, cid))
+            self._state.delete(key_grant_key(subject_id, cid))
         for kid in subj.data.get("key_ids", []):
             doc = self._read(_DK + kid)
             if doc.token is not None and not doc.data.get("shredded_at"):

@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from archiver.keyspace import LOG_PREFIX, log_staging_key, log_state_key
 from archiver.ledger import merkle, tiles
 from archiver.ledger.errors import LedgerError, LogCorrupted, ProofError
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
@@ -167,7 +168,7 @@ class TransparencyLog:
         origin: str,
         retention_for_log: Callable[[], Retention],
         *,
-        prefix: str = "log/",
+        prefix: str = LOG_PREFIX,
         stale_after: float = 30.0,
         poll_interval: float = 0.005,
         cache_size: int = 4096,
@@ -177,7 +178,7 @@ class TransparencyLog:
         self.origin = origin
         self.retention_for_log = retention_for_log
         self.prefix = prefix
-        self.state_key = f"{prefix}state"
+        self.state_key = log_state_key(prefix)
         self.stale_after = stale_after
         self.poll_interval = poll_interval
         self._cache = _LRU(cache_size)
@@ -263,7 +264,7 @@ class TransparencyLog:
                 if staged:
                     self._drop_staging(staging)
                 batch = uuid.uuid4().hex
-                staging = f"{self.prefix}staging/{batch}"
+                staging = log_staging_key(self.prefix, batch)
                 self.state.put(staging, tiles.encode_bundle(missing), if_absent=True)
                 staged = missing
             claim = LogState(

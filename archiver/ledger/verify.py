@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from archiver.keyspace import checkpoint_prefix, log_staging_prefix
 from archiver.ledger import merkle, tiles
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint
 from archiver.ledger.entry import OBJECT_KINDS, Entry, EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.note import Verifier
@@ -55,7 +56,7 @@ __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "Finding",
     "FindingKind",
-    "LogReader",
+    "VerifiableLog",
     "VerifyResult",
     "verify_archive",
 ]
@@ -63,8 +64,10 @@ __all__ = [
 DEFAULT_GRACE_SECONDS = 300.0
 
 
-class LogReader(Protocol):
-    """What verify needs from :class:`archiver.ledger.log.TransparencyLog`."""
+class VerifiableLog(Protocol):
+    """What verify needs from :class:`archiver.ledger.log.TransparencyLog`: more than the
+    :class:`archiver.ledger.ports.LogReader` port (tiles, proofs, its object prefix), as
+    it re-checks the stored tree itself."""
 
     prefix: str
     origin: str
@@ -128,7 +131,7 @@ def _scan_entry(e: Entry, scan: _Scan) -> None:
 
 
 def _check_tree(
-    log: LogReader, size: int, root: bytes, entries: Sequence[bytes], cp_sizes: Iterable[int]
+    log: VerifiableLog, size: int, root: bytes, entries: Sequence[bytes], cp_sizes: Iterable[int]
 ) -> tuple[list[Finding], dict[int, bytes]]:
     """Leaf hashes vs level-0 tiles, higher tiles vs recomputed nodes, root vs state."""
     out: list[Finding] = []
@@ -186,11 +189,11 @@ class _StoredCheckpoint:
     last_modified: datetime | None
 
 
-def _stored_checkpoints(log: LogReader, objects: ObjectStore) -> list[_StoredCheckpoint]:
+def _stored_checkpoints(log: VerifiableLog, objects: ObjectStore) -> list[_StoredCheckpoint]:
     """The newest object version of each checkpoint key, from ONE listing of the
     checkpoint prefix (a listing per checkpoint made verify quadratic in their number).
     Keys whose latest version is a delete marker are left to the listing pass."""
-    prefix = f"{log.prefix}checkpoint/"
+    prefix = checkpoint_prefix(log.prefix)
     out: list[_StoredCheckpoint] = []
     latest_is_marker: dict[str, bool] = {}
     for v in objects.list_versions(prefix):
@@ -207,7 +210,7 @@ def _stored_checkpoints(log: LogReader, objects: ObjectStore) -> list[_StoredChe
 
 
 def _check_checkpoints(
-    log: LogReader,
+    log: VerifiableLog,
     objects: ObjectStore,
     keys: Sequence[Verifier],
     roots: dict[int, bytes],
@@ -278,7 +281,7 @@ def _fresh(last_modified: datetime | None, cutoff: datetime) -> bool:
 
 
 def _check_listing(
-    log: LogReader, scan: _Scan, prefix: str, rows: Iterable[VersionEntry], cutoff: datetime,
+    log: VerifiableLog, scan: _Scan, prefix: str, rows: Iterable[VersionEntry], cutoff: datetime,
     batch_prefix: str | None = None,
 ) -> tuple[list[Finding], list[Finding]]:
     out: list[Finding] = []
@@ -308,7 +311,7 @@ def _check_listing(
                     "logged as disposed but still stored",
                 )
             )
-        elif prefix == log.prefix and not v.key.startswith(f"{log.prefix}staging/"):
+        elif prefix == log.prefix and not v.key.startswith(log_staging_prefix(log.prefix)):
             if v.key in seen_log_keys:
                 out.append(
                     Finding(
@@ -362,7 +365,7 @@ def _check_listing(
 
 
 def verify_archive(
-    log_reader: LogReader,
+    log_reader: VerifiableLog,
     objects: ObjectStore,
     public_keys: Sequence[Verifier],
     sample: int | None = None,

@@ -8,6 +8,7 @@ Public API::
     build_graph(settings) -> GraphClient | None
 """
 
-from archiver.media.worker import MEDIA_OBJECT_PREFIX, MediaWorker, RunReport, media_object_key
+from archiver.keyspace import MEDIA_OBJECT_PREFIX, media_object_key
+from archiver.media.worker import MediaWorker, RunReport
 
 __all__ = ["MEDIA_OBJECT_PREFIX", "MediaWorker", "RunReport", "media_object_key"]

@@ -47,13 +47,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from archiver.ingest.ports import LogAppender
 from archiver.keys.envelope import DataKey, encrypt
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
+from archiver.keyspace import MEDIA_JOBS_PREFIX, media_logged_key, media_object_key
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import MEDIA_JOBS_PARKED, MEDIA_JOBS_REFUSED
 from archiver.records.model import Record, iso
@@ -77,17 +79,24 @@ from archiver.whatsapp.media import (
 
 log = get_logger("archiver.media")
 
-JOBS_PREFIX = "mediajobs/"
-MEDIA_OBJECT_PREFIX = "media/"
-LOGGED_PREFIX = "media/logged/"  # working state: blobs whose ``media`` leaf is in the log
+
+
+class MediaJobStatus(StrEnum):
+    """``status`` of ``mediajobs/<record id>/<n>`` (stored: the values never change).
+    A job written by the processor has none yet: it reads as PENDING."""
+
+    PENDING = "pending"
+    PARKED = "parked"  # a store or key failure; ``parked_from`` keeps the status before
+    LOGGING = "logging"  # the entries saved in the job, being appended
+    DONE = "done"
+    MISSING = "missing"  # Meta no longer has it: a ``media_missing`` record is logged
+    ABANDONED = "abandoned"  # a permanent error
+
+
+FINISHED = frozenset({MediaJobStatus.DONE, MediaJobStatus.MISSING, MediaJobStatus.ABANDONED})
 CLAIM = timedelta(minutes=5)
 KEEP_FINISHED = timedelta(days=30)
 MEDIA_CONTENT_TYPE = "application/x-wa-media-envelope"
-
-
-def media_object_key(owner: str, plaintext_sha256: str) -> str:
-    """``media/<owner>/<sha256 hex>``: content-addressed inside one owner only."""
-    return f"{MEDIA_OBJECT_PREFIX}{owner}/{plaintext_sha256}"
 
 
 def key_owner(job: dict[str, Any], pseudo: Pseudonymizer) -> str:
@@ -142,7 +151,7 @@ class MediaWorker:
         """Work every due job once. Store errors propagate (the loop backs off)."""
         at = now or self.clock()
         report = RunReport()
-        for job_key in list(self.state.list(JOBS_PREFIX)):
+        for job_key in list(self.state.list(MEDIA_JOBS_PREFIX)):
             claimed = self._claim(job_key, at)
             if claimed is None:
                 continue
@@ -170,8 +179,8 @@ class MediaWorker:
             return  # taken over meanwhile: its new owner decides
         parked = {
             **doc,
-            "status": "parked",
-            "parked_from": doc.get("status", "pending"),
+            "status": MediaJobStatus.PARKED,
+            "parked_from": doc.get("status", MediaJobStatus.PENDING),
             "parked_reason": reason,
             "parked_error": str(exc)[:300],
             "parked_at": iso(now),
@@ -190,16 +199,16 @@ class MediaWorker:
         if current is None:
             return None
         doc: dict[str, Any] = json.loads(current.value)
-        status = doc.get("status", "pending")
-        if status == "parked":
+        status = doc.get("status", MediaJobStatus.PENDING)
+        if status == MediaJobStatus.PARKED:
             return None  # set aside with its reason until an operator re-queues it
-        if status in ("done", "missing", "abandoned"):
+        if status in FINISHED:
             finished = doc.get("finished_at")
             if finished and now - datetime.fromisoformat(finished) > KEEP_FINISHED:
                 self.state.delete(job_key, if_match=current.token)
             return None
         due = doc.get("next_retry_at")
-        if status == "pending" and due and datetime.fromisoformat(due) > now:
+        if status == MediaJobStatus.PENDING and due and datetime.fromisoformat(due) > now:
             return None
         until = doc.get("claim_until")
         if (
@@ -224,7 +233,7 @@ class MediaWorker:
     def _work(
         self, job_key: str, doc: dict[str, Any], token: str, now: datetime, report: RunReport
     ) -> None:
-        if doc.get("status") == "logging":
+        if doc.get("status") == MediaJobStatus.LOGGING:
             report.resumed += 1
             self._finish(job_key, doc, token, now)
             return
@@ -233,7 +242,8 @@ class MediaWorker:
             data_key, key_entries = self._data_key(job_key, doc)
         except KeysError as exc:  # the subject was erased: nothing left to archive for it
             report.abandoned += 1
-            done = {**doc, "status": "abandoned", "last_error": exc.code, "finished_at": iso(now)}
+            done = {**doc, "status": MediaJobStatus.ABANDONED, "last_error": exc.code,
+                    "finished_at": iso(now)}
             self._save(job_key, done, token)
             return
         problem = doc.get("problem") or (
@@ -270,7 +280,7 @@ class MediaWorker:
                 job_key,
                 {
                     **doc,
-                    "status": "pending",
+                    "status": MediaJobStatus.PENDING,
                     "next_retry_at": iso(retry),
                     "claim_owner": None,
                     "claim_until": None,
@@ -356,7 +366,7 @@ class MediaWorker:
                         previous_unix=int(previous.timestamp()) if previous else None,
                     ).data
                 )
-        logged_key = f"{LOGGED_PREFIX}{owner}/{sha256_hex}"
+        logged_key = media_logged_key(owner, sha256_hex)
         logged = self.state.get(logged_key)
         if logged is None or logged.value.decode() != version:
             entries.insert(
@@ -479,7 +489,9 @@ class MediaWorker:
             str(doc["record_id"]), record.record_id, (record.key, version), None
         )
         doc = {**doc, "attachment": attachment.to_json()}
-        self._log_then_finish(job_key, doc, token, now, [*key_entries, entry], None, "missing")
+        self._log_then_finish(
+            job_key, doc, token, now, [*key_entries, entry], None, MediaJobStatus.MISSING
+        )
 
     # -- logging ----------------------------------------------------------------------
 
@@ -495,7 +507,7 @@ class MediaWorker:
     ) -> None:
         doc = {
             **doc,
-            "status": "logging",
+            "status": MediaJobStatus.LOGGING,
             "final": final,
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
@@ -522,7 +534,7 @@ class MediaWorker:
             k: v for k, v in doc.items() if k not in ("entries", "size_before", "logged", "final")
         }
         done.update(
-            status=doc.get("final", "done"),
+            status=doc.get("final", MediaJobStatus.DONE),
             leaves=leaves,
             finished_at=iso(now),
             claim_owner=None,

@@ -17,17 +17,16 @@ from typing import Any
 
 from archiver.audit import SYSTEM, AuditTrail
 from archiver.errors import InvalidInput, NotFound
-from archiver.ingest.capture import RAW_PREFIX
+from archiver.keyspace import RAW_PREFIX, record_key
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import open_checkpoint
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_format import open_checkpoint
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Verifier
 from archiver.ledger.verify import Finding, FindingKind, verify_archive
 from archiver.logs import get_logger
-from archiver.records.model import record_key
 from archiver.retention.common import record_by_id
 from archiver.retention.verify_findings import retention_findings
 from archiver.store.errors import StoreError

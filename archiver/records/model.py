@@ -38,9 +38,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from archiver.errors import ArchiverError
+from archiver.keyspace import record_key
 from archiver.records import canonical
-
-RECORDS_PREFIX = "records/"
 
 
 class RecordError(ArchiverError):
@@ -49,10 +48,6 @@ class RecordError(ArchiverError):
 
 class SealedContentUnavailable(RecordError):
     code = "content_shredded"
-
-
-def record_key(record_id: str) -> str:
-    return f"{RECORDS_PREFIX}{record_id[2:4]}/{record_id}"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -25,7 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from archiver.ingest.ports import raw_capture_facts
+from archiver.keyspace import APPLIED_POLICIES_KEY
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import iso
 from archiver.retention.attachments import AttachmentView, is_attachment_header
 from archiver.retention.common import facts_of, iter_records
@@ -42,16 +44,7 @@ class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
 
 
-class Appender(Protocol):
-    def append(self, entries: list[bytes]) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
-
-
 APPLY_CHECK_INTERVAL_S = 300.0  # how often the retention-apply job compares fingerprints
-APPLIED_KEY = "retention/applied_policies"  # the fingerprint the last complete apply used
 
 
 @dataclass
@@ -69,7 +62,7 @@ class RetentionApplier:
         self,
         *,
         objects: ObjectStore,
-        log: Appender,
+        log: LogAppender,
         policy: Decider,
         state: StateStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -167,9 +160,9 @@ def apply_if_policies_changed(
     """Run ``applier`` when the policy set's ``fingerprint`` differs from the one the last
     complete apply recorded (an operator enabled or lengthened a policy); then record it.
     The caller holds the jobs lease. Returns the report, or None when nothing changed."""
-    done = state.get(APPLIED_KEY)
+    done = state.get(APPLIED_POLICIES_KEY)
     if done is not None and done.value.decode() == fingerprint:
         return None
     report = applier.run()
-    state.put(APPLIED_KEY, fingerprint.encode())  # after the run: a crash runs it again
+    state.put(APPLIED_POLICIES_KEY, fingerprint.encode())  # after the run: a crash runs it again
     return report

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from archiver.errors import NotFound
+from archiver.keyspace import HOLDS_OPEN_KEY
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord
 from archiver.retention.holds import (
-    OPEN_KEY,
-    Appender,
     HoldRegistry,
     flag_broken,
     records_of_hits,
@@ -36,7 +36,7 @@ def hold_indexed_arrivals(
     index: SearchIndex,
     objects: ObjectStore,
     state: StateStore,
-    log: Appender,
+    log: LogAppender,
     keys: object,
     doc_ids: Sequence[str],
 ) -> int:
@@ -48,7 +48,7 @@ def hold_indexed_arrivals(
     if not doc_ids:
         return 0
     try:
-        value = state.get(OPEN_KEY)
+        value = state.get(HOLDS_OPEN_KEY)
         if value is None:
             return 0
         queries = {

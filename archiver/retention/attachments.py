@@ -26,28 +26,25 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from archiver.keyspace import (
+    ATTACHMENTS_BY_BLOB,
+    ATTACHMENTS_BY_MESSAGE,
+    ATTACHMENTS_CURSOR_KEY,
+    record_key,
+)
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
-from archiver.records.model import Record, record_key
+from archiver.ledger.ports import LogReader
+from archiver.records.model import Record
 from archiver.retention.common import ident_hash, live_versions
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 
-VIEW_PREFIX = "views/attachments/"
-CURSOR_KEY = VIEW_PREFIX + "cursor"
-BY_MESSAGE = VIEW_PREFIX + "msg/"
-BY_BLOB = VIEW_PREFIX + "blob/"
 LINK_KINDS = frozenset({"media_link", "media_missing"})
 _CHUNK = 4096
 # Cheap pre-filter on the canonical bytes: only link records' leaves are parsed.
 _WANTED = tuple(f'"event":"{k}"'.encode() for k in sorted(LINK_KINDS))
-
-
-class LogReader(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +86,7 @@ class AttachmentView:
     def catch_up(self) -> int:
         """Read the leaves logged since the cursor; returns how many were read. Replays
         are harmless (every write is idempotent), so a lost cursor race costs a re-read."""
-        current = self.state.get(CURSOR_KEY)
+        current = self.state.get(ATTACHMENTS_CURSOR_KEY)
         start = int(current.value) if current else 0
         size = self.log.size()
         for chunk in range(start, size, _CHUNK):
@@ -100,9 +97,11 @@ class AttachmentView:
         if size > start:
             try:
                 if current is None:
-                    self.state.put(CURSOR_KEY, str(size).encode(), if_absent=True)
+                    self.state.put(ATTACHMENTS_CURSOR_KEY, str(size).encode(), if_absent=True)
                 else:
-                    self.state.put(CURSOR_KEY, str(size).encode(), if_match=current.token)
+                    self.state.put(
+                        ATTACHMENTS_CURSOR_KEY, str(size).encode(), if_match=current.token
+                    )
             except PreconditionFailed:
                 pass  # another reader moved it on; what we wrote was the same
         return max(0, size - start)
@@ -124,21 +123,21 @@ class AttachmentView:
         """Write both index entries (idempotent; the media worker calls it too, so that a
         hold placed right after a link is logged sees it before the next catch-up)."""
         doc = json.dumps(a.to_json(), sort_keys=True).encode()
-        self.state.put(f"{BY_MESSAGE}{a.message}/{a.link_id}", doc)
+        self.state.put(f"{ATTACHMENTS_BY_MESSAGE}{a.message}/{a.link_id}", doc)
         if a.blob is not None:
-            self.state.put(f"{BY_BLOB}{ident_hash(*a.blob)}/{a.link_id}", doc)
+            self.state.put(f"{ATTACHMENTS_BY_BLOB}{ident_hash(*a.blob)}/{a.link_id}", doc)
 
     # -- answers ------------------------------------------------------------------------
     def of_messages(self, record_ids: Iterable[str]) -> list[Attachment]:
         """The attachments of the messages ``record_ids`` (call :meth:`catch_up` first)."""
         out: list[Attachment] = []
         for record_id in sorted(set(record_ids)):
-            out += self._read(f"{BY_MESSAGE}{record_id}/")
+            out += self._read(f"{ATTACHMENTS_BY_MESSAGE}{record_id}/")
         return out
 
     def of_blob(self, key: str, version_id: str) -> list[Attachment]:
         """The links (and so the messages) that reference one blob version."""
-        return self._read(f"{BY_BLOB}{ident_hash(key, version_id)}/")
+        return self._read(f"{ATTACHMENTS_BY_BLOB}{ident_hash(key, version_id)}/")
 
     def _read(self, prefix: str) -> list[Attachment]:
         out = []

@@ -18,15 +18,14 @@ from typing import Any
 import rfc8785
 
 from archiver.errors import NotFound
-from archiver.records.model import RECORDS_PREFIX, Record, iso
+from archiver.keyspace import RECORDS_PREFIX, TOMBSTONES_PREFIX, record_key
+from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
 from archiver.store.errors import ObjectExists, ObjectNotFound
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
-from archiver.subjects.identity import ALIAS_PREFIX, Identities
+from archiver.subjects.identity import Identities
 from policies.model import RecordFacts
-
-TOMBSTONES_PREFIX = "tombstones/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,8 @@ def live_versions(objects: ObjectStore, key: str) -> list[str]:
     ]
 
 
-def read_record(objects: ObjectStore, key: str, version_id: str) -> StoredRecord:
+def read_stored_record(objects: ObjectStore, key: str, version_id: str) -> StoredRecord:
+    """One record version's clear header, digest and size (raises ObjectNotFound)."""
     body = objects.get(key, version_id)
     record = Record.parse(body)
     return StoredRecord(key, version_id, record.header, record.sha256, len(body))
@@ -82,20 +82,18 @@ def iter_records(objects: ObjectStore) -> Iterator[StoredRecord]:
         if v.is_delete_marker:
             continue
         try:
-            yield read_record(objects, v.key, v.version_id)
+            yield read_stored_record(objects, v.key, v.version_id)
         except ObjectNotFound:
             continue  # disposed while we walked
 
 
 def record_by_id(objects: ObjectStore, record_id: str) -> StoredRecord:
     """The record ``record_id`` (its only version). Raises NotFound."""
-    from archiver.records.model import record_key
-
     key = record_key(record_id)
     versions = live_versions(objects, key)
     if not versions:
         raise NotFound(f"no record {record_id}", code="record_not_found")
-    return read_record(objects, key, versions[0])
+    return read_stored_record(objects, key, versions[0])
 
 
 def facts_of(header: Mapping[str, Any]) -> RecordFacts:
@@ -178,8 +176,6 @@ def tombstone_retention(mode: LockMode, days: int) -> Retention:
 
 
 __all__ = [
-    "ALIAS_PREFIX",
-    "TOMBSTONES_PREFIX",
     "StoredRecord",
     "contact_aliases",
     "facts_of",
@@ -187,7 +183,7 @@ __all__ = [
     "iso",
     "iter_records",
     "live_versions",
-    "read_record",
+    "read_stored_record",
     "record_by_id",
     "resolve_subject",
     "write_tombstone",

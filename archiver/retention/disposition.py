@@ -60,7 +60,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from archiver.ingest.batch_status import BatchState
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    DISPOSITION_CURSOR_KEY,
+    DISPOSITION_JOURNAL_PREFIX,
+    PROC_PREFIX,
+    tombstone_name,
+)
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import iso
 from archiver.retention.attachments import (
@@ -72,14 +81,13 @@ from archiver.retention.common import (
     StoredRecord,
     facts_of,
     ident_hash,
-    read_record,
+    read_stored_record,
     tombstone_retention,
     write_tombstone,
 )
 from archiver.retention.expiry import Candidate, candidates, leaf_runs, record_refs
 from archiver.retention.holds import HoldRegistry, item_id
 from archiver.retention.reviews import (
-    REVIEWS_PREFIX,
     Approver,
     approve_review,
     approved,
@@ -92,10 +100,6 @@ from search.port import SearchIndex
 
 logger = get_logger("archiver.disposition")
 
-CAPKEYS_PREFIX = "capkeys/"  # archiver.ingest.capture.CAPTURE_KEYS_PREFIX
-PROC_PREFIX = "proc/"  # archiver.ingest.processor.PROC_PREFIX
-CURSOR_KEY = "disposition/cursor"  # log size at the start of the last complete run
-JOURNAL_PREFIX = "disposition/journal/"  # one entry per disposal in progress
 
 # The steps of one disposal a crash test can stop at (``DispositionJob.crash``).
 CRASH_POINTS = ("after_intent", "after_store_delete", "after_index_delete",
@@ -104,15 +108,6 @@ CRASH_POINTS = ("after_intent", "after_store_delete", "after_index_delete",
 
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
-
-
-class LogAccess(Protocol):
-    def append(self, entries: Sequence[bytes], *, once_since: int | None = None
-               ) -> list[int]: ...
-
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +166,7 @@ class DispositionJob:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: LogAccess,
+        log: LogAppender,
         index: SearchIndex,
         policy: Decider,
         holds: HoldRegistry,
@@ -281,7 +276,7 @@ class DispositionJob:
         if info is None:
             return
         try:
-            r = read_record(self.objects, c.key, c.version_id)
+            r = read_stored_record(self.objects, c.key, c.version_id)
         except ObjectNotFound:
             run.gone.add((c.key, c.version_id))
             return
@@ -375,7 +370,7 @@ class DispositionJob:
         batch_id = c.key.rsplit("/", 1)[-1]
         proc = self.state.get(PROC_PREFIX + batch_id)
         doc = json.loads(proc.value) if proc is not None else {}
-        if doc.get("status") != "done" or not isinstance(doc.get("leaves"), list):
+        if doc.get("status") != BatchState.DONE or not isinstance(doc.get("leaves"), list):
             run.stays(c)
             return  # not processed yet: its records may still come
         info = self._look(c, report, held, now, run)
@@ -398,7 +393,7 @@ class DispositionJob:
         """The batch's wrapped capture keys, once no version of the batch is left."""
         if not any(x.key == key and not x.is_delete_marker
                    for x in self.objects.list_versions(key)):
-            self.state.delete(CAPKEYS_PREFIX + batch_id)
+            self.state.delete(CAPTURE_KEYS_PREFIX + batch_id)
 
     def _records_remain(self, leaves: list[int], run: _RunState) -> bool:
         """Whether a record version the batch wrote or reused (its ``record`` leaves) is
@@ -413,7 +408,7 @@ class DispositionJob:
     def _cursor(self) -> tuple[int, list[Candidate]]:
         """Where the last complete run started reading the log, and the versions with a
         ``disposed`` leaf it found still present (kept by a hold since): both come back."""
-        value = self.state.get(CURSOR_KEY)
+        value = self.state.get(DISPOSITION_CURSOR_KEY)
         if value is None:
             return 0, []
         doc = json.loads(value.value)
@@ -424,7 +419,7 @@ class DispositionJob:
     def _save_cursor(self, log_size: int, kept: list[Candidate]) -> None:
         doc = {"log_size": log_size,
                "kept": [[c.kind, c.key, c.version_id] for c in kept]}
-        self.state.put(CURSOR_KEY, _dump(doc))
+        self.state.put(DISPOSITION_CURSOR_KEY, _dump(doc))
 
     @staticmethod
     def _keep_reason(info: ObjectInfo, held: set[str], now: datetime) -> str | None:
@@ -445,14 +440,14 @@ class DispositionJob:
             "object_kind": item.kind, "policy": item.policy, "reason": item.reason,
             "sha256": sha256, "size": size, "record_id": record_id,
         }  # fmt: skip
-        name = JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
+        name = DISPOSITION_JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
         self.state.put(name, _dump(journal))
         self.crash("after_intent")
         return self._finish(name, journal, held, fresh=True)
 
     def _resume(self, report: DispositionReport) -> None:
         """Finish (or cancel, when a hold came since) what an interrupted run started."""
-        names = list(self.state.list(JOURNAL_PREFIX))
+        names = list(self.state.list(DISPOSITION_JOURNAL_PREFIX))
         if not names:
             return
         held = self.holds.held_items()
@@ -526,7 +521,7 @@ class DispositionJob:
         }
         retention = tombstone_retention(self.lock_mode, self.log_retention_days)
         t_key, t_version, t_sha, t_size = write_tombstone(
-            self.objects, f"{kind}/{h[:2]}/{h}", body, retention
+            self.objects, tombstone_name(kind, h), body, retention
         )
         extras: dict[str, Any] = {"object_kind": kind, "reason": "retention_expired"}
         if journal.get("policy"):
@@ -551,9 +546,6 @@ def _dump(doc: dict[str, Any]) -> bytes:
 
 __all__ = [
     "CRASH_POINTS",
-    "CURSOR_KEY",
-    "JOURNAL_PREFIX",
-    "REVIEWS_PREFIX",
     "Approver",
     "Disposed",
     "DispositionJob",

@@ -44,14 +44,52 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, raw_key
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound, KeyProtected, KeyShredded
 from archiver.keys.store import KeyStore
+from archiver.keyspace import (
+    ALIAS_PREFIX,
+    CAPGRANTS_PREFIX,
+    CAPTURE_KEYS_PREFIX,
+    COEXISTENCE_PREFIX,
+    COEXISTENCE_VIEW_PREFIX,
+    CONSENT_VIEW_PREFIX,
+    CONVSUBJECTS_PREFIX,
+    DATA_KEYS_PREFIX,
+    DISPOSITION_PREFIX,
+    ERASURE_TOMBSTONE_KIND,
+    ERASURES_OPEN_PREFIX,
+    ERASURES_PREFIX,
+    HOLDS_PREFIX,
+    INDEX_ACTIVE_KEY,
+    INDEX_CONSENT_PREFIX,
+    INDEX_CURSOR_PREFIX,
+    INDEX_FOLDS_PREFIX,
+    INDEX_NAMES_PREFIX,
+    KEY_GRANTS_PREFIX,
+    LEASES_PREFIX,
+    LOG_PREFIX,
+    MEDIA_JOBS_PREFIX,
+    MEDIA_LOGGED_PREFIX,
+    PENDING_INDEX_PREFIX,
+    PENDING_PREFIX,
+    PROC_PREFIX,
+    SUBJECT_KEYS_PREFIX,
+    TOKENS_PREFIX,
+    capgrant_key,
+    capgrants_of,
+    erasure_key,
+    erasure_open_key,
+    erasures_of,
+    media_jobs_of,
+    raw_key,
+    tombstone_name,
+)
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import iso
 from archiver.records.pseudonym import Pseudonymizer
@@ -64,7 +102,7 @@ from archiver.retention.common import (
     write_tombstone,
 )
 from archiver.retention.holds import HoldRegistry
-from archiver.retention.lookup import subjects_records_indexed
+from archiver.retention.subject_lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.identity import person_subjects
@@ -74,56 +112,60 @@ from search.port import SearchIndex
 
 logger = get_logger("archiver.erasure")
 
-CAPGRANTS_PREFIX = "capgrants/"
-ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
-# One empty marker per procedure not yet done or refused: erasures-open/<subject>/<id>. The
-# resume job lists these, not every procedure ever run, so it is cheap to run often.
-ERASURES_OPEN_PREFIX = "erasures-open/"
+# The resume job lists ERASURES_OPEN_PREFIX (one marker per procedure not yet done or
+# refused), not every procedure ever run, so it is cheap to run often.
 RESUME_INTERVAL_S = 60.0  # how often the erasure-resume job looks for open procedures
-FOLDS_PREFIX = "index/folds/"  # archiver.indexing.follower parks folds here
-NAMES_PREFIX = "index/names/"  # archiver.indexing.follower: index/names/<gen>/<subject>
-MEDIA_JOBS_PREFIX = "mediajobs/"  # archiver.ingest.processor: mediajobs/<record id>/<n>
 
 # Every working-state prefix that holds a copy derived from a subject's sealed content,
 # and how erasure reaches it (tests/integration/retention/test_erasure_residue.py lists
 # every prefix a rich archive writes and checks it is here or in KEPT_STATE).
 DERIVED_STATE: dict[str, str] = {
-    NAMES_PREFIX: "the contact-sync name of the subject, every generation: deleted",
-    FOLDS_PREFIX: "parked folds keyed by an erased record, and fold items an erased record "
+    INDEX_NAMES_PREFIX: "the contact-sync name of the subject, every generation: deleted",
+    INDEX_FOLDS_PREFIX: "parked folds keyed by an erased record, and fold items an erased record "
                   "made (an edit's text waiting for an unarchived original): deleted",
     MEDIA_JOBS_PREFIX: "media jobs of erased records (Meta media id, digest): deleted",
-    "keys/dk/": "wrapped data keys of the subject: replaced by a tombstone (shred)",
-    "keys/subject/": "the subject's key list: current key cleared, shredded_at set",
-    "keys/grant/": "capture keys granted to the subject: deleted with the keys (shred)",
-    "capkeys/": "wrapped capture key of each raw slot naming the subject: removed",
+    DATA_KEYS_PREFIX: "wrapped data keys of the subject: replaced by a tombstone (shred)",
+    SUBJECT_KEYS_PREFIX: "the subject's key list: current key cleared, shredded_at set",
+    KEY_GRANTS_PREFIX: "capture keys granted to the subject: deleted with the keys (shred)",
+    CAPTURE_KEYS_PREFIX: "wrapped capture key of each raw slot naming the subject: removed",
 }
 # Prefixes that stay, and why they hold nothing of the sealed content.
 KEPT_STATE: dict[str, str] = {
-    "capgrants/": "slot numbers per subject pseudonym: how its records are found later",
-    "convsubjects/": "conversation and subject pseudonyms (hold lookups)",
-    "subjects/alias/": "HMAC of an alias -> subject pseudonym (a returning contact)",
-    "index/consent/": "consent state, from the records' clear headers",
-    "index/cursor/": "a leaf number",
-    "index/active": "the live generation's name",
-    "views/consent/": "consent changes, from the records' clear headers",
-    "views/coexistence/": "per business number: last activity, history progress",
-    "coexistence/": "per business number: sync requests",
-    "proc/": "per raw batch: status and leaf numbers (entries inline while logging)",
-    "pending/": "raw batches not processed yet: object key and time",
-    "pending-index/": "a marker: the pending-batch index is complete",
-    "erasures/": "the erasure procedures: pseudonyms, record and key ids",
+    CAPGRANTS_PREFIX: "slot numbers per subject pseudonym: how its records are found later",
+    CONVSUBJECTS_PREFIX: "conversation and subject pseudonyms (hold lookups)",
+    ALIAS_PREFIX: "HMAC of an alias -> subject pseudonym (a returning contact)",
+    INDEX_CONSENT_PREFIX: "consent state, from the records' clear headers",
+    INDEX_CURSOR_PREFIX: "a leaf number",
+    INDEX_ACTIVE_KEY: "the live generation's name",
+    CONSENT_VIEW_PREFIX: "consent changes, from the records' clear headers",
+    COEXISTENCE_VIEW_PREFIX: "per business number: last activity, history progress",
+    COEXISTENCE_PREFIX: "per business number: sync requests",
+    PROC_PREFIX: "per raw batch: status and leaf numbers (entries inline while logging)",
+    PENDING_PREFIX: "raw batches not processed yet: object key and time",
+    PENDING_INDEX_PREFIX: "a marker: the pending-batch index is complete",
+    ERASURES_PREFIX: "the erasure procedures: pseudonyms, record and key ids",
     ERASURES_OPEN_PREFIX: "empty markers of unfinished erasure procedures (pseudonyms)",
-    "log/": "the log's state, staging and checkpoint pointer (pseudonyms only)",
-    "tokens/": "API token hashes",
-    "holds/": "the hold registry (a hold on the subject refuses the erasure)",
-    "disposition/": "review queue and cursor: record ids",
-    "media/logged/": "blob keys whose leaf is logged",
-    "leases/": "job leases",
+    LOG_PREFIX: "the log's state, staging and checkpoint pointer (pseudonyms only)",
+    TOKENS_PREFIX: "API token hashes",
+    HOLDS_PREFIX: "the hold registry (a hold on the subject refuses the erasure)",
+    DISPOSITION_PREFIX: "review queue and cursor: record ids",
+    MEDIA_LOGGED_PREFIX: "blob keys whose leaf is logged",
+    LEASES_PREFIX: "job leases",
 }
 
 # Record kinds without a subject of their own whose sealed content may quote a delivery
 # (archiver.ingest.processor gives them the people the delivery names).
 QUOTING_KINDS = frozenset({"unknown", "unprocessable"})
+
+
+
+class ErasureStatus(StrEnum):
+    """``status`` of ``erasures/<subject>/<id>`` (stored: the values never change)."""
+
+    RUNNING = "running"  # written before anything is logged or destroyed; resumable
+    REFUSED = "refused"  # a step refused midway (a hold placed meanwhile)
+    DONE = "done"
+
 
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
@@ -138,7 +180,7 @@ def grant_slots(
     wanted = sorted(set(slots))
     if not subject or not wanted:
         return
-    key = f"{CAPGRANTS_PREFIX}{subject}/{batch_id}"
+    key = capgrant_key(subject, batch_id)
     for _ in range(20):
         current = state.get(key)
         have = set(json.loads(current.value)["slots"]) if current else set()
@@ -158,7 +200,7 @@ def grant_slots(
 
 def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:
     """``(batch id, slot)`` of every raw delivery slot that mentions ``subject``."""
-    prefix = f"{CAPGRANTS_PREFIX}{subject}/"
+    prefix = capgrants_of(subject)
     out: list[tuple[str, int]] = []
     for key in state.list(prefix):
         value = state.get(key)
@@ -171,12 +213,6 @@ def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:
 
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
-
-
-class Appender(Protocol):
-    def append(self, entries: list[bytes], *, once_since: int | None = None) -> list[int]: ...
-
-    def size(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +235,7 @@ class ErasureService:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: Appender,
+        log: LogAppender,
         keys: KeyStore,
         index: SearchIndex,
         pseudo: Pseudonymizer,
@@ -336,7 +372,7 @@ class ErasureService:
         for marker in self.state.list(ERASURES_OPEN_PREFIX):
             key = ERASURES_PREFIX + marker[len(ERASURES_OPEN_PREFIX):]
             value = self.state.get(key)
-            if value is None or json.loads(value.value).get("status") != "running":
+            if value is None or json.loads(value.value).get("status") != ErasureStatus.RUNNING:
                 # A crash between the marker and the procedure (nothing was logged or
                 # destroyed yet), or one after the end was saved: nothing left to do.
                 self.state.delete(marker)
@@ -350,11 +386,11 @@ class ErasureService:
         return sum(1 for _ in self.state.list(ERASURES_OPEN_PREFIX))
 
     def _unfinished(self, subject: str | None) -> list[str]:
-        prefix = ERASURES_PREFIX + (f"{subject}/" if subject else "")
+        prefix = erasures_of(subject) if subject else ERASURES_PREFIX
         pending = []
         for key in self.state.list(prefix):
             value = self.state.get(key)
-            if value is not None and json.loads(value.value).get("status") == "running":
+            if value is not None and json.loads(value.value).get("status") == ErasureStatus.RUNNING:
                 pending.append(key)
         return pending
 
@@ -369,7 +405,7 @@ class ErasureService:
         doc = {
             "v": 1,
             "id": erasure_id,
-            "status": "running",
+            "status": ErasureStatus.RUNNING,
             "done": [],
             "subject": plan.subject,
             "subjects": list(members),
@@ -388,9 +424,9 @@ class ErasureService:
             "slots": [[b, s] for b, s in plan.slots if self._slot_keyed(b, s)],
             "planned_keys": key_ids,
         }
-        key = f"{ERASURES_PREFIX}{plan.subject}/{erasure_id}"
+        key = erasure_key(plan.subject, erasure_id)
         # The marker first: a procedure that exists is always found by the resume job.
-        self.state.put(f"{ERASURES_OPEN_PREFIX}{plan.subject}/{erasure_id}", b"",
+        self.state.put(erasure_open_key(plan.subject, erasure_id), b"",
                        if_absent=True)
         self.state.put(key, _dump(doc), if_absent=True)
         return key
@@ -411,7 +447,7 @@ class ErasureService:
             try:
                 result = getattr(self, f"_step_{step}")(doc)
             except Conflict as exc:
-                doc.update(status="refused", refused=exc.message)
+                doc.update(status=ErasureStatus.REFUSED, refused=exc.message)
                 self.state.put(key, _dump(doc), if_match=token)
                 self._close(key)
                 logger.warning("erasure_refused_midway", subject=doc["subject"], step=step)
@@ -420,7 +456,7 @@ class ErasureService:
             doc.update(result)
             doc["done"] = [*doc["done"], step]
             token = self.state.put(key, _dump(doc), if_match=token)
-        doc["status"] = "done"
+        doc["status"] = ErasureStatus.DONE
         self.state.put(key, _dump(doc), if_match=token)
         self._close(key)
         logger.info("subject_erased", subject=doc["subject"], records=len(doc["record_ids"]))
@@ -455,7 +491,8 @@ class ErasureService:
         h = hashlib.sha256(f"{subject}@{doc['id']}".encode()).hexdigest()
         until = datetime.fromisoformat(doc["tombstone_until"].replace("Z", "+00:00"))
         t_key, t_version, t_sha, t_size = write_tombstone(
-            self.objects, f"erasure/{h[:2]}/{h}", body, Retention(self.lock_mode, until)
+            self.objects, tombstone_name(ERASURE_TOMBSTONE_KIND, h), body,
+            Retention(self.lock_mode, until),
         )
         entry = make_entry(
             EntryKind.TOMBSTONE, time=_when(doc), key=t_key, version_id=t_version,
@@ -596,19 +633,19 @@ def purge_derived_state(state: StateStore, subject: str, record_ids: set[str]) -
     (:data:`DERIVED_STATE`, key material aside): its contact-sync name in every index
     generation, parked folds keyed by its records or made by them, its records' media jobs.
     Idempotent. Returns how many values each prefix lost."""
-    counts = {NAMES_PREFIX: 0, FOLDS_PREFIX: 0, MEDIA_JOBS_PREFIX: 0}
-    for key in list(state.list(NAMES_PREFIX)):
+    counts = {INDEX_NAMES_PREFIX: 0, INDEX_FOLDS_PREFIX: 0, MEDIA_JOBS_PREFIX: 0}
+    for key in list(state.list(INDEX_NAMES_PREFIX)):
         if key.rsplit("/", 1)[-1] == subject:
             state.delete(key)
-            counts[NAMES_PREFIX] += 1
-    for key in list(state.list(FOLDS_PREFIX)):
+            counts[INDEX_NAMES_PREFIX] += 1
+    for key in list(state.list(INDEX_FOLDS_PREFIX)):
         if key.rsplit("/", 1)[-1] in record_ids:
             state.delete(key)
-            counts[FOLDS_PREFIX] += 1
+            counts[INDEX_FOLDS_PREFIX] += 1
         elif _drop_fold_items(state, key, record_ids):
-            counts[FOLDS_PREFIX] += 1
+            counts[INDEX_FOLDS_PREFIX] += 1
     for record_id in sorted(record_ids):
-        for key in list(state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/")):
+        for key in list(state.list(media_jobs_of(record_id))):
             state.delete(key)
             counts[MEDIA_JOBS_PREFIX] += 1
     return counts

@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 
 CHUNK = 4096
 _OBJECT_KINDS = {EntryKind.RAW: "raw", EntryKind.RECORD: "record", EntryKind.MEDIA: "media"}
@@ -42,12 +42,6 @@ _WANTED = tuple(
     f'"kind":"{k}"'.encode()
     for k in ("raw", "record", "media", "retention_extended", "disposed")
 )
-
-
-class LogReader(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,9 @@ documents just indexed (``SearchRequest.ids``). The ``holds-refresh`` job (every
 as ``archiver holds refresh`` does.
 
 A subject hold finds its records through the subject's grants
-(``archiver.retention.lookup``), not by reading every record header; a conversation
+(``archiver.retention.subject_lookup``), not by reading every record header; a conversation
 hold through the traces ``convsubjects/<conversation>/<subject>`` of the subjects its
-records name, then those subjects' grants (``archiver.retention.conv_lookup``). Both fall
+records name, then those subjects' grants (``archiver.retention.conversation_lookup``). Both fall
 back to reading every header when they cannot answer exactly (a batch in flight, an
 archive not yet backfilled, a subject-less record traced by older code without its batch).
 """
@@ -45,12 +45,14 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import InvalidInput, NotFound
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeyNotFound
+from archiver.keyspace import HOLDS_OPEN_KEY, HOLDS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
 from archiver.records.model import iso
@@ -63,11 +65,11 @@ from archiver.retention.attachments import (
 )
 from archiver.retention.common import (
     StoredRecord,
-    read_record,
+    read_stored_record,
     record_by_id,
 )
-from archiver.retention.conv_lookup import conversation_records
-from archiver.retention.lookup import subject_records
+from archiver.retention.conversation_lookup import conversation_records
+from archiver.retention.subject_lookup import subject_records
 from archiver.store.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import person_subjects
@@ -77,21 +79,20 @@ from search.query import parse as parse_query
 
 logger = get_logger("archiver.holds")
 
-HOLDS_PREFIX = "holds/"
-OPEN_KEY = "holds/_open"
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
-OPEN_STATUSES = frozenset({"placing", "open"})
 
 
-class Appender(Protocol):
-    """The log as holds use it: append leaves, and read them (the attachment view)."""
+class HoldStatus(StrEnum):
+    """``status`` of ``holds/<id>`` (stored: the values never change)."""
 
-    def append(self, entries: Sequence[bytes]) -> list[int]: ...
+    PLACING = "placing"  # written, items still being held; already protects
+    OPEN = "open"
+    RELEASING = "releasing"
+    RELEASED = "released"
 
-    def size(self) -> int: ...
 
-    def entries(self, start: int, end: int) -> list[bytes]: ...
+OPEN_STATUSES = frozenset({HoldStatus.PLACING, HoldStatus.OPEN})
 
 
 class Protector(Protocol):
@@ -134,7 +135,7 @@ class HoldRegistry:
         *,
         objects: ObjectStore,
         state: StateStore,
-        log: Appender,
+        log: LogAppender,
         keys: Protector | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -166,13 +167,13 @@ class HoldRegistry:
         raise PreconditionFailed(f"hold {hold_id}: too much contention")
 
     def open_index(self) -> dict[str, Any]:
-        value = self.state.get(OPEN_KEY)
+        value = self.state.get(HOLDS_OPEN_KEY)
         return {} if value is None else dict(json.loads(value.value))
 
     def set_open(self, hold_id: str, criteria: Mapping[str, Any] | None) -> None:
         """Add (criteria given) or remove (None) one hold in ``holds/_open`` by CAS."""
         for _ in range(_CAS_TRIES):
-            value = self.state.get(OPEN_KEY)
+            value = self.state.get(HOLDS_OPEN_KEY)
             index = {} if value is None else dict(json.loads(value.value))
             if criteria is None:
                 index.pop(hold_id, None)
@@ -180,13 +181,13 @@ class HoldRegistry:
                 index[hold_id] = dict(criteria)
             try:
                 if value is None:
-                    self.state.put(OPEN_KEY, _dump(index), if_absent=True)
+                    self.state.put(HOLDS_OPEN_KEY, _dump(index), if_absent=True)
                 else:
-                    self.state.put(OPEN_KEY, _dump(index), if_match=value.token)
+                    self.state.put(HOLDS_OPEN_KEY, _dump(index), if_match=value.token)
                 return
             except PreconditionFailed:
                 continue
-        raise PreconditionFailed("holds/_open: too much contention")
+        raise PreconditionFailed(f"{HOLDS_OPEN_KEY}: too much contention")
 
     def all(self) -> list[dict[str, Any]]:
         out = []
@@ -289,9 +290,9 @@ class HoldRegistry:
     # -- releasing ----------------------------------------------------------------------
     def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
         doc, _ = self.read(hold_id)
-        if doc.get("status") == "released":
+        if doc.get("status") == HoldStatus.RELEASED:
             return doc
-        self.update(hold_id, lambda d: {**d, "status": "releasing"})
+        self.update(hold_id, lambda d: {**d, "status": HoldStatus.RELEASING})
         self.set_open(hold_id, None)
         others: set[str] = set()
         for other in self.open_holds():
@@ -322,7 +323,7 @@ class HoldRegistry:
                 with contextlib.suppress(KeyNotFound):
                     self.keys.unprotect(subject, hold_reason(hold_id))
         return self.update(hold_id, lambda d: {
-            **d, "status": "released", "released_at": iso(now), "released_by": by,
+            **d, "status": HoldStatus.RELEASED, "released_at": iso(now), "released_by": by,
             "released_count": len(released), "kept_by_other_holds": kept,
         })  # fmt: skip
 
@@ -364,14 +365,14 @@ def hold_new_arrivals(
     *,
     objects: ObjectStore,
     state: StateStore,
-    log: Appender,
+    log: LogAppender,
     keys: object,
     written: Sequence[tuple[str, str]],
 ) -> int:
     """The processor's hook, after a batch's leaves are appended: hold each new record
     version (``(key, version_id)``) that an open hold's subject or conversation names.
     Costs one state GET when no hold is open. Returns the number of versions held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     if value is None:
         return 0
     index: dict[str, Any] = json.loads(value.value)
@@ -379,7 +380,7 @@ def hold_new_arrivals(
         return 0
     protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
     registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
-    records = [read_record(objects, key, version) for key, version in written]
+    records = [read_stored_record(objects, key, version) for key, version in written]
     # A hold names the subject ids its person had when it was placed; a record written
     # under another id of that person (merged since) is the same person's.
     people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
@@ -434,14 +435,14 @@ def flag_broken(registry: HoldRegistry, hold_id: str, exc: BaseException) -> Non
 
 
 def hold_new_attachments(
-    *, objects: ObjectStore, state: StateStore, log: Appender, keys: object,
+    *, objects: ObjectStore, state: StateStore, log: LogAppender, keys: object,
     attachment: Attachment,
 ) -> int:
     """The media worker's hook, after a link's leaves are appended: an attachment follows
     its message, so every open hold that holds the message (or whose subject or
     conversation names it) holds the link record and the blob too. Costs one state GET
     when no hold is open. Returns the number of versions held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     if value is None:
         return 0
     index: dict[str, Any] = json.loads(value.value)
@@ -475,7 +476,7 @@ def hold_new_attachments(
 
 def _read_quietly(objects: ObjectStore, key: str, version: str) -> StoredRecord | None:
     try:
-        return read_record(objects, key, version)
+        return read_stored_record(objects, key, version)
     except ObjectNotFound:
         return None
 
@@ -491,7 +492,7 @@ def hold_merged_people(
     """The processor's hook after a batch that merged subjects: an open hold naming any
     subject id of a merged person now holds the records of all its ids (and protects
     their keys). Costs one state GET when no hold is open. Returns versions newly held."""
-    value = state.get(OPEN_KEY)
+    value = state.get(HOLDS_OPEN_KEY)
     index: dict[str, Any] = json.loads(value.value) if value else {}
     wanted = sorted(set(subjects))
     if not index or not wanted:
@@ -573,7 +574,8 @@ class HoldService:
             scoped = [n for n in (scoped or [scope.phone_number_id]) if n == scope.phone_number_id]
         doc = {
             "id": hold_id, "case_id": case_id, "reason": reason, "scope": scope.to_json(),
-            "numbers": scoped, "status": "placing", "created_at": iso(now), "created_by": by,
+            "numbers": scoped, "status": HoldStatus.PLACING, "created_at": iso(now),
+            "created_by": by,
             "items": {}, "slots": [], "subjects": [],
         }  # fmt: skip
         self.registry.state.put(HOLDS_PREFIX + hold_id, _dump(doc), if_absent=True)
@@ -590,7 +592,7 @@ class HoldService:
             # Left open (it keeps catching arrivals) but flagged, so the failure is visible.
             flag_broken(self.registry, hold_id, exc)
             raise
-        done = self.registry.update(hold_id, lambda d: {**d, "status": "open"})
+        done = self.registry.update(hold_id, lambda d: {**d, "status": HoldStatus.OPEN})
         return done
 
     def refresh(self, hold_id: str) -> int:
@@ -612,7 +614,7 @@ class HoldService:
         net behind ``hold_indexed_arrivals``). Returns versions newly held per hold."""
         done: dict[str, int] = {}
         for h in self.registry.open_holds():
-            if h.get("status") == "open" and (h.get("scope") or {}).get("query"):
+            if h.get("status") == HoldStatus.OPEN and (h.get("scope") or {}).get("query"):
                 try:
                     done[str(h["id"])] = self.refresh(str(h["id"]))
                 except NotFound:
@@ -638,7 +640,7 @@ class HoldService:
                         found[item_id(r.key, r.version_id)] = r
         elif scope.conversation:
             # Through the traces of the subjects the conversation's records name
-            # (archiver.retention.conv_lookup); with a subject too, the union of both.
+            # (archiver.retention.conversation_lookup); with a subject too, the union of both.
             state = self.registry.state
             objects = self.registry.objects
             records = conversation_records(objects, state, self.reader, scope.conversation)

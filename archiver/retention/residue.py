@@ -25,18 +25,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX, batch_id_of, raw_key
+from archiver.ingest.capture import batch_id_of
 from archiver.keys.store import KeyStore
+from archiver.keyspace import (
+    CAPTURE_KEYS_PREFIX,
+    INDEX_FOLDS_PREFIX,
+    INDEX_NAMES_PREFIX,
+    RECORDS_PREFIX,
+    data_key_key,
+    media_jobs_of,
+    raw_key,
+    subject_keys_key,
+)
 from archiver.ledger.entry import Entry, EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.ledger.verify_objects import Finding, FindingKind
-from archiver.records.model import RECORDS_PREFIX, RecordError
-from archiver.retention.common import StoredRecord, read_record
+from archiver.records.model import RecordError
+from archiver.retention.common import StoredRecord, read_stored_record
 from archiver.retention.erasure import (
-    FOLDS_PREFIX,
-    MEDIA_JOBS_PREFIX,
-    NAMES_PREFIX,
     QUOTING_KINDS,
     drop_slot_key,
     purge_derived_state,
@@ -51,12 +59,6 @@ PERSONAL_FIELDS = frozenset({
     "contact_name", "from", "to", "edits", "reactions", "media_sha256",
 })  # fmt: skip
 _CHUNK = 1000
-
-
-class _Log(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 @dataclass
@@ -75,14 +77,14 @@ class _Seen:
     shredded_by: set[str] = field(default_factory=set)  # tombstone sha256 of key leaves
 
 
-def _entries(log: _Log) -> Iterator[Entry]:
+def _entries(log: LogReader) -> Iterator[Entry]:
     size = log.size()
     for start in range(0, size, _CHUNK):
         for data in log.entries(start, min(size, start + _CHUNK)):
             yield parse_entry(data)
 
 
-def _scan(log: _Log, objects: ObjectStore) -> _Seen:
+def _scan(log: LogReader, objects: ObjectStore) -> _Seen:
     seen = _Seen()
     for e in _entries(log):
         if e.kind is EntryKind.TOMBSTONE and e.fields.get("reason") == "erasure":
@@ -114,15 +116,15 @@ def _scan(log: _Log, objects: ObjectStore) -> _Seen:
 
 
 def erasure_residue(
-    log: _Log, objects: ObjectStore, state: StateStore, index: SearchIndex
+    log: LogReader, objects: ObjectStore, state: StateStore, index: SearchIndex
 ) -> list[Finding]:
     """Every copy of erased data still present (see the module docstring)."""
     seen = _scan(log, objects)
     out: list[Finding] = []
     for kid in sorted(seen.keys):
-        value = state.get(f"keys/dk/{kid}")
+        value = state.get(data_key_key(kid))
         if value is not None and "wrapped" in _obj(value.value):
-            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, f"keys/dk/{kid}", None,
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, data_key_key(kid), None,
                                "shredded", "wrapped key present",
                                f"data key {kid} has a key_shredded leaf but is still stored"))
     for batch, slot in sorted(seen.slots):
@@ -166,7 +168,7 @@ def _slot_quotes(
             continue  # a subject's record: its own erasure's (or someone else's)
         sealed = record.header.get("sealed") or {}
         kid = sealed.get("key_id") if isinstance(sealed, dict) else None
-        value = state.get(f"keys/dk/{kid}") if isinstance(kid, str) else None
+        value = state.get(data_key_key(kid)) if isinstance(kid, str) else None
         if value is not None and "wrapped" in _obj(value.value):
             out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, record.key, record.version_id,
                                "shredded", f"key {kid} readable",
@@ -192,7 +194,7 @@ def _readable_records(objects: ObjectStore) -> Iterator[StoredRecord]:
         if v.is_delete_marker:
             continue
         try:
-            yield read_record(objects, v.key, v.version_id)
+            yield read_stored_record(objects, v.key, v.version_id)
         except (ObjectNotFound, RecordError):
             continue
 
@@ -200,12 +202,12 @@ def _readable_records(objects: ObjectStore) -> Iterator[StoredRecord]:
 def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> list[Finding]:
     out: list[Finding] = []
     erased_subjects = {e.subject for e in done}
-    for key in state.list(NAMES_PREFIX):
+    for key in state.list(INDEX_NAMES_PREFIX):
         subject = key.rsplit("/", 1)[-1]
         if subject in erased_subjects and not _has_new_key(state, subject):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "name",
                                f"erased subject {subject} still has a contact name"))
-    for key in state.list(FOLDS_PREFIX):
+    for key in state.list(INDEX_FOLDS_PREFIX):
         value = state.get(key)
         items = _json(value.value) if value is not None else None
         if not isinstance(items, list):
@@ -217,7 +219,7 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "parked fold",
                                "a parked fold holds what an erased record made"))
     for record_id in sorted(erased_ids):
-        for key in state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/"):
+        for key in state.list(media_jobs_of(record_id)):
             out.append(Finding(FindingKind.ERASED_COPY, key, None, None, "media job",
                                f"a media job of erased record {record_id}"))
     return out
@@ -225,7 +227,7 @@ def _derived(state: StateStore, done: list[_Erasure], erased_ids: set[str]) -> l
 
 def _has_new_key(state: StateStore, subject: str) -> bool:
     """The subject came back after its erasure (a fresh key): a new name is new data."""
-    value = state.get(f"keys/subject/{subject}")
+    value = state.get(subject_keys_key(subject))
     return value is not None and bool(_obj(value.value).get("current"))
 
 
@@ -244,7 +246,7 @@ def _json(raw: bytes) -> Any:
 
 
 def replay_shredded(
-    log: _Log, objects: ObjectStore, state: StateStore, keys: KeyStore, index: SearchIndex
+    log: LogReader, objects: ObjectStore, state: StateStore, keys: KeyStore, index: SearchIndex
 ) -> dict[str, Any]:
     """After working state (or the index) was restored from a backup: destroy again every
     data key and raw slot a ``key_shredded`` leaf names, purge the completed erasures'

@@ -22,25 +22,29 @@ governing policy, the retention end the policy engine computes now and the store
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any
 
 from archiver.errors import Conflict, Forbidden, NotFound
+from archiver.keyspace import REVIEWS_PREFIX
 from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import iso
 from archiver.retention.common import StoredRecord, record_by_id
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectInfo, ObjectStore, StateStore
 from policies.model import Decision
 
-REVIEWS_PREFIX = "disposition/reviews/"
 _CAS_TRIES = 20
 
 
-class Appender(Protocol):
-    def append(self, entries: Sequence[bytes]) -> list[int]: ...
+class ReviewStatus(StrEnum):
+    """``status`` of ``disposition/reviews/<record id>`` (stored: values never change)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def review_doc(
         "retain_until": iso(decision.retain_until),
         "store_retain_until": iso(info.retention.retain_until) if info.retention else None,
         "required": 2 if decision.disposition.two_person_approval else 1,
-        "approvals": [], "status": "pending", "queued_at": iso(now),
+        "approvals": [], "status": ReviewStatus.PENDING, "queued_at": iso(now),
     }  # fmt: skip
 
 
@@ -105,7 +109,9 @@ def approved(
     return False
 
 
-def list_reviews(state: StateStore, status: str | None = "pending") -> list[dict[str, Any]]:
+def list_reviews(
+    state: StateStore, status: str | None = ReviewStatus.PENDING
+) -> list[dict[str, Any]]:
     out = []
     for key in state.list(REVIEWS_PREFIX):
         value = state.get(key)
@@ -119,7 +125,7 @@ def list_reviews(state: StateStore, status: str | None = "pending") -> list[dict
 
 def approve_review(
     state: StateStore, record_id: str, *, approver: Approver, now: datetime,
-    log: Appender | None = None, objects: ObjectStore | None = None,
+    log: LogAppender | None = None, objects: ObjectStore | None = None,
 ) -> dict[str, Any]:
     """Add ``approver``'s approval to the pending review of ``record_id``, bound to the
     version under review, and log it. Raises Forbidden (``approver_without_person``),
@@ -144,7 +150,7 @@ def approve_review(
                 "(create one with `archiver token create --person ...`)",
                 code="approver_without_person",
             )
-        if doc.get("status") != "pending":
+        if doc.get("status") != ReviewStatus.PENDING:
             raise Conflict(f"the review of {record_id} is {doc.get('status')}",
                            code="review_not_pending")
         key, version = str(doc["key"]), str(doc["version_id"])
@@ -157,7 +163,7 @@ def approve_review(
                     "name": approver.name, "at": iso(now), "key": key, "version_id": version}
         doc["approvals"] = [*doc.get("approvals", []), approval]
         if len(approvals_for(doc, key, version)) >= int(doc["required"]):
-            doc["status"] = "approved"
+            doc["status"] = ReviewStatus.APPROVED
         try:
             state.put(REVIEWS_PREFIX + record_id, _dump(doc), if_match=value.token)
         except PreconditionFailed:

@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from archiver.retention.common import read_record
-from archiver.retention.disposition import REVIEWS_PREFIX
+from archiver.keyspace import REVIEWS_PREFIX
+from archiver.retention.common import read_stored_record
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 
@@ -33,7 +33,7 @@ def review_of(state: StateStore, record_id: str) -> dict[str, Any] | None:
 def review_numbers(objects: ObjectStore, doc: Mapping[str, Any]) -> list[str] | None:
     """The record's ``phone_number_id``; None when the record is gone or names none."""
     try:
-        record = read_record(objects, str(doc["key"]), str(doc["version_id"]))
+        record = read_stored_record(objects, str(doc["key"]), str(doc["version_id"]))
     except (ObjectNotFound, KeyError):
         return None
     number = record.phone_number_id

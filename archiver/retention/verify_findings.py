@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from archiver.keyspace import RECORDS_PREFIX
 from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.ports import LogReader
 from archiver.ledger.verify_objects import Finding, FindingKind
-from archiver.records.model import RECORDS_PREFIX, Record
+from archiver.records.model import Record
 from archiver.retention.attachments import attachment_of_header, message_versions
 from archiver.retention.common import live_versions
 from archiver.store.errors import ObjectNotFound, StoreError
@@ -28,12 +30,6 @@ from search.errors import SearchError
 
 _CHUNK = 4096
 _WANTED = (b'"kind":"disposed"', b'"event":"media_link"')
-
-
-class LogReader(Protocol):
-    def size(self) -> int: ...
-
-    def entries(self, start: int, end: int) -> list[bytes]: ...
 
 
 class IndexReader(Protocol):

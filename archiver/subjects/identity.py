@@ -33,14 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from archiver.keyspace import ALIAS_PREFIX, MERGED_PREFIX, child_key, children_of
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 
-ALIAS_PREFIX = "subjects/alias/"
-MERGED_PREFIX = "subjects/merged/"
-CHILDREN_PREFIX = "subjects/children/"
 _TRIES = 20
 
 
@@ -125,7 +123,7 @@ class Identities:
         stack = [root]
         while stack:
             node = stack.pop()
-            prefix = f"{CHILDREN_PREFIX}{node}/"
+            prefix = children_of(node)
             for key in list(self.state.list(prefix)):
                 child = key[len(prefix) :]
                 doc = self.pointer(child)
@@ -198,7 +196,7 @@ class Identities:
             low, high = sorted((ra, rb))
             # The reverse index first: a crash before the pointer leaves an entry that
             # does not count (its pointer is absent or names another subject).
-            self.state.put(f"{CHILDREN_PREFIX}{low}/{high}", b"{}")
+            self.state.put(child_key(low, high), b"{}")
             doc = {"into": low, "at": self.clock().isoformat(), "by": by, "business": business}
             try:
                 self.state.put(MERGED_PREFIX + high, json.dumps(doc).encode(), if_absent=True)
@@ -257,9 +255,6 @@ def person_subjects(state: StateStore, subject: str) -> list[str]:
 
 
 __all__ = [
-    "ALIAS_PREFIX",
-    "CHILDREN_PREFIX",
-    "MERGED_PREFIX",
     "Identities",
     "Merge",
     "canonical_subject",

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeysError
 from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.ports import LogAppender
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import aliases_of

@@ -21,9 +21,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from archiver.keyspace import record_key
 from archiver.ledger.entry import EntryKind
 from archiver.media.worker import MediaWorker
-from archiver.records.model import Record, record_key
+from archiver.records.model import Record
 from archiver.retention.disposition import DispositionJob
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime

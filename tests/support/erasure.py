@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from archiver.auth import Role
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.errors import KeyShredded
+from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.support.apps import embedded_settings, running_app, sign

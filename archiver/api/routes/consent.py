@@ -28,6 +28,7 @@ from archiver.consent import (
     state_as_of,
 )
 from archiver.errors import Forbidden
+from archiver.ingest.consent import ConsentStatus
 
 router = APIRouter(prefix="/v1", tags=["consent"])
 
@@ -69,7 +70,7 @@ async def record_consent(
         phone_number_id=body.phone_number_id,
         contact=body.contact,
         purpose=body.purpose,
-        state=body.state,
+        state=ConsentStatus(body.state),
         channel=body.channel,
         evidence=body.evidence,
         actor=body.actor,

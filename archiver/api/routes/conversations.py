@@ -26,7 +26,7 @@ from archiver.audit import AuditAction
 from archiver.auth import Principal
 from archiver.errors import NotFound
 from archiver.indexing.documents import FOLDED_TYPES, THREAD_KINDS
-from archiver.ingest.processor import MEDIA_JOBS_PREFIX
+from archiver.keyspace import media_jobs_of
 from archiver.metrics import THREAD_VIEWS
 from archiver.store.port import StateStore
 from search.errors import InvalidRequest
@@ -105,7 +105,7 @@ def _media_jobs(state: StateStore, record_id: str) -> list[dict[str, Any]]:
     """The message's media jobs still in working state (finished ones are dropped after
     a while: then the thread says nothing rather than guess)."""
     out = []
-    for key in sorted(state.list(f"{MEDIA_JOBS_PREFIX}{record_id}/")):
+    for key in sorted(state.list(media_jobs_of(record_id))):
         value = state.get(key)
         if value is not None:
             out.append(json.loads(value.value))

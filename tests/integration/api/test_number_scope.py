@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from archiver.auth import Role
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
+from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime

@@ -11,7 +11,8 @@ import pytest
 import rfc8785
 
 from archiver.auth import Role
-from archiver.records.model import Record, record_key
+from archiver.keyspace import record_key
+from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.fakes.meta import FakeMeta
 from tests.support.apps import embedded_settings, running_app

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from archiver.cases.bates import BatesAllocator, bucket_of, contiguous
-from archiver.cases.keys import BATES_PREFIX
 from archiver.errors import InvalidInput
+from archiver.keyspace import BATES_PREFIX
 from archiver.store.port import StateStore
 from tests.support.apps import backend_settings, running_app
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from archiver.ingest.processor import PROC_PREFIX
 from archiver.ingest.rawbatch import Delivery, parse_batch
+from archiver.keyspace import PROC_PREFIX
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.verify import verify_archive
 from archiver.metrics import REGISTRY

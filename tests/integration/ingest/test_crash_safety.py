@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from archiver.ingest.rawbatch import Delivery
+from archiver.keyspace import RECORDS_PREFIX
 from archiver.ledger.entry import EntryKind, parse_entry
-from archiver.records.model import RECORDS_PREFIX, Record
+from archiver.records.model import Record
 from archiver.runtime import Runtime
 from archiver.whatsapp import parse_delivery
 from tests.conftest import REPO, shared_dir

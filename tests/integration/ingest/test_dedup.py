@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from archiver.ingest.capture import raw_key
-from archiver.records.model import RECORDS_PREFIX, Record
+from archiver.keyspace import RECORDS_PREFIX, raw_key
+from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.conftest import shared_dir
 from tests.support.apps import backend_settings, running_app, sign

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from archiver.ingest.capture import raw_key
-from archiver.records.model import Record, record_key
+from archiver.keyspace import raw_key, record_key
+from archiver.records.model import Record
 from archiver.records.subjects import aliases_of
 from archiver.runtime import Runtime
 from archiver.whatsapp import ContactRef

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from archiver.ingest.capture import raw_key
 from archiver.ingest.rawbatch import parse_batch
+from archiver.keyspace import raw_key
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.records.model import Record
 from archiver.runtime import Runtime

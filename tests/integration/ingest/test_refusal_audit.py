@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from archiver.audit import AUDIT_PREFIX
 from archiver.auth import Role
+from archiver.keyspace import AUDIT_PREFIX
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.runtime import Runtime
 from archiver.security_events import MAX_AGENTS, PREFIX_CHARS

@@ -10,9 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from archiver import metrics
-from archiver.ingest.capture import PENDING_PREFIX
-from archiver.ingest.processor import PENDING_INDEX_READY, PROC_PREFIX
 from archiver.ingest.rawbatch import Delivery
+from archiver.keyspace import PENDING_INDEX_READY, PENDING_PREFIX, PROC_PREFIX
 from archiver.runtime import Runtime
 from tests.conftest import shared_dir
 

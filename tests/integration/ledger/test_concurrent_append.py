@@ -19,8 +19,8 @@ import pytest
 from backends import ORIGIN, open_log, open_stores
 
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import open_checkpoint
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_format import open_checkpoint
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.note import Signer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from backends import ORIGIN, open_log, open_stores
 
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer

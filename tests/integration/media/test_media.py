@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from archiver.keys.envelope import decrypt
+from archiver.keyspace import media_object_key
 from archiver.ledger.entry import EntryKind, parse_entry
-from archiver.media.worker import media_object_key
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.fakes.meta import FakeMeta

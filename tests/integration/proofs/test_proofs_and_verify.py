@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from archiver.audit import SYSTEM, AuditAction
 from archiver.auth import Role
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import open_checkpoint
+from archiver.ledger.checkpoint_format import open_checkpoint
 from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.note import Verifier
 from archiver.runtime import Runtime

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from archiver.keyspace import DISPOSITION_CURSOR_KEY as CURSOR_KEY
+from archiver.keyspace import DISPOSITION_JOURNAL_PREFIX as JOURNAL_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
-from archiver.retention.disposition import CURSOR_KEY, JOURNAL_PREFIX
 from archiver.retention.expiry import candidates
 from policies.model import Decision, RecordFacts
 from tests.support.disposition import (

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 
 from archiver.auth import Role
 from archiver.ingest.processor import Processor
+from archiver.keyspace import CONVSUBJECTS_COMPLETE_KEY as COMPLETE_KEY
+from archiver.keyspace import CONVSUBJECTS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records, resolve_subject
-from archiver.retention.conv_lookup import (
-    COMPLETE_KEY,
-    CONVSUBJECTS_PREFIX,
+from archiver.retention.conversation_lookup import (
     backfill,
     conversation_records,
     conversation_records_indexed,

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from archiver.keyspace import DISPOSITION_JOURNAL_PREFIX as JOURNAL_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.common import StoredRecord
-from archiver.retention.disposition import CRASH_POINTS, JOURNAL_PREFIX, DispositionJob
+from archiver.retention.disposition import CRASH_POINTS, DispositionJob
 from archiver.runtime import Runtime
 from tests.support.disposition import (
     CountingStore,

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from archiver.auth import Role
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
+from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.ledger.entry import EntryKind
 from archiver.retention.common import resolve_subject
 from archiver.retention.erasure import DERIVED_STATE, KEPT_STATE, STEPS, slot_grants

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from archiver.auth import Role
+from archiver.keyspace import HOLDS_OPEN_KEY as OPEN_KEY
+from archiver.keyspace import HOLDS_PREFIX
 from archiver.retention.common import iter_records, resolve_subject
-from archiver.retention.holds import HOLDS_PREFIX, OPEN_KEY, HoldScope
+from archiver.retention.holds import HoldScope
 from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from tests.support.apps import backend_settings, running_app

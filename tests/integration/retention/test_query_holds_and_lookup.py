@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from archiver.auth import Role
-from archiver.records.model import record_key
+from archiver.keyspace import record_key
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HoldScope
-from archiver.retention.lookup import subject_records, subject_records_indexed
 from archiver.retention.services import retention_services
+from archiver.retention.subject_lookup import subject_records, subject_records_indexed
 from archiver.runtime import Runtime
 from tests.support.retention import (
     PHONE_NUMBER_ID,

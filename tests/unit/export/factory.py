@@ -31,7 +31,7 @@ from archiver.export.model import (
 )
 from archiver.export.writer import PackageSummary, PackageWriter
 from archiver.ingest.rawbatch import Delivery, seal_batch
-from archiver.ledger.checkpoint import Checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, sign_checkpoint
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.merkle import MemoryTree
 from archiver.ledger.note import Signer

@@ -17,7 +17,7 @@ from datetime import timedelta
 from archiver.export.model import (
     ExportInfo, ExportItem, ExportLeaf, LeafProof, LogBundle, Participant)
 from archiver.export.writer import PackageWriter
-from archiver.ledger.checkpoint import Checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, sign_checkpoint
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.merkle import MemoryTree, hash_leaf
 from archiver.ledger.note import Signer

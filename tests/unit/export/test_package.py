@@ -24,7 +24,7 @@ from archiver.export import dat, rsmf
 from archiver.export.errors import ExportInputError, ExportStateError
 from archiver.export.model import Attachment, ExportItem, RawBatch, RawSlot
 from archiver.export.verify import KeyNotPinned, verify_package
-from archiver.ledger.checkpoint import Checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, sign_checkpoint
 from archiver.ledger.note import Signer
 from tests.unit.export.factory import ORIGIN, Built, build, rid
 

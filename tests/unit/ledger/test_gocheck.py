@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer
 from archiver.store.local import LocalObjectStore

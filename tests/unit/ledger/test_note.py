@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint, sign_checkpoint
 from archiver.ledger.errors import CheckpointError, NoteError
 from archiver.ledger.note import Signer, Verifier, key_id, open_note, parse_note, sign_note
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from archiver.keyspace import HOLDS_OPEN_KEY as OPEN_KEY
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.retention.arrivals import hold_indexed_arrivals
-from archiver.retention.holds import OPEN_KEY
-from archiver.retention.lookup import leaf_runs, record_refs, subject_records_indexed
+from archiver.retention.subject_lookup import leaf_runs, record_refs, subject_records_indexed
 from archiver.store.state_sqlite import SqliteStateStore
 from search.port import SearchRequest
 

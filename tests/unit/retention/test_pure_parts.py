@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import Conflict, NotFound
+from archiver.keyspace import REVIEWS_PREFIX
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import contact_aliases, facts_of, resolve_subject
-from archiver.retention.disposition import REVIEWS_PREFIX, Approver, approve_review
+from archiver.retention.disposition import Approver, approve_review
 from archiver.retention.holds import _matches, summary
 from archiver.store.state_sqlite import SqliteStateStore
 

@@ -11,9 +11,10 @@ import pytest
 
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import _contact
+from archiver.keyspace import MERGED_PREFIX
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.state_sqlite import SqliteStateStore
-from archiver.subjects.identity import MERGED_PREFIX, Identities, person_subjects
+from archiver.subjects.identity import Identities, person_subjects
 from archiver.whatsapp import parse_delivery
 
 PSEUDO = Pseudonymizer.from_setting("k" * 64)

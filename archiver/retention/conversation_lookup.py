@@ -23,7 +23,7 @@ grants): a stale one only costs a look at a subject's records.
 * a ``_none`` trace without a batch: None — such a record is only found by the scan;
 * otherwise the conversation's records are the records of its traced subjects' batches
   and of its ``_none/<batch>`` batches
-  (:func:`archiver.retention.lookup.subjects_records_indexed`, None when one of those
+  (:func:`archiver.retention.subject_lookup.subjects_records_indexed`, None when one of those
   batches is in flight) whose header names the conversation; no trace at all: none.
 
 The marker is set by ``Runtime.open`` on an archive with no record yet
@@ -42,30 +42,23 @@ from dataclasses import dataclass
 from functools import partial
 
 from archiver.ingest.capture import batch_id_of
-from archiver.ingest.ports import LogAppender
+from archiver.keyspace import (
+    CONVSUBJECTS_COMPLETE_KEY,
+    NO_SUBJECT,
+    RECORDS_PREFIX,
+    conversation_traces,
+    trace_key,
+)
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.records.model import RECORDS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records
-from archiver.retention.lookup import subjects_records_indexed
+from archiver.retention.subject_lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 
-logger = get_logger("archiver.retention.conv_lookup")
+logger = get_logger("archiver.retention.conv_lookup")  # name kept: operators filter on it
 
-CONVSUBJECTS_PREFIX = "convsubjects/"
-COMPLETE_KEY = CONVSUBJECTS_PREFIX + "_complete"
-NO_SUBJECT = "_none"
 _SEEN_MAX = 200_000  # pairs remembered per process before the memory starts over
-
-
-def trace_key(conversation: str, subject: str | None, batch: str | None = None) -> str:
-    """The trace of a record naming ``subject``; a subject-less record's names its raw
-    ``batch`` instead (the lookup reads that batch's records)."""
-    if subject:
-        return f"{CONVSUBJECTS_PREFIX}{conversation}/{subject}"
-    if batch:
-        return f"{CONVSUBJECTS_PREFIX}{conversation}/{NO_SUBJECT}/{batch}"
-    return f"{CONVSUBJECTS_PREFIX}{conversation}/{NO_SUBJECT}"
 
 
 def leave_trace(
@@ -117,12 +110,12 @@ class ConversationTraces:
 
 
 def is_complete(state: StateStore) -> bool:
-    return state.get(COMPLETE_KEY) is not None
+    return state.get(CONVSUBJECTS_COMPLETE_KEY) is not None
 
 
 def mark_complete(state: StateStore, how: str) -> None:
     with contextlib.suppress(PreconditionFailed):  # set already
-        state.put(COMPLETE_KEY, json.dumps({"by": how}).encode(), if_absent=True)
+        state.put(CONVSUBJECTS_COMPLETE_KEY, json.dumps({"by": how}).encode(), if_absent=True)
 
 
 def mark_if_fresh(objects: ObjectStore, state: StateStore) -> bool:
@@ -177,7 +170,7 @@ def conversation_records_indexed(
     that path cannot answer exactly (see the module docstring)."""
     if not is_complete(state):
         return None
-    prefix = f"{CONVSUBJECTS_PREFIX}{conversation}/"
+    prefix = conversation_traces(conversation)
     names = {k[len(prefix) :] for k in state.list(prefix)}
     if not names:
         return []
@@ -209,9 +202,6 @@ def conversation_records(
 
 
 __all__ = [
-    "COMPLETE_KEY",
-    "CONVSUBJECTS_PREFIX",
-    "NO_SUBJECT",
     "BackfillReport",
     "ConversationTraces",
     "backfill",
@@ -221,5 +211,4 @@ __all__ = [
     "leave_trace",
     "mark_complete",
     "mark_if_fresh",
-    "trace_key",
 ]

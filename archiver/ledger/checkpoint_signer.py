@@ -32,8 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from archiver.keyspace import checkpoint_key, checkpoint_pointer_key
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint, sign_checkpoint
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.errors import CheckpointRefused, LogCorrupted, ProofError
 from archiver.ledger.log import TransparencyLog
@@ -51,10 +52,6 @@ class SignedCheckpoint:
     verifier: str  # verifier key text that signed it
 
 
-def checkpoint_key(prefix: str, size: int) -> str:
-    return f"{prefix}checkpoint/{size:020d}"
-
-
 class CheckpointSigner:
     def __init__(
         self,
@@ -70,7 +67,7 @@ class CheckpointSigner:
         self.objects = objects
         self.state = state
         self.now = now
-        self.pointer_key = f"{log.prefix}checkpoint"
+        self.pointer_key = checkpoint_pointer_key(log.prefix)
 
     def _pointer(self) -> tuple[dict[str, object] | None, str | None]:
         sv = self.state.get(self.pointer_key)

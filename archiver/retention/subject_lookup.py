@@ -22,7 +22,7 @@ only API consent records), :func:`subject_records` falls back to the full scan
 
 :func:`subjects_records_indexed` answers for several subjects in one pass (one consent-view
 catch-up, each batch's records read once): a conversation's records are found through the
-subjects they name (``archiver.retention.conv_lookup``).
+subjects they name (``archiver.retention.conversation_lookup``).
 """
 
 from __future__ import annotations
@@ -32,18 +32,17 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from archiver.ingest.ports import LogAppender
+from archiver.ingest.batch_status import BatchState
+from archiver.keyspace import CONSENT_VIEW_PREFIX, PROC_PREFIX, capgrants_of, record_key
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.retention.common import StoredRecord, iter_records, live_versions, read_record
+from archiver.retention.common import StoredRecord, iter_records, live_versions, read_stored_record
 from archiver.retention.expiry import leaf_runs, record_refs
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 
-logger = get_logger("archiver.retention.lookup")
+logger = get_logger("archiver.retention.lookup")  # name kept: operators filter on it
 
-CAPGRANTS_PREFIX = "capgrants/"  # archiver.retention.erasure.grant_slots
-PROC_PREFIX = "proc/"  # archiver.ingest.processor
-CONSENT_VIEW_PREFIX = "views/consent/"  # archiver.consent
 _READERS = 16
 
 
@@ -58,9 +57,9 @@ def _batch_entries(
         if value is None:
             return None
         doc = json.loads(value.value)
-        if doc.get("status") == "done" and isinstance(doc.get("leaves"), list):
+        if doc.get("status") == BatchState.DONE and isinstance(doc.get("leaves"), list):
             leaves.extend(int(i) for i in doc["leaves"])
-        elif doc.get("status") == "logging" and isinstance(doc.get("entries"), list):
+        elif doc.get("status") == BatchState.LOGGING and isinstance(doc.get("entries"), list):
             inline.extend(base64.b64decode(e) for e in doc["entries"])
         else:
             return None  # claimed: records may be written with no trace yet
@@ -77,7 +76,6 @@ def _consent_refs(
     after catching the view up with the log (incremental: from the view's own cursor)."""
     # Imported here: archiver.consent imports the processor, which imports this package.
     from archiver.consent import ConsentView
-    from archiver.records.model import record_key
 
     ConsentView(log=log, objects=objects, state=state).catch_up()
     out: set[tuple[str, str]] = set()
@@ -117,7 +115,7 @@ def subjects_records_indexed(
     wanted = set(subjects)
     batches: set[str] = set(also_batches)
     for subject in sorted(wanted):
-        prefix = f"{CAPGRANTS_PREFIX}{subject}/"
+        prefix = capgrants_of(subject)
         granted = {k[len(prefix) :] for k in state.list(prefix)}
         if not granted:
             return None
@@ -131,7 +129,7 @@ def subjects_records_indexed(
 
     def read(ref: tuple[str, str]) -> StoredRecord | None:
         try:
-            return read_record(objects, *ref)
+            return read_stored_record(objects, *ref)
         except ObjectNotFound:
             return None  # disposed since
 
