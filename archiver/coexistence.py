@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import follow_to_end, read_record, update_json
+from archiver.consent import read_record, update_json
 from archiver.errors import Conflict
 from archiver.ingest.ports import LogAppender
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import Entry, EntryKind
+from archiver.ledger.follow import follow_to_end
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError, iso, record_key
 from archiver.store.errors import ObjectNotFound, PreconditionFailed

@@ -30,7 +30,8 @@ import rfc8785
 
 from archiver.ingest.ports import LogAppender, PolicyDecider
 from archiver.keys.store import KeyStore
-from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
+from archiver.ledger.entry import Entry, EntryKind, make_entry
+from archiver.ledger.follow import follow_to_end
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.records.subjects import normalize_number
@@ -47,48 +48,7 @@ VIEW_PREFIX = "views/consent/"
 STATES = ("opt_in", "opt_out")
 
 
-# -- following the log (shared with archiver.coexistence) ------------------------------
-
-
-def follow_log(
-    log: LogAppender,
-    state: StateStore,
-    cursor_key: str,
-    handle: Callable[[int, Entry], None],
-    *,
-    max_entries: int = 5000,
-) -> int:
-    """Feed leaves ``[cursor, size)`` to ``handle(index, entry)``; advance the cursor.
-
-    ``handle`` must be idempotent: a crash (or a concurrent follower) may replay leaves.
-    Returns how many leaves were consumed.
-    """
-    current = state.get(cursor_key)
-    start = int(current.value) if current else 0
-    size = log.size()
-    end = min(size, start + max_entries)
-    if start >= end:
-        return 0
-    for offset, data in enumerate(log.entries(start, end)):
-        handle(start + offset, parse_entry(data))
-    try:
-        if current is None:
-            state.put(cursor_key, str(end).encode(), if_absent=True)
-        else:
-            state.put(cursor_key, str(end).encode(), if_match=current.token)
-    except PreconditionFailed:
-        pass  # another follower advanced it; our updates were idempotent
-    return end - start
-
-
-def follow_to_end(
-    log: LogAppender, state: StateStore, cursor_key: str, handle: Callable[[int, Entry], None]
-) -> int:
-    """``follow_log`` until the cursor reaches the log's size; returns leaves consumed."""
-    total = 0
-    while consumed := follow_log(log, state, cursor_key, handle):
-        total += consumed
-    return total
+# -- working-state helpers (shared with archiver.coexistence) ----------------------------
 
 
 def update_json(state: StateStore, key: str, change: Callable[[Any], Any], default: Any) -> Any:
