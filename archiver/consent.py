@@ -34,13 +34,13 @@ from archiver.ledger.entry import Entry, EntryKind, make_entry
 from archiver.ledger.follow import follow_to_end
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import normalize_number
 from archiver.retention.common import contact_aliases
 from archiver.retention.common import resolve_subject as _resolve_person
 from archiver.retention.conv_lookup import leave_trace
 from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.subjects.aliases import normalize_number
 from archiver.subjects.identity import Identities, person_subjects
 from policies.model import RecordFacts
 

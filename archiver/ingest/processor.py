@@ -51,13 +51,13 @@ from archiver.logs import get_logger
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import aliases_of
 from archiver.retention.common import facts_of
 from archiver.retention.conv_lookup import ConversationTraces
 from archiver.retention.erasure import QUOTING_KINDS, grant_slots
 from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.aliases import aliases_of
 from archiver.subjects.identity import Identities, Merge, merged_entry
 from archiver.subjects.mentions import named_contacts
 from archiver.whatsapp import Event, EventKind, parse_delivery

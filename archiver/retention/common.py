@@ -20,9 +20,9 @@ import rfc8785
 from archiver.errors import NotFound
 from archiver.records.model import RECORDS_PREFIX, Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import normalize_number
 from archiver.store.errors import ObjectExists, ObjectNotFound
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.aliases import normalize_number
 from archiver.subjects.identity import ALIAS_PREFIX, Identities
 from policies.model import RecordFacts
 
@@ -126,7 +126,7 @@ def _parse(value: Any) -> datetime | None:
 
 
 def contact_aliases(contact: str) -> list[str]:
-    """The alias forms a caller's contact string may take (``archiver.records.subjects``):
+    """The alias forms a caller's contact string may take (``archiver.subjects.aliases``):
     a phone-based wa_id (digits, ``+`` and separators allowed) or a business-scoped id."""
     text = contact.strip()
     digits = normalize_number(text)

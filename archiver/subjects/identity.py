@@ -1,7 +1,7 @@
 """Identity resolution that converges whatever the order Meta's webhooks arrive in.
 
 A contact is named by several aliases (``wa:<digits>``, ``bsuid:…``, ``parent:…``, a
-new number after ``user_changed_number``; ``archiver.records.subjects``). Each subject
+new number after ``user_changed_number``; ``archiver.subjects.aliases``). Each subject
 id is a pseudonym (``s_…``) with its own data key. When a Meta payload names two aliases
 that so far led to different subjects, the two subjects are **merged**: a union-find over
 subject ids kept in working state. Nothing is rewritten: records keep the subject id
