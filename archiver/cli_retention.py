@@ -81,9 +81,8 @@ def holds_list() -> None:
     With its status, case, how many versions it holds and who created it.
     """
     from archiver.retention.holds import summary
-    from archiver.retention.services import retention_services
 
-    for hold in retention_services(_runtime()).holds.list():
+    for hold in _runtime().retention.holds.list():
         s = summary(hold)
         typer.echo(f"{s['id']}\t{s['status']}\tcase={s.get('case_id') or '-'}\t"
                    f"versions={s['held_versions']}\tsubjects={len(s.get('subjects', []))}\t"
@@ -103,9 +102,8 @@ def holds_refresh(
 
     Whatever a hold's scope finds now (new records, merged identities) is held too.
     """
-    from archiver.retention.services import retention_services
 
-    service = retention_services(_runtime()).holds
+    service = _runtime().retention.holds
     ids = [hold_id] if hold_id else [h["id"] for h in service.registry.open_holds()]
     for hid in ids:
         typer.echo(f"{hid}\tnewly held={service.refresh(hid)}")
@@ -135,11 +133,10 @@ def dispose(dry_run: DryRun = False) -> None:
     media, with a tombstone each. Runs on one replica at a time (exit 3 if another
     holds the lease).
     """
-    from archiver.retention.services import retention_services
 
     runtime = _runtime()
     with progress_reporter("disposing", "candidates") as progress:
-        report = retention_services(runtime).disposition.run(dry_run=dry_run, progress=progress)
+        report = runtime.retention.disposition.run(dry_run=dry_run, progress=progress)
     if not report.ran:
         typer.echo("another replica holds the disposition lease; nothing done", err=True)
         raise typer.Exit(3)
@@ -152,22 +149,20 @@ def retention_apply(dry_run: DryRun = False) -> None:
 
     Extends the locks that grew (locks never shrink).
     """
-    from archiver.retention.services import retention_services
 
     runtime = _runtime()
     with progress_reporter("re-deciding", "records") as progress:
-        report = retention_services(runtime).applier.run(dry_run=dry_run, progress=progress)
+        report = runtime.retention.applier.run(dry_run=dry_run, progress=progress)
     _echo_json(report.to_json())
 
 
 @erasure_app.command("resume")
 def erasure_resume() -> None:
     """Finish every erasure procedure a crash left unfinished."""
-    from archiver.retention.services import retention_services
 
     rt = _runtime()
     try:
-        _echo_json(retention_services(rt).erasure.resume_pending())
+        _echo_json(rt.retention.erasure.resume_pending())
     finally:
         rt.close()
 

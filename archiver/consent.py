@@ -28,20 +28,18 @@ from urllib.parse import quote
 
 import rfc8785
 
-from archiver.ingest.ports import LogAppender, PolicyDecider
+from archiver.ingest.ports import LogAppender, LoggedHook, PolicyDecider
 from archiver.keys.store import KeyStore
 from archiver.ledger.entry import Entry, EntryKind, make_entry
 from archiver.ledger.follow import follow_to_end
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.retention.common import contact_aliases
-from archiver.retention.common import resolve_subject as _resolve_person
-from archiver.retention.conv_lookup import leave_trace
-from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
-from archiver.subjects.aliases import normalize_number
+from archiver.subjects.aliases import contact_aliases, normalize_number
 from archiver.subjects.identity import Identities, person_subjects
+from archiver.subjects.identity import resolve_subject as _resolve_person
+from archiver.subjects.traces import leave_trace
 from policies.model import RecordFacts
 
 VIEW_PREFIX = "views/consent/"
@@ -212,10 +210,12 @@ class ConsentRecorder:
         log: LogAppender,
         pseudo: Pseudonymizer,
         policy: PolicyDecider,
+        on_logged: LoggedHook,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.objects, self.state, self.keys, self.log = objects, state, keys, log
         self.pseudo, self.policy, self.clock = pseudo, policy, clock
+        self.on_logged = on_logged  # Runtime.open wires retention's hold of new arrivals
 
     def record(self, change: ConsentChange, recorded_by: dict[str, Any]) -> Recorded:
         now = self.clock()
@@ -320,11 +320,5 @@ class ConsentRecorder:
         leaves = self.log.append(entries)
         # A record arriving while a hold on its subject or conversation is open is held now,
         # as the processor holds its records (query holds: the index follower's hook).
-        hold_new_arrivals(
-            objects=self.objects,
-            state=self.state,
-            log=self.log,
-            keys=self.keys,
-            written=[(record.key, put.version_id)],
-        )
+        self.on_logged([(record.key, put.version_id)], [])
         return Recorded(record.record_id, leaves[-1], subject)

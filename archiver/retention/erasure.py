@@ -6,8 +6,9 @@ Plan (nothing written; a refusal is 409 ``erasure_refused`` naming the blocker):
 
 1. resolve the contact (wa_id or BSUID) to its subject pseudonym (alias registry);
 2. find the subject's records and the raw delivery slots that mention it (grants
-   ``capgrants/<subject>/<batch>``, :func:`grant_slots`), and the records of *other*
-   subjects derived from those same slots (a history chunk spans several threads);
+   ``capgrants/<subject>/<batch>``, ``archiver.subjects.grants.grant_slots``), and the
+   records of *other* subjects derived from those same slots (a history chunk spans
+   several threads);
 3. re-decide all of them with the current policy set: a running obligation on the
    subject's records, or on another subject's record from a shared slot (destroying the
    slot's key would destroy that record's raw evidence), or an open hold on the subject or
@@ -41,7 +42,7 @@ import contextlib
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -67,6 +68,7 @@ from archiver.retention.holds import HoldRegistry
 from archiver.retention.lookup import subjects_records_indexed
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.grants import CAPGRANTS_PREFIX
 from archiver.subjects.identity import person_subjects
 from policies.engine import erasure_check
 from policies.model import Decision, RecordFacts
@@ -74,7 +76,6 @@ from search.port import SearchIndex
 
 logger = get_logger("archiver.erasure")
 
-CAPGRANTS_PREFIX = "capgrants/"
 ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
 # One empty marker per procedure not yet done or refused: erasures-open/<subject>/<id>. The
 # resume job lists these, not every procedure ever run, so it is cheap to run often.
@@ -121,39 +122,8 @@ KEPT_STATE: dict[str, str] = {
     "leases/": "job leases",
 }
 
-# Record kinds without a subject of their own whose sealed content may quote a delivery
-# (archiver.ingest.processor gives them the people the delivery names).
-QUOTING_KINDS = frozenset({"unknown", "unprocessable"})
-
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
-
-
-def grant_slots(
-    state: StateStore, subject: str | None, batch_id: str, slots: Iterable[int]
-) -> None:
-    """Record that raw delivery ``slots`` of ``batch_id`` mention ``subject``: one
-    working-state value per (subject, batch), so a batch costs one write per subject, not
-    one per delivery. Idempotent (a replay merges into what an earlier attempt wrote)."""
-    wanted = sorted(set(slots))
-    if not subject or not wanted:
-        return
-    key = f"{CAPGRANTS_PREFIX}{subject}/{batch_id}"
-    for _ in range(20):
-        current = state.get(key)
-        have = set(json.loads(current.value)["slots"]) if current else set()
-        if set(wanted) <= have:
-            return
-        value = json.dumps({"slots": sorted(have | set(wanted))}).encode()
-        try:
-            if current is None:
-                state.put(key, value, if_absent=True)
-            else:
-                state.put(key, value, if_match=current.token)
-            return
-        except PreconditionFailed:
-            continue
-    raise PreconditionFailed(f"{key}: too much contention")
 
 
 def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:

@@ -37,12 +37,12 @@ from archiver.retention.erasure import (
     FOLDS_PREFIX,
     MEDIA_JOBS_PREFIX,
     NAMES_PREFIX,
-    QUOTING_KINDS,
     drop_slot_key,
     purge_derived_state,
 )
 from archiver.store.errors import ObjectNotFound, StoreError
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.grants import QUOTING_KINDS
 from search.port import SearchIndex
 
 # Index fields that only a readable record fills (archiver.indexing.documents).

@@ -37,6 +37,7 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
+from archiver.subjects.aliases import contact_aliases
 
 ALIAS_PREFIX = "subjects/alias/"
 MERGED_PREFIX = "subjects/merged/"
@@ -256,6 +257,19 @@ def person_subjects(state: StateStore, subject: str) -> list[str]:
     return [root, *(s for s in ids.members(root) if s != root)]
 
 
+def resolve_subject(
+    state: StateStore, pseudo: Pseudonymizer, phone_number_id: str, contact: str
+) -> str:
+    """The canonical subject pseudonym of ``contact`` at business ``phone_number_id``:
+    through the alias registry and the merges, so a phone number and a BSUID of one
+    person give the same answer; a contact never seen gets the deterministic pseudonym
+    of its primary alias. The person's other subject
+    ids: :func:`person_subjects`."""
+    aliases = contact_aliases(contact)
+    found = Identities(state).resolve(pseudo, phone_number_id, aliases)
+    return found or pseudo.subject(phone_number_id, aliases[0])
+
+
 __all__ = [
     "ALIAS_PREFIX",
     "CHILDREN_PREFIX",
@@ -265,4 +279,5 @@ __all__ = [
     "canonical_subject",
     "merged_entry",
     "person_subjects",
+    "resolve_subject",
 ]

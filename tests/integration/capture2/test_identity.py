@@ -389,7 +389,8 @@ def test_a_crash_after_the_merge_still_logs_it(app: tuple[Any, Runtime, dict[str
     p = runtime.processor
     worker = Processor(
         objects=p.objects, state=p.state, kek=p.kek, subject_keys=p.keys, pseudo=p.pseudo,
-        policy=p.policy, log_appender=p.log, keywords=p.keywords, crash_hook=crash_once,
+        policy=p.policy, log_appender=p.log, on_logged=p.on_logged, keywords=p.keywords,
+        crash_hook=crash_once,
     )  # fmt: skip
     with pytest.raises(Crash):
         worker.sweep()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from archiver import metrics
+from archiver.api.routes.metrics import sample
 from archiver.ingest.capture import PENDING_PREFIX
 from archiver.ingest.processor import PENDING_INDEX_READY, PROC_PREFIX
 from archiver.ingest.rawbatch import Delivery
@@ -40,7 +41,7 @@ def _capture(rt: Runtime) -> str:
 
 
 def _stuck_gauge(rt: Runtime) -> float:
-    metrics.sample(rt)
+    sample(rt)
     value = metrics.REGISTRY.get_sample_value("archiver_batches_stuck")
     assert value is not None
     return value

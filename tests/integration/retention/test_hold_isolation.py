@@ -17,7 +17,6 @@ import pytest
 from archiver.auth import Role
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HOLDS_PREFIX, OPEN_KEY, HoldScope
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from tests.integration.retention.support import PHONE_NUMBER_ID, Msg, deliver, now, token
 from tests.support.apps import backend_settings, running_app
@@ -81,7 +80,7 @@ def test_a_broken_hold_is_flagged_and_the_others_still_hold_new_arrivals(
         # A zombie as the old code left one (the API now refuses to make it): ``placing``,
         # open, with a query that cannot run, and sorted before every real hold id.
         zombie = "h_0zombie"
-        holds = retention_services(rt).holds
+        holds = rt.retention.holds
         rt.state.put(HOLDS_PREFIX + zombie, json.dumps({
             "id": zombie, "case_id": "c-zombie", "reason": None, "status": "placing",
             "scope": HoldScope(query="(").to_json(), "numbers": None,

@@ -10,7 +10,6 @@ from typing import Any
 
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.disposition import DispositionJob
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import ObjectInfo, ObjectStore, VersionEntry
 
@@ -63,7 +62,7 @@ class SimulatedCrash(RuntimeError):
 
 def counting_job(rt: Runtime, store: CountingStore) -> DispositionJob:
     """The runtime's disposition job, on ``store`` instead of the runtime's store."""
-    base = retention_services(rt).disposition
+    base = rt.retention.disposition
     return DispositionJob(
         objects=store,  # type: ignore[arg-type]  # delegates every other call to the store
         state=rt.state, log=rt.log, index=rt.index, policy=rt.policy, holds=base.holds,

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from archiver.retention.disposition import DispositionJob
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import StateStore
 from tests.integration.retention.support import Msg, deliver, now
@@ -36,7 +35,7 @@ class CrashOnCapkeys:
 
 
 def _job(rt: Runtime, state: Any) -> DispositionJob:
-    base = retention_services(rt).disposition
+    base = rt.retention.disposition
     return DispositionJob(
         objects=rt.objects, state=state, log=rt.log, index=rt.index, policy=rt.policy,
         holds=base.holds, lock_mode=base.lock_mode, log_retention_days=base.log_retention_days,
