@@ -19,7 +19,7 @@ _ID = Annotated[
 
 
 def _service() -> tuple[Runtime, Coexistence]:
-    from archiver.cli_runtime import open_runtime
+    from archiver.cli.archive import open_runtime
 
     runtime = open_runtime()
     return runtime, runtime.coexistence()

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from archiver.cli_progress import progress_reporter
+from archiver.cli.archive import open_runtime
+from archiver.cli.progress import progress_reporter
 
 if TYPE_CHECKING:
-    from archiver.runtime import Runtime
+    pass
 
 app = typer.Typer(add_completion=False)
 policy_app = typer.Typer(no_args_is_help=True, help="Retention policies.")
@@ -36,11 +37,6 @@ app.add_typer(erasure_app, name="erasure")
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
 
-
-def _runtime() -> Runtime:
-    from archiver.cli_runtime import open_runtime
-
-    return open_runtime()
 
 
 def _echo_json(value: Any) -> None:
@@ -59,7 +55,7 @@ def policy_explain(
     from archiver.retention.common import facts_of, record_by_id
     from policies.engine import explain
 
-    runtime = _runtime()
+    runtime = open_runtime()
     record = record_by_id(runtime.objects, record_id)
     written = record.header.get("policy") or {}
     decision = runtime.policy.decision(facts_of(record.header))
@@ -82,7 +78,7 @@ def holds_list() -> None:
     """
     from archiver.retention.holds import summary
 
-    for hold in _runtime().retention.holds.list():
+    for hold in open_runtime().retention.holds.list():
         s = summary(hold)
         typer.echo(f"{s['id']}\t{s['status']}\tcase={s.get('case_id') or '-'}\t"
                    f"versions={s['held_versions']}\tsubjects={len(s.get('subjects', []))}\t"
@@ -103,7 +99,7 @@ def holds_refresh(
     Whatever a hold's scope finds now (new records, merged identities) is held too.
     """
 
-    service = _runtime().retention.holds
+    service = open_runtime().retention.holds
     ids = [hold_id] if hold_id else [h["id"] for h in service.registry.open_holds()]
     for hid in ids:
         typer.echo(f"{hid}\tnewly held={service.refresh(hid)}")
@@ -119,7 +115,7 @@ def holds_backfill_conversations() -> None:
     """
     from archiver.retention.conv_lookup import backfill
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("tracing", "records") as progress:
         report = backfill(runtime.objects, runtime.state, progress)
     _echo_json(report.to_json())
@@ -134,7 +130,7 @@ def dispose(dry_run: DryRun = False) -> None:
     holds the lease).
     """
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("disposing", "candidates") as progress:
         report = runtime.retention.disposition.run(dry_run=dry_run, progress=progress)
     if not report.ran:
@@ -150,7 +146,7 @@ def retention_apply(dry_run: DryRun = False) -> None:
     Extends the locks that grew (locks never shrink).
     """
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("re-deciding", "records") as progress:
         report = runtime.retention.applier.run(dry_run=dry_run, progress=progress)
     _echo_json(report.to_json())
@@ -160,7 +156,7 @@ def retention_apply(dry_run: DryRun = False) -> None:
 def erasure_resume() -> None:
     """Finish every erasure procedure a crash left unfinished."""
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
         _echo_json(rt.retention.erasure.resume_pending())
     finally:
@@ -176,7 +172,7 @@ def erasure_replay() -> None:
     """
     from archiver.retention.residue import replay_shredded
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
         _echo_json(replay_shredded(rt.log, rt.objects, rt.state, rt.keys, rt.index))
     finally:

@@ -297,7 +297,7 @@ def status(
     Backends, log and checkpoint, pending batches, index lag, the last verify sweep,
     Coexistence numbers, holds, reviews and Object Lock modes.
     """
-    from archiver.cli_runtime import open_runtime
+    from archiver.cli.archive import open_runtime
 
     runtime = open_runtime()  # logs to stderr; stdout is the status
     try:
