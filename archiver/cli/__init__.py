@@ -159,7 +159,7 @@ def relink() -> None:
     For records archived before identity merging (phone number and BSUID, number
     changes). Each merge is logged in the proof log.
     """
-    from archiver.subjects.relink import relink_archive
+    from archiver.retention.relink import relink_archive
 
     runtime = open_runtime()
     merges = relink_archive(objects=runtime.objects, state=runtime.state, keys=runtime.keys,

@@ -25,9 +25,9 @@ from archiver.keys.errors import KeyShredded
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.records.model import Record
 from archiver.retention.common import iter_records, resolve_subject
+from archiver.retention.relink import relink_archive
 from archiver.runtime import Runtime
 from archiver.subjects.identity import Identities, person_subjects
-from archiver.subjects.relink import relink_archive
 from tests.fakes.meta import FakeMeta
 from tests.integration.capture2.conftest import PNID, TOKEN
 from tests.support.apps import backend_settings, running_app, sign
