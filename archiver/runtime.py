@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.audit import SYSTEM, AuditAction, AuditTrail
 from archiver.auth import TokenService
+from archiver.cases.service import CaseService
 from archiver.coexistence import VIEW_INTERVAL_S as COEXISTENCE_VIEW_INTERVAL_S
 from archiver.coexistence import Coexistence
 from archiver.errors import ArchiverError, ConfigError
@@ -173,6 +174,7 @@ class Runtime:
     # Retention's hook on every record writer (processor, consent recorder): hold new arrivals.
     on_logged: LoggedHook
     retention: RetentionServices
+    cases: CaseService
     processing: ProcessingLoop | None = None
     indexing: IndexingLoop | None = None
     graph: GraphClient | None = None  # set when ARCHIVER_GRAPH_TOKEN is (media, send proxy)
@@ -247,6 +249,10 @@ class Runtime:
             max_pending=settings.audit_queue_max,
         )  # fmt: skip
         security = SecurityRecorder(sink=_audit_sink(audit))
+        retention = retention_services(
+            objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
+            policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
+        )  # fmt: skip
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
         return cls(
             settings=settings,
@@ -271,11 +277,9 @@ class Runtime:
             jobs=Jobs(state),
             recent=recent,
             on_logged=on_logged,
-            retention=retention_services(
-                objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
-                policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
-            ),
-        )  # fmt: skip
+            retention=retention,
+            cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit),
+        )
 
     def start_workers(self) -> None:
         """Processing and indexing threads (the app runs them unless inline_workers=false)."""
