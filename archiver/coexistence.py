@@ -36,11 +36,11 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import follow_to_end, record_of_entry, update_json
+from archiver.consent import record_of_entry, update_json
 from archiver.errors import Conflict
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
@@ -54,15 +54,13 @@ from archiver.keyspace import (
     record_key,
 )
 from archiver.ledger.entry import Entry, EntryKind
+from archiver.ledger.follow import follow_to_end
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError, iso
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from archiver.whatsapp.graph import GraphClient, GraphError
-
-if TYPE_CHECKING:
-    from archiver.runtime import Runtime
 
 log = get_logger("archiver.coexistence")
 # How often the running service follows the log into the view, so a disconnection is
@@ -106,18 +104,6 @@ class CoexistenceAction(StrEnum):
     # Not yet in archiver.audit.AuditAction (asked of its owner); same ``subject:action`` form.
     SYNC_REQUESTED = "coexistence:sync_requested"
     SYNC_FAILED = "coexistence:sync_failed"
-
-
-def service_for(runtime: Runtime) -> Coexistence:
-    return Coexistence(
-        objects=runtime.objects,
-        state=runtime.state,
-        keys=runtime.keys,
-        log=runtime.log,
-        audit=runtime.audit,
-        graph=runtime.graph,
-        silence_hours=runtime.settings.silence_alert_hours,
-    )
 
 
 class SyncStatus(StrEnum):

@@ -28,68 +28,26 @@ from typing import Any
 import rfc8785
 
 from archiver.ingest.consent import ConsentStatus
-from archiver.ingest.ports import PolicyDecider
+from archiver.ingest.ports import LoggedHook, PolicyDecider
 from archiver.keys.store import KeyStore
 from archiver.keyspace import CONSENT_VIEW_CURSOR_KEY, consent_view_key
-from archiver.ledger.entry import Entry, EntryKind, make_entry, parse_entry
+from archiver.ledger.entry import Entry, EntryKind, make_entry
+from archiver.ledger.follow import follow_to_end
 from archiver.ledger.ports import LogAppender
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import normalize_number
-from archiver.retention.common import contact_aliases
-from archiver.retention.common import resolve_subject as _resolve_person
-from archiver.retention.conversation_lookup import leave_trace
-from archiver.retention.holds import hold_new_arrivals
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.subjects.aliases import contact_aliases, normalize_number
 from archiver.subjects.identity import Identities, person_subjects
+from archiver.subjects.identity import resolve_subject as _resolve_person
+from archiver.subjects.traces import leave_trace
 from policies.model import RecordFacts
 
 STATES = (ConsentStatus.OPT_IN, ConsentStatus.OPT_OUT)
 
 
-# -- following the log (shared with archiver.coexistence) ------------------------------
-
-
-def follow_log(
-    log: LogAppender,
-    state: StateStore,
-    cursor_key: str,
-    handle: Callable[[int, Entry], None],
-    *,
-    max_entries: int = 5000,
-) -> int:
-    """Feed leaves ``[cursor, size)`` to ``handle(index, entry)``; advance the cursor.
-
-    ``handle`` must be idempotent: a crash (or a concurrent follower) may replay leaves.
-    Returns how many leaves were consumed.
-    """
-    current = state.get(cursor_key)
-    start = int(current.value) if current else 0
-    size = log.size()
-    end = min(size, start + max_entries)
-    if start >= end:
-        return 0
-    for offset, data in enumerate(log.entries(start, end)):
-        handle(start + offset, parse_entry(data))
-    try:
-        if current is None:
-            state.put(cursor_key, str(end).encode(), if_absent=True)
-        else:
-            state.put(cursor_key, str(end).encode(), if_match=current.token)
-    except PreconditionFailed:
-        pass  # another follower advanced it; our updates were idempotent
-    return end - start
-
-
-def follow_to_end(
-    log: LogAppender, state: StateStore, cursor_key: str, handle: Callable[[int, Entry], None]
-) -> int:
-    """``follow_log`` until the cursor reaches the log's size; returns leaves consumed."""
-    total = 0
-    while consumed := follow_log(log, state, cursor_key, handle):
-        total += consumed
-    return total
+# -- working-state helpers (shared with archiver.coexistence) ----------------------------
 
 
 def update_json(state: StateStore, key: str, change: Callable[[Any], Any], default: Any) -> Any:
@@ -251,10 +209,12 @@ class ConsentRecorder:
         log: LogAppender,
         pseudo: Pseudonymizer,
         policy: PolicyDecider,
+        on_logged: LoggedHook,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.objects, self.state, self.keys, self.log = objects, state, keys, log
         self.pseudo, self.policy, self.clock = pseudo, policy, clock
+        self.on_logged = on_logged  # Runtime.open wires retention's hold of new arrivals
 
     def record(self, change: ConsentChange, recorded_by: dict[str, Any]) -> Recorded:
         now = self.clock()
@@ -359,11 +319,5 @@ class ConsentRecorder:
         leaves = self.log.append(entries)
         # A record arriving while a hold on its subject or conversation is open is held now,
         # as the processor holds its records (query holds: the index follower's hook).
-        hold_new_arrivals(
-            objects=self.objects,
-            state=self.state,
-            log=self.log,
-            keys=self.keys,
-            written=[(record.key, put.version_id)],
-        )
+        self.on_logged([(record.key, put.version_id)], [])
         return Recorded(record.record_id, leaves[-1], subject)

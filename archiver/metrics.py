@@ -1,32 +1,16 @@
-"""Prometheus metrics (``prometheus-client``) and the public ``GET /metrics`` route.
+"""Prometheus metrics (``prometheus-client``): the registry and every gauge and counter.
 
-Index lag and log size are read at scrape time from the runtime (never cached), so a
-scrape always shows the lag as it is: ``archiver_index_lag`` rises while Elasticsearch is
-down and returns to zero once the follower has caught up. Labels carry no personal data
-(backend names and outcomes only; never queries or numbers).
+A leaf module: the pipeline (processor, holds, audit, media, search routes) counts here.
+The public ``GET /metrics`` route and the scrape-time sampling of the runtime live at the
+edge, in ``archiver.api.routes.metrics``. Labels carry no personal data (backend names
+and outcomes only; never queries or numbers).
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-
-from archiver.errors import ArchiverError
-from search.errors import SearchError
-
-if TYPE_CHECKING:
-    from archiver.runtime import Runtime
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -136,71 +120,7 @@ VERIFY_LAST_RUN = Gauge(
 )
 VERIFY_FINDINGS.set(-1)
 
-router = APIRouter(tags=["health"])
-
-
-def sample(runtime: Runtime) -> None:
-    """Refresh the scrape-time gauges from the runtime."""
-    try:
-        size = runtime.log.size()
-        LOG_SIZE.set(size)
-        INDEX_LAG.set(max(0, size - runtime.follower.cursor()))
-    except ArchiverError:
-        LOG_SIZE.set(-1)
-        INDEX_LAG.set(-1)
-    try:
-        runtime.index.ping()
-        INDEX_UP.set(1)
-    except SearchError:
-        INDEX_UP.set(0)
-    AUDIT_FAILURES.set(runtime.audit.failures)
-    AUDIT_QUEUE_DEPTH.set(runtime.audit.depth())
-    try:
-        STUCK_BATCHES.set(runtime.processor.stuck_count())
-    except ArchiverError:
-        STUCK_BATCHES.set(-1)
-    # Lazy, like coexistence below: retention imports this module.
-    from archiver.retention.services import retention_services
-
-    try:  # only this count: lag and stuck batches were sampled above
-        UNFINISHED_ERASURES.set(retention_services(runtime).erasure.unfinished_count())
-    except ArchiverError:
-        UNFINISHED_ERASURES.set(-1)
-    # Lazy: coexistence imports audit, which imports this module.
-    from archiver.coexistence import service_for
-
-    try:  # read from the view only; the coexistence-view job keeps it current
-        service = service_for(runtime)
-        for number, view in service.number_views().items():
-            link = service.connection(number, view)
-            COEXISTENCE_CONNECTED.labels(phone_number_id=number).set(int(link["connected"]))
-            if view.get("last_activity"):
-                last = datetime.fromisoformat(str(view["last_activity"]))
-                COEXISTENCE_LAST_ACTIVITY.labels(phone_number_id=number).set(last.timestamp())
-    except ArchiverError:
-        pass  # the state store is down: the gauges keep their last value
-    try:
-        info = runtime.checkpoints.latest_info()
-        signed = info.get("signed_at") if info else None
-        if signed:
-            at = datetime.fromisoformat(str(signed))
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
-            CHECKPOINT_AGE.set(max(0.0, (datetime.now(UTC) - at).total_seconds()))
-        else:
-            CHECKPOINT_AGE.set(-1)
-    except ArchiverError:
-        CHECKPOINT_AGE.set(-1)
-
-
 def record_verify(findings: int) -> None:
     """The scheduled verify sweep's outcome, for alerting (``archiver_verify_findings``)."""
     VERIFY_FINDINGS.set(findings)
     VERIFY_LAST_RUN.set(datetime.now(UTC).timestamp())
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """Prometheus text exposition (public, like ``/readyz``)."""
-    runtime: Runtime = request.app.state.runtime
-    await asyncio.to_thread(sample, runtime)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

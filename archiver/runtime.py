@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from archiver.audit import SYSTEM, AuditAction, AuditTrail
 from archiver.auth import TokenService
+from archiver.cases.service import CaseService
 from archiver.coexistence import VIEW_INTERVAL_S as COEXISTENCE_VIEW_INTERVAL_S
-from archiver.coexistence import service_for as coexistence_service
+from archiver.coexistence import Coexistence
 from archiver.errors import ArchiverError, ConfigError
 from archiver.indexing.follower import IndexFollower
+from archiver.indexing.recent import RecentObjects
 from archiver.ingest.capture import CaptureService, CaptureWriter
+from archiver.ingest.ports import LoggedHook
 from archiver.ingest.processor import Processor
 from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
@@ -37,16 +40,17 @@ from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_CHECK_S
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
-from archiver.retention.conversation_lookup import mark_if_fresh
 from archiver.retention.erasure import RESUME_INTERVAL_S as ERASURE_RESUME_INTERVAL_S
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
+from archiver.retention.holds import on_logged as holds_on_logged
 from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.residue import erasure_residue
-from archiver.retention.services import retention_services
+from archiver.retention.services import RetentionServices, retention_services
 from archiver.security_events import SecurityRecorder
 from archiver.settings import IndexKind, Settings, StoreKind
 from archiver.store.errors import StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.traces import mark_if_fresh
 from policies.errors import PolicyError
 from search.errors import SearchError
 from search.port import SearchIndex
@@ -165,7 +169,12 @@ class Runtime:
     checkpoints: CheckpointSigner
     proofs: ProofService
     jobs: Jobs
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The processor's bytes for the follower of this runtime (one cache, passed to both).
+    recent: RecentObjects
+    # Retention's hook on every record writer (processor, consent recorder): hold new arrivals.
+    on_logged: LoggedHook
+    retention: RetentionServices
+    cases: CaseService
     processing: ProcessingLoop | None = None
     indexing: IndexingLoop | None = None
     graph: GraphClient | None = None  # set when ARCHIVER_GRAPH_TOKEN is (media, send proxy)
@@ -175,7 +184,7 @@ class Runtime:
     def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
         objects = open_object_store(settings, create=create)
         state = open_state_store(settings, create=create)
-        # A fresh archive: conversation traces cover every record (retention.conversation_lookup).
+        # A fresh archive: conversation traces cover every record (subjects.traces).
         with contextlib.suppress(StoreError):  # unreachable now: the next open sets it
             mark_if_fresh(objects, state)
         index = open_index(settings)
@@ -205,6 +214,8 @@ class Runtime:
             max_wait_s=settings.capture_batch_wait_ms / 1000,
             max_inflight=settings.capture_inflight,
         )
+        recent = RecentObjects()
+        on_logged = holds_on_logged(objects=objects, state=state, log=log, keys=keys)
         processor = Processor(
             objects=objects,
             state=state,
@@ -213,6 +224,8 @@ class Runtime:
             pseudo=pseudo,
             policy=decider,
             log_appender=log,
+            on_logged=on_logged,
+            recent=recent,
             keywords=settings.keywords,
         )
         follower = IndexFollower(
@@ -220,6 +233,7 @@ class Runtime:
             after_upsert=lambda ids: hold_indexed_arrivals(
                 index=index, objects=objects, state=state, log=log, keys=keys, doc_ids=ids
             ),
+            recent=recent,
         )  # fmt: skip
         checkpoints = CheckpointSigner(log, load_signer(settings), objects, state)
         proofs = ProofService(
@@ -235,6 +249,10 @@ class Runtime:
             max_pending=settings.audit_queue_max,
         )  # fmt: skip
         security = SecurityRecorder(sink=_audit_sink(audit))
+        retention = retention_services(
+            objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
+            policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
+        )  # fmt: skip
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
         return cls(
             settings=settings,
@@ -257,6 +275,10 @@ class Runtime:
             checkpoints=checkpoints,
             proofs=proofs,
             jobs=Jobs(state),
+            recent=recent,
+            on_logged=on_logged,
+            retention=retention,
+            cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit),
         )
 
     def start_workers(self) -> None:
@@ -279,7 +301,7 @@ class Runtime:
         )
         self.jobs.add(  # a Coexistence disconnection is logged (and metered) at once
             "coexistence-view",
-            lambda: coexistence_service(self).catch_up(),
+            lambda: self.coexistence().catch_up(),
             seconds=COEXISTENCE_VIEW_INTERVAL_S,
             lease_ttl=600.0,
         )
@@ -293,13 +315,13 @@ class Runtime:
         )
         self.jobs.add(
             "disposition",
-            lambda: retention_services(self).disposition.run(),
+            self.retention.disposition.run,
             seconds=self.settings.disposition_interval_s,
             lease_ttl=3600.0,
         )
         self.jobs.add(  # finishes an erasure a crash interrupted (retention.erasure)
             "erasure-resume",
-            lambda: retention_services(self).erasure.resume_pending(),
+            self.retention.erasure.resume_pending,
             # Promptly, and at start: until it finishes, the log says "erasure intended"
             # while the content is still readable. Cheap: it lists open markers only.
             seconds=ERASURE_RESUME_INTERVAL_S,
@@ -309,7 +331,7 @@ class Runtime:
         self.jobs.add(  # a changed policy set lengthens existing locks (retention apply)
             "retention-apply",
             lambda: apply_if_policies_changed(
-                retention_services(self).applier, self.state, self.policy.fingerprint
+                self.retention.applier, self.state, self.policy.fingerprint
             ),
             seconds=RETENTION_APPLY_CHECK_S,
             lease_ttl=3600.0,
@@ -317,12 +339,28 @@ class Runtime:
         )
         self.jobs.add(  # safety net behind the follower's query-hold hook
             "holds-refresh",
-            lambda: retention_services(self).holds.refresh_query_holds(),
+            self.retention.holds.refresh_query_holds,
             seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
         )
         self.jobs.start()
-        self.media = start_media_loop(self)
+        self.media = start_media_loop(
+            objects=self.objects, state=self.state, keys=self.keys, log=self.log,
+            pseudo=self.pseudo, graph=self.graph,
+        )  # fmt: skip
+
+    def coexistence(self) -> Coexistence:
+        """The Coexistence service on this runtime's parts (cheap; built per use, so it
+        always sees the current Graph client)."""
+        return Coexistence(
+            objects=self.objects,
+            state=self.state,
+            keys=self.keys,
+            log=self.log,
+            audit=self.audit,
+            graph=self.graph,
+            silence_hours=self.settings.silence_alert_hours,
+        )
 
     async def start(self) -> None:
         # The index may be down at start: readiness says so, and capture goes on.
@@ -352,7 +390,7 @@ class Runtime:
         except ArchiverError:
             stuck = None
         try:  # erasures a crash interrupted: the resume job finishes them within a minute
-            erasures: int | None = retention_services(self).erasure.unfinished_count()
+            erasures: int | None = self.retention.erasure.unfinished_count()
         except ArchiverError:
             erasures = None
         return {"index_lag": lag, "stuck_batches": stuck, "unfinished_erasures": erasures}

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from archiver import __version__, metrics
+from archiver import __version__
 from archiver.api.errors import install_error_handlers
 from archiver.api.gc_tuning import serving_gc
 from archiver.api.limits import BodyLimitMiddleware
@@ -18,7 +18,7 @@ from archiver.api.routes import audit as audit_routes
 from archiver.api.routes import cases as cases_routes
 from archiver.api.routes import coexistence as coexistence_routes
 from archiver.api.routes import consent as consent_routes
-from archiver.api.routes import conversations, health, me, webhook
+from archiver.api.routes import conversations, health, me, metrics, webhook
 from archiver.api.routes import erasure as erasure_routes
 from archiver.api.routes import holds as holds_routes
 from archiver.api.routes import log as log_routes

@@ -3,7 +3,7 @@ chain of custody, the scope's records for an export, and stable Bates numbers.
 
 Public API (what the export job calls)::
 
-    case_service(runtime) -> CaseService                    archiver.cases.wiring
+    runtime.cases -> CaseService                            built by Runtime.open
     CaseService.get(case_id, actor)                         visible case or case_not_found
     CaseService.records_in_scope(case_id, actor)            Iterator[record id]
     CaseService.attachments(record_ids)                     [Attachment(link, blob)]

@@ -33,7 +33,7 @@ from archiver.indexing.documents import (
     history_media_fold,
     message_document,
 )
-from archiver.indexing.recent import recent_for
+from archiver.indexing.recent import RecentObjects
 from archiver.ingest.ports import SubjectKeys
 from archiver.keys.errors import KeysError
 from archiver.keyspace import (
@@ -94,6 +94,7 @@ class IndexFollower:
         generation: str | None = None,
         on_indexed: Callable[[int], None] | None = None,
         after_upsert: Callable[[list[str]], object] | None = None,
+        recent: RecentObjects | None = None,
     ) -> None:
         self.log = log_reader
         self.objects = objects
@@ -107,7 +108,8 @@ class IndexFollower:
         # hangs query-scoped legal holds on it, so later arrivals are held as they come.
         self.after_upsert = after_upsert if generation is None else None
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="index-read")
-        self._recent = recent_for(objects)  # records this process's processor just wrote
+        # Records this process's processor just wrote (the runtime passes both the one cache).
+        self._recent = recent
         self._identities = Identities(state)  # write-once links, cached across batches
 
     @property
@@ -135,7 +137,7 @@ class IndexFollower:
             raise PreconditionFailed("index cursor moved under us")
 
     def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
-        body = self._recent.take(item[1], item[2], item[3])
+        body = self._recent.take(item[1], item[2], item[3]) if self._recent else None
         if body is not None:
             return Record.parse(body)
         try:

@@ -5,14 +5,14 @@ process reads it back to index it: one GET per record that the store has to serv
 it is busiest. The processor leaves the bytes here; the follower takes them if the log
 entry's SHA-256 matches (so a cached copy can never index other bytes than the log
 names), and reads the store otherwise — after a restart, in another process, or once
-the entry has been evicted. Bounded (oldest first out), thread-safe, per store object.
+the entry has been evicted. Bounded (oldest first out), thread-safe. ``Runtime.open``
+makes one per runtime and hands it to both (no process-wide registry).
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import weakref
 from collections import OrderedDict
 
 DEFAULT_CAPACITY = 10_000  # a few seconds of a busy log (records are ~1.5-3 kB)
@@ -41,17 +41,3 @@ class RecentObjects:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-_BY_STORE: weakref.WeakKeyDictionary[object, RecentObjects] = weakref.WeakKeyDictionary()
-_BY_STORE_LOCK = threading.Lock()
-
-
-def recent_for(store: object) -> RecentObjects:
-    """The cache shared by everything in this process that uses ``store`` (the processor
-    and the follower of one runtime hold the same store object)."""
-    with _BY_STORE_LOCK:
-        cache = _BY_STORE.get(store)
-        if cache is None:
-            cache = _BY_STORE[store] = RecentObjects()
-        return cache

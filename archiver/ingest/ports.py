@@ -3,7 +3,7 @@ policy engine, key store and log, and exercised with them in tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime  # re-exported type context
 from typing import Any, Protocol
@@ -48,3 +48,19 @@ class SubjectKeys(Protocol):
 
     def grant(self, key_id: str, subject_ids: Iterable[str]) -> None:
         """Shredding any of ``subject_ids`` destroys ``key_id`` too."""
+
+
+# Called by a record writer (the processor, the consent recorder) right after a batch's
+# leaves are appended, synchronously, and again if a crash interrupts the steps after the
+# append: ``(written, merged)``, the ``(key, version_id)`` of each new record version and
+# the subjects this batch merged. ``Runtime.open`` wires retention's hook
+# (``archiver.retention.holds.on_logged``: hold new arrivals), so ingest need not know that
+# retention exists. Must be idempotent.
+LoggedHook = Callable[[Sequence[tuple[str, str]], Sequence[str]], None]
+
+
+class RecentWrites(Protocol):
+    """Where the processor leaves the bytes it just wrote for the index follower of the
+    same process (``archiver.indexing.recent.RecentObjects``, one per runtime)."""
+
+    def put(self, key: str, version_id: str, body: bytes) -> None: ...

@@ -33,12 +33,17 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from archiver.indexing.recent import recent_for
 from archiver.ingest.batch_status import BatchResult, BatchState
 from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
-from archiver.ingest.ports import PolicyDecider, PolicyRef, SubjectKeys
+from archiver.ingest.ports import (
+    LoggedHook,
+    PolicyDecider,
+    PolicyRef,
+    RecentWrites,
+    SubjectKeys,
+)
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey
 from archiver.keyspace import (
@@ -54,17 +59,16 @@ from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
+from archiver.records.facts import facts_of
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import aliases_of
-from archiver.retention.common import facts_of
-from archiver.retention.conversation_lookup import ConversationTraces
-from archiver.retention.erasure import QUOTING_KINDS, grant_slots
-from archiver.retention.holds import hold_merged_people, hold_new_arrivals
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.aliases import aliases_of
+from archiver.subjects.grants import QUOTING_KINDS, grant_slots
 from archiver.subjects.identity import Identities, Merge, merged_entry
 from archiver.subjects.mentions import named_contacts
+from archiver.subjects.traces import ConversationTraces
 from archiver.whatsapp import Event, EventKind, parse_delivery
 from archiver.whatsapp.events import ContactRef
 from archiver.whatsapp.media import MEDIA_ID_INVALID, is_media_id
@@ -142,6 +146,8 @@ class Processor:
         pseudo: Pseudonymizer,
         policy: PolicyDecider,
         log_appender: LogAppender,
+        on_logged: LoggedHook,
+        recent: RecentWrites | None = None,
         keywords: Callable[[str], frozenset[str]] = lambda _which: frozenset(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         owner: str | None = None,
@@ -157,6 +163,9 @@ class Processor:
         self.pseudo = pseudo
         self.policy = policy
         self.log = log_appender
+        # After the append, before the batch is marked done (Runtime.open wires retention's
+        # hold of new arrivals): a crash past the append runs it again on the retry.
+        self.on_logged = on_logged
         self.keywords = keywords
         self.clock = clock
         self.owner = owner or secrets.token_hex(6)
@@ -173,7 +182,7 @@ class Processor:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="records")
         self._workers = workers
         # The follower of this process indexes these records next: spare it the reads.
-        self._recent = recent_for(objects)
+        self._recent = recent
         self._traces = traces or ConversationTraces(state)  # shared with the siblings
 
     def sibling(self) -> Processor:
@@ -187,6 +196,8 @@ class Processor:
             pseudo=self.pseudo,
             policy=self.policy,
             log_appender=self.log,
+            on_logged=self.on_logged,
+            recent=self._recent,
             keywords=self.keywords,
             clock=self.clock,
             workers=self._workers,
@@ -289,23 +300,12 @@ class Processor:
         holds on the new records, their media jobs, and the batch marked done."""
         leaves = self._append_idempotent(doc)
         self._crash("after_append")
-        # Records arriving while a legal hold on their subject or conversation is open.
-        hold_new_arrivals(
-            objects=self.objects,
-            state=self.state,
-            log=self.log,
-            keys=self.keys,
-            written=[(str(k), str(v)) for k, v in doc.get("written", [])],
+        # Records arriving while a legal hold on their subject or conversation is open, and
+        # subjects merged by this batch (a hold on one id of the person covers all).
+        self.on_logged(
+            [(str(k), str(v)) for k, v in doc.get("written", [])],
+            [str(s) for s in doc.get("merged") or []],
         )
-        if doc.get("merged"):
-            # Subjects merged by this batch: a hold on one id of the person covers all.
-            hold_merged_people(
-                objects=self.objects,
-                state=self.state,
-                log=self.log,
-                keys=self.keys,
-                subjects=[str(s) for s in doc["merged"]],
-            )
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves})
@@ -702,7 +702,8 @@ class Processor:
                 content_type="application/json",
             )
             self._bump(outcome, "records")
-            self._recent.put(record.key, put.version_id, record.body)
+            if self._recent is not None:
+                self._recent.put(record.key, put.version_id, record.body)
             self._crash("after_record_put")
             return _Written(record, put.version_id, new=True)
         except ObjectExists:
@@ -764,7 +765,8 @@ class Processor:
                 retention=Retention(decision.lock_mode, decision.retain_until),
                 content_type="application/json",
             )
-            self._recent.put(link.key, put.version_id, link.body)
+            if self._recent is not None:
+                self._recent.put(link.key, put.version_id, link.body)
             return _Written(link, put.version_id, new=True)
         except ObjectExists:
             existing, version = self._read_existing(link.key)

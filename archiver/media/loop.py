@@ -8,18 +8,18 @@ a token Meta serves no media, and the jobs wait in working state until one is se
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 import httpx
 
 from archiver.errors import ArchiverError
+from archiver.ledger.ports import LogAppender
+from archiver.keys.store import KeyStore
 from archiver.logs import get_logger
 from archiver.media.worker import MediaWorker
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.settings import Settings
+from archiver.store.port import ObjectStore, StateStore
 from archiver.whatsapp.graph import GraphClient
-
-if TYPE_CHECKING:
-    from archiver.runtime import Runtime
-    from archiver.settings import Settings
 
 log = get_logger("archiver.media")
 
@@ -81,18 +81,22 @@ class MediaLoop:
             self._nudge.clear()
 
 
-def start_media_loop(runtime: Runtime) -> MediaLoop | None:
-    """Build and start the loop for ``runtime`` when it has a Graph client."""
-    if runtime.graph is None:
+def start_media_loop(
+    *,
+    objects: ObjectStore,
+    state: StateStore,
+    keys: KeyStore,
+    log: LogAppender,
+    pseudo: Pseudonymizer,
+    graph: GraphClient | None,
+) -> MediaLoop | None:
+    """Build and start the loop (``Runtime.start_workers``) when there is a Graph client."""
+    if graph is None:
         return None
     loop = MediaLoop(
         MediaWorker(
-            objects=runtime.objects,
-            state=runtime.state,
-            keys=runtime.keys,
-            log_appender=runtime.log,
-            pseudo=runtime.pseudo,
-            graph=runtime.graph,
+            objects=objects, state=state, keys=keys, log_appender=log, pseudo=pseudo,
+            graph=graph,
         )
     )
     loop.start()

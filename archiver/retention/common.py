@@ -1,5 +1,6 @@
-"""What the retention jobs share: walking the records, re-deriving a record's policy
-facts, resolving a contact to its subject, tombstone objects.
+"""What the retention jobs share: walking the records, tombstone objects; and, from
+the neutral modules, re-deriving a record's policy facts (``archiver.records.facts``)
+and resolving a contact to its subject (``archiver.subjects``).
 
 Records are found by listing ``records/`` and reading each header (the record's clear
 part). That is one GET per record: fine for the sizes this project is tested at, and the
@@ -19,13 +20,12 @@ import rfc8785
 
 from archiver.errors import NotFound
 from archiver.keyspace import RECORDS_PREFIX, TOMBSTONES_PREFIX, record_key
+from archiver.records.facts import facts_of
 from archiver.records.model import Record, iso
-from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import normalize_number
 from archiver.store.errors import ObjectExists, ObjectNotFound
-from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
-from archiver.subjects.identity import Identities
-from policies.model import RecordFacts
+from archiver.store.port import LockMode, ObjectStore, Retention
+from archiver.subjects.aliases import contact_aliases
+from archiver.subjects.identity import resolve_subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,56 +94,6 @@ def record_by_id(objects: ObjectStore, record_id: str) -> StoredRecord:
     if not versions:
         raise NotFound(f"no record {record_id}", code="record_not_found")
     return read_stored_record(objects, key, versions[0])
-
-
-def facts_of(header: Mapping[str, Any]) -> RecordFacts:
-    """The policy facts of a record, re-derived from its header exactly as the processor
-    derived them when it wrote the record (``Processor._write_one``)."""
-    business = header.get("business") or {}
-    occurred = header.get("occurred_at")
-    captured = header.get("captured_at")
-    return RecordFacts(
-        business_number=business.get("display_phone_number"),
-        phone_number_id=business.get("phone_number_id"),
-        direction=header.get("direction"),
-        origin=header.get("origin"),
-        message_type=header.get("message_type"),
-        # A source link (a re-delivery of an event) is kept as its event is.
-        record_kind=str(header.get("link_kind") if header.get("kind") == "source"
-                        else header.get("kind")),
-        tags=frozenset(header.get("flags") or ()),
-        message_time=_parse(occurred),
-        capture_time=_parse(captured),
-    )
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def contact_aliases(contact: str) -> list[str]:
-    """The alias forms a caller's contact string may take (``archiver.records.subjects``):
-    a phone-based wa_id (digits, ``+`` and separators allowed) or a business-scoped id."""
-    text = contact.strip()
-    digits = normalize_number(text)
-    if digits and all(ch.isdigit() or ch in "+ ()-." for ch in text):
-        return ["wa:" + digits]
-    return ["bsuid:" + text, "parent:" + text, "username:" + text.casefold()]
-
-
-def resolve_subject(
-    state: StateStore, pseudo: Pseudonymizer, phone_number_id: str, contact: str
-) -> str:
-    """The canonical subject pseudonym of ``contact`` at business ``phone_number_id``:
-    through the alias registry and the merges (``archiver.subjects.identity``), so a
-    phone number and a BSUID of one person give the same answer; a contact never seen
-    gets the deterministic pseudonym of its primary alias. The person's other subject
-    ids: ``archiver.subjects.identity.person_subjects``."""
-    aliases = contact_aliases(contact)
-    found = Identities(state).resolve(pseudo, phone_number_id, aliases)
-    return found or pseudo.subject(phone_number_id, aliases[0])
 
 
 def write_tombstone(

@@ -6,8 +6,9 @@ Plan (nothing written; a refusal is ``erasure_refused`` naming the blocker):
 
 1. resolve the contact (wa_id or BSUID) to its subject pseudonym (alias registry);
 2. find the subject's records and the raw delivery slots that mention it (grants
-   ``capgrants/<subject>/<batch>``, :func:`grant_slots`), and the records of *other*
-   subjects derived from those same slots (a history chunk spans several threads);
+   ``capgrants/<subject>/<batch>``, ``archiver.subjects.grants.grant_slots``), and the
+   records of *other* subjects derived from those same slots (a history chunk spans
+   several threads);
 3. re-decide all of them with the current policy set: a running obligation on the
    subject's records, or on another subject's record from a shared slot (destroying the
    slot's key would destroy that record's raw evidence), or an open hold on the subject or
@@ -41,7 +42,7 @@ import contextlib
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -79,7 +80,6 @@ from archiver.keyspace import (
     PROC_PREFIX,
     SUBJECT_KEYS_PREFIX,
     TOKENS_PREFIX,
-    capgrant_key,
     capgrants_of,
     erasure_key,
     erasure_open_key,
@@ -153,12 +153,6 @@ KEPT_STATE: dict[str, str] = {
     LEASES_PREFIX: "job leases",
 }
 
-# Record kinds without a subject of their own whose sealed content may quote a delivery
-# (archiver.ingest.processor gives them the people the delivery names).
-QUOTING_KINDS = frozenset({"unknown", "unprocessable"})
-
-
-
 class ErasureStatus(StrEnum):
     """``status`` of ``erasures/<subject>/<id>`` (stored: the values never change)."""
 
@@ -169,33 +163,6 @@ class ErasureStatus(StrEnum):
 
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
 
-
-
-def grant_slots(
-    state: StateStore, subject: str | None, batch_id: str, slots: Iterable[int]
-) -> None:
-    """Record that raw delivery ``slots`` of ``batch_id`` mention ``subject``: one
-    working-state value per (subject, batch), so a batch costs one write per subject, not
-    one per delivery. Idempotent (a replay merges into what an earlier attempt wrote)."""
-    wanted = sorted(set(slots))
-    if not subject or not wanted:
-        return
-    key = capgrant_key(subject, batch_id)
-    for _ in range(20):
-        current = state.get(key)
-        have = set(json.loads(current.value)["slots"]) if current else set()
-        if set(wanted) <= have:
-            return
-        value = json.dumps({"slots": sorted(have | set(wanted))}).encode()
-        try:
-            if current is None:
-                state.put(key, value, if_absent=True)
-            else:
-                state.put(key, value, if_match=current.token)
-            return
-        except PreconditionFailed:
-            continue
-    raise PreconditionFailed(f"{key}: too much contention")
 
 
 def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:

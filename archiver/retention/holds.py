@@ -19,8 +19,9 @@ Working state::
                       cheap check the processor and the index follower run after each
                       batch (one GET)
 
-Later arrivals: ``hold_new_arrivals`` is called by the processor after a batch's leaves
-are appended; a record whose subject or conversation an open hold names is held then.
+Later arrivals: ``hold_new_arrivals`` is called (through the :func:`on_logged` hook) by
+the processor and the consent recorder after a batch's leaves are appended; a record
+whose subject or conversation an open hold names is held then.
 A ``query`` hold cannot be checked there (a new record is not in the index yet), so
 ``hold_indexed_arrivals`` (``archiver.retention.arrivals``) is called by the index
 follower after each indexed batch: it runs each open hold's query restricted to the
@@ -512,6 +513,23 @@ def hold_merged_people(
     if total:
         logger.info("hold_applied_to_merged_subjects", versions=total)
     return total
+
+
+def on_logged(
+    *, objects: ObjectStore, state: StateStore, log: LogAppender, keys: object
+) -> Callable[[Sequence[tuple[str, str]], Sequence[str]], None]:
+    """The writers' ``on_logged`` hook (``archiver.ingest.ports.LoggedHook``), wired by
+    ``Runtime.open``: new record versions an open hold names are held, then the records
+    of the people this batch merged. Synchronous: a hold protects a new subject's key
+    before any erasure can reach it."""
+
+    def hook(written: Sequence[tuple[str, str]], merged: Sequence[str]) -> None:
+        hold_new_arrivals(objects=objects, state=state, log=log, keys=keys, written=written)
+        if merged:
+            hold_merged_people(objects=objects, state=state, log=log, keys=keys,
+                               subjects=merged)  # fmt: skip
+
+    return hook
 
 
 def records_of_hits(objects: ObjectStore, result: SearchResult) -> dict[str, StoredRecord]:

@@ -45,12 +45,12 @@ from archiver.ledger.verify_objects import Finding, FindingKind
 from archiver.records.model import RecordError
 from archiver.retention.common import StoredRecord, read_stored_record
 from archiver.retention.erasure import (
-    QUOTING_KINDS,
     drop_slot_key,
     purge_derived_state,
 )
 from archiver.store.errors import ObjectNotFound, StoreError
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.grants import QUOTING_KINDS
 from search.port import SearchIndex
 
 # Index fields that only a readable record fills (archiver.indexing.documents).

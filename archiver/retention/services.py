@@ -1,19 +1,20 @@
-"""The retention services of one runtime, built once and kept in ``runtime.extras``
-(so that ``archiver/runtime.py`` needs no new field)."""
+"""The retention services of one runtime, built once by ``Runtime.open`` from its parts
+(``Runtime.retention``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from archiver.keys.store import KeyStore
+from archiver.ledger.log import TransparencyLog
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.disposition import DispositionJob
 from archiver.retention.erasure import ErasureService
 from archiver.retention.holds import HoldRegistry, HoldService
-from archiver.store.port import LockMode
-
-if TYPE_CHECKING:
-    from archiver.runtime import Runtime
+from archiver.retention.policy import EngineDecider
+from archiver.store.port import LockMode, ObjectStore, StateStore
+from search.port import SearchIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,30 +26,30 @@ class RetentionServices:
     applier: RetentionApplier
 
 
-def retention_services(runtime: Runtime) -> RetentionServices:
-    cached = runtime.extras.get("retention")
-    if isinstance(cached, RetentionServices):
-        return cached
-    lock = LockMode(runtime.settings.lock_mode)
-    days = runtime.settings.log_retention_days
-    registry = HoldRegistry(
-        objects=runtime.objects, state=runtime.state, log=runtime.log, keys=runtime.keys
-    )
-    services = RetentionServices(
+def retention_services(
+    *,
+    objects: ObjectStore,
+    state: StateStore,
+    log: TransparencyLog,
+    keys: KeyStore,
+    index: SearchIndex,
+    pseudo: Pseudonymizer,
+    policy: EngineDecider,
+    lock: LockMode,
+    log_retention_days: int,
+) -> RetentionServices:
+    days = log_retention_days
+    registry = HoldRegistry(objects=objects, state=state, log=log, keys=keys)
+    return RetentionServices(
         registry=registry,
-        holds=HoldService(registry, runtime.index, runtime.log, runtime.pseudo),
+        holds=HoldService(registry, index, log, pseudo),
         disposition=DispositionJob(
-            objects=runtime.objects, state=runtime.state, log=runtime.log,
-            index=runtime.index, policy=runtime.policy, holds=registry, lock_mode=lock,
-            log_retention_days=days,
+            objects=objects, state=state, log=log, index=index, policy=policy, holds=registry,
+            lock_mode=lock, log_retention_days=days,
         ),
         erasure=ErasureService(
-            objects=runtime.objects, state=runtime.state, log=runtime.log, keys=runtime.keys,
-            index=runtime.index, pseudo=runtime.pseudo, policy=runtime.policy, holds=registry,
-            lock_mode=lock, log_retention_days=days, reader=runtime.log,
+            objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
+            policy=policy, holds=registry, lock_mode=lock, log_retention_days=days, reader=log,
         ),
-        applier=RetentionApplier(objects=runtime.objects, log=runtime.log, policy=runtime.policy,
-                                 state=runtime.state),
+        applier=RetentionApplier(objects=objects, log=log, policy=policy, state=state),
     )  # fmt: skip
-    runtime.extras["retention"] = services
-    return services

@@ -1,7 +1,7 @@
 """Identity resolution that converges whatever the order Meta's webhooks arrive in.
 
 A contact is named by several aliases (``wa:<digits>``, ``bsuid:…``, ``parent:…``, a
-new number after ``user_changed_number``; ``archiver.records.subjects``). Each subject
+new number after ``user_changed_number``; ``archiver.subjects.aliases``). Each subject
 id is a pseudonym (``s_…``) with its own data key. When a Meta payload names two aliases
 that so far led to different subjects, the two subjects are **merged**: a union-find over
 subject ids kept in working state. Nothing is rewritten: records keep the subject id
@@ -38,6 +38,7 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
+from archiver.subjects.aliases import contact_aliases
 
 _TRIES = 20
 
@@ -254,10 +255,24 @@ def person_subjects(state: StateStore, subject: str) -> list[str]:
     return [root, *(s for s in ids.members(root) if s != root)]
 
 
+def resolve_subject(
+    state: StateStore, pseudo: Pseudonymizer, phone_number_id: str, contact: str
+) -> str:
+    """The canonical subject pseudonym of ``contact`` at business ``phone_number_id``:
+    through the alias registry and the merges, so a phone number and a BSUID of one
+    person give the same answer; a contact never seen gets the deterministic pseudonym
+    of its primary alias. The person's other subject
+    ids: :func:`person_subjects`."""
+    aliases = contact_aliases(contact)
+    found = Identities(state).resolve(pseudo, phone_number_id, aliases)
+    return found or pseudo.subject(phone_number_id, aliases[0])
+
+
 __all__ = [
     "Identities",
     "Merge",
     "canonical_subject",
     "merged_entry",
     "person_subjects",
+    "resolve_subject",
 ]

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from archiver.retention.common import StoredRecord, iter_records
 from archiver.retention.disposition import DispositionJob
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import ObjectInfo, ObjectStore, VersionEntry
 from tests.support.retention import SHORT_DEFAULT, app_on, s3_overrides
@@ -71,7 +70,7 @@ class SimulatedCrash(RuntimeError):
 
 def counting_job(rt: Runtime, store: CountingStore) -> DispositionJob:
     """The runtime's disposition job, on ``store`` instead of the runtime's store."""
-    base = retention_services(rt).disposition
+    base = rt.retention.disposition
     return DispositionJob(
         objects=store,  # type: ignore[arg-type]  # delegates every other call to the store
         state=rt.state, log=rt.log, index=rt.index, policy=rt.policy, holds=base.holds,

@@ -26,7 +26,6 @@ from archiver.ledger.entry import EntryKind
 from archiver.media.worker import MediaWorker
 from archiver.records.model import Record
 from archiver.retention.disposition import DispositionJob
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.whatsapp.graph import GraphClient, RetryPolicy
 from tests.fakes.meta import FakeMeta
@@ -167,7 +166,7 @@ def travel(rt: Runtime, job: DispositionJob, days: float) -> datetime:
 def pass_expiry(rt: Runtime, backend: str, until: int) -> DispositionJob:
     """The runtime's disposition job, with the clock past ``until`` (epoch seconds): time
     travel on the embedded store, a real wait on MinIO."""
-    job = retention_services(rt).disposition
+    job = rt.retention.disposition
     if backend == "minio":
         time.sleep(max(0.0, until - time.time()) + 1.5)
     else:

@@ -19,7 +19,6 @@ from archiver.api.routes.search import actor_of
 from archiver.auth import Principal, Role
 from archiver.cases.model import MAX_CONTACTS, MAX_NUMBERS, Custodians, Scope
 from archiver.cases.service import CaseInput, CaseService
-from archiver.cases.wiring import case_service
 from archiver.errors import ArchiverError
 
 router = APIRouter(prefix="/v1", tags=["cases"])
@@ -111,7 +110,7 @@ def _custodians(body: CustodiansBody | None) -> Custodians | None:
 
 
 def _service(request: Request) -> CaseService:
-    return case_service(get_runtime(request))
+    return get_runtime(request).cases
 
 
 def _view(service: CaseService, doc: dict[str, Any]) -> dict[str, Any]:

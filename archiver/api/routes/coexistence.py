@@ -10,11 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from archiver.api.deps import allow, get_runtime
 from archiver.auth import Principal, Role
-from archiver.coexistence import service_for
 from archiver.errors import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["coexistence"])
-__all__ = ["router", "service_for"]  # service_for: kept importable from here too
 
 
 @router.get("/coexistence/{phone_number_id}")
@@ -26,5 +24,5 @@ async def coexistence_report(
 ) -> dict[str, Any]:
     if not principal.sees_number(phone_number_id):
         raise Forbidden("this token may not read that number")
-    service = service_for(get_runtime(request))
+    service = get_runtime(request).coexistence()
     return await asyncio.to_thread(service.report, phone_number_id, orphan_hours=orphan_hours)

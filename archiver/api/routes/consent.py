@@ -65,6 +65,7 @@ async def record_consent(
         log=runtime.log,
         pseudo=runtime.pseudo,
         policy=runtime.policy,
+        on_logged=runtime.on_logged,
     )
     change = ConsentChange(
         phone_number_id=body.phone_number_id,

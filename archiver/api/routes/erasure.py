@@ -14,7 +14,6 @@ from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
 from archiver.errors import Conflict, Forbidden, NotFound
 from archiver.retention.scope import hold_numbers
-from archiver.retention.services import retention_services
 
 router = APIRouter(prefix="/v1", tags=["erasure"])
 
@@ -35,7 +34,7 @@ def erase(
     runtime = get_runtime(request)
     if not principal.sees_number(body.phone_number_id):
         raise Forbidden("this token does not cover that business number")
-    services = retention_services(runtime)
+    services = runtime.retention
     try:
         result = services.erasure.erase(
             body.phone_number_id, body.contact, by=principal.role.value,

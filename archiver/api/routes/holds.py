@@ -26,7 +26,7 @@ from archiver.retention.disposition import Approver as ReviewApprover
 from archiver.retention.disposition import approve_review, list_reviews
 from archiver.retention.holds import HoldScope, summary
 from archiver.retention.scope import hold_numbers, review_numbers, review_of
-from archiver.retention.services import RetentionServices, retention_services
+from archiver.retention.services import RetentionServices
 
 router = APIRouter(prefix="/v1", tags=["holds"])
 
@@ -73,7 +73,7 @@ def place_hold(body: HoldRequest, request: Request, principal: Writer) -> dict[s
         if body.contact and body.phone_number_id else None
     )  # fmt: skip
     scope = HoldScope(body.query, body.conversation, subject, body.phone_number_id)
-    services = retention_services(runtime)
+    services = runtime.retention
     doc = services.holds.place(
         scope,
         case_id=body.case_id,
@@ -96,7 +96,7 @@ def place_hold(body: HoldRequest, request: Request, principal: Writer) -> dict[s
 
 @router.get("/holds")
 def list_holds(request: Request, principal: Reader) -> dict[str, Any]:
-    services = retention_services(get_runtime(request))
+    services = get_runtime(request).retention
     return {"holds": [
         summary(h) for h in services.holds.list() if principal.covers(hold_numbers(h))
     ]}  # fmt: skip
@@ -104,7 +104,7 @@ def list_holds(request: Request, principal: Reader) -> dict[str, Any]:
 
 @router.get("/holds/{hold_id}")
 def get_hold(hold_id: str, request: Request, principal: Reader) -> dict[str, Any]:
-    doc = _visible_hold(retention_services(get_runtime(request)), hold_id, principal)
+    doc = _visible_hold(get_runtime(request).retention, hold_id, principal)
     out = summary(doc)
     out["items"] = sorted(doc.get("items", {}).values(), key=lambda i: (i["key"], i["version_id"]))
     return out
@@ -113,7 +113,7 @@ def get_hold(hold_id: str, request: Request, principal: Reader) -> dict[str, Any
 @router.delete("/holds/{hold_id}")
 def release_hold(hold_id: str, request: Request, principal: Writer) -> dict[str, Any]:
     runtime = get_runtime(request)
-    services = retention_services(runtime)
+    services = runtime.retention
     # Checked before anything changes: another number's hold stays placed.
     _visible_hold(services, hold_id, principal)
     doc = services.holds.release(hold_id, by=principal.name)

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from archiver.auth import Role
 from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.retention.common import StoredRecord, iter_records
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from tests.integration.api.conftest import drop_es_alias
 from tests.support.apps import backend_settings, running_app
@@ -245,7 +244,7 @@ def test_scoped_officer_sees_and_approves_only_its_numbers_reviews(tmp_path: Pat
         a.deliver(N1, ALICE, "review one", int(time.time()))
         a.deliver(N2, BOB, "review two", int(time.time()))
         (r1,), (r2,) = a.records(N1), a.records(N2)
-        job = retention_services(rt).disposition
+        job = rt.retention.disposition
         rt.objects._now = lambda: later  # type: ignore[attr-defined]  # the local store's clock
         job.clock = lambda: later
         assert sorted(job.run().queued_for_review) == sorted([r1.record_id, r2.record_id])

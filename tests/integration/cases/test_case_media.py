@@ -13,7 +13,6 @@ import pytest
 
 from archiver.audit import Actor
 from archiver.auth import Role
-from archiver.cases.wiring import case_service
 from archiver.records.model import Record
 from tests.fakes.meta import FakeMeta
 from tests.support.disposition_media import (
@@ -57,7 +56,7 @@ def test_scope_lists_and_holds_an_image_with_its_link_and_blob(
             "custodians": {"numbers": [PNID], "contacts": [WA]}})  # fmt: skip
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
-        got = list(case_service(rt).records_in_scope(cid, ACTOR))
+        got = list(rt.cases.records_in_scope(cid, ACTOR))
         link_record = Record.parse(rt.objects.get(*image.link)).record_id
         assert image.message_id in got and link_record in got
         assert other.message_id not in got

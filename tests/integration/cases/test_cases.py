@@ -13,7 +13,6 @@ import pytest
 from archiver.audit import Actor
 from archiver.auth import Role
 from archiver.cases.scope import records_in_scope
-from archiver.cases.wiring import case_service
 from archiver.retention.common import StoredRecord, record_by_id
 from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, DATE_FROM, DATE_TO, N1, N2, Archive, Seeded
@@ -70,7 +69,7 @@ def records(a: Archive, ids: dict[str, str]) -> dict[str, StoredRecord]:
 def test_records_in_scope_is_exactly_the_seeded_scope(archive: Archive, seeded: Seeded) -> None:
     a = archive
     case = create(a, a.token(Role.LEGAL))
-    service = case_service(a.rt)
+    service = a.rt.cases
     got = list(service.records_in_scope(case["id"], ADMIN_ACTOR))
     assert len(got) == len(set(got))  # each record once
     assert set(got) == set(seeded.in_scope.values())
@@ -180,7 +179,7 @@ def test_custody_lists_every_action_and_each_is_audited(archive: Archive, seeded
     assert a.client.post(f"/v1/cases/{cid}/close", headers=legal,
                          json={"release_holds": True}).status_code == 200  # fmt: skip
     assert a.client.post(f"/v1/cases/{cid}/reopen", headers=legal).status_code == 200
-    service = case_service(a.rt)
+    service = a.rt.cases
     service.export_requested(cid, ADMIN_ACTOR, export_id="x_1", options={"formats": ["rsmf"]})
     service.export_finished(cid, ADMIN_ACTOR, export_id="x_1", state="done",
                             counts={"records": 9}, manifest_sha256="ab" * 32)  # fmt: skip

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 
 from archiver.keyspace import raw_key, record_key
 from archiver.records.model import Record
-from archiver.records.subjects import aliases_of
 from archiver.runtime import Runtime
+from archiver.subjects.aliases import aliases_of
 from archiver.whatsapp import ContactRef
 from tests.conftest import REPO, shared_dir
 from tests.support.apps import backend_settings, running_app, sign

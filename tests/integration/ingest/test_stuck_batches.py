@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from archiver import metrics
+from archiver.api.routes.metrics import sample
 from archiver.ingest.rawbatch import Delivery
 from archiver.keyspace import PENDING_INDEX_READY, PENDING_PREFIX, PROC_PREFIX
 from archiver.runtime import Runtime
@@ -23,7 +24,7 @@ def _capture(rt: Runtime) -> str:
 
 
 def _stuck_gauge(rt: Runtime) -> float:
-    metrics.sample(rt)
+    sample(rt)
     value = metrics.REGISTRY.get_sample_value("archiver_batches_stuck")
     assert value is not None
     return value

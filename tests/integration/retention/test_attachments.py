@@ -14,7 +14,6 @@ import pytest
 
 from archiver.auth import Role
 from archiver.retention.apply import apply_if_policies_changed
-from archiver.retention.services import retention_services
 from tests.fakes.meta import FakeMeta
 from tests.support.disposition_media import (
     PNID,
@@ -93,7 +92,7 @@ def test_an_image_fetched_after_the_hold_is_held_too(
                              ts=soon("embedded"))
         for ref in (item.message, item.link, item.blob):
             assert rt.objects.stat(*ref).legal_hold, ref
-        detail = retention_services(rt).holds.get(r.json()["id"])
+        detail = rt.retention.holds.get(r.json()["id"])
         assert {i["kind"] for i in detail["items"].values()} == {"record", "raw", "media"}
 
 
@@ -126,14 +125,14 @@ def test_a_longer_policy_extends_blobs_and_links_and_runs_once_per_policy_set(
     with archive_with(tmp_path, base, short) as (client, rt):
         item = deliver_image(client, rt, media_worker(rt, fake, http), fake, shared,
                              wa_id="447700900331", ts=until)
-        first = apply_if_policies_changed(retention_services(rt).applier, rt.state,
+        first = apply_if_policies_changed(rt.retention.applier, rt.state,
                                           rt.policy.fingerprint)
         assert first is not None and first.extended == []  # nothing longer yet
     # The operator lengthens the default and restarts: the scheduled apply sees a new
     # fingerprint and extends the message, and its link and blob with it.
     longer = write_policy(tmp_path, longer_default(30), "longer")
     with archive_with(tmp_path, base, longer) as (_client, rt):
-        applier = retention_services(rt).applier
+        applier = rt.retention.applier
         report = apply_if_policies_changed(applier, rt.state, rt.policy.fingerprint)
         assert report is not None
         extended = {(e["key"], e["version_id"]): e["object_kind"] for e in report.extended}

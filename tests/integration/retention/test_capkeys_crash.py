@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from archiver.retention.disposition import DispositionJob
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import StateStore
 from tests.support.disposition import SimulatedCrash, archive, records_at, time_travel
@@ -35,7 +34,7 @@ class CrashOnCapkeys:
 
 
 def _job(rt: Runtime, state: Any) -> DispositionJob:
-    base = retention_services(rt).disposition
+    base = rt.retention.disposition
     return DispositionJob(
         objects=rt.objects, state=state, log=rt.log, index=rt.index, policy=rt.policy,
         holds=base.holds, lock_mode=base.lock_mode, log_retention_days=base.log_retention_days,

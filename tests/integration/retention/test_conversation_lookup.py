@@ -31,7 +31,6 @@ from archiver.retention.conversation_lookup import (
     is_complete,
 )
 from archiver.retention.holds import HoldRegistry, HoldScope, HoldService
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from archiver.store.port import ObjectStore
 from tests.support.apps import settings_env, sign
@@ -189,10 +188,10 @@ def test_conversation_lookup_finds_exactly_what_the_scan_finds(
         # G2 has a record without subject: found through its batch's _none trace.
         assert fast is not None and _ids(fast) == _ids(scan), name
         assert _ids(conversation_records(rt.objects, rt.state, rt.log, conv)) == _ids(scan)
-        matched = retention_services(rt).holds.matching(
+        matched = rt.retention.holds.matching(
             HoldScope(conversation=conv), [PHONE_NUMBER_ID])
         assert _ids(matched) == _ids(scan), name
-        assert retention_services(rt).holds.matching(HoldScope(conversation=conv), ["other"]) == []
+        assert rt.retention.holds.matching(HoldScope(conversation=conv), ["other"]) == []
     assert kinds["A"] == ["consent", "message", "source", "status"]
     assert kinds["B"] == ["consent", "message", "message"]  # "hi", "STOP" and its consent
     assert kinds["G1"] == ["message", "message"]
@@ -223,7 +222,7 @@ def test_conversation_lookup_finds_exactly_what_the_scan_finds(
     b = _subject(rt, B)
     union = _ids(_scan(rt, convs["G1"])) | {
         (r.key, r.version_id) for r in iter_records(rt.objects) if r.subject == b}
-    both = retention_services(rt).holds.matching(
+    both = rt.retention.holds.matching(
         HoldScope(conversation=convs["G1"], subject=b), None)
     assert _ids(both) == union
 
@@ -231,7 +230,7 @@ def test_conversation_lookup_finds_exactly_what_the_scan_finds(
     r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
                     json={"case_id": "case-c", "conversation": convs["G1"]})
     assert r.status_code == 201, r.text
-    doc = retention_services(rt).holds.get(r.json()["id"])
+    doc = rt.retention.holds.get(r.json()["id"])
     held = {(i["key"], i["version_id"]) for i in doc["items"].values() if i["kind"] == "record"}
     assert held == _ids(_scan(rt, convs["G1"]))
     for key, version in held:
@@ -326,7 +325,7 @@ def test_a_batch_claimed_but_not_finished_makes_the_lookup_fall_back(
 
     worker = Processor(objects=rt.objects, state=rt.state, kek=rt.kek, subject_keys=rt.keys,
                        pseudo=rt.pseudo, policy=rt.policy, log_appender=rt.log,
-                       crash_hook=hook)
+                       on_logged=rt.on_logged, crash_hook=hook)
     # A new participant in the group: its trace and grant exist, its batch is claimed.
     _post(client, _body([_msg(D, "late in G1", group=G1)]))
     pending = worker.pending_batches()

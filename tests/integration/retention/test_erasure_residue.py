@@ -26,7 +26,6 @@ from archiver.ledger.entry import EntryKind
 from archiver.retention.common import resolve_subject
 from archiver.retention.erasure import DERIVED_STATE, KEPT_STATE, STEPS, slot_grants
 from archiver.retention.residue import erasure_residue, replay_shredded
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from policies.model import Decision, Erasure, RecordFacts
 from tests.support.erasure import (
@@ -215,7 +214,7 @@ def test_erasure_redo_after_a_crash_finishes_every_step_and_logs_each_leaf_once(
         deliver(client, rt, [Msg(ERASE, f"shared {marks['text']}", now()),
                              Msg(KEEP, "kept words", now())])
         subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
-        svc = retention_services(rt).erasure
+        svc = rt.retention.erasure
 
         def crash(at: str) -> None:
             if at == point:
@@ -280,7 +279,7 @@ def test_erasure_spares_a_raw_slot_another_subjects_obligation_needs(
         kept_at = t - 7
         # One delivery (one raw slot) carrying both contacts' messages.
         deliver(client, rt, [Msg(ERASE, "mine", t), Msg(KEEP, "theirs", kept_at)])
-        svc = retention_services(rt).erasure
+        svc = rt.retention.erasure
         svc.policy = RefuseAt(svc.policy, datetime.fromtimestamp(kept_at, UTC))
         capkeys_before = {k: _value(rt, k) for k in rt.state.list(CAPTURE_KEYS_PREFIX)}
 
@@ -310,7 +309,7 @@ def test_verify_finds_key_material_copies_and_documents_of_erased_subjects(
     with archive(request, tmp_path, backend) as (client, rt):
         _rich_history(client, rt, marks)
         subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
-        record_ids = {r.record_id for r in retention_services(rt).erasure.plan(
+        record_ids = {r.record_id for r in rt.retention.erasure.plan(
             PHONE_NUMBER_ID, ERASE).records}
         # What a working-state backup and a stale index taken before the erasure hold.
         saved = {k: _raw_value(rt, k) for k in rt.state.list("")
@@ -362,7 +361,7 @@ def test_an_interrupted_erasure_is_visible_until_the_resume_job_finishes_it(
     marks = _markers()
     with archive(request, tmp_path, "embedded") as (client, rt):
         deliver(client, rt, [Msg(ERASE, f"interrupted {marks['text']}", now())])
-        svc = retention_services(rt).erasure
+        svc = rt.retention.erasure
 
         def crash(at: str) -> None:
             if at == "after:intent":

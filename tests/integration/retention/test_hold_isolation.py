@@ -19,7 +19,6 @@ from archiver.keyspace import HOLDS_OPEN_KEY as OPEN_KEY
 from archiver.keyspace import HOLDS_PREFIX
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HoldScope
-from archiver.retention.services import retention_services
 from archiver.runtime import Runtime
 from tests.support.apps import backend_settings, running_app
 from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now, token
@@ -83,7 +82,7 @@ def test_a_broken_hold_is_flagged_and_the_others_still_hold_new_arrivals(
         # A zombie as the old code left one (the API now refuses to make it): ``placing``,
         # open, with a query that cannot run, and sorted before every real hold id.
         zombie = "h_0zombie"
-        holds = retention_services(rt).holds
+        holds = rt.retention.holds
         rt.state.put(HOLDS_PREFIX + zombie, json.dumps({
             "id": zombie, "case_id": "c-zombie", "reason": None, "status": "placing",
             "scope": HoldScope(query="(").to_json(), "numbers": None,

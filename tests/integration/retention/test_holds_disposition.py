@@ -14,7 +14,6 @@ from archiver.auth import Role
 from archiver.ledger.entry import EntryKind
 from archiver.ledger.verify import verify_archive
 from archiver.retention.common import iter_records, resolve_subject
-from archiver.retention.services import retention_services
 from tests.support.retention import (
     PHONE_NUMBER_ID,
     SHORT_DEFAULT,
@@ -75,7 +74,7 @@ def test_hold_outlives_expiry_covers_later_arrivals_and_disposition_leaves_nothi
         assert len(free) == 1
         time.sleep(max(0.0, expiry - time.time()) + 1.5)
 
-        job = retention_services(rt).disposition
+        job = rt.retention.disposition
         dry = job.run(dry_run=True)
         assert {d.key for d in dry.disposed} == {free[0].key}
         report = job.run()

@@ -16,7 +16,6 @@ from archiver.keyspace import record_key
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.common import iter_records, resolve_subject
 from archiver.retention.holds import HoldScope
-from archiver.retention.services import retention_services
 from archiver.retention.subject_lookup import subject_records, subject_records_indexed
 from archiver.runtime import Runtime
 from tests.support.retention import (
@@ -86,7 +85,7 @@ def test_query_hold_catches_later_arrivals_through_the_indexing_hook(
         # What the follower passes is the ids it just upserted; a replay holds nothing new.
         assert _hook(rt, [later.record_id, other.record_id]) == 0
 
-        doc = retention_services(rt).holds.get(hold_id)
+        doc = rt.retention.holds.get(hold_id)
         assert {i["kind"] for i in doc["items"].values()} == {"record", "raw"}
         assert len([i for i in doc["items"].values() if i["kind"] == "record"]) == 2
 
@@ -97,11 +96,11 @@ def test_query_hold_catches_later_arrivals_through_the_indexing_hook(
         rt.follower.after_upsert = hook
         missed = _records(rt, D)[0]
         assert not _held(rt, missed)
-        assert retention_services(rt).holds.refresh_query_holds() == {hold_id: 2}
+        assert rt.retention.holds.refresh_query_holds() == {hold_id: 2}
         assert _held(rt, missed)
 
         # Released: nothing open, the hook does nothing (one state read).
-        retention_services(rt).holds.release(hold_id, by="legal")
+        rt.retention.holds.release(hold_id, by="legal")
         deliver(client, rt, [Msg(E, "zanzibar after release", ts)])
         late = _records(rt, E)[0]
         assert _hook(rt, [late.record_id]) == 0
@@ -146,7 +145,7 @@ def test_subject_lookup_finds_what_the_full_scan_finds(
         assert subject_records(rt.objects, rt.state, rt.log, "s_nobody") == []
 
         # The services use it: a contact hold and an erasure plan see the same records.
-        services = retention_services(rt)
+        services = rt.retention
         b = _subject(rt, B)
         matched = services.holds.matching(HoldScope(subject=b), [PHONE_NUMBER_ID])
         assert _ids(matched) == _ids([r for r in everything if r.subject == b])

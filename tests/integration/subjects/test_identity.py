@@ -25,9 +25,9 @@ from archiver.keys.errors import KeyShredded
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.records.model import Record
 from archiver.retention.common import iter_records, resolve_subject
+from archiver.retention.relink import relink_archive
 from archiver.runtime import Runtime
 from archiver.subjects.identity import Identities, person_subjects
-from archiver.subjects.relink import relink_archive
 from tests.fakes.meta import FakeMeta
 from tests.support.apps import backend_settings, running_app, sign
 from tests.support.meta_app import PNID, TOKEN
@@ -389,7 +389,8 @@ def test_a_crash_after_the_merge_still_logs_it(app: tuple[Any, Runtime, dict[str
     p = runtime.processor
     worker = Processor(
         objects=p.objects, state=p.state, kek=p.kek, subject_keys=p.keys, pseudo=p.pseudo,
-        policy=p.policy, log_appender=p.log, keywords=p.keywords, crash_hook=crash_once,
+        policy=p.policy, log_appender=p.log, on_logged=p.on_logged, keywords=p.keywords,
+        crash_hook=crash_once,
     )  # fmt: skip
     with pytest.raises(Crash):
         worker.sweep()

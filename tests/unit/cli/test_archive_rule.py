@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from archiver import cli
-from archiver.cli_runtime import check_archive, start_facts
+from archiver.cli.archive import check_archive, start_facts
 from archiver.settings import get_settings
 
 
@@ -107,7 +107,7 @@ def test_unexpected_errors_are_one_line_unless_debug(
     def boom() -> None:
         raise RuntimeError("the disk\nis full")
 
-    monkeypatch.setattr(cli, "_runtime", boom)
+    monkeypatch.setattr(cli, "open_runtime", boom)
     code, _out, err = _run(capsys, "token", "list")
     assert code == 1
     assert err == "error: RuntimeError: the disk is full (--debug shows the traceback)\n"

@@ -17,7 +17,7 @@ import uvicorn
 
 from archiver import cli
 from archiver.api.app import create_app
-from archiver.cli_demo import load_sample, render
+from archiver.cli.demo import load_sample, render
 from archiver.settings import get_settings
 from tests.support.apps import APP_SECRET, VERIFY_TOKEN, embedded_settings
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver import cli, cli_progress
+from archiver import cli
+from archiver.cli import progress as cli_progress
 from archiver.ingest.rawbatch import Delivery
 from archiver.runtime import Runtime
 from archiver.settings import get_settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver.auth import Role
-from archiver.cli_runtime import announce_start, start_facts
+from archiver.cli.archive import announce_start, start_facts
 from archiver.logs import configure_logging
 from archiver.settings import Settings
 from tests.support.apps import embedded_settings

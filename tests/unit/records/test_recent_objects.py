@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from archiver.indexing.recent import RecentObjects, recent_for
+from archiver.indexing.recent import RecentObjects
+from archiver.runtime import Runtime
+from tests.support.apps import embedded_settings
 
 
 def _sha(body: bytes) -> str:
@@ -32,10 +35,16 @@ def test_bounded_oldest_out() -> None:
     assert cache.take("k4", "v", _sha(b"x")) == b"x"
 
 
-def test_one_cache_per_store_object() -> None:
-    class Store:
-        pass
-
-    a, b = Store(), Store()
-    assert recent_for(a) is recent_for(a)
-    assert recent_for(a) is not recent_for(b)
+def test_one_cache_per_runtime_passed_to_its_processor_and_follower(tmp_path: Path) -> None:
+    # No process-wide registry: Runtime.open makes the cache and hands it to both ends.
+    a = Runtime.open(embedded_settings(tmp_path / "a"))
+    b = Runtime.open(embedded_settings(tmp_path / "b"))
+    try:
+        assert isinstance(a.recent, RecentObjects)
+        assert a.processor._recent is a.recent
+        assert a.processor.sibling()._recent is a.recent
+        assert a.follower._recent is a.recent
+        assert a.recent is not b.recent
+    finally:
+        a.close()
+        b.close()

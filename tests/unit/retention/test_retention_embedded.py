@@ -16,7 +16,6 @@ from archiver import cli
 from archiver.auth import Role
 from archiver.ledger.entry import EntryKind
 from archiver.retention.common import iter_records
-from archiver.retention.services import retention_services
 from archiver.settings import get_settings
 from tests.support.retention import Msg, app_on, deliver, log_entries, now, token
 
@@ -79,16 +78,16 @@ def test_retention_apply_extends_and_never_shortens(tmp_path: Path) -> None:
         first = rt.objects.stat(record.key, record.version_id).retention
         assert first is not None
     with app_on(tmp_path, **base, policy_params="default.period=P2Y") as (_, rt):
-        report = retention_services(rt).applier.run()
+        report = rt.retention.applier.run()
         assert [e["key"] for e in report.extended] == [record.key]
         now_lock = rt.objects.stat(record.key, record.version_id).retention
         assert now_lock is not None
         assert now_lock.retain_until > first.retain_until + timedelta(days=300)
         extended = [e for e in log_entries(rt) if e.kind is EntryKind.RETENTION_EXTENDED]
         assert [(e.key, e.fields["policy"]) for e in extended] == [(record.key, "default")]
-        assert retention_services(rt).applier.run().extended == []  # idempotent
+        assert rt.retention.applier.run().extended == []  # idempotent
     with app_on(tmp_path, **base, policy_params="default.period=P6M") as (_, rt):
-        assert retention_services(rt).applier.run().extended == []  # never shortens
+        assert rt.retention.applier.run().extended == []  # never shortens
         after = rt.objects.stat(record.key, record.version_id).retention
         assert after is not None and after.retain_until == now_lock.retain_until
 
@@ -103,7 +102,7 @@ def test_review_needs_two_people_then_record_and_raw_batch_go(tmp_path: Path) ->
         deliver(client, rt, [Msg("447700900023", "review me", now())])
         record = next(iter_records(rt.objects))
         raw_key, raw_version, _ = record.raw
-        job = retention_services(rt).disposition
+        job = rt.retention.disposition
         assert job.run().disposed == []  # not expired yet
         rt.objects._now = lambda: later  # type: ignore[attr-defined]  # the local store's clock
         job.clock = lambda: later
@@ -142,6 +141,6 @@ def test_lease_keeps_disposition_single(tmp_path: Path) -> None:
     with app_on(tmp_path, inline_workers=False) as (_, rt):
         other = Lease(rt.state, "disposition", ttl=60)
         assert other.acquire()
-        assert retention_services(rt).disposition.run().ran is False
+        assert rt.retention.disposition.run().ran is False
         other.release()
-        assert retention_services(rt).disposition.run().ran is True
+        assert rt.retention.disposition.run().ran is True

@@ -134,9 +134,9 @@ def _verify(runtime: Runtime, now: datetime) -> dict[str, Any]:
 
 
 def _coexistence(runtime: Runtime) -> dict[str, Any]:
-    from archiver.coexistence import history_summary, service_for
+    from archiver.coexistence import history_summary
 
-    service = service_for(runtime)
+    service = runtime.coexistence()
     service.catch_up()
     now = service.clock()
     out: dict[str, Any] = {}
@@ -162,9 +162,8 @@ def _coexistence(runtime: Runtime) -> dict[str, Any]:
 
 
 def _holds(runtime: Runtime) -> dict[str, Any]:
-    from archiver.retention.services import retention_services
 
-    holds = retention_services(runtime).registry.open_holds()
+    holds = runtime.retention.registry.open_holds()
     return {"open": len(holds), "ids": sorted(str(h.get("hold_id") or h.get("id")) for h in holds)}
 
 
@@ -298,7 +297,7 @@ def status(
     Backends, log and checkpoint, pending batches, index lag, the last verify sweep,
     Coexistence numbers, holds, reviews and Object Lock modes.
     """
-    from archiver.cli_runtime import open_runtime
+    from archiver.cli.archive import open_runtime
 
     runtime = open_runtime()  # logs to stderr; stdout is the status
     try:

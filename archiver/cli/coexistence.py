@@ -19,11 +19,10 @@ _ID = Annotated[
 
 
 def _service() -> tuple[Runtime, Coexistence]:
-    from archiver.cli_runtime import open_runtime
-    from archiver.coexistence import service_for
+    from archiver.cli.archive import open_runtime
 
     runtime = open_runtime()
-    return runtime, service_for(runtime)
+    return runtime, runtime.coexistence()
 
 
 @app.command("sync")

@@ -4,29 +4,27 @@ Every command opens the same archive: ARCHIVER_DATA_DIR, else data_dir in the fi
 by ARCHIVER_CONFIG_FILE, else ./archive-data. Each prints it on stderr. Only serve and
 init create an archive; the others refuse a folder that holds none.
 \f
-Developers: one module, ``main(argv=None)``; commands open the runtime through
-``archiver.cli_runtime.open_runtime`` (the service's own, from the same settings).
+Developers: this package, ``main(argv=None)`` here and one module per command group;
+every command opens the runtime through ``archiver.cli.archive.open_runtime`` (the
+service's own, from the same settings, with logging on stderr).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from archiver.auth import Role
-
-if TYPE_CHECKING:
-    from archiver.runtime import Runtime
-from archiver.cli_coexistence import app as coexistence_app
-from archiver.cli_demo import app as demo_cli
-from archiver.cli_export import app as export_cli
-from archiver.cli_index import register as register_index_commands
-from archiver.cli_retention import app as retention_cli  # policy, holds, dispose, retention
-from archiver.cli_runtime import open_runtime
-from archiver.cli_status import app as status_cli
+from archiver.cli.archive import open_runtime
+from archiver.cli.coexistence import app as coexistence_app
+from archiver.cli.demo import app as demo_cli
+from archiver.cli.export import app as export_cli
+from archiver.cli.index import register as register_index_commands
+from archiver.cli.retention import app as retention_cli  # policy, holds, dispose, retention
+from archiver.cli.status import app as status_cli
 from archiver.errors import ArchiverError
 
 # Plain help (no type column such as "--help <bool>"); sub-apps inherit the mode.
@@ -71,9 +69,6 @@ def _main(
     _debug = debug
 
 
-def _runtime() -> Runtime:
-    return open_runtime()
-
 
 @app.command()
 def serve(
@@ -94,7 +89,7 @@ def serve(
     """
     import uvicorn
 
-    from archiver.cli_runtime import announce_start, check_archive
+    from archiver.cli.archive import announce_start, check_archive
     from archiver.logs import configure_logging
 
     # Fail fast on bad settings, before forking; the banner names the archive.
@@ -142,7 +137,7 @@ def worker(
     """
     import time
 
-    runtime = _runtime()
+    runtime = open_runtime()
     if once:
         outcomes = runtime.processor.sweep()
         while runtime.follower.catch_up():
@@ -164,9 +159,9 @@ def relink() -> None:
     For records archived before identity merging (phone number and BSUID, number
     changes). Each merge is logged in the proof log.
     """
-    from archiver.subjects.relink import relink_archive
+    from archiver.retention.relink import relink_archive
 
-    runtime = _runtime()
+    runtime = open_runtime()
     merges = relink_archive(objects=runtime.objects, state=runtime.state, keys=runtime.keys,
                             pseudo=runtime.pseudo, log=runtime.log)  # fmt: skip
     typer.echo(f"merged {len(merges)} subject(s)")
@@ -198,9 +193,9 @@ def verify(
     """
     import json
 
-    from archiver.cli_progress import progress_reporter
+    from archiver.cli.progress import progress_reporter
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("verifying", "object versions") as progress:
         result = runtime.proofs.verify(sample, runtime.audit, grace=grace, progress=progress)
     for finding in [*result.findings, *result.pending]:
@@ -238,7 +233,7 @@ def log_checkpoint() -> None:
 
     A new checkpoint is signed only if the log grew since the last.
     """
-    runtime = _runtime()
+    runtime = open_runtime()
     runtime.checkpoints.sign_if_grown()
     typer.echo(runtime.proofs.checkpoint(), nl=False)
 
@@ -249,7 +244,7 @@ def log_public_key() -> None:
 
     Its form is name+keyid+base64 (a C2SP signed-note verifier key).
     """
-    typer.echo(_runtime().proofs.public_key())
+    typer.echo(open_runtime().proofs.public_key())
 
 
 @log_app.command("keygen")
@@ -283,7 +278,7 @@ def log_rotate_key(
 
     from archiver.ledger.note import Signer
 
-    runtime = _runtime()
+    runtime = open_runtime()
     new = Signer.from_key_text(Path(new_key_file).read_text().strip())
     signed = runtime.checkpoints.rotate(new)
     typer.echo(f"announced {new.verifier.key_text} in tree size {signed.checkpoint.size}")
@@ -317,7 +312,7 @@ def token_create(
     The token is printed once, on stdout; only its hash is stored. Its id, for token
     revoke, is printed on stderr.
     """
-    runtime = _runtime()
+    runtime = open_runtime()
     token, record = runtime.tokens.create(
         role=role, name=name, numbers=number, expires_in_days=expires, person=person
     )
@@ -344,7 +339,7 @@ def token_revoke(
     """Revoke a token: it is refused from now on."""
     if token_id.startswith("wa_"):  # the whole token wa_<id>_<secret>: take its id
         token_id = token_id.split("_")[1]
-    record = _runtime().tokens.revoke(token_id)
+    record = open_runtime().tokens.revoke(token_id)
     typer.echo(f"revoked {record.token_id} ({record.name})")
 
 
@@ -354,7 +349,7 @@ def token_list() -> None:
 
     One line each: id, role, name, state, expiry, numbers.
     """
-    for record in _runtime().tokens.list():
+    for record in open_runtime().tokens.list():
         state = "revoked" if record.revoked_at else "active"
         typer.echo(
             f"{record.token_id}\t{record.role}\t{record.name}\t{state}\t"
@@ -392,6 +387,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return result if isinstance(result, int) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -49,3 +49,13 @@ def aliases_of(contact: ContactRef | None) -> Aliases:
         else:
             return Aliases(None, ())
     return Aliases(found[0], tuple(found[1:]))
+
+
+def contact_aliases(contact: str) -> list[str]:
+    """The alias forms a caller's contact string may take (:func:`aliases_of`):
+    a phone-based wa_id (digits, ``+`` and separators allowed) or a business-scoped id."""
+    text = contact.strip()
+    digits = normalize_number(text)
+    if digits and all(ch.isdigit() or ch in "+ ()-." for ch in text):
+        return ["wa:" + digits]
+    return ["bsuid:" + text, "parent:" + text, "username:" + text.casefold()]

@@ -24,9 +24,9 @@ from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.ports import LogAppender
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.records.subjects import aliases_of
 from archiver.retention.common import iter_records
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.aliases import aliases_of
 from archiver.subjects.identity import Identities, Merge, merged_entry
 from archiver.whatsapp.events import ContactRef
 

@@ -1,6 +1,6 @@
 """Index commands: ``archiver reindex`` and ``archiver index status``.
 
-Registered on the main app by ``register(app)`` (called from ``archiver/cli.py``).
+Registered on the main app by ``register(app)`` (called from ``archiver/cli/__init__.py``).
 """
 
 from __future__ import annotations
@@ -9,18 +9,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from archiver.cli.archive import open_runtime
 from archiver.indexing.follower import active_generation
 
 if TYPE_CHECKING:
-    from archiver.runtime import Runtime
+    pass
 
 index_app = typer.Typer(no_args_is_help=True, help="The search index (derived from the store).")
 
-
-def _runtime() -> Runtime:
-    from archiver.cli_runtime import open_runtime
-
-    return open_runtime()
 
 
 def reindex_command() -> None:
@@ -28,10 +24,10 @@ def reindex_command() -> None:
 
     Builds a fresh index from the object store alone; searches keep working meanwhile.
     """
-    from archiver.cli_progress import progress_reporter
+    from archiver.cli.progress import progress_reporter
     from archiver.indexing.reindex import reindex
 
-    runtime = _runtime()
+    runtime = open_runtime()
     try:
         with progress_reporter("reindexing", "leaves") as progress:
             result = reindex(
@@ -55,7 +51,7 @@ def reindex_command() -> None:
 @index_app.command("status")
 def index_status() -> None:
     """Show the index's generation, cursor, log size and lag."""
-    runtime = _runtime()
+    runtime = open_runtime()
     try:
         size = runtime.log.size()
         cursor = runtime.follower.cursor()

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from archiver.cli_progress import progress_reporter
+from archiver.cli.archive import open_runtime
+from archiver.cli.progress import progress_reporter
 
 if TYPE_CHECKING:
-    from archiver.runtime import Runtime
+    pass
 
 app = typer.Typer(add_completion=False)
 policy_app = typer.Typer(no_args_is_help=True, help="Retention policies.")
@@ -36,11 +37,6 @@ app.add_typer(erasure_app, name="erasure")
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")]
 
-
-def _runtime() -> Runtime:
-    from archiver.cli_runtime import open_runtime
-
-    return open_runtime()
 
 
 def _echo_json(value: Any) -> None:
@@ -59,7 +55,7 @@ def policy_explain(
     from archiver.retention.common import facts_of, record_by_id
     from policies.engine import explain
 
-    runtime = _runtime()
+    runtime = open_runtime()
     record = record_by_id(runtime.objects, record_id)
     written = record.header.get("policy") or {}
     decision = runtime.policy.decision(facts_of(record.header))
@@ -81,9 +77,8 @@ def holds_list() -> None:
     With its status, case, how many versions it holds and who created it.
     """
     from archiver.retention.holds import summary
-    from archiver.retention.services import retention_services
 
-    for hold in retention_services(_runtime()).holds.list():
+    for hold in open_runtime().retention.holds.list():
         s = summary(hold)
         typer.echo(f"{s['id']}\t{s['status']}\tcase={s.get('case_id') or '-'}\t"
                    f"versions={s['held_versions']}\tsubjects={len(s.get('subjects', []))}\t"
@@ -103,9 +98,8 @@ def holds_refresh(
 
     Whatever a hold's scope finds now (new records, merged identities) is held too.
     """
-    from archiver.retention.services import retention_services
 
-    service = retention_services(_runtime()).holds
+    service = open_runtime().retention.holds
     ids = [hold_id] if hold_id else [h["id"] for h in service.registry.open_holds()]
     for hid in ids:
         typer.echo(f"{hid}\tnewly held={service.refresh(hid)}")
@@ -121,7 +115,7 @@ def holds_backfill_conversations() -> None:
     """
     from archiver.retention.conversation_lookup import backfill
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("tracing", "records") as progress:
         report = backfill(runtime.objects, runtime.state, progress)
     _echo_json(report.to_json())
@@ -135,11 +129,10 @@ def dispose(dry_run: DryRun = False) -> None:
     media, with a tombstone each. Runs on one replica at a time (exit 3 if another
     holds the lease).
     """
-    from archiver.retention.services import retention_services
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("disposing", "candidates") as progress:
-        report = retention_services(runtime).disposition.run(dry_run=dry_run, progress=progress)
+        report = runtime.retention.disposition.run(dry_run=dry_run, progress=progress)
     if not report.ran:
         typer.echo("another replica holds the disposition lease; nothing done", err=True)
         raise typer.Exit(3)
@@ -152,22 +145,20 @@ def retention_apply(dry_run: DryRun = False) -> None:
 
     Extends the locks that grew (locks never shrink).
     """
-    from archiver.retention.services import retention_services
 
-    runtime = _runtime()
+    runtime = open_runtime()
     with progress_reporter("re-deciding", "records") as progress:
-        report = retention_services(runtime).applier.run(dry_run=dry_run, progress=progress)
+        report = runtime.retention.applier.run(dry_run=dry_run, progress=progress)
     _echo_json(report.to_json())
 
 
 @erasure_app.command("resume")
 def erasure_resume() -> None:
     """Finish every erasure procedure a crash left unfinished."""
-    from archiver.retention.services import retention_services
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
-        _echo_json(retention_services(rt).erasure.resume_pending())
+        _echo_json(rt.retention.erasure.resume_pending())
     finally:
         rt.close()
 
@@ -181,7 +172,7 @@ def erasure_replay() -> None:
     """
     from archiver.retention.residue import replay_shredded
 
-    rt = _runtime()
+    rt = open_runtime()
     try:
         _echo_json(replay_shredded(rt.log, rt.objects, rt.state, rt.keys, rt.index))
     finally:

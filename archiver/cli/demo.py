@@ -97,7 +97,7 @@ def demo(
     import httpx
 
     from archiver.auth import Role
-    from archiver.cli_runtime import check_archive
+    from archiver.cli.archive import check_archive
     from archiver.logs import configure_logging
     from archiver.runtime import Runtime
 
