@@ -47,6 +47,8 @@ def _modules() -> list[ModuleType]:
     for package in PACKAGES:
         out.append(package)
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith(".__main__"):
+                continue  # an entry point: importing it runs the CLI
             out.append(importlib.import_module(info.name))
     return out
 
