@@ -85,14 +85,8 @@ def test_demo_then_search_finds_the_conversation(
     assert hit["type"] == "text" and hit["direction"] == "inbound"
     assert "another color" in hit["text"]
     # The whole conversation is there: the echo, the image, the STOP, the revoked text.
-    everything = httpx.get(
-        f"{service}/v1/search",
-        params={"conversation": hit["conversation"], "size": 100},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["hits"]
-    messages = [h["message"] for h in everything]
-    assert {(m["type"], m["origin"]) for m in messages} >= {
+    # The first hit can be indexed before the demo's later deliveries: wait for them all.
+    expected = {
         ("text", "customer"),
         ("text", "business_app"),  # the Business App echo
         ("image", "customer"),
@@ -102,6 +96,23 @@ def test_demo_then_search_finds_the_conversation(
         ("user_preference", "customer"),  # the opt-out
         ("text", "history"),  # the history-sync chunk
     }
+
+    def conversation() -> list[dict[str, Any]]:
+        everything = httpx.get(
+            f"{service}/v1/search",
+            params={"conversation": hit["conversation"], "size": 100},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["hits"]
+        return [h["message"] for h in everything]
+
+    messages = conversation()
+    while not {(m["type"], m["origin"]) for m in messages} >= expected:
+        if time.monotonic() > deadline:
+            break  # the assertion below names what is missing
+        time.sleep(0.2)
+        messages = conversation()
+    assert {(m["type"], m["origin"]) for m in messages} >= expected
     assert any(m["type"] == "text" and m["text"] == "STOP" for m in messages)
     # No Graph API token: the conversation says the image was not fetched, and why.
     thread = httpx.get(
