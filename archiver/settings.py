@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     # Policy parameters "policy.name=value" (comma-separated), e.g. "gdpr.max_period=P3Y".
     policy_params: str = ""
     log_retention_days: int = Field(default=3653, ge=1)
+    # Signed audit reports (archiver.reporting): the report-signing key and certificate
+    # (RSA or P-256; a file path or the PEM itself), an optional RFC 3161 timestamp
+    # authority (PAdES B-LT), the silence threshold of watched numbers, and scheduled runs
+    # ("gdpr:monthly,finra:monthly"; each covers the previous calendar month).
+    report_signing_key: SecretStr = SecretStr("")
+    report_signing_cert: str = ""
+    report_tsa_url: str = ""
+    report_silence_threshold_s: int = Field(default=7 * 86400, ge=60)
+    report_lock_sample: int = Field(default=10_000, ge=0)
+    report_schedule: str = ""
     inline_workers: bool = True
     # Raw batches processed at once per process (each waits mostly on the store).
     processing_workers: int = Field(default=4, ge=1)
@@ -222,6 +232,12 @@ def check_production(settings: Settings) -> None:
             raise ConfigError(f"production mode refuses a missing or default {name}")
     if settings.lock_mode != "COMPLIANCE":
         raise ConfigError("production mode requires ARCHIVER_LOCK_MODE=COMPLIANCE")
+    if not settings.report_signing_key.get_secret_value().strip() or not (
+        settings.report_signing_cert.strip()
+    ):
+        # A self-signed dev pair proves nothing to a regulator.
+        raise ConfigError("production mode requires ARCHIVER_REPORT_SIGNING_KEY and "
+                          "ARCHIVER_REPORT_SIGNING_CERT (RSA or P-256, path or PEM)")
 
 
 def _dev_secret_defaults(data_dir: Path) -> dict[str, str]:

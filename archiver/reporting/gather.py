@@ -1,0 +1,718 @@
+"""Gather ``reports.facts.ReportFacts`` from the archive for one regulation, period, numbers.
+
+Sources, each read the way the archive itself trusts it:
+
+* **the log**, pinned to one signed checkpoint (tree size N): raw captures, holds,
+  disposals and their tombstones, verify sweeps, audit events (by their logged object
+  and position) and earlier ``report`` entries (the previous report's checkpoint, whose
+  consistency with N is proved from the tiles). Entries are read once, in bundles.
+* **the index**, streamed (``time_asc`` pages of 1,000) for the period and numbers, keeping
+  only documents whose leaf is inside the pinned tree: records by kind, origin, direction
+  and number; template sends and the ``pricing.category`` of their statuses; statuses
+  whose message was never captured; messages with media.
+* **the object store's real lock state**: for every record of the period, or a seeded
+  random sample of stated size, the record's object version named by its log leaf is
+  HEADed (``ObjectStore.stat``) and its retention compared with what its policy required.
+* **working state**: the attachments view (media fetched or flagged missing), the consent
+  view (every change up to the period's end), erasure procedures; refused erasures come
+  from the audit trail (``erasure:refused``), which is where the refusal is recorded.
+
+Only pseudonyms and record ids enter the facts (the pure core refuses anything else).
+Progress is reported as ``(stage, done, total)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from archiver.errors import BadRequest, Conflict
+from archiver.ledger import merkle
+from archiver.ledger.checkpoint import Checkpoint
+from archiver.ledger.checkpoints import CheckpointSigner, checkpoint_key
+from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.errors import LedgerError
+from archiver.ledger.log import TransparencyLog
+from archiver.ledger.note import parse_note
+from archiver.retention.attachments import BY_MESSAGE, AttachmentView
+from archiver.retention.erasure import ERASURES_PREFIX
+from archiver.retention.holds import HOLDS_PREFIX
+from archiver.store.errors import ObjectNotFound, StoreError
+from archiver.store.port import ObjectStore, StateStore
+from policies.model import PolicySet
+from reports.facts import (
+    AccessAction,
+    AccessEvent,
+    AccessFacts,
+    CheckpointFact,
+    CompletenessFacts,
+    ComplianceFacts,
+    ConsentEvent,
+    ConsentKind,
+    Consistency,
+    Direction,
+    DisposalFact,
+    ErasureFact,
+    ErasureStatus,
+    HistoryPhase,
+    HoldFact,
+    IntegrityFacts,
+    LockCheck,
+    LockCheckMode,
+    LockMode,
+    LockObservation,
+    MediaFact,
+    MediaState,
+    NumberWatch,
+    Origin,
+    Period,
+    PolicyInForce,
+    RecordFact,
+    RefusedRequest,
+    Regulation,
+    ReportFacts,
+    Scope,
+    TemplateSend,
+    VerifyFinding,
+    VerifySweep,
+)
+from search.port import SearchIndex, SearchRequest
+
+Progress = Callable[[str, int, int], None]
+PAGE = 1000
+LOG_CHUNK = 4096
+_PSEUDO = re.compile(r"^[a-z]_[a-z2-7]{8,}$")
+_CODE_CHARS = re.compile(r"[^a-z0-9_.:-]+")
+_ACCESS = {
+    "search:executed": AccessAction.SEARCH,
+    "thread:viewed": AccessAction.VIEW,
+    "record:viewed": AccessAction.VIEW,
+    "export:created": AccessAction.EXPORT,
+    "export:requested": AccessAction.EXPORT,
+}
+_REFUSALS = ("webhook:signature_refused", "webhook:handshake_refused", "erasure:refused")
+_ORIGINS = {o.value for o in Origin}
+_DIRECTIONS = {d.value for d in Direction}
+_MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
+
+
+class GatherError(BadRequest):
+    code = "report_request_invalid"
+
+
+class NoCheckpoint(Conflict):
+    code = "report_no_checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    """What one report covers. ``sample_size`` None: the full lock check."""
+
+    regulation: Regulation
+    start: datetime
+    end: datetime  # exclusive
+    numbers: tuple[str, ...]  # phone_number_ids; () = every number the index knows
+    sample_size: int | None = None
+    seed: str | None = None  # default: derived from scope and tree size (reproducible)
+    tree_size: int | None = None  # pin to this signed checkpoint; None: the latest
+
+    def to_json(self) -> dict[str, Any]:
+        return {"regulation": self.regulation.value, "start": _iso(self.start),
+                "end": _iso(self.end), "numbers": list(self.numbers),
+                "sample_size": self.sample_size, "seed": self.seed,
+                "tree_size": self.tree_size}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReportRequest:
+        try:
+            req = cls(
+                Regulation(data["regulation"]),
+                _parse_time(data["start"]),
+                _parse_time(data["end"]),
+                tuple(str(n) for n in data.get("numbers") or ()),
+                None if data.get("sample_size") is None else int(data["sample_size"]),
+                None if data.get("seed") is None else str(data["seed"]),
+                None if data.get("tree_size") is None else int(data["tree_size"]),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise GatherError(f"report parameters invalid: {type(exc).__name__}") from None
+        req.check()
+        return req
+
+    def check(self) -> None:
+        if self.end <= self.start:
+            raise GatherError("the period's end must be after its start",
+                              code="report_period_invalid")
+        if self.sample_size is not None and self.sample_size < 1:
+            raise GatherError("sample_size must be at least 1", code="report_sample_invalid")
+        if self.tree_size is not None and self.tree_size < 1:
+            raise GatherError("tree_size must be at least 1", code="report_tree_size_invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class GatherConfig:
+    """What the gatherer needs from settings."""
+
+    archive_name: str
+    lock_mode: str  # ARCHIVER_LOCK_MODE: GOVERNANCE overrides every policy's mode
+    silence_threshold_s: int  # ARCHIVER_REPORT_SILENCE_THRESHOLD_S
+    watched_numbers: tuple[str, ...] = ()  # numbers expected to speak; () = scope numbers
+    lock_check_workers: int = 16
+    compliance: ComplianceFacts = field(default_factory=ComplianceFacts)
+
+
+class _Checkpoints(Protocol):
+    def latest_signed(self) -> Any: ...
+
+    def sign_if_grown(self) -> Any: ...
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime:
+    text = str(value)
+    if len(text) == 10:  # a date: midnight UTC
+        text += "T00:00:00+00:00"
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError("time needs a zone")
+    return t.astimezone(UTC)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _parse_time(value)
+    except ValueError:
+        return None
+
+
+def _code(text: Any, default: str) -> str:
+    code = _CODE_CHARS.sub("_", str(text or "").lower()).strip("_")[:80]
+    return code if code and code[0].isalpha() else default
+
+
+def policy_version(policy: Any) -> str:
+    """A policy's version as printed: its id's content hash (policies carry no number)."""
+    body = policy.model_dump_json(exclude={"resolved_parameters", "source_file"})
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def policies_in_force(policy_set: PolicySet, lock_mode: str, at: datetime) -> tuple[
+        PolicyInForce, ...]:
+    out = []
+    for p in sorted(policy_set.enabled, key=lambda p: p.id):
+        days = (p.period.add_to(at) - at).days
+        mode = LockMode.GOVERNANCE if lock_mode == "GOVERNANCE" else LockMode(p.lock_mode.value)
+        out.append(PolicyInForce(p.id, policy_version(p), days, mode))
+    return tuple(out)
+
+
+@dataclass
+class _LogScan:
+    raw_captures: int = 0
+    holds_placed: dict[str, datetime] | None = None
+    holds_released: dict[str, datetime] | None = None
+    disposed: list[dict[str, Any]] | None = None
+    tombstones: set[str] | None = None
+    verify: dict[str, Any] | None = None
+    audit: list[tuple[str, str, int, str]] | None = None  # key, version, position, event
+    previous_report: dict[str, Any] | None = None
+
+
+class ReportGatherer:
+    def __init__(
+        self,
+        *,
+        config: GatherConfig,
+        objects: ObjectStore,
+        state: StateStore,
+        index: SearchIndex,
+        log: TransparencyLog,
+        checkpoints: CheckpointSigner | _Checkpoints,
+        policy_set: PolicySet,
+    ) -> None:
+        self.config = config
+        self.objects = objects
+        self.state = state
+        self.index = index
+        self.log = log
+        self.checkpoints = checkpoints
+        self.policy_set = policy_set
+
+    # -- entry point -------------------------------------------------------------------
+
+    def gather(self, req: ReportRequest, progress: Progress | None = None) -> ReportFacts:
+        req.check()
+        report = progress or (lambda _s, _d, _t: None)
+        period = Period(req.start, req.end)
+        checkpoint = self.pinned_checkpoint(req.tree_size)
+        size = checkpoint.size
+        numbers = tuple(sorted(set(req.numbers)))
+        report("log", 0, size)
+        scan = self._scan_log(req, size, report)
+        records, docs = self._records(req, numbers, size, report)
+        report("locks", 0, len(docs.population))
+        seed = req.seed or self._default_seed(req, numbers, size)
+        lock_check = self._lock_check(docs.population, req.sample_size, seed, size, report)
+        media = self._media(docs.media_messages)
+        consent = self._consent(numbers or tuple(sorted(docs.numbers)), req.end)
+        access, refused_erasures = self._audit(scan.audit or [], period, numbers)
+        integrity = self._integrity(checkpoint, scan)
+        watched = self.config.watched_numbers or numbers or tuple(sorted(docs.numbers))
+        completeness = CompletenessFacts(
+            orphan_statuses=tuple(sorted(docs.status_refs - docs.message_refs)),
+            history=tuple(self._history(docs.history)),
+            watches=tuple(NumberWatch(n, self.config.silence_threshold_s) for n in watched),
+            overdue_disposals=(),
+        )
+        report("compute", 1, 1)
+        return ReportFacts(
+            scope=Scope(req.regulation, period, numbers, self.config.archive_name),
+            policies=policies_in_force(self.policy_set, self.config.lock_mode, req.end),
+            records=records,
+            raw_captures=scan.raw_captures,
+            media=media,
+            lock_check=lock_check,
+            holds=self._holds(scan, period),
+            disposals=self._disposals(scan),
+            erasures=self._erasures(period, refused_erasures),
+            consent_events=consent,
+            template_sends=tuple(
+                TemplateSend(rid, subject, number, at, docs.categories.get(ref, "unknown"))
+                for rid, subject, number, at, ref in docs.templates
+            ),
+            access=access,
+            integrity=integrity,
+            completeness=completeness,
+            compliance=self.config.compliance,
+        )
+
+    # -- checkpoint ---------------------------------------------------------------------
+
+    def pinned_checkpoint(self, tree_size: int | None) -> CheckpointFact:
+        """The signed checkpoint the report covers: the one of ``tree_size``, or the latest
+        (signing the current tree first, so that everything logged so far is covered)."""
+        if tree_size is None:
+            self.checkpoints.sign_if_grown()
+            signed = self.checkpoints.latest_signed()
+            if signed is None:
+                raise NoCheckpoint("the log is empty: nothing to report on")
+            cp: Checkpoint = signed.checkpoint
+            return CheckpointFact(cp.size, cp.root_hash.hex(), signed.note)
+        key = checkpoint_key(self.log.prefix, tree_size)
+        versions = [v for v in self.objects.list_versions(key)
+                    if v.key == key and not v.is_delete_marker]
+        if not versions:
+            raise NoCheckpoint(f"no signed checkpoint of tree size {tree_size}",
+                               code="report_checkpoint_not_found")
+        note = self.objects.get(key, versions[0].version_id).decode()
+        text, _ = parse_note(note)
+        cp = Checkpoint.parse(text)
+        if self.log.root_at(cp.size) != cp.root_hash:  # the tiles must give the signed root
+            raise NoCheckpoint("the stored checkpoint does not match the log",
+                               code="report_checkpoint_mismatch")
+        return CheckpointFact(cp.size, cp.root_hash.hex(), note)
+
+    def _default_seed(self, req: ReportRequest, numbers: Sequence[str], size: int) -> str:
+        basis = f"{req.regulation}|{_iso(req.start)}|{_iso(req.end)}|{','.join(numbers)}|{size}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+    # -- the log ------------------------------------------------------------------------
+
+    def _scan_log(self, req: ReportRequest, size: int, progress: Progress) -> _LogScan:
+        scan = _LogScan(0, {}, {}, [], set(), None, [], None)
+        assert scan.holds_placed is not None and scan.holds_released is not None
+        assert scan.disposed is not None and scan.tombstones is not None
+        assert scan.audit is not None
+        for start in range(0, size, LOG_CHUNK):
+            end = min(size, start + LOG_CHUNK)
+            for data in self.log.entries(start, end, size):
+                # Most leaves are records: skip them on the bytes, before parsing.
+                if b',"kind":"record",' in data:
+                    continue
+                entry = parse_entry(data)
+                f = entry.fields
+                at = _time(f.get("time"))
+                kind = entry.kind
+                if kind is EntryKind.RAW:
+                    if at is not None and req.start <= at < req.end:
+                        scan.raw_captures += 1
+                elif kind is EntryKind.HOLD_PLACED and f.get("hold"):
+                    scan.holds_placed.setdefault(str(f["hold"]), at or req.start)
+                elif kind is EntryKind.HOLD_RELEASED and f.get("hold"):
+                    scan.holds_released[str(f["hold"])] = at or req.start
+                elif kind is EntryKind.TOMBSTONE:
+                    scan.tombstones.add(str(f.get("sha256")))
+                elif kind is EntryKind.DISPOSED:
+                    if at is not None and req.start <= at < req.end:
+                        scan.disposed.append(dict(f))
+                elif kind is EntryKind.VERIFY_RUN:
+                    scan.verify = dict(f)
+                elif kind is EntryKind.AUDIT and at is not None and at < req.end:
+                    scan.audit.append((str(entry.key), str(entry.version_id),
+                                       int(f.get("position", 0)), str(f.get("event"))))
+                elif (kind is EntryKind.REPORT
+                      and f.get("regulation") == req.regulation.value
+                      and isinstance(f.get("tree_size"), int) and f["tree_size"] <= size):
+                    scan.previous_report = dict(f)
+            progress("log", end, size)
+        return scan
+
+    # -- the index ----------------------------------------------------------------------
+
+    def _stream(self, req: ReportRequest, numbers: Sequence[str]) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            result = self.index.search(SearchRequest(
+                date_from=_iso(req.start), date_to=_iso(req.end),
+                scope_numbers=list(numbers) if numbers else None,
+                sort="time_asc", size=PAGE, cursor=cursor,
+            ))  # fmt: skip
+            for hit in result.hits:
+                yield hit.doc
+            cursor = result.next_cursor
+            if cursor is None:
+                return
+
+    def _records(self, req: ReportRequest, numbers: Sequence[str], size: int,
+                 progress: Progress) -> tuple[tuple[RecordFact, ...], _Docs]:
+        docs = _Docs()
+        records: list[RecordFact] = []
+        total = self.index.count(SearchRequest(
+            date_from=_iso(req.start), date_to=_iso(req.end),
+            scope_numbers=list(numbers) if numbers else None, size=0,
+        ))  # fmt: skip
+        seen = 0
+        for doc in self._stream(req, numbers):
+            seen += 1
+            if seen % 10_000 == 0:
+                progress("index", seen, total)
+            leaf = doc.get("leaf_index")
+            if not isinstance(leaf, int) or leaf >= size:
+                continue  # logged after the pinned checkpoint: not covered
+            fact = _record_fact(doc)
+            if fact is None:
+                continue
+            records.append(fact)
+            docs.add(doc, fact, leaf)
+        progress("index", seen, total)
+        records.sort(key=lambda r: (r.occurred_at, r.record_id))
+        return tuple(records), docs
+
+    # -- the store's lock state ---------------------------------------------------------
+
+    def _lock_check(self, population: list[tuple[int, str, str]], sample_size: int | None,
+                    seed: str, size: int, progress: Progress) -> LockCheck:
+        population.sort()
+        if sample_size is None or sample_size >= len(population):
+            chosen, mode, used_seed = population, LockCheckMode.FULL, None
+        else:
+            rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not secrecy
+            chosen = sorted(rng.sample(population, sample_size))
+            mode, used_seed = LockCheckMode.SAMPLE, seed
+        modes = {p.id: LockMode(p.lock_mode.value) for p in self.policy_set.enabled}
+        if self.config.lock_mode == "GOVERNANCE":
+            modes = dict.fromkeys(modes, LockMode.GOVERNANCE)
+        done = [0]
+
+        def observe(item: tuple[int, str, str]) -> LockObservation:
+            leaf, record_id, policy_id = item
+            entry = parse_entry(self.log.entry(leaf, size))
+            key, version = str(entry.key), str(entry.version_id)
+            required = _time(entry.fields.get("retain_until")) or datetime.min.replace(
+                tzinfo=UTC)
+            try:
+                info = self.objects.stat(key, version)
+                retention = info.retention
+            except ObjectNotFound:
+                retention = None
+            done[0] += 1
+            if done[0] % 1000 == 0:
+                progress("locks", done[0], len(chosen))
+            return LockObservation(
+                object_key=key, version_id=version, record_id=record_id,
+                observed_mode=LockMode(retention.mode.value) if retention else None,
+                observed_retain_until=retention.retain_until if retention else None,
+                required_mode=modes.get(policy_id, LockMode.COMPLIANCE),
+                required_retain_until=required,
+            )  # fmt: skip
+
+        with ThreadPoolExecutor(self.config.lock_check_workers) as pool:
+            observations = tuple(pool.map(observe, chosen))
+        progress("locks", len(chosen), len(chosen))
+        return LockCheck(mode, len(population), len(observations), used_seed, observations)
+
+    # -- working state ------------------------------------------------------------------
+
+    def _media(self, messages: list[tuple[str, str]]) -> tuple[MediaFact, ...]:
+        """Each message with media: fetched when the attachments view names a blob for it;
+        missing when it names none (``media_missing``) or nothing at all (never fetched)."""
+        if not messages:
+            return ()
+        AttachmentView(log=self.log, objects=self.objects, state=self.state).catch_up()
+        fetched: set[str] = set()
+        for key in self.state.list(BY_MESSAGE):
+            value = self.state.get(key)
+            if value is not None and json.loads(value.value).get("blob"):
+                fetched.add(key[len(BY_MESSAGE):].split("/", 1)[0])
+        return tuple(
+            MediaFact(rid, ref, MediaState.FETCHED if rid in fetched else MediaState.MISSING)
+            for rid, ref in sorted(messages)
+        )
+
+    def _consent(self, numbers: Sequence[str], end: datetime) -> tuple[ConsentEvent, ...]:
+        from archiver.consent import VIEW_PREFIX, ConsentView  # local: keeps imports light
+
+        ConsentView(log=self.log, objects=self.objects, state=self.state).catch_up()
+        out: list[ConsentEvent] = []
+        for number in numbers:
+            prefix = f"{VIEW_PREFIX}{number}/"
+            for key in self.state.list(prefix):
+                parts = key[len(prefix):].split("/")
+                if len(parts) != 2 or parts[1] != "marketing" or not _PSEUDO.match(parts[0]):
+                    continue
+                value = self.state.get(key)
+                for change in json.loads(value.value) if value else []:
+                    at = _time(change.get("at"))
+                    if at is None or at >= end or change.get("state") not in ("opt_in",
+                                                                             "opt_out"):
+                        continue
+                    out.append(ConsentEvent(parts[0], ConsentKind(change["state"]), at))
+        return tuple(sorted(out, key=lambda e: (e.at, e.subject, e.kind.value)))
+
+    def _erasures(self, period: Period,
+                  refused: list[ErasureFact]) -> tuple[ErasureFact, ...]:
+        out = list(refused)
+        for key in self.state.list(ERASURES_PREFIX):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            doc = json.loads(value.value)
+            at = _time(doc.get("when"))
+            subject = str(doc.get("subject") or "")
+            if at is None or not period.contains(at) or not _PSEUDO.match(subject):
+                continue
+            done = doc.get("status") == "done"
+            out.append(ErasureFact(
+                request_id=_code(doc.get("id"), "erasure"), subject=subject, requested_at=at,
+                status=ErasureStatus.COMPLETED if done else ErasureStatus.PENDING,
+                decided_at=_time(doc.get("finished_at")) or (at if done else None),
+                reason=None,
+            ))  # fmt: skip
+        return tuple(sorted(out, key=lambda e: (e.requested_at, e.request_id)))
+
+    def _holds(self, scan: _LogScan, period: Period) -> tuple[HoldFact, ...]:
+        out = []
+        for doc in self._hold_docs():
+            hold_id = str(doc.get("id"))
+            placed = (scan.holds_placed or {}).get(hold_id) or _time(doc.get("created_at"))
+            if placed is None or placed >= period.end:
+                continue
+            released = (scan.holds_released or {}).get(hold_id)
+            if released is not None and released < period.start:
+                continue
+            out.append(HoldFact(_code(hold_id, "hold"), placed,
+                                released if released and released < period.end else None,
+                                len(doc.get("items") or {})))
+        return tuple(sorted(out, key=lambda h: (h.placed_at, h.hold_id)))
+
+    def _hold_docs(self) -> Iterator[dict[str, Any]]:
+        # As ``HoldRegistry.all``: one document per hold, skipping the registry's own keys.
+        for key in self.state.list(HOLDS_PREFIX):
+            name = key[len(HOLDS_PREFIX):]
+            if name.startswith("_") or "/" in name:
+                continue
+            value = self.state.get(key)
+            if value is not None:
+                yield json.loads(value.value)
+
+    def _disposals(self, scan: _LogScan) -> tuple[DisposalFact, ...]:
+        out = []
+        for f in scan.disposed or []:
+            name = str(f.get("key", "")).rsplit("/", 1)[-1]
+            if not name.startswith("r_") or not _PSEUDO.match(name):
+                continue  # raw batches and blobs are not records
+            t_sha = f.get("tombstone_sha256")
+            tomb = None
+            if isinstance(t_sha, str) and t_sha in (scan.tombstones or set()):
+                # The tombstone's identity as a record-id-shaped pseudonym of its hash.
+                tomb = "r_" + _b32(bytes.fromhex(t_sha)[:20])
+            at = _time(f.get("time"))
+            assert at is not None
+            out.append(DisposalFact(name, at, _code(f.get("policy"), "unknown"), tomb))
+        return tuple(sorted(out, key=lambda d: (d.disposed_at, d.record_id)))
+
+    # -- the audit trail ----------------------------------------------------------------
+
+    def _audit(self, refs: list[tuple[str, str, int, str]], period: Period,
+               numbers: Sequence[str]) -> tuple[AccessFacts, list[ErasureFact]]:
+        wanted = [r for r in refs if r[3] in _ACCESS or r[3] in _REFUSALS]
+        objects: dict[tuple[str, str], list[bytes]] = {}
+        events: list[AccessEvent] = []
+        refused: dict[tuple[str, str], int] = defaultdict(int)
+        erasures: list[ErasureFact] = []
+        scope = set(numbers)
+        for key, version, position, name in wanted:
+            if (key, version) not in objects:
+                try:
+                    objects[(key, version)] = self.objects.get(key, version).splitlines()
+                except StoreError:
+                    objects[(key, version)] = []
+            lines = objects[(key, version)]
+            if position >= len(lines):
+                continue
+            event = json.loads(lines[position])
+            at = _time(event.get("at"))
+            if at is None or not period.contains(at):
+                continue
+            concerns = event.get("numbers")
+            if scope and concerns and not scope.intersection(concerns):
+                continue
+            actor = event.get("actor") or {}
+            who = str(actor.get("token_id") or actor.get("name") or "anonymous")
+            details = event.get("details") or {}
+            if name in _ACCESS:
+                events.append(AccessEvent(who, str(actor.get("role") or "unknown"),
+                                          _ACCESS[name], at))
+            elif name == "erasure:refused":
+                refused[(who, "erasure_refused")] += 1
+                inner = details.get("details") or {}
+                subject = str(inner.get("subject") or "")
+                if _PSEUDO.match(subject) and subject.startswith("s_"):
+                    reason = "legal_hold" if inner.get("holds") else "retention_obligation"
+                    erasures.append(ErasureFact(
+                        request_id="refused-" + hashlib.sha256(
+                            lines[position]).hexdigest()[:16],
+                        subject=subject, requested_at=at, status=ErasureStatus.REFUSED,
+                        decided_at=at, reason=reason,
+                        note=str(details.get("reason") or ""),
+                    ))  # fmt: skip
+            else:
+                refused[("anonymous", _code(details.get("reason") or name, "refused"))] += int(
+                    details.get("count") or 1)
+        access = AccessFacts(
+            events=tuple(sorted(events, key=lambda e: (e.at, e.actor, e.action.value))),
+            sign_in_failures=0,  # bad bearer tokens are not audited yet (see README)
+            refused=tuple(RefusedRequest(a, c, n) for (a, c), n in sorted(refused.items())),
+        )
+        return access, erasures
+
+    # -- integrity ----------------------------------------------------------------------
+
+    def _integrity(self, checkpoint: CheckpointFact, scan: _LogScan) -> IntegrityFacts:
+        previous = None
+        consistency = Consistency.FIRST_REPORT
+        prev = scan.previous_report
+        if prev is not None:
+            previous = CheckpointFact(int(prev["tree_size"]), str(prev["root_hash"]))
+            try:
+                proof = self.log.consistency_proof(previous.size, checkpoint.size)
+                merkle.verify_consistency(previous.size, checkpoint.size,
+                                          bytes.fromhex(previous.root_hash),
+                                          bytes.fromhex(checkpoint.root_hash), proof)
+                consistency = Consistency.VERIFIED
+            except (LedgerError, ValueError):
+                consistency = Consistency.FAILED
+        verify = None
+        if scan.verify is not None:
+            v = scan.verify
+            kinds = [str(k) for k in v.get("kinds") or []]
+            verify = VerifySweep(
+                finished_at=_time(v.get("time")) or datetime.now(UTC),
+                objects_checked=int(v.get("tree_size") or 0),
+                findings=tuple(VerifyFinding(_code(k, "finding"), f"tree:{v.get('tree_size')}")
+                               for k in kinds) if int(v.get("findings") or 0) else (),
+            )  # fmt: skip
+        return IntegrityFacts(checkpoint, previous, consistency, verify)
+
+    def _history(self, docs: list[dict[str, Any]]) -> Iterator[HistoryPhase]:
+        latest: dict[tuple[str, int], tuple[int, bool]] = {}
+        for d in docs:
+            number = str(d.get("phone_number_id") or "")
+            phase = d.get("phase")
+            progress = d.get("progress")
+            if not number or not isinstance(phase, int):
+                continue
+            pct = int(progress) if isinstance(progress, int) else 0
+            prior = latest.get((number, phase), (0, False))
+            latest[(number, phase)] = (max(prior[0], pct), prior[1] or pct >= 100)
+        for (number, phase), (pct, done) in sorted(latest.items()):
+            yield HistoryPhase(number, phase, done, min(pct, 100))
+
+
+class _Docs:
+    """What one pass over the index documents collects besides the records."""
+
+    def __init__(self) -> None:
+        self.population: list[tuple[int, str, str]] = []  # (leaf, record id, policy)
+        self.numbers: set[str] = set()
+        self.media_messages: list[tuple[str, str]] = []
+        self.status_refs: set[str] = set()
+        self.message_refs: set[str] = set()
+        self.categories: dict[str, str] = {}
+        self.templates: list[tuple[str, str, str, datetime, str]] = []
+        self.history: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any], fact: RecordFact, leaf: int) -> None:
+        self.population.append((leaf, fact.record_id, fact.policy_id))
+        self.numbers.add(fact.number)
+        ref = doc.get("message_ref")
+        kind = fact.kind
+        if kind in _MESSAGE_KINDS:
+            if isinstance(ref, str):
+                self.message_refs.add(ref)
+            if doc.get("media_sha256"):
+                self.media_messages.append(
+                    (fact.record_id, "h_" + _b32(bytes.fromhex(
+                        hashlib.sha256(str(doc["media_sha256"]).encode()).hexdigest())[:20])))
+            if (doc.get("type") == "template" and fact.direction is Direction.OUTBOUND
+                    and fact.subject is not None and isinstance(ref, str)):
+                self.templates.append((fact.record_id, fact.subject, fact.number,
+                                       fact.occurred_at, ref))
+        elif kind == "status" and isinstance(ref, str) and _PSEUDO.match(ref):
+            self.status_refs.add(ref)
+            category = doc.get("pricing_category")
+            if isinstance(category, str) and category:
+                self.categories.setdefault(ref, _code(category, "unknown"))
+        elif kind in ("history_chunk", "history_error"):
+            self.history.append(doc)
+
+
+def _b32(raw: bytes) -> str:
+    import base64
+
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def _record_fact(doc: dict[str, Any]) -> RecordFact | None:
+    rid = doc.get("record_id") or doc.get("id")
+    at = _time(doc.get("ts") or doc.get("captured_at"))
+    number = doc.get("phone_number_id")
+    if not isinstance(rid, str) or not _PSEUDO.match(rid) or at is None or not number:
+        return None
+    subject = doc.get("subject")
+    origin = str(doc.get("origin") or "meta")
+    direction = str(doc.get("direction") or "none")
+    return RecordFact(
+        record_id=rid,
+        kind=_code(doc.get("kind"), "unknown"),
+        origin=Origin(origin) if origin in _ORIGINS else Origin.META,
+        direction=Direction(direction) if direction in _DIRECTIONS else Direction.NONE,
+        number=str(number),
+        occurred_at=at,
+        subject=subject if isinstance(subject, str) and _PSEUDO.match(subject) else None,
+        policy_id=_code(doc.get("policy"), "unknown"),
+        required_retain_until=_time(doc.get("retain_until")) or at + timedelta(0),
+    )
