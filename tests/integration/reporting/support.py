@@ -17,8 +17,8 @@ A verify sweep runs first, so "no verify sweep" is not a finding.
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -118,7 +118,7 @@ def seeded_archive(request: Any, tmp: Path, backend: str) -> Iterator[Seeded]:
                                 policies="finra_4511", report_silence_threshold_s=19_800)
     with running_app(settings) as (client, runtime):
         t0 = int(time.time()) - 3 * 3600
-        first = _inbound(client, A, t0, {"type": "text", "text": {"body": "Hello"}})
+        _inbound(client, A, t0, {"type": "text", "text": {"body": "Hello"}})
         _inbound(client, A, t0 + 60, {"type": "text", "text": {"body": "STOP"}})
         template = "wamid.T" + secrets.token_hex(10)
         _post(client, {"message_echoes": [{
@@ -169,4 +169,3 @@ def seeded_archive(request: Any, tmp: Path, backend: str) -> Iterator[Seeded]:
                          str(record.fields["record_id"]), admin)
         finally:
             jobs.stop()
-        del first

@@ -15,7 +15,7 @@ import pytest
 
 from archiver.ledger.entry import EntryKind, parse_entry
 from reports.verify import verify_report
-from tests.integration.reporting.support import EXPECTED_CODES, PN, SILENT, seeded_archive
+from tests.integration.reporting.support import EXPECTED_CODES, SILENT, seeded_archive
 
 pytestmark = pytest.mark.integration
 BACKENDS = ["embedded", "servers"]
