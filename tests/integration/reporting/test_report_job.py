@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.note import Signer
+from archiver.reporting.offline import verify_file
 from reports.verify import verify_report
 from tests.integration.reporting.support import EXPECTED_CODES, SILENT, seeded_archive
 
@@ -73,10 +75,26 @@ def test_seeded_violations_are_exactly_the_findings(request: Any, tmp_path: Path
         subprocess.run([_tool("pdftoppm"), "-png", "-r", "60", str(path),
                         str(art / f"seeded-{backend}")], check=True)
         assert list(art.glob(f"seeded-{backend}*.png"))
-        # One byte edited: the offline check fails.
+        # Offline: the checkpoint note verifies under the log's key, and only that key.
+        log_key = rt.checkpoints.signer.verifier.key_text
+        key_file = tmp_path / "log.pub"
+        key_file.write_text(log_key + "\n")
+        good = verify_file(pdf, public_key=str(key_file))
+        assert good.ok, good.summary
+        assert any(c.name == "checkpoint_signed" and c.ok and "tree size" in c.detail
+                   for c in good.checks)
+        stranger = Signer.generate(rt.settings.log_origin).verifier.key_text
+        bad_key = verify_file(pdf, public_key=stranger)
+        assert not bad_key.ok and "checkpoint_signed" in bad_key.summary
+        # One byte edited: the offline check fails and pdfsig no longer says both phrases.
         edited = bytearray(pdf)
         edited[len(edited) // 3] ^= 0x01
-        assert not verify_report(bytes(edited)).ok
+        broken = verify_file(bytes(edited), public_key=log_key)
+        assert not broken.ok and broken.summary.startswith("FAILED")
+        path.write_bytes(bytes(edited))
+        out = subprocess.run([_tool("pdfsig"), str(path)], capture_output=True, text=True,
+                             check=False).stdout
+        assert not ("Signature is Valid" in out and "Total document signed" in out), out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
