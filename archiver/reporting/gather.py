@@ -433,6 +433,9 @@ class ReportGatherer:
             key, version = str(entry.key), str(entry.version_id)
             required = _time(entry.fields.get("retain_until")) or datetime.min.replace(
                 tzinfo=UTC)
+            # S3 keeps retain-until dates to the millisecond: compare at that precision, or
+            # every lock set from a microsecond time would look a fraction too short.
+            required = required.replace(microsecond=required.microsecond // 1000 * 1000)
             try:
                 info = self.objects.stat(key, version)
                 retention = info.retention
