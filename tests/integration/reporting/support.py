@@ -31,6 +31,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from archiver.api.routes import reports as reports_routes
+from archiver.api.routes.reports import ReportsHandle
 from archiver.auth import Role
 from archiver.jobs.durable import JobOwner, JobService
 from archiver.ledger.entry import EntryKind, parse_entry
@@ -158,7 +160,13 @@ def seeded_archive(request: Any, tmp: Path, backend: str) -> Iterator[Seeded]:
         info = runtime.objects.stat(record.key, record.version_id)
         assert info.retention is not None and info.retention.retain_until < required
         jobs = JobService.from_settings(settings, runtime.state)
-        report_service(runtime).register(jobs)
+        service = report_service(runtime)
+        service.register(jobs)
+        # Until the runtime holds the report service (issue 9's typed fields), the test
+        # mounts the routes and hands them the service the way the app will.
+        app: Any = client.app
+        app.include_router(reports_routes.router)
+        app.state.reports = ReportsHandle(jobs, service)
         jobs.start()
         try:
             # A six-hour period around the messages, and a 5.5-hour silence threshold: the

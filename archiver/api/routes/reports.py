@@ -1,0 +1,131 @@
+"""Signed audit reports: ``POST /v1/reports`` (a job), ``GET /v1/reports``,
+``GET /v1/reports/{id}``, ``GET /v1/reports/{id}/pdf`` (docs/reports.md).
+
+Roles auditor, compliance_officer and admin. A number-scoped token may only ask for, see
+and download reports over its own numbers (a report of other numbers is ``404`` like a
+missing one, as ``JobService.get`` answers). Every call is audited.
+
+The routes read ``app.state.reports`` (a ``ReportsHandle``: the ``JobService`` that runs
+``report`` jobs and the ``ReportService`` that stores them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from archiver.api.deps import allow, get_runtime
+from archiver.api.routes.search import actor_of
+from archiver.audit import AuditAction
+from archiver.auth import Principal, Role
+from archiver.errors import BadRequest, Forbidden, NotFound, Unavailable
+from archiver.jobs.durable import JobOwner, JobService, JobState, job_view
+from archiver.reporting.gather import ReportRequest
+from archiver.reporting.service import KIND, ReportService
+from reports.facts import Regulation
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+READERS = (Role.AUDITOR, Role.COMPLIANCE_OFFICER, Role.ADMIN)
+MAX_NUMBERS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsHandle:
+    jobs: JobService
+    service: ReportService
+
+
+class ReportBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    regulation: Regulation
+    start: date | datetime = Field(alias="from")
+    end: date | datetime = Field(alias="to", description="exclusive")
+    numbers: list[str] = Field(default_factory=list, max_length=MAX_NUMBERS)
+    sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
+
+
+def _handle(request: Request) -> ReportsHandle:
+    handle: ReportsHandle | None = getattr(request.app.state, "reports", None)
+    if handle is None:
+        raise Unavailable("reports are not enabled on this process", code="reports_unavailable")
+    return handle
+
+
+def _iso(value: date | datetime) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise BadRequest("times need a zone (e.g. 2026-01-01T00:00:00Z)",
+                             code="report_period_invalid")
+        return value.isoformat()
+    return value.isoformat()
+
+
+@router.post("/reports", status_code=202)
+def create_report(
+    body: ReportBody,
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*READERS))],
+) -> dict[str, Any]:
+    handle = _handle(request)
+    numbers = sorted(set(body.numbers))
+    if principal.numbers is not None:
+        if not numbers:
+            numbers = sorted(principal.numbers)  # a scoped token reports on its own numbers
+        elif not all(principal.sees_number(n) for n in numbers):
+            raise Forbidden("this token does not cover every number asked for",
+                            code="report_scope")
+    params = {"regulation": body.regulation.value, "start": _iso(body.start),
+              "end": _iso(body.end), "numbers": numbers, "sample_size": body.sample_size}
+    ReportRequest.from_json(params)  # bad periods answer 400 now, not as a failed job
+    job = handle.jobs.submit(KIND, params, JobOwner.of(principal), numbers=numbers or None)
+    get_runtime(request).audit.record(
+        AuditAction.REPORT_CREATED, actor_of(principal), concerns=numbers or None,
+        job_id=job.id, regulation=body.regulation.value, period=[params["start"],
+                                                                  params["end"]])
+    return job_view(job)
+
+
+@router.get("/reports")
+def list_reports(
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*READERS))],
+) -> dict[str, Any]:
+    handle = _handle(request)
+    jobs = handle.jobs.list(KIND, principal)
+    get_runtime(request).audit.record(AuditAction.REPORT_LISTED, actor_of(principal),
+                                      count=len(jobs))
+    return {"reports": [job_view(j) for j in jobs]}
+
+
+@router.get("/reports/{report_id}")
+def get_report(
+    report_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*READERS))],
+) -> dict[str, Any]:
+    job = _handle(request).jobs.get(KIND, report_id, principal)
+    get_runtime(request).audit.record(AuditAction.REPORT_VIEWED, actor_of(principal),
+                                      concerns=job.numbers or None, job_id=job.id)
+    return job_view(job)
+
+
+@router.get("/reports/{report_id}/pdf")
+def report_pdf(
+    report_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(allow(*READERS))],
+) -> Response:
+    handle = _handle(request)
+    job = handle.jobs.get(KIND, report_id, principal)
+    if job.state is not JobState.SUCCEEDED:
+        raise NotFound(f"the report is {job.state}, not ready", code="report_not_ready")
+    pdf = handle.service.read_part(dict(job.result), "pdf")
+    get_runtime(request).audit.record(AuditAction.REPORT_DOWNLOADED, actor_of(principal),
+                                      concerns=job.numbers or None, job_id=job.id)
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="report-{job.id}.pdf"'})
