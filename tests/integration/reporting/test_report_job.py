@@ -117,4 +117,12 @@ def test_pinned_tree_size_and_seeded_sample_give_identical_twins(
         other = s.run_report(sample_size=3, seed="other-seed", tree_size=size)
         c = rt.objects.get(other["twin"]["key"], other["twin"]["version_id"])
         assert json.loads(c)["retention"]["seed"] == "other-seed" and c != a
+        # An unpinned report covers the latest tree and proves it consistent with the
+        # checkpoint the earlier reports of this regulation logged.
+        latest = s.run_report(sample_size=3)
+        lt = json.loads(rt.objects.get(latest["twin"]["key"], latest["twin"]["version_id"]))
+        assert latest["tree_size"] > size
+        assert lt["integrity"]["previous_size"] == size
+        assert lt["integrity"]["consistency"] == "verified"
+        assert "integrity.consistency_failed" not in {f["code"] for f in lt["findings"]}
 
