@@ -13,7 +13,7 @@ Every client exception becomes a ``search.errors`` type here: unreachable or ove
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -232,6 +232,38 @@ class ElasticIndex:
                     return
                 for h in hits:
                     yield h["_id"]
+                after = hits[-1]["sort"]
+        finally:
+            self._close_pit(pit)
+
+    def scan(self, request: SearchRequest, fields: Sequence[str],
+             page: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every document ``request`` finds (its query, filters, dates and scope; not its
+        sort, size or cursor), as ``fields`` only, in index order: one point in time, pages
+        of ``page`` with ``search_after`` (bulk readers such as report gathering, where
+        ``search`` pages of 1,000 full documents sorted by time cost several times more)."""
+        node = check(request)
+        body_query = es_dsl.query(node, request)
+        with _errors():
+            pit = self.client.open_point_in_time(index=self.alias,
+                                                 keep_alive=self.pit_keep_alive)["id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                with _errors():
+                    resp = self.client.search(
+                        query=body_query, size=page, source_includes=list(fields),
+                        sort=[{"_shard_doc": "asc"}], search_after=after,
+                        pit={"id": pit, "keep_alive": self.pit_keep_alive},
+                        track_total_hits=False,
+                        filter_path=["pit_id", "hits.hits._source", "hits.hits.sort"],
+                    )  # fmt: skip
+                pit = resp.get("pit_id", pit)
+                hits = (resp.get("hits") or {}).get("hits") or []
+                if not hits:
+                    return
+                for h in hits:
+                    yield h.get("_source") or {}
                 after = hits[-1]["sort"]
         finally:
             self._close_pit(pit)

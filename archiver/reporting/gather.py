@@ -44,7 +44,7 @@ from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import parse_note
 from archiver.retention.attachments import BY_MESSAGE, AttachmentView
 from archiver.retention.erasure import ERASURES_PREFIX
-from archiver.retention.holds import HOLDS_PREFIX
+from archiver.retention.holds import HOLDS_PREFIX, OPEN_STATUSES, item_id
 from archiver.store.errors import ObjectNotFound, StoreError
 from archiver.store.port import ObjectStore, StateStore
 from policies.model import PolicySet
@@ -88,6 +88,12 @@ from search.port import SearchIndex, SearchRequest
 
 Progress = Callable[[str, int, int], None]
 PAGE = 1000
+# What gathering reads of an index document (records are sorted after reading).
+DOC_FIELDS = ("id", "record_id", "kind", "type", "origin", "direction", "phone_number_id",
+              "ts", "captured_at", "subject", "policy", "retain_until", "leaf_index",
+              "message_ref", "media_sha256", "pricing_category")
+# Disposition runs hourly: a record is overdue only once past its retain-until by this much.
+OVERDUE_GRACE = timedelta(days=1)
 LOG_CHUNK = 4096
 _PSEUDO = re.compile(r"^[a-z]_[a-z2-7]{8,}$")
 _CODE_CHARS = re.compile(r"[^a-z0-9_.:-]+")
@@ -242,7 +248,9 @@ class ReportGatherer:
         log: TransparencyLog,
         checkpoints: CheckpointSigner | _Checkpoints,
         policy_set: PolicySet,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.clock = clock
         self.config = config
         self.objects = objects
         self.state = state
@@ -275,7 +283,7 @@ class ReportGatherer:
             orphan_statuses=tuple(sorted(docs.status_refs - docs.message_refs)),
             history=tuple(self._history(docs.history)),
             watches=tuple(NumberWatch(n, self.config.silence_threshold_s) for n in watched),
-            overdue_disposals=(),
+            overdue_disposals=self._overdue(docs, min(req.end, self.clock()), size),
         )
         report("compute", 1, 1)
         return ReportFacts(
@@ -373,6 +381,13 @@ class ReportGatherer:
     # -- the index ----------------------------------------------------------------------
 
     def _stream(self, req: ReportRequest, numbers: Sequence[str]) -> Iterator[dict[str, Any]]:
+        scan = getattr(self.index, "scan", None)
+        if callable(scan):  # Elasticsearch: one point in time, only the fields used here
+            yield from scan(SearchRequest(
+                date_from=_iso(req.start), date_to=_iso(req.end),
+                scope_numbers=list(numbers) if numbers else None, size=0,
+            ), DOC_FIELDS)  # fmt: skip
+            return
         cursor: str | None = None
         while True:
             result = self.index.search(SearchRequest(
@@ -531,6 +546,23 @@ class ReportGatherer:
                                 len(doc.get("items") or {})))
         return tuple(sorted(out, key=lambda h: (h.placed_at, h.hold_id)))
 
+    def _overdue(self, docs: _Docs, at: datetime, size: int) -> tuple[str, ...]:
+        """Records past their retain-until (by more than the grace), not under an open
+        hold: their object versions (named by their leaves) held by no open hold."""
+        due = [(leaf, rid) for leaf, rid, until in docs.retention if until < at - OVERDUE_GRACE]
+        if not due:
+            return ()
+        held: set[str] = set()
+        for doc in self._hold_docs():
+            if doc.get("status") in OPEN_STATUSES:
+                held.update(doc.get("items") or {})
+        out = []
+        for leaf, rid in due:
+            entry = parse_entry(self.log.entry(leaf, size))
+            if item_id(str(entry.key), str(entry.version_id)) not in held:
+                out.append(rid)
+        return tuple(sorted(out))
+
     def _hold_docs(self) -> Iterator[dict[str, Any]]:
         # As ``HoldRegistry.all``: one document per hold, skipping the registry's own keys.
         for key in self.state.list(HOLDS_PREFIX):
@@ -667,9 +699,11 @@ class _Docs:
         self.categories: dict[str, str] = {}
         self.templates: list[tuple[str, str, str, datetime, str]] = []
         self.history: list[dict[str, Any]] = []
+        self.retention: list[tuple[int, str, datetime]] = []  # (leaf, record id, until)
 
     def add(self, doc: dict[str, Any], fact: RecordFact, leaf: int) -> None:
         self.population.append((leaf, fact.record_id, fact.policy_id))
+        self.retention.append((leaf, fact.record_id, fact.required_retain_until))
         self.numbers.add(fact.number)
         ref = doc.get("message_ref")
         kind = fact.kind
