@@ -19,6 +19,7 @@ Object store
 ``media/``             encrypted media envelopes: ``media/<owner>/<plaintext sha256>``
 ``tombstones/``        disposal and erasure tombstones: ``tombstones/<kind>/<h[:2]>/<h>``
 ``audit/``             the audit trail, NDJSON batches: ``audit/YYYY/MM/DD/<time>Z-<nonce>``
+``reports/``           signed audit reports and twins: ``reports/<regulation>/<id>.pdf|.json``
 ``log/``               the transparency log: tiles, entry bundles and signed checkpoints
 =====================  ===================================================================
 
@@ -64,6 +65,7 @@ State store
 ``cases/``                  a case document: ``cases/<case id>`` (CAS)
 ``cases-custody/``          chain of custody, written once: ``<case id>/<ns:020d>-<rand>``
 ``cases-bates/``            Bates numbers: ``<case id>/head``, ``<case id>/map/<bb>``
+``reports-scheduled/``      scheduled report runs: ``<regulation>/<YYYY-MM>`` -> job id
 ==========================  ==============================================================
 """
 
@@ -357,3 +359,16 @@ def bates_head_key(case_id: str) -> str:
 
 def bates_bucket_key(case_id: str, bucket: str) -> str:
     return f"{BATES_PREFIX}{case_id}/map/{bucket}"
+
+
+# Signed audit reports (archiver.reporting)
+REPORTS_PREFIX = "reports/"  # object store: the signed PDF and its twin, under lock
+REPORTS_SCHEDULED_PREFIX = "reports-scheduled/"  # state store: one marker per run
+
+
+def report_object_key(regulation: str, report_id: str, extension: str) -> str:
+    return f"{REPORTS_PREFIX}{regulation}/{report_id}.{extension}"
+
+
+def scheduled_report_key(regulation: str, month: str) -> str:
+    return f"{REPORTS_SCHEDULED_PREFIX}{regulation}/{month}"

@@ -25,6 +25,7 @@ from archiver.indexing.recent import RecentObjects
 from archiver.ingest.capture import CaptureService, CaptureWriter
 from archiver.ingest.ports import LoggedHook
 from archiver.ingest.processor import Processor
+from archiver.jobs.durable import JobService
 from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
@@ -37,6 +38,9 @@ from archiver.media.loop import MediaLoop, build_graph, start_media_loop
 from archiver.metrics import record_verify
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.reporting.schedule import add_report_schedule
+from archiver.reporting.service import ReportService
+from archiver.reporting.wiring import build_reports
 from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_CHECK_S
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
@@ -175,6 +179,9 @@ class Runtime:
     on_logged: LoggedHook
     retention: RetentionServices
     cases: CaseService
+    # Durable jobs (report jobs registered) and signed audit reports (archiver.reporting).
+    job_service: JobService
+    reports: ReportService
     processing: ProcessingLoop | None = None
     indexing: IndexingLoop | None = None
     graph: GraphClient | None = None  # set when ARCHIVER_GRAPH_TOKEN is (media, send proxy)
@@ -254,6 +261,10 @@ class Runtime:
             policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
         )  # fmt: skip
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
+        job_service, reports = build_reports(
+            settings, objects=objects, state=state, index=index, log=log,
+            checkpoints=checkpoints, policy_set=decider.policy_set,
+        )  # fmt: skip
         return cls(
             settings=settings,
             objects=objects,
@@ -279,6 +290,8 @@ class Runtime:
             on_logged=on_logged,
             retention=retention,
             cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit),
+            job_service=job_service,
+            reports=reports,
         )
 
     def start_workers(self) -> None:
@@ -343,7 +356,10 @@ class Runtime:
             seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
         )
+        add_report_schedule(self.jobs, self.job_service, self.settings)  # monthly reports
+        self.job_service.schedule(self.jobs)  # the working area's expiry sweep
         self.jobs.start()
+        self.job_service.start()  # report (and export) job runners
         self.media = start_media_loop(
             objects=self.objects, state=self.state, keys=self.keys, log=self.log,
             pseudo=self.pseudo, graph=self.graph,
@@ -374,6 +390,7 @@ class Runtime:
     async def stop(self) -> None:
         await self.capture.stop()
         await asyncio.to_thread(self.jobs.stop)
+        await asyncio.to_thread(self.job_service.stop)
         self.security.flush_due(force=True)  # the window in progress goes on the record too
         await asyncio.to_thread(self.audit.stop)
         for loop in (self.processing, self.indexing, self.media):

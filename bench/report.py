@@ -35,10 +35,9 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from archiver.keyspace import record_key
 from archiver.ledger.entry import EntryKind, make_entry
-from archiver.records.model import record_key
 from archiver.reporting.gather import ReportRequest
-from archiver.reporting.wiring import report_service
 from archiver.runtime import Runtime
 from archiver.settings import load_settings
 from archiver.store.port import LockMode, Retention
@@ -136,7 +135,7 @@ def main() -> None:
         t = time.monotonic()
         seed(rt, args.n, start, args.concurrency)
         print(f"seeded in {time.monotonic() - t:,.1f} s", flush=True)
-    service = report_service(rt)
+    service = rt.reports
     req = ReportRequest(Regulation.FINRA, start, start + timedelta(days=28), NUMBERS,
                         sample_size=args.sample, seed="bench")
     stages: dict[str, float] = {}

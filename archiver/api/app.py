@@ -23,6 +23,7 @@ from archiver.api.routes import erasure as erasure_routes
 from archiver.api.routes import holds as holds_routes
 from archiver.api.routes import log as log_routes
 from archiver.api.routes import messages as messages_routes
+from archiver.api.routes import reports as reports_routes
 from archiver.api.routes import search as search_routes
 from archiver.logs import configure_logging
 from archiver.runtime import Runtime
@@ -91,4 +92,5 @@ def create_app(
     app.include_router(holds_routes.router)  # /v1/holds, /v1/disposition/reviews
     app.include_router(erasure_routes.router)  # /v1/erasure
     app.include_router(cases_routes.router)  # /v1/cases
+    app.include_router(reports_routes.router)  # /v1/reports
     return app

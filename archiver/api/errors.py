@@ -40,6 +40,9 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "bates_start_invalid", "bates_item_invalid", "job_kind_invalid", "job_kind_unknown",
         "job_params_invalid", "job_params_too_large", "job_id_invalid", "job_scope",
         "key_not_pinned",
+        # signed audit reports: a malformed period, sample or tree size
+        "report_request_invalid", "report_period_invalid", "report_sample_invalid",
+        "report_tree_size_invalid",
         # search.errors: the caller's query, filter, facet or cursor
         "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
         "invalid_request",  # (a request that fails validation is 422: the framework's)
@@ -51,13 +54,14 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
     ),
     403: (
         "forbidden", "role_forbidden", "approver_without_person", "handshake_invalid",
-        "verify_token_mismatch", "case_number_forbidden",
+        "verify_token_mismatch", "case_number_forbidden", "report_scope",
     ),
     404: (
         "not_found", "object_not_found", "key_not_found", "graph_not_found",
         "archive_not_found", "token_not_found", "record_not_found", "subject_not_found",
         "erasure_not_found", "review_not_found", "hold_not_found", "no_checkpoint",
         "leaf_not_found", "conversation_not_found", "case_not_found", "job_not_found",
+        "report_not_found", "report_not_ready", "report_checkpoint_not_found",
         "artifact_not_found",
     ),
     409: (
@@ -66,7 +70,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
-        "export_state",
+        "export_state", "report_no_checkpoint", "report_checkpoint_mismatch",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),

@@ -23,6 +23,7 @@ from archiver.cli.coexistence import app as coexistence_app
 from archiver.cli.demo import app as demo_cli
 from archiver.cli.export import app as export_cli
 from archiver.cli.index import register as register_index_commands
+from archiver.cli.reports import register as register_report_commands
 from archiver.cli.retention import app as retention_cli  # policy, holds, dispose, retention
 from archiver.cli.status import app as status_cli
 from archiver.errors import ArchiverError
@@ -42,6 +43,7 @@ app.add_typer(status_cli)  # archiver status
 app.add_typer(demo_cli)  # archiver demo
 app.add_typer(export_cli)  # archiver verify-export (offline; opens no archive)
 register_index_commands(app)  # archiver reindex, archiver index status
+register_report_commands(app)  # archiver report, archiver verify-report (offline)
 
 _debug = False  # set by --debug: errors show their traceback
 

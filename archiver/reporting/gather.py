@@ -33,18 +33,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote
 
-from archiver.errors import BadRequest, Conflict
+from archiver.errors import Conflict, InvalidInput
+from archiver.keyspace import (
+    ATTACHMENTS_BY_MESSAGE,
+    CONSENT_VIEW_PREFIX,
+    ERASURES_PREFIX,
+    HOLDS_PREFIX,
+    checkpoint_key,
+)
 from archiver.ledger import merkle
-from archiver.ledger.checkpoint import Checkpoint
-from archiver.ledger.checkpoints import CheckpointSigner, checkpoint_key
+from archiver.ledger.checkpoint_format import Checkpoint
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import parse_note
-from archiver.retention.attachments import BY_MESSAGE, AttachmentView
-from archiver.retention.erasure import ERASURES_PREFIX
-from archiver.retention.holds import HOLDS_PREFIX, OPEN_STATUSES, item_id
+from archiver.retention.attachments import AttachmentView
+from archiver.retention.holds import OPEN_STATUSES, item_id
 from archiver.store.errors import ObjectNotFound, StoreError
 from archiver.store.port import ObjectStore, StateStore
 from policies.model import PolicySet
@@ -110,7 +117,7 @@ _DIRECTIONS = {d.value for d in Direction}
 _MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
 
 
-class GatherError(BadRequest):
+class GatherError(InvalidInput):
     code = "report_request_invalid"
 
 
@@ -481,22 +488,22 @@ class ReportGatherer:
             return ()
         AttachmentView(log=self.log, objects=self.objects, state=self.state).catch_up()
         fetched: set[str] = set()
-        for key in self.state.list(BY_MESSAGE):
+        for key in self.state.list(ATTACHMENTS_BY_MESSAGE):
             value = self.state.get(key)
             if value is not None and json.loads(value.value).get("blob"):
-                fetched.add(key[len(BY_MESSAGE):].split("/", 1)[0])
+                fetched.add(key[len(ATTACHMENTS_BY_MESSAGE):].split("/", 1)[0])
         return tuple(
             MediaFact(rid, ref, MediaState.FETCHED if rid in fetched else MediaState.MISSING)
             for rid, ref in sorted(messages)
         )
 
     def _consent(self, numbers: Sequence[str], end: datetime) -> tuple[ConsentEvent, ...]:
-        from archiver.consent import VIEW_PREFIX, ConsentView  # local: keeps imports light
+        from archiver.consent import ConsentView  # local: keeps imports light
 
         ConsentView(log=self.log, objects=self.objects, state=self.state).catch_up()
         out: list[ConsentEvent] = []
         for number in numbers:
-            prefix = f"{VIEW_PREFIX}{number}/"
+            prefix = f"{CONSENT_VIEW_PREFIX}{quote(number, safe='')}/"
             for key in self.state.list(prefix):
                 parts = key[len(prefix):].split("/")
                 if len(parts) != 2 or parts[1] != "marketing" or not _PSEUDO.match(parts[0]):

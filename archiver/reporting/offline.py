@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.ledger.checkpoint import open_checkpoint
+from archiver.ledger.checkpoint_format import open_checkpoint
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.note import Verifier
 from reports.verify import Check, verify_report

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from archiver.errors import ConfigError
 from archiver.jobs.durable import JobOwner, JobService
+from archiver.keyspace import scheduled_report_key
 from archiver.reporting.service import KIND
 from archiver.store.errors import PreconditionFailed
 from reports.facts import Regulation
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from archiver.jobs.scheduler import Jobs
     from archiver.settings import Settings
 
-SCHEDULED_PREFIX = "reports-scheduled/"
 CHECK_INTERVAL_S = 3600.0
 SYSTEM_OWNER = JobOwner("system", "admin", None)
 CADENCES = frozenset({"monthly"})
@@ -62,7 +62,7 @@ def submit_due(service: JobService, schedule: list[tuple[Regulation, str]], samp
     start, end = last_month(now.astimezone(UTC).date())
     made = []
     for regulation, _cadence in schedule:
-        key = f"{SCHEDULED_PREFIX}{regulation.value}/{start:%Y-%m}"
+        key = scheduled_report_key(regulation.value, f"{start:%Y-%m}")
         current = service.store.state.get(key)
         if current is not None and json.loads(current.value).get("job"):
             continue

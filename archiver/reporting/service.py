@@ -24,6 +24,7 @@ from typing import Any
 
 from archiver.errors import ConfigError, NotFound
 from archiver.jobs.durable import JobContext, JobService
+from archiver.keyspace import report_object_key
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.reporting.gather import ReportGatherer, ReportRequest
 from archiver.settings import Mode, Settings
@@ -35,7 +36,6 @@ from reports.signing import generate_dev_signing_pair, load_signer, sign_report
 from reports.twin import twin_bytes, twin_sha256
 
 KIND = "report"
-REPORTS_PREFIX = "reports/"  # evidence store: reports/<regulation>/<job id>.pdf|.json
 DEV_KEY_FILE = "report-signing-key.pem"
 DEV_CERT_FILE = "report-signing-cert.pem"
 _STAGES = {"log": 10, "index": 30, "locks": 40, "compute": 5}  # weights of gather stages
@@ -163,7 +163,6 @@ class ReportService:
         on_step(97)
         until = now + timedelta(days=self.retention_days)
         retention = Retention(self.lock_mode, until)
-        stem = f"{REPORTS_PREFIX}{regulation}/{report_id}"
         cp = facts.integrity.checkpoint
         common = {
             "regulation": regulation,
@@ -177,7 +176,8 @@ class ReportService:
         entries = []
         for part, data, ctype in (("twin", twin, "application/json"),
                                   ("pdf", signed, "application/pdf")):
-            put = self.objects.put(f"{stem}.{'json' if part == 'twin' else 'pdf'}", data,
+            key = report_object_key(regulation, report_id, "json" if part == "twin" else "pdf")
+            put = self.objects.put(key, data,
                                    retention=retention, content_type=ctype)
             stored[part] = {"key": put.key, "version_id": put.version_id,
                             "sha256": put.sha256, "size": put.size}

@@ -22,6 +22,8 @@ KEYSPACE = ROOT / "archiver" / "keyspace.py"
 # Every value as earlier releases wrote it (object store, then state store).
 PINNED = {
     "RAW_PREFIX": "raw/",
+    "REPORTS_PREFIX": "reports/",
+    "REPORTS_SCHEDULED_PREFIX": "reports-scheduled/",
     "RECORDS_PREFIX": "records/",
     "MEDIA_OBJECT_PREFIX": "media/",
     "TOMBSTONES_PREFIX": "tombstones/",
@@ -119,6 +121,8 @@ def test_builders_write_the_stored_layout() -> None:
     assert ks.custody_key("c1", "s1") == "cases-custody/c1/s1"
     assert ks.bates_head_key("c1") == "cases-bates/c1/head"
     assert ks.bates_bucket_key("c1", "0a") == "cases-bates/c1/map/0a"
+    assert ks.report_object_key("gdpr", "j1", "pdf") == "reports/gdpr/j1.pdf"
+    assert ks.scheduled_report_key("finra", "2026-04") == "reports-scheduled/finra/2026-04"
 
 
 def _segments() -> tuple[set[str], set[str]]:

@@ -5,13 +5,12 @@ Roles auditor, compliance_officer and admin. A number-scoped token may only ask 
 and download reports over its own numbers (a report of other numbers is ``404`` like a
 missing one, as ``JobService.get`` answers). Every call is audited.
 
-The routes read ``app.state.reports`` (a ``ReportsHandle``: the ``JobService`` that runs
-``report`` jobs and the ``ReportService`` that stores them).
+The runtime's ``job_service`` runs the ``report`` jobs; its ``reports`` service stores and
+reads them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -22,21 +21,15 @@ from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import BadRequest, Forbidden, NotFound, Unavailable
-from archiver.jobs.durable import JobOwner, JobService, JobState, job_view
+from archiver.errors import Forbidden, InvalidInput, NotFound
+from archiver.jobs.durable import JobOwner, JobState, job_view
 from archiver.reporting.gather import ReportRequest
-from archiver.reporting.service import KIND, ReportService
+from archiver.reporting.service import KIND
 from reports.facts import Regulation
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 READERS = (Role.AUDITOR, Role.COMPLIANCE_OFFICER, Role.ADMIN)
 MAX_NUMBERS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class ReportsHandle:
-    jobs: JobService
-    service: ReportService
 
 
 class ReportBody(BaseModel):
@@ -49,17 +42,10 @@ class ReportBody(BaseModel):
     sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
 
 
-def _handle(request: Request) -> ReportsHandle:
-    handle: ReportsHandle | None = getattr(request.app.state, "reports", None)
-    if handle is None:
-        raise Unavailable("reports are not enabled on this process", code="reports_unavailable")
-    return handle
-
-
 def _iso(value: date | datetime) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise BadRequest("times need a zone (e.g. 2026-01-01T00:00:00Z)",
+            raise InvalidInput("times need a zone (e.g. 2026-01-01T00:00:00Z)",
                              code="report_period_invalid")
         return value.isoformat()
     return value.isoformat()
@@ -71,7 +57,7 @@ def create_report(
     request: Request,
     principal: Annotated[Principal, Depends(allow(*READERS))],
 ) -> dict[str, Any]:
-    handle = _handle(request)
+    runtime = get_runtime(request)
     numbers = sorted(set(body.numbers))
     if principal.numbers is not None:
         if not numbers:
@@ -82,8 +68,9 @@ def create_report(
     params = {"regulation": body.regulation.value, "start": _iso(body.start),
               "end": _iso(body.end), "numbers": numbers, "sample_size": body.sample_size}
     ReportRequest.from_json(params)  # bad periods answer 400 now, not as a failed job
-    job = handle.jobs.submit(KIND, params, JobOwner.of(principal), numbers=numbers or None)
-    get_runtime(request).audit.record(
+    job = runtime.job_service.submit(KIND, params, JobOwner.of(principal),
+                                     numbers=numbers or None)
+    runtime.audit.record(
         AuditAction.REPORT_CREATED, actor_of(principal), concerns=numbers or None,
         job_id=job.id, regulation=body.regulation.value, period=[params["start"],
                                                                   params["end"]])
@@ -95,9 +82,9 @@ def list_reports(
     request: Request,
     principal: Annotated[Principal, Depends(allow(*READERS))],
 ) -> dict[str, Any]:
-    handle = _handle(request)
-    jobs = handle.jobs.list(KIND, principal)
-    get_runtime(request).audit.record(AuditAction.REPORT_LISTED, actor_of(principal),
+    runtime = get_runtime(request)
+    jobs = runtime.job_service.list(KIND, principal)
+    runtime.audit.record(AuditAction.REPORT_LISTED, actor_of(principal),
                                       count=len(jobs))
     return {"reports": [job_view(j) for j in jobs]}
 
@@ -108,8 +95,9 @@ def get_report(
     request: Request,
     principal: Annotated[Principal, Depends(allow(*READERS))],
 ) -> dict[str, Any]:
-    job = _handle(request).jobs.get(KIND, report_id, principal)
-    get_runtime(request).audit.record(AuditAction.REPORT_VIEWED, actor_of(principal),
+    runtime = get_runtime(request)
+    job = runtime.job_service.get(KIND, report_id, principal)
+    runtime.audit.record(AuditAction.REPORT_VIEWED, actor_of(principal),
                                       concerns=job.numbers or None, job_id=job.id)
     return job_view(job)
 
@@ -120,12 +108,12 @@ def report_pdf(
     request: Request,
     principal: Annotated[Principal, Depends(allow(*READERS))],
 ) -> Response:
-    handle = _handle(request)
-    job = handle.jobs.get(KIND, report_id, principal)
+    runtime = get_runtime(request)
+    job = runtime.job_service.get(KIND, report_id, principal)
     if job.state is not JobState.SUCCEEDED:
         raise NotFound(f"the report is {job.state}, not ready", code="report_not_ready")
-    pdf = handle.service.read_part(dict(job.result), "pdf")
-    get_runtime(request).audit.record(AuditAction.REPORT_DOWNLOADED, actor_of(principal),
+    pdf = runtime.reports.read_part(dict(job.result), "pdf")
+    runtime.audit.record(AuditAction.REPORT_DOWNLOADED, actor_of(principal),
                                       concerns=job.numbers or None, job_id=job.id)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="report-{job.id}.pdf"'})

@@ -31,12 +31,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from archiver.api.routes import reports as reports_routes
-from archiver.api.routes.reports import ReportsHandle
 from archiver.auth import Role
 from archiver.jobs.durable import JobOwner, JobService
 from archiver.ledger.entry import EntryKind, parse_entry
-from archiver.reporting.wiring import report_service
 from archiver.runtime import Runtime
 from tests.support.apps import backend_settings, running_app, sign
 
@@ -159,14 +156,7 @@ def seeded_archive(request: Any, tmp: Path, backend: str) -> Iterator[Seeded]:
         shorten_lock(runtime, record.key, record.version_id, required - timedelta(days=1))
         info = runtime.objects.stat(record.key, record.version_id)
         assert info.retention is not None and info.retention.retain_until < required
-        jobs = JobService.from_settings(settings, runtime.state)
-        service = report_service(runtime)
-        service.register(jobs)
-        # Until the runtime holds the report service (issue 9's typed fields), the test
-        # mounts the routes and hands them the service the way the app will.
-        app: Any = client.app
-        app.include_router(reports_routes.router)
-        app.state.reports = ReportsHandle(jobs, service)
+        jobs = runtime.job_service  # inline_workers=false: the test starts its runners
         jobs.start()
         try:
             # A six-hour period around the messages, and a 5.5-hour silence threshold: the

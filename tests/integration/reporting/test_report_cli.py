@@ -1,5 +1,4 @@
-"""``archiver report`` and ``archiver verify-report`` (registered by
-``archiver.reporting.commands.register``): a report written by the CLI verifies offline
+"""``archiver report`` and ``archiver verify-report``: a report written by the CLI verifies offline
 (exit 0), fails after one edited byte or under a stranger's log key (exit 1), and
 ``verify-report`` reads no settings and makes no data folder."""
 
@@ -12,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from archiver.cli import app as cli
 from archiver.ledger.note import Signer
-from archiver.reporting.commands import register
 from tests.integration.reporting.support import PN, seeded_archive
 from tests.support.apps import settings_env
 
@@ -24,19 +22,13 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer(add_completion=False)
-    register(app)
-    return app
-
-
 def _verify(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """In a clean process, in an empty folder, with no ARCHIVER_* setting at all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "archiver.reporting.commands",
-                           "verify-report", *args], cwd=tmp, env=env, capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run([sys.executable, "-m", "archiver.cli", "verify-report", *args],
+                          cwd=tmp, env=env, capture_output=True, text=True, check=False,
+                          timeout=120)
 
 
 def test_report_then_verify_offline(request: Any, tmp_path: Path,
@@ -46,12 +38,12 @@ def test_report_then_verify_offline(request: Any, tmp_path: Path,
             if name.startswith("ARCHIVER_"):
                 monkeypatch.setenv(name, value)
         out = tmp_path / "finra.pdf"
-        res = CliRunner().invoke(_cli(), [
+        res = CliRunner().invoke(cli, [
             "report", "--regulation", "finra", "--from", s.start.isoformat(),
             "--to", s.end.isoformat(), "--number", PN, "--sample", "2", "-o", str(out)])
         assert res.exit_code == 0, res.output
         assert out.read_bytes().startswith(b"%PDF-") and "twin sha256" in res.output
-        bad = CliRunner().invoke(_cli(), [
+        bad = CliRunner().invoke(cli, [
             "report", "--regulation", "finra", "--from", "2026-02-01", "--to", "2026-01-01",
             "-o", str(tmp_path / "x.pdf")])
         assert bad.exit_code == 2 and "end must be after" in bad.output

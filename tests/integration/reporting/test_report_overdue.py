@@ -11,7 +11,6 @@ import pytest
 
 from archiver.auth import Role
 from archiver.reporting.gather import ReportRequest
-from archiver.reporting.wiring import report_service
 from reports.compute import compute_report
 from reports.facts import Regulation
 from search.port import SearchRequest
@@ -45,7 +44,7 @@ def test_overdue_records_unless_held(tmp_path: Path) -> None:
         start = datetime.fromtimestamp(old - 3600, UTC)
         req = ReportRequest(Regulation.GDPR, start, start + timedelta(days=40),
                             (PHONE_NUMBER_ID,), sample_size=None)
-        facts = report_service(rt).gatherer.gather(req)
+        facts = rt.reports.gatherer.gather(req)
         overdue = facts.completeness.overdue_disposals
         assert overdue == (docs["old one"]["record_id"],)
         codes = {f.code.value: f for f in compute_report(facts).findings}

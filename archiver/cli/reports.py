@@ -57,13 +57,12 @@ def report_command(
         "(default: every object of the period)")] = None,
 ) -> None:
     """Run a signed audit report now and write its PDF (also kept under lock and logged)."""
-    from archiver.cli_progress import progress_reporter
-    from archiver.cli_runtime import open_runtime
+    from archiver.cli.archive import open_runtime
+    from archiver.cli.progress import progress_reporter
     from archiver.errors import ArchiverError
-    from archiver.jobs.durable import JobOwner, JobService
+    from archiver.jobs.durable import JobOwner
     from archiver.reporting.gather import ReportRequest
     from archiver.reporting.service import KIND
-    from archiver.reporting.wiring import report_service
 
     numbers = sorted(set(number or []))
     params = {"regulation": regulation.value, "start": start, "end": end,
@@ -74,9 +73,7 @@ def report_command(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
     runtime = open_runtime()
-    jobs = JobService.from_settings(runtime.settings, runtime.state)
-    service = report_service(runtime)
-    service.register(jobs)
+    jobs, service = runtime.job_service, runtime.reports
     try:
         job = jobs.submit(KIND, params, JobOwner("cli", "admin", None),
                           numbers=numbers or None)
@@ -93,7 +90,7 @@ def report_command(
                    f"checkpoint {r['tree_size']}, twin sha256 {r['twin_sha256']}")
     finally:
         jobs.stop()
-        runtime.close()
+        runtime.close()  # the CLI runs the job itself: no worker needs to be up
 
 
 def register(app: typer.Typer) -> None:
@@ -101,7 +98,7 @@ def register(app: typer.Typer) -> None:
     app.command("verify-report")(verify_report_command)
 
 
-if __name__ == "__main__":  # python -m archiver.reporting.commands verify-report FILE
+if __name__ == "__main__":  # python -m archiver.cli.reports verify-report FILE
     cli = typer.Typer(add_completion=False)
     register(cli)
     cli(sys.argv[1:])
