@@ -28,8 +28,10 @@ def verify_report_command(
         "--cert", help="the expected report-signing certificate (PEM): pins the signer")
     ] = None,
 ) -> None:
-    """Verify a signed audit report offline: signature, whole-document coverage, the twin
-    and its printed hash, and the log checkpoint it names. Exit 0 or 1."""
+    """Verify a signed audit report offline.
+
+    Checks the signature and its whole-document coverage, the twin and the hash printed
+    on its pages, and the log checkpoint it names. Exit 0 or 1."""
     from archiver.reporting.offline import verify_file  # local: a fast --help
 
     try:
@@ -56,7 +58,9 @@ def report_command(
         "--sample", help="read the lock of a seeded random sample of this many objects "
         "(default: every object of the period)")] = None,
 ) -> None:
-    """Run a signed audit report now and write its PDF (also kept under lock and logged)."""
+    """Run a signed audit report and write its PDF.
+
+    The report is also kept under lock in the evidence store and logged."""
     from archiver.cli.archive import open_runtime
     from archiver.cli.progress import progress_reporter
     from archiver.errors import ArchiverError
