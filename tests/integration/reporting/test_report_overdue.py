@@ -14,7 +14,7 @@ from archiver.reporting.gather import ReportRequest
 from reports.compute import compute_report
 from reports.facts import Regulation
 from search.port import SearchRequest
-from tests.integration.retention.support import (
+from tests.support.retention import (
     PHONE_NUMBER_ID,
     SHORT_DEFAULT,
     Msg,
