@@ -12,8 +12,8 @@ import threading
 import httpx
 
 from archiver.errors import ArchiverError
-from archiver.ledger.ports import LogAppender
 from archiver.keys.store import KeyStore
+from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.media.worker import MediaWorker
 from archiver.records.pseudonym import Pseudonymizer
