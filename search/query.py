@@ -173,17 +173,31 @@ def text_leaves(node: Node, *, positive: bool = True) -> list[Term | Prefix | Ph
 # ---- dates -----------------------------------------------------------------------------
 
 
+# Bounds a day away from datetime's own limits, so that moving a bound by a day (a whole
+# day's end, ``>`` on a day) or to UTC never overflows: an OverflowError would be a 500.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def parse_date_bound(text: str) -> tuple[datetime, bool]:
-    """Return (instant, is_whole_day). Naive times are UTC. Raises ``ValueError``."""
+    """Return (instant, is_whole_day). Naive times are UTC. Raises ``ValueError``, also for
+    an instant outside 0001-01-02 .. 9999-12-30 UTC."""
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         d = date.fromisoformat(text)
-        return datetime(d.year, d.month, d.day, tzinfo=UTC), True
-    if not re.match(r"\d{4}-\d{2}-\d{2}T", text):
+        instant, whole_day = datetime(d.year, d.month, d.day, tzinfo=UTC), True
+    else:
+        if not re.match(r"\d{4}-\d{2}-\d{2}T", text):
+            raise ValueError(text)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        try:
+            instant, whole_day = dt.astimezone(UTC), False
+        except OverflowError:
+            raise ValueError(text) from None
+    if not _EARLIEST <= instant <= _LATEST:
         raise ValueError(text)
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC), False
+    return instant, whole_day
 
 
 def _range(op: str, instant: datetime, whole_day: bool) -> DateRange:

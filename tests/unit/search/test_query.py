@@ -26,6 +26,7 @@ from search.query import (
     Term,
     normalize_phone,
     parse,
+    parse_date_bound,
     text_leaves,
 )
 
@@ -189,3 +190,20 @@ def test_at_the_limits_parses() -> None:
     parse("-" * MAX_DEPTH + "a")
     parse(" ".join(["a"] * MAX_TERMS))
     parse("a" * MAX_QUERY_CHARS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+14:00",  # before datetime's first instant once in UTC
+        "9999-12-31T23:59:59-14:00",  # after its last
+        "9999-12-31",  # a whole day whose end is past the last instant
+        "0001-01-01",
+    ],
+)
+def test_dates_at_the_edge_of_time_are_refused_not_overflowed(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_date_bound(text)
+    for query in (f"date:{text}", f"date:<={text}", f"date:>{text}", f"date:[{text} TO *]"):
+        with pytest.raises(QuerySyntaxError):
+            parse(query)
