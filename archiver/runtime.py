@@ -340,6 +340,7 @@ class Runtime:
             seconds=ERASURE_RESUME_INTERVAL_S,
             lease_ttl=300.0,
             at_start=True,
+            release_after=True,  # a restart after a crash resumes at once, not in 5 min
         )
         self.jobs.add(  # a changed policy set lengthens existing locks (retention apply)
             "retention-apply",

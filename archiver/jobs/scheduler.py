@@ -28,17 +28,24 @@ class Jobs:
 
     def add(
         self, name: str, func: Callable[[], Any], *, seconds: float, lease_ttl: float,
-        at_start: bool = False,
+        at_start: bool = False, release_after: bool = False,
     ) -> None:
         """Run ``func`` every ``seconds`` under the lease ``job-<name>``; ``at_start``: also
-        as soon as the scheduler starts."""
+        as soon as the scheduler starts. The lease is kept between runs (one replica keeps
+        the job) unless ``release_after``: then it covers a run only, so a process that
+        restarts after a crash runs the job at once instead of waiting out the dead
+        process's lease."""
         lease = Lease(self.state, f"job-{name}", ttl=lease_ttl)
 
         def run() -> None:
             try:
                 if not lease.acquire():
                     return  # another replica holds it
-                func()
+                try:
+                    func()
+                finally:
+                    if release_after:
+                        lease.release()
                 self.runs[name] = self.runs.get(name, 0) + 1
             except Exception:  # a failing job must not kill the scheduler
                 log.exception("job_failed", job=name)
