@@ -10,6 +10,7 @@ LOADFILE = "loadfile.dat"
 CUSTODY = "chain-of-custody.json"
 README = "README.txt"
 FORMAT = "wa-archiver-export/1"
+DOCUMENTS = "documents/"  # readable extras (a subject access request's JSON)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 

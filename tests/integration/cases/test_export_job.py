@@ -1,0 +1,257 @@
+"""The export job end to end (issue 11), on the embedded default and on real MinIO +
+Elasticsearch: a case over a seeded archive (messages, echoes, history sync, edits,
+revokes, reactions, statuses; media through FakeMeta) becomes a package holding every
+record of the scope and nothing else, which ``verify-export`` accepts (and refuses after
+one byte changes); an erased subject's records are tombstones in every format."""
+
+from __future__ import annotations
+
+import email
+import io
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from archiver.audit import Actor
+from archiver.auth import Role
+from archiver.cases.wiring import case_service
+from archiver.export import gather as gather_mod
+from archiver.export.job import KIND, ExportOptions, case_params
+from archiver.export.verify import verify_package
+from archiver.export.wiring import register_export
+from archiver.jobs.durable import JobService
+from archiver.jobs.model import JobOwner, JobState
+from archiver.retention.services import retention_services
+from tests.fakes.meta import FakeMeta
+from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, Archive, Seeded
+from tests.integration.retention.support import token
+from tests.integration.retention_disp.media_support import (
+    JPEG,
+    PNID,
+    TOKEN,
+    archive_with,
+    base_overrides,
+    deliver_image,
+    media_worker,
+    write_policy,
+)
+from tests.integration.retention_disp.media_support import longer_default as policy
+from tests.integration.searchapi.conftest import drop_es_alias
+from tests.support.apps import backend_settings, running_app
+
+BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
+LEGAL = Actor(token_id="t-legal", name="legal@acme.example", role="legal")
+
+
+@pytest.fixture(params=BACKENDS)
+def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
+    with running_app(settings) as (client, runtime):
+        try:
+            yield Archive(client, runtime)
+        finally:
+            drop_es_alias(runtime)
+
+
+def jobs_for(a: Archive) -> JobService:
+    service = JobService.from_settings(a.rt.settings, a.rt.state)
+    register_export(service, a.rt)
+    return service
+
+
+def run_export(a: Archive, case_id: str, options: ExportOptions, tmp: Path,
+               actor: Actor = LEGAL) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    service = jobs_for(a)
+    owner = JobOwner(str(actor.token_id), actor.role, actor.numbers)
+    job = service.submit(KIND, case_params(case_id, actor, options), owner)
+    service.run_until_idle(timeout=300)
+    job = service.get(KIND, job.id)
+    assert job.state is JobState.SUCCEEDED, (job.state, job.errors)
+    _, chunks = service.open_artifact(job, "export.zip")
+    out = tmp / f"{job.id}.zip"
+    with out.open("wb") as f:
+        for c in chunks:
+            f.write(c)
+    return out, dict(job.result or {})
+
+
+def create_case(a: Archive, **scope: Any) -> str:
+    body = {
+        "name": "Acme v. Example", "matter_number": "2026-CV-0042",
+        "custodians": {"numbers": [N1.pnid], "contacts": scope.pop("contacts", [ALICE])},
+        "scope": {"query": "merger", "date_from": DATE_FROM, "date_to": DATE_TO,
+                  "numbers": [N1.pnid], **scope},
+    }  # fmt: skip
+    r = a.client.post("/v1/cases", headers=a.token(Role.LEGAL), json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def every_text(package: Path) -> str:
+    """Every file of the package decompressed, RSMF slices' inner rsmf.zip opened too:
+    what a reader of the package can see."""
+    parts: list[str] = []
+    with zipfile.ZipFile(package) as zf:
+        for name in zf.namelist():
+            data = zf.read(name)
+            parts.append(data.decode("utf-8", "replace"))
+            if name.endswith(".rsmf"):
+                msg = email.message_from_bytes(data)
+                for part in msg.walk():
+                    if part.get_filename() == "rsmf.zip":
+                        inner = zipfile.ZipFile(io.BytesIO(part.get_payload(decode=True)))
+                        parts += [inner.read(n).decode("utf-8", "replace")
+                                  for n in inner.namelist()]  # fmt: skip
+    return "\n".join(parts)
+
+
+def manifest(package: Path) -> dict[str, Any]:
+    with zipfile.ZipFile(package) as zf:
+        return dict(json.loads(zf.read("manifest.json")))
+
+
+def verify_cli(package: Path, key: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "archiver.cli", "verify-export", str(package),
+                           "--public-key", key], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_case_export_holds_exactly_the_scope_and_verifies(
+    archive: Archive, tmp_path: Path
+) -> None:
+    a = archive
+    seeded: Seeded = a.seed()
+    assert len(seeded.in_scope) == 7, seeded.in_scope
+    case_id = create_case(a)
+    options = ExportOptions(bates_prefix="ACME", time_zone="Europe/Paris")
+    package, _ = run_export(a, case_id, options, tmp_path)
+    m = manifest(package)
+    got = {r["record_id"] for r in m["records"]}
+    assert got == set(seeded.in_scope.values())
+    assert not got & set(seeded.out_of_scope.values())
+    kinds = {r["kind"] for r in m["records"]}
+    assert {"message", "echo", "history_message", "status"} <= kinds, kinds
+    # Folds land on the message event: the edit, the revoke, the reaction, the receipt.
+    text = every_text(package)
+    assert "merger plans beta" in text and '"deleted": true' in text
+    assert "read_receipts" in text and "\U0001f44d" in text
+    assert "lunch tomorrow" not in text and "merger from bob" not in text
+    assert "business_app" in text and "history_sync" in text
+    # Transcripts: one per conversation, Bates after every record's.
+    assert any(n.startswith("transcripts/") for n in (f["path"] for f in m["files"]))
+    # Verify offline, with the pinned key: all hold; one byte changed: named, exit 1.
+    key = a.rt.proofs.public_key()
+    result = verify_package(package, key)
+    assert result.ok, result.summary()
+    done = verify_cli(package, key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.startswith("text/") and "tampered" not in str(dst.comment):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+                dst.comment = b"tampered " + info.filename.encode()
+            dst.writestr(info, data)
+    bad = verify_cli(tampered, key)
+    assert bad.returncode == 1
+    with zipfile.ZipFile(tampered) as z:
+        name = z.comment.decode().split(" ", 1)[1]
+    assert name in bad.stdout + bad.stderr
+    # The export itself is logged and in the case's chain of custody.
+    custody = case_service(a.rt).custody(case_id, LEGAL)
+    actions = [e["action"] for e in custody]
+    assert actions[-2:] == ["export_requested", "export_finished"]
+    assert custody[-1]["counts"]["records"] == len(got)
+    assert custody[-1]["details"]["state"] == "done"
+
+
+def test_bates_numbers_are_stable_and_contiguous_across_exports(
+    archive: Archive, tmp_path: Path
+) -> None:
+    a = archive
+    a.seed()
+    case_id = create_case(a)
+    first, _ = run_export(a, case_id, ExportOptions(bates_prefix="X", bates_start=100,
+                                                    transcripts=False), tmp_path)
+    second, _ = run_export(a, case_id, ExportOptions(bates_prefix="X", bates_start=5,
+                                                     transcripts=False), tmp_path)
+    one = {r["record_id"]: r["bates"] for r in manifest(first)["records"]}
+    two = {r["record_id"]: r["bates"] for r in manifest(second)["records"]}
+    assert one == two
+    assert sorted(one.values())[0] == "X00000100"
+
+
+def test_erased_subject_is_a_tombstone_in_every_format(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subject is erased while the export runs (after its records were listed): the
+    package names the erasure for each of them and nothing of their content."""
+    a = archive
+    seeded = a.seed()
+    case_id = create_case(a, query="", contacts=[])
+    original = gather_mod.Gatherer.plan
+    erased: list[dict[str, Any]] = []
+
+    def plan_then_erase(self: gather_mod.Gatherer, *args: Any, **kw: Any) -> gather_mod.Plan:
+        plan = original(self, *args, **kw)
+        erased.append(retention_services(a.rt).erasure.erase(N1.pnid, BOB, by="dpo"))
+        return plan
+
+    monkeypatch.setattr(gather_mod.Gatherer, "plan", plan_then_erase)
+    package, _ = run_export(a, case_id, ExportOptions(), tmp_path)
+    m = manifest(package)
+    tomb = [r for r in m["records"] if r["erased"]]
+    assert tomb, "Bob's message must be in the scope and erased"
+    assert {r["erased"]["request_id"] for r in tomb} == {erased[0]["erasure_id"]}
+    text = every_text(package)
+    assert "merger from bob" not in text and "Bob" not in text and BOB not in text
+    assert erased[0]["erasure_id"] in text  # named in text/, RSMF, load file, manifest
+    assert "merger plans alpha" in text  # Alice's content stays
+    assert verify_package(package, a.rt.proofs.public_key()).ok
+    assert seeded  # the archive was seeded
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMeta]:
+    with FakeMeta(token=TOKEN) as server:
+        yield server
+
+
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("minio",
+                                                              marks=pytest.mark.integration)])
+def test_media_are_exported_in_their_original_bytes(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, shared: Path, fake: FakeMeta,
+) -> None:
+    base = base_overrides(request, backend)
+    wa = "16505550077"
+    with httpx.Client(timeout=10) as http, archive_with(
+        tmp_path, base, write_policy(tmp_path, policy(30))
+    ) as (client, rt):
+        worker = media_worker(rt, fake, http)
+        ts = int(time.time()) - 60
+        image = deliver_image(client, rt, worker, fake, shared, wa_id=wa, ts=ts)
+        deliver_image(client, rt, worker, fake, shared, wa_id="16505550099", ts=ts)
+        r = client.post("/v1/cases", headers=token(rt, Role.LEGAL), json={
+            "name": "images", "matter_number": "m-1",
+            "custodians": {"numbers": [PNID], "contacts": [wa]}})  # fmt: skip
+        assert r.status_code == 201, r.text
+        a = Archive(client, rt)
+        package, _ = run_export(a, r.json()["id"], ExportOptions(transcripts=False), tmp_path)
+        m = manifest(package)
+        ids = {rec["record_id"] for rec in m["records"]}
+        assert image.message_id in ids and len(ids) == 2  # the message and its link record
+        (msg,) = [rec for rec in m["records"] if rec["record_id"] == image.message_id]
+        (att,) = msg["attachments"]
+        with zipfile.ZipFile(package) as zf:
+            data = zf.read(att["path"])
+        assert data.startswith(JPEG) and len(data) == len(JPEG) + 8
+        assert verify_package(package, rt.proofs.public_key()).ok
