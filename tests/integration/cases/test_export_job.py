@@ -6,6 +6,7 @@ one byte changes); an erased subject's records are tombstones in every format.""
 
 from __future__ import annotations
 
+import base64
 import email
 import io
 import json
@@ -46,6 +47,9 @@ from tests.integration.retention_disp.media_support import (
 from tests.integration.retention_disp.media_support import longer_default as policy
 from tests.integration.searchapi.conftest import drop_es_alias
 from tests.support.apps import backend_settings, running_app
+from tests.unit.ledger.test_gocheck import gocheck_bin
+
+__all__ = ["gocheck_bin"]
 
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
 LEGAL = Actor(token_id="t-legal", name="legal@acme.example", role="legal")
@@ -172,6 +176,31 @@ def test_case_export_holds_exactly_the_scope_and_verifies(
     assert actions[-2:] == ["export_requested", "export_finished"]
     assert custody[-1]["counts"]["records"] == len(got)
     assert custody[-1]["details"]["state"] == "done"
+
+
+def test_go_verifies_the_real_package(archive: Archive, tmp_path: Path,
+                                      gocheck_bin: Path) -> None:
+    """Go's reference code (note + tlog), given only the real package's manifest and the
+    pinned key, verifies its checkpoint, a sample of its proofs and the export leaf; a
+    changed entry or another key fails."""
+    a = archive
+    a.seed()
+    package, _ = run_export(a, create_case(a), ExportOptions(transcripts=False), tmp_path)
+    m = manifest(package)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(m))
+    key = a.rt.proofs.public_key()
+    go = [str(gocheck_bin), "manifest", str(path), key]
+    ok = subprocess.run([*go, "2"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    n = len(m["records"])
+    assert f"{(n + 1) // 2} of {n} record proofs" in ok.stdout, ok.stdout
+    entry = bytearray(base64.b64decode(m["records"][0]["entry"]))
+    entry[-3] ^= 1
+    m["records"][0]["entry"] = base64.b64encode(bytes(entry)).decode()
+    path.write_text(json.dumps(m))
+    bad = subprocess.run(go, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "FAIL" in bad.stderr
 
 
 def test_bates_numbers_are_stable_and_contiguous_across_exports(
