@@ -39,7 +39,7 @@ from archiver.audit import Actor, AuditAction
 from archiver.cases.model import Custodians, Scope
 from archiver.cases.scope import records_in_scope
 from archiver.cases.service import CaseService
-from archiver.errors import BadRequest
+from archiver.errors import BadRequest, Conflict
 from archiver.export import layout
 from archiver.export import transcript as tr
 from archiver.export.gather import Gatherer, Plan
@@ -59,6 +59,7 @@ from archiver.ledger.checkpoints import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.records import canonical
+from archiver.retention.erasure import ERASURES_PREFIX
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from search.port import SearchIndex
 
@@ -119,6 +120,7 @@ class ExportDeps:
     cases: CaseService
     lock_mode: LockMode
     log_retention_days: int
+    workarea_delete: Callable[[str], None]
     spool_dir: Path | None = None
 
 
@@ -329,12 +331,29 @@ class ExportRun:
             summary = w.finish(leaf, custody)
         self.counts = {**counts, "files": summary.files, "missing": gatherer.stats.missing}
         self.ctx.progress(plan.count, plan.count, **self.counts)
+        subjects = sorted(gatherer.stats.subjects)
         with path.open("rb") as f:
             ref = self.ctx.write_artifact(ARTIFACT, f, content_type="application/zip",
-                                          subjects=sorted(gatherer.stats.subjects))
+                                          subjects=subjects)  # fmt: skip
+        self._erased_meanwhile(subjects, info.exported_at)
         return {"records_sha256": digest, "counts": self.counts,
                 "export_leaf": leaf.leaf.leaf_index, "checkpoint_size": bundle.tree_size,
                 "artifact": {"name": ARTIFACT, "sha256": ref.sha256, "size": ref.size}}
+
+    def _erased_meanwhile(self, subjects: Sequence[str], since: datetime) -> None:
+        """An erasure that began after this export started may have dropped artifacts
+        before ours existed: then ours must go too, and the export fails (run it again:
+        the subject's records are tombstones now)."""
+        cutoff = since - timedelta(seconds=5)
+        for subject in subjects:
+            for key in self.d.state.list(f"{ERASURES_PREFIX}{subject}/"):
+                value = self.d.state.get(key)
+                doc = json.loads(value.value) if value is not None else {}
+                when = _time(str(doc.get("when") or "").replace("Z", "+00:00"))
+                if doc.get("status") != "refused" and when is not None and when >= cutoff:
+                    self.d.workarea_delete(self.ctx.artifact_key(ARTIFACT))
+                    raise Conflict("a subject of this export was erased while it ran; "
+                                   "export again", code="export_subject_erased")  # fmt: skip
 
     def _transcripts(self, w: PackageWriter, plan: Plan, info: ExportInfo) -> None:
         tz = ZoneInfo(info.time_zone)

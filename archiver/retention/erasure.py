@@ -161,7 +161,8 @@ class ErasureStatus(StrEnum):
     DONE = "done"
 
 
-STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
+STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "artifacts",
+         "scrub", "log")
 
 
 
@@ -229,6 +230,9 @@ class ErasureService:
         # Crash-point tests raise here: "before:<step>" and "after:<step>" (work done,
         # completion not yet saved).
         self._crash = crash_hook or (lambda _point: None)
+        # Working-area artifacts (export packages, reports) holding a subject's decrypted
+        # content: ``JobService.drop_subject``, wired by ``archiver.retention.services``.
+        self.artifact_droppers: list[Callable[[str], Sequence[str]]] = []
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -548,6 +552,15 @@ class ErasureService:
             for name, n in purge_derived_state(self.state, member, set(doc["record_ids"])).items():
                 counts[name] = counts.get(name, 0) + n
         return {"state_purged": counts}
+
+    def _step_artifacts(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Delete every working-area artifact naming one of the subject's ids (an export
+        package decrypted their content outside the locked bucket)."""
+        dropped = 0
+        for member in doc.get("subjects") or [doc["subject"]]:
+            for drop in self.artifact_droppers:
+                dropped += len(drop(member))
+        return {"artifacts_dropped": dropped}
 
     def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
         scrub = getattr(self.state, "scrub", None)  # SQLite keeps old values in its WAL

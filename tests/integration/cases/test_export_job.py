@@ -27,7 +27,8 @@ from archiver.cases.wiring import case_service
 from archiver.export import gather as gather_mod
 from archiver.export.job import KIND, ExportOptions, case_params
 from archiver.export.verify import verify_package
-from archiver.export.wiring import register_export
+from archiver.errors import NotFound
+from archiver.export.wiring import export_jobs, register_export
 from archiver.jobs.durable import JobService
 from archiver.jobs.model import JobOwner, JobState
 from archiver.retention.services import retention_services
@@ -247,6 +248,31 @@ def test_erased_subject_is_a_tombstone_in_every_format(
     assert "merger plans alpha" in text  # Alice's content stays
     assert verify_package(package, a.rt.proofs.public_key()).ok
     assert seeded  # the archive was seeded
+
+
+def test_erasing_a_subject_deletes_the_packages_holding_its_content(
+    archive: Archive, tmp_path: Path
+) -> None:
+    a = archive
+    a.seed()
+    service = export_jobs(a.rt)  # the runtime's one job service: erasure goes through it
+    job = service.submit(KIND, case_params(create_case(a), LEGAL, ExportOptions(
+        transcripts=False)), JobOwner("t-legal", "legal", None))  # fmt: skip
+    service.run_until_idle(timeout=300)
+    job = service.get(KIND, job.id)
+    assert job.state is JobState.SUCCEEDED, job.errors
+    (ref,) = [r for r in job.result["artifacts"] if r["key"].endswith("export.zip")]
+    stored = service.workarea.stat(ref["key"])
+    assert stored is not None and stored.subjects  # pseudonyms whose content it holds
+    service.open_artifact(job, "export.zip")  # downloadable now
+    done = retention_services(a.rt).erasure.erase(N1.pnid, ALICE, by="dpo")
+    assert done["subject"] in stored.subjects
+    after = service.get(KIND, job.id)
+    (gone,) = [r for r in after.result["artifacts"] if r["key"] == ref["key"]]
+    assert gone["status"] == "erased"
+    assert service.workarea.stat(ref["key"]) is None
+    with pytest.raises(NotFound):
+        service.open_artifact(after, "export.zip")
 
 
 @pytest.fixture
