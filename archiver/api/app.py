@@ -4,6 +4,7 @@ by tests."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -20,10 +21,12 @@ from archiver.api.routes import coexistence as coexistence_routes
 from archiver.api.routes import consent as consent_routes
 from archiver.api.routes import conversations, health, me, metrics, webhook
 from archiver.api.routes import erasure as erasure_routes
+from archiver.api.routes import exports as exports_routes
 from archiver.api.routes import holds as holds_routes
 from archiver.api.routes import log as log_routes
 from archiver.api.routes import messages as messages_routes
 from archiver.api.routes import search as search_routes
+from archiver.export.wiring import export_jobs
 from archiver.logs import configure_logging
 from archiver.runtime import Runtime
 from archiver.settings import Settings, get_settings
@@ -57,10 +60,15 @@ def create_app(
         runtime = factory(resolved)
         app.state.runtime = runtime
         await runtime.start()
+        exports = export_jobs(runtime) if resolved.inline_workers else None
+        if exports is not None:  # export jobs run beside the other workers (docs/jobs.md)
+            exports.start()
         try:
             with serving_gc(resolved.gc_tuning):
                 yield
         finally:
+            if exports is not None:
+                await asyncio.to_thread(exports.stop)
             await runtime.stop()
             runtime.close()
 
@@ -91,4 +99,5 @@ def create_app(
     app.include_router(holds_routes.router)  # /v1/holds, /v1/disposition/reviews
     app.include_router(erasure_routes.router)  # /v1/erasure
     app.include_router(cases_routes.router)  # /v1/cases
+    app.include_router(exports_routes.router)  # /v1/cases/{id}/exports, /v1/exports
     return app

@@ -24,10 +24,10 @@ import pytest
 from archiver.audit import Actor
 from archiver.auth import Role
 from archiver.cases.wiring import case_service
+from archiver.errors import NotFound
 from archiver.export import gather as gather_mod
 from archiver.export.job import KIND, ExportOptions, case_params
 from archiver.export.verify import verify_package
-from archiver.errors import NotFound
 from archiver.export.wiring import export_jobs, register_export
 from archiver.jobs.durable import JobService
 from archiver.jobs.model import JobOwner, JobState
