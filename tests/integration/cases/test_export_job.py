@@ -32,6 +32,7 @@ from archiver.export.wiring import export_jobs, register_export
 from archiver.jobs.durable import JobService
 from archiver.jobs.model import JobOwner, JobState
 from archiver.retention.services import retention_services
+from archiver.runtime import open_state_store
 from tests.fakes.meta import FakeMeta
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, Archive, Seeded
 from tests.integration.retention.support import token
@@ -47,12 +48,13 @@ from tests.integration.retention_disp.media_support import (
 )
 from tests.integration.retention_disp.media_support import longer_default as policy
 from tests.integration.searchapi.conftest import drop_es_alias
-from tests.support.apps import backend_settings, running_app
+from tests.support.apps import backend_settings, running_app, settings_env
 from tests.unit.ledger.test_gocheck import gocheck_bin
 
 __all__ = ["gocheck_bin"]
 
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
+REPO = Path(__file__).resolve().parents[3]
 LEGAL = Actor(token_id="t-legal", name="legal@acme.example", role="legal")
 
 
@@ -310,3 +312,55 @@ def test_media_are_exported_in_their_original_bytes(
             data = zf.read(att["path"])
         assert data.startswith(JPEG) and len(data) == len(JPEG) + 8
         assert verify_package(package, rt.proofs.public_key()).ok
+
+
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("servers",
+                                                              marks=pytest.mark.integration)])
+def test_an_export_killed_midway_is_resumed_by_the_next_runner(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """SIGKILL the process writing the package after its third record: the job is not
+    left running; the next runner takes it over (attempt 2) and finishes a package that
+    verifies, holding every record of the scope once."""
+    settings = backend_settings(request, tmp_path, backend, inline_workers=False,
+                                jobs_heartbeat_ttl_s=1.0)  # fmt: skip
+    with running_app(settings) as (client, runtime):
+        a = Archive(client, runtime)
+        seeded = a.seed()
+        case_id = create_case(a)
+        key = runtime.proofs.public_key()
+    service = JobService.from_settings(settings, open_state_store(settings, create=True))
+    register_export(service, runtime)  # to submit and read; this process runs nothing
+    job = service.submit(KIND, case_params(case_id, LEGAL, ExportOptions(transcripts=False)),
+                         JobOwner("t-legal", "legal", None))  # fmt: skip
+    env = settings_env(settings)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.export_worker", "slow"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    seen: list[str] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            seen.append(line.strip())
+            if line.startswith("item 3"):
+                proc.kill()  # SIGKILL: no cleanup, no last heartbeat
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -9 and seen[-1] == "item 3", (seen, proc.stderr.read()
+                                                            if proc.stderr else "")
+    midway = service.get(KIND, job.id)
+    assert midway.state is JobState.RUNNING and midway.attempts == 1
+    time.sleep(1.5)  # the heartbeat TTL passes: the job is presumed orphaned
+    done = subprocess.run([sys.executable, "-m", "tests.support.export_worker"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = service.get(KIND, job.id)
+    assert job.state is JobState.SUCCEEDED and job.attempts == 2, (job.state, job.errors)
+    _, chunks = service.open_artifact(job, "export.zip")
+    package = tmp_path / "resumed.zip"
+    package.write_bytes(b"".join(chunks))
+    assert verify_package(package, key).ok
+    ids = [r["record_id"] for r in manifest(package)["records"]]
+    assert sorted(ids) == sorted(set(seeded.in_scope.values()))
