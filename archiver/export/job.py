@@ -36,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.audit import Actor, AuditAction
-from archiver.cases.model import Custodians, Scope
+from archiver.cases.model import CONTACT, Custodians, Scope
 from archiver.cases.scope import records_in_scope
 from archiver.cases.service import CaseService
 from archiver.errors import BadRequest, Conflict
@@ -59,6 +59,8 @@ from archiver.ledger.checkpoints import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.records import canonical
+from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.common import contact_aliases
 from archiver.retention.erasure import ERASURES_PREFIX
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from search.port import SearchIndex
@@ -135,6 +137,15 @@ def subject_params(contact: str, subject: str, actor: Actor,
     ``subject`` its pseudonym (for the log and the audit trail, never the contact)."""
     return {"mode": "subject", "contact": contact, "subject": subject,
             "actor": _actor_json(actor), "options": options.to_json()}  # fmt: skip
+
+
+def subject_label(pseudo: Pseudonymizer, contact: str) -> str:
+    """The keyed pseudonym a subject access export is logged and audited under (never
+    the contact itself). Raises BadRequest ``export_contact_invalid``."""
+    contact = contact.strip()
+    if not CONTACT.fullmatch(contact):
+        raise BadRequest("contact must be a wa_id or a BSUID", code="export_contact_invalid")
+    return pseudo.token("s_", "subject-access", contact_aliases(contact)[0])
 
 
 def _actor_json(actor: Actor) -> dict[str, Any]:

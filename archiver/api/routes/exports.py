@@ -26,13 +26,18 @@ from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.cases.model import CONTACT
 from archiver.cases.wiring import case_service
 from archiver.errors import BadRequest
-from archiver.export.job import ARTIFACT, KIND, ExportOptions, case_params, subject_params
+from archiver.export.job import (
+    ARTIFACT,
+    KIND,
+    ExportOptions,
+    case_params,
+    subject_label,
+    subject_params,
+)
 from archiver.export.wiring import export_jobs
 from archiver.jobs.model import Job, JobOwner, job_view
-from archiver.retention.common import contact_aliases
 
 router = APIRouter(prefix="/v1", tags=["exports"])
 
@@ -107,11 +112,9 @@ def create_subject_access(body: SubjectAccessBody, request: Request,
     JSON inside a verifiable package (GDPR Art. 15)."""
     runtime = get_runtime(request)
     contact = body.contact.strip()
-    if not CONTACT.fullmatch(contact):
-        raise BadRequest("contact must be a wa_id or a BSUID", code="export_contact_invalid")
-    options = ExportOptions(transcripts=True, time_zone=body.time_zone)
     # The log and the audit trail name a keyed pseudonym of the contact, never the contact.
-    label = runtime.pseudo.token("s_", "subject-access", contact_aliases(contact)[0])
+    label = subject_label(runtime.pseudo, contact)
+    options = ExportOptions(transcripts=True, time_zone=body.time_zone)
     actor = actor_of(principal)
     job = export_jobs(runtime).submit(KIND, subject_params(contact, label, actor, options),
                                       JobOwner.of(principal))  # fmt: skip
