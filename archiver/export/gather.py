@@ -26,8 +26,10 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +67,8 @@ from search.errors import SearchError
 from search.port import SearchIndex
 
 PAGE = 500
+BATES_CHUNK = 5000  # items numbered per allocator call (a call costs ~512 state requests)
+READERS = 8  # threads reading records, entries and proofs (I/O bound)
 _KEY_CACHE = 512
 # The RSMF/manifest origin names (docs/export.md), from the record header's origin.
 ORIGINS = {"customer": "customer", "business_app": "business_app", "business_api": "api",
@@ -87,6 +91,21 @@ def _ts(value: Any) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _attachment_id(link: Link) -> str:
+    return f"{link.link_id}-media"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +231,7 @@ class Gatherer:
         self._keys: OrderedDict[str, DataKey | None] = OrderedDict()
         self._erasures: dict[str, list[dict[str, Any]]] = {}
         self._leaves: dict[str, int] | None = None
+        self._leaves_lock = threading.Lock()
         self.stats = GatherStats()
 
     # -- pass 1: the plan ------------------------------------------------------------------
@@ -219,11 +239,15 @@ class Gatherer:
     def plan(self, record_ids: Iterable[str], path: Path,
              progress: Callable[[int], None] | None = None) -> Plan:  # fmt: skip
         plan = Plan(path)
+        n = 0
         try:
-            for n, rid in enumerate(record_ids, start=1):
-                self._plan_one(plan, rid)
-                if progress is not None and n % 200 == 0:
-                    progress(n)
+            with ThreadPoolExecutor(READERS) as pool:
+                for chunk in _chunked(record_ids, PAGE):
+                    for rid, found in zip(chunk, pool.map(self._lookup, chunk), strict=True):
+                        self._plan_row(plan, rid, found)
+                    n += len(chunk)
+                    if progress is not None:
+                        progress(n)
             plan.done_adding()
         except BaseException:
             plan.close()
@@ -236,18 +260,27 @@ class Gatherer:
         except SearchError as exc:
             raise GatherError(f"the index cannot be read: {exc}") from exc
 
-    def _plan_one(self, plan: Plan, rid: str) -> None:
+    def _lookup(self, rid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None,
+                                         dict[str, Any] | None]:  # fmt: skip
+        """(index document, else the clear header and its message's document)."""
         doc = self._doc(rid)
+        if doc is not None:
+            return doc, None, None
+        header = self._header(rid)
+        link_of = (header or {}).get("link_of")
+        return None, header, self._doc(str(link_of)) if isinstance(link_of, str) else None
+
+    def _plan_row(self, plan: Plan, rid: str, found: tuple[dict[str, Any] | None,
+                  dict[str, Any] | None, dict[str, Any] | None]) -> None:  # fmt: skip
+        doc, header, message = found
         if doc is not None:
             ts = str(doc.get("ts") or doc.get("captured_at") or "")
             plan.add(rid, str(doc.get("conversation") or "c_none"), ts, doc, None)
             return
-        header = self._header(rid)
         if header is None:
             self.stats.missing += 1
             return
         link_of = header.get("link_of")
-        message = self._doc(str(link_of)) if isinstance(link_of, str) else None
         if message is not None:
             ts = str(message.get("ts") or message.get("captured_at") or "")
             plan.add(rid, str(message.get("conversation") or "c_none"), ts, {}, str(link_of))
@@ -286,42 +319,47 @@ class Gatherer:
         """Items in the plan's order, proven against the tree of ``tree_size``. Before
         each page is yielded, ``number(ids)`` is called with the page's record and
         attachment ids, each record followed by its attachments (Bates families)."""
-        page: list[Row] = []
-        for row in plan.rows():
-            page.append(row)
-            if len(page) >= PAGE:
-                yield from self._page(plan, page, tree_size, number, include_media, include_raw)
-                page = []
-        if page:
-            yield from self._page(plan, page, tree_size, number, include_media, include_raw)
+        with ThreadPoolExecutor(READERS) as pool:
+            for chunk in _chunked(plan.rows(), BATES_CHUNK):
+                # One Bates allocation per chunk (its cost is per call, not per item): every
+                # record followed by all its attachments, even when media are left out.
+                links: dict[str, list[Link]] = {}
+                messages = [r.record_id for r in chunk if r.doc.get("kind") in MESSAGE_KINDS]
+                for a in self.attachments_of(messages) if messages else []:
+                    if a.blob is not None:
+                        links.setdefault(a.message, []).append(a)
+                ids: list[str] = []
+                for r in chunk:
+                    ids.append(r.record_id)
+                    ids += [_attachment_id(a) for a in links.get(r.record_id, [])]
+                number(ids)
+                for start in range(0, len(chunk), PAGE):
+                    yield from self._page(plan, chunk[start:start + PAGE], tree_size, pool,
+                                          links if include_media else {}, include_raw)
 
-    def _page(self, plan: Plan, rows: list[Row], tree_size: int,
-              number: Callable[[list[str]], None], include_media: bool,
-              include_raw: bool) -> Iterator[Gathered]:  # fmt: skip
-        links: dict[str, list[Link]] = {}
-        messages = [r.record_id for r in rows if r.doc.get("kind") in MESSAGE_KINDS]
-        for a in self.attachments_of(messages) if messages else []:
-            if a.blob is not None:
-                links.setdefault(a.message, []).append(a)
+    def _fetch(self, row: Row, tree_size: int) -> tuple[Record, str, LeafProof] | None:
+        """The record's stored bytes and its leaf proof (run in the reader threads)."""
+        try:
+            record, version = self._read(row.record_id)
+        except NotFound:
+            return None  # disposed since it was listed
+        return record, version, self._proof(record, version, row.doc, tree_size)
+
+    def _page(self, plan: Plan, rows: list[Row], tree_size: int, pool: ThreadPoolExecutor,
+              links: Mapping[str, list[Link]], include_raw: bool) -> Iterator[Gathered]:
         built: list[Gathered] = []
-        for row in rows:
-            try:
-                record, version = self._read(row.record_id)
-            except NotFound:
-                self.stats.missing += 1  # disposed since it was listed
+        for row, fetched in zip(rows, pool.map(lambda r: self._fetch(r, tree_size), rows),
+                                strict=True):  # fmt: skip
+            if fetched is None:
+                self.stats.missing += 1
                 continue
-            g = self._item(row, record, version, tree_size,
-                           links.get(row.record_id, []) if include_media else [])  # fmt: skip
+            record, version, proof = fetched
+            g = self._item(row, record, version, proof, links.get(row.record_id, []))
             if include_raw and g.item.erasure is None:
                 raw = record.header.get("raw")
                 if isinstance(raw, Mapping) and raw.get("key") and raw.get("version_id"):
                     plan.note_raw(str(raw["key"]), str(raw["version_id"]), int(raw.get("slot", 0)))
             built.append(g)
-        ids: list[str] = []
-        for g in built:
-            ids.append(g.item.record_id)
-            ids += [a.id for a in g.item.attachments]
-        number(ids)
         for g in built:
             self.stats.records += 1
             self.stats.attachments += len(g.item.attachments)
@@ -335,8 +373,9 @@ class Gatherer:
         leaf = doc.get("leaf_index")
         if isinstance(leaf, int):
             return leaf
-        if self._leaves is None:
-            self._leaves = self._scan_leaves()
+        with self._leaves_lock:
+            if self._leaves is None:
+                self._leaves = self._scan_leaves()
         try:
             return self._leaves[record_id]
         except KeyError:
@@ -402,7 +441,7 @@ class Gatherer:
                 return Erasure(_ts(done[-1].get("when")) or datetime.now(UTC), str(done[-1]["id"]))
         return Erasure(datetime.now(UTC), "unknown")
 
-    def _item(self, row: Row, record: Record, version: str, tree_size: int,
+    def _item(self, row: Row, record: Record, version: str, proof: LeafProof,
               links: list[Link]) -> Gathered:  # fmt: skip
         header = record.header
         doc = row.doc
@@ -440,7 +479,7 @@ class Gatherer:
             "timestamp": when, "direction": direction, "origin": origin or "unknown",
             "sender": sender, "recipients": (to,), "record_json": record.body,
             "record_sha256": record.sha256, "object_key": record.key, "version_id": version,
-            "leaf": self._proof(record, version, doc, tree_size), "custodian": self.custodian,
+            "leaf": proof, "custodian": self.custodian,
         }  # fmt: skip
         if "sealed" in header and event is None:
             erasure = self._erasure(subject, record.record_id)
@@ -521,7 +560,7 @@ class Gatherer:
             return io.BytesIO(decrypt(key, blob, aad=blob_key.encode()))
 
         size = media.get("size")
-        return Attachment(f"{link.link_id}-media", name, mime, sha, cast(Any, source),
+        return Attachment(_attachment_id(link), name, mime, sha, cast(Any, source),
                           size=int(size) if isinstance(size, int) else None)  # fmt: skip
 
     @staticmethod
