@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from archiver.indexing.recent import RecentObjects
 from archiver.ingest.capture import CaptureService, CaptureWriter
 from archiver.ingest.ports import LoggedHook
 from archiver.ingest.processor import Processor
+from archiver.jobs.durable import JobService
 from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
@@ -56,6 +58,7 @@ from search.errors import SearchError
 from search.port import SearchIndex
 
 if TYPE_CHECKING:
+    from archiver.export.job import ExportDeps
     from archiver.whatsapp.graph import GraphClient
 
 
@@ -254,7 +257,7 @@ class Runtime:
             policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
         )  # fmt: skip
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
-        return cls(
+        runtime = cls(
             settings=settings,
             objects=objects,
             state=state,
@@ -280,6 +283,42 @@ class Runtime:
             retention=retention,
             cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit),
         )
+        # Erasure deletes working-area artifacts (export packages) naming the subject.
+        runtime.retention.erasure.artifact_droppers.append(
+            lambda subject: runtime.job_service.drop_subject(subject))
+        return runtime
+
+    def export_deps(self) -> ExportDeps:
+        from archiver.export.job import ExportDeps
+
+        s = self.settings
+        return ExportDeps(
+            objects=self.objects, state=self.state, index=self.index, keys=self.keys,
+            kek=self.kek, log=self.log, checkpoints=self.checkpoints, cases=self.cases,
+            lock_mode=LockMode(s.lock_mode), log_retention_days=s.log_retention_days,
+            workarea_delete=lambda key: self.job_service.workarea.delete(key),
+        )  # fmt: skip
+
+    def register_export(self, service: JobService) -> None:
+        """The ``export`` kind (case exports and subject access) on ``service``."""
+        from archiver.export.job import KIND, export_handler
+
+        service.register(KIND, export_handler(self.export_deps))
+
+    def export_jobs(self) -> JobService:
+        """The job service with the ``export`` kind registered: on first use, not in
+        ``open`` (the export code loads the PDF renderer)."""
+        from archiver.export.job import KIND
+
+        if not self.job_service.handles(KIND):
+            self.register_export(self.job_service)
+        return self.job_service
+
+    @functools.cached_property
+    def job_service(self) -> JobService:
+        """Durable jobs (exports, reports) and the working area: built on first use, so a
+        command that runs none never touches the working-area bucket."""
+        return JobService.from_settings(self.settings, self.state)
 
     def start_workers(self) -> None:
         """Processing and indexing threads (the app runs them unless inline_workers=false)."""

@@ -136,14 +136,13 @@ def make_case(last: int) -> str:
     from archiver.audit import Actor
     from archiver.cases.model import Scope
     from archiver.cases.service import CaseInput
-    from archiver.cases.wiring import case_service
     from archiver.runtime import Runtime
     from archiver.settings import load_settings
 
     rt = Runtime.open(load_settings(), create=False)
     actor = Actor(token_id=None, name="bench", role="admin")
     scope = Scope("", T0, T0 + timedelta(seconds=30 * last), (PNID,))
-    doc = case_service(rt).create(CaseInput(name=f"bench {last}", matter_number="B-1",
+    doc = rt.cases.create(CaseInput(name=f"bench {last}", matter_number="B-1",
                                             scope=scope), actor)  # fmt: skip
     rt.close()
     return str(doc["id"])
@@ -155,13 +154,12 @@ def make_case(last: int) -> str:
 def phase_export(case_id: str) -> dict[str, Any]:
     from archiver.audit import Actor
     from archiver.export.job import KIND, ExportOptions, case_params
-    from archiver.export.wiring import export_jobs
     from archiver.jobs.model import JobOwner, JobState
     from archiver.runtime import Runtime
     from archiver.settings import load_settings
 
     rt = Runtime.open(load_settings(), create=False)
-    service = export_jobs(rt)
+    service = rt.export_jobs()
     actor = Actor(token_id=None, name="bench", role="admin")
     started = time.perf_counter()
     job = service.submit(KIND, case_params(case_id, actor, ExportOptions(transcripts=False)),
@@ -179,7 +177,6 @@ def phase_export(case_id: str) -> dict[str, Any]:
 def phase_ceiling(case_id: str) -> dict[str, Any]:
     """The same records, listed the same way, read, decrypted, into a plain zip."""
     from archiver.audit import Actor
-    from archiver.cases.wiring import case_service
     from archiver.records.model import Record, record_key
     from archiver.retention.common import live_versions
     from archiver.runtime import Runtime
@@ -192,7 +189,7 @@ def phase_ceiling(case_id: str) -> dict[str, Any]:
     keys: dict[str, Any] = {}
     with tempfile.TemporaryFile() as sink, zipfile.ZipFile(sink, "w",
                                                            zipfile.ZIP_DEFLATED) as zf:
-        for rid in case_service(rt).records_in_scope(case_id, actor):
+        for rid in rt.cases.records_in_scope(case_id, actor):
             key = record_key(rid)
             record = Record.parse(rt.objects.get(key, live_versions(rt.objects, key)[0]))
             if record.key_id not in keys:

@@ -26,7 +26,6 @@ from archiver.api.routes import holds as holds_routes
 from archiver.api.routes import log as log_routes
 from archiver.api.routes import messages as messages_routes
 from archiver.api.routes import search as search_routes
-from archiver.export.wiring import export_jobs
 from archiver.logs import configure_logging
 from archiver.runtime import Runtime
 from archiver.settings import Settings, get_settings
@@ -60,7 +59,7 @@ def create_app(
         runtime = factory(resolved)
         app.state.runtime = runtime
         await runtime.start()
-        exports = export_jobs(runtime) if resolved.inline_workers else None
+        exports = runtime.export_jobs() if resolved.inline_workers else None
         if exports is not None:  # export jobs run beside the other workers (docs/jobs.md)
             exports.start()
         try:

@@ -40,6 +40,9 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "bates_start_invalid", "bates_item_invalid", "job_kind_invalid", "job_kind_unknown",
         "job_params_invalid", "job_params_too_large", "job_id_invalid", "job_scope",
         "key_not_pinned",
+        # export options (archiver.export.job, archiver.api.routes.exports)
+        "export_bates_prefix_invalid", "export_time_zone_invalid", "export_format_invalid",
+        "export_contact_invalid", "export_mode_invalid",
         # search.errors: the caller's query, filter, facet or cursor
         "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
         "invalid_request",  # (a request that fails validation is 422: the framework's)
@@ -66,7 +69,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
-        "export_state",
+        "export_state", "export_subject_erased", "export_empty_log",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),
@@ -89,6 +92,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "object_too_large", "invalid_key", "key_error", "ledger_error", "log_corrupted",
         "record_invalid", "raw_batch_invalid", "index_error", "invalid_document",
         "job_checkpoint_too_large", "workarea_key_invalid", "export_error",
+        "export_gather_failed", "export_transcript_pages",
     ),
 }  # fmt: skip
 

@@ -93,8 +93,8 @@ def export(
     import json
 
     from archiver.audit import Actor
-    from archiver.cli_progress import progress_reporter
-    from archiver.cli_runtime import open_runtime
+    from archiver.cli.archive import open_runtime
+    from archiver.cli.progress import progress_reporter
     from archiver.errors import ArchiverError
     from archiver.export.job import (
         ARTIFACT,
@@ -104,14 +104,13 @@ def export(
         subject_label,
         subject_params,
     )
-    from archiver.export.wiring import export_jobs
     from archiver.jobs.model import JobOwner, JobState
 
     if (case is None) == (subject is None):
         typer.echo("error: give exactly one of --case and --subject", err=True)
         raise typer.Exit(2)
     runtime = open_runtime()
-    service = export_jobs(runtime)
+    service = runtime.export_jobs()
     actor = Actor(token_id=None, name=f"cli:{getpass.getuser()}", role="admin")
     try:
         options = ExportOptions(bates_prefix=bates_prefix, bates_start=bates_start,
@@ -153,7 +152,5 @@ def export(
 
 def runtime_case_numbers(runtime: Any, case_id: str, actor: Any) -> list[str] | None:
     """The case's numbers (the job's visibility), checking the case exists first."""
-    from archiver.cases.wiring import case_service
-
-    numbers = case_service(runtime).get(case_id, actor).get("numbers")
+    numbers = runtime.cases.get(case_id, actor).get("numbers")
     return None if numbers is None else list(numbers)

@@ -49,18 +49,17 @@ from archiver.export.model import (
     Receipt,
 )
 from archiver.indexing.documents import FOLDED_TYPES, MESSAGE_KINDS, current_reactions
-from archiver.ingest.capture import CAPTURE_KEYS_PREFIX
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey, decrypt, envelope_key_id
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
+from archiver.keyspace import CAPTURE_KEYS_PREFIX, erasures_of, record_key
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.log import TransparencyLog
-from archiver.records.model import Record, RecordError, record_key
+from archiver.records.model import Record, RecordError
 from archiver.retention.attachments import LINK_KINDS
 from archiver.retention.attachments import Attachment as Link
 from archiver.retention.common import live_versions
-from archiver.retention.erasure import ERASURES_PREFIX
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 from search.errors import SearchError
@@ -80,7 +79,6 @@ _MIME_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
 
 class GatherError(ArchiverError):
     code = "export_gather_failed"
-    status = 500
 
 
 def _ts(value: Any) -> datetime | None:
@@ -428,7 +426,7 @@ class Gatherer:
         if subject:
             if subject not in self._erasures:
                 docs = []
-                for key in self.state.list(f"{ERASURES_PREFIX}{subject}/"):
+                for key in self.state.list(erasures_of(subject)):
                     value = self.state.get(key)
                     if value is not None:
                         docs.append(json.loads(value.value))

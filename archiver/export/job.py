@@ -32,14 +32,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.audit import Actor, AuditAction
-from archiver.cases.model import CONTACT, Custodians, Scope
-from archiver.cases.scope import records_in_scope
-from archiver.cases.service import CaseService
-from archiver.errors import BadRequest, Conflict
+from archiver.errors import Conflict, InvalidInput
 from archiver.export import layout
 from archiver.export import transcript as tr
 from archiver.export.gather import Gatherer, Plan
@@ -55,23 +52,23 @@ from archiver.export.writer import PackageWriter
 from archiver.jobs.context import JobCancelled, JobContext, JobInterrupted, JobLost
 from archiver.keys.envelope import KeyEncryptionKey
 from archiver.keys.store import KeyStore
-from archiver.ledger.checkpoints import CheckpointSigner
+from archiver.keyspace import erasures_of, export_statement_key
+from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.log import TransparencyLog
 from archiver.records import canonical
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import contact_aliases
-from archiver.retention.erasure import ERASURES_PREFIX
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from search.port import SearchIndex
 
 KIND = "export"
 ARTIFACT = "export.zip"
-EXPORTS_PREFIX = "exports/"  # evidence store: one statement per export attempt
 BATES_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,20}")
 MAX_BATES_START = 10**9
 BATES_DIGITS = 8
 _CHECK_EVERY = 200
+_CONTACT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # archiver.cases.model.CONTACT
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +84,15 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if not BATES_PREFIX.fullmatch(self.bates_prefix):
-            raise BadRequest("the Bates prefix must be at most 20 characters of "
+            raise InvalidInput("the Bates prefix must be at most 20 characters of "
                              "A-Z a-z 0-9 _ -", code="export_bates_prefix_invalid")  # fmt: skip
         if isinstance(self.bates_start, bool) or not 1 <= self.bates_start <= MAX_BATES_START:
-            raise BadRequest(f"the Bates start must be 1..{MAX_BATES_START}",
+            raise InvalidInput(f"the Bates start must be 1..{MAX_BATES_START}",
                              code="bates_start_invalid")  # fmt: skip
         try:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise BadRequest(f"unknown time zone {self.time_zone!r}",
+            raise InvalidInput(f"unknown time zone {self.time_zone!r}",
                              code="export_time_zone_invalid") from exc  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +103,31 @@ class ExportOptions:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ExportOptions:
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
+class Cases(Protocol):
+    """What the job needs of ``archiver.cases.service.CaseService`` (the composition root
+    hands it the runtime's; export and cases are sibling services)."""
+
+    audit: Any
+    bates: Any  # archiver.cases.bates.BatesAllocator
+
+    def get(self, case_id: str, actor: Actor) -> dict[str, Any]: ...
+
+    def records_in_scope(self, case_id: str, actor: Actor) -> Iterator[str]: ...
+
+    def contact_records(self, contact: str, numbers: Sequence[str] | None
+                        ) -> Iterator[str]: ...  # fmt: skip
+
+    def attachments(self, record_ids: Sequence[str]) -> list[Any]: ...
+
+    def custody(self, case_id: str, actor: Actor) -> list[dict[str, Any]]: ...
+
+    def export_requested(self, case_id: str, actor: Actor, *, export_id: str,
+                         options: Mapping[str, Any]) -> dict[str, Any]: ...  # fmt: skip
+
+    def export_finished(self, case_id: str, actor: Actor, *, export_id: str, state: str,
+                        counts: Mapping[str, int], **details: Any) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +141,7 @@ class ExportDeps:
     kek: KeyEncryptionKey
     log: TransparencyLog
     checkpoints: CheckpointSigner
-    cases: CaseService
+    cases: Cases
     lock_mode: LockMode
     log_retention_days: int
     workarea_delete: Callable[[str], None]
@@ -141,10 +163,10 @@ def subject_params(contact: str, subject: str, actor: Actor,
 
 def subject_label(pseudo: Pseudonymizer, contact: str) -> str:
     """The keyed pseudonym a subject access export is logged and audited under (never
-    the contact itself). Raises BadRequest ``export_contact_invalid``."""
+    the contact itself). Raises InvalidInput ``export_contact_invalid``."""
     contact = contact.strip()
-    if not CONTACT.fullmatch(contact):
-        raise BadRequest("contact must be a wa_id or a BSUID", code="export_contact_invalid")
+    if not _CONTACT.fullmatch(contact):
+        raise InvalidInput("contact must be a wa_id or a BSUID", code="export_contact_invalid")
     return pseudo.token("s_", "subject-access", contact_aliases(contact)[0])
 
 
@@ -160,35 +182,11 @@ def _actor(doc: Mapping[str, Any]) -> Actor:
                  numbers=None if numbers is None else tuple(numbers))  # fmt: skip
 
 
-def _with_links(ids: Iterator[str], attachments_of: Callable[[Sequence[str]], list[Any]]
-                ) -> Iterator[str]:  # fmt: skip
-    """The ids and, after each page, the media link records of their attachments
-    (``CaseService.records_in_scope`` does the same for a stored case)."""
-    seen: set[str] = set()
-    page: list[str] = []
-    for rid in ids:
-        seen.add(rid)
-        page.append(rid)
-        yield rid
-        if len(page) >= 1000:
-            yield from _links(page, seen, attachments_of)
-            page = []
-    yield from _links(page, seen, attachments_of)
-
-
-def _links(page: list[str], seen: set[str], attachments_of: Callable[[Sequence[str]], list[Any]]
-           ) -> Iterator[str]:  # fmt: skip
-    for a in attachments_of(page) if page else []:
-        if a.link_id not in seen:
-            seen.add(a.link_id)
-            yield a.link_id
-
-
 def _bundle(checkpoints: CheckpointSigner, log: TransparencyLog) -> LogBundle:
     checkpoints.sign_if_grown()
     signed = checkpoints.latest_signed()
     if signed is None:
-        raise BadRequest("the log is empty: nothing to export", code="export_empty_log")
+        raise InvalidInput("the log is empty: nothing to export", code="export_empty_log")
     return LogBundle.from_note(signed.note, signed.verifier, log.origin)
 
 
@@ -212,22 +210,19 @@ class ExportRun:
         if self.mode == "case":
             case_id = str(p["case_id"])
             doc = self.d.cases.get(case_id, self.actor)
-            custodians = Custodians.from_json(doc.get("custodians") or {})
             query = {"scope": doc["scope"], "custodians": doc["custodians"]}
-            custodian = ", ".join(custodians.numbers) or "all numbers"
+            numbers = (doc.get("custodians") or {}).get("numbers") or []
+            custodian = ", ".join(str(n) for n in numbers) or "all numbers"
             return (case_id, str(doc["name"]), query,
                     self.d.cases.records_in_scope(case_id, self.actor), custodian)
         if self.mode == "subject":
             contact, subject = str(p["contact"]), str(p["subject"])
             numbers = self.actor.numbers
-            synthetic = {"scope": Scope(numbers=numbers).to_json(),
-                         "custodians": Custodians(contacts=(contact,)).to_json()}  # fmt: skip
-            ids = _with_links(records_in_scope(self.d.index, synthetic),
-                              self.d.cases.attachments)  # fmt: skip
+            ids = self.d.cases.contact_records(contact, numbers)
             query = {"subject": subject,
                      "numbers": None if numbers is None else list(numbers)}  # fmt: skip
             return f"sar-{subject}", f"Subject access: {subject}", query, ids, subject
-        raise BadRequest(f"unknown export mode {self.mode!r}", code="export_mode_invalid")
+        raise InvalidInput(f"unknown export mode {self.mode!r}", code="export_mode_invalid")
 
     # -- the attempt ------------------------------------------------------------------------
 
@@ -301,7 +296,9 @@ class ExportRun:
         return self.d.cases.get(case_id, self.actor).get(name) or ""
 
     def _allocate(self, case_id: str, ids: list[str]) -> dict[str, int]:
-        return self.d.cases.bates.allocate(case_id, ids, start=self.options.bates_start)
+        numbers: dict[str, int] = self.d.cases.bates.allocate(case_id, ids,
+                                                              start=self.options.bates_start)
+        return numbers
 
     def _package(self, info: ExportInfo, gatherer: Gatherer, plan: Plan,
                  spool: Path) -> dict[str, Any]:  # fmt: skip
@@ -357,7 +354,7 @@ class ExportRun:
         the subject's records are tombstones now)."""
         cutoff = since - timedelta(seconds=5)
         for subject in subjects:
-            for key in self.d.state.list(f"{ERASURES_PREFIX}{subject}/"):
+            for key in self.d.state.list(erasures_of(subject)):
                 value = self.d.state.get(key)
                 doc = json.loads(value.value) if value is not None else {}
                 when = _time(str(doc.get("when") or "").replace("Z", "+00:00"))
@@ -387,7 +384,7 @@ class ExportRun:
             pdf = tr.render_transcript(heading, sections, tz=tz,
                                        bates=tr.Bates(info.bates_prefix, first, BATES_DIGITS))
             if pdf.pages != pages:
-                raise BadRequest(f"transcript {name}: {pdf.pages} pages, {pages} counted",
+                raise InvalidInput(f"transcript {name}: {pdf.pages} pages, {pages} counted",
                                  code="export_transcript_pages")  # fmt: skip
             w.add_transcript(Transcript(name, pdf.data, pdf.pages, first, info.case_name))
 
@@ -401,8 +398,9 @@ class ExportRun:
             "records_sha256": digest, "query_sha256": query_sha, "counts": dict(counts),
             "exported_at": now.isoformat(), "exported_by": self.actor.token_id,
         })  # fmt: skip
-        key = (f"{EXPORTS_PREFIX}{info.case_id}/{self.export_id}-{self.ctx.job.attempts}-"
-               f"{secrets.token_hex(4)}.json")  # a retried attempt writes its own
+        # A retried attempt writes (and logs) its own statement.
+        key = export_statement_key(info.case_id, self.export_id, self.ctx.job.attempts,
+                                   secrets.token_hex(4))
         retain = now + timedelta(days=self.d.log_retention_days)
         put = self.d.objects.put(key, statement, retention=Retention(self.d.lock_mode, retain),
                                  content_type="application/json")  # fmt: skip

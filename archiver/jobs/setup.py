@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 from archiver.jobs.workarea import LocalWorkArea, S3WorkArea, WorkArea
 
 if TYPE_CHECKING:
-    from archiver.jobs.durable import JobService
-    from archiver.runtime import Runtime
     from archiver.settings import Settings
 
 
@@ -33,16 +31,3 @@ def open_workarea(settings: Settings) -> WorkArea:
                       state_bucket=settings.state_bucket,
                       backstop_days=math.ceil(settings.workarea_expiry_days) + 1)
 
-
-def job_service(runtime: Runtime) -> JobService:
-    """The runtime's one job service, built on first use and kept in ``runtime.extras``
-    (exports register their kind on it; erasure drops artifacts through it). Nothing is
-    started here: the app starts its runners."""
-    from archiver.jobs.durable import JobService
-
-    cached = runtime.extras.get("job_service")
-    if isinstance(cached, JobService):
-        return cached
-    service = JobService.from_settings(runtime.settings, runtime.state)
-    runtime.extras["job_service"] = service
-    return service

@@ -13,7 +13,6 @@ import time
 
 from archiver.export import writer
 from archiver.export.model import ExportItem
-from archiver.export.wiring import register_export
 from archiver.jobs.durable import JobService
 from archiver.runtime import Runtime
 from archiver.settings import load_settings
@@ -36,7 +35,7 @@ def main() -> int:
         writer.PackageWriter.add = slow_add  # type: ignore[method-assign]
     service = JobService.from_settings(settings, runtime.state)
     service.poll_interval = 0.1
-    register_export(service, runtime)
+    runtime.register_export(service)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     service.run_until_idle(timeout=300)

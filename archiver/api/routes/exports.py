@@ -26,8 +26,7 @@ from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.cases.wiring import case_service
-from archiver.errors import BadRequest
+from archiver.errors import InvalidInput
 from archiver.export.job import (
     ARTIFACT,
     KIND,
@@ -36,7 +35,6 @@ from archiver.export.job import (
     subject_label,
     subject_params,
 )
-from archiver.export.wiring import export_jobs
 from archiver.jobs.model import Job, JobOwner, job_view
 
 router = APIRouter(prefix="/v1", tags=["exports"])
@@ -67,7 +65,7 @@ class ExportBody(BaseModel):
     def options(self) -> ExportOptions:
         unknown = sorted(set(self.formats) - set(FORMATS))
         if unknown:
-            raise BadRequest(f"unknown export formats {unknown}; known: {list(FORMATS)}",
+            raise InvalidInput(f"unknown export formats {unknown}; known: {list(FORMATS)}",
                              code="export_format_invalid")  # fmt: skip
         return ExportOptions(bates_prefix=self.bates_prefix, bates_start=self.bates_start,
                              include_media=self.include_media,
@@ -98,9 +96,9 @@ def create_export(case_id: str, body: ExportBody, request: Request,
     runtime = get_runtime(request)
     options = body.options()
     actor = actor_of(principal)
-    case = case_service(runtime).get(case_id, actor)  # 404 outside the token's numbers
+    case = runtime.cases.get(case_id, actor)  # 404 outside the token's numbers
     numbers = case.get("numbers")
-    job = export_jobs(runtime).submit(KIND, case_params(case_id, actor, options),
+    job = runtime.export_jobs().submit(KIND, case_params(case_id, actor, options),
                                       JobOwner.of(principal), numbers=numbers)  # fmt: skip
     return _view(job)
 
@@ -116,7 +114,7 @@ def create_subject_access(body: SubjectAccessBody, request: Request,
     label = subject_label(runtime.pseudo, contact)
     options = ExportOptions(transcripts=True, time_zone=body.time_zone)
     actor = actor_of(principal)
-    job = export_jobs(runtime).submit(KIND, subject_params(contact, label, actor, options),
+    job = runtime.export_jobs().submit(KIND, subject_params(contact, label, actor, options),
                                       JobOwner.of(principal))  # fmt: skip
     return _view(job)
 
@@ -124,7 +122,7 @@ def create_subject_access(body: SubjectAccessBody, request: Request,
 @router.get("/exports/{export_id}")
 def get_export(export_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     runtime = get_runtime(request)
-    job = export_jobs(runtime).get(KIND, export_id, principal)
+    job = runtime.export_jobs().get(KIND, export_id, principal)
     runtime.audit.record(AuditAction.EXPORT_VIEWED, actor_of(principal),
                          concerns=job.numbers or [], export_id=export_id,
                          state=str(job.state))  # fmt: skip
@@ -134,7 +132,7 @@ def get_export(export_id: str, request: Request, principal: Reader) -> dict[str,
 @router.get("/exports/{export_id}/download")
 def download_export(export_id: str, request: Request, principal: Reader) -> StreamingResponse:
     runtime = get_runtime(request)
-    service = export_jobs(runtime)
+    service = runtime.export_jobs()
     job = service.get(KIND, export_id, principal)
     ref, chunks = service.open_artifact(job, ARTIFACT)
     runtime.audit.record(AuditAction.EXPORT_DOWNLOADED, actor_of(principal),

@@ -23,20 +23,18 @@ import pytest
 
 from archiver.audit import Actor
 from archiver.auth import Role
-from archiver.cases.wiring import case_service
 from archiver.errors import NotFound
 from archiver.export import gather as gather_mod
 from archiver.export.job import KIND, ExportOptions, case_params
 from archiver.export.verify import verify_package
-from archiver.export.wiring import export_jobs, register_export
 from archiver.jobs.durable import JobService
 from archiver.jobs.model import JobOwner, JobState
-from archiver.retention.services import retention_services
 from archiver.runtime import open_state_store
 from tests.fakes.meta import FakeMeta
+from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, Archive, Seeded
-from tests.integration.retention.support import token
-from tests.integration.retention_disp.media_support import (
+from tests.support.apps import backend_settings, running_app, settings_env
+from tests.support.disposition_media import (
     JPEG,
     PNID,
     TOKEN,
@@ -46,9 +44,8 @@ from tests.integration.retention_disp.media_support import (
     media_worker,
     write_policy,
 )
-from tests.integration.retention_disp.media_support import longer_default as policy
-from tests.integration.searchapi.conftest import drop_es_alias
-from tests.support.apps import backend_settings, running_app, settings_env
+from tests.support.disposition_media import longer_default as policy
+from tests.support.retention import token
 from tests.unit.ledger.test_gocheck import gocheck_bin
 
 __all__ = ["gocheck_bin"]
@@ -70,7 +67,7 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]
 
 def jobs_for(a: Archive) -> JobService:
     service = JobService.from_settings(a.rt.settings, a.rt.state)
-    register_export(service, a.rt)
+    a.rt.register_export(service)
     return service
 
 
@@ -174,7 +171,7 @@ def test_case_export_holds_exactly_the_scope_and_verifies(
         name = z.comment.decode().split(" ", 1)[1]
     assert name in bad.stdout + bad.stderr
     # The export itself is logged and in the case's chain of custody.
-    custody = case_service(a.rt).custody(case_id, LEGAL)
+    custody = a.rt.cases.custody(case_id, LEGAL)
     actions = [e["action"] for e in custody]
     assert actions[-2:] == ["export_requested", "export_finished"]
     assert custody[-1]["counts"]["records"] == len(got)
@@ -235,7 +232,7 @@ def test_erased_subject_is_a_tombstone_in_every_format(
 
     def plan_then_erase(self: gather_mod.Gatherer, *args: Any, **kw: Any) -> gather_mod.Plan:
         plan = original(self, *args, **kw)
-        erased.append(retention_services(a.rt).erasure.erase(N1.pnid, BOB, by="dpo"))
+        erased.append(a.rt.retention.erasure.erase(N1.pnid, BOB, by="dpo"))
         return plan
 
     monkeypatch.setattr(gather_mod.Gatherer, "plan", plan_then_erase)
@@ -257,7 +254,7 @@ def test_erasing_a_subject_deletes_the_packages_holding_its_content(
 ) -> None:
     a = archive
     a.seed()
-    service = export_jobs(a.rt)  # the runtime's one job service: erasure goes through it
+    service = a.rt.export_jobs()  # the runtime's one job service: erasure goes through it
     job = service.submit(KIND, case_params(create_case(a), LEGAL, ExportOptions(
         transcripts=False)), JobOwner("t-legal", "legal", None))  # fmt: skip
     service.run_until_idle(timeout=300)
@@ -267,7 +264,7 @@ def test_erasing_a_subject_deletes_the_packages_holding_its_content(
     stored = service.workarea.stat(ref["key"])
     assert stored is not None and stored.subjects  # pseudonyms whose content it holds
     service.open_artifact(job, "export.zip")  # downloadable now
-    done = retention_services(a.rt).erasure.erase(N1.pnid, ALICE, by="dpo")
+    done = a.rt.retention.erasure.erase(N1.pnid, ALICE, by="dpo")
     assert done["subject"] in stored.subjects
     after = service.get(KIND, job.id)
     (gone,) = [r for r in after.result["artifacts"] if r["key"] == ref["key"]]
@@ -330,7 +327,7 @@ def test_an_export_killed_midway_is_resumed_by_the_next_runner(
         case_id = create_case(a)
         key = runtime.proofs.public_key()
     service = JobService.from_settings(settings, open_state_store(settings, create=True))
-    register_export(service, runtime)  # to submit and read; this process runs nothing
+    runtime.register_export(service)  # to submit and read; this process runs nothing
     job = service.submit(KIND, case_params(case_id, LEGAL, ExportOptions(transcripts=False)),
                          JobOwner("t-legal", "legal", None))  # fmt: skip
     env = settings_env(settings)

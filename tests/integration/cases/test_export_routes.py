@@ -15,9 +15,8 @@ import pytest
 
 from archiver.auth import Role
 from archiver.export.verify import verify_package
-from archiver.export.wiring import export_jobs
+from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, N2, Archive
-from tests.integration.searchapi.conftest import drop_es_alias
 from tests.support.apps import backend_settings, running_app
 
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
@@ -44,7 +43,7 @@ def make_case(a: Archive) -> str:
 
 
 def finish(a: Archive, export_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    export_jobs(a.rt).run_until_idle(timeout=300)  # the test app runs no inline workers
+    a.rt.export_jobs().run_until_idle(timeout=300)  # the test app runs no inline workers
     r = a.client.get(f"/v1/exports/{export_id}", headers=headers)
     assert r.status_code == 200, r.text
     return dict(r.json())
