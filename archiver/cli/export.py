@@ -83,11 +83,11 @@ def export(
     transcripts: Annotated[bool, typer.Option(help="Render PDF transcripts.")] = True,
     time_zone: Annotated[str, typer.Option(help="IANA time zone for days and times.")] = "UTC",
 ) -> None:  # fmt: skip
-    """Export a case (or one data subject's records) as a verifiable package.
+    """Export a case or a data subject as a package.
 
-    Runs the same durable ``export`` job as ``POST /v1/cases/{id}/exports``, in this
-    process, with a progress bar; logged, audited and in the case's chain of custody.
-    Prints a JSON summary; check the file with ``archiver verify-export``.
+    Runs the same export job as POST /v1/cases/{id}/exports, here, with a progress bar;
+    it is logged, audited and in the case's chain of custody. Prints a JSON summary;
+    check the file with "archiver verify-export".
     """
     import getpass
     import json

@@ -37,7 +37,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver.audit import Actor, AuditAction
 from archiver.errors import Conflict, InvalidInput
-from archiver.export import layout
 from archiver.export import transcript as tr
 from archiver.export.gather import Gatherer, Plan
 from archiver.export.model import (
@@ -330,7 +329,7 @@ class ExportRun:
             if opts.transcripts or self.mode == "subject":
                 self._transcripts(w, plan, info)
             if self.mode == "subject":
-                w.add_document(f"{layout.DOCUMENTS}subject-access.json", _subject_json(plan))
+                w.add_document("subject-access.json", _subject_json(plan))
             self.ctx.raise_if_cancelled()
             digest = w.records_list_digest()
             counts = w.counts

@@ -10,7 +10,6 @@ LOADFILE = "loadfile.dat"
 CUSTODY = "chain-of-custody.json"
 README = "README.txt"
 FORMAT = "wa-archiver-export/1"
-DOCUMENTS = "documents/"  # readable extras (a subject access request's JSON)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
@@ -48,6 +47,11 @@ def raw_slot(batch_name: str, index: int) -> str:
 
 def rsmf_slice(conversation_id: str, day: date, part: int) -> str:
     return f"rsmf/{conversation_id}/{day.isoformat()}_{part:03d}.rsmf"
+
+
+def document(name: str) -> str:
+    """A readable document beside the formats (a subject access request's JSON)."""
+    return f"documents/{safe_name(name)}"
 
 
 def transcript(conversation_id: str) -> str:

@@ -504,16 +504,12 @@ class PackageWriter:
         }))  # fmt: skip
         self._counts.transcripts += 1
 
-    def add_document(self, path: str, chunks: Iterable[bytes]) -> None:
-        """A readable document beside the formats (a subject access request's JSON),
-        under ``documents/``; listed and hashed in the manifest like every file."""
+    def add_document(self, name: str, chunks: Iterable[bytes]) -> None:
+        """A readable document beside the formats (a subject access request's JSON), at
+        ``layout.document(name)``; listed and hashed in the manifest like every file."""
         if self._done:
             raise ExportStateError("the package is finished")
-        if not path.startswith(layout.DOCUMENTS) or layout.safe_name(
-            path[len(layout.DOCUMENTS):], 200
-        ) != path[len(layout.DOCUMENTS):]:
-            raise ExportInputError(f"{path} is not a plain file name under {layout.DOCUMENTS}")
-        self._write(path, chunks)
+        self._write(layout.document(name), chunks)
 
     # -- the two closing phases -----------------------------------------------------------
 
