@@ -28,6 +28,8 @@ size saved with the plan):
 ``shred_slots``  each granted slot's wrapped capture key removed from ``capkeys/<batch>``;
 ``purge_index``  the subject's index documents deleted, then refresh and expunge;
 ``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`);
+``artifacts``    working-area artifacts naming the subject (export packages) deleted and
+                 marked ``erased`` on their jobs (``JobService.drop_subject``);
 ``scrub``        the state store drops old values from its files (SQLite: WAL checkpoint
                  and truncate; ``secure_delete`` zeroes freed pages);
 ``log``          one ``key_shredded`` leaf per destroyed data key and per raw slot.
