@@ -30,4 +30,3 @@ def open_workarea(settings: Settings) -> WorkArea:
     return S3WorkArea(client, settings.workarea_bucket, evidence_bucket=settings.evidence_bucket,
                       state_bucket=settings.state_bucket,
                       backstop_days=math.ceil(settings.workarea_expiry_days) + 1)
-
