@@ -68,6 +68,8 @@ class AuditAction(StrEnum):
     EXPORT_CREATED = "export:created"
     EXPORT_REQUESTED = "export:requested"
     EXPORT_FINISHED = "export:finished"
+    EXPORT_VIEWED = "export:viewed"
+    EXPORT_DOWNLOADED = "export:downloaded"
     CASE_CREATED = "case:created"
     CASE_UPDATED = "case:updated"
     CASE_HOLD_PLACED = "case:hold_placed"

@@ -20,6 +20,8 @@ Object store
 ``tombstones/``        disposal and erasure tombstones: ``tombstones/<kind>/<h[:2]>/<h>``
 ``audit/``             the audit trail, NDJSON batches: ``audit/YYYY/MM/DD/<time>Z-<nonce>``
 ``reports/``           signed audit reports and twins: ``reports/<regulation>/<id>.pdf|.json``
+``exports/``           what an export package proves (no content), one per attempt:
+                       ``exports/<case>/<export id>-<attempt>-<nonce>.json``
 ``log/``               the transparency log: tiles, entry bundles and signed checkpoints
 =====================  ===================================================================
 
@@ -81,6 +83,7 @@ RECORDS_PREFIX = "records/"
 MEDIA_OBJECT_PREFIX = "media/"
 TOMBSTONES_PREFIX = "tombstones/"
 AUDIT_PREFIX = "audit/"
+EXPORTS_PREFIX = "exports/"
 LOG_PREFIX = "log/"  # object store (tiles, checkpoints) and state store (sequencing)
 
 # Tombstone kinds written by erasure (disposition uses the disposed object's kind).
@@ -103,6 +106,10 @@ def media_object_key(owner: str, plaintext_sha256: str) -> str:
 def tombstone_name(kind: str, digest: str) -> str:
     """The name below ``tombstones/`` (``write_tombstone`` adds the prefix)."""
     return f"{kind}/{digest[:2]}/{digest}"
+
+
+def export_statement_key(case_id: str, export_id: str, attempt: int, nonce: str) -> str:
+    return f"{EXPORTS_PREFIX}{case_id}/{export_id}-{attempt}-{nonce}.json"
 
 
 def audit_key(now: datetime, nonce: str) -> str:

@@ -60,6 +60,7 @@ from search.errors import SearchError
 from search.port import SearchIndex
 
 if TYPE_CHECKING:
+    from archiver.export.job import ExportDeps
     from archiver.whatsapp.graph import GraphClient
 
 
@@ -265,7 +266,7 @@ class Runtime:
             settings, objects=objects, state=state, index=index, log=log,
             checkpoints=checkpoints, policy_set=decider.policy_set,
         )  # fmt: skip
-        return cls(
+        runtime = cls(
             settings=settings,
             objects=objects,
             state=state,
@@ -293,6 +294,36 @@ class Runtime:
             job_service=job_service,
             reports=reports,
         )
+        # Erasure deletes working-area artifacts (export packages) naming the subject.
+        runtime.retention.erasure.artifact_droppers.append(
+            lambda subject: runtime.job_service.drop_subject(subject))
+        return runtime
+
+    def export_deps(self) -> ExportDeps:
+        from archiver.export.job import ExportDeps
+
+        s = self.settings
+        return ExportDeps(
+            objects=self.objects, state=self.state, index=self.index, keys=self.keys,
+            kek=self.kek, log=self.log, checkpoints=self.checkpoints, cases=self.cases,
+            lock_mode=LockMode(s.lock_mode), log_retention_days=s.log_retention_days,
+            workarea_delete=lambda key: self.job_service.workarea.delete(key),
+        )  # fmt: skip
+
+    def register_export(self, service: JobService) -> None:
+        """The ``export`` kind (case exports and subject access) on ``service``."""
+        from archiver.export.job import KIND, export_handler
+
+        service.register(KIND, export_handler(self.export_deps))
+
+    def export_jobs(self) -> JobService:
+        """The job service with the ``export`` kind registered: on first use, not in
+        ``open`` (the export code loads the PDF renderer)."""
+        from archiver.export.job import KIND
+
+        if not self.job_service.handles(KIND):
+            self.register_export(self.job_service)
+        return self.job_service
 
     def start_workers(self) -> None:
         """Processing and indexing threads (the app runs them unless inline_workers=false)."""
@@ -360,7 +391,8 @@ class Runtime:
         add_report_schedule(self.jobs, self.job_service, self.settings)  # monthly reports
         self.job_service.schedule(self.jobs)  # the working area's expiry sweep
         self.jobs.start()
-        self.job_service.start()  # report (and export) job runners
+        self.export_jobs()  # the export kind, registered before the runners start
+        self.job_service.start()  # report and export job runners
         self.media = start_media_loop(
             objects=self.objects, state=self.state, keys=self.keys, log=self.log,
             pseudo=self.pseudo, graph=self.graph,

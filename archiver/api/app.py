@@ -20,6 +20,7 @@ from archiver.api.routes import coexistence as coexistence_routes
 from archiver.api.routes import consent as consent_routes
 from archiver.api.routes import conversations, health, me, metrics, webhook
 from archiver.api.routes import erasure as erasure_routes
+from archiver.api.routes import exports as exports_routes
 from archiver.api.routes import holds as holds_routes
 from archiver.api.routes import log as log_routes
 from archiver.api.routes import messages as messages_routes
@@ -57,7 +58,7 @@ def create_app(
         configure_logging(resolved.log_level)
         runtime = factory(resolved)
         app.state.runtime = runtime
-        await runtime.start()
+        await runtime.start()  # with inline workers: report and export job runners too
         try:
             with serving_gc(resolved.gc_tuning):
                 yield
@@ -93,4 +94,5 @@ def create_app(
     app.include_router(erasure_routes.router)  # /v1/erasure
     app.include_router(cases_routes.router)  # /v1/cases
     app.include_router(reports_routes.router)  # /v1/reports
+    app.include_router(exports_routes.router)  # /v1/cases/{id}/exports, /v1/exports
     return app

@@ -43,6 +43,9 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         # signed audit reports: a malformed period, sample or tree size
         "report_request_invalid", "report_period_invalid", "report_sample_invalid",
         "report_tree_size_invalid",
+        # export options (archiver.export.job, archiver.api.routes.exports)
+        "export_bates_prefix_invalid", "export_time_zone_invalid", "export_format_invalid",
+        "export_contact_invalid", "export_mode_invalid",
         # search.errors: the caller's query, filter, facet or cursor
         "query_syntax", "query_too_long", "query_too_deep", "query_too_many_terms",
         "invalid_request",  # (a request that fails validation is 422: the framework's)
@@ -71,6 +74,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
         "export_state", "report_no_checkpoint", "report_checkpoint_mismatch",
+        "export_state", "export_subject_erased", "export_empty_log",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),
@@ -93,6 +97,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "object_too_large", "invalid_key", "key_error", "ledger_error", "log_corrupted",
         "record_invalid", "raw_batch_invalid", "index_error", "invalid_document",
         "job_checkpoint_too_large", "workarea_key_invalid", "export_error",
+        "export_gather_failed", "export_transcript_pages",
     ),
 }  # fmt: skip
 

@@ -31,7 +31,15 @@ from typing import Any, Protocol
 
 from archiver.audit import Actor, AuditAction
 from archiver.cases.bates import BatesAllocator
-from archiver.cases.model import CASE_ID, Custodians, Scope, check_text, resolve, scope_query
+from archiver.cases.model import (
+    CASE_ID,
+    Custodians,
+    Scope,
+    check_contacts,
+    check_text,
+    resolve,
+    scope_query,
+)
 from archiver.cases.scope import records_in_scope, walk_scope
 from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefix
@@ -298,6 +306,25 @@ class CaseService:
         (``media_link`` / ``media_missing``: records of the log, not index documents).
         The blobs themselves are read with ``attachments``."""
         doc = self.get(case_id, actor)
+        seen: set[str] = set()
+        page: list[str] = []
+        for record_id in records_in_scope(self.index, doc):
+            seen.add(record_id)
+            page.append(record_id)
+            yield record_id
+            if len(page) >= _ATTACH_PAGE:
+                yield from self._links(page, seen)
+                page = []
+        yield from self._links(page, seen)
+
+    def contact_records(self, contact: str, numbers: Sequence[str] | None) -> Iterator[str]:
+        """Every record of one contact (wa_id or BSUID) within ``numbers`` (None: every
+        number), with families and media link records, as for a case whose custodian is
+        that contact (a subject access export, GDPR Art. 15). Raises BadRequest
+        ``case_contact_invalid``."""
+        check_contacts([contact])
+        doc = {"scope": Scope(numbers=None if numbers is None else tuple(numbers)).to_json(),
+               "custodians": Custodians(contacts=(contact,)).to_json()}  # fmt: skip
         seen: set[str] = set()
         page: list[str] = []
         for record_id in records_in_scope(self.index, doc):

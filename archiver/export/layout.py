@@ -49,5 +49,10 @@ def rsmf_slice(conversation_id: str, day: date, part: int) -> str:
     return f"rsmf/{conversation_id}/{day.isoformat()}_{part:03d}.rsmf"
 
 
+def document(name: str) -> str:
+    """A readable document beside the formats (a subject access request's JSON)."""
+    return f"documents/{safe_name(name)}"
+
+
 def transcript(conversation_id: str) -> str:
     return f"transcripts/{conversation_id}.pdf"

@@ -37,6 +37,11 @@ def local_time(t: datetime, tz: tzinfo) -> str:
     return t.astimezone(tz).isoformat()
 
 
+# Record kinds that are messages (archiver.indexing.documents.MESSAGE_KINDS): a reviewer
+# sees a phone-app echo, a history-synced message or an API send as a message too.
+_MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
+
+
 def _custom(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     # The schema wants non-empty strings: an empty value is left out, never sent as "".
     return [{"name": n, "value": v} for n, v in pairs if v]
@@ -49,7 +54,7 @@ def event(
     name, size). An erased record becomes a tombstone event naming the erasure only."""
     ev: dict[str, Any] = {
         "id": item.record_id,
-        "type": "message" if item.kind == "message" else "unknown",
+        "type": "message" if item.kind in _MESSAGE_KINDS else "unknown",
         "participant": item.sender.id,
         "conversation": item.conversation_id,
         "timestamp": local_time(item.timestamp, tz),

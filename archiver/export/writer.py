@@ -504,6 +504,13 @@ class PackageWriter:
         }))  # fmt: skip
         self._counts.transcripts += 1
 
+    def add_document(self, name: str, chunks: Iterable[bytes]) -> None:
+        """A readable document beside the formats (a subject access request's JSON), at
+        ``layout.document(name)``; listed and hashed in the manifest like every file."""
+        if self._done:
+            raise ExportStateError("the package is finished")
+        self._write(layout.document(name), chunks)
+
     # -- the two closing phases -----------------------------------------------------------
 
     def records_list_digest(self) -> str:

@@ -129,6 +129,9 @@ class JobService:
             raise InvalidInput(f"invalid job kind {kind!r}", code="job_kind_invalid")
         self._handlers[kind] = handler
 
+    def handles(self, kind: str) -> bool:
+        return kind in self._handlers
+
     def submit(self, kind: str, params: Mapping[str, Any], owner: JobOwner, *,
                numbers: Iterable[str] | None = None) -> Job:
         """Queue a job. ``params`` must be JSON-able; ``numbers``: what it concerns (within

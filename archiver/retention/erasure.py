@@ -28,6 +28,8 @@ size saved with the plan):
 ``shred_slots``  each granted slot's wrapped capture key removed from ``capkeys/<batch>``;
 ``purge_index``  the subject's index documents deleted, then refresh and expunge;
 ``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`);
+``artifacts``    working-area artifacts naming the subject (export packages) deleted and
+                 marked ``erased`` on their jobs (``JobService.drop_subject``);
 ``scrub``        the state store drops old values from its files (SQLite: WAL checkpoint
                  and truncate; ``secure_delete`` zeroes freed pages);
 ``log``          one ``key_shredded`` leaf per destroyed data key and per raw slot.
@@ -161,7 +163,8 @@ class ErasureStatus(StrEnum):
     DONE = "done"
 
 
-STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "scrub", "log")
+STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "artifacts",
+         "scrub", "log")
 
 
 
@@ -229,6 +232,9 @@ class ErasureService:
         # Crash-point tests raise here: "before:<step>" and "after:<step>" (work done,
         # completion not yet saved).
         self._crash = crash_hook or (lambda _point: None)
+        # Working-area artifacts (export packages, reports) holding a subject's decrypted
+        # content: ``JobService.drop_subject``, wired by ``archiver.retention.services``.
+        self.artifact_droppers: list[Callable[[str], Sequence[str]]] = []
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -548,6 +554,15 @@ class ErasureService:
             for name, n in purge_derived_state(self.state, member, set(doc["record_ids"])).items():
                 counts[name] = counts.get(name, 0) + n
         return {"state_purged": counts}
+
+    def _step_artifacts(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Delete every working-area artifact naming one of the subject's ids (an export
+        package decrypted their content outside the locked bucket)."""
+        dropped = 0
+        for member in doc.get("subjects") or [doc["subject"]]:
+            for drop in self.artifact_droppers:
+                dropped += len(drop(member))
+        return {"artifacts_dropped": dropped}
 
     def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
         scrub = getattr(self.state, "scrub", None)  # SQLite keeps old values in its WAL

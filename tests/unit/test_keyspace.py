@@ -28,6 +28,7 @@ PINNED = {
     "MEDIA_OBJECT_PREFIX": "media/",
     "TOMBSTONES_PREFIX": "tombstones/",
     "AUDIT_PREFIX": "audit/",
+    "EXPORTS_PREFIX": "exports/",
     "LOG_PREFIX": "log/",
     "CAPTURE_KEYS_PREFIX": "capkeys/",
     "PENDING_PREFIX": "pending/",

@@ -1,0 +1,618 @@
+"""Gather: turn the records of a case (or of one data subject) into the writer's
+:class:`~archiver.export.model.ExportItem` values, streamed with flat memory.
+
+Two passes:
+
+1. :meth:`Gatherer.plan` reads, for every record id in scope, its index document (or,
+   for a media link record, which has none, its clear header and its message's document)
+   and spools one row (conversation, time, id, the document) to a temporary SQLite file:
+   the writer wants records grouped by conversation in time order, and the scope streams
+   them in search order. Nothing of the scope is held in memory.
+2. :meth:`Gatherer.items` reads the rows back in that order, a page at a time: each
+   record's stored bytes (key, version id), its log entry, leaf index and inclusion proof
+   against the one checkpoint the package carries, its sealed content opened with its
+   data key (or, when the key was destroyed, a tombstone naming the erasure: date and
+   request id), the edits, reactions and receipts its index document folds, and its
+   attachments (media blobs, decrypted and checked against their SHA-256 on every read).
+
+Raw captures (``include_raw``): every in-scope delivery slot is noted in the spool and
+:meth:`Gatherer.raw_batches` yields each stored batch unchanged plus its in-scope slots
+decrypted (a slot whose capture key was shredded stays sealed and is reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from archiver.errors import ArchiverError, NotFound
+from archiver.export.model import (
+    Attachment,
+    Edit,
+    Erasure,
+    ExportItem,
+    LeafProof,
+    Participant,
+    RawBatch,
+    RawSlot,
+    Reaction,
+    Receipt,
+)
+from archiver.indexing.documents import FOLDED_TYPES, MESSAGE_KINDS, current_reactions
+from archiver.ingest.rawbatch import RawBatchError, parse_batch
+from archiver.keys.envelope import DataKey, KeyEncryptionKey, decrypt, envelope_key_id
+from archiver.keys.errors import KeysError
+from archiver.keys.store import KeyStore
+from archiver.keyspace import CAPTURE_KEYS_PREFIX, erasures_of, record_key
+from archiver.ledger.entry import EntryKind, parse_entry
+from archiver.ledger.log import TransparencyLog
+from archiver.records.model import Record, RecordError
+from archiver.retention.attachments import LINK_KINDS
+from archiver.retention.attachments import Attachment as Link
+from archiver.retention.common import live_versions
+from archiver.store.errors import ObjectNotFound
+from archiver.store.port import ObjectStore, StateStore
+from search.errors import SearchError
+from search.port import SearchIndex
+
+PAGE = 500
+BATES_CHUNK = 5000  # items numbered per allocator call (a call costs ~512 state requests)
+READERS = 8  # threads reading records, entries and proofs (I/O bound)
+_KEY_CACHE = 512
+# The RSMF/manifest origin names (docs/export.md), from the record header's origin.
+ORIGINS = {"customer": "customer", "business_app": "business_app", "business_api": "api",
+           "history": "history_sync", "meta": "meta"}  # fmt: skip
+_MIME_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
+             "audio/ogg": ".ogg", "audio/mpeg": ".mp3", "video/mp4": ".mp4",
+             "application/pdf": ".pdf", "text/plain": ".txt"}  # fmt: skip
+
+
+class GatherError(ArchiverError):
+    code = "export_gather_failed"
+
+
+def _ts(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _attachment_id(link: Link) -> str:
+    return f"{link.link_id}-media"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One record of the plan, as spooled."""
+
+    seq: int
+    record_id: str
+    conversation: str
+    ts: str
+    doc: Mapping[str, Any]  # the index document ({} for a media link record)
+    link_of: str | None  # a media link record's message
+
+
+class Plan:
+    """The records in scope, spooled to a temporary SQLite file (flat memory) and read
+    back grouped by conversation, in time order. Also the in-scope raw slots."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE r (seq INTEGER PRIMARY KEY, conv TEXT, ts TEXT, "
+                        "rank INTEGER, rid TEXT UNIQUE, doc TEXT, link_of TEXT)")  # fmt: skip
+        self.db.execute("CREATE TABLE raw (key TEXT, version TEXT, slot INTEGER, "
+                        "PRIMARY KEY (key, version, slot))")  # fmt: skip
+        self.db.execute("CREATE TABLE tx (conv TEXT, seq INTEGER, msg TEXT, "
+                        "PRIMARY KEY (conv, seq))")  # fmt: skip
+        self.db.execute("BEGIN")
+        self.count = 0
+
+    def add(self, record_id: str, conversation: str, ts: str, doc: Mapping[str, Any],
+            link_of: str | None) -> None:  # fmt: skip
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO r (conv, ts, rank, rid, doc, link_of) VALUES (?,?,?,?,?,?)",
+            (conversation, ts, 1 if link_of else 0, record_id, json.dumps(doc), link_of),
+        )
+        self.count += cur.rowcount
+
+    def done_adding(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.execute("CREATE INDEX r_order ON r (conv, ts, rank, seq)")
+
+    def rows(self) -> Iterator[Row]:
+        cur = self.db.execute("SELECT seq, rid, conv, ts, doc, link_of FROM r "
+                              "ORDER BY conv, ts, rank, seq")  # fmt: skip
+        while batch := cur.fetchmany(PAGE):
+            for seq, rid, conv, ts, doc, link_of in batch:
+                yield Row(seq, rid, conv, ts, json.loads(doc), link_of)
+
+    def conversations(self) -> list[str]:
+        return [c for (c,) in self.db.execute("SELECT DISTINCT conv FROM r ORDER BY conv")]
+
+    def note_raw(self, key: str, version: str, slot: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO raw VALUES (?,?,?)", (key, version, slot))
+
+    def raw_refs(self) -> Iterator[tuple[str, str, list[int]]]:
+        cur = self.db.execute("SELECT key, version, group_concat(slot) FROM raw "
+                              "GROUP BY key, version ORDER BY key, version")  # fmt: skip
+        for key, version, slots in cur.fetchall():
+            yield key, version, sorted(int(s) for s in str(slots).split(","))
+
+    def note_message(self, conversation: str, seq: int, message: Mapping[str, Any]) -> None:
+        """A transcript line (opened content: lives only in this temporary file)."""
+        self.db.execute("INSERT OR REPLACE INTO tx VALUES (?,?,?)",
+                        (conversation, seq, json.dumps(message, ensure_ascii=False)))
+
+    def messages(self, conversation: str) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT msg FROM tx WHERE conv = ? ORDER BY seq", (conversation,))
+        return [json.loads(m) for (m,) in cur]
+
+    def transcript_conversations(self) -> list[str]:
+        return [c for (c,) in self.db.execute("SELECT DISTINCT conv FROM tx ORDER BY conv")]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(self.path) + suffix).unlink()
+
+
+@dataclass(slots=True)
+class Gathered:
+    """One item and what the job needs beside it."""
+
+    item: ExportItem
+    seq: int
+    subject: str | None  # pseudonym whose content the item holds (None: erased / none)
+    message: dict[str, Any] | None  # a transcript line, for message-like records
+
+
+@dataclass(slots=True)
+class GatherStats:
+    records: int = 0
+    erased: int = 0
+    attachments: int = 0
+    missing: int = 0  # in scope when listed, gone (disposed) when read
+    subjects: set[str] = field(default_factory=set)
+
+
+class Gatherer:
+    """Reads the archive for an export. ``attachments_of(message ids)`` is the holds'
+    attachment view (``CaseService.attachments``)."""
+
+    def __init__(
+        self,
+        *,
+        objects: ObjectStore,
+        state: StateStore,
+        index: SearchIndex,
+        keys: KeyStore,
+        kek: KeyEncryptionKey,
+        log: TransparencyLog,
+        attachments_of: Callable[[Sequence[str]], list[Link]],
+        custodian: str = "",
+    ) -> None:
+        self.objects, self.state, self.index = objects, state, index
+        self.keys, self.kek, self.log = keys, kek, log
+        self.attachments_of = attachments_of
+        self.custodian = custodian
+        self._keys: OrderedDict[str, DataKey | None] = OrderedDict()
+        self._erasures: dict[str, list[dict[str, Any]]] = {}
+        self._leaves: dict[str, int] | None = None
+        self._leaves_lock = threading.Lock()
+        self.stats = GatherStats()
+
+    # -- pass 1: the plan ------------------------------------------------------------------
+
+    def plan(self, record_ids: Iterable[str], path: Path,
+             progress: Callable[[int], None] | None = None) -> Plan:  # fmt: skip
+        plan = Plan(path)
+        n = 0
+        try:
+            with ThreadPoolExecutor(READERS) as pool:
+                for chunk in _chunked(record_ids, PAGE):
+                    for rid, found in zip(chunk, pool.map(self._lookup, chunk), strict=True):
+                        self._plan_row(plan, rid, found)
+                    n += len(chunk)
+                    if progress is not None:
+                        progress(n)
+            plan.done_adding()
+        except BaseException:
+            plan.close()
+            raise
+        return plan
+
+    def _doc(self, record_id: str) -> dict[str, Any] | None:
+        try:
+            return self.index.get(record_id)
+        except SearchError as exc:
+            raise GatherError(f"the index cannot be read: {exc}") from exc
+
+    def _lookup(self, rid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None,
+                                         dict[str, Any] | None]:  # fmt: skip
+        """(index document, else the clear header and its message's document)."""
+        doc = self._doc(rid)
+        if doc is not None:
+            return doc, None, None
+        header = self._header(rid)
+        link_of = (header or {}).get("link_of")
+        return None, header, self._doc(str(link_of)) if isinstance(link_of, str) else None
+
+    def _plan_row(self, plan: Plan, rid: str, found: tuple[dict[str, Any] | None,
+                  dict[str, Any] | None, dict[str, Any] | None]) -> None:  # fmt: skip
+        doc, header, message = found
+        if doc is not None:
+            ts = str(doc.get("ts") or doc.get("captured_at") or "")
+            plan.add(rid, str(doc.get("conversation") or "c_none"), ts, doc, None)
+            return
+        if header is None:
+            self.stats.missing += 1
+            return
+        link_of = header.get("link_of")
+        if message is not None:
+            ts = str(message.get("ts") or message.get("captured_at") or "")
+            plan.add(rid, str(message.get("conversation") or "c_none"), ts, {}, str(link_of))
+        else:  # a record without a document of its own nor a message's: by its own header
+            ts = str(header.get("occurred_at") or header.get("captured_at") or "")
+            plan.add(rid, str(header.get("conversation") or "c_none"), ts, {}, None)
+
+    def _header(self, rid: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._read(rid)[0].header)
+        except NotFound:
+            return None
+
+    def _read(self, rid: str) -> tuple[Record, str]:
+        key = record_key(rid)
+        versions = live_versions(self.objects, key)
+        if not versions:
+            raise NotFound(f"no record {rid}", code="record_not_found")
+        try:
+            body = self.objects.get(key, versions[0])
+        except ObjectNotFound as exc:
+            raise NotFound(f"no record {rid}", code="record_not_found") from exc
+        return Record.parse(body), versions[0]
+
+    # -- pass 2: the items -----------------------------------------------------------------
+
+    def items(
+        self,
+        plan: Plan,
+        tree_size: int,
+        *,
+        number: Callable[[list[str]], None],
+        include_media: bool = True,
+        include_raw: bool = False,
+    ) -> Iterator[Gathered]:
+        """Items in the plan's order, proven against the tree of ``tree_size``. Before
+        each page is yielded, ``number(ids)`` is called with the page's record and
+        attachment ids, each record followed by its attachments (Bates families)."""
+        with ThreadPoolExecutor(READERS) as pool:
+            for chunk in _chunked(plan.rows(), BATES_CHUNK):
+                # One Bates allocation per chunk (its cost is per call, not per item): every
+                # record followed by all its attachments, even when media are left out.
+                links: dict[str, list[Link]] = {}
+                messages = [r.record_id for r in chunk if r.doc.get("kind") in MESSAGE_KINDS]
+                for a in self.attachments_of(messages) if messages else []:
+                    if a.blob is not None:
+                        links.setdefault(a.message, []).append(a)
+                ids: list[str] = []
+                for r in chunk:
+                    ids.append(r.record_id)
+                    ids += [_attachment_id(a) for a in links.get(r.record_id, [])]
+                number(ids)
+                for start in range(0, len(chunk), PAGE):
+                    yield from self._page(plan, chunk[start:start + PAGE], tree_size, pool,
+                                          links if include_media else {}, include_raw)
+
+    def _fetch(self, row: Row, tree_size: int) -> tuple[Record, str, LeafProof] | None:
+        """The record's stored bytes and its leaf proof (run in the reader threads)."""
+        try:
+            record, version = self._read(row.record_id)
+        except NotFound:
+            return None  # disposed since it was listed
+        return record, version, self._proof(record, version, row.doc, tree_size)
+
+    def _page(self, plan: Plan, rows: list[Row], tree_size: int, pool: ThreadPoolExecutor,
+              links: Mapping[str, list[Link]], include_raw: bool) -> Iterator[Gathered]:
+        built: list[Gathered] = []
+        for row, fetched in zip(rows, pool.map(lambda r: self._fetch(r, tree_size), rows),
+                                strict=True):  # fmt: skip
+            if fetched is None:
+                self.stats.missing += 1
+                continue
+            record, version, proof = fetched
+            g = self._item(row, record, version, proof, links.get(row.record_id, []))
+            if include_raw and g.item.erasure is None:
+                raw = record.header.get("raw")
+                if isinstance(raw, Mapping) and raw.get("key") and raw.get("version_id"):
+                    plan.note_raw(str(raw["key"]), str(raw["version_id"]), int(raw.get("slot", 0)))
+            built.append(g)
+        for g in built:
+            self.stats.records += 1
+            self.stats.attachments += len(g.item.attachments)
+            if g.item.erasure is not None:
+                self.stats.erased += 1
+            if g.subject:
+                self.stats.subjects.add(g.subject)
+            yield g
+
+    def _leaf(self, record_id: str, doc: Mapping[str, Any]) -> int:
+        leaf = doc.get("leaf_index")
+        if isinstance(leaf, int):
+            return leaf
+        with self._leaves_lock:
+            if self._leaves is None:
+                self._leaves = self._scan_leaves()
+        try:
+            return self._leaves[record_id]
+        except KeyError:
+            raise GatherError(f"record {record_id} has no leaf in the log") from None
+
+    def _scan_leaves(self) -> dict[str, int]:
+        """Leaves of records the index has no document for (media link records): one
+        pass over the log, parsing only entries that name a link record."""
+        wanted = tuple(f'"event":"{k}"'.encode() for k in sorted(LINK_KINDS))
+        out: dict[str, int] = {}
+        size = self.log.size()
+        for start in range(0, size, 1000):
+            for offset, data in enumerate(self.log.entries(start, min(size, start + 1000))):
+                if not any(w in data for w in wanted):
+                    continue
+                entry = parse_entry(data)
+                if entry.kind is EntryKind.RECORD and entry.fields.get("record_id"):
+                    out[str(entry.fields["record_id"])] = start + offset
+        return out
+
+    def _proof(self, record: Record, version: str, doc: Mapping[str, Any],
+               tree_size: int) -> LeafProof:  # fmt: skip
+        leaf = self._leaf(record.record_id, doc)
+        if leaf >= tree_size:
+            raise GatherError(f"record {record.record_id} is not in the signed tree yet")
+        entry = self.log.entry(leaf)
+        parsed = parse_entry(entry)
+        if (parsed.key, parsed.version_id, parsed.fields.get("sha256")) != (
+            record.key, version, record.sha256
+        ):
+            raise GatherError(f"record {record.record_id}: its leaf names other bytes")
+        return LeafProof(entry, leaf, tuple(self.log.inclusion_proof(leaf, tree_size)))
+
+    def _key(self, key_id: str) -> DataKey | None:
+        """The data key, or None when it was destroyed (erasure)."""
+        if key_id in self._keys:
+            self._keys.move_to_end(key_id)
+            return self._keys[key_id]
+        try:
+            key: DataKey | None = self.keys.get(key_id)
+        except KeysError:
+            key = None
+        self._keys[key_id] = key
+        if len(self._keys) > _KEY_CACHE:
+            self._keys.popitem(last=False)
+        return key
+
+    def _erasure(self, subject: str | None, record_id: str) -> Erasure:
+        """The erasure procedure that destroyed the subject's key: its date and id."""
+        if subject:
+            if subject not in self._erasures:
+                docs = []
+                for key in self.state.list(erasures_of(subject)):
+                    value = self.state.get(key)
+                    if value is not None:
+                        docs.append(json.loads(value.value))
+                self._erasures[subject] = sorted(docs, key=lambda d: str(d.get("when")))
+            done = [d for d in self._erasures[subject] if d.get("status") != "refused"]
+            for d in done:
+                if record_id in (d.get("record_ids") or []):
+                    return Erasure(_ts(d.get("when")) or datetime.now(UTC), str(d["id"]))
+            if done:
+                return Erasure(_ts(done[-1].get("when")) or datetime.now(UTC), str(done[-1]["id"]))
+        return Erasure(datetime.now(UTC), "unknown")
+
+    def _item(self, row: Row, record: Record, version: str, proof: LeafProof,
+              links: list[Link]) -> Gathered:  # fmt: skip
+        header = record.header
+        doc = row.doc
+        business = header.get("business") or {}
+        pnid = str(business.get("phone_number_id") or "business")
+        biz = Participant(pnid, str(business.get("display_phone_number") or doc.get(
+            "business_number") or pnid))
+        subject = header.get("subject") if isinstance(header.get("subject"), str) else None
+        key = self._key(record.key_id) if "sealed" in header else None
+        event: dict[str, Any] | None = None
+        if key is not None:
+            try:
+                event = dict(record.open(key.secret).get("event") or {})
+            except RecordError as exc:
+                raise GatherError(f"record {record.record_id} does not open: {exc}") from exc
+        contact = (event or {}).get("contact") or {}
+        handle = str(contact.get("wa_id") or contact.get("user_id") or "")
+        name = str(doc.get("contact_name") or contact.get("name") or "")
+        display = f"{name} ({handle})" if name and handle else (name or handle or "contact")
+        person = Participant(subject or f"contact-{row.conversation}", display)
+        direction = str(header.get("direction") or doc.get("direction") or "")
+        origin = ORIGINS.get(str(header.get("origin") or ""), str(header.get("origin") or ""))
+        if direction not in ("inbound", "outbound"):
+            direction = "outbound" if origin in ("business_app", "api") else "inbound"
+        sender, to = (person, biz) if direction == "inbound" else (biz, person)
+        when = (_ts(header.get("occurred_at")) or _ts(header.get("captured_at"))
+                or _ts(row.ts) or datetime.now(UTC))  # fmt: skip
+        row_time = _ts(row.ts)
+        if row_time is not None and row.link_of:
+            when = row_time  # a link record sits beside its message
+        common: dict[str, Any] = {
+            "record_id": record.record_id, "kind": str(header.get("kind") or "record"),
+            "conversation_id": row.conversation,
+            "conversation_display": f"{display} \u2194 {biz.display}",
+            "timestamp": when, "direction": direction, "origin": origin or "unknown",
+            "sender": sender, "recipients": (to,), "record_json": record.body,
+            "record_sha256": record.sha256, "object_key": record.key, "version_id": version,
+            "leaf": proof, "custodian": self.custodian,
+        }  # fmt: skip
+        if "sealed" in header and event is None:
+            erasure = self._erasure(subject, record.record_id)
+            return Gathered(ExportItem(**common, erasure=erasure), row.seq, None,
+                            self._line(row, common, None, erasure))  # fmt: skip
+        text = "\n".join(t for t in (event or {}).get("texts") or [] if isinstance(t, str) and t)
+        if row.link_of:
+            media = header.get("media") or header.get("missing") or {}
+            text = (f"[Media of message {row.link_of}: {media.get('mime_type', 'unknown')}, "
+                    f"{media.get('size', '?')} bytes, sha256 {media.get('sha256', '?')}]")
+        atts = tuple(a for a in (self._attachment(link, event) for link in links) if a)
+        item = ExportItem(
+            **common, text=text, attachments=atts,
+            edits=self._edits(doc, sender.id, text), reactions=self._reactions(doc, person, biz),
+            receipts=self._receipts(doc, to.id), revoked=bool(doc.get("revoked")),
+        )  # fmt: skip
+        return Gathered(item, row.seq, subject, self._line(row, common, item, None))
+
+    @staticmethod
+    def _edits(doc: Mapping[str, Any], who: str, original: str) -> tuple[Edit, ...]:
+        out = []
+        previous = original
+        for e in doc.get("edits") or []:
+            at = _ts(e.get("at"))
+            if at is None:
+                continue
+            new = str(e.get("text") or "")
+            out.append(Edit(who, at, previous, new))
+            previous = new
+        return tuple(out)
+
+    @staticmethod
+    def _reactions(doc: Mapping[str, Any], person: Participant,
+                   biz: Participant) -> tuple[Reaction, ...]:  # fmt: skip
+        return tuple(
+            Reaction(person.id if r.get("direction") == "inbound" else biz.id,
+                     str(r["emoji"]), _ts(r.get("at")))
+            for r in current_reactions(doc.get("reactions"))
+        )  # fmt: skip
+
+    @staticmethod
+    def _receipts(doc: Mapping[str, Any], who: str) -> tuple[Receipt, ...]:
+        times = doc.get("status_times") or {}
+        out = []
+        for action in ("delivered", "read"):
+            at = _ts(times.get(action))
+            if at is not None:
+                out.append(Receipt(who, cast(Any, action), at))
+        return tuple(out)
+
+    def _attachment(self, link: Link, event: Mapping[str, Any] | None) -> Attachment | None:
+        """A media blob of a message: decrypted on each read, its hash checked by the
+        writer against the link record's plaintext SHA-256."""
+        try:
+            header = Record.parse(self.objects.get(*link.link)).header
+        except (ObjectNotFound, RecordError):
+            return None
+        media = header.get("media") or {}
+        sha = str(media.get("sha256") or "")
+        if link.blob is None or len(sha) != 64:
+            return None
+        mime = str(media.get("mime_type") or "application/octet-stream")
+        index = int(media.get("index") or 0)
+        name = ""
+        items = (event or {}).get("media") or []
+        if isinstance(items, list) and 0 <= index < len(items) and isinstance(items[index], dict):
+            name = str(items[index].get("filename") or "")
+        name = name or f"media-{index}{_MIME_EXT.get(mime.split(';')[0], '.bin')}"
+        blob_key, blob_version = link.blob
+
+        def source() -> IO[bytes]:
+            import io
+
+            blob = self.objects.get(blob_key, blob_version)
+            key = self._key(envelope_key_id(blob))
+            if key is None:
+                raise GatherError(f"the key of {blob_key} was destroyed")
+            return io.BytesIO(decrypt(key, blob, aad=blob_key.encode()))
+
+        size = media.get("size")
+        return Attachment(_attachment_id(link), name, mime, sha, cast(Any, source),
+                          size=int(size) if isinstance(size, int) else None)  # fmt: skip
+
+    @staticmethod
+    def _line(row: Row, common: Mapping[str, Any], item: ExportItem | None,
+              erasure: Erasure | None) -> dict[str, Any] | None:  # fmt: skip
+        """A transcript line for a message-like record (JSON, for the spool)."""
+        doc = row.doc
+        if row.link_of or doc.get("kind") not in MESSAGE_KINDS or doc.get("type") in FOLDED_TYPES:
+            return None
+        sender: Participant = common["sender"]
+        line: dict[str, Any] = {
+            "record_id": common["record_id"], "sent_at": common["timestamp"].isoformat(),
+            "sender": sender.id if erasure else sender.display,
+            "from_business": common["direction"] == "outbound", "origin": common["origin"],
+        }  # fmt: skip
+        if erasure is not None:
+            line["tombstone"] = [erasure.erased_at.isoformat(), erasure.request_id]
+            return line
+        assert item is not None
+        line.update({
+            "text": item.text or "",
+            "attachments": [a.name for a in item.attachments],
+            "edits": [[e.timestamp.isoformat(), e.previous, e.new] for e in item.edits],
+            "reactions": [f"{r.emoji} by {r.participant}" for r in item.reactions],
+            "status": ", ".join(f"{r.action} {r.timestamp.isoformat()}" for r in item.receipts),
+            "revoked_at": doc.get("revoked_at") if item.revoked else None,
+        })  # fmt: skip
+        return line
+
+    # -- raw captures ----------------------------------------------------------------------
+
+    def raw_batches(self, plan: Plan, on_error: Callable[[str, str], None]) -> Iterator[RawBatch]:
+        """Each stored batch with an in-scope slot, unchanged, plus those slots decrypted
+        (their capture keys from working state). A slot whose key was shredded stays
+        sealed (``on_error(code, message)``)."""
+        for key, version, slots in plan.raw_refs():
+            try:
+                data = self.objects.get(key, version)
+                opened = parse_batch(data)
+            except (ObjectNotFound, RawBatchError) as exc:
+                on_error("raw_batch_unreadable", f"{key}: {exc}")
+                continue
+            value = self.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
+            wrapped: dict[str, str] = json.loads(value.value)["keys"] if value else {}
+            out = []
+            for slot in slots:
+                blob = wrapped.get(str(slot))
+                if blob is None:
+                    on_error("raw_slot_shredded", f"{key} slot {slot}: its key was destroyed")
+                    continue
+                import base64
+
+                body = opened.open(slot, self.kek.unwrap(base64.b64decode(blob)))
+                if hashlib.sha256(body).hexdigest() != opened.slots[slot].sha256:
+                    raise GatherError(f"{key} slot {slot} does not match its header")
+                out.append(RawSlot(slot, body))
+            yield RawBatch(key, version, data, tuple(out))

@@ -1,0 +1,275 @@
+"""Export benchmark (issue 11): a case of N messages on real MinIO + Elasticsearch.
+
+    eval "$(scripts/services env)"; .venv/bin/python bench/export.py [--n 100000] [--small 10000]
+
+Seed: N text messages (one business number, 100 messages per contact) written the way the
+processor writes them (``Record.build`` under each subject's data key, PUT under
+retention, ``record`` leaves appended in blocks, index documents from
+``message_document``), in parallel: the capture pipeline would take hours for 100,000.
+
+Then, each in a fresh child process (so peak RSS is the phase's own):
+
+* ``export``: the ``export`` job without transcripts over a case whose scope is every
+  message (and over one covering the first ``--small``): messages/s and peak RSS;
+* ``ceiling``: the same records listed the same way, each read and decrypted, its stored
+  bytes and text written into a plain zip: what a naive exporter costs at least;
+* ``transcript``: rendering one conversation's PDF transcript (count pages + render),
+  messages/s, reported on its own.
+
+Targets: export >= 0.5x the ceiling's messages/s; peak RSS at N <= 1.2x at ``--small``.
+Buckets and index are left for inspection unless ``--cleanup``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a file, bench/ would shadow the ``search`` package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import tempfile
+import time
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PNID, DISPLAY = "100200300400", "15550100200"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PER_CONTACT = 100
+
+
+def settings_env(unique: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ARCHIVER_") or k.startswith("ARCHIVER_TEST")}  # fmt: skip
+    env.update({
+        "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_STORE": "s3",
+        "ARCHIVER_S3_ENDPOINT": os.environ["ARCHIVER_TEST_S3_ENDPOINT"],
+        "ARCHIVER_S3_ACCESS_KEY": os.environ["ARCHIVER_TEST_S3_ACCESS_KEY"],
+        "ARCHIVER_S3_SECRET_KEY": os.environ["ARCHIVER_TEST_S3_SECRET_KEY"],
+        "ARCHIVER_EVIDENCE_BUCKET": f"bench-ev-{unique}",
+        "ARCHIVER_STATE_BUCKET": f"bench-st-{unique}",
+        "ARCHIVER_WORKAREA_BUCKET": f"bench-wk-{unique}",
+        "ARCHIVER_INDEX": "elasticsearch", "ARCHIVER_ES_URL": os.environ["ARCHIVER_TEST_ES_URL"],
+        "ARCHIVER_ES_ALIAS": f"bench-{unique}", "ARCHIVER_APP_SECRETS": "bench-secret",
+        "ARCHIVER_LOCK_MODE": "GOVERNANCE", "ARCHIVER_INLINE_WORKERS": "false",
+        "ARCHIVER_LOG_LEVEL": "WARNING",
+    })  # fmt: skip
+    return env
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- seeding (in the parent) ---------------------------------------------------------------
+
+
+def seed(n: int) -> None:
+    from archiver.indexing.documents import message_document
+    from archiver.ledger.entry import EntryKind, make_entry
+    from archiver.records.model import Record, iso
+    from archiver.runtime import Runtime
+    from archiver.settings import load_settings
+    from archiver.store.port import LockMode, Retention
+
+    rt = Runtime.open(load_settings(), create=True)
+    rt.index.ensure_index()
+    retain = T0 + timedelta(days=3650)
+    retention = Retention(LockMode.GOVERNANCE, retain)
+    started = time.perf_counter()
+
+    def one(i: int) -> tuple[Record, str, dict[str, Any], dict[str, Any]]:
+        contact = f"1650{i // PER_CONTACT:07d}"
+        subject = rt.pseudo.subject(PNID, "wa:" + contact)
+        dk, _ = rt.keys.get_or_create(subject, creator=f"bench-{subject}")
+        when = T0 + timedelta(seconds=30 * i)
+        wamid = f"wamid.bench{i:09d}"
+        header = {
+            "v": 1, "record_id": rt.pseudo.record_id(PNID, "msg:" + wamid), "kind": "message",
+            "origin": "customer", "direction": "inbound", "message_type": "text",
+            "business": {"phone_number_id": PNID, "display_phone_number": DISPLAY},
+            "subject": subject, "conversation": rt.pseudo.conversation(PNID, contact),
+            "message_ref": rt.pseudo.message_ref(PNID, wamid), "refs": {},
+            "occurred_at": iso(when), "captured_at": iso(when),
+            "policy": {"id": "default", "retain_until": iso(retain), "lock_mode": "GOVERNANCE"},
+            "flags": [],
+        }  # fmt: skip
+        event = {"texts": [f"message {i} about the quarterly numbers and the contract"],
+                 "contact": {"wa_id": contact, "name": f"Customer {i // PER_CONTACT}"},
+                 "message_id": wamid}  # fmt: skip
+        record = Record.build(header, {"event": event}, data_key=dk.secret, key_id=dk.key_id)
+        put = rt.objects.put(record.key, record.body, retention=retention,
+                             content_type="application/json")  # fmt: skip
+        return record, put.version_id, header, event
+
+    block = 2000
+    with ThreadPoolExecutor(16) as pool:
+        for start in range(0, n, block):
+            done = list(pool.map(one, range(start, min(n, start + block))))
+            entries = [make_entry(EntryKind.RECORD, time=T0, key=r.key, version_id=v,
+                                  sha256=r.sha256, size=len(r.body), retain_until=retain,
+                                  record_id=r.record_id, event="message",
+                                  policy="default").data for r, v, _, _ in done]  # fmt: skip
+            leaves = rt.log.append(entries)
+            rt.index.upsert(message_document(h, e, leaf)
+                            for (_, _, h, e), leaf in zip(done, leaves, strict=True))
+            print(f"  seeded {start + len(done):,}/{n:,}", file=sys.stderr)
+    refresh = getattr(rt.index, "refresh", None)
+    if callable(refresh):
+        refresh()
+    rt.checkpoints.sign_if_grown()
+    print(f"seed: {n:,} messages in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    rt.close()
+
+
+def make_case(last: int) -> str:
+    """A case over the first ``last`` messages (by date)."""
+    from archiver.audit import Actor
+    from archiver.cases.model import Scope
+    from archiver.cases.service import CaseInput
+    from archiver.runtime import Runtime
+    from archiver.settings import load_settings
+
+    rt = Runtime.open(load_settings(), create=False)
+    actor = Actor(token_id=None, name="bench", role="admin")
+    scope = Scope("", T0, T0 + timedelta(seconds=30 * last), (PNID,))
+    doc = rt.cases.create(CaseInput(name=f"bench {last}", matter_number="B-1",
+                                            scope=scope), actor)  # fmt: skip
+    rt.close()
+    return str(doc["id"])
+
+
+# -- phases (each in a child process) ------------------------------------------------------
+
+
+def phase_export(case_id: str) -> dict[str, Any]:
+    from archiver.audit import Actor
+    from archiver.export.job import KIND, ExportOptions, case_params
+    from archiver.jobs.model import JobOwner, JobState
+    from archiver.runtime import Runtime
+    from archiver.settings import load_settings
+
+    rt = Runtime.open(load_settings(), create=False)
+    service = rt.export_jobs()
+    actor = Actor(token_id=None, name="bench", role="admin")
+    started = time.perf_counter()
+    job = service.submit(KIND, case_params(case_id, actor, ExportOptions(transcripts=False)),
+                         JobOwner("bench", "admin", None))  # fmt: skip
+    service.run_until_idle(timeout=24 * 3600)
+    seconds = time.perf_counter() - started
+    job = service.get(KIND, job.id)
+    assert job.state is JobState.SUCCEEDED, (job.state, job.errors)
+    records = int(job.progress.counts["records"])
+    size = int(job.result["artifacts"][0]["size"])
+    return {"records": records, "seconds": seconds, "per_s": records / seconds,
+            "package_mb": size / 1e6, "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_ceiling(case_id: str) -> dict[str, Any]:
+    """The same records, listed the same way, read, decrypted, into a plain zip."""
+    from archiver.audit import Actor
+    from archiver.records.model import Record, record_key
+    from archiver.retention.common import live_versions
+    from archiver.runtime import Runtime
+    from archiver.settings import load_settings
+
+    rt = Runtime.open(load_settings(), create=False)
+    actor = Actor(token_id=None, name="bench", role="admin")
+    started = time.perf_counter()
+    n = 0
+    keys: dict[str, Any] = {}
+    with tempfile.TemporaryFile() as sink, zipfile.ZipFile(sink, "w",
+                                                           zipfile.ZIP_DEFLATED) as zf:
+        for rid in rt.cases.records_in_scope(case_id, actor):
+            key = record_key(rid)
+            record = Record.parse(rt.objects.get(key, live_versions(rt.objects, key)[0]))
+            if record.key_id not in keys:
+                keys[record.key_id] = rt.keys.get(record.key_id)
+            event = record.open(keys[record.key_id].secret)["event"]
+            zf.writestr(f"natives/{rid}.json", record.body)
+            zf.writestr(f"text/{rid}.txt", "\n".join(event.get("texts") or []))
+            n += 1
+    seconds = time.perf_counter() - started
+    return {"records": n, "seconds": seconds, "per_s": n / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_transcript(messages: int) -> dict[str, Any]:
+    from zoneinfo import ZoneInfo
+
+    from archiver.export import transcript as tr
+
+    lines = [tr.TranscriptMessage(f"r_{i}", T0 + timedelta(minutes=i), "Customer 1 (1650)",
+                                  i % 3 == 0, tr.Origin.BUSINESS_APP if i % 3 == 0
+                                  else tr.Origin.CONTACT,
+                                  text=f"message {i} about the quarterly numbers")
+             for i in range(messages)]  # fmt: skip
+    heading = tr.TranscriptHeading("Transcript", "bench")
+    sections = [tr.TranscriptSection("Customer 1 with Acme", lines)]
+    started = time.perf_counter()
+    pages = tr.count_pages(heading, sections, tz=ZoneInfo("Europe/Paris"))
+    pdf = tr.render_transcript(heading, sections, tz=ZoneInfo("Europe/Paris"),
+                               bates=tr.Bates("B", 1))  # fmt: skip
+    seconds = time.perf_counter() - started
+    return {"messages": messages, "pages": pages, "seconds": seconds,
+            "per_s": messages / seconds, "pdf_mb": len(pdf.data) / 1e6,
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+
+
+def child(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--phase", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"phase {args} failed:\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--transcript-messages", type=int, default=1000)
+    parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        out = {"export": lambda: phase_export(rest[0]),
+               "ceiling": lambda: phase_ceiling(rest[0]),
+               "transcript": lambda: phase_transcript(int(rest[0]))}[name]()
+        print(json.dumps(out))
+        return 0
+    for var in ("ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_ES_URL"):
+        if var not in os.environ:
+            print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
+            return 2
+    env = settings_env(uuid.uuid4().hex[:10], Path(tempfile.mkdtemp(prefix="bench-export-")))
+    os.environ.update(env)
+    seed(args.n)
+    big, small = make_case(args.n), make_case(args.small)
+    results = {
+        f"export_{args.small}": child(env, "export", small),
+        f"export_{args.n}": child(env, "export", big),
+        f"ceiling_{args.n}": child(env, "ceiling", big),
+        "transcript": child(env, "transcript", str(args.transcript_messages)),
+    }
+    for name, r in results.items():
+        print(f"{name:>18}: " + ", ".join(f"{k} {v:,.1f}" if isinstance(v, float)
+                                          else f"{k} {v:,}" for k, v in r.items()))
+    e, c = results[f"export_{args.n}"], results[f"ceiling_{args.n}"]
+    s = results[f"export_{args.small}"]
+    print(f"export / ceiling: {e['per_s'] / c['per_s']:.2f}x (target >= 0.5x)")
+    print(f"peak RSS {args.n:,} / {args.small:,}: {e['peak_rss_mb'] / s['peak_rss_mb']:.2f}x "
+          "(target <= 1.2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
