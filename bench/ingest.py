@@ -65,6 +65,57 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def archive_env(unique: str, *, inline_workers: bool) -> dict[str, str]:
+    """The environment of a fresh archive on the test MinIO and Elasticsearch (buckets and
+    index alias named by ``unique``), initialised with ``archiver init``."""
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ARCHIVER_") or k.startswith("ARCHIVER_TEST")
+    }
+    env.update({
+        "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_STORE": "s3",
+        "ARCHIVER_S3_ENDPOINT": os.environ["ARCHIVER_TEST_S3_ENDPOINT"],
+        "ARCHIVER_S3_ACCESS_KEY": os.environ["ARCHIVER_TEST_S3_ACCESS_KEY"],
+        "ARCHIVER_S3_SECRET_KEY": os.environ["ARCHIVER_TEST_S3_SECRET_KEY"],
+        "ARCHIVER_EVIDENCE_BUCKET": f"bench-ev-{unique}",
+        "ARCHIVER_STATE_BUCKET": f"bench-st-{unique}",
+        "ARCHIVER_INDEX": "elasticsearch", "ARCHIVER_ES_URL": os.environ["ARCHIVER_TEST_ES_URL"],
+        "ARCHIVER_ES_ALIAS": f"bench-{unique}", "ARCHIVER_APP_SECRETS": SECRET,
+        "ARCHIVER_LOCK_MODE": "GOVERNANCE",
+        "ARCHIVER_INLINE_WORKERS": "true" if inline_workers else "false",
+        "ARCHIVER_LOG_LEVEL": "WARNING",
+    })  # fmt: skip
+    subprocess.run([sys.executable, "-m", "archiver.cli", "init"], env=env, check=True,
+                   cwd=REPO, capture_output=True)  # fmt: skip
+    return env
+
+
+def start_server(
+    env: dict[str, str], port: int, *, workers: int = 1, command: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The app under uvicorn (uvloop, httptools), or ``command`` in its place."""
+    return subprocess.Popen(
+        command or [sys.executable, "-m", "uvicorn", "--factory", "archiver.api.app:create_app",
+         "--port", str(port), "--log-level", "warning", "--no-access-log",
+         "--loop", "uvloop", "--http", "httptools", "--workers", str(workers)],
+        env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                return False
+            time.sleep(0.2)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -392,44 +443,13 @@ def main() -> int:
             print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
             return 2
     unique = uuid.uuid4().hex[:10]
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ARCHIVER_") or k.startswith("ARCHIVER_TEST")
-    }
-    env.update({
-        "ARCHIVER_DATA_DIR": str(data_dir), "ARCHIVER_STORE": "s3",
-        "ARCHIVER_S3_ENDPOINT": os.environ["ARCHIVER_TEST_S3_ENDPOINT"],
-        "ARCHIVER_S3_ACCESS_KEY": os.environ["ARCHIVER_TEST_S3_ACCESS_KEY"],
-        "ARCHIVER_S3_SECRET_KEY": os.environ["ARCHIVER_TEST_S3_SECRET_KEY"],
-        "ARCHIVER_EVIDENCE_BUCKET": f"bench-ev-{unique}",
-        "ARCHIVER_STATE_BUCKET": f"bench-st-{unique}",
-        "ARCHIVER_INDEX": "elasticsearch", "ARCHIVER_ES_URL": os.environ["ARCHIVER_TEST_ES_URL"],
-        "ARCHIVER_ES_ALIAS": f"bench-{unique}", "ARCHIVER_APP_SECRETS": SECRET,
-        "ARCHIVER_LOCK_MODE": "GOVERNANCE", "ARCHIVER_INLINE_WORKERS": "false",
-        "ARCHIVER_LOG_LEVEL": "WARNING",
-    })  # fmt: skip
-    subprocess.run([sys.executable, "-m", "archiver.cli", "init"], env=env, check=True,
-                   cwd=REPO, capture_output=True)  # fmt: skip
+    env = archive_env(unique, inline_workers=False)
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "archiver.api.app:create_app",
-         "--port", str(port), "--log-level", "warning", "--no-access-log",
-         "--loop", "uvloop", "--http", "httptools", "--workers", str(args.workers)],
-        env=env, cwd=REPO,
-    )  # fmt: skip
+    server = start_server(env, port, workers=args.workers)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("server did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.2)
+        if not wait_for_port(port, server):
+            print("server did not start", file=sys.stderr)
+            return 1
         # Unique bodies for every delivery the run can send, so phase 2 indexes real work.
         payloads = bodies(int(args.seconds * args.repeats * 2500))
         runs = []

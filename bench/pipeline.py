@@ -1,0 +1,620 @@
+"""Pipeline benchmark: from a webhook's 200 to the message being searchable, on real MinIO
+and Elasticsearch.
+
+The app runs as a user runs it (``archiver serve``: uvicorn, inline processing and indexing
+workers) on a fresh archive (its own buckets and index alias). One run has four phases:
+
+* closed loop: ``--deliveries`` distinct signed text deliveries (one message each, from
+  ``--contacts`` different people) sent once each over ``--concurrency`` connections;
+* open loop: ``--rate`` deliveries/s offered for ``--seconds`` whatever the answers do;
+* history burst: ``--history`` messages in Meta's ``history`` webhook shape (deliveries of
+  ``--history-per-delivery`` messages, threads of several contacts), closed loop;
+* ceiling: the naive design, one minio-py PUT per record, same MinIO, same concurrency.
+
+For each phase: capture rate (200s per second), end-to-end records/s (from the first send
+to the last message searchable), index lag p50/p99/max (the moment a message is visible in
+the index minus the moment its delivery's 200 arrived), and round trips per record of each
+kind. Visibility is read from Elasticsearch directly (``_search`` sorted by ``leaf_index``,
+every ``--poll`` seconds, no forced refresh), never through the audited API: every message
+body carries a run tag and its own number. Round trips are counted inside the server: the
+bench starts the app through this file (``--serve``), which wraps the runtime's object
+store, state store and index in a counting proxy (per method and per key prefix) and
+writes the counts to a file four times a second.
+
+``--repeats`` runs (each on a fresh archive and server); medians are printed at the end, with
+each run's ratio to the ceiling measured in that same run. ``--profile DIR`` records the
+server with py-spy during the first closed loop (raw collapsed stacks, ``--idle``: where
+threads wait counts, since round trips are the suspect) and prints the top inclusive frames.
+
+Usage: eval "$(scripts/services env)"; python bench/pipeline.py [--repeats 3] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this folder comes first on sys.path, and its search.py would hide the
+# ``search`` package: take it off, and load the sibling bench's helpers by path.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_ingest", _HERE / "ingest.py")
+assert _spec is not None and _spec.loader is not None
+_ingest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ingest)
+REPO, SHARED, _exchange, archive_env = (
+    _ingest.REPO,
+    _ingest.SHARED,
+    _ingest._exchange,
+    _ingest.archive_env,
+)
+ceiling_phase, free_port, pct, signed_requests = (
+    _ingest.ceiling_phase,
+    _ingest.free_port,
+    _ingest.pct,
+    _ingest.signed_requests,
+)
+start_server, wait_for_port = _ingest.start_server, _ingest.wait_for_port
+
+# -- the server side: the app with counted stores -------------------------------------
+
+
+class _Counts:
+    """Calls per ``kind.method`` and per ``kind.method[prefix]``, dumped to a JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._dump_forever, daemon=True, name="bench-counts").start()
+
+    def add(self, name: str, prefix: str) -> None:
+        with self.lock:
+            self.counts[name] += 1
+            self.counts[f"{name}[{prefix}]"] += 1
+
+    def _dump_forever(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        while True:
+            with self.lock:
+                data = dict(self.counts)
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.path)
+            time.sleep(0.25)
+
+
+class _Counted:
+    """Forwards everything to ``inner``; public method calls are counted (one call = one
+    round trip for the store ports; ``list`` counts the call, not its pages)."""
+
+    def __init__(self, inner: Any, kind: str, counts: _Counts) -> None:
+        self.__dict__["_inner"] = inner
+        self.__dict__["_kind"] = kind
+        self.__dict__["_counts"] = counts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        kind, counts = self._kind, self._counts
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            first = args[0] if args and isinstance(args[0], str) else ""
+            counts.add(f"{kind}.{name}", first.split("/", 1)[0] if "/" in first else "-")
+            return attr(*args, **kwargs)
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+
+def serve_counted(port: int, counts_path: Path) -> None:
+    """Run the app like ``archiver serve`` (one process), with counted store ports."""
+    import uvicorn
+
+    import archiver.runtime as rt
+
+    counts = _Counts(counts_path)
+    for opener, kind in (("open_object_store", "object"), ("open_state_store", "state"),
+                         ("open_index", "index")):  # fmt: skip
+        original = getattr(rt, opener)
+
+        def counted(*args: Any, _original: Any = original, _kind: str = kind, **kw: Any) -> Any:
+            return _Counted(_original(*args, **kw), _kind, counts)
+
+        setattr(rt, opener, counted)
+    uvicorn.run("archiver.api.app:create_app", factory=True, host="127.0.0.1", port=port,
+                loop="uvloop", http="httptools", log_level="warning", access_log=False)  # fmt: skip
+
+
+# -- payloads ---------------------------------------------------------------------------
+
+BUSINESS = "15550783881"
+
+
+def text_deliveries(tag: str, phase: str, count: int, contacts: int) -> list[bytes]:
+    """One text message per delivery; the body names the run tag and the message number."""
+    template = json.loads((SHARED / "fixtures" / "whatsapp" / "messages_text.json").read_text())
+    out = []
+    for i in range(count):
+        value = template["entry"][0]["changes"][0]["value"]
+        wa_id = f"1650{i % contacts:07d}"
+        value["contacts"][0]["wa_id"] = wa_id
+        message = value["messages"][0]
+        message["from"] = wa_id
+        message["id"] = f"wamid.P{tag}{phase}{i:08d}"
+        message["text"]["body"] = f"probe {tag} {phase}{i} does it come in another color"
+        out.append(json.dumps(template).encode())
+    return out
+
+
+def history_deliveries(tag: str, phase: str, messages: int, per_delivery: int,
+                       contacts: int) -> tuple[list[bytes], list[int]]:  # fmt: skip
+    """Meta's ``history`` webhook (Coexistence onboarding sync): each delivery one chunk
+    with threads of 10 messages, alternating business and contact. Returns the bodies and,
+    for each message number, the delivery that carries it."""
+    template = json.loads((SHARED / "fixtures" / "whatsapp" / "history.json").read_text())
+    bodies: list[bytes] = []
+    carrier: list[int] = []
+    n = 0
+    chunks = (messages + per_delivery - 1) // per_delivery
+    for chunk in range(chunks):
+        threads: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(min(per_delivery, messages - n)):
+            wa_id = f"1651{(n // 10) % contacts:07d}"
+            threads.setdefault(wa_id, []).append({
+                "from": BUSINESS if n % 2 else wa_id,
+                "id": f"wamid.H{tag}{phase}{n:08d}",
+                "timestamp": str(1739230955 + n),
+                "type": "text",
+                "text": {"body": f"history {tag} {phase}{n} thanks for your order"},
+                "history_context": {"status": "READ"},
+            })  # fmt: skip
+            carrier.append(chunk)
+            n += 1
+        value = template["entry"][0]["changes"][0]["value"]
+        value["history"] = [{
+            "metadata": {"phase": 0, "chunk_order": chunk + 1,
+                         "progress": min(100, (chunk + 1) * 100 // chunks)},
+            "threads": [{"id": k, "messages": v} for k, v in threads.items()],
+        }]  # fmt: skip
+        bodies.append(json.dumps(template).encode())
+    return bodies, carrier
+
+
+# -- visibility in the index ------------------------------------------------------------
+
+
+class Visibility:
+    """Polls Elasticsearch for the run's messages of one phase: the first time each
+    message number is seen. Sorted by ``leaf_index`` from a little before the highest leaf
+    seen (the follower indexes in log order; the overlap covers a bulk split in two)."""
+
+    OVERLAP = 2000
+
+    def __init__(self, es: Any, alias: str, tag: str, phase: str, poll: float) -> None:
+        self.es, self.alias, self.tag, self.phase, self.poll = es, alias, tag, phase, poll
+        self.seen: dict[int, float] = {}
+        self._pattern = re.compile(rf"\b{re.escape(phase)}(\d+)\b")
+        self._stop = threading.Event()
+        self._high = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # the index is created by the first batch: not there yet
+                self.errors += 1
+            self._stop.wait(self.poll)
+
+    def _poll_once(self) -> None:
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "query": {"bool": {"filter": [
+                    {"term": {"text": self.tag}},
+                    {"range": {"leaf_index": {"gte": max(0, self._high - self.OVERLAP)}}},
+                ]}},
+                "sort": [{"leaf_index": "asc"}, {"id": "asc"}],
+                "_source": ["text", "leaf_index"], "size": 5000,
+            }  # fmt: skip
+            if after is not None:
+                body["search_after"] = after
+            hits = self.es.search(index=self.alias, body=body)["hits"]["hits"]
+            now = time.time()
+            for hit in hits:
+                match = self._pattern.search(str(hit["_source"].get("text", "")))
+                if match:
+                    self.seen.setdefault(int(match.group(1)), now)
+                leaf = hit["_source"].get("leaf_index")
+                if isinstance(leaf, int):
+                    self._high = max(self._high, leaf)
+            if len(hits) < 5000:
+                return
+            after = hits[-1]["sort"]
+
+    def wait_all(self, count: int, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(self.seen) >= count:
+                return True
+            time.sleep(0.05)
+        return len(self.seen) >= count
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# -- load -------------------------------------------------------------------------------
+
+
+def closed_loop(port: int, payloads: list[bytes], connections: int) -> tuple[list[float], dict]:
+    """Send each payload once over ``connections`` keep-alive connections; the wall-clock
+    time each 200 arrived (index by payload) and the status counts."""
+    requests = signed_requests(payloads)
+    acked = [0.0] * len(requests)
+    statuses: dict[int, int] = {}
+    cursor = [0]
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while cursor[0] < len(requests):
+                i = cursor[0]
+                cursor[0] += 1
+                status = await _exchange(reader, writer, requests[i])
+                acked[i] = time.time()
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        await asyncio.gather(*(connection() for _ in range(connections)))
+
+    asyncio.run(run())
+    return acked, statuses
+
+
+def open_loop(port: int, payloads: list[bytes], rate: float, connections: int
+              ) -> tuple[list[float], dict, float]:  # fmt: skip
+    """Delivery i due at ``start + i / rate`` whatever the answers do; ack times, statuses
+    and the worst lateness of a send against its schedule (the client's own delay)."""
+    requests = signed_requests(payloads)
+    acked = [0.0] * len(requests)
+    statuses: dict[int, int] = {}
+    late = [0.0]
+
+    async def run() -> None:
+        due: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+
+        async def connection() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                while True:
+                    i, t_due = await due.get()
+                    if i < 0:
+                        return
+                    late[0] = max(late[0], time.perf_counter() - t_due)
+                    status = await _exchange(reader, writer, requests[i])
+                    acked[i] = time.time()
+                    statuses[status] = statuses.get(status, 0) + 1
+            finally:
+                writer.close()
+
+        workers = [asyncio.create_task(connection()) for _ in range(connections)]
+        start = time.perf_counter()
+        sent = 0
+        while sent < len(requests):
+            now = time.perf_counter()
+            while sent < len(requests) and start + sent / rate <= now:
+                due.put_nowait((sent, start + sent / rate))
+                sent += 1
+            await asyncio.sleep(0.002)
+        for _ in workers:
+            due.put_nowait((-1, 0.0))
+        await asyncio.gather(*workers)
+
+    asyncio.run(run())
+    return acked, statuses, late[0]
+
+
+# -- one run ----------------------------------------------------------------------------
+
+
+def read_counts(path: Path) -> Counter[str]:
+    for _ in range(20):
+        try:
+            return Counter(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    return Counter()
+
+
+def per_record(before: Counter[str], after: Counter[str], records: int) -> dict[str, float]:
+    """Calls per record of each ``kind.method`` (and the busiest key prefixes)."""
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+    plain = {k: v / records for k, v in delta.items() if "[" not in k}
+    prefixed = sorted(((v, k) for k, v in delta.items() if "[" in k), reverse=True)[:12]
+    return {
+        "state_total": sum(v for k, v in plain.items() if k.startswith("state.")),
+        "object_total": sum(v for k, v in plain.items() if k.startswith("object.")),
+        **dict(sorted(plain.items())),
+        **{k: v / records for v, k in prefixed},
+    }
+
+
+def phase_figures(name: str, first_send: float, acked: list[float], carrier: list[int] | None,
+                  vis: Visibility, count: int, statuses: dict,
+                  rt: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Figures of one phase; ``carrier`` maps message -> delivery when they differ."""
+    ack_of = [acked[carrier[i]] if carrier else acked[i] for i in range(count)]
+    seen = vis.seen
+    lags = [seen[i] - ack_of[i] for i in range(count) if i in seen]
+    last_visible = max(seen.values()) if seen else float("nan")
+    return {
+        "phase": name,
+        "messages": count,
+        "searchable": len(seen),
+        "capture_per_s": len(acked) / max(1e-9, max(acked) - first_send),
+        "capture_s": max(acked) - first_send,
+        "searchable_after_s": last_visible - first_send,
+        "e2e_records_per_s": len(seen) / max(1e-9, last_visible - first_send),
+        "lag_p50_s": statistics.median(lags) if lags else float("nan"),
+        "lag_p99_s": pct(lags, 99) if lags else float("nan"),
+        "lag_max_s": max(lags) if lags else float("nan"),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "round_trips_per_record": rt,
+    }
+
+
+def profile_top(raw: Path, limit: int = 30) -> list[tuple[int, int, int, str]]:
+    """Inclusive samples per frame of our code (``archiver``/``search``) and of the store
+    clients, from py-spy's raw collapsed stacks (all threads, ``--idle``):
+    (all, waiting on a socket, running, frame). A sample whose innermost frame waits for
+    work (a lock, a queue, a sleep, a select) is left out: idle threads are not cost."""
+    samples: Counter[str] = Counter()
+    on_socket: Counter[str] = Counter()
+    total = [0, 0, 0]
+    waiting = re.compile(
+        r"^(\w+\.)?(wait|_wait_for_tstate_lock|get|select|poll|acquire|"
+        r"sleep|_worker|accept|join|control|run_forever|_run_once) "
+    )
+    socket_read = re.compile(r"^(\w+\.)?(readinto|recv_into|recv|read|sendall|send|connect) "
+                             r"\((socket|ssl)\.py\)")  # fmt: skip
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        if not frames or waiting.match(frames[-1]):
+            continue
+        count = int(n)
+        io = bool(socket_read.match(frames[-1]))
+        total[0] += count
+        total[1 if io else 2] += count
+        for frame in set(frames):
+            if any(part in frame for part in ("archiver/", "search/", "minio/", "elastic")):
+                samples[frame] += count
+                if io:
+                    on_socket[frame] += count
+    return [
+        (total[0], total[1], total[2], "TOTAL non-idle samples (all threads)"),
+        *((n, on_socket[f], n - on_socket[f], f) for f, n in samples.most_common(limit)),
+    ]
+
+
+def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
+    from elasticsearch import Elasticsearch
+
+    unique = uuid.uuid4().hex[:10]
+    tag = f"r{unique[:6]}"
+    env = archive_env(unique, inline_workers=True)
+    env["ARCHIVER_PROCESSING_WORKERS"] = str(args.processing_workers)
+    port = free_port()
+    counts_path = Path(env["ARCHIVER_DATA_DIR"]) / "bench-counts.json"
+    server = start_server(
+        env,
+        port,
+        command=[
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            str(port),
+            str(counts_path),
+        ],
+    )
+    es = Elasticsearch(os.environ["ARCHIVER_TEST_ES_URL"], request_timeout=60)
+    alias = f"bench-{unique}"
+    out: dict[str, Any] = {"run": run, "alias": alias}
+    try:
+        if not wait_for_port(port, server):
+            raise RuntimeError("server did not start")
+        time.sleep(1.0)
+
+        def measured(
+            name: str, payloads: list[bytes], count: int, carrier: list[int] | None,
+            load: Any, timeout: float, profile: bool = False,
+        ) -> dict[str, Any]:  # fmt: skip
+            vis = Visibility(es, alias, tag, name, args.poll)
+            before = read_counts(counts_path)
+            spy = None
+            if profile and args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(server.pid), "--duration",
+                     str(int(args.profile_seconds)), "--rate", "50", "--idle", "--format", "raw",
+                     "--nolineno", "--nonblocking", "-o", str(Path(args.profile) / f"{name}.raw")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            first_send = time.time()
+            acked, statuses = load(payloads)
+            done = vis.wait_all(count, timeout)
+            time.sleep(1.0)  # the batch's "done" write lands after its leaves are indexed
+            after = read_counts(counts_path)
+            vis.stop()
+            records = max(1, len(vis.seen))
+            figures = phase_figures(
+                name,
+                first_send,
+                acked,
+                carrier,
+                vis,
+                count,
+                statuses,
+                per_record(before, after, records),
+            )
+            figures["complete"] = done
+            if spy is not None:
+                spy.wait()
+            print(f"  run {run} {name}: {fmt(figures)}", flush=True)
+            return figures
+
+        conns = args.concurrency
+        out["closed"] = measured(
+            "c",
+            text_deliveries(tag, "c", args.deliveries, args.contacts),
+            args.deliveries,
+            None,
+            lambda p: closed_loop(port, p, conns),
+            args.timeout,
+            profile=run == 1,
+        )
+        if args.rate > 0:
+            n = int(args.rate * args.seconds)
+            out["open"] = measured(
+                "o",
+                text_deliveries(tag, "o", n, args.contacts),
+                n,
+                None,
+                lambda p: open_loop(port, p, args.rate, args.rate_connections)[:2],
+                args.timeout,
+            )
+        if args.history > 0:
+            bodies, carrier = history_deliveries(
+                tag, "h", args.history, args.history_per_delivery, args.contacts
+            )
+            out["history"] = measured(
+                "h",
+                bodies,
+                args.history,
+                carrier,
+                lambda p: closed_loop(port, p, conns),
+                max(args.timeout, 900),
+            )
+        ceiling_payloads = text_deliveries(tag, "x", 2000, args.contacts)
+        out["ceiling"] = ceiling_phase(ceiling_payloads, conns, args.ceiling_seconds)
+        print(f"  run {run} ceiling: {out['ceiling']['per_second']:.0f} PUT/s", flush=True)
+        return out
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def fmt(f: dict[str, Any]) -> str:
+    rt = f["round_trips_per_record"]
+    return (f"{f['searchable']}/{f['messages']} searchable after {f['searchable_after_s']:.1f} s; "
+            f"capture {f['capture_per_s']:.0f}/s; e2e {f['e2e_records_per_s']:.0f} records/s; "
+            f"lag p50 {f['lag_p50_s']:.2f} p99 {f['lag_p99_s']:.2f} max {f['lag_max_s']:.2f} s; "
+            f"round trips/record state {rt['state_total']:.2f} "
+            f"object {rt['object_total']:.2f}")  # fmt: skip
+
+
+def summary(runs: list[dict[str, Any]]) -> None:
+    def med(phase: str, key: str) -> float:
+        return statistics.median(r[phase][key] for r in runs if phase in r)
+
+    print(f"\n=== medians of {len(runs)} run(s) ===")
+    ratios = [r["closed"]["e2e_records_per_s"] / r["ceiling"]["per_second"] for r in runs]
+    print(f"ceiling (one minio-py PUT per record)   {med('ceiling', 'per_second'):8.0f} PUT/s")
+    for phase, label in (("closed", "closed loop"), ("open", "open loop"),
+                         ("history", "history burst")):  # fmt: skip
+        if phase not in runs[0]:
+            continue
+        print(f"{label:14s} capture {med(phase, 'capture_per_s'):6.0f}/s  "
+              f"e2e {med(phase, 'e2e_records_per_s'):6.0f} records/s  "
+              f"searchable after {med(phase, 'searchable_after_s'):6.1f} s  "
+              f"lag p50 {med(phase, 'lag_p50_s'):6.2f} p99 {med(phase, 'lag_p99_s'):6.2f} "
+              f"max {med(phase, 'lag_max_s'):6.2f} s  "
+              f"complete {sum(r[phase]['complete'] for r in runs)}/{len(runs)}")  # fmt: skip
+    print(
+        f"e2e (closed) / ceiling, per run: {', '.join(f'{x:.2f}x' for x in ratios)}; "
+        f"median {statistics.median(ratios):.2f}x (target >= 0.5)"
+    )
+    for phase in ("closed", "history"):
+        if phase not in runs[0]:
+            continue
+        keys = runs[0][phase]["round_trips_per_record"].keys()
+        rts = {k: statistics.median(r[phase]["round_trips_per_record"].get(k, 0) for r in runs)
+               for k in keys}  # fmt: skip
+        print(
+            f"round trips per record ({phase}, medians): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in rts.items() if v >= 0.01)
+        )
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve_counted(int(sys.argv[2]), Path(sys.argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--deliveries", type=int, default=3000)
+    parser.add_argument("--contacts", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=100.0, help="open loop: deliveries/s")
+    parser.add_argument("--seconds", type=float, default=60.0, help="open loop: duration")
+    parser.add_argument("--rate-connections", type=int, default=16)
+    parser.add_argument("--history", type=int, default=20000, help="history burst: messages")
+    parser.add_argument("--history-per-delivery", type=int, default=100)
+    parser.add_argument("--ceiling-seconds", type=float, default=8.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="per phase, to searchable")
+    parser.add_argument("--poll", type=float, default=0.1, help="index poll interval (s)")
+    parser.add_argument("--processing-workers", type=int, default=4)
+    parser.add_argument("--profile", help="directory for py-spy's raw stacks (first run)")
+    parser.add_argument("--profile-seconds", type=float, default=30.0)
+    parser.add_argument("--json", help="write every run's figures here")
+    args = parser.parse_args()
+    for var in ("ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_ES_URL"):
+        if var not in os.environ:
+            print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
+            return 2
+    os.chdir(REPO)
+    runs = [one_run(args, k + 1) for k in range(args.repeats)]
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+    summary(runs)
+    if args.profile:
+        raw = Path(args.profile) / "c.raw"
+        if raw.exists():
+            print(
+                f"\n=== py-spy, first closed loop ({raw}): inclusive samples of our "
+                "frames [all, on a socket, running] ==="
+            )
+            for n, io, cpu, frame in profile_top(raw):
+                print(f"{n:7d} {io:7d} {cpu:7d}  {frame}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
