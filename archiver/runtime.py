@@ -325,15 +325,18 @@ class Runtime:
             self.register_export(self.job_service)
         return self.job_service
 
-    def start_workers(self) -> None:
-        """Processing and indexing threads (the app runs them unless inline_workers=false)."""
+    def start_workers(self, *, capturing: bool = True) -> None:
+        """Processing and indexing threads (the app runs them unless inline_workers=false).
+        ``capturing=False`` (``archiver worker``): no capture in this process hands batches
+        over, so the store is swept for new ones every ``worker_sweep_s``."""
         self.indexing = IndexingLoop(self.follower)
         extra = [
             self.processor.sibling() for _ in range(self.settings.processing_workers - 1)
         ]
         self.processing = ProcessingLoop(
-            [self.processor, *extra], after_batch=self.indexing.wake
-        )
+            [self.processor, *extra], after_batch=self.indexing.wake,
+            sweep_every=30.0 if capturing else self.settings.worker_sweep_s,
+        )  # fmt: skip
         self.capture.on_batch = self.processing.submit
         self.processing.start()
         self.indexing.start()

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     inline_workers: bool = True
     # Raw batches processed at once per process (each waits mostly on the store).
     processing_workers: int = Field(default=4, ge=1)
+    # How often a process without capture (``archiver worker``) looks for new raw batches;
+    # an app process hears of its own captures at once and sweeps only as a safety net.
+    worker_sweep_s: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=3 * 1024 * 1024)
     capture_batch_max: int = Field(default=128, ge=1)
     # Concurrent group-commit writes: few and large beat many and small on one MinIO.

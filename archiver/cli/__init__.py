@@ -146,7 +146,7 @@ def worker(
             pass
         typer.echo(f"processed {sum(o.status == 'done' for o in outcomes)} batch(es)")
         return
-    runtime.start_workers()
+    runtime.start_workers(capturing=False)
     try:
         while True:
             time.sleep(3600)

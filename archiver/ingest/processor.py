@@ -211,8 +211,9 @@ class Processor:
 
     # -- claim -----------------------------------------------------------------------
 
-    def _claim(self, batch_id: str) -> dict[str, Any] | None:
-        """Return the batch's state to resume from, or None when done / claimed by another."""
+    def _claim(self, batch_id: str) -> tuple[dict[str, Any], str] | None:
+        """The batch's state to resume from and its token, or None when done or claimed by
+        another (live) owner."""
         key = PROC_PREFIX + batch_id
         now = time.time()
         current = self.state.get(key)
@@ -223,10 +224,10 @@ class Processor:
                 "until": now + CLAIM_SECONDS,
             }
             try:
-                self.state.put(key, json.dumps(doc).encode(), if_absent=True)
+                token = self.state.put(key, json.dumps(doc).encode(), if_absent=True)
             except PreconditionFailed:
                 return None
-            return doc
+            return doc, token
         doc = json.loads(current.value)
         if doc["status"] == BatchState.DONE:
             return None
@@ -234,18 +235,16 @@ class Processor:
             return None
         doc = {**doc, "owner": self.owner, "until": now + CLAIM_SECONDS}
         try:
-            self.state.put(key, json.dumps(doc).encode(), if_match=current.token)
+            token = self.state.put(key, json.dumps(doc).encode(), if_match=current.token)
         except PreconditionFailed:
             return None
-        return doc
+        return doc, token
 
-    def _save(self, batch_id: str, doc: dict[str, Any]) -> None:
-        key = PROC_PREFIX + batch_id
-        current = self.state.get(key)
-        if current is None:
-            self.state.put(key, json.dumps(doc).encode(), if_absent=True)
-        else:
-            self.state.put(key, json.dumps(doc).encode(), if_match=current.token)
+    def _save(self, batch_id: str, doc: dict[str, Any], token: str) -> str:
+        """Replace the batch's state we hold (``token``: from our claim or last save). A
+        lost compare-and-swap means another worker took the batch over (our claim ran out):
+        this attempt stops; the batch's steps are idempotent, so the other one finishes."""
+        return self.state.put(PROC_PREFIX + batch_id, json.dumps(doc).encode(), if_match=token)
 
     # -- the batch ---------------------------------------------------------------------
 
@@ -265,11 +264,12 @@ class Processor:
 
     def _process(self, key: str, version_id: str | None = None) -> BatchOutcome:
         batch_id = batch_id_of(key)
-        doc = self._claim(batch_id)
-        if doc is None:
+        claimed = self._claim(batch_id)
+        if claimed is None:
             return BatchOutcome(batch_id, BatchResult.SKIPPED)
+        doc, token = claimed
         if doc["status"] == BatchState.LOGGING:  # a retry after a crash past the save below
-            leaves = self._finish(batch_id, doc)
+            leaves = self._finish(batch_id, doc, token)
             return BatchOutcome(batch_id, BatchResult.DONE, leaves=leaves)
         version_id = version_id or self._only_version(key)
         raw_bytes = self.objects.get(key, version_id)
@@ -284,18 +284,22 @@ class Processor:
         # crash anywhere past this point still holds the records and queues their media.
         doc = {
             "status": BatchState.LOGGING,
+            # The claim stays on the batch: another worker must not take it over while we
+            # append (it would only repeat idempotent steps, but twice the work).
+            "owner": self.owner,
+            "until": time.time() + CLAIM_SECONDS,
             "size_before": self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
             "media_jobs": [[job_key, job] for job_key, job in media_jobs],
             "merged": sorted({m.into for m in self._merges.values()}),
         }
-        self._save(batch_id, doc)
+        token = self._save(batch_id, doc, token)
         self._crash("before_append")
-        outcome.leaves = self._finish(batch_id, doc)
+        outcome.leaves = self._finish(batch_id, doc, token)
         return outcome
 
-    def _finish(self, batch_id: str, doc: dict[str, Any]) -> list[int]:
+    def _finish(self, batch_id: str, doc: dict[str, Any], token: str) -> list[int]:
         """Append the saved entries exactly once, then the steps that follow them: legal
         holds on the new records, their media jobs, and the batch marked done."""
         leaves = self._append_idempotent(doc)
@@ -308,7 +312,7 @@ class Processor:
         )
         jobs = [(str(k), dict(job)) for k, job in doc.get("media_jobs", [])]
         list(self._pool.map(self._put_media_job, jobs))
-        self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves})
+        self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves}, token)
         self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
         return leaves
 
