@@ -9,6 +9,7 @@ it depends on the store port only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 
@@ -31,6 +32,11 @@ def grant_slots(
     if not subject or not wanted:
         return
     key = capgrant_key(subject, batch_id)
+    # A batch's first attempt finds no value: create it in one round trip; a replay (or a
+    # concurrent writer) loses the create and merges below.
+    with contextlib.suppress(PreconditionFailed):
+        state.put(key, json.dumps({"slots": wanted}).encode(), if_absent=True)
+        return
     for _ in range(20):
         current = state.get(key)
         have = set(json.loads(current.value)["slots"]) if current else set()
