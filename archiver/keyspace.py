@@ -49,6 +49,7 @@ State store
 ``keys/dk/``                wrapped data keys (a tombstone once shredded)
 ``keys/subject/``           a subject's key list
 ``keys/grant/``             capture keys granted to a subject: ``<subject>/<key id>``
+``keys/epoch``              raised by every shred before key material goes (key caches)
 ``erasures/``               erasure procedures: ``erasures/<subject>/<id>``
 ``erasures-open/``          empty markers of unfinished erasures (same names)
 ``holds/``                  the hold registry; ``holds/_open`` indexes the open holds
@@ -218,6 +219,8 @@ KEYS_PREFIX = "keys/"
 DATA_KEYS_PREFIX = f"{KEYS_PREFIX}dk/"
 SUBJECT_KEYS_PREFIX = f"{KEYS_PREFIX}subject/"
 KEY_GRANTS_PREFIX = f"{KEYS_PREFIX}grant/"
+# A counter every destruction of key material raises first (KeyStore.session caches).
+KEYS_EPOCH_KEY = f"{KEYS_PREFIX}epoch"
 
 
 def data_key_key(key_id: str) -> str:

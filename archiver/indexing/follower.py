@@ -34,7 +34,7 @@ from archiver.indexing.documents import (
     message_document,
 )
 from archiver.indexing.recent import RecentObjects
-from archiver.ingest.ports import SubjectKeys
+from archiver.ingest.ports import KeySource
 from archiver.keys.errors import KeysError
 from archiver.keyspace import (
     INDEX_ACTIVE_KEY,
@@ -88,7 +88,7 @@ class IndexFollower:
         log_reader: LogReader,
         objects: ObjectStore,
         state: StateStore,
-        keys: SubjectKeys,
+        keys: KeySource,
         index: SearchIndex,
         pseudo: Pseudonymizer,
         generation: str | None = None,
@@ -209,6 +209,7 @@ class _Batch:
     def __init__(self, follower: IndexFollower, generation: str) -> None:
         self.f = follower
         self.gen = generation
+        self._session = follower.keys.session()  # key material cached until a shred
         self._keys: dict[str, bytes] = {}
         self.docs: dict[str, dict[str, Any]] = {}
         self.folds: list[Fold] = []
@@ -249,7 +250,7 @@ class _Batch:
     def _key(self, key_id: str) -> bytes:
         """A data key, looked up once per batch (a batch is a few seconds of the log)."""
         if key_id not in self._keys:
-            self._keys[key_id] = self.f.keys.get(key_id).secret
+            self._keys[key_id] = self._session.get(key_id).secret
         return self._keys[key_id]
 
     # ---- records -----------------------------------------------------------------------

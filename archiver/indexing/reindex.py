@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 
 from archiver.errors import ConfigError
 from archiver.indexing.follower import IndexFollower, active_generation, set_active_generation
-from archiver.ingest.ports import SubjectKeys
+from archiver.ingest.ports import KeySource
 from archiver.ledger.ports import LogReader
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.port import ObjectStore, StateStore
@@ -66,7 +66,7 @@ def reindex(
     log_reader: LogReader,
     objects: ObjectStore,
     state: StateStore,
-    keys: SubjectKeys,
+    keys: KeySource,
     pseudo: Pseudonymizer,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 2000,

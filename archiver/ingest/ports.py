@@ -59,6 +59,14 @@ class SubjectKeys(Protocol):
 LoggedHook = Callable[[Sequence[tuple[str, str]], Sequence[str]], None]
 
 
+class KeySource(SubjectKeys, Protocol):
+    """``SubjectKeys`` that can open a session: the same calls for one unit of work (a
+    raw batch, a range of the log), served from a per-process cache of key material that
+    no destruction since the session opened can have outlived (``KeyStore.session``)."""
+
+    def session(self) -> SubjectKeys: ...
+
+
 class RecentWrites(Protocol):
     """Where the processor leaves the bytes it just wrote for the index follower of the
     same process (``archiver.indexing.recent.RecentObjects``, one per runtime)."""

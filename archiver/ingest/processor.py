@@ -38,6 +38,7 @@ from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
 from archiver.ingest.outbound import is_proxy_capture, parse_outbound
 from archiver.ingest.ports import (
+    KeySource,
     LoggedHook,
     PolicyDecider,
     PolicyRef,
@@ -142,7 +143,7 @@ class Processor:
         objects: ObjectStore,
         state: StateStore,
         kek: KeyEncryptionKey,
-        subject_keys: SubjectKeys,
+        subject_keys: KeySource,
         pseudo: Pseudonymizer,
         policy: PolicyDecider,
         log_appender: LogAppender,
@@ -160,6 +161,7 @@ class Processor:
         self.state = state
         self.kek = kek
         self.keys = subject_keys
+        self._session: SubjectKeys = subject_keys  # this batch's (KeySource.session)
         self.pseudo = pseudo
         self.policy = policy
         self.log = log_appender
@@ -404,16 +406,17 @@ class Processor:
         mention_keys = sorted({(self._key_owner(j[0]), tuple(j[0]["mentions"]))
                                for j in jobs if j[0].get("mentions")})
         created_by = opened.batch_id
+        session = self._session = self.keys.session()
         for owner, (data_key, key_event) in zip(
             owners,
-            self._pool.map(lambda o: self.keys.get_or_create(o, creator=created_by), owners),
+            self._pool.map(lambda o: session.get_or_create(o, creator=created_by), owners),
             strict=True,
         ):
             self._batch_keys[owner] = data_key
             if key_event is not None:
                 self._key_events.append(key_event)
         for owner, mentioned in mention_keys:
-            self.keys.grant(self._batch_keys[owner].key_id, mentioned)
+            session.grant(self._batch_keys[owner].key_id, mentioned)
         for write in landing:
             write.result()  # raises what a grant or trace write raised: no record yet
         results = list(self._pool.map(lambda j: self._write_guarded(j, outcome), jobs))
@@ -693,7 +696,7 @@ class Processor:
         key_owner = self._key_owner(header)
         data_key = self._batch_keys.get(key_owner)
         if data_key is None:
-            data_key, key_event = self.keys.get_or_create(key_owner)
+            data_key, key_event = self._session.get_or_create(key_owner)
             self._batch_keys[key_owner] = data_key
             if key_event is not None:
                 self._key_events.append(key_event)

@@ -7,6 +7,8 @@ State layout (values are JSON)::
                                             after shredding a tombstone without key material
     keys/subject/<subject_id>               the subject's key ids, current key, protections
     keys/grant/<subject_id>/<capture_key>   capture key granted to the subject (an index row)
+    keys/epoch                              a counter every destruction of key material
+                                            raises first (the replicas' caches check it)
 
 Every change returns an event dict for the caller to append to the Merkle log; this
 module does not import the ledger. Subject ids are pseudonyms (never phone numbers):
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +31,7 @@ from archiver.keys.envelope import DataKey, KeyEncryptionKey, new_data_key
 from archiver.keys.errors import KekError, KeyNotFound, KeyProtected, KeyShredded
 from archiver.keyspace import (
     DATA_KEYS_PREFIX,
+    KEYS_EPOCH_KEY,
     SUBJECT_KEYS_PREFIX,
     key_grant_key,
     key_grants_of,
@@ -40,7 +44,9 @@ Guard = Callable[[str], None]
 
 _ID = re.compile(r"^[A-Za-z0-9._:=-]{1,200}$")
 _DK, _SUBJ = DATA_KEYS_PREFIX, SUBJECT_KEYS_PREFIX
+_EPOCH = KEYS_EPOCH_KEY
 _CAS_TRIES = 20
+_CACHE_MAX = 100_000  # keys cached per process (a few MB); past it the cache starts over
 
 
 class KeyEventKind(StrEnum):
@@ -81,6 +87,13 @@ class KeyStore:
         self._kek = kek
         self._keks = {k.kek_id: k for k in (*old_keks, kek)}
         self._now = clock or (lambda: datetime.now(UTC))
+        # Key material never changes until destroyed, so sessions cache it (KeySession):
+        # subject -> (current key, creator, created_at) and key id -> key, valid for
+        # ``_epoch``, the value of ``keys/epoch`` when they were filled.
+        self._cache_lock = threading.Lock()
+        self._epoch: bytes | None = None
+        self._subjects: dict[str, tuple[DataKey, str | None, str]] = {}
+        self._keys: dict[str, DataKey] = {}
 
     # -- reading and writing JSON docs ------------------------------------------------
     def _read(self, key: str) -> _Doc:
@@ -135,6 +148,13 @@ class KeyStore:
         unit asks again (a retry after a crash that lost the event before it was logged),
         the creation event is returned again, with its original time, so that the key's
         creation still reaches the log; anyone else gets ``None`` for an existing key."""
+        key, event, _creator, _created = self._get_or_create(subject_id, creator)
+        return key, event
+
+    def _get_or_create(
+        self, subject_id: str, creator: str | None
+    ) -> tuple[DataKey, Event | None, str | None, str]:
+        """``get_or_create`` with the key's creator and creation time (for the cache)."""
         _check_id("subject_id", subject_id)
         for _ in range(_CAS_TRIES):
             doc = self._read(_SUBJ + subject_id)
@@ -142,15 +162,15 @@ class KeyStore:
             if current:
                 key_doc = self._read(_DK + current)
                 key = self._key_of(current, key_doc)
-                if creator is None or key_doc.data.get("creator") != creator:
-                    return key, None
-                event = self._event(KeyEventKind.CREATED, subject=subject_id, key_id=current)
-                return key, {**event, "time": key_doc.data["created_at"]}
+                made_by, made_at = key_doc.data.get("creator"), str(key_doc.data["created_at"])
+                return key, self._creation(subject_id, key, creator, made_by, made_at), (
+                    made_by), made_at
             dk = new_data_key()
             owner: dict[str, Any] = {"kind": "subject", "subject": subject_id}
             if creator is not None:
                 owner["creator"] = creator
-            self._write(_DK + dk.key_id, self._wrap_entry(dk, **owner), None)
+            entry = self._wrap_entry(dk, **owner)
+            self._write(_DK + dk.key_id, entry, None)
             data = doc.data or {"subject": subject_id, "key_ids": [], "protected": {}}
             data["current"] = dk.key_id
             data["key_ids"] = [*data.get("key_ids", []), dk.key_id]
@@ -160,8 +180,75 @@ class KeyStore:
                 # Another replica created (or changed) the subject first: drop ours, retry.
                 self._state.delete(_DK + dk.key_id)
                 continue
-            return dk, self._event(KeyEventKind.CREATED, subject=subject_id, key_id=dk.key_id)
+            event = self._event(KeyEventKind.CREATED, subject=subject_id, key_id=dk.key_id)
+            return dk, event, creator, str(entry["created_at"])
         raise PreconditionFailed(f"subject {subject_id}: too much contention")
+
+    def _creation(
+        self, subject_id: str, key: DataKey, asking: str | None, creator: str | None, at: str
+    ) -> Event | None:
+        """The creation event again for the unit of work that created the key, else None."""
+        if asking is None or creator != asking:
+            return None
+        event = self._event(KeyEventKind.CREATED, subject=subject_id, key_id=key.key_id)
+        return {**event, "time": at}
+
+    # -- the cache of sessions ----------------------------------------------------------
+    def session(self) -> KeySession:
+        """Keys for one unit of work (a raw batch, a range of the log), served from this
+        process's cache of key material. One read of ``keys/epoch``: if any key was
+        destroyed since the cache was filled (here or on another replica: destruction
+        raises the epoch first), the cache is dropped. So a session never uses a key
+        destroyed before it opened, exactly as if it had read the key store itself at its
+        start; within the session a key stays usable, as it did when read once per batch."""
+        got = self._state.get(_EPOCH)
+        epoch = got.value if got is not None else b"0"
+        with self._cache_lock:
+            if epoch != self._epoch:
+                self._forget_keys(epoch)
+        return KeySession(self, epoch)
+
+    def _forget_keys(self, epoch: bytes | None) -> None:
+        self._epoch = epoch
+        self._subjects = {}
+        self._keys = {}
+
+    def _cached_subject(self, subject_id: str) -> tuple[DataKey, str | None, str] | None:
+        with self._cache_lock:
+            return self._subjects.get(subject_id)
+
+    def _cached_key(self, key_id: str) -> DataKey | None:
+        with self._cache_lock:
+            return self._keys.get(key_id)
+
+    def _remember(self, epoch: bytes, subject_id: str | None, key: DataKey,
+                  creator: str | None = None, created_at: str = "") -> None:  # fmt: skip
+        with self._cache_lock:
+            if epoch != self._epoch:
+                return  # a destruction since this session opened: keep nothing of it
+            if len(self._keys) >= _CACHE_MAX:
+                self._forget_keys(epoch)
+            self._keys[key.key_id] = key
+            if subject_id is not None:
+                self._subjects[subject_id] = (key, creator, created_at)
+
+    def _raise_epoch(self) -> None:
+        """Before any key material is destroyed: every session opened from now on, in any
+        process, drops its process's cache (``session``)."""
+        with self._cache_lock:
+            self._forget_keys(None)  # this process at once
+        for _ in range(_CAS_TRIES):
+            got = self._state.get(_EPOCH)
+            value = str(int(got.value) + 1 if got is not None else 1).encode()
+            try:
+                if got is None:
+                    self._state.put(_EPOCH, value, if_absent=True)
+                else:
+                    self._state.put(_EPOCH, value, if_match=got.token)
+                return
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed(f"{_EPOCH}: too much contention")
 
     def get(self, key_id: str) -> DataKey:
         """Any data key by id. Raises KeyNotFound, KeyShredded."""
@@ -273,6 +360,7 @@ class KeyStore:
                     raise KeyProtected(
                         f"capture key {cid} is shared with protected subject {other}",
                         details={"subject": subject_id, "capture_key": cid, "other": other})
+        self._raise_epoch()  # before anything is destroyed: no cache keeps these keys
         if subj.token is not None:
             # Claim the subject first (CAS on the doc whose protection we checked), so a
             # protect() racing with us either lands before (we fail) or after (nothing left).
@@ -305,6 +393,7 @@ class KeyStore:
             doc = self._read(_DK + _check_id("key_id", key_id))
             if doc.token is None or doc.data.get("shredded_at"):
                 return False
+            self._raise_epoch()
             try:
                 self._tombstone(key_id, doc)
                 return True
@@ -343,3 +432,35 @@ class KeyStore:
         self._kek = new_kek
         return self._event(KeyEventKind.REWRAPPED, count=count, from_kek_ids=sorted(sources),
                            to_kek_id=new_kek.kek_id)
+
+
+class KeySession:
+    """``KeyStore.session()``: the subject keys of one unit of work, cached per process
+    (``SubjectKeys`` for the processor and the indexer). Creation and grants go to the
+    store as always; only reads of existing, live key material are spared."""
+
+    def __init__(self, store: KeyStore, epoch: bytes) -> None:
+        self._store = store
+        self._epoch = epoch
+
+    def get_or_create(
+        self, subject_id: str, *, creator: str | None = None
+    ) -> tuple[DataKey, Event | None]:
+        cached = self._store._cached_subject(subject_id)
+        if cached is not None:
+            key, made_by, made_at = cached
+            return key, self._store._creation(subject_id, key, creator, made_by, made_at)
+        key, event, made_by, made_at = self._store._get_or_create(subject_id, creator)
+        self._store._remember(self._epoch, subject_id, key, made_by, made_at)
+        return key, event
+
+    def get(self, key_id: str) -> DataKey:
+        cached = self._store._cached_key(key_id)
+        if cached is not None:
+            return cached
+        key = self._store.get(key_id)
+        self._store._remember(self._epoch, None, key)
+        return key
+
+    def grant(self, key_id: str, subject_ids: Iterable[str]) -> None:
+        self._store.grant(key_id, subject_ids)
