@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from archiver.ingest.appends import AppendCoalescer
 from archiver.ingest.batch_status import BatchResult, BatchState
 from archiver.ingest.capture import batch_id_of
 from archiver.ingest.consent import consent_records_for
@@ -156,6 +157,7 @@ class Processor:
         workers: int = 16,
         traces: ConversationTraces | None = None,
         identities: Identities | None = None,
+        appends: AppendCoalescer | None = None,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -186,6 +188,8 @@ class Processor:
         # The follower of this process indexes these records next: spare it the reads.
         self._recent = recent
         self._traces = traces or ConversationTraces(state)  # shared with the siblings
+        # Shared with the siblings: batches finishing together share one log append.
+        self._appends = appends or AppendCoalescer(log_appender)
 
     def sibling(self) -> Processor:
         """Another processor on the same stores, with its own per-batch state and owner id
@@ -205,6 +209,7 @@ class Processor:
             workers=self._workers,
             traces=self._traces,
             identities=self._identities,
+            appends=self._appends,
         )
 
     def _bump(self, outcome: BatchOutcome, counter: str) -> None:
@@ -331,7 +336,7 @@ class Processor:
 
     def _append_idempotent(self, doc: dict[str, Any]) -> list[int]:
         entries = [base64.b64decode(e) for e in doc["entries"]]
-        return self.log.append(entries, once_since=int(doc["size_before"]))
+        return self._appends.append_once(entries, int(doc["size_before"]))
 
     # -- records -----------------------------------------------------------------------
 
