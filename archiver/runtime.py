@@ -35,6 +35,7 @@ from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import Signer
 from archiver.media.loop import MediaLoop, build_graph, start_media_loop
+from archiver.metering import MeteredObjects, MeteredState
 from archiver.metrics import record_verify
 from archiver.proofs.service import ProofService
 from archiver.records.pseudonym import Pseudonymizer
@@ -190,8 +191,9 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = True) -> Runtime:
-        objects = open_object_store(settings, create=create)
-        state = open_state_store(settings, create=create)
+        # Every call to the stores is counted (archiver.metering: round trips per stage).
+        objects: ObjectStore = MeteredObjects(open_object_store(settings, create=create))
+        state: StateStore = MeteredState(open_state_store(settings, create=create))
         # A fresh archive: conversation traces cover every record (subjects.traces).
         with contextlib.suppress(StoreError):  # unreachable now: the next open sets it
             mark_if_fresh(objects, state)

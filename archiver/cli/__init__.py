@@ -11,8 +11,10 @@ service's own, from the same settings, with logging on stderr).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -98,6 +100,11 @@ def serve(
     settings = check_archive(create=True, announce=False)
     configure_logging(settings.log_level)
     announce_start(settings, host=host, port=port, prog=_prog())
+    if workers > 1:  # each worker process counts its own: /metrics adds them up
+        from archiver.metrics import MULTIPROC_ENV, prepare_multiprocess
+
+        folder = os.environ.get(MULTIPROC_ENV) or str(settings.data_dir / "prometheus")
+        prepare_multiprocess(Path(folder))
     uvicorn.run(
         "archiver.api.app:create_app",
         factory=True,

@@ -48,6 +48,7 @@ from archiver.keyspace import (
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.ports import LogReader
 from archiver.logs import get_logger
+from archiver.metering import RECORDS, stage
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
@@ -154,6 +155,27 @@ class IndexFollower:
         if start >= size:
             return 0
         end = min(size, start + max_entries)
+        with stage("index_read"):
+            batch = self._read_range(generation, start, end)
+        if self._fixed_generation is None and active_generation(self.state) != generation:
+            raise GenerationRetired(f"generation {generation} was replaced during the batch")
+        if batch.docs:
+            with stage("index_upsert"):
+                self.index.upsert(batch.docs.values())
+            if self.after_upsert is not None:
+                with stage("index_holds"):
+                    self.after_upsert(list(batch.docs))
+        if batch.merged:  # history media now shown on their placeholder
+            self.index.delete_ids(sorted(batch.merged))
+        with stage("index_cursor"):
+            self._set_cursor(generation, start, end)
+        RECORDS.labels(step="indexed").inc(end - start)
+        if self.on_indexed is not None:
+            self.on_indexed(end - start)
+        return end - start
+
+    def _read_range(self, generation: str, start: int, end: int) -> _Batch:
+        """The documents and folds of leaves ``start`` to ``end``."""
         batch = _Batch(self, generation)
         wanted: list[tuple[int, str, str, str | None]] = []
         for offset, data in enumerate(self.log.entries(start, end)):
@@ -177,18 +199,7 @@ class IndexFollower:
         for leaf, record in records:
             batch.add(record, leaf)
         batch.finish()
-        if self._fixed_generation is None and active_generation(self.state) != generation:
-            raise GenerationRetired(f"generation {generation} was replaced during the batch")
-        if batch.docs:
-            self.index.upsert(batch.docs.values())
-            if self.after_upsert is not None:
-                self.after_upsert(list(batch.docs))
-        if batch.merged:  # history media now shown on their placeholder
-            self.index.delete_ids(sorted(batch.merged))
-        self._set_cursor(generation, start, end)
-        if self.on_indexed is not None:
-            self.on_indexed(end - start)
-        return end - start
+        return batch
 
     def run_to_end(self, max_entries: int = 2000) -> int:
         """Catch up until the log's current end (a rebuild, a test); return leaves consumed."""

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from archiver.ingest.rawbatch import Delivery, seal_batch
 from archiver.keys.envelope import KeyEncryptionKey
 from archiver.keyspace import CAPTURE_KEYS_PREFIX, PENDING_PREFIX, raw_key
+from archiver.metering import stage
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 
 # Working state under PENDING_PREFIX: one entry per captured batch not processed yet (the
@@ -90,6 +91,10 @@ class CaptureWriter:
         return floor if required is None else max(floor, required)
 
     def write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
+        with stage("capture_write"):
+            return self._write(deliveries)
+
+    def _write(self, deliveries: Sequence[Delivery]) -> CapturedBatch:
         now = self.clock()
         batch_id = new_batch_id(now)
         keys = [os.urandom(32) for _ in deliveries]

@@ -60,6 +60,7 @@ from archiver.keyspace import (
 from archiver.ledger.entry import EntryKind, key_created_entry, make_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
+from archiver.metering import BATCHES, RECORDS, stage
 from archiver.metrics import UNPROCESSABLE_DELIVERIES
 from archiver.records.facts import facts_of
 from archiver.records.model import Record, iso, to_jsonable
@@ -271,22 +272,28 @@ class Processor:
 
     def _process(self, key: str, version_id: str | None = None) -> BatchOutcome:
         batch_id = batch_id_of(key)
-        claimed = self._claim(batch_id)
+        with stage("claim"):
+            claimed = self._claim(batch_id)
         if claimed is None:
             return BatchOutcome(batch_id, BatchResult.SKIPPED)
         doc, token = claimed
         if doc["status"] == BatchState.LOGGING:  # a retry after a crash past the save below
             leaves = self._finish(batch_id, doc, token)
             return BatchOutcome(batch_id, BatchResult.DONE, leaves=leaves)
-        version_id = version_id or self._only_version(key)
-        raw_bytes = self.objects.get(key, version_id)
-        raw_info = self.objects.stat(key, version_id)
+        with stage("raw_read"):
+            version_id = version_id or self._only_version(key)
+            raw_bytes = self.objects.get(key, version_id)
+            raw_info = self.objects.stat(key, version_id)
         outcome = BatchOutcome(batch_id, BatchResult.DONE)
         self._key_events = []
-        written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
+        with stage("records_write"):
+            written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
+        RECORDS.labels(step="written").inc(outcome.records)
+        RECORDS.labels(step="reused").inc(outcome.reused)
         outcome.record_keys = [w.record.key for w in written]
         self._crash("after_records")
-        entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
+        with stage("entries"):
+            entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
         # Everything after the append is saved with the entries, so that a retry after a
         # crash anywhere past this point still holds the records and queues their media.
         doc = {
@@ -301,7 +308,8 @@ class Processor:
             "media_jobs": [[job_key, job] for job_key, job in media_jobs],
             "merged": sorted({m.into for m in self._merges.values()}),
         }
-        token = self._save(batch_id, doc, token)
+        with stage("log_save"):
+            token = self._save(batch_id, doc, token)
         self._crash("before_append")
         outcome.leaves = self._finish(batch_id, doc, token)
         return outcome
@@ -309,8 +317,17 @@ class Processor:
     def _finish(self, batch_id: str, doc: dict[str, Any], token: str) -> list[int]:
         """Append the saved entries exactly once, then the steps that follow them: legal
         holds on the new records, their media jobs, and the batch marked done."""
-        leaves = self._append_idempotent(doc)
+        with stage("log_append"):
+            leaves = self._append_idempotent(doc)
         self._crash("after_append")
+        with stage("finish"):
+            self._after_append(batch_id, doc, token, leaves)
+        BATCHES.inc()
+        return leaves
+
+    def _after_append(
+        self, batch_id: str, doc: dict[str, Any], token: str, leaves: list[int]
+    ) -> None:
         # Records arriving while a legal hold on their subject or conversation is open, and
         # subjects merged by this batch (a hold on one id of the person covers all).
         self.on_logged(
@@ -321,7 +338,6 @@ class Processor:
         list(self._pool.map(self._put_media_job, jobs))
         self._save(batch_id, {"status": BatchState.DONE, "leaves": leaves}, token)
         self.state.delete(PENDING_PREFIX + batch_id)  # a crash here: the sweep cleans up
-        return leaves
 
     def _put_media_job(self, item: tuple[str, dict[str, Any]]) -> None:
         with contextlib.suppress(PreconditionFailed):  # queued by an earlier attempt

@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from archiver import metrics as m
 from archiver.errors import ArchiverError
@@ -73,4 +73,4 @@ async def metrics(request: Request) -> Response:
     """Prometheus text exposition (public, like ``/readyz``)."""
     runtime: Runtime = request.app.state.runtime
     await asyncio.to_thread(sample, runtime)
-    return Response(generate_latest(m.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(m.exposition(), media_type=CONTENT_TYPE_LATEST)
