@@ -85,9 +85,12 @@ def make_client(
     secure: bool,
     region: str | None = None,
     connect_timeout: float = 1.0,
-    pool_size: int = 32,
+    pool_size: int = 128,
 ) -> Minio:
-    """A ``Minio`` client on our pool (``endpoint`` is ``host:port``, no scheme)."""
+    """A ``Minio`` client on our pool (``endpoint`` is ``host:port``, no scheme). The pool
+    holds a connection for every thread that may use the client at once (processors'
+    record writers, the log's tile writers, the indexer's readers, capture): a smaller
+    pool discards connections and each later request pays a new TCP handshake."""
     return Minio(
         endpoint,
         access_key=access_key,
