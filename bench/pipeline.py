@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -348,6 +349,39 @@ def read_counts(path: Path) -> Counter[str]:
     return Counter()
 
 
+_STAGE = re.compile(
+    r'^archiver_pipeline_stage_seconds_(sum|count)\{stage="([a-z_]+)"\} (\S+)$', re.M
+)
+
+
+def read_stages(port: int) -> dict[str, list[float]]:
+    """Stage -> [seconds, count] from the app's /metrics (empty before the stage metrics
+    existed: the BEFORE figures come from the code without them)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, list[float]] = {}
+    for kind, name, value in _STAGE.findall(text):
+        out.setdefault(name, [0.0, 0.0])[0 if kind == "sum" else 1] = float(value)
+    return out
+
+
+def stage_delta(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, Any]:
+    """Per stage: total seconds (summed over concurrent workers), times run, mean ms."""
+    out: dict[str, Any] = {}
+    for name, (seconds, count) in after.items():
+        s0, c0 = before.get(name, [0.0, 0.0])
+        if count - c0 > 0:
+            out[name] = {
+                "seconds": round(seconds - s0, 2),
+                "runs": int(count - c0),
+                "mean_ms": round(1000 * (seconds - s0) / (count - c0), 1),
+            }
+    return out
+
+
 def per_record(before: Counter[str], after: Counter[str], records: int) -> dict[str, float]:
     """Calls per record of each ``kind.method`` (and the busiest key prefixes)."""
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
@@ -428,6 +462,7 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
     tag = f"r{unique[:6]}"
     env = archive_env(unique, inline_workers=True)
     env["ARCHIVER_PROCESSING_WORKERS"] = str(args.processing_workers)
+    env["PYTHONPATH"] = str(REPO)  # this tree's code, whatever the venv's install points at
     port = free_port()
     counts_path = Path(env["ARCHIVER_DATA_DIR"]) / "bench-counts.json"
     server = start_server(
@@ -455,6 +490,7 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
         ) -> dict[str, Any]:  # fmt: skip
             vis = Visibility(es, alias, tag, name, args.poll)
             before = read_counts(counts_path)
+            stages_before = read_stages(port)
             spy = None
             if profile and args.profile:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
@@ -469,6 +505,7 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
             done = vis.wait_all(count, timeout)
             time.sleep(1.0)  # the batch's "done" write lands after its leaves are indexed
             after = read_counts(counts_path)
+            stages = stage_delta(stages_before, read_stages(port))
             vis.stop()
             records = max(1, len(vis.seen))
             figures = phase_figures(
@@ -482,9 +519,18 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
                 per_record(before, after, records),
             )
             figures["complete"] = done
+            figures["stages"] = stages
             if spy is not None:
                 spy.wait()
             print(f"  run {run} {name}: {fmt(figures)}", flush=True)
+            if stages:
+                print(
+                    "    stages (seconds summed over workers / runs / mean ms): "
+                    + "; ".join(
+                        f"{k} {v['seconds']} s/{v['runs']}/{v['mean_ms']}"
+                        for k, v in stages.items()
+                    )
+                )
             return figures
 
         conns = args.concurrency
