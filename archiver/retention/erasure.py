@@ -73,6 +73,7 @@ from archiver.keyspace import (
     INDEX_FOLDS_PREFIX,
     INDEX_NAMES_PREFIX,
     KEY_GRANTS_PREFIX,
+    KEYS_EPOCH_KEY,
     LEASES_PREFIX,
     LOG_PREFIX,
     MEDIA_JOBS_PREFIX,
@@ -153,6 +154,7 @@ KEPT_STATE: dict[str, str] = {
     DISPOSITION_PREFIX: "review queue and cursor: record ids",
     MEDIA_LOGGED_PREFIX: "blob keys whose leaf is logged",
     LEASES_PREFIX: "job leases",
+    KEYS_EPOCH_KEY: "a counter of key destructions (key caches check it): no id, no key",
 }
 
 class ErasureStatus(StrEnum):
