@@ -4,7 +4,11 @@ A ``query`` hold cannot be checked when the processor writes a record (the recor
 in the index yet). After each batch of documents is upserted, the follower calls
 :func:`hold_indexed_arrivals` with the batch's document ids; each open query hold's query
 runs restricted to those ids (``SearchRequest.ids``) and the records it finds are held
-like ``HoldService._apply`` holds them (record, raw batch slot, media).
+like ``HoldService._apply`` holds them (record, raw batch slot, media). Then the family:
+a document of the batch whose message (``unit_of``: an edit's target, a status's message,
+…) an open hold holds is held by that hold too. The processor's hook already does that
+when the record arrives; this catches the child that arrived before its parent was
+indexed and held by a query.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from archiver.errors import NotFound
 from archiver.keyspace import HOLDS_OPEN_KEY
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.retention.common import StoredRecord
+from archiver.retention.common import StoredRecord, record_by_id
 from archiver.retention.holds import (
     HoldRegistry,
     flag_broken,
     records_of_hits,
+    unit_of,
 )
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex, SearchRequest
@@ -51,12 +56,13 @@ def hold_indexed_arrivals(
         value = state.get(HOLDS_OPEN_KEY)
         if value is None:
             return 0
-        queries = {
+        opened = {
             hold_id: criteria
             for hold_id, criteria in json.loads(value.value).items()
-            if isinstance(criteria, dict) and criteria.get("query")
+            if isinstance(criteria, dict)
         }
-        if not queries:
+        queries = {h: c for h, c in opened.items() if c.get("query")}
+        if not opened:
             return 0
         protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
         registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
@@ -71,6 +77,7 @@ def hold_indexed_arrivals(
                 continue  # released and removed meanwhile
             except Exception as exc:
                 flag_broken(registry, hold_id, exc)
+        total += _hold_family(index, objects, registry, opened, ids)
         if total:
             logger.info("query_hold_applied_to_indexed_arrivals", versions=total)
         return total
@@ -98,3 +105,45 @@ def _hold_one(
     if not records:
         return 0
     return registry.hold_records(hold_id, records.values())
+
+
+def _hold_family(
+    index: SearchIndex,
+    objects: ObjectStore,
+    registry: HoldRegistry,
+    opened: dict[str, Any],
+    ids: list[str],
+) -> int:
+    """Hold the documents of ``ids`` whose message an open hold holds (after the query
+    holds above: a parent and its edit indexed in one batch). One GET per document with a
+    message and per open hold."""
+    units: dict[str, tuple[str, str | None]] = {}  # doc id -> (message ref, number)
+    for start in range(0, len(ids), _IDS_PER_SEARCH):
+        chunk = ids[start : start + _IDS_PER_SEARCH]
+        result = index.search(SearchRequest(ids=chunk, size=len(chunk)))
+        for hit in result.hits:
+            ref = hit.doc.get("target_ref") or hit.doc.get("message_ref")
+            if ref:
+                units[hit.id] = (str(ref), hit.doc.get("phone_number_id"))
+    total = 0
+    for hold_id, criteria in sorted(opened.items()):
+        numbers = criteria.get("numbers")
+        try:
+            wanted = [rid for rid, (ref, number) in units.items()
+                      if (numbers is None or number in numbers)
+                      and registry.holds_target(hold_id, ref)]  # fmt: skip
+            records: list[StoredRecord] = []
+            for rid in wanted:
+                try:
+                    r = record_by_id(objects, rid)
+                except NotFound:
+                    continue  # disposed since it was indexed
+                if unit_of(r.header):
+                    records.append(r)
+            if records:
+                total += registry.hold_records(hold_id, records)
+        except NotFound:
+            continue
+        except Exception as exc:
+            flag_broken(registry, hold_id, exc)
+    return total
