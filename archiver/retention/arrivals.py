@@ -56,28 +56,30 @@ def hold_indexed_arrivals(
         value = state.get(HOLDS_OPEN_KEY)
         if value is None:
             return 0
-        opened = {
+        queries = {
             hold_id: criteria
             for hold_id, criteria in json.loads(value.value).items()
-            if isinstance(criteria, dict)
+            if isinstance(criteria, dict) and criteria.get("query")
         }
-        queries = {h: c for h, c in opened.items() if c.get("query")}
-        if not opened:
+        if not queries:
             return 0
         protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
         registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
         ids = list(dict.fromkeys(doc_ids))
+        units: dict[str, tuple[str, str | None]] | None = None  # read once, when needed
         total = 0
         for hold_id, criteria in sorted(queries.items()):
             # Each hold on its own: one that fails (a query that cannot run, a record
             # that cannot be read) is flagged and the holds after it still hold theirs.
             try:
                 total += _hold_one(index, objects, registry, hold_id, criteria, ids)
+                if units is None:
+                    units = _units(index, ids)
+                total += _hold_family(objects, registry, hold_id, criteria, units)
             except NotFound:
                 continue  # released and removed meanwhile
             except Exception as exc:
                 flag_broken(registry, hold_id, exc)
-        total += _hold_family(index, objects, registry, opened, ids)
         if total:
             logger.info("query_hold_applied_to_indexed_arrivals", versions=total)
         return total
@@ -107,43 +109,43 @@ def _hold_one(
     return registry.hold_records(hold_id, records.values())
 
 
-def _hold_family(
-    index: SearchIndex,
-    objects: ObjectStore,
-    registry: HoldRegistry,
-    opened: dict[str, Any],
-    ids: list[str],
-) -> int:
-    """Hold the documents of ``ids`` whose message an open hold holds (after the query
-    holds above: a parent and its edit indexed in one batch). One GET per document with a
-    message and per open hold."""
-    units: dict[str, tuple[str, str | None]] = {}  # doc id -> (message ref, number)
+def _units(index: SearchIndex, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Document id -> (its message's ref, its business number), for the documents of
+    ``ids`` that belong to a message (``unit_of`` as the index stores it)."""
+    units: dict[str, tuple[str, str | None]] = {}
     for start in range(0, len(ids), _IDS_PER_SEARCH):
         chunk = ids[start : start + _IDS_PER_SEARCH]
         result = index.search(SearchRequest(ids=chunk, size=len(chunk)))
         for hit in result.hits:
             ref = hit.doc.get("target_ref") or hit.doc.get("message_ref")
             if ref:
-                units[hit.id] = (str(ref), hit.doc.get("phone_number_id"))
-    total = 0
-    for hold_id, criteria in sorted(opened.items()):
-        numbers = criteria.get("numbers")
-        try:
-            wanted = [rid for rid, (ref, number) in units.items()
-                      if (numbers is None or number in numbers)
-                      and registry.holds_target(hold_id, ref)]  # fmt: skip
-            records: list[StoredRecord] = []
-            for rid in wanted:
-                try:
-                    r = record_by_id(objects, rid)
-                except NotFound:
-                    continue  # disposed since it was indexed
-                if unit_of(r.header):
-                    records.append(r)
-            if records:
-                total += registry.hold_records(hold_id, records)
-        except NotFound:
+                number = hit.doc.get("phone_number_id")
+                units[hit.id] = (str(ref), None if number is None else str(number))
+    return units
+
+
+def _hold_family(
+    objects: ObjectStore,
+    registry: HoldRegistry,
+    hold_id: str,
+    criteria: dict[str, Any],
+    units: dict[str, tuple[str, str | None]],
+) -> int:
+    """Hold the documents whose message this hold holds (after its query pass: a parent
+    and its edit indexed in one batch, or an edit that arrived before its parent was
+    indexed). Only query holds need it: other holds hold a parent when it is written, and
+    the processor's hook holds its later family. One GET per document with a message."""
+    numbers = criteria.get("numbers")
+    records: list[StoredRecord] = []
+    for rid, (ref, number) in units.items():
+        if numbers is not None and number not in numbers:
             continue
-        except Exception as exc:
-            flag_broken(registry, hold_id, exc)
-    return total
+        if not registry.holds_target(hold_id, ref):
+            continue
+        try:
+            r = record_by_id(objects, rid)
+        except NotFound:
+            continue  # disposed since it was indexed
+        if unit_of(r.header) == ref:
+            records.append(r)
+    return registry.hold_records(hold_id, records) if records else 0

@@ -452,9 +452,13 @@ def hold_new_arrivals(
     people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
     total = 0
     for hold_id, criteria in sorted(index.items()):
-        hits = [r for r in records if _matches(criteria, r.header)
-                or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))
-                or _family_held(registry, hold_id, criteria, r.header)]
+        direct = [r for r in records if _matches(criteria, r.header)
+                  or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))]
+        # The family of a message held now (same batch) or before (its marker).
+        units = {u for r in direct if (u := unit_of(r.header))}
+        hits = direct + [r for r in records if r not in direct
+                         and (unit_of(r.header) in units
+                              or _family_held(registry, hold_id, criteria, r.header))]
         if not hits:
             continue
         total += hold_isolated(registry, hold_id, registry.hold_records, hits)
