@@ -53,6 +53,7 @@ State store
 ``erasures/``               erasure procedures: ``erasures/<subject>/<id>``
 ``erasures-open/``          empty markers of unfinished erasures (same names)
 ``holds/``                  the hold registry; ``holds/_open`` indexes the open holds
+``hold-targets/``           messages a hold holds, by message ref: ``<hold id>/<m_…>``
 ``disposition/``            review queue (``reviews/``), journal (``journal/``), ``cursor``
 ``retention/``              ``retention/applied_policies``: fingerprint of the last apply
 ``views/consent/``          consent view: ``<business>/<subject>/<purpose>``, ``cursor``
@@ -245,11 +246,22 @@ ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
 ERASURES_OPEN_PREFIX = "erasures-open/"
 HOLDS_PREFIX = "holds/"
 HOLDS_OPEN_KEY = f"{HOLDS_PREFIX}_open"
+# One empty marker per message (its ``message_ref``) a hold holds: a later edit, revoke,
+# reaction, status or history media of it is held too (one GET per arrival and hold).
+HOLD_TARGETS_PREFIX = "hold-targets/"
 DISPOSITION_PREFIX = "disposition/"
 REVIEWS_PREFIX = f"{DISPOSITION_PREFIX}reviews/"
 DISPOSITION_CURSOR_KEY = f"{DISPOSITION_PREFIX}cursor"  # log size at the last complete run
 DISPOSITION_JOURNAL_PREFIX = f"{DISPOSITION_PREFIX}journal/"  # one per disposal in progress
 APPLIED_POLICIES_KEY = "retention/applied_policies"  # fingerprint of the last complete apply
+
+
+def hold_targets_of(hold_id: str) -> str:
+    return f"{HOLD_TARGETS_PREFIX}{hold_id}/"
+
+
+def hold_target_key(hold_id: str, message_ref: str) -> str:
+    return f"{hold_targets_of(hold_id)}{quote(message_ref, safe='')}"
 
 
 def erasures_of(subject: str) -> str:

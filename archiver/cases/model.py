@@ -85,16 +85,28 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """Naive times are UTC (as in the query syntax)."""
+    """Naive times are UTC (as in the query syntax). A time whose UTC value falls outside
+    years 1..9999 (``9999-12-31T23:59:59-23:59``) is InvalidInput ``case_dates_invalid``."""
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"{value.isoformat()} is outside the dates a scope can name",
+                           code="case_dates_invalid") from exc  # fmt: skip
+
+
+# C0 control characters and DEL: never part of a name or a note (NUL ends strings in
+# other tools; the others hide text in listings and exports).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_text(value: str | None, *, name: str, limit: int, required: bool) -> str | None:
     code = {"name": "case_name_invalid", "matter_number": "case_matter_invalid"}.get(
         name, "case_field_invalid"
     )
+    if value is not None and _CONTROL.search(value):
+        raise InvalidInput(f"{name} must not contain control characters", code=code)
     if value is None or not value.strip():
         if required:
             raise InvalidInput(f"{name} must not be empty", code=code)

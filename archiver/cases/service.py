@@ -46,7 +46,13 @@ from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefi
 from archiver.records.model import iso
 from archiver.retention.attachments import Attachment
 from archiver.retention.common import StoredRecord, record_by_id
-from archiver.retention.holds import HoldRegistry, HoldScope, HoldService, summary
+from archiver.retention.holds import (
+    OPEN_STATUSES,
+    HoldRegistry,
+    HoldScope,
+    HoldService,
+    summary,
+)
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 from search.port import SearchIndex
@@ -213,6 +219,7 @@ class CaseService:
         case. Raises Conflict ``case_closed`` and InvalidInput ``case_scope_empty``."""
         doc = self.get(case_id, actor)
         _require_open(doc)
+        reason = check_text(reason, name="reason", limit=2000, required=False)
         scope = Scope.from_json(doc["scope"])
         custodians = Custodians.from_json(doc["custodians"])
         query = scope_query(custodians, scope)
@@ -251,18 +258,8 @@ class CaseService:
         released: list[str] = []
         if release_holds:
             for hold_id in doc.get("holds") or []:
-                try:
-                    hold, _ = self.registry.read(hold_id)
-                except NotFound:
-                    continue
-                if hold.get("case_id") != case_id or hold.get("status") == "released":
-                    continue
-                done = self.registry.release(hold_id, by=actor.name)
-                released.append(hold_id)
-                self._event(doc, actor, "hold_released", AuditAction.CASE_HOLD_RELEASED,
-                            details={"hold_id": hold_id},
-                            counts={"released_versions": done.get("released_count", 0),
-                                    "kept_by_other_holds": done.get("kept_by_other_holds", 0)})
+                if self._release(doc, actor, hold_id) is not None:
+                    released.append(hold_id)
         now = iso(self.clock())
 
         def change(d: dict[str, Any]) -> dict[str, Any]:
@@ -272,12 +269,50 @@ class CaseService:
                     "version": int(d.get("version", 1)) + 1}  # fmt: skip
 
         closed = self._update(case_id, actor, change)
-        kept = [h for h in closed.get("holds") or [] if h not in released]
+        # The holds still open after this call (released earlier ones are not "kept").
+        kept = [h for h in closed.get("holds") or [] if self._is_open(h)]
         self._event(closed, actor, "closed", AuditAction.CASE_CLOSED,
                     details={"release_holds": release_holds, "released_holds": released,
                              "kept_holds": kept, "reason": reason},
                     counts={"holds_released": len(released), "holds_kept": len(kept)})
         return closed
+
+    def release_hold(self, case_id: str, hold_id: str, actor: Actor, *,
+                     reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Release one hold this case placed (open or closed case), with custody and audit
+        ``hold_released``: the only way a case's hold is released besides ``close``.
+        Raises NotFound ``hold_not_found`` for a hold that is not this case's."""
+        doc = self.get(case_id, actor)
+        reason = check_text(reason, name="reason", limit=2000, required=False)
+        if hold_id not in (doc.get("holds") or []):
+            raise NotFound(f"case {case_id} has no hold {hold_id}", code="hold_not_found")
+        done = self._release(doc, actor, hold_id, reason=reason)
+        if done is None:  # already released: nothing changed, nothing to record
+            done = self.registry.read(hold_id)[0]
+        return summary(done)
+
+    def _is_open(self, hold_id: str) -> bool:
+        try:
+            return self.registry.read(hold_id)[0].get("status") in OPEN_STATUSES
+        except NotFound:
+            return False
+
+    def _release(self, doc: Mapping[str, Any], actor: Actor, hold_id: str, *,
+                 reason: str | None = None) -> dict[str, Any] | None:  # fmt: skip
+        """Release a hold of this case and write its custody entry; None when it is not
+        this case's or already released."""
+        try:
+            hold, _ = self.registry.read(hold_id)
+        except NotFound:
+            return None
+        if hold.get("case_id") != doc["id"] or hold.get("status") == "released":
+            return None
+        done = self.registry.release(hold_id, by=actor.name)
+        self._event(doc, actor, "hold_released", AuditAction.CASE_HOLD_RELEASED,
+                    details={"hold_id": hold_id, "reason": reason},
+                    counts={"released_versions": done.get("released_count", 0),
+                            "kept_by_other_holds": done.get("kept_by_other_holds", 0)})
+        return done
 
     def reopen(self, case_id: str, actor: Actor) -> dict[str, Any]:
         """Reopen a closed case (its released holds stay released: hold the scope again).

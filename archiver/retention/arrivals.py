@@ -4,7 +4,11 @@ A ``query`` hold cannot be checked when the processor writes a record (the recor
 in the index yet). After each batch of documents is upserted, the follower calls
 :func:`hold_indexed_arrivals` with the batch's document ids; each open query hold's query
 runs restricted to those ids (``SearchRequest.ids``) and the records it finds are held
-like ``HoldService._apply`` holds them (record, raw batch slot, media).
+like ``HoldService._apply`` holds them (record, raw batch slot, media). Then the family:
+a document of the batch whose message (``unit_of``: an edit's target, a status's message,
+…) an open hold holds is held by that hold too. The processor's hook already does that
+when the record arrives; this catches the child that arrived before its parent was
+indexed and held by a query.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from archiver.errors import NotFound
 from archiver.keyspace import HOLDS_OPEN_KEY
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.retention.common import StoredRecord
+from archiver.retention.common import StoredRecord, record_by_id
 from archiver.retention.holds import (
     HoldRegistry,
     flag_broken,
     records_of_hits,
+    unit_of,
 )
 from archiver.store.port import ObjectStore, StateStore
 from search.port import SearchIndex, SearchRequest
@@ -61,12 +66,16 @@ def hold_indexed_arrivals(
         protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
         registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
         ids = list(dict.fromkeys(doc_ids))
+        units: dict[str, tuple[str, str | None]] | None = None  # read once, when needed
         total = 0
         for hold_id, criteria in sorted(queries.items()):
             # Each hold on its own: one that fails (a query that cannot run, a record
             # that cannot be read) is flagged and the holds after it still hold theirs.
             try:
                 total += _hold_one(index, objects, registry, hold_id, criteria, ids)
+                if units is None:
+                    units = _units(index, ids)
+                total += _hold_family(objects, registry, hold_id, criteria, units)
             except NotFound:
                 continue  # released and removed meanwhile
             except Exception as exc:
@@ -98,3 +107,45 @@ def _hold_one(
     if not records:
         return 0
     return registry.hold_records(hold_id, records.values())
+
+
+def _units(index: SearchIndex, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Document id -> (its message's ref, its business number), for the documents of
+    ``ids`` that belong to a message (``unit_of`` as the index stores it)."""
+    units: dict[str, tuple[str, str | None]] = {}
+    for start in range(0, len(ids), _IDS_PER_SEARCH):
+        chunk = ids[start : start + _IDS_PER_SEARCH]
+        result = index.search(SearchRequest(ids=chunk, size=len(chunk)))
+        for hit in result.hits:
+            ref = hit.doc.get("target_ref") or hit.doc.get("message_ref")
+            if ref:
+                number = hit.doc.get("phone_number_id")
+                units[hit.id] = (str(ref), None if number is None else str(number))
+    return units
+
+
+def _hold_family(
+    objects: ObjectStore,
+    registry: HoldRegistry,
+    hold_id: str,
+    criteria: dict[str, Any],
+    units: dict[str, tuple[str, str | None]],
+) -> int:
+    """Hold the documents whose message this hold holds (after its query pass: a parent
+    and its edit indexed in one batch, or an edit that arrived before its parent was
+    indexed). Only query holds need it: other holds hold a parent when it is written, and
+    the processor's hook holds its later family. One GET per document with a message."""
+    numbers = criteria.get("numbers")
+    records: list[StoredRecord] = []
+    for rid, (ref, number) in units.items():
+        if numbers is not None and number not in numbers:
+            continue
+        if not registry.holds_target(hold_id, ref):
+            continue
+        try:
+            r = record_by_id(objects, rid)
+        except NotFound:
+            continue  # disposed since it was indexed
+        if unit_of(r.header) == ref:
+            records.append(r)
+    return registry.hold_records(hold_id, records) if records else 0

@@ -18,6 +18,9 @@ Working state::
     holds/_open       {hold id: {"subjects", "conversations", "numbers", "query"}}: the
                       cheap check the processor and the index follower run after each
                       batch (one GET)
+    hold-targets/<hold id>/<message ref>
+                      one empty marker per message the hold holds (:func:`unit_of` of
+                      every record it holds): the held family targets
 
 Later arrivals: ``hold_new_arrivals`` is called (through the :func:`on_logged` hook) by
 the processor and the consent recorder after a batch's leaves are appended; a record
@@ -28,6 +31,13 @@ follower after each indexed batch: it runs each open hold's query restricted to 
 documents just indexed (``SearchRequest.ids``). The ``holds-refresh`` job (every
 :data:`REFRESH_INTERVAL_S`, under a lease) re-runs every open query hold as a safety net,
 as ``archiver holds refresh`` does.
+
+A message's family follows it: a record whose :func:`unit_of` (the message it folds into:
+an edit's, revoke's or reaction's target, else its own ``message_ref``; computable from
+the clear header alone) is a held target of an open hold is held by that hold, when it
+arrives (``hold_new_arrivals``) and when it is indexed (``hold_indexed_arrivals``, for a
+parent held by its query only after the child arrived). One GET per record and open
+hold: no scan.
 
 A subject hold finds its records through the subject's grants
 (``archiver.retention.subject_lookup``), not by reading every record header; a conversation
@@ -49,9 +59,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from archiver.errors import InvalidInput, NotFound
+from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.keys.errors import KeyNotFound
-from archiver.keyspace import HOLDS_OPEN_KEY, HOLDS_PREFIX
+from archiver.keyspace import (
+    HOLDS_OPEN_KEY,
+    HOLDS_PREFIX,
+    case_key,
+    hold_target_key,
+    hold_targets_of,
+)
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
@@ -118,6 +134,17 @@ class HoldScope:
             "subject": self.subject,
             "phone_number_id": self.phone_number_id,
         }
+
+
+def unit_of(header: Mapping[str, Any]) -> str | None:
+    """The message a record belongs to (its ``message_ref`` pseudonym, unique per business
+    number): an edit's, revoke's or reaction's target, else its own message ref (a message,
+    its statuses, a history media delivery). Same rule as the index's folds and
+    ``archiver.cases.scope``."""
+    refs = header.get("refs") or {}
+    ref = (refs.get("edit_of") or refs.get("revoke_of") or refs.get("reaction_to")
+           or header.get("message_ref"))  # fmt: skip
+    return str(ref) if ref else None
 
 
 def hold_reason(hold_id: str) -> str:
@@ -241,10 +268,34 @@ class HoldRegistry:
         view.catch_up()
         return view.of_messages(record_ids)
 
-    def hold_records(self, hold_id: str, records: Iterable[StoredRecord]) -> int:
-        """``hold_items`` for ``records`` with their raw batches and media (``items_of``)."""
+    def hold_records(self, hold_id: str, records: Iterable[StoredRecord], *,
+                     all_targets: bool = False) -> int:  # fmt: skip
+        """``hold_items`` for ``records`` with their raw batches and media (``items_of``),
+        and their messages recorded as held targets (for records not held before, or all
+        of them with ``all_targets``: a full re-run backfills holds placed earlier)."""
+        records = list(records)
+        if not records:
+            return 0
+        held = self.read(hold_id)[0].get("items", {})
+        fresh = records if all_targets else [
+            r for r in records if item_id(r.key, r.version_id) not in held]
+        # Targets first: a family member arriving meanwhile is caught by the hook.
+        self.add_targets(hold_id, {u for r in fresh if (u := unit_of(r.header))})
         items, slots, subjects = self.items_of(records)
         return self.hold_items(hold_id, items, slots, subjects)
+
+    def add_targets(self, hold_id: str, refs: Iterable[str]) -> None:
+        for ref in sorted(set(refs)):
+            self.state.put(hold_target_key(hold_id, ref), b"")
+
+    def holds_target(self, hold_id: str, ref: str) -> bool:
+        """Does the hold hold message ``ref``? One GET."""
+        return self.state.get(hold_target_key(hold_id, ref)) is not None
+
+    def drop_targets(self, hold_id: str) -> None:
+        for key in list(self.state.list(hold_targets_of(hold_id))):
+            with contextlib.suppress(Exception):  # best effort: a released hold is not open
+                self.state.delete(key)
 
     def hold_items(
         self, hold_id: str, items: Sequence[tuple[str, str, str]], slots: Iterable[str],
@@ -323,10 +374,12 @@ class HoldRegistry:
                 # KeyNotFound: never protected (no keys yet) or already unprotected.
                 with contextlib.suppress(KeyNotFound):
                     self.keys.unprotect(subject, hold_reason(hold_id))
-        return self.update(hold_id, lambda d: {
+        done = self.update(hold_id, lambda d: {
             **d, "status": HoldStatus.RELEASED, "released_at": iso(now), "released_by": by,
             "released_count": len(released), "kept_by_other_holds": kept,
         })  # fmt: skip
+        self.drop_targets(hold_id)  # it is out of holds/_open: no hook reads them any more
+        return done
 
     # -- checks for the other jobs ------------------------------------------------------
     def held_items(self) -> set[str]:
@@ -362,6 +415,18 @@ def _matches(criteria: Mapping[str, Any], header: Mapping[str, Any]) -> bool:
     )
 
 
+def _family_held(registry: HoldRegistry, hold_id: str, criteria: Mapping[str, Any],
+                 header: Mapping[str, Any]) -> bool:  # fmt: skip
+    """A record of a message (edit, revoke, reaction, status, history media, the message
+    itself) the hold holds: one GET (``hold-targets/<hold>/<ref>``), never a scan."""
+    numbers = criteria.get("numbers")
+    business = (header.get("business") or {}).get("phone_number_id")
+    if numbers is not None and business not in numbers:
+        return False
+    unit = unit_of(header)
+    return unit is not None and registry.holds_target(hold_id, unit)
+
+
 def hold_new_arrivals(
     *,
     objects: ObjectStore,
@@ -387,8 +452,13 @@ def hold_new_arrivals(
     people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
     total = 0
     for hold_id, criteria in sorted(index.items()):
-        hits = [r for r in records if _matches(criteria, r.header)
-                or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))]
+        direct = [r for r in records if _matches(criteria, r.header)
+                  or people.get(r.subject or "", set()) & set(criteria.get("subjects", []))]
+        # The family of a message held now (same batch) or before (its marker).
+        units = {u for r in direct if (u := unit_of(r.header))}
+        hits = direct + [r for r in records if r not in direct
+                         and (unit_of(r.header) in units
+                              or _family_held(registry, hold_id, criteria, r.header))]
         if not hits:
             continue
         total += hold_isolated(registry, hold_id, registry.hold_records, hits)
@@ -594,7 +664,7 @@ class HoldService:
             "id": hold_id, "case_id": case_id, "reason": reason, "scope": scope.to_json(),
             "numbers": scoped, "status": HoldStatus.PLACING, "created_at": iso(now),
             "created_by": by,
-            "items": {}, "slots": [], "subjects": [],
+            "items": {}, "slots": [], "subjects": [], "targets_complete": True,
         }  # fmt: skip
         self.registry.state.put(HOLDS_PREFIX + hold_id, _dump(doc), if_absent=True)
         # Open before matching, so a record written while we place is caught by the hook.
@@ -622,7 +692,12 @@ class HoldService:
         s = doc["scope"]
         scope = HoldScope(s.get("query"), s.get("conversation"), s.get("subject"),
                           s.get("phone_number_id"))
-        held = self._apply(hold_id, scope, doc.get("numbers"))
+        # A hold placed before held targets existed gets them on its first re-run.
+        backfill = not doc.get("targets_complete")
+        held = self.registry.hold_records(hold_id, self.matching(scope, doc.get("numbers")),
+                                          all_targets=backfill)  # fmt: skip
+        if backfill:
+            self.registry.update(hold_id, lambda d: {**d, "targets_complete": True})
         if doc.get("broken"):  # it runs again: the flag of an earlier failure is stale
             self.registry.update(hold_id, lambda d: {k: v for k, v in d.items() if k != "broken"})
         return held
@@ -707,6 +782,15 @@ class HoldService:
         return out
 
     def release(self, hold_id: str, *, by: str) -> dict[str, Any]:
+        """Release a plain hold. A hold a case placed is released only through its case
+        (``CaseService.release_hold``), which writes the chain of custody: Conflict
+        ``hold_owned_by_case`` here."""
+        doc, _ = self.registry.read(hold_id)
+        case_id = owning_case(self.registry.state, doc)
+        if case_id is not None and doc.get("status") != HoldStatus.RELEASED:
+            raise Conflict(f"hold {hold_id} belongs to case {case_id}: release it through "
+                           "the case", code="hold_owned_by_case",
+                           details={"case_id": case_id})  # fmt: skip
         return self.registry.release(hold_id, by=by)
 
     def get(self, hold_id: str) -> dict[str, Any]:
@@ -714,6 +798,18 @@ class HoldService:
 
     def list(self) -> list[dict[str, Any]]:
         return sorted(self.registry.all(), key=lambda h: str(h.get("created_at")))
+
+
+def owning_case(state: StateStore, hold: Mapping[str, Any]) -> str | None:
+    """The case that placed ``hold`` (its case document lists it), else None: a plain
+    hold's ``case_id`` is only a label."""
+    case_id = hold.get("case_id")
+    if not isinstance(case_id, str) or not case_id or "/" in case_id:
+        return None
+    value = state.get(case_key(case_id))
+    if value is None:
+        return None
+    return case_id if hold.get("id") in (json.loads(value.value).get("holds") or []) else None
 
 
 def summary(doc: Mapping[str, Any]) -> dict[str, Any]:

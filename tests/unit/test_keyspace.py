@@ -51,6 +51,7 @@ PINNED = {
     "ERASURES_OPEN_PREFIX": "erasures-open/",
     "HOLDS_PREFIX": "holds/",
     "HOLDS_OPEN_KEY": "holds/_open",
+    "HOLD_TARGETS_PREFIX": "hold-targets/",
     "DISPOSITION_PREFIX": "disposition/",
     "REVIEWS_PREFIX": "disposition/reviews/",
     "DISPOSITION_CURSOR_KEY": "disposition/cursor",

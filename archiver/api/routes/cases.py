@@ -8,11 +8,13 @@ missing one) and cannot name numbers outside them (403 ``case_number_forbidden``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
@@ -21,8 +23,6 @@ from archiver.cases.model import MAX_CONTACTS, MAX_NUMBERS, Custodians, Scope
 from archiver.cases.service import CaseInput, CaseService
 from archiver.errors import ArchiverError
 
-router = APIRouter(prefix="/v1", tags=["cases"])
-
 MAX_CASE_BODY = 64 * 1024  # a case is a few fields; anything bigger is a mistake
 
 
@@ -30,18 +30,48 @@ class CaseBodyTooLarge(ArchiverError):
     code = "payload_too_large"
 
 
-def _small_body(request: Request) -> None:
+def _too_large() -> CaseBodyTooLarge:
+    return CaseBodyTooLarge(f"a case request is at most {MAX_CASE_BODY} bytes",
+                            details={"max_bytes": MAX_CASE_BODY})  # fmt: skip
+
+
+async def read_capped(request: Request, limit: int = MAX_CASE_BODY) -> bytes:
+    """The body, read chunk by chunk and refused once past ``limit``: a chunked body has
+    no Content-Length to check first. Cached on the request, where the body parser reads
+    it."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_CASE_BODY:
-        raise CaseBodyTooLarge(f"a case request is at most {MAX_CASE_BODY} bytes",
-                               details={"max_bytes": MAX_CASE_BODY})  # fmt: skip
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large()
+    request._body = bytes(body)  # Starlette's cache: ``request.body()`` returns it
+    return request._body
+
+
+class CappedBodyRoute(APIRoute):
+    """A route whose request body is read with :func:`read_capped` before parsing."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def capped(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                await read_capped(request)
+            return await handler(request)
+
+        return capped
+
+
+router = APIRouter(prefix="/v1", tags=["cases"], route_class=CappedBodyRoute)
 
 
 _WRITERS = (Role.ADMIN, Role.LEGAL)
 _READERS = (Role.ADMIN, Role.LEGAL, Role.COMPLIANCE_OFFICER)
 Writer = Annotated[Principal, Depends(allow(*_WRITERS))]
 Reader = Annotated[Principal, Depends(allow(*_READERS))]
-SmallBody = Depends(_small_body)
 
 Number = Annotated[str, Field(max_length=32)]
 Contact = Annotated[str, Field(max_length=128)]
@@ -100,7 +130,7 @@ class HoldBody(BaseModel):
 class CloseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    release_holds: bool = Field(default=False, description="release this case's holds too; "
+    release_holds: StrictBool = Field(default=False, description="release this case's holds too; "
                                 "never done unless asked")
     reason: str | None = Field(default=None, max_length=2000)
 
@@ -117,7 +147,7 @@ def _view(service: CaseService, doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "holds": service.holds_of(doc)}
 
 
-@router.post("/cases", status_code=201, dependencies=[SmallBody])
+@router.post("/cases", status_code=201)
 def create_case(body: CaseCreate, request: Request, principal: Writer) -> dict[str, Any]:
     service = _service(request)
     doc = service.create(CaseInput(body.name, body.matter_number, body.description,
@@ -147,20 +177,20 @@ def _update(case_id: str, body: CaseUpdate, request: Request, principal: Princip
     return _view(service, service.update(case_id, data, actor_of(principal)))
 
 
-@router.patch("/cases/{case_id}", dependencies=[SmallBody])
+@router.patch("/cases/{case_id}")
 def patch_case(case_id: str, body: CaseUpdate, request: Request,
                principal: Writer) -> dict[str, Any]:  # fmt: skip
     return _update(case_id, body, request, principal)
 
 
-@router.put("/cases/{case_id}/scope", dependencies=[SmallBody])
+@router.put("/cases/{case_id}/scope")
 def put_scope(case_id: str, body: ScopeBody, request: Request,
               principal: Writer) -> dict[str, Any]:  # fmt: skip
     """Replace the scope whole (fields left out are cleared)."""
     return _update(case_id, CaseUpdate(scope=body), request, principal)
 
 
-@router.post("/cases/{case_id}/holds", status_code=201, dependencies=[SmallBody])
+@router.post("/cases/{case_id}/holds", status_code=201)
 def hold_case(case_id: str, request: Request, principal: Writer,
               body: HoldBody | None = None) -> dict[str, Any]:  # fmt: skip
     service = _service(request)
@@ -168,7 +198,7 @@ def hold_case(case_id: str, request: Request, principal: Writer,
                               reason=None if body is None else body.reason)  # fmt: skip
 
 
-@router.post("/cases/{case_id}/close", dependencies=[SmallBody])
+@router.post("/cases/{case_id}/close")
 def close_case(case_id: str, request: Request, principal: Writer,
                body: CloseBody | None = None) -> dict[str, Any]:  # fmt: skip
     service = _service(request)
@@ -178,7 +208,17 @@ def close_case(case_id: str, request: Request, principal: Writer,
     return _view(service, doc)
 
 
-@router.post("/cases/{case_id}/reopen", dependencies=[SmallBody])
+@router.post("/cases/{case_id}/holds/{hold_id}/release")
+def release_case_hold(case_id: str, hold_id: str, request: Request, principal: Writer,
+                      body: HoldBody | None = None) -> dict[str, Any]:  # fmt: skip
+    """Release one of the case's holds, with a chain-of-custody entry (the plain
+    ``DELETE /v1/holds/{id}`` refuses a case's hold: 409 ``hold_owned_by_case``)."""
+    service = _service(request)
+    return service.release_hold(case_id, hold_id, actor_of(principal),
+                                reason=None if body is None else body.reason)  # fmt: skip
+
+
+@router.post("/cases/{case_id}/reopen")
 def reopen_case(case_id: str, request: Request, principal: Writer) -> dict[str, Any]:
     service = _service(request)
     return _view(service, service.reopen(case_id, actor_of(principal)))

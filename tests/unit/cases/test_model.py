@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from archiver.cases.model import Custodians, Scope, resolve, scope_query
+from archiver.cases.model import Custodians, Scope, check_text, resolve, scope_query
 from archiver.cases.service import covers
 from archiver.errors import Forbidden, InvalidInput
 from search.errors import QuerySyntaxError
@@ -75,3 +75,25 @@ def test_covers_matches_the_principal_rule() -> None:
     assert covers(None, None) and covers(None, ["1"])
     assert covers(["1", "2"], ["1"]) and not covers(["1"], ["1", "2"])
     assert not covers(["1"], None) and not covers(["1"], [])
+
+
+@pytest.mark.parametrize("when", [
+    datetime.fromisoformat("9999-12-31T23:59:59-23:59"),
+    datetime.fromisoformat("0001-01-01T00:00:00+01:00"),
+])  # fmt: skip
+def test_a_date_outside_the_utc_range_is_case_dates_invalid(when: datetime) -> None:
+    for scope in (Scope(date_from=when), Scope(date_to=when)):
+        with pytest.raises(InvalidInput) as e:
+            resolve(Custodians(), scope, token_numbers=None)
+        assert e.value.code == "case_dates_invalid"
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "tab\there", "line\n", "\x1b[2J", "del\x7f"])
+def test_control_characters_are_refused_in_text(value: str) -> None:
+    for name, code in (("name", "case_name_invalid"), ("matter_number", "case_matter_invalid"),
+                       ("description", "case_field_invalid")):  # fmt: skip
+        with pytest.raises(InvalidInput) as e:
+            check_text(value, name=name, limit=4000, required=False)
+        assert e.value.code == code
+    assert check_text(" Acme v. Ëxample ", name="name", limit=200, required=True) == \
+        "Acme v. Ëxample"
