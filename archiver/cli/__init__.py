@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -85,6 +85,15 @@ def serve(
     workers: Annotated[
         int, typer.Option(metavar="N", help="Worker processes (one per core is a good start).")
     ] = 1,
+    trusted_proxies: Annotated[
+        str,
+        typer.Option(
+            envvar="ARCHIVER_TRUSTED_PROXIES",
+            metavar="ADDRESSES",
+            help="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed. Empty (default): believe no one.",
+        ),
+    ] = "",
 ) -> None:
     """Run the service: webhook, API and background workers.
 
@@ -114,7 +123,21 @@ def serve(
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines go through our structlog handler
         access_log=False,  # access logs would carry query strings; we log our own events
+        **proxy_options(trusted_proxies),
     )
+
+
+def proxy_options(trusted_proxies: str) -> dict[str, Any]:
+    """uvicorn's proxy settings: forwarded headers count only from the named proxies.
+
+    uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone on the host could
+    pose as any address in the refusal aggregates and audit events. We believe no one unless
+    the operator names the proxy in front.
+    """
+    addresses = [a.strip() for a in trusted_proxies.split(",") if a.strip()]
+    if not addresses:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(addresses)}
 
 
 def _prog() -> str:
