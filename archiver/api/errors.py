@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from archiver.api.deps import roles_of
 from archiver.errors import ArchiverError, InvalidInput
 from search.errors import IndexUnavailable, QuerySyntaxError, QueryTooComplex, SearchError
 
@@ -174,13 +175,40 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    try:
+        # FastAPI parses a JSON body before the route's dependencies run, so an unparseable
+        # body would otherwise answer a stranger with 422 and a description of the route.
+        await authenticate_first(request)
+    except ArchiverError as refused:
+        return await _archiver_error(request, refused)
     details = [
         {"loc": list(err.get("loc", ())), "msg": err.get("msg"), "type": err.get("type")}
         for err in exc.errors()
     ]
     return error_response(422, "invalid_request", "request failed validation", details)
+
+
+async def authenticate_first(request: Request) -> None:
+    """Run the route's token-and-role dependency if it has not run yet (raises if refused)."""
+    if getattr(request.state, "principal", None) is not None:
+        return
+    route = request.scope.get("route")
+    guard = _guard_of(getattr(route, "dependant", None))
+    if guard is not None:
+        await guard(request)
+
+
+def _guard_of(dependant: Any) -> Any:
+    """The ``allow(...)`` dependency of a route (it carries ``allowed_roles``), or None."""
+    for dependency in getattr(dependant, "dependencies", ()):
+        if roles_of(dependency.call):
+            return dependency.call
+        inner = _guard_of(dependency)
+        if inner is not None:
+            return inner
+    return None
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -107,9 +107,32 @@ def test_wrong_roles_are_refused_everywhere(app_client: tuple[TestClient, Runtim
                 method, path, headers={"Authorization": f"Bearer {tokens[role]}"}
             )
             assert response.status_code not in (401, 403), (method, path, role, response.text)
-    # At least the role-restricted routes were exercised once the API grows; whoami is open
-    # to every role, so checked may be 0 only while no restricted route exists.
-    assert checked >= 0
+    assert checked > 0, "no route restricts roles: the walk exercised nothing"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b'{"a": [1, 2'])
+def test_a_malformed_body_does_not_come_before_the_token(
+    app_client: tuple[TestClient, Runtime], body: bytes
+) -> None:
+    """FastAPI parses a JSON body before dependencies run: a stranger's unparseable body
+    must still meet 401, and a wrong role 403, never a 422 that tells them about the route."""
+    client, runtime = app_client
+    tokens = {role: runtime.tokens.create(role=role, name=role.value)[0] for role in Role}
+    json_type = {"Content-Type": "application/json"}
+    walked = 0
+    for method, path, allowed in _routes(client):
+        if method not in ("POST", "PUT", "PATCH"):
+            continue
+        walked += 1
+        response = client.request(method, path, content=body, headers=json_type)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.json()["error"]["code"] == "token_missing"
+        assert allowed is not None
+        for role in ALL_ROLES - allowed:
+            auth = {**json_type, "Authorization": f"Bearer {tokens[role]}"}
+            response = client.request(method, path, content=body, headers=auth)
+            assert response.status_code == 403, (method, path, role, response.text)
+    assert walked > 0
 
 
 def test_valid_token_reaches_whoami(app_client: tuple[TestClient, Runtime]) -> None:
