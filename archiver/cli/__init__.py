@@ -389,6 +389,18 @@ def token_list() -> None:
         )
 
 
+def _click_classes(name: str) -> tuple[type[Any], ...]:
+    """click's exception class ``name``, and typer's vendored copy of it (typer >= 0.20
+    raises its own ``typer._click`` classes, which are not click's)."""
+    import click
+
+    classes: list[type[Any]] = [getattr(click.exceptions, name)]
+    vendored = sys.modules.get("typer._click.exceptions")
+    if vendored is not None and hasattr(vendored, name):
+        classes.append(getattr(vendored, name))
+    return tuple(classes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global _debug
     _debug = False
@@ -403,12 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # typer's own exits (--help, bad usage)
         return int(exc.code or 0)
     except Exception as exc:  # click's usage errors arrive here with standalone_mode off
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, _click_classes("ClickException")):
+            exc.show()  # a usage error: the message and exit 2, as click promises
+            return int(exc.exit_code)
+        if isinstance(exc, _click_classes("Abort")):
             return 1
         if _debug:
             raise

@@ -113,3 +113,23 @@ def test_unexpected_errors_are_one_line_unless_debug(
     assert err == "error: RuntimeError: the disk is full (--debug shows the traceback)\n"
     with pytest.raises(RuntimeError):
         cli.main(["--debug", "token", "list"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["no-such-command"],
+        ["export"],
+        ["token", "create", "--role", "emperor"],
+        ["search", "--nope"],
+    ],
+)
+def test_usage_errors_exit_2_with_clicks_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A usage error is the caller's mistake: exit 2 (click's convention, which scripts
+    tell apart from a failed run's 1), with click's message, not a Python type name."""
+    code, _out, err = _run(capsys, *argv)
+    assert code == 2, err
+    assert "Usage:" in err or "Error:" in err, err
+    assert "UsageError:" not in err and "--debug" not in err, err
