@@ -17,6 +17,7 @@ from reports.facts import (
     AccessAction,
     ConsentKind,
     ErasureStatus,
+    LockCheck,
     MediaState,
     Regulation,
     ReportFacts,
@@ -155,6 +156,26 @@ def retention(facts: ReportFacts) -> dict[str, Any]:
         "seed": lc.seed or "",
         "compliant": lc.read - len(bad),
         "exceptions": len(bad),
+        # Every kind of locked object, each checked the same way against its own required
+        # retain-until: records (the figures above), raw batches, media blobs, audit objects.
+        "by_kind": [_lock_kind(c) for c in sorted(
+            (lc, *facts.object_lock_checks), key=lambda c: LOCK_KIND_ORDER.get(c.kind, 9))],
+    }
+
+
+# The order in which kinds of locked objects are listed.
+LOCK_KIND_ORDER = {"record": 0, "raw": 1, "media": 2, "audit": 3}
+
+
+def _lock_kind(lc: LockCheck) -> dict[str, Any]:
+    bad = {(o.object_key, o.version_id) for o in lc.observations if lock_problem(o)}
+    return {
+        "kind": lc.kind,
+        "check_mode": lc.mode.value,
+        "population": lc.population,
+        "read": lc.read,
+        "compliant": lc.read - len(bad),
+        "exceptions": len(bad),
     }
 
 
@@ -254,6 +275,7 @@ def access(facts: ReportFacts) -> dict[str, Any]:
         "sign_in_failures": facts.access.sign_in_failures,
         "refused_requests": sum(r.count for r in facts.access.refused),
         "refused_by_code": _sum_by(facts.access.refused),
+        "sign_in_failures_by_reason": _sum_by(facts.access.sign_in_by_reason),
     }
 
 
@@ -275,8 +297,24 @@ def integrity(facts: ReportFacts) -> dict[str, Any]:
         "consistency": i.consistency.value,
         "verify_finished_at": iso(v.finished_at) if v else "",
         "verify_objects_checked": v.objects_checked if v else 0,
-        "verify_findings": len(v.findings) if v else 0,
+        "verify_findings": v.finding_count if v else 0,
+        # Per object: which object version each finding names (a bounded list; the count
+        # above is all of them), and how many findings of each kind.
+        "verify_findings_by_kind": _verify_by_kind(v) if v else {},
+        "verify_findings_listed": [
+            {"code": f.code, "object": f.object_key, "version_id": f.version_id}
+            for f in sorted(v.findings, key=lambda f: (f.code, f.object_key, f.version_id))
+        ][:VERIFY_LISTED] if v else [],
     }
+
+
+VERIFY_LISTED = 100  # findings listed per object in the integrity section (the rest counted)
+
+
+def _verify_by_kind(v: Any) -> dict[str, int]:
+    if v.by_kind:
+        return _sum_by(v.by_kind)
+    return counts(f.code for f in v.findings)
 
 
 def completeness(facts: ReportFacts) -> dict[str, Any]:
@@ -286,6 +324,12 @@ def completeness(facts: ReportFacts) -> dict[str, Any]:
         "media_not_fetched": sum(m.state is MediaState.MISSING for m in facts.media),
         "history_phases": len(c.history),
         "history_phases_incomplete": sum(not h.completed for h in c.history),
+        # Per number and phase: chunks seen, progress, and whether the phase completed.
+        "history": [
+            {"number": h.number, "phase": h.phase, "chunks": h.chunks, "progress": h.progress,
+             "completed": "yes" if h.completed else "no", "state": h.state or ""}
+            for h in sorted(c.history, key=lambda h: (h.number, h.phase))
+        ],
         "numbers_watched": len(c.watches),
         "silent_numbers": len(silent_numbers(facts)),
     }

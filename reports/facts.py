@@ -202,8 +202,11 @@ class LockObservation:
     observed_retain_until: datetime | None
     required_mode: LockMode
     required_retain_until: datetime
+    # What the object is: a record, a raw capture batch, a media blob or an audit object.
+    kind: str = "record"
 
     def __post_init__(self) -> None:
+        _check_code(self.kind, "lock.kind")
         if self.record_id is not None:
             _check_pseudonym(self.record_id, "r_", "lock.record_id")
         _check_utc(self.required_retain_until, "lock.required_retain_until")
@@ -228,6 +231,14 @@ class LockCheck:
             raise FactsError("lock_check.read exceeds the population")
         if self.mode is LockCheckMode.FULL and self.read != self.population:
             raise FactsError("lock_check: a full check reads the whole population")
+        for o in self.observations:
+            if o.kind != self.kind:
+                raise FactsError(f"lock_check: a {o.kind} observation in the {self.kind} check")
+
+    # The kind of object checked (every observation is of it); ``ReportFacts.lock_check`` is
+    # the records', ``ReportFacts.object_lock_checks`` the raw batches', blobs' and audit
+    # objects', each drawn the same way (full, or a seeded sample of the same size).
+    kind: str = "record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +347,9 @@ class AccessFacts:
     events: tuple[AccessEvent, ...] = ()
     sign_in_failures: int = 0
     refused: tuple[RefusedRequest, ...] = ()
+    # Failed sign-ins by reason (token_missing, token_invalid, token_expired, …): the
+    # security events' aggregates, never the token presented. Sums to ``sign_in_failures``.
+    sign_in_by_reason: tuple[RefusedRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +368,7 @@ class CheckpointFact:
 class VerifyFinding:
     code: str
     object_key: str  # what it names: an object key or record id (pseudonymous)
+    version_id: str = ""  # the object version, when the finding names one
 
     def __post_init__(self) -> None:
         _check_code(self.code, "verify.code")
@@ -364,10 +379,21 @@ class VerifySweep:
     finished_at: datetime
     objects_checked: int
     findings: tuple[VerifyFinding, ...] = ()
+    # How many findings the sweep had, when ``findings`` lists only the first of them
+    # (the sweep records a bounded list); None: ``findings`` is all of them.
+    total_findings: int | None = None
+    # Findings per kind as the sweep counted them (all, not only those listed).
+    by_kind: tuple[RefusedRequest, ...] = ()
 
     def __post_init__(self) -> None:
         _check_utc(self.finished_at, "verify.finished_at")
         _check_count(self.objects_checked, "verify.objects_checked")
+        if self.total_findings is not None and self.total_findings < len(self.findings):
+            raise FactsError("verify.total_findings is less than the findings listed")
+
+    @property
+    def finding_count(self) -> int:
+        return len(self.findings) if self.total_findings is None else self.total_findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +410,8 @@ class HistoryPhase:
     phase: int  # Meta's history sync phase (0, 1, 2)
     completed: bool
     progress: int  # percent, 0..100
+    chunks: int = 0  # history chunks (webhooks) of this phase seen
+    state: str = ""  # the number's history state: in_progress, declined, failed, complete
 
     def __post_init__(self) -> None:
         if not 0 <= self.progress <= 100:
@@ -444,9 +472,15 @@ class ReportFacts:
     integrity: IntegrityFacts
     completeness: CompletenessFacts
     compliance: ComplianceFacts = field(default_factory=ComplianceFacts)
+    # Lock checks of the other locked objects: raw capture batches, media blobs, audit
+    # objects (one LockCheck per kind; ``lock_check`` above is the records').
+    object_lock_checks: tuple[LockCheck, ...] = ()
 
     def __post_init__(self) -> None:
         _check_count(self.raw_captures, "raw_captures")
+        kinds = [c.kind for c in (self.lock_check, *self.object_lock_checks)]
+        if len(set(kinds)) != len(kinds):
+            raise FactsError("lock checks: one per kind of object")
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": FACTS_SCHEMA, **codec.encode(self)}

@@ -216,10 +216,12 @@ def lock_problem(o: LockObservation) -> Code | None:
 
 def retention_findings(facts: ReportFacts) -> list[Finding]:
     by_code: dict[Code, list[Any]] = defaultdict(list)
-    for o in facts.lock_check.observations:
-        code = lock_problem(o)
-        if code is not None:
-            by_code[code].append(o)
+    # Every kind of locked object: records, raw batches, media blobs, audit objects.
+    for check in (facts.lock_check, *facts.object_lock_checks):
+        for o in check.observations:
+            code = lock_problem(o)
+            if code is not None:
+                by_code[code].append(o)
     out = []
     for code, obs in sorted(by_code.items()):
         detail = {}
@@ -309,11 +311,13 @@ def integrity_findings(facts: ReportFacts) -> list[Finding]:
         out.append(_finding(Code.CONSISTENCY_MISSING, count=1))
     if i.verify is None:
         out.append(_finding(Code.VERIFY_NEVER_RAN, count=1))
-    elif i.verify.findings:
+    elif i.verify.finding_count:
+        v = i.verify
+        by_kind = ({r.code: r.count for r in v.by_kind} if v.by_kind
+                   else counts(f.code for f in v.findings))
         out.append(_finding(
-            Code.VERIFY_FINDINGS, count=len(i.verify.findings),
-            refs=[f.object_key for f in i.verify.findings],
-            detail={f"code:{k}": str(v)
-                    for k, v in counts(f.code for f in i.verify.findings).items()},
+            Code.VERIFY_FINDINGS, count=v.finding_count,
+            refs=[f.object_key for f in v.findings],
+            detail={f"code:{k}": str(n) for k, n in sorted(by_kind.items())},
         ))
     return out
