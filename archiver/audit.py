@@ -82,6 +82,8 @@ class AuditAction(StrEnum):
     REPORT_DOWNLOADED = "report:downloaded"
     SIGNATURE_REFUSED = "webhook:signature_refused"
     HANDSHAKE_REFUSED = "webhook:handshake_refused"
+    SIGN_IN_FAILED = "auth:sign_in_failed"
+    REQUEST_REFUSED = "auth:request_refused"
     VERIFY_RUN = "verify:run"
     COEXISTENCE_SYNC_REQUESTED = "coexistence:sync_requested"
     COEXISTENCE_SYNC_FAILED = "coexistence:sync_failed"

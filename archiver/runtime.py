@@ -299,6 +299,9 @@ class Runtime:
         # Erasure deletes working-area artifacts (export packages) naming the subject.
         runtime.retention.erasure.artifact_droppers.append(
             lambda subject: runtime.job_service.drop_subject(subject))
+        # Reports read history-sync progress from the Coexistence view: bring it up to date
+        # first (reporting and coexistence are one layer apart from each other).
+        runtime.reports.gatherer.history_catch_up = lambda: runtime.coexistence().catch_up()
         return runtime
 
     def export_deps(self) -> ExportDeps:

@@ -1,4 +1,5 @@
-"""Security events: refused webhook signatures and failed handshakes.
+"""Security events: refused webhook signatures and failed handshakes, failed API sign-ins
+(missing, malformed, unknown, expired or revoked bearer tokens) and wrong-role requests.
 
 Metadata only (never a body): what happened, from which peer, a reason code, sizes.
 Strangers must not be able to write into the 10-year locked audit store at will, so:
@@ -56,6 +57,11 @@ OTHER = "other"
 class SecurityEvent(StrEnum):
     SIGNATURE_REFUSED = "webhook:signature_refused"
     HANDSHAKE_REFUSED = "webhook:handshake_refused"
+    # API bearer tokens: missing, malformed, unknown, expired or revoked (reason = the error
+    # code answered). Nothing of the token is kept: a stranger's guess is not evidence.
+    SIGN_IN_FAILED = "auth:sign_in_failed"
+    # A valid token whose role may not do what it asked (reason ``role_forbidden``).
+    REQUEST_REFUSED = "auth:request_refused"
 
 
 def stranger_text(value: str | None, keep: int = PREFIX_CHARS) -> dict[str, Any] | None:

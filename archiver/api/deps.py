@@ -13,7 +13,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from archiver.auth import Principal, Role, require_role
-from archiver.errors import AuthError
+from archiver.errors import AuthError, Forbidden
+from archiver.security_events import SecurityEvent
 
 if TYPE_CHECKING:
     from archiver.runtime import Runtime
@@ -42,12 +43,22 @@ def allow(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
         # Async, so a request does not pay a thread hop for its token: a verified token is
         # cached in memory; only a cache miss reads the state store, on a worker thread.
         runtime = get_runtime(request)
-        token = _bearer(request)
-        if runtime.tokens.is_cached(token):
-            principal = runtime.tokens.authenticate(token)
-        else:
-            principal = await run_in_threadpool(runtime.tokens.authenticate, token)
-        require_role(principal, allowed)
+        try:
+            token = _bearer(request)
+            if runtime.tokens.is_cached(token):
+                principal = runtime.tokens.authenticate(token)
+            else:
+                principal = await run_in_threadpool(runtime.tokens.authenticate, token)
+        except AuthError as exc:
+            # A failed sign-in is a security event (counted per source and minute; the
+            # token presented is never kept), so the report's Access section can count it.
+            runtime.security.record(SecurityEvent.SIGN_IN_FAILED, request, reason=exc.code)
+            raise
+        try:
+            require_role(principal, allowed)
+        except Forbidden as exc:
+            runtime.security.record(SecurityEvent.REQUEST_REFUSED, request, reason=exc.code)
+            raise
         # Every authenticated request may owe an audit event: refuse it (503) before it
         # does anything when the audit queue cannot promise one.
         runtime.audit.admit()

@@ -35,9 +35,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from archiver.errors import Conflict, InvalidInput
+from archiver.errors import ArchiverError, Conflict, InvalidInput
 from archiver.keyspace import (
     ATTACHMENTS_BY_MESSAGE,
+    COEXISTENCE_VIEW_PREFIX,
     CONSENT_VIEW_PREFIX,
     ERASURES_PREFIX,
     HOLDS_PREFIX,
@@ -50,6 +51,7 @@ from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import parse_note
+from archiver.logs import get_logger
 from archiver.retention.attachments import AttachmentView
 from archiver.retention.holds import OPEN_STATUSES, item_id
 from archiver.store.errors import ObjectNotFound, StoreError
@@ -93,6 +95,7 @@ from reports.facts import (
 )
 from search.port import SearchIndex, SearchRequest
 
+log = get_logger("archiver.reporting")
 Progress = Callable[[str, int, int], None]
 PAGE = 1000
 # What gathering reads of an index document (records are sorted after reading).
@@ -111,9 +114,16 @@ _ACCESS = {
     "export:created": AccessAction.EXPORT,
     "export:requested": AccessAction.EXPORT,
 }
-_REFUSALS = ("webhook:signature_refused", "webhook:handshake_refused", "erasure:refused")
+_REFUSALS = ("webhook:signature_refused", "webhook:handshake_refused", "erasure:refused",
+             "auth:request_refused")
+_SIGN_IN_FAILED = "auth:sign_in_failed"
 _ORIGINS = {o.value for o in Origin}
 _DIRECTIONS = {d.value for d in Direction}
+# Locked objects besides records whose lock the report reads from the store.
+_LOCKED_KINDS = {EntryKind.RAW: "raw", EntryKind.MEDIA: "media", EntryKind.AUDIT: "audit"}
+_TICK = timedelta(microseconds=1)
+# Meta's history error "history sharing turned off in the Business App" (as coexistence).
+HISTORY_DECLINED = 2593109
 _MESSAGE_KINDS = frozenset({"message", "echo", "history_message", "history_media", "api_send"})
 
 
@@ -242,6 +252,12 @@ class _LogScan:
     verify: dict[str, Any] | None = None
     audit: list[tuple[str, str, int, str]] | None = None  # key, version, position, event
     previous_report: dict[str, Any] | None = None
+    verify_audit: tuple[str, str, int] | None = None  # the last verify:run audit event
+    # Locked objects other than records, by kind (raw, media, audit): (key, version) ->
+    # retain-until logged for it, for those logged inside the period.
+    locked: dict[str, dict[tuple[str, str], datetime]] = field(default_factory=dict)
+    extended: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    gone: set[tuple[str, str]] = field(default_factory=set)  # disposed object versions
 
 
 class ReportGatherer:
@@ -256,8 +272,13 @@ class ReportGatherer:
         checkpoints: CheckpointSigner | _Checkpoints,
         policy_set: PolicySet,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        history_catch_up: Callable[[], Any] | None = None,
     ) -> None:
         self.clock = clock
+        # Brings the Coexistence view (history chunks per number, derived from the log) up
+        # to date before it is read; the runtime sets it (reporting does not import
+        # coexistence: same layer).
+        self.history_catch_up = history_catch_up
         self.config = config
         self.objects = objects
         self.state = state
@@ -281,6 +302,7 @@ class ReportGatherer:
         report("locks", 0, len(docs.population))
         seed = req.seed or self._default_seed(req, numbers, size)
         lock_check = self._lock_check(docs.population, req.sample_size, seed, size, report)
+        object_locks = self._object_lock_checks(scan, req.sample_size, seed)
         media = self._media(docs.media_messages)
         consent = self._consent(numbers or tuple(sorted(docs.numbers)), req.end)
         access, refused_erasures = self._audit(scan.audit or [], period, numbers)
@@ -288,7 +310,7 @@ class ReportGatherer:
         watched = self.config.watched_numbers or numbers or tuple(sorted(docs.numbers))
         completeness = CompletenessFacts(
             orphan_statuses=tuple(sorted(docs.status_refs - docs.message_refs)),
-            history=tuple(self._history(docs.history)),
+            history=self._history(numbers or tuple(sorted(docs.numbers)), size),
             watches=tuple(NumberWatch(n, self.config.silence_threshold_s) for n in watched),
             overdue_disposals=self._overdue(docs, min(req.end, self.clock()), size),
         )
@@ -312,6 +334,7 @@ class ReportGatherer:
             integrity=integrity,
             completeness=completeness,
             compliance=self.config.compliance,
+            object_lock_checks=object_locks,
         )
 
     # -- checkpoint ---------------------------------------------------------------------
@@ -361,6 +384,19 @@ class ReportGatherer:
                 f = entry.fields
                 at = _time(f.get("time"))
                 kind = entry.kind
+                if kind in _LOCKED_KINDS:
+                    until = _time(f.get("retain_until"))
+                    if until is not None and at is not None and req.start <= at < req.end:
+                        ref = (str(entry.key), str(entry.version_id))
+                        bucket = scan.locked.setdefault(kind.value, {})
+                        bucket[ref] = max(until, bucket.get(ref, until))
+                elif kind is EntryKind.RETENTION_EXTENDED:
+                    until = _time(f.get("retain_until"))
+                    ref = (str(entry.key), str(entry.version_id))
+                    if until is not None and until > scan.extended.get(ref, until - _TICK):
+                        scan.extended[ref] = until
+                if kind is EntryKind.DISPOSED:
+                    scan.gone.add((str(entry.key), str(entry.version_id)))
                 if kind is EntryKind.RAW:
                     if at is not None and req.start <= at < req.end:
                         scan.raw_captures += 1
@@ -375,6 +411,13 @@ class ReportGatherer:
                         scan.disposed.append(dict(f))
                 elif kind is EntryKind.VERIFY_RUN:
                     scan.verify = dict(f)
+                elif kind is EntryKind.AUDIT and f.get("event") == "verify:run":
+                    # The last sweep's per-object findings, whenever it ran.
+                    scan.verify_audit = (str(entry.key), str(entry.version_id),
+                                         int(f.get("position", 0)))
+                    if at is not None and at < req.end:
+                        scan.audit.append((str(entry.key), str(entry.version_id),
+                                           int(f.get("position", 0)), str(f.get("event"))))
                 elif kind is EntryKind.AUDIT and at is not None and at < req.end:
                     scan.audit.append((str(entry.key), str(entry.version_id),
                                        int(f.get("position", 0)), str(f.get("event"))))
@@ -455,9 +498,7 @@ class ReportGatherer:
             key, version = str(entry.key), str(entry.version_id)
             required = _time(entry.fields.get("retain_until")) or datetime.min.replace(
                 tzinfo=UTC)
-            # S3 keeps retain-until dates to the millisecond: compare at that precision, or
-            # every lock set from a microsecond time would look a fraction too short.
-            required = required.replace(microsecond=required.microsecond // 1000 * 1000)
+            required = store_precision(required)
             try:
                 info = self.objects.stat(key, version)
                 retention = info.retention
@@ -478,6 +519,48 @@ class ReportGatherer:
             observations = tuple(pool.map(observe, chosen))
         progress("locks", len(chosen), len(chosen))
         return LockCheck(mode, len(population), len(observations), used_seed, observations)
+
+    def _object_lock_checks(self, scan: _LogScan, sample_size: int | None,
+                            seed: str) -> tuple[LockCheck, ...]:
+        """Raw capture batches, media blobs and audit objects logged in the period, each
+        kind checked like the records (every object, or a seeded sample of the same size)
+        against its own required retain-until: the latest the log names for it (its entry,
+        or a later ``retention_extended``). Disposed versions are not expected to exist."""
+        strict = all(p.lock_mode.value == "COMPLIANCE" for p in self.policy_set.enabled)
+        mode = (LockMode.COMPLIANCE if strict and self.config.lock_mode != "GOVERNANCE"
+                else LockMode.GOVERNANCE)
+        out = []
+        for kind in ("raw", "media", "audit"):
+            objects = scan.locked.get(kind, {})
+            population = sorted(
+                (key, version, max(until, scan.extended.get((key, version), until)))
+                for (key, version), until in objects.items() if (key, version) not in scan.gone)
+            if sample_size is None or sample_size >= len(population):
+                chosen, check_mode, used_seed = population, LockCheckMode.FULL, None
+            else:
+                rng = random.Random(f"{seed}:{kind}")  # noqa: S311 - reproducible sampling
+                chosen = sorted(rng.sample(population, sample_size))
+                check_mode, used_seed = LockCheckMode.SAMPLE, seed
+
+            def observe(item: tuple[str, str, datetime], kind: str = kind) -> LockObservation:
+                key, version, required = item
+                try:
+                    retention = self.objects.stat(key, version).retention
+                except ObjectNotFound:
+                    retention = None
+                return LockObservation(
+                    object_key=key, version_id=version, record_id=None,
+                    observed_mode=LockMode(retention.mode.value) if retention else None,
+                    observed_retain_until=retention.retain_until if retention else None,
+                    required_mode=mode, required_retain_until=store_precision(required),
+                    kind=kind,
+                )  # fmt: skip
+
+            with ThreadPoolExecutor(self.config.lock_check_workers) as pool:
+                observations = tuple(pool.map(observe, chosen))
+            out.append(LockCheck(check_mode, len(population), len(observations), used_seed,
+                                 observations, kind=kind))
+        return tuple(out)
 
     # -- working state ------------------------------------------------------------------
 
@@ -600,10 +683,12 @@ class ReportGatherer:
 
     def _audit(self, refs: list[tuple[str, str, int, str]], period: Period,
                numbers: Sequence[str]) -> tuple[AccessFacts, list[ErasureFact]]:
-        wanted = [r for r in refs if r[3] in _ACCESS or r[3] in _REFUSALS]
+        wanted = [r for r in refs
+                  if r[3] in _ACCESS or r[3] in _REFUSALS or r[3] == _SIGN_IN_FAILED]
         objects: dict[tuple[str, str], list[bytes]] = {}
         events: list[AccessEvent] = []
         refused: dict[tuple[str, str], int] = defaultdict(int)
+        sign_in: dict[str, int] = defaultdict(int)
         erasures: list[ErasureFact] = []
         scope = set(numbers)
         for key, version, position, name in wanted:
@@ -616,7 +701,10 @@ class ReportGatherer:
             if position >= len(lines):
                 continue
             event = json.loads(lines[position])
-            at = _time(event.get("at"))
+            details = event.get("details") or {}
+            # Security aggregates are written when their window ends: they count when the
+            # window started, so a refusal at 23:59:30 stays in its day.
+            at = _time(details.get("window_start")) or _time(event.get("at"))
             if at is None or not period.contains(at):
                 continue
             concerns = event.get("numbers")
@@ -624,7 +712,16 @@ class ReportGatherer:
                 continue
             actor = event.get("actor") or {}
             who = str(actor.get("token_id") or actor.get("name") or "anonymous")
-            details = event.get("details") or {}
+            if name == _SIGN_IN_FAILED or name == "auth:request_refused":
+                # One aggregate per source and minute: its reasons carry the counts.
+                reasons = details.get("reasons") or {str(details.get("reason") or name): int(
+                    details.get("count") or 1)}
+                for reason, n in reasons.items():
+                    if name == _SIGN_IN_FAILED:
+                        sign_in[_code(reason, "token_invalid")] += int(n)
+                    else:
+                        refused[("anonymous", _code(reason, "forbidden"))] += int(n)
+                continue
             if name in _ACCESS:
                 events.append(AccessEvent(who, str(actor.get("role") or "unknown"),
                                           _ACCESS[name], at))
@@ -646,8 +743,10 @@ class ReportGatherer:
                     details.get("count") or 1)
         access = AccessFacts(
             events=tuple(sorted(events, key=lambda e: (e.at, e.actor, e.action.value))),
-            sign_in_failures=0,  # bad bearer tokens are not audited yet (see README)
+            sign_in_failures=sum(sign_in.values()),
             refused=tuple(RefusedRequest(a, c, n) for (a, c), n in sorted(refused.items())),
+            sign_in_by_reason=tuple(RefusedRequest("anonymous", c, n)
+                                    for c, n in sorted(sign_in.items())),
         )
         return access, erasures
 
@@ -670,28 +769,100 @@ class ReportGatherer:
         verify = None
         if scan.verify is not None:
             v = scan.verify
+            total = int(v.get("findings") or 0)
             kinds = [str(k) for k in v.get("kinds") or []]
+            detail = self._verify_detail(scan.verify_audit, v)
+            if detail is not None:  # per object, from the run's own audit event
+                listed = tuple(
+                    VerifyFinding(_code(o.get("kind"), "finding"),
+                                  str(o.get("key") or f"tree:{v.get('tree_size')}"),
+                                  str(o.get("version_id") or ""))
+                    for o in detail.get("objects") or [] if isinstance(o, dict))
+                by_kind = tuple(RefusedRequest("verify", _code(k, "finding"), int(n))
+                                for k, n in sorted((detail.get("by_kind") or {}).items()))
+            else:  # a run recorded without its audit event: per kind only
+                listed = tuple(VerifyFinding(_code(k, "finding"), f"tree:{v.get('tree_size')}")
+                               for k in kinds) if total else ()
+                by_kind = ()
             verify = VerifySweep(
                 finished_at=_time(v.get("time")) or datetime.now(UTC),
                 objects_checked=int(v.get("tree_size") or 0),
-                findings=tuple(VerifyFinding(_code(k, "finding"), f"tree:{v.get('tree_size')}")
-                               for k in kinds) if int(v.get("findings") or 0) else (),
+                findings=listed,
+                total_findings=max(total, len(listed)),
+                by_kind=by_kind,
             )  # fmt: skip
         return IntegrityFacts(checkpoint, previous, consistency, verify)
 
-    def _history(self, docs: list[dict[str, Any]]) -> Iterator[HistoryPhase]:
-        latest: dict[tuple[str, int], tuple[int, bool]] = {}
-        for d in docs:
-            number = str(d.get("phone_number_id") or "")
-            phase = d.get("phase")
-            progress = d.get("progress")
-            if not number or not isinstance(phase, int):
+    def _verify_detail(self, ref: tuple[str, str, int] | None,
+                       run: dict[str, Any]) -> dict[str, Any] | None:
+        """The details of the ``verify:run`` audit event of ``run`` (same tree size and
+        finding count), or None when there is none to match."""
+        if ref is None:
+            return None
+        key, version, position = ref
+        try:
+            lines = self.objects.get(key, version).splitlines()
+        except StoreError:
+            return None
+        if position >= len(lines):
+            return None
+        details = json.loads(lines[position]).get("details") or {}
+        if (details.get("tree_size") != run.get("tree_size")
+                or int(details.get("findings") or 0) != int(run.get("findings") or 0)):
+            return None
+        return dict(details)
+
+    def _history(self, numbers: Sequence[str], size: int) -> tuple[HistoryPhase, ...]:
+        """Per number and phase: the history chunks seen (Meta's ``history`` webhooks,
+        logged as ``history_chunk`` records) and their progress, from the Coexistence view
+        in working state — derived from the log, keyed by leaf, so only leaves inside the
+        pinned tree count and the figures can be recomputed from the archive. A phase is
+        complete once the sync reports 100 % or a later phase has begun; a number whose
+        history Meta reported as failed or declined, with no chunk, shows phase 0 at 0 %."""
+        if self.history_catch_up is not None:
+            try:
+                self.history_catch_up()
+            except ArchiverError as exc:
+                # An unreadable (tampered) record stops the view; the report still runs on
+                # the view as it stands, and the verify sweep names the object.
+                log.warning("report_history_view_stale", error_code=exc.code)
+        out: list[HistoryPhase] = []
+        for number in numbers:
+            value = self.state.get(COEXISTENCE_VIEW_PREFIX + quote(number, safe=""))
+            if value is None:
                 continue
-            pct = int(progress) if isinstance(progress, int) else 0
-            prior = latest.get((number, phase), (0, False))
-            latest[(number, phase)] = (max(prior[0], pct), prior[1] or pct >= 100)
-        for (number, phase), (pct, done) in sorted(latest.items()):
-            yield HistoryPhase(number, phase, done, min(pct, 100))
+            view = json.loads(value.value)
+            chunks = [c for leaf, c in (view.get("history_chunks") or {}).items()
+                      if leaf.isdigit() and int(leaf) < size and isinstance(c, dict)]
+            errors = [e for leaf, errs in (view.get("history_errors") or {}).items()
+                      if leaf.isdigit() and int(leaf) < size for e in errs or []]
+            phases: dict[int, list[int]] = {}  # phase -> [chunks, highest progress]
+            for c in chunks:
+                phase, pct = c.get("phase"), c.get("progress")
+                if not isinstance(phase, int) or isinstance(phase, bool) or phase < 0:
+                    continue
+                seen = phases.setdefault(phase, [0, 0])
+                seen[0] += 1
+                if isinstance(pct, int) and not isinstance(pct, bool):
+                    seen[1] = max(seen[1], min(max(pct, 0), 100))
+            if not phases and not errors:
+                continue
+            overall = max((p[1] for p in phases.values()), default=0)
+            if overall >= 100:
+                state = "complete"
+            elif any(e.get("code") == HISTORY_DECLINED for e in errors):
+                state = "declined"
+            elif errors:
+                state = "failed"
+            else:
+                state = "in_progress"
+            if not phases:
+                phases[0] = [0, 0]
+            last = max(phases)
+            for phase, (n, pct) in sorted(phases.items()):
+                done = overall >= 100 or phase < last
+                out.append(HistoryPhase(number, phase, done, pct, n, state))
+        return tuple(out)
 
 
 class _Docs:
@@ -732,6 +903,13 @@ class _Docs:
                 self.categories.setdefault(ref, _code(category, "unknown"))
         elif kind in ("history_chunk", "history_error"):
             self.history.append(doc)
+
+
+def store_precision(at: datetime) -> datetime:
+    """``at`` truncated to the millisecond. S3 (MinIO) keeps retain-until dates to the
+    millisecond: compared at microseconds, every lock set from a time with microseconds
+    would look a fraction too short."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def _b32(raw: bytes) -> str:
