@@ -446,10 +446,13 @@ class CompletenessFacts:
 class ComplianceFacts:
     """Statements about the deployment that regulation sections need (from settings)."""
 
-    second_copy: bool = False  # a backup copy kept apart (SEC 17a-4(f)(2)(v))
+    second_copy: bool = False  # a backup recordkeeping system kept apart (17a-4(f)(2)(v))
     second_copy_location: str = ""  # e.g. "s3://archive-dr (eu-west-1)"
-    designated_party: str = ""  # "third_party" or "executive_officer" (17a-4(f)(3)(iii))
-    designated_party_ref: str = ""  # the undertaking's reference, not a person's name
+    # "third_party" or "executive_officer" (17a-4(f)(3)(iii), as amended in 2022)
+    designated_party: str = ""
+    # the written undertaking filed with the designated examining authority: its
+    # reference, not a person's name
+    designated_party_ref: str = ""
     designated_party_accesses: int = 0  # exports by the designated party's role
     processing_record_ref: str = ""  # GDPR Art. 30 record of processing: document + version
     audit_log_retention_days: int = 0  # ARCHIVER_LOG_RETENTION_DAYS (HIPAA documentation)

@@ -5,12 +5,28 @@ figures and findings support it, ``exception`` when a finding contradicts it, or
 when the rule asks for a statement rather than a check. The figures are taken from the
 report's sections, so the pages and the twin never disagree.
 
-Sources: FINRA Rule 4511(b); SEC Rule 17a-4(b)(4) and (f) as amended by Release 34-96034
-(2022): (f)(2)(i)(B) non-rewriteable, non-erasable format (the archive takes this route,
-not the audit-trail alternative of (f)(2)(i)(A)), (f)(2)(ii) automatic verification,
-(f)(2)(v) backup recordkeeping system, (f)(3)(iii) designated executive officer or
-designated third party; HIPAA 45 CFR 164.312(b), (c)(1), (d) and 164.316(b)(2)(i);
-GDPR Art. 5(1)(e), 17 and 30.
+Sources: FINRA Rule 4511(b); SEC Rule 17a-4 (17 CFR 240.17a-4) as amended by Release
+34-96034 (Oct. 12, 2022; 87 FR 66412, Nov. 3, 2022; compliance date May 3, 2023):
+
+* (f)(2)(i): an electronic recordkeeping system must either (A) keep a complete
+  time-stamped audit trail of every modification and deletion that permits re-creation of
+  the original record — the audit-trail alternative the 2022 amendments added — or (B)
+  preserve the record exclusively in a non-rewriteable, non-erasable format (WORM). The
+  archive relies on (B) (S3 Object Lock in COMPLIANCE mode); its Merkle log is evidence
+  of integrity, not an (A) audit trail (the locked records are never modified).
+* (f)(2)(ii): verify automatically the completeness and accuracy of the processes for
+  storing and retaining records electronically.
+* (f)(2)(v): a backup electronic recordkeeping system that serves as a redundant set of
+  records if the original is temporarily or permanently inaccessible (or other redundant
+  data protection).
+* (f)(3)(iii): a designated executive officer (a member of senior management with
+  reasonable knowledge of the system) or a designated third party, with access to and the
+  ability to provide the records, who files the written undertaking with the firm's
+  designated examining authority. The third-party route existed before 2022 (formerly
+  (f)(3)(vii)); the executive-officer alternative is new in 2022.
+* (b)(4): communications relating to the business as such, three years.
+
+HIPAA 45 CFR 164.312(b), (c)(1), (d) and 164.316(b)(2)(i); GDPR Art. 5(1)(e), 17 and 30.
 """
 
 from __future__ import annotations
@@ -73,14 +89,21 @@ def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
     all_compliance = all(p.lock_mode is LockMode.COMPLIANCE for p in facts.policies)
     return [
         _item("SEC 17a-4(f)(2)(i)(B)", "Non-rewriteable, non-erasable format",
-              "Records are stored under S3 Object Lock in COMPLIANCE mode; the lock state was "
-              "read from the store itself, not from the index.",
+              ("Records are preserved under S3 Object Lock in COMPLIANCE mode (the "
+               "non-rewriteable, non-erasable route of (f)(2)(i)(B), not the audit-trail "
+               "alternative of (f)(2)(i)(A)); the lock state was read from the store "
+               "itself, not from the index." if all_compliance else
+               "Not every policy locks in COMPLIANCE mode: a GOVERNANCE lock can be lifted "
+               "by a privileged user, so those records are not non-erasable under "
+               "(f)(2)(i)(B)."),
               {"lock_check_mode": ret["check_mode"], "objects_read": ret["read"],
                "objects_in_period": ret["population"], "exceptions": ret["exceptions"],
                "policies_in_compliance_mode": sum(
                    p.lock_mode is LockMode.COMPLIANCE for p in facts.policies)},
               _RETENTION, codes, ok=all_compliance),
-        _item("SEC 17a-4(f)(2)(ii)", "Automatic verification of the recording process",
+        _item("SEC 17a-4(f)(2)(ii)",
+              "Automatic verification of the completeness and accuracy of storage and "
+              "retention",
               "Every object is logged in an RFC 6962 Merkle log; the checkpoint below is "
               "consistent with the previous report's and the last verify sweep re-read the "
               "archive.",
@@ -89,8 +112,10 @@ def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
                "verify_findings": s["integrity"]["verify_findings"]},
               _INTEGRITY, codes),
         _item("SEC 17a-4(f)(2)(v)", "Backup recordkeeping system (second copy)",
-              "A replicated second copy is kept in a separate location." if comp.second_copy
-              else "No separately stored second copy is configured.",
+              "A backup copy kept in a separate location serves as a redundant set of "
+              "records if the original system is inaccessible." if comp.second_copy
+              else "No backup recordkeeping system (separately stored second copy) is "
+              "configured.",
               {"second_copy": "yes" if comp.second_copy else "no",
                "second_copy_location": comp.second_copy_location or "none"},
               (), codes, ok=comp.second_copy),
@@ -99,13 +124,35 @@ def _finra(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> li
               {"policies_judged": judged, "policies_below_minimum": short},
               _RETENTION, codes, ok=short == 0),
         _item("SEC 17a-4(f)(3)(iii)", "Designated executive officer or designated third party",
-              "The designated party's undertaking is on file and it holds archive access."
-              if comp.designated_party else "No designated party is recorded.",
+              _designated_statement(comp.designated_party, comp.designated_party_ref),
               {"designated_party": comp.designated_party or "none",
                "undertaking_ref": comp.designated_party_ref or "none",
                "exports_by_designated_party": comp.designated_party_accesses},
-              (), codes, ok=bool(comp.designated_party)),
+              (), codes,
+              ok=comp.designated_party in DESIGNATED_PARTIES and bool(comp.designated_party_ref)),
     ]
+
+
+DESIGNATED_PARTIES = {
+    "executive_officer": "a designated executive officer (a member of senior management "
+                         "with reasonable knowledge of the electronic recordkeeping system)",
+    "third_party": "a designated third party",
+}
+
+
+def _designated_statement(party: str, ref: str) -> str:
+    who = DESIGNATED_PARTIES.get(party)
+    if who is None:
+        return ("No designated executive officer or designated third party is recorded; "
+                "17a-4(f)(3)(iii) requires one, with access to and the ability to provide "
+                "the records, and its undertaking filed with the designated examining "
+                "authority.")
+    if not ref:
+        return (f"The firm names {who}, but no written undertaking filed with the "
+                "designated examining authority is referenced.")
+    return (f"The firm names {who}, who has access to and the ability to provide the "
+            "records; its written undertaking filed with the designated examining "
+            "authority is referenced here.")
 
 
 def _hipaa(facts: ReportFacts, s: Mapping[str, Any], codes: Sequence[str]) -> list[dict[str, Any]]:
