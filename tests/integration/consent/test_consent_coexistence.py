@@ -15,6 +15,7 @@ import pytest
 from archiver.audit import SYSTEM
 from archiver.auth import Role
 from archiver.coexistence import Coexistence
+from archiver.ledger.entry import parse_entry
 from archiver.runtime import Runtime
 from archiver.whatsapp.graph import GraphClient
 from tests.fakes.meta import FakeMeta
@@ -90,6 +91,33 @@ def test_consent_as_of_any_instant_and_rebuild(
     for key in list(runtime.state.list("views/consent/")):
         runtime.state.delete(key)
     assert state(client, auditor, "2025-02-01T00:00:00Z")["state"] == "opt_in"
+    assert state(client, auditor, "2025-06-01T00:00:00Z")["state"] == "opt_out"
+
+
+def test_an_altered_consent_record_is_neither_believed_nor_a_dead_end(
+    app: tuple[Any, Runtime, dict[str, dict[str, str]]],
+) -> None:
+    """The view skips a record whose stored bytes are not the logged ones (verify reports
+    it) and goes on with the rest of the log, instead of stopping there for good."""
+    client, runtime, auth = app
+    first = consent(client, auth["service"], state="opt_in", occurred_at="2025-01-01T10:00:00Z")
+    second = consent(client, auth["service"], state="opt_out", occurred_at="2025-03-01T10:00:00Z")
+    assert (first.status_code, second.status_code) == (201, 201)
+    entries = [parse_entry(d) for d in runtime.log.entries(0, runtime.log.size())]
+    consents = [e for e in entries if e.fields.get("event") == "consent" and e.key]
+    assert len(consents) == 2
+    altered = consents[0]
+    assert altered.key is not None and altered.version_id is not None
+    path = runtime.settings.data_dir / "evidence" / "objects" / altered.key / "@v"
+    path = path / f"{altered.version_id}.data"
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    for key in list(runtime.state.list("views/consent/")):
+        runtime.state.delete(key)
+    auditor = auth["auditor"]
+    assert state(client, auditor, "2025-02-01T00:00:00Z")["state"] == "unknown"
     assert state(client, auditor, "2025-06-01T00:00:00Z")["state"] == "opt_out"
 
 
