@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from reports.facts import (
@@ -35,7 +36,7 @@ from reports.findings import (
     integrity_findings,
     iso,
     lock_problem,
-    records_in_period,
+    record_summary,
     retention_findings,
     silent_numbers,
 )
@@ -129,14 +130,21 @@ def _days(start: datetime, end: datetime) -> list[str]:
 
 
 def inventory(facts: ReportFacts) -> dict[str, Any]:
-    records = records_in_period(facts)
+    cells = record_summary(facts).counts
+
+    def by(attr: str) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for c in cells:
+            value = getattr(c, attr)
+            out[value._value_ if isinstance(value, StrEnum) else value] += c.count
+        return dict(sorted(out.items()))
+
     return {
-        "records": len(records),
-        "by_kind": counts(r.kind for r in records),
-        # ``_value_``: per record, and ``.value`` is a slow descriptor on enums.
-        "by_origin": counts(r.origin._value_ for r in records),
-        "by_direction": counts(r.direction._value_ for r in records),
-        "by_number": counts(r.number for r in records),
+        "records": sum(c.count for c in cells),
+        "by_kind": by("kind"),
+        "by_origin": by("origin"),
+        "by_direction": by("direction"),
+        "by_number": by("number"),
         "raw_captures": facts.raw_captures,
         "media": {
             "total": len(facts.media),
@@ -240,12 +248,9 @@ def daily(facts: ReportFacts) -> dict[str, Any]:
     """Per-day series for the charts: records by origin, consent events by kind."""
     period = facts.scope.period
     days = _days(period.start, period.end)
-    records = records_in_period(facts)
-    # Facts times are UTC (checked), so .date() is the UTC day; counted by (origin, date)
-    # in one pass and formatted once per day, not once per record.
-    per_origin: Counter[tuple[str, date]] = Counter(
-        (r.origin._value_, r.occurred_at.date()) for r in records
-    )
+    per_origin: Counter[tuple[str, date]] = Counter()
+    for c in record_summary(facts).counts:
+        per_origin[(c.origin._value_, c.day.date())] += c.count
     origins = sorted({o for o, _ in per_origin})
     per_kind: Counter[tuple[str, date]] = Counter(
         (c.kind._value_, c.at.date()) for c in facts.consent_events if period.contains(c.at)

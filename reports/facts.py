@@ -182,6 +182,63 @@ class RecordFact:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordCount:
+    """How many records of the period share a kind, origin, direction, number and UTC day:
+    the aggregation-shaped input, which large archives give instead of one ``RecordFact``
+    per record (an index aggregation or one streamed pass; see docs/reports.md)."""
+
+    kind: str
+    origin: Origin
+    direction: Direction
+    number: str
+    day: datetime  # midnight UTC of the day
+    count: int
+
+    def __post_init__(self) -> None:
+        _check_code(self.kind, "count.kind")
+        _check_utc(self.day, "count.day")
+        if (self.day.hour, self.day.minute, self.day.second, self.day.microsecond) != (
+                0, 0, 0, 0):
+            raise FactsError("count.day must be midnight UTC")
+        _check_count(self.count, "count.count")
+
+
+@dataclass(frozen=True, slots=True)
+class NumberActivity:
+    """One number's records of the period in time: the first, the last, and the longest
+    stretch between two consecutive records, known exactly when it is longer than
+    ``resolution_seconds`` (the gatherer buckets time; a shorter stretch is only known to
+    be at most that long). Enough to tell silence without every record's time."""
+
+    number: str
+    first_at: datetime
+    last_at: datetime
+    gap_start: datetime | None  # the longest inner stretch, when > resolution_seconds
+    gap_end: datetime | None
+    resolution_seconds: int
+
+    def __post_init__(self) -> None:
+        _check_utc(self.first_at, "activity.first_at")
+        _check_utc(self.last_at, "activity.last_at")
+        if self.last_at < self.first_at:
+            raise FactsError("activity: last_at before first_at")
+        if (self.gap_start is None) != (self.gap_end is None):
+            raise FactsError("activity: gap_start and gap_end go together")
+        if self.gap_start is not None and self.gap_end is not None:
+            _check_utc(self.gap_start, "activity.gap_start")
+            _check_utc(self.gap_end, "activity.gap_end")
+            if not self.first_at <= self.gap_start <= self.gap_end <= self.last_at:
+                raise FactsError("activity: the gap must lie between first_at and last_at")
+        _check_count(self.resolution_seconds, "activity.resolution_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    counts: tuple[RecordCount, ...] = ()
+    activity: tuple[NumberActivity, ...] = ()  # one per number with a record in the period
+
+
+@dataclass(frozen=True, slots=True)
 class MediaFact:
     record_id: str  # the message record the media belongs to
     media_ref: str  # the blob's pseudonymous ref or content hash, never a URL
@@ -478,12 +535,17 @@ class ReportFacts:
     # Lock checks of the other locked objects: raw capture batches, media blobs, audit
     # objects (one LockCheck per kind; ``lock_check`` above is the records').
     object_lock_checks: tuple[LockCheck, ...] = ()
+    # The records as aggregates (large archives); then ``records`` is empty. Either way the
+    # numbers come from a summary: ``reports.findings.record_summary``.
+    summary: RecordSummary | None = None
 
     def __post_init__(self) -> None:
         _check_count(self.raw_captures, "raw_captures")
         kinds = [c.kind for c in (self.lock_check, *self.object_lock_checks)]
         if len(set(kinds)) != len(kinds):
             raise FactsError("lock checks: one per kind of object")
+        if self.summary is not None and self.records:
+            raise FactsError("records and summary: give one, not both")
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": FACTS_SCHEMA, **codec.encode(self)}

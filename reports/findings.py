@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from reports.errors import FactsError
 from reports.facts import (
     ConsentKind,
     Consistency,
@@ -23,7 +24,11 @@ from reports.facts import (
     LockMode,
     LockObservation,
     MediaState,
+    NumberActivity,
+    Period,
+    RecordCount,
     RecordFact,
+    RecordSummary,
     ReportFacts,
 )
 
@@ -152,6 +157,48 @@ def records_in_period(facts: ReportFacts) -> list[RecordFact]:
     return [r for r in facts.records if period.contains(r.occurred_at)]
 
 
+def summarise(records: Iterable[RecordFact], period: Period) -> RecordSummary:
+    """The aggregate of per-record facts (the records of ``period`` only): what the
+    gatherer computes with index aggregations on large archives. Exact gaps (resolution
+    0), since every record's time is known here."""
+    cells: Counter[tuple[str, str, str, str, datetime]] = Counter()
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for r in records:
+        if not period.contains(r.occurred_at):
+            continue
+        at = r.occurred_at.astimezone(UTC)
+        day = datetime(at.year, at.month, at.day, tzinfo=UTC)
+        cells[(r.kind, r.origin._value_, r.direction._value_, r.number, day)] += 1
+        times[r.number].append(at)
+    activity = []
+    for number, ts in sorted(times.items()):
+        ts.sort()
+        gap = max(((b - a, a, b) for a, b in itertools.pairwise(ts)), default=None)
+        activity.append(NumberActivity(
+            number, ts[0], ts[-1], gap[1] if gap else None, gap[2] if gap else None, 0))
+    return summary_of(cells, activity)
+
+
+def summary_of(cells: Mapping[tuple[str, str, str, str, datetime], int],
+               activity: Iterable[NumberActivity]) -> RecordSummary:
+    """A canonical summary: counts sorted by their key, activity by number."""
+    from reports.facts import Direction, Origin
+
+    return RecordSummary(
+        counts=tuple(RecordCount(k, Origin(o), Direction(d), n, day, c)
+                     for (k, o, d, n, day), c in sorted(cells.items()) if c),
+        activity=tuple(sorted(activity, key=lambda a: a.number)),
+    )
+
+
+def record_summary(facts: ReportFacts) -> RecordSummary:
+    """The records as counts and activity: given by the gatherer, or summed from the
+    per-record facts. Every inventory and chart number and silence come from this."""
+    if facts.summary is not None:
+        return facts.summary
+    return summarise(facts.records, facts.scope.period)
+
+
 def finding_counts(findings: Sequence[Finding]) -> dict[str, int]:
     return {s.value: sum(f.severity is s for f in findings) for s in Severity}
 
@@ -257,15 +304,23 @@ def erasure_findings(facts: ReportFacts) -> list[Finding]:
 def silent_numbers(facts: ReportFacts) -> list[tuple[str, int, datetime]]:
     """(number, longest gap in seconds, gap start) for each watched number whose longest
     stretch without a record inside the period exceeds its threshold. The period's start
-    and end bound the gaps, so a number with no record at all is silent for the period."""
+    and end bound the gaps, so a number with no record at all is silent for the period.
+    An inner stretch is known exactly when longer than the summary's resolution; the
+    gatherer keeps that resolution at or below every threshold (a FactsError if not)."""
     period = facts.scope.period
-    times: dict[str, list[datetime]] = defaultdict(list)
-    for r in records_in_period(facts):
-        times[r.number].append(r.occurred_at)
+    by_number = {a.number: a for a in record_summary(facts).activity}
     out = []
     for w in sorted(facts.completeness.watches, key=lambda w: w.number):
-        edges = [period.start, *sorted(times.get(w.number, [])), period.end]
-        gap, start = max(((b - a), a) for a, b in itertools.pairwise(edges))
+        a = by_number.get(w.number)
+        if a is None:
+            gaps = [(period.end - period.start, period.start)]
+        else:
+            if a.resolution_seconds > w.max_silence_seconds:
+                raise FactsError(f"activity of {w.number}: resolution above the threshold")
+            gaps = [(a.first_at - period.start, period.start), (period.end - a.last_at, a.last_at)]
+            if a.gap_start is not None and a.gap_end is not None:
+                gaps.append((a.gap_end - a.gap_start, a.gap_start))
+        gap, start = max(gaps)
         seconds = int(gap.total_seconds())
         if seconds > w.max_silence_seconds:
             out.append((w.number, seconds, start))
