@@ -268,6 +268,143 @@ class ElasticIndex:
         finally:
             self._close_pit(pit)
 
+    # ---- report aggregates (archiver.reporting.gather on large archives) ----------------
+
+    def _report_query(self, request: SearchRequest, max_leaf: int,
+                      extra: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        # The request's dates and scope, plus: logged inside the pinned tree.
+        node = check(request)
+        q = es_dsl.query(node, request)
+        q["bool"]["filter"] = [*q["bool"]["filter"], {"range": {"leaf_index": {"lt": max_leaf}}},
+                               *extra]
+        return q
+
+    def report_counts(self, request: SearchRequest, max_leaf: int) -> Iterator[
+            tuple[str, str | None, str | None, str, int, int]]:
+        """(kind, origin, direction, number, UTC day in epoch ms, count) of the documents
+        ``request`` finds with a leaf below ``max_leaf``: one composite aggregation, paged.
+        Documents without a kind or number are not records and are not counted."""
+        query = self._report_query(request, max_leaf)
+        sources = [
+            {"kind": {"terms": {"field": "kind"}}},
+            {"origin": {"terms": {"field": "origin", "missing_bucket": True}}},
+            {"direction": {"terms": {"field": "direction", "missing_bucket": True}}},
+            {"number": {"terms": {"field": "phone_number_id"}}},
+            {"day": {"date_histogram": {"field": "ts", "calendar_interval": "1d",
+                                        "time_zone": "UTC"}}},
+        ]
+        after: dict[str, Any] | None = None
+        while True:
+            comp: dict[str, Any] = {"sources": sources, "size": 2000}
+            if after:
+                comp["after"] = after
+            with _errors():
+                resp = self.client.search(index=self.alias, query=query, size=0,
+                                          track_total_hits=False,
+                                          aggs={"c": {"composite": comp}})
+            agg = resp["aggregations"]["c"]
+            for b in agg["buckets"]:
+                k = b["key"]
+                yield (str(k["kind"]), k["origin"], k["direction"], str(k["number"]),
+                       int(k["day"]), int(b["doc_count"]))
+            after = agg.get("after_key")
+            if not after or not agg["buckets"]:
+                return
+
+    def report_activity(self, request: SearchRequest, max_leaf: int,
+                        resolution_s: int) -> list[tuple[str, list[tuple[int, int]]]]:
+        """Per number: (first, last) record time in epoch ms of each non-empty bucket of
+        ``resolution_s`` seconds, in time order. A stretch without records longer than the
+        resolution lies between two consecutive buckets, so it is known exactly."""
+        query = self._report_query(request, max_leaf)
+        aggs = {"n": {"terms": {"field": "phone_number_id", "size": 10_000},
+                      "aggs": {"h": {"date_histogram": {
+                          "field": "ts", "fixed_interval": f"{resolution_s}s",
+                          "min_doc_count": 1},
+                          "aggs": {"lo": {"min": {"field": "ts"}},
+                                   "hi": {"max": {"field": "ts"}}}}}}}
+        with _errors():
+            resp = self.client.search(index=self.alias, query=query, size=0,
+                                      track_total_hits=False, aggs=aggs)
+        out = []
+        for nb in resp["aggregations"]["n"]["buckets"]:
+            spans = [(int(b["lo"]["value"]), int(b["hi"]["value"]))
+                     for b in nb["h"]["buckets"] if b["doc_count"]]
+            out.append((str(nb["key"]), spans))
+        return out
+
+    def report_scan(self, request: SearchRequest, max_leaf: int, fields: Sequence[str], *,
+                    kinds: Sequence[str] | None = None, exists: str | None = None,
+                    types: Sequence[str] | None = None, overdue_before: str | None = None,
+                    message_refs: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The few documents of ``request`` (leaf below ``max_leaf``) that one report
+        section needs: by kind, type, a field present, message ref, or retained until
+        before ``overdue_before`` (a document without retain-until: its time before it)."""
+        extra: list[dict[str, Any]] = []
+        if kinds is not None:
+            extra.append({"terms": {"kind": sorted(kinds)}})
+        if types is not None:
+            extra.append({"terms": {"type": list(types)}})
+        if exists is not None:
+            extra.append({"exists": {"field": exists}})
+        if message_refs is not None:
+            extra.append({"terms": {"message_ref": list(message_refs)}})
+        if overdue_before is not None:
+            extra.append({"bool": {"minimum_should_match": 1, "should": [
+                {"range": {"retain_until": {"lt": overdue_before}}},
+                {"bool": {"must_not": [{"exists": {"field": "retain_until"}}],
+                          "filter": [{"range": {"ts": {"lt": overdue_before}}}]}},
+            ]}})
+        yield from self._scan_query(self._report_query(request, max_leaf, extra), fields)
+
+    def report_leaf_range(self, request: SearchRequest, max_leaf: int) -> tuple[int, int] | None:
+        """The lowest and highest leaf index of the documents ``request`` finds (below
+        ``max_leaf``); None when there are none."""
+        with _errors():
+            resp = self.client.search(
+                index=self.alias, query=self._report_query(request, max_leaf), size=0,
+                track_total_hits=False, aggs={"lo": {"min": {"field": "leaf_index"}},
+                                              "hi": {"max": {"field": "leaf_index"}}})
+        lo, hi = resp["aggregations"]["lo"]["value"], resp["aggregations"]["hi"]["value"]
+        return None if lo is None or hi is None else (int(lo), int(hi))
+
+    def report_by_leaves(self, request: SearchRequest, max_leaf: int, leaves: Sequence[int],
+                         fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The documents of ``request`` (leaf below ``max_leaf``) whose leaf is one of
+        ``leaves`` (at most 10,000): the lock check's sample candidates."""
+        query = self._report_query(request, max_leaf,
+                                   [{"terms": {"leaf_index": list(leaves)}}])
+        with _errors():
+            resp = self.client.search(index=self.alias, query=query, size=len(leaves),
+                                      source_includes=list(fields), track_total_hits=False)
+        return [h.get("_source") or {} for h in resp["hits"]["hits"]]
+
+    def _scan_query(self, body_query: dict[str, Any], fields: Sequence[str],
+                    page: int = 5000) -> Iterator[dict[str, Any]]:
+        with _errors():
+            pit = self.client.open_point_in_time(index=self.alias,
+                                                 keep_alive=self.pit_keep_alive)["id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                with _errors():
+                    resp = self.client.search(
+                        query=body_query, size=page, source_includes=list(fields),
+                        sort=[{"_shard_doc": "asc"}], search_after=after,
+                        pit={"id": pit, "keep_alive": self.pit_keep_alive},
+                        track_total_hits=False,
+                        filter_path=["pit_id", "hits.hits._source", "hits.hits.sort"],
+                    )  # fmt: skip
+                pit = resp.get("pit_id", pit)
+                hits = (resp.get("hits") or {}).get("hits") or []
+                if not hits:
+                    return
+                for h in hits:
+                    yield h.get("_source") or {}
+                after = hits[-1]["sort"]
+        finally:
+            self._close_pit(pit)
+
     def _close_pit(self, pit: str) -> None:
         # Best effort: an unclosed PIT expires by itself after keep_alive.
         with contextlib.suppress(ApiError, TransportError):

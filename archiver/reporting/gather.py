@@ -24,11 +24,12 @@ Progress is reported as ``(stage, done, total)``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -80,11 +81,13 @@ from reports.facts import (
     LockObservation,
     MediaFact,
     MediaState,
+    NumberActivity,
     NumberWatch,
     Origin,
     Period,
     PolicyInForce,
     RecordFact,
+    RecordSummary,
     RefusedRequest,
     Regulation,
     ReportFacts,
@@ -93,6 +96,7 @@ from reports.facts import (
     VerifyFinding,
     VerifySweep,
 )
+from reports.findings import summary_of
 from search.port import SearchIndex, SearchRequest
 
 log = get_logger("archiver.reporting")
@@ -105,6 +109,8 @@ DOC_FIELDS = ("id", "record_id", "kind", "type", "origin", "direction", "phone_n
 # Disposition runs hourly: a record is overdue only once past its retain-until by this much.
 OVERDUE_GRACE = timedelta(days=1)
 LOG_CHUNK = 4096
+SAMPLE_BATCH = 5000  # candidate leaves per index query when drawing the lock sample
+MAX_SAMPLE_QUERIES = 40
 _PSEUDO = re.compile(r"^[a-z]_[a-z2-7]{8,}$")
 _CODE_CHARS = re.compile(r"[^a-z0-9_.:-]+")
 _ACCESS = {
@@ -298,10 +304,9 @@ class ReportGatherer:
         numbers = tuple(sorted(set(req.numbers)))
         report("log", 0, size)
         scan = self._scan_log(req, size, report)
-        records, docs = self._records(req, numbers, size, report)
-        report("locks", 0, len(docs.population))
         seed = req.seed or self._default_seed(req, numbers, size)
-        lock_check = self._lock_check(docs.population, req.sample_size, seed, size, report)
+        summary, docs, population, chosen = self._records(req, numbers, size, seed, report)
+        lock_check = self._lock_check(population, chosen, req.sample_size, seed, size, report)
         object_locks = self._object_lock_checks(scan, req.sample_size, seed)
         media = self._media(docs.media_messages)
         consent = self._consent(numbers or tuple(sorted(docs.numbers)), req.end)
@@ -318,7 +323,8 @@ class ReportGatherer:
         return ReportFacts(
             scope=Scope(req.regulation, period, numbers, self.config.archive_name),
             policies=policies_in_force(self.policy_set, self.config.lock_mode, req.end),
-            records=records,
+            records=(),
+            summary=summary,
             raw_captures=scan.raw_captures,
             media=media,
             lock_check=lock_check,
@@ -451,10 +457,30 @@ class ReportGatherer:
             if cursor is None:
                 return
 
-    def _records(self, req: ReportRequest, numbers: Sequence[str], size: int,
-                 progress: Progress) -> tuple[tuple[RecordFact, ...], _Docs]:
+    def _records(self, req: ReportRequest, numbers: Sequence[str], size: int, seed: str,
+                 progress: Progress) -> tuple[RecordSummary, _Docs, int,
+                                              list[tuple[int, str, str]]]:
+        """The records of the period as a summary (counts per kind, origin, direction,
+        number and day; each number's activity), the documents the other sections need,
+        the population's size and the lock check's chosen (leaf, record id, policy)."""
+        request = SearchRequest(
+            date_from=_iso(req.start), date_to=_iso(req.end),
+            scope_numbers=list(numbers) if numbers else None, size=0,
+        )  # fmt: skip
+        resolution = self.config.silence_threshold_s
+        buckets = (req.end - req.start).total_seconds() / resolution
+        if callable(getattr(self.index, "report_counts", None)) and buckets <= 10_000:
+            return self._aggregated(req, request, size, seed, resolution, progress)
+        return self._streamed(req, numbers, size, seed, progress)
+
+    def _streamed(self, req: ReportRequest, numbers: Sequence[str], size: int, seed: str,
+                  progress: Progress) -> tuple[RecordSummary, _Docs, int,
+                                               list[tuple[int, str, str]]]:
+        """One pass over every document of the period into counters (the embedded index,
+        or a period too fine for the aggregation's buckets)."""
         docs = _Docs()
-        records: list[RecordFact] = []
+        cells: Counter[tuple[str, str, str, str, datetime]] = Counter()
+        times: dict[str, list[datetime]] = defaultdict(list)
         total = self.index.count(SearchRequest(
             date_from=_iso(req.start), date_to=_iso(req.end),
             scope_numbers=list(numbers) if numbers else None, size=0,
@@ -468,25 +494,114 @@ class ReportGatherer:
             if not isinstance(leaf, int) or leaf >= size:
                 continue  # logged after the pinned checkpoint: not covered
             fact = _record_fact(doc)
-            if fact is None:
+            if fact is None or not req.start <= fact.occurred_at < req.end:
                 continue
-            records.append(fact)
             docs.add(doc, fact, leaf)
+            docs.population.append((leaf, fact.record_id, fact.policy_id))
+            at = fact.occurred_at
+            cells[(fact.kind, fact.origin._value_, fact.direction._value_, fact.number,
+                   datetime(at.year, at.month, at.day, tzinfo=UTC))] += 1
+            times[fact.number].append(at)
         progress("index", seen, total)
-        records.sort(key=lambda r: (r.occurred_at, r.record_id))
-        return tuple(records), docs
+        activity = []
+        for number, ts in times.items():
+            ts.sort()
+            gap = max(((b - a, a, b) for a, b in itertools.pairwise(ts)), default=None)
+            activity.append(NumberActivity(number, ts[0], ts[-1], gap[1] if gap else None,
+                                           gap[2] if gap else None, 0))
+        population = docs.population
+        chosen = population
+        if req.sample_size is not None and req.sample_size < len(population):
+            chosen = _sample_of(population, req.sample_size, seed)
+        return summary_of(cells, activity), docs, len(population), sorted(chosen)
+
+    def _aggregated(self, req: ReportRequest, request: SearchRequest, size: int, seed: str,
+                    resolution: int, progress: Progress) -> tuple[
+                        RecordSummary, _Docs, int, list[tuple[int, str, str]]]:
+        """Elasticsearch: the counts and each number's activity from aggregations, the lock
+        sample drawn by the node, and only the documents a section names one by one
+        (media, templates, statuses, history sync, records due for disposal) streamed."""
+        index: Any = self.index
+        cells: Counter[tuple[str, str, str, str, datetime]] = Counter()
+        for kind, origin, direction, number, day_ms, n in index.report_counts(request, size):
+            cells[(_code(kind, "unknown"),
+                   origin if origin in _ORIGINS else Origin.META.value,
+                   direction if direction in _DIRECTIONS else Direction.NONE.value,
+                   number, datetime.fromtimestamp(day_ms / 1000, UTC))] += n
+        population = sum(cells.values())
+        progress("index", population, population)
+        activity = []
+        for number, spans in index.report_activity(request, size, resolution):
+            if not spans:
+                continue
+            gaps = [(b[0] - a[1], a[1], b[0]) for a, b in itertools.pairwise(spans)]
+            gap = max(gaps, default=None)
+            inner = gap if gap is not None and gap[0] > resolution * 1000 else None
+            activity.append(NumberActivity(
+                number, _ms(spans[0][0]), _ms(max(hi for _, hi in spans)),
+                _ms(inner[1]) if inner else None, _ms(inner[2]) if inner else None,
+                resolution))  # fmt: skip
+        progress("sections", 0, 1)
+        found: dict[str, dict[str, Any]] = {}
+        cut = _iso(min(req.end, self.clock()) - OVERDUE_GRACE)
+        for scan in (
+            index.report_scan(request, size, DOC_FIELDS, kinds=_MESSAGE_KINDS,
+                              exists="media_sha256"),
+            index.report_scan(request, size, DOC_FIELDS, kinds=_MESSAGE_KINDS,
+                              types=["template"]),
+            index.report_scan(request, size, DOC_FIELDS,
+                              kinds=["status", "history_chunk", "history_error"]),
+            index.report_scan(request, size, DOC_FIELDS, overdue_before=cut),
+        ):
+            for doc in scan:
+                found.setdefault(str(doc.get("id")), doc)
+        docs = _Docs()
+        for doc in found.values():
+            fact = _record_fact(doc)
+            if fact is not None:
+                docs.add(doc, fact, int(doc["leaf_index"]))
+        refs = sorted(docs.status_refs - docs.message_refs)
+        for lo in range(0, len(refs), 5000):  # which statuses' messages are in the period
+            for doc in index.report_scan(request, size, ("message_ref",), kinds=_MESSAGE_KINDS,
+                                         message_refs=refs[lo:lo + 5000]):
+                docs.message_refs.add(str(doc.get("message_ref")))
+        progress("sections", 1, 1)
+        fields = ("id", "record_id", "policy", "leaf_index")
+        chosen = []
+        if req.sample_size is None or req.sample_size >= population:
+            chosen = _picks(index.report_scan(request, size, fields))
+        elif (span := index.report_leaf_range(request, size)) is not None:
+            # The sample's leaves drawn in order from the seeded sequence over the
+            # population's leaf range, kept when they are records of the population: the
+            # same sample ``_sample_of`` draws from the whole population, asked in batches.
+            draws = _draws(seed, *span)
+            for _ in range(MAX_SAMPLE_QUERIES):
+                batch = list(itertools.islice(draws, SAMPLE_BATCH))
+                if not batch:
+                    break
+                found_at = {p[0]: p for p in _picks(
+                    index.report_by_leaves(request, size, batch, fields))}
+                chosen.extend(found_at[leaf] for leaf in batch if leaf in found_at)
+                if len(chosen) >= req.sample_size:
+                    break
+            else:  # a sparse population in a wide range: draw from all of it instead
+                chosen = _sample_of(_picks(index.report_scan(request, size, fields)),
+                                    req.sample_size, seed)
+            chosen = chosen[: req.sample_size]
+        numbers = {n for _, _, _, n, _ in cells}
+        docs.numbers.update(numbers)
+        return summary_of(cells, activity), docs, population, sorted(chosen)
 
     # -- the store's lock state ---------------------------------------------------------
 
-    def _lock_check(self, population: list[tuple[int, str, str]], sample_size: int | None,
-                    seed: str, size: int, progress: Progress) -> LockCheck:
-        population.sort()
-        if sample_size is None or sample_size >= len(population):
-            chosen, mode, used_seed = population, LockCheckMode.FULL, None
+    def _lock_check(self, population: int, chosen: list[tuple[int, str, str]],
+                    sample_size: int | None, seed: str, size: int,
+                    progress: Progress) -> LockCheck:
+        if sample_size is None or sample_size >= population:
+            mode, used_seed = LockCheckMode.FULL, None
         else:
-            rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not secrecy
-            chosen = sorted(rng.sample(population, sample_size))
             mode, used_seed = LockCheckMode.SAMPLE, seed
+        progress("locks", 0, len(chosen))
         modes = {p.id: LockMode(p.lock_mode.value) for p in self.policy_set.enabled}
         if self.config.lock_mode == "GOVERNANCE":
             modes = dict.fromkeys(modes, LockMode.GOVERNANCE)
@@ -518,7 +633,7 @@ class ReportGatherer:
         with ThreadPoolExecutor(self.config.lock_check_workers) as pool:
             observations = tuple(pool.map(observe, chosen))
         progress("locks", len(chosen), len(chosen))
-        return LockCheck(mode, len(population), len(observations), used_seed, observations)
+        return LockCheck(mode, population, len(observations), used_seed, observations)
 
     def _object_lock_checks(self, scan: _LogScan, sample_size: int | None,
                             seed: str) -> tuple[LockCheck, ...]:
@@ -880,7 +995,6 @@ class _Docs:
         self.retention: list[tuple[int, str, datetime]] = []  # (leaf, record id, until)
 
     def add(self, doc: dict[str, Any], fact: RecordFact, leaf: int) -> None:
-        self.population.append((leaf, fact.record_id, fact.policy_id))
         self.retention.append((leaf, fact.record_id, fact.required_retain_until))
         self.numbers.add(fact.number)
         ref = doc.get("message_ref")
@@ -910,6 +1024,49 @@ def store_precision(at: datetime) -> datetime:
     millisecond: compared at microseconds, every lock set from a time with microseconds
     would look a fraction too short."""
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _draws(seed: str, lo: int, hi: int) -> Iterator[int]:
+    """Distinct leaf indices of ``lo..hi`` in the order ``random.Random(seed)`` draws them
+    (``randrange``, repeats skipped): the lock check's sampling order."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not secrecy
+    seen: set[int] = set()
+    n = hi - lo + 1
+    while len(seen) < n:
+        leaf = rng.randrange(lo, hi + 1)
+        if leaf not in seen:
+            seen.add(leaf)
+            yield leaf
+
+
+def _sample_of(population: list[tuple[int, str, str]], k: int,
+               seed: str) -> list[tuple[int, str, str]]:
+    """The first ``k`` records of ``population`` in the seeded draw order over its leaf
+    range: a uniform random sample without replacement, reproducible from the seed."""
+    if not population:
+        return []
+    by_leaf = {p[0]: p for p in population}
+    out = []
+    for leaf in _draws(seed, min(by_leaf), max(by_leaf)):
+        if leaf in by_leaf:
+            out.append(by_leaf[leaf])
+            if len(out) == k:
+                break
+    return out
+
+
+def _picks(docs: Iterable[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    out = []
+    for doc in docs:
+        rid = doc.get("record_id") or doc.get("id")
+        leaf = doc.get("leaf_index")
+        if isinstance(rid, str) and isinstance(leaf, int):
+            out.append((leaf, rid, _code(doc.get("policy"), "unknown")))
+    return out
+
+
+def _ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
 def _b32(raw: bytes) -> str:

@@ -38,7 +38,8 @@ from reports.twin import twin_bytes, twin_sha256
 KIND = "report"
 DEV_KEY_FILE = "report-signing-key.pem"
 DEV_CERT_FILE = "report-signing-cert.pem"
-_STAGES = {"log": 10, "index": 30, "locks": 40, "compute": 5}  # weights of gather stages
+# Weights of the gather stages (percent of the job's progress).
+_STAGES = {"log": 10, "index": 25, "sections": 5, "locks": 40, "compute": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class ReportService:
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
         req = ReportRequest.from_json(dict(ctx.params))
-        base = {"log": 0, "index": 10, "locks": 40, "compute": 80}
+        base = {"log": 0, "index": 10, "sections": 35, "locks": 40, "compute": 80}
 
         def progress(stage: str, done: int, total: int) -> None:
             share = done / total if total else 1.0
