@@ -280,13 +280,14 @@ class ElasticIndex:
         return q
 
     def report_counts(self, request: SearchRequest, max_leaf: int) -> Iterator[
-            tuple[str, str | None, str | None, str, int, int]]:
+            tuple[str | None, str | None, str | None, str, int, int]]:
         """(kind, origin, direction, number, UTC day in epoch ms, count) of the documents
         ``request`` finds with a leaf below ``max_leaf``: one composite aggregation, paged.
-        Documents without a kind or number are not records and are not counted."""
+        Documents without a number are not records and are not counted; a missing kind,
+        origin or direction is None."""
         query = self._report_query(request, max_leaf)
         sources = [
-            {"kind": {"terms": {"field": "kind"}}},
+            {"kind": {"terms": {"field": "kind", "missing_bucket": True}}},
             {"origin": {"terms": {"field": "origin", "missing_bucket": True}}},
             {"direction": {"terms": {"field": "direction", "missing_bucket": True}}},
             {"number": {"terms": {"field": "phone_number_id"}}},
@@ -305,7 +306,7 @@ class ElasticIndex:
             agg = resp["aggregations"]["c"]
             for b in agg["buckets"]:
                 k = b["key"]
-                yield (str(k["kind"]), k["origin"], k["direction"], str(k["number"]),
+                yield (k["kind"], k["origin"], k["direction"], str(k["number"]),
                        int(k["day"]), int(b["doc_count"]))
             after = agg.get("after_key")
             if not after or not agg["buckets"]:
