@@ -430,6 +430,19 @@ class TransparencyLog:
         b = index // tiles.TILE_WIDTH
         return self._bundle(b, tiles.entry_bundle_width(b, latest))[index % tiles.TILE_WIDTH]
 
+    def entry_reader(self, tree_size: int | None = None) -> Callable[[int], bytes]:
+        """``entry`` for many reads in one tree: the committed size is read once here, not
+        once per entry (a report's lock sample reads thousands of scattered entries)."""
+        size, latest = self._sizes(tree_size)
+
+        def read(index: int) -> bytes:
+            if not 0 <= index < size:
+                raise ProofError(f"index {index} outside tree of size {size}")
+            b = index // tiles.TILE_WIDTH
+            return self._bundle(b, tiles.entry_bundle_width(b, latest))[index % tiles.TILE_WIDTH]
+
+        return read
+
     def entries(self, start: int, end: int, tree_size: int | None = None) -> list[bytes]:
         """Entries ``[start, end)``, one bundle read per 256."""
         size, latest = self._sizes(tree_size)

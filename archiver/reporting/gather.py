@@ -624,10 +624,11 @@ class ReportGatherer:
         if self.config.lock_mode == "GOVERNANCE":
             modes = dict.fromkeys(modes, LockMode.GOVERNANCE)
         done = [0]
+        read_entry = self.log.entry_reader(size)  # one read of the log's size, not one each
 
         def observe(item: tuple[int, str, str]) -> LockObservation:
             leaf, record_id, policy_id = item
-            entry = parse_entry(self.log.entry(leaf, size))
+            entry = parse_entry(read_entry(leaf))
             key, version = str(entry.key), str(entry.version_id)
             required = _time(entry.fields.get("retain_until")) or datetime.min.replace(
                 tzinfo=UTC)
@@ -780,8 +781,9 @@ class ReportGatherer:
             if doc.get("status") in OPEN_STATUSES:
                 held.update(doc.get("items") or {})
         out = []
+        read_entry = self.log.entry_reader(size)
         for leaf, rid in due:
-            entry = parse_entry(self.log.entry(leaf, size))
+            entry = parse_entry(read_entry(leaf))
             if item_id(str(entry.key), str(entry.version_id)) not in held:
                 out.append(rid)
         return tuple(sorted(out))
