@@ -85,6 +85,10 @@ log = get_logger("archiver.processor")
 # A batch still pending this long after capture is stuck: an alert, a metric, a finding.
 STUCK_AFTER = timedelta(hours=1)
 CLAIM_SECONDS = 300
+# A batch with more records than this (a history sync: hundreds of messages a delivery)
+# appends its records to the log a chunk at a time, so that the first are searchable
+# while the rest are written, instead of all of them together at the end.
+APPEND_EVERY = 256
 
 
 @dataclass
@@ -284,16 +288,25 @@ class Processor:
             version_id = version_id or self._only_version(key)
             raw_bytes = self.objects.get(key, version_id)
             raw_info = self.objects.stat(key, version_id)
+        raw_until = raw_info.retention.retain_until if raw_info.retention else None
+        if "size_before" in doc:  # an earlier attempt appended chunks (``_Early``)
+            # Its entries are found from its saved size on, and the raw batch's leaf is
+            # made with the retention it saw (this one may see it extended since).
+            raw_until = _parse_optional_time(doc.get("raw_until"))
+        early = _Early(self, key, batch_id, doc, token, raw_until)
         outcome = BatchOutcome(batch_id, BatchResult.DONE)
         self._key_events = []
         with stage("records_write"):
-            written, media_jobs = self._write_records(key, version_id, raw_bytes, outcome)
+            written, media_jobs = self._write_records(
+                key, version_id, raw_bytes, outcome, early.chunk_written
+            )
+        token = early.token
         RECORDS.labels(step="written").inc(outcome.records)
         RECORDS.labels(step="reused").inc(outcome.reused)
         outcome.record_keys = [w.record.key for w in written]
         self._crash("after_records")
         with stage("entries"):
-            entries = self._entries_for(key, version_id, raw_bytes, raw_info.retention, written)
+            entries = self._entries_for(key, version_id, raw_bytes, raw_until, written)
         # Everything after the append is saved with the entries, so that a retry after a
         # crash anywhere past this point still holds the records and queues their media.
         doc = {
@@ -302,7 +315,8 @@ class Processor:
             # append (it would only repeat idempotent steps, but twice the work).
             "owner": self.owner,
             "until": time.time() + CLAIM_SECONDS,
-            "size_before": self.log.size(),
+            "size_before": early.size_before if early.size_before is not None
+            else self.log.size(),
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
             "media_jobs": [[job_key, job] for job_key, job in media_jobs],
@@ -357,7 +371,12 @@ class Processor:
     # -- records -----------------------------------------------------------------------
 
     def _write_records(
-        self, key: str, version_id: str, raw_bytes: bytes, outcome: BatchOutcome
+        self,
+        key: str,
+        version_id: str,
+        raw_bytes: bytes,
+        outcome: BatchOutcome,
+        on_chunk: Callable[[str, bytes, list[_Written | None]], None] | None = None,
     ) -> tuple[list[_Written], list[tuple[str, dict[str, Any]]]]:
         try:
             opened = parse_batch(raw_bytes)
@@ -440,7 +459,12 @@ class Processor:
             session.grant(self._batch_keys[owner].key_id, mentioned)
         for write in landing:
             write.result()  # raises what a grant or trace write raised: no record yet
-        results = list(self._pool.map(lambda j: self._write_guarded(j, outcome), jobs))
+        results: list[_Written | None] = []
+        for start in range(0, len(jobs), APPEND_EVERY):
+            chunk = jobs[start : start + APPEND_EVERY]
+            results += self._pool.map(lambda j: self._write_guarded(j, outcome), chunk)
+            if on_chunk is not None and start + APPEND_EVERY < len(jobs):
+                on_chunk(version_id, raw_bytes, results[start:])  # not the last: see _Early
         for (_h, _c, _t, captured_at, event, raw_ref, _i), done in zip(jobs, results, strict=True):
             if done is None:
                 continue
@@ -723,11 +747,15 @@ class Processor:
                 self._key_events.append(key_event)
         record = Record.build(header, content, data_key=data_key.secret, key_id=data_key.key_id)
         try:
+            # ``fresh``: no look-up before the PUT. The conditional create refuses a key
+            # an earlier attempt or another delivery wrote (ObjectExists, below), and
+            # records are only ever deleted by version id, so no marker of ours hides one.
             put = self.objects.put(
                 record.key,
                 record.body,
                 retention=Retention(decision.lock_mode, decision.retain_until),
                 content_type="application/json",
+                fresh=True,
             )
             self._bump(outcome, "records")
             if self._recent is not None:
@@ -792,6 +820,7 @@ class Processor:
                 link.body,
                 retention=Retention(decision.lock_mode, decision.retain_until),
                 content_type="application/json",
+                fresh=True,  # as for records (``_write_one``)
             )
             if self._recent is not None:
                 self._recent.put(link.key, put.version_id, link.body)
@@ -851,35 +880,29 @@ class Processor:
 
     # -- log entries -------------------------------------------------------------------
 
-    def _entries_for(
-        self,
-        key: str,
-        version_id: str,
-        raw_bytes: bytes,
-        retention: Retention | None,
-        written: list[_Written],
-    ) -> list[bytes]:
-        batch_time = _batch_time(batch_id_of(key))
-        raw_until = retention.retain_until if retention else None
-        entries = [
-            make_entry(
-                EntryKind.RAW,
-                time=batch_time,
-                key=key,
-                version_id=version_id,
-                sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                size=len(raw_bytes),
-                retain_until=raw_until,
-            ).data
-        ]
-        longest = raw_until
-        seen: set[tuple[str, str]] = set()
+    @staticmethod
+    def _raw_entry(
+        key: str, version_id: str, raw_bytes: bytes, raw_until: datetime | None
+    ) -> bytes:
+        return make_entry(
+            EntryKind.RAW,
+            time=_batch_time(batch_id_of(key)),
+            key=key,
+            version_id=version_id,
+            sha256=hashlib.sha256(raw_bytes).hexdigest(),
+            size=len(raw_bytes),
+            retain_until=raw_until,
+        ).data
+
+    @staticmethod
+    def _record_entries(written: Iterable[_Written], seen: set[tuple[str, str]]) -> list[bytes]:
+        """One RECORD leaf per record version not in ``seen`` (which it extends)."""
+        entries: list[bytes] = []
         for item in written:
             if (item.record.key, item.version_id) in seen:
                 continue  # one event twice in a delivery: one record, one leaf
             seen.add((item.record.key, item.version_id))
             header = item.record.header
-            until = datetime.fromisoformat(header["policy"]["retain_until"])
             entries.append(
                 make_entry(
                     EntryKind.RECORD,
@@ -888,12 +911,28 @@ class Processor:
                     version_id=item.version_id,
                     sha256=item.record.sha256,
                     size=len(item.record.body),
-                    retain_until=until,
+                    retain_until=datetime.fromisoformat(header["policy"]["retain_until"]),
                     record_id=item.record.record_id,
                     event=header["kind"],
                     policy=header["policy"]["id"],
                 ).data
             )
+        return entries
+
+    def _entries_for(
+        self,
+        key: str,
+        version_id: str,
+        raw_bytes: bytes,
+        raw_until: datetime | None,
+        written: list[_Written],
+    ) -> list[bytes]:
+        batch_time = _batch_time(batch_id_of(key))
+        entries = [self._raw_entry(key, version_id, raw_bytes, raw_until)]
+        entries += self._record_entries(written, set())
+        longest = raw_until
+        for item in written:
+            until = datetime.fromisoformat(item.record.header["policy"]["retain_until"])
             if longest is None or until > longest:
                 longest = until
         entries += [key_created_entry(event) for event in self._key_events]
@@ -986,6 +1025,66 @@ class Processor:
 
     def sweep(self) -> list[BatchOutcome]:
         return [self.process(key) for key in self.pending_batches()]
+
+
+class _Early:
+    """Chunk appends of a large batch (``APPEND_EVERY``): the raw batch's leaf and the
+    records written so far go to the log before the batch's other records are written.
+
+    Exactly once still: before its first chunk, the batch's state keeps the log size and
+    the raw retention it saw (``size_before``, ``raw_until``), and every append of the
+    batch, its final one (``logging``) and those of a retry included, passes that size as
+    ``once_since``. A retry rebuilds the same entry bytes (records it finds are reused at
+    their version; the raw leaf from the saved retention), so whatever an earlier attempt
+    appended is found, never appended twice. Key, merge and retention leaves come only
+    with the final append, from the saved ``logging`` state as before."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        key: str,
+        batch_id: str,
+        doc: dict[str, Any],
+        token: str,
+        raw_until: datetime | None,
+    ) -> None:
+        self.processor = processor
+        self.key = key
+        self.batch_id = batch_id
+        self.doc = doc
+        self.token = token  # the batch state's, after our save
+        self.raw_until = raw_until
+        saved = doc.get("size_before")
+        self.size_before: int | None = int(saved) if saved is not None else None
+        self._seen: set[tuple[str, str]] = set()
+        self._first = True
+
+    def chunk_written(
+        self, version_id: str, raw_bytes: bytes, results: list[_Written | None]
+    ) -> None:
+        p = self.processor
+        if self.size_before is None:
+            self.size_before = p.log.size()
+            doc = {
+                **self.doc,
+                "owner": p.owner,
+                "until": time.time() + CLAIM_SECONDS,
+                "size_before": self.size_before,
+                "raw_until": iso(self.raw_until) if self.raw_until else None,
+            }
+            with stage("log_save"):
+                self.token = p._save(self.batch_id, doc, self.token)
+        entries: list[bytes] = []
+        if self._first:
+            entries.append(p._raw_entry(self.key, version_id, raw_bytes, self.raw_until))
+            self._first = False
+        entries += p._record_entries((w for w in results if w is not None), self._seen)
+        with stage("log_append"):
+            p._appends.append_once(entries, self.size_before)
+
+
+def _parse_optional_time(text: object) -> datetime | None:
+    return datetime.fromisoformat(str(text)) if text else None
 
 
 def _meta_named(event: Event) -> bool:

@@ -368,7 +368,9 @@ class TransparencyLog:
     def _put_same(self, path: str, data: bytes) -> None:
         key = self.prefix + path
         try:
-            res = self.objects.put(key, data, retention=self.retention_for_log())
+            # ``fresh``: a retry's or a helper's tile is refused by the conditional create
+            # and compared below; the log never deletes, so no marker of ours is on it.
+            res = self.objects.put(key, data, retention=self.retention_for_log(), fresh=True)
             self._versions[key] = res.version_id
         except ObjectExists:
             if self._read(key) != data:

@@ -80,10 +80,14 @@ class ObjectStore(Protocol):
     ) -> PutResult:
         """Write-once create. Raises ObjectExists if the key has any version.
 
-        ``fresh=True``: the caller built the key with a random part it never used before
-        (raw batches, audit batches), so no older version or delete marker can exist and
-        the server's conditional create alone guards it; adapters may skip their own
-        look-up (one round trip less on S3)."""
+        ``fresh=True``: the server's conditional create alone guards the key; adapters may
+        skip their own look-up for older versions and delete markers (one round trip less
+        on S3). For keys with a random part never used before (raw batches, audit
+        batches), and for deterministic keys that this app only ever deletes by version id,
+        so that no delete marker of ours can be on them (records, log tiles): a current
+        version is still refused (ObjectExists). A marker planted from outside is
+        tampering that ``verify`` reports (``object:delete_marker``); a write over it adds
+        a version next to the locked one, never in its place."""
 
     def get(self, key: str, version_id: str) -> bytes: ...
 
