@@ -182,6 +182,36 @@ class Plan:
     def done_adding(self) -> None:
         self.db.execute("COMMIT")
         self.db.execute("CREATE INDEX r_order ON r (conv, ts, rank, seq)")
+        self.db.execute("CREATE INDEX r_link ON r (link_of)")
+
+    def linked(self, record_ids: Sequence[str]) -> list[str]:
+        """Those of ``record_ids`` that a media link record of the plan belongs to (the
+        scope walk adds every link record of the records it yields)."""
+        out: list[str] = []
+        for part in _chunked(record_ids, PAGE):
+            marks = ",".join("?" * len(part))
+            out += [m for (m,) in self.db.execute(
+                f"SELECT DISTINCT link_of FROM r WHERE link_of IN ({marks})",  # noqa: S608
+                tuple(part))]  # fmt: skip
+        return out
+
+    def order(self) -> Iterator[tuple[int, str, str]]:
+        """``(seq, record id, kind)`` in the rows' order: what a Bates chunk needs,
+        without holding the chunk's documents in memory."""
+        cur = self.db.execute("SELECT seq, rid, json_extract(doc, '$.kind') FROM r "
+                              "ORDER BY conv, ts, rank, seq")  # fmt: skip
+        while batch := cur.fetchmany(PAGE):
+            for seq, rid, kind in batch:
+                yield seq, rid, str(kind or "")
+
+    def rows_of(self, seqs: Sequence[int]) -> list[Row]:
+        """The rows ``seqs``, in that order."""
+        marks = ",".join("?" * len(seqs))
+        found = {seq: Row(seq, rid, conv, ts, json.loads(doc), link_of)
+                 for seq, rid, conv, ts, doc, link_of in self.db.execute(
+                     f"SELECT seq, rid, conv, ts, doc, link_of FROM r WHERE seq IN ({marks})",  # noqa: S608
+                     tuple(seqs))}  # fmt: skip
+        return [found[s] for s in seqs]
 
     def rows(self) -> Iterator[Row]:
         cur = self.db.execute("SELECT seq, rid, conv, ts, doc, link_of FROM r "
@@ -362,23 +392,26 @@ class Gatherer:
         each page is yielded, ``number(ids)`` is called with the page's record and
         attachment ids, each record followed by its attachments (Bates families)."""
         with ThreadPoolExecutor(READERS) as pool:
-            for chunk in _chunked(plan.rows(), BATES_CHUNK):
+            for chunk in _chunked(plan.order(), BATES_CHUNK):
                 # One Bates allocation per chunk (its cost is per call, not per item): every
                 # record followed by all its attachments, even when media are left out.
+                # The chunk holds ids only; documents are read back a page at a time.
                 links: dict[str, list[Link]] = {}
-                messages = [r.record_id for r in chunk if r.doc.get("kind") in MESSAGE_KINDS]
-                # One state list per message: spread over the readers, a slice each.
+                # Only messages with a link record in the plan have attachments: the walk
+                # added them all. One state list per such message, over the readers.
+                messages = plan.linked([rid for _, rid, kind in chunk if kind in MESSAGE_KINDS])
                 for found in pool.map(self.attachments_of, _chunked(messages, _LINKS_SLICE)):
                     for a in found:
                         if a.blob is not None:
                             links.setdefault(a.message, []).append(a)
                 ids: list[str] = []
-                for r in chunk:
-                    ids.append(r.record_id)
-                    ids += [_attachment_id(a) for a in links.get(r.record_id, [])]
+                for _, rid, _ in chunk:
+                    ids.append(rid)
+                    ids += [_attachment_id(a) for a in links.get(rid, [])]
                 number(ids)
                 for start in range(0, len(chunk), PAGE):
-                    yield from self._page(plan, chunk[start:start + PAGE], tree_size, pool,
+                    rows = plan.rows_of([seq for seq, _, _ in chunk[start:start + PAGE]])
+                    yield from self._page(plan, rows, tree_size, pool,
                                           links if include_media else {}, include_raw)
 
     def _fetch(self, row: Row, tree_size: int) -> tuple[Record, str, LeafProof] | None:
