@@ -1,6 +1,12 @@
 """Export benchmark (issue 11): a case of N messages on real MinIO + Elasticsearch.
 
     eval "$(scripts/services env)"; .venv/bin/python bench/export.py [--n 100000] [--small 10000]
+        [--reuse DIR] [--runs 3]
+
+``--reuse DIR`` (a folder outside git, e.g. ``/tmp/wa-bench-export``) keeps the seeded
+archive's names and data folder in ``DIR/seed.json``: a later run with the same ``--n``
+against the same services skips seeding. ``--runs`` repeats the measured phases (new
+cases each time, so every export allocates its Bates numbers afresh) and prints medians.
 
 Seed: N text messages (one business number, 100 messages per contact) written the way the
 processor writes them (``Record.build`` under each subject's data key, PUT under
@@ -17,7 +23,7 @@ Then, each in a fresh child process (so peak RSS is the phase's own):
   messages/s, reported on its own.
 
 Targets: export >= 0.5x the ceiling's messages/s; peak RSS at N <= 1.2x at ``--small``.
-Buckets and index are left for inspection unless ``--cleanup``.
+Buckets and index are left for inspection (and for ``--reuse``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import tempfile
 import time
@@ -73,7 +80,8 @@ def peak_rss_mb() -> float:
 # -- seeding (in the parent) ---------------------------------------------------------------
 
 
-def seed(n: int) -> None:
+def seed(n: int, first: int = 0, done_upto: Any = None) -> None:
+    """Messages ``[first, n)``; ``done_upto(k)`` after each block (``--reuse`` resumes)."""
     from archiver.indexing.documents import message_document
     from archiver.ledger.entry import EntryKind, make_entry
     from archiver.records.model import Record, iso
@@ -86,11 +94,15 @@ def seed(n: int) -> None:
     retain = T0 + timedelta(days=3650)
     retention = Retention(LockMode.GOVERNANCE, retain)
     started = time.perf_counter()
+    data_keys: dict[str, Any] = {}  # one key per subject: its state GET once, not per message
 
     def one(i: int) -> tuple[Record, str, dict[str, Any], dict[str, Any]]:
         contact = f"1650{i // PER_CONTACT:07d}"
         subject = rt.pseudo.subject(PNID, "wa:" + contact)
-        dk, _ = rt.keys.get_or_create(subject, creator=f"bench-{subject}")
+        dk = data_keys.get(subject)
+        if dk is None:
+            dk = data_keys[subject] = rt.keys.get_or_create(subject,
+                                                            creator=f"bench-{subject}")[0]
         when = T0 + timedelta(seconds=30 * i)
         wamid = f"wamid.bench{i:09d}"
         header = {
@@ -113,7 +125,7 @@ def seed(n: int) -> None:
 
     block = 2000
     with ThreadPoolExecutor(16) as pool:
-        for start in range(0, n, block):
+        for start in range(first, n, block):
             done = list(pool.map(one, range(start, min(n, start + block))))
             entries = [make_entry(EntryKind.RECORD, time=T0, key=r.key, version_id=v,
                                   sha256=r.sha256, size=len(r.body), retain_until=retain,
@@ -122,7 +134,9 @@ def seed(n: int) -> None:
             leaves = rt.log.append(entries)
             rt.index.upsert(message_document(h, e, leaf)
                             for (_, _, h, e), leaf in zip(done, leaves, strict=True))
-            print(f"  seeded {start + len(done):,}/{n:,}", file=sys.stderr)
+            print(f"  seeded {start + len(done):,}/{n:,}", file=sys.stderr, flush=True)
+            if done_upto is not None:
+                done_upto(start + len(done))
     refresh = getattr(rt.index, "refresh", None)
     if callable(refresh):
         refresh()
@@ -237,6 +251,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--transcript-messages", type=int, default=1000)
+    parser.add_argument("--reuse", metavar="DIR", help="keep/reuse the seeded archive here")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--seed-only", action="store_true")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -250,25 +267,75 @@ def main() -> int:
         if var not in os.environ:
             print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
             return 2
-    env = settings_env(uuid.uuid4().hex[:10], Path(tempfile.mkdtemp(prefix="bench-export-")))
-    os.environ.update(env)
-    seed(args.n)
-    big, small = make_case(args.n), make_case(args.small)
-    results = {
-        f"export_{args.small}": child(env, "export", small),
-        f"export_{args.n}": child(env, "export", big),
-        f"ceiling_{args.n}": child(env, "ceiling", big),
-        "transcript": child(env, "transcript", str(args.transcript_messages)),
-    }
-    for name, r in results.items():
-        print(f"{name:>18}: " + ", ".join(f"{k} {v:,.1f}" if isinstance(v, float)
-                                          else f"{k} {v:,}" for k, v in r.items()))
-    e, c = results[f"export_{args.n}"], results[f"ceiling_{args.n}"]
-    s = results[f"export_{args.small}"]
-    print(f"export / ceiling: {e['per_s'] / c['per_s']:.2f}x (target >= 0.5x)")
-    print(f"peak RSS {args.n:,} / {args.small:,}: {e['peak_rss_mb'] / s['peak_rss_mb']:.2f}x "
-          "(target <= 1.2x)")
+    env = seeded_env(args.n, args.reuse)
+    if args.seed_only:
+        return 0
+    runs: list[dict[str, dict[str, Any]]] = []
+    for run in range(args.runs):
+        big, small = make_case(args.n), make_case(args.small)
+        results = {
+            f"export_{args.small}": child(env, "export", small),
+            f"export_{args.n}": child(env, "export", big),
+            f"ceiling_{args.n}": child(env, "ceiling", big),
+            "transcript": child(env, "transcript", str(args.transcript_messages)),
+        }
+        print(f"run {run + 1}/{args.runs}:")
+        for name, r in results.items():
+            print(f"{name:>18}: " + ", ".join(f"{k} {v:,.1f}" if isinstance(v, float)
+                                              else f"{k} {v:,}" for k, v in r.items()))
+        e, c = results[f"export_{args.n}"], results[f"ceiling_{args.n}"]
+        s = results[f"export_{args.small}"]
+        print(f"  export / ceiling: {e['per_s'] / c['per_s']:.2f}x; peak RSS "
+              f"{e['peak_rss_mb'] / s['peak_rss_mb']:.2f}x", flush=True)
+        runs.append(results)
+
+    def med(phase: str, key: str) -> float:
+        return statistics.median(float(r[phase][key]) for r in runs)
+
+    e_s, c_s = med(f"export_{args.n}", "per_s"), med(f"ceiling_{args.n}", "per_s")
+    ratios = [r[f"export_{args.n}"]["per_s"] / r[f"ceiling_{args.n}"]["per_s"] for r in runs]
+    rss_n, rss_small = med(f"export_{args.n}", "peak_rss_mb"), med(f"export_{args.small}",
+                                                                    "peak_rss_mb")
+    print(f"medians of {len(runs)}: export {e_s:,.1f} msg/s, ceiling {c_s:,.1f} msg/s, "
+          f"export {args.small:,} {med(f'export_{args.small}', 'per_s'):,.1f} msg/s, "
+          f"transcript {med('transcript', 'per_s'):,.1f} msg/s")
+    print(f"export / ceiling: {statistics.median(ratios):.2f}x (target >= 0.5x)")
+    print(f"peak RSS {args.n:,} / {args.small:,}: {rss_n:,.1f} / {rss_small:,.1f} MB = "
+          f"{rss_n / rss_small:.2f}x (target <= 1.2x)")
     return 0
+
+
+def seeded_env(n: int, reuse: str | None) -> dict[str, str]:
+    """The settings of a seeded archive of ``n`` messages: seeded now, or the one
+    ``--reuse DIR`` remembers (same services), grown to ``n`` if it holds fewer (the
+    count is saved after each block, so an interrupted seed goes on where it stopped)."""
+    state = Path(reuse) / "seed.json" if reuse else None
+    saved: dict[str, Any] = {}
+    if state is not None and state.exists():
+        saved = json.loads(state.read_text())
+        if saved.get("s3") != os.environ["ARCHIVER_TEST_S3_ENDPOINT"]:
+            saved = {}
+    if saved:
+        unique, data_dir = saved["unique"], Path(saved["data_dir"])
+    else:
+        unique = uuid.uuid4().hex[:10]
+        data_dir = (state.parent / f"data-{unique}" if state is not None
+                    else Path(tempfile.mkdtemp(prefix="bench-export-")))  # fmt: skip
+        data_dir.mkdir(parents=True, exist_ok=True)
+    env = settings_env(unique, data_dir)
+    os.environ.update(env)
+    have = int(saved.get("n", 0))
+    if have >= n:
+        print(f"reusing the archive of {have:,} messages in {reuse}", file=sys.stderr)
+        return env
+
+    def done_upto(k: int) -> None:
+        if state is not None:
+            state.write_text(json.dumps({"n": k, "unique": unique, "data_dir": str(data_dir),
+                                         "s3": os.environ["ARCHIVER_TEST_S3_ENDPOINT"]}))
+
+    seed(n, have, done_upto)
+    return env
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Public API (what the export job calls)::
     runtime.cases -> CaseService                            built by Runtime.open
     CaseService.get(case_id, actor)                         visible case or case_not_found
     CaseService.records_in_scope(case_id, actor)            Iterator[record id]
+    CaseService.scope_documents(case_id, actor)             Iterator[(record id, doc | None)]
     CaseService.attachments(record_ids)                     [Attachment(link, blob)]
     CaseService.allocate_bates(case_id, actor, ids, start=) {item id: number}
     CaseService.export_requested(case_id, actor, export_id=, options=)

@@ -18,6 +18,10 @@
    ``target_ref`` of edits, revokes and reactions), so it is found by streaming each
    conversation of the hits once.
 
+Memory stays flat: the ids already yielded and the message refs found are kept in a
+temporary SQLite file (:class:`SpooledSet`), not in Python sets (~150 bytes an id: 15 MB
+at 100,000 records, and the walk runs for the whole export).
+
 Attachments (media link records and blobs) are not index documents: an export reads
 them with ``CaseService.attachments`` (the holds' attachment view). A record not yet
 indexed is not found: run after the follower caught up (``/readyz`` shows its lag).
@@ -25,8 +29,12 @@ indexed is not found: run after the follower caught up (``/readyz`` shows its la
 
 from __future__ import annotations
 
-from collections import defaultdict
+import contextlib
+import os
+import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from archiver.cases.model import Custodians, Scope, scope_query
@@ -34,6 +42,62 @@ from archiver.indexing.documents import MESSAGE_KINDS
 from search.port import SearchIndex, SearchRequest
 
 PAGE = 1000  # the adapters' largest page (search._common.MAX_SIZE)
+
+
+class SpooledSet:
+    """A set of strings in a temporary SQLite file (deleted on close): what the scope
+    walk remembers grows with the scope, so it lives on disk, with a bounded page cache.
+    Also holds the (conversation, message ref) pairs of the family step."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        fd, name = tempfile.mkstemp(prefix="wa-scope-", suffix=".db", dir=directory)
+        os.close(fd)
+        self._path = Path(name)
+        self._db = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4096"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE s (k TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE u (conv TEXT, unit TEXT, PRIMARY KEY (conv, unit)) "
+                         "WITHOUT ROWID")  # fmt: skip
+        self._db.execute("BEGIN")  # never committed: a scratch file, dropped on close
+
+    def add(self, key: str) -> bool:
+        """Add ``key``; True when it was not there yet."""
+        return self._db.execute("INSERT OR IGNORE INTO s VALUES (?)", (key,)).rowcount == 1
+
+    def __contains__(self, key: object) -> bool:
+        return self._db.execute("SELECT 1 FROM s WHERE k = ?", (key,)).fetchone() is not None
+
+    def add_unit(self, conversation: str, unit: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO u VALUES (?, ?)", (conversation, unit))
+
+    def has_unit(self, conversation: str, unit: str) -> bool:
+        return self._db.execute("SELECT 1 FROM u WHERE conv = ? AND unit = ?",
+                                (conversation, unit)).fetchone() is not None  # fmt: skip
+
+    def unit_conversations(self) -> Iterator[str]:
+        """The conversations of the units, in order (read a page at a time)."""
+        last = ""
+        while True:
+            rows = self._db.execute("SELECT DISTINCT conv FROM u WHERE conv > ? ORDER BY conv "
+                                    "LIMIT 256", (last,)).fetchall()  # fmt: skip
+            if not rows:
+                return
+            for (conv,) in rows:
+                yield conv
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    def __enter__(self) -> SpooledSet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _pages(index: SearchIndex, request: SearchRequest) -> Iterator[dict[str, Any]]:
@@ -65,33 +129,64 @@ def scope_request(case: Mapping[str, Any]) -> SearchRequest:
     return SearchRequest(q=scope_query(custodians, scope), scope_numbers=numbers)
 
 
-def records_in_scope(index: SearchIndex, case: Mapping[str, Any]) -> Iterator[str]:
-    """Record ids of the case's scope and their families, each once (see the module)."""
-    for record_id, _ in walk_scope(index, case):
+def records_in_scope(index: SearchIndex, case: Mapping[str, Any],
+                     seen: SpooledSet | None = None) -> Iterator[str]:  # fmt: skip
+    """Record ids of the case's scope and their families, each once (see the module).
+    ``seen``: the caller's set of ids already yielded (it may add its own)."""
+    for record_id, _ in scope_documents(index, case, seen):
         yield record_id
 
 
-def walk_scope(index: SearchIndex, case: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
+def scope_documents(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSet | None = None
+                    ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+    """As ``records_in_scope``, each id with the index document the walk read it from
+    (None for an id only named in another document's ``sources``): an export needs no
+    second read of the index per record."""
+    for record_id, doc, _ in _walk_seen(index, case, seen):
+        yield record_id, doc
+
+
+def walk_scope(index: SearchIndex, case: Mapping[str, Any],
+               seen: SpooledSet | None = None) -> Iterator[tuple[str, bool]]:  # fmt: skip
     """``(record id, is_family)``: the scope's own hits first, then their families."""
+    for record_id, _, is_family in _walk_seen(index, case, seen):
+        yield record_id, is_family
+
+
+def _walk_seen(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSet | None
+               ) -> Iterator[tuple[str, dict[str, Any] | None, bool]]:  # fmt: skip
+    """``seen`` (else a set of its own, closed at the end) receives every id yielded."""
+    with contextlib.ExitStack() as stack:
+        if seen is None:
+            seen = stack.enter_context(SpooledSet())
+        yield from _walk(index, case, seen)
+
+
+def _own(doc: dict[str, Any], seen: SpooledSet
+         ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+    """The document's record and the records folded into it, those not yielded yet."""
+    if seen.add(doc["id"]):
+        yield doc["id"], doc
+    for rid in doc.get("sources") or ():
+        if seen.add(rid):
+            yield rid, None
+
+
+def _walk(index: SearchIndex, case: Mapping[str, Any],
+          seen: SpooledSet) -> Iterator[tuple[str, dict[str, Any] | None, bool]]:  # fmt: skip
     request = scope_request(case)
-    seen: set[str] = set()
-    units: dict[str, set[str]] = defaultdict(set)  # conversation -> message refs found
     for doc in _pages(index, request):
-        for rid in (doc["id"], *(doc.get("sources") or ())):
-            if rid not in seen:
-                seen.add(rid)
-                yield rid, False
+        for rid, own in _own(doc, seen):
+            yield rid, own, False
         unit, conversation = _unit(doc), doc.get("conversation")
         if unit and conversation and (doc.get("kind") in MESSAGE_KINDS
                                       or doc.get("target_ref") or doc.get("kind") == "status"):
-            units[str(conversation)].add(unit)
-    for conversation in sorted(units):
-        wanted = units[conversation]
+            seen.add_unit(str(conversation), unit)
+    for conversation in seen.unit_conversations():
         family = SearchRequest(filters={"conversation": [conversation]},
                                scope_numbers=request.scope_numbers)  # fmt: skip
         for doc in _pages(index, family):
-            if _unit(doc) in wanted:
-                for rid in (doc["id"], *(doc.get("sources") or ())):
-                    if rid not in seen:
-                        seen.add(rid)
-                        yield rid, True
+            unit = _unit(doc)
+            if unit is not None and seen.has_unit(conversation, unit):
+                for rid, own in _own(doc, seen):
+                    yield rid, own, True

@@ -25,6 +25,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -40,7 +41,7 @@ from archiver.cases.model import (
     resolve,
     scope_query,
 )
-from archiver.cases.scope import records_in_scope, walk_scope
+from archiver.cases.scope import SpooledSet, scope_documents, walk_scope
 from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefix
 from archiver.records.model import iso
@@ -60,6 +61,7 @@ from search.port import SearchIndex
 _CAS_TRIES = 30
 _HOLD_BATCH = 500
 _ATTACH_PAGE = 1000
+_LINK_READERS = 8  # threads listing the media links of a page of messages
 
 
 class Auditor(Protocol):
@@ -340,42 +342,54 @@ class CaseService:
         each followed (per page of ids) by the media link records of its attachments
         (``media_link`` / ``media_missing``: records of the log, not index documents).
         The blobs themselves are read with ``attachments``."""
-        doc = self.get(case_id, actor)
-        seen: set[str] = set()
-        page: list[str] = []
-        for record_id in records_in_scope(self.index, doc):
-            seen.add(record_id)
-            page.append(record_id)
+        for record_id, _ in self.scope_documents(case_id, actor):
             yield record_id
-            if len(page) >= _ATTACH_PAGE:
-                yield from self._links(page, seen)
-                page = []
-        yield from self._links(page, seen)
+
+    def scope_documents(self, case_id: str, actor: Actor
+                        ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+        """As ``records_in_scope``, each id with the index document the walk found it in
+        (None for link records and ids folded into another document)."""
+        yield from self._with_links(self.get(case_id, actor))
 
     def contact_records(self, contact: str, numbers: Sequence[str] | None) -> Iterator[str]:
         """Every record of one contact (wa_id or BSUID) within ``numbers`` (None: every
         number), with families and media link records, as for a case whose custodian is
         that contact (a subject access export, GDPR Art. 15). Raises BadRequest
         ``case_contact_invalid``."""
+        for record_id, _ in self.contact_documents(contact, numbers):
+            yield record_id
+
+    def contact_documents(self, contact: str, numbers: Sequence[str] | None
+                          ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+        """As ``contact_records``, with documents as ``scope_documents``."""
         check_contacts([contact])
         doc = {"scope": Scope(numbers=None if numbers is None else tuple(numbers)).to_json(),
                "custodians": Custodians(contacts=(contact,)).to_json()}  # fmt: skip
-        seen: set[str] = set()
-        page: list[str] = []
-        for record_id in records_in_scope(self.index, doc):
-            seen.add(record_id)
-            page.append(record_id)
-            yield record_id
-            if len(page) >= _ATTACH_PAGE:
-                yield from self._links(page, seen)
-                page = []
-        yield from self._links(page, seen)
+        yield from self._with_links(doc)
 
-    def _links(self, record_ids: list[str], seen: set[str]) -> Iterator[str]:
-        for a in self.attachments(record_ids):
-            if a.link_id not in seen:
-                seen.add(a.link_id)
-                yield a.link_id
+    def _with_links(self, doc: Mapping[str, Any]
+                    ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+        """The scope's records, each page followed by its media link records; every id
+        once (the walk's on-disk set also takes the link ids: memory stays flat)."""
+        with SpooledSet() as seen, ThreadPoolExecutor(_LINK_READERS) as pool:
+            page: list[str] = []
+            for record_id, found in scope_documents(self.index, doc, seen):
+                page.append(record_id)
+                yield record_id, found
+                if len(page) >= _ATTACH_PAGE:
+                    yield from self._links(page, seen, pool)
+                    page = []
+            yield from self._links(page, seen, pool)
+
+    def _links(self, record_ids: list[str], seen: SpooledSet, pool: ThreadPoolExecutor
+               ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
+        # attachments_of lists working state once per message: slices read in parallel.
+        step = -(-len(record_ids) // _LINK_READERS) or 1
+        slices = [record_ids[i:i + step] for i in range(0, len(record_ids), step)]
+        for found in pool.map(self.attachments, slices):
+            for a in found:
+                if seen.add(a.link_id):
+                    yield a.link_id, None
 
     def attachments(self, record_ids: Sequence[str]) -> list[Attachment]:
         """The logged attachments (media link record, blob) of messages ``record_ids``."""

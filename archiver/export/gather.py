@@ -3,8 +3,9 @@
 
 Two passes:
 
-1. :meth:`Gatherer.plan` reads, for every record id in scope, its index document (or,
-   for a media link record, which has none, its clear header and its message's document)
+1. :meth:`Gatherer.plan` takes, for every record id in scope, its index document (as the
+   scope walk read it, else from the index; for a media link record, which has none, its
+   clear header and its message's document)
    and spools one row (conversation, time, id, the document) to a temporary SQLite file:
    the writer wants records grouped by conversation in time order, and the scope streams
    them in search order. Nothing of the scope is held in memory.
@@ -29,7 +30,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +55,10 @@ from archiver.keys.envelope import DataKey, KeyEncryptionKey, decrypt, envelope_
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.keyspace import CAPTURE_KEYS_PREFIX, erasures_of, record_key
+from archiver.ledger import merkle
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.log import TransparencyLog
+from archiver.ledger.tiles import TILE_WIDTH
 from archiver.records.model import Record, RecordError
 from archiver.retention.attachments import LINK_KINDS
 from archiver.retention.attachments import Attachment as Link
@@ -69,6 +72,9 @@ PAGE = 500
 BATES_CHUNK = 5000  # items numbered per allocator call (a call costs ~512 state requests)
 READERS = 8  # threads reading records, entries and proofs (I/O bound)
 _KEY_CACHE = 512
+_NODE_CACHE = 8192  # Merkle nodes (~0.2 KB each): the upper levels serve every proof
+_BUNDLE_CACHE = 16  # decoded entry bundles of 256 entries
+_LINKS_SLICE = 250  # messages per attachments_of call in the reader threads
 # The RSMF/manifest origin names (docs/export.md), from the record header's origin.
 ORIGINS = {"customer": "customer", "business_app": "business_app", "business_api": "api",
            "history": "history_sync", "meta": "meta"}  # fmt: skip
@@ -100,6 +106,35 @@ def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+class _Memo:
+    """A bounded, thread-safe cache where each value is made once even when the reader
+    threads ask for it together (they read neighbouring records)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._d: OrderedDict[Any, Future[Any]] = OrderedDict()
+        self._cap = capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            fut = self._d.get(key)
+            mine = fut is None
+            if fut is None:
+                fut = self._d[key] = Future()
+                if len(self._d) > self._cap:
+                    self._d.popitem(last=False)
+            else:
+                self._d.move_to_end(key)
+        if mine:
+            try:
+                fut.set_result(make())
+            except BaseException as exc:
+                with self._lock:
+                    self._d.pop(key, None)  # not cached: the next reader tries again
+                fut.set_exception(exc)
+        return fut.result()
 
 
 def _attachment_id(link: Link) -> str:
@@ -147,6 +182,36 @@ class Plan:
     def done_adding(self) -> None:
         self.db.execute("COMMIT")
         self.db.execute("CREATE INDEX r_order ON r (conv, ts, rank, seq)")
+        self.db.execute("CREATE INDEX r_link ON r (link_of)")
+
+    def linked(self, record_ids: Sequence[str]) -> list[str]:
+        """Those of ``record_ids`` that a media link record of the plan belongs to (the
+        scope walk adds every link record of the records it yields)."""
+        out: list[str] = []
+        for part in _chunked(record_ids, PAGE):
+            marks = ",".join("?" * len(part))
+            out += [m for (m,) in self.db.execute(
+                f"SELECT DISTINCT link_of FROM r WHERE link_of IN ({marks})",  # noqa: S608
+                tuple(part))]  # fmt: skip
+        return out
+
+    def order(self) -> Iterator[tuple[int, str, str]]:
+        """``(seq, record id, kind)`` in the rows' order: what a Bates chunk needs,
+        without holding the chunk's documents in memory."""
+        cur = self.db.execute("SELECT seq, rid, json_extract(doc, '$.kind') FROM r "
+                              "ORDER BY conv, ts, rank, seq")  # fmt: skip
+        while batch := cur.fetchmany(PAGE):
+            for seq, rid, kind in batch:
+                yield seq, rid, str(kind or "")
+
+    def rows_of(self, seqs: Sequence[int]) -> list[Row]:
+        """The rows ``seqs``, in that order."""
+        marks = ",".join("?" * len(seqs))
+        found = {seq: Row(seq, rid, conv, ts, json.loads(doc), link_of)
+                 for seq, rid, conv, ts, doc, link_of in self.db.execute(
+                     f"SELECT seq, rid, conv, ts, doc, link_of FROM r WHERE seq IN ({marks})",  # noqa: S608
+                     tuple(seqs))}  # fmt: skip
+        return [found[s] for s in seqs]
 
     def rows(self) -> Iterator[Row]:
         cur = self.db.execute("SELECT seq, rid, conv, ts, doc, link_of FROM r "
@@ -230,19 +295,28 @@ class Gatherer:
         self._erasures: dict[str, list[dict[str, Any]]] = {}
         self._leaves: dict[str, int] | None = None
         self._leaves_lock = threading.Lock()
+        self._latest: int | None = None  # the committed log size the proofs' tiles are read at
+        self._nodes = _Memo(_NODE_CACHE)
+        self._bundles = _Memo(_BUNDLE_CACHE)
         self.stats = GatherStats()
 
     # -- pass 1: the plan ------------------------------------------------------------------
 
-    def plan(self, record_ids: Iterable[str], path: Path,
+    def plan(self, records: Iterable[str | tuple[str, Mapping[str, Any] | None]], path: Path,
              progress: Callable[[int], None] | None = None) -> Plan:  # fmt: skip
+        """``records``: ids, or (id, the index document the scope walk read it from): a
+        record that comes with its document costs no index read here."""
         plan = Plan(path)
         n = 0
         try:
             with ThreadPoolExecutor(READERS) as pool:
-                for chunk in _chunked(record_ids, PAGE):
-                    for rid, found in zip(chunk, pool.map(self._lookup, chunk), strict=True):
-                        self._plan_row(plan, rid, found)
+                for chunk in _chunked(records, PAGE):
+                    pairs = [(r, None) if isinstance(r, str) else r for r in chunk]
+                    bare = [rid for rid, doc in pairs if doc is None]
+                    looked = dict(zip(bare, pool.map(self._lookup, bare), strict=True))
+                    for rid, doc in pairs:
+                        self._plan_row(plan, rid, looked[rid] if doc is None
+                                       else (dict(doc), None, None))  # fmt: skip
                     n += len(chunk)
                     if progress is not None:
                         progress(n)
@@ -318,21 +392,26 @@ class Gatherer:
         each page is yielded, ``number(ids)`` is called with the page's record and
         attachment ids, each record followed by its attachments (Bates families)."""
         with ThreadPoolExecutor(READERS) as pool:
-            for chunk in _chunked(plan.rows(), BATES_CHUNK):
+            for chunk in _chunked(plan.order(), BATES_CHUNK):
                 # One Bates allocation per chunk (its cost is per call, not per item): every
                 # record followed by all its attachments, even when media are left out.
+                # The chunk holds ids only; documents are read back a page at a time.
                 links: dict[str, list[Link]] = {}
-                messages = [r.record_id for r in chunk if r.doc.get("kind") in MESSAGE_KINDS]
-                for a in self.attachments_of(messages) if messages else []:
-                    if a.blob is not None:
-                        links.setdefault(a.message, []).append(a)
+                # Only messages with a link record in the plan have attachments: the walk
+                # added them all. One state list per such message, over the readers.
+                messages = plan.linked([rid for _, rid, kind in chunk if kind in MESSAGE_KINDS])
+                for found in pool.map(self.attachments_of, _chunked(messages, _LINKS_SLICE)):
+                    for a in found:
+                        if a.blob is not None:
+                            links.setdefault(a.message, []).append(a)
                 ids: list[str] = []
-                for r in chunk:
-                    ids.append(r.record_id)
-                    ids += [_attachment_id(a) for a in links.get(r.record_id, [])]
+                for _, rid, _ in chunk:
+                    ids.append(rid)
+                    ids += [_attachment_id(a) for a in links.get(rid, [])]
                 number(ids)
                 for start in range(0, len(chunk), PAGE):
-                    yield from self._page(plan, chunk[start:start + PAGE], tree_size, pool,
+                    rows = plan.rows_of([seq for seq, _, _ in chunk[start:start + PAGE]])
+                    yield from self._page(plan, rows, tree_size, pool,
                                           links if include_media else {}, include_raw)
 
     def _fetch(self, row: Row, tree_size: int) -> tuple[Record, str, LeafProof] | None:
@@ -399,13 +478,36 @@ class Gatherer:
         leaf = self._leaf(record.record_id, doc)
         if leaf >= tree_size:
             raise GatherError(f"record {record.record_id} is not in the signed tree yet")
-        entry = self.log.entry(leaf)
+        entry = self._entry(leaf, tree_size)
         parsed = parse_entry(entry)
         if (parsed.key, parsed.version_id, parsed.fields.get("sha256")) != (
             record.key, version, record.sha256
         ):
             raise GatherError(f"record {record.record_id}: its leaf names other bytes")
-        return LeafProof(entry, leaf, tuple(self.log.inclusion_proof(leaf, tree_size)))
+        return LeafProof(entry, leaf, tuple(merkle.inclusion_proof(leaf, tree_size, self._node)))
+
+    def _entry(self, leaf: int, tree_size: int) -> bytes:
+        """The leaf's entry, from its bundle (one read per bundle of 256 while it stays
+        in the small cache: records of a conversation often sit in neighbouring leaves)."""
+        b = leaf // TILE_WIDTH
+
+        def load() -> list[bytes]:
+            return self.log.entries(b * TILE_WIDTH, min(tree_size, (b + 1) * TILE_WIDTH),
+                                    tree_size)  # fmt: skip
+
+        bundle: list[bytes] = self._bundles.get((tree_size, b), load)
+        return bundle[leaf % TILE_WIDTH]
+
+    def _node(self, level: int, index: int) -> bytes:
+        """A perfect subtree's hash, read from the tiles of the committed tree (pinned
+        once per export: tiles of a committed size never change) and kept in a bounded
+        cache: the upper nodes are on every record's proof."""
+        if self._latest is None:
+            self._latest = self.log.size()
+        latest = self._latest
+        node: bytes = self._nodes.get((level, index),
+                                      lambda: self.log.node(level, index, latest))  # fmt: skip
+        return node
 
     def _key(self, key_id: str) -> DataKey | None:
         """The data key, or None when it was destroyed (erasure)."""

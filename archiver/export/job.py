@@ -113,10 +113,11 @@ class Cases(Protocol):
 
     def get(self, case_id: str, actor: Actor) -> dict[str, Any]: ...
 
-    def records_in_scope(self, case_id: str, actor: Actor) -> Iterator[str]: ...
+    def scope_documents(self, case_id: str, actor: Actor
+                        ) -> Iterator[tuple[str, dict[str, Any] | None]]: ...  # fmt: skip
 
-    def contact_records(self, contact: str, numbers: Sequence[str] | None
-                        ) -> Iterator[str]: ...  # fmt: skip
+    def contact_documents(self, contact: str, numbers: Sequence[str] | None
+                          ) -> Iterator[tuple[str, dict[str, Any] | None]]: ...  # fmt: skip
 
     def attachments(self, record_ids: Sequence[str]) -> list[Any]: ...
 
@@ -203,8 +204,10 @@ class ExportRun:
 
     # -- what is exported ------------------------------------------------------------------
 
-    def _scope(self) -> tuple[str, str, dict[str, Any], Iterator[str], str]:
-        """(case id, case name, query, record ids, custodian) of the export."""
+    def _scope(self) -> tuple[str, str, dict[str, Any],
+                              Iterator[tuple[str, dict[str, Any] | None]], str]:  # fmt: skip
+        """(case id, case name, query, record ids with the index documents the scope walk
+        read them from, custodian) of the export."""
         p = self.ctx.params
         if self.mode == "case":
             case_id = str(p["case_id"])
@@ -213,11 +216,11 @@ class ExportRun:
             numbers = (doc.get("custodians") or {}).get("numbers") or []
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
             return (case_id, str(doc["name"]), query,
-                    self.d.cases.records_in_scope(case_id, self.actor), custodian)
+                    self.d.cases.scope_documents(case_id, self.actor), custodian)
         if self.mode == "subject":
             contact, subject = str(p["contact"]), str(p["subject"])
             numbers = self.actor.numbers
-            ids = self.d.cases.contact_records(contact, numbers)
+            ids = self.d.cases.contact_documents(contact, numbers)
             query = {"subject": subject,
                      "numbers": None if numbers is None else list(numbers)}  # fmt: skip
             return f"sar-{subject}", f"Subject access: {subject}", query, ids, subject

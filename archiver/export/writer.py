@@ -12,11 +12,11 @@ Use (two phases, because the package carries the proof of its own log leaf)::
     # sign a later checkpoint, get the leaf's inclusion and the consistency proof
     summary = w.finish(ExportLeaf(...), custody_events)
 
-Nothing kept in memory grows with the number of records but a set of conversation ids
-and an 8-byte digest per file name (to refuse a name twice): the record list, file list,
+Nothing kept in memory grows with the number of records: the record list, file list,
 raw-batch list, load file and even :mod:`zipfile`'s central-directory entries are spooled
-to temporary files and copied into the zip at the end; an RSMF slice (at most 10,000
-events) is built in a temporary zip.
+to temporary files and copied into the zip at the end; the names written (to refuse one
+twice) and the conversations seen are in a SQLite file in the spool; an RSMF slice (at
+most 10,000 events) is built in a temporary zip.
 Every file's SHA-256 is computed while it is written.
 """
 
@@ -26,11 +26,12 @@ import hashlib
 import json
 import pickle
 import shutil
+import sqlite3
 import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
@@ -105,23 +106,39 @@ class _SpooledInfos:
 
 class _SeenNames:
     """Stands in for ``ZipFile.NameToInfo`` while writing: zipfile stores each name and
-    tests membership (to warn of duplicates); 8-byte digests answer that."""
+    tests membership (to warn of duplicates). The names live in a SQLite file in the
+    spool (three or more files a record: a set in memory would grow with the export),
+    beside the conversations already written (``add_conversation``)."""
 
-    def __init__(self) -> None:
-        self._seen: set[bytes] = set()
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4096"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE n (k BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE c (k TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("BEGIN")  # a scratch file: never committed, deleted with the spool
 
     @staticmethod
     def _key(name: str) -> bytes:
-        return hashlib.blake2b(name.encode(), digest_size=8).digest()
+        return hashlib.blake2b(name.encode(), digest_size=16).digest()
 
     def __setitem__(self, name: str, _zinfo: zipfile.ZipInfo) -> None:
-        self._seen.add(self._key(name))
+        self._db.execute("INSERT OR IGNORE INTO n VALUES (?)", (self._key(name),))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._key(name) in self._seen
+        return isinstance(name, str) and self._db.execute(
+            "SELECT 1 FROM n WHERE k = ?", (self._key(name),)).fetchone() is not None
 
     def get(self, name: str, default: object = None) -> object:
         return default
+
+    def add_conversation(self, conversation: str) -> bool:
+        """True when ``conversation`` was not written before."""
+        return self._db.execute("INSERT OR IGNORE INTO c VALUES (?)",
+                                (conversation,)).rowcount == 1  # fmt: skip
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class _Slice:
@@ -154,7 +171,7 @@ class _Counts:
     raw_batches: int = 0
     transcripts: int = 0
     files: int = 0
-    conversations: set[str] = field(default_factory=set)
+    conversations: int = 0
 
 
 class PackageWriter:
@@ -185,7 +202,8 @@ class PackageWriter:
         self._zip = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
         self._infos = _SpooledInfos(self._spool / "central.bin")
         self._zip.filelist = self._infos  # type: ignore[assignment]  # see _SpooledInfos
-        self._zip.NameToInfo = _SeenNames()  # type: ignore[assignment]  # see _SeenNames
+        self._names_db = _SeenNames(self._spool / "names.db")
+        self._zip.NameToInfo = self._names_db  # type: ignore[assignment]  # see _SeenNames
         self._stamp = info.exported_at.astimezone(self._tz).timetuple()[:6]
         self._files = (self._spool / "files.jsonl").open("w+b")
         self._records = (self._spool / "records.jsonl").open("w+b")
@@ -219,6 +237,7 @@ class PackageWriter:
             self._zip.close()  # an abandoned package is an incomplete zip; the caller drops it
             self._done = True
         self._infos.close()
+        self._names_db.close()
         shutil.rmtree(self._spool, ignore_errors=True)
 
     # -- zip entries ----------------------------------------------------------------------
@@ -286,20 +305,20 @@ class PackageWriter:
     def _check_order(self, item: ExportItem) -> None:
         if self._records_closed or self._done:
             raise ExportStateError("records can no longer be added")
-        if self._last is not None:
-            conv, ts = self._last
-            if conv == item.conversation_id and item.timestamp < ts:
+        if self._last is not None and self._last[0] == item.conversation_id:
+            if item.timestamp < self._last[1]:
                 raise ExportInputError(
                     f"record {item.record_id} is older than the one before it: items of a "
                     "conversation must come in time order"
                 )
-            if conv != item.conversation_id and item.conversation_id in self._counts.conversations:
-                raise ExportInputError(
-                    f"conversation {item.conversation_id} came back: items must be grouped "
-                    "by conversation"
-                )
+        elif not self._names_db.add_conversation(item.conversation_id):
+            raise ExportInputError(
+                f"conversation {item.conversation_id} came back: items must be grouped "
+                "by conversation"
+            )
+        else:
+            self._counts.conversations += 1
         self._last = (item.conversation_id, item.timestamp)
-        self._counts.conversations.add(item.conversation_id)
 
     def add(self, item: ExportItem) -> None:
         """Write one record in every format. Raises ExportInputError / ExportStateError;
@@ -525,7 +544,7 @@ class PackageWriter:
     def counts(self) -> dict[str, int]:
         c = self._counts
         return {"records": c.records, "attachments": c.attachments, "erased": c.erased,
-                "conversations": len(c.conversations), "rsmf_files": c.rsmf_files,
+                "conversations": c.conversations, "rsmf_files": c.rsmf_files,
                 "raw_batches": c.raw_batches, "transcripts": c.transcripts}  # fmt: skip
 
     def finish(self, export: ExportLeaf, custody: Sequence[CustodyEvent]) -> PackageSummary:

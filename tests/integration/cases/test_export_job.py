@@ -178,6 +178,29 @@ def test_case_export_holds_exactly_the_scope_and_verifies(
     assert custody[-1]["details"]["state"] == "done"
 
 
+def test_the_export_reads_no_index_document_a_second_time(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scope walk hands each record's document to the plan: no index GET per record
+    (it was one per record, 21% of an export's time at 10,000 records)."""
+    a = archive
+    seeded: Seeded = a.seed()
+    case_id = create_case(a)
+    calls: list[str] = []
+    real = a.rt.index.get
+
+    def counting(doc_id: str) -> dict[str, Any] | None:
+        calls.append(doc_id)
+        return real(doc_id)
+
+    monkeypatch.setattr(a.rt.index, "get", counting)
+    package, _ = run_export(a, case_id, ExportOptions(transcripts=False), tmp_path)
+    got = {r["record_id"] for r in manifest(package)["records"]}
+    assert got == set(seeded.in_scope.values())
+    assert not set(calls) & got, calls
+    assert verify_package(package, a.rt.proofs.public_key()).ok
+
+
 def test_go_verifies_the_real_package(archive: Archive, tmp_path: Path,
                                       gocheck_bin: Path) -> None:
     """Go's reference code (note + tlog), given only the real package's manifest and the

@@ -85,3 +85,57 @@ def test_memory_stays_flat() -> None:
     # a few hundred bytes) and nothing else.
     assert large < small * 1.25, (small, large)
     assert growth_large - growth_small < 25_000, (growth_small, growth_large)
+
+
+def test_writer_keeps_no_python_object_per_record() -> None:
+    """The writer's own bookkeeping (names written, conversations seen) lives on disk:
+    the Python heap (tracemalloc, deterministic unlike RSS) does not grow between the
+    500th and the 2,500th record. A set of name digests grew ~300 KB over that span."""
+    import hashlib
+    import tracemalloc
+    from datetime import timedelta
+
+    from archiver.export.model import ExportInfo, ExportItem, LeafProof, LogBundle
+    from archiver.export.model import Participant as P
+    from archiver.export.writer import PackageWriter
+    from archiver.ledger.checkpoint_format import Checkpoint, sign_checkpoint
+    from archiver.ledger.entry import EntryKind, make_entry
+    from archiver.ledger.merkle import MemoryTree, hash_leaf
+    from archiver.ledger.note import Signer
+    from archiver.records import canonical
+    from tests.unit.export.factory import BUSINESS, ORIGIN, T0, NullSink
+
+    data = canonical.dumps({"v": 1, "record_id": "r_x", "kind": "message", "sealed": {}})
+    entry = make_entry(EntryKind.RECORD, time=T0, key="records/r_x", version_id="v1",
+                       sha256=hashlib.sha256(data).hexdigest(), size=len(data)).data
+    tree = MemoryTree([hash_leaf(entry)] * 8)
+    signer = Signer.generate(ORIGIN)
+    log = LogBundle.from_note(sign_checkpoint(Checkpoint(ORIGIN, 8, tree.root()), [signer]),
+                              signer.verifier.key_text)  # fmt: skip
+    proof = LeafProof(entry, 5, tuple(tree.inclusion_proof(5, 8)))
+
+    class Numbers(dict[str, int]):
+        def __missing__(self, key: str) -> int:
+            return int(key[2:11]) + 1
+
+    sha = hashlib.sha256(data).hexdigest()
+    info = ExportInfo("case-t", "t", "me", T0, {}, bates_prefix="T")
+    heap: dict[int, int] = {}
+    tracemalloc.start()
+    try:
+        with PackageWriter(NullSink(), info, log, Numbers(), validate_rsmf=False) as w:  # type: ignore[arg-type]
+            for i in range(2_500):
+                w.add(ExportItem(
+                    record_id=f"r_{i:09d}x", kind="message", conversation_id=f"c_{i // 50:05d}",
+                    conversation_display="Marie", timestamp=T0 + timedelta(seconds=i),
+                    direction="inbound", origin="customer", sender=P("s_1", "Marie"),
+                    recipients=(BUSINESS,), record_json=data, record_sha256=sha,
+                    object_key="records/x", version_id="v1", leaf=proof, custodian="Acme",
+                    text=f"message {i}"))  # fmt: skip
+                if i + 1 in (500, 2_500):
+                    heap[i + 1] = tracemalloc.get_traced_memory()[0]
+            w.records_list_digest()
+            assert w.counts["conversations"] == 50
+    finally:
+        tracemalloc.stop()
+    assert heap[2_500] - heap[500] < 100_000, heap  # ~670 KB before
