@@ -405,8 +405,16 @@ class Runtime:
             self.retention.holds.refresh_query_holds,
             seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
-            # At start too: holds placed before held targets existed are backfilled at once.
+        )
+        self.jobs.add(  # holds placed before held targets existed get them, at start
+            "holds-backfill",
+            self.retention.holds.backfill_targets,
+            seconds=HOLDS_REFRESH_INTERVAL_S,
+            lease_ttl=600.0,
             at_start=True,
+            # A run's lease only: a restart after a crash backfills at once, instead of
+            # waiting out the dead process's lease (cheap: one listing when nothing to do).
+            release_after=True,
         )
         add_report_schedule(self.jobs, self.job_service, self.settings)  # monthly reports
         self.job_service.schedule(self.jobs)  # the working area's expiry sweep

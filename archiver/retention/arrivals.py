@@ -46,8 +46,7 @@ def hold_indexed_arrivals(
     doc_ids: Sequence[str],
 ) -> int:
     """The index follower's hook, after a batch of documents is upserted: hold the records
-    behind ``doc_ids`` that an open ``query`` hold's query matches, and those whose message
-    any open hold holds (its family, :func:`_hold_family`). Costs one state GET
+    behind ``doc_ids`` that an open ``query`` hold's query matches. Costs one state GET
     when no hold is open. Never raises: a hold that fails is flagged (``broken`` on its
     document, ``archiver_hold_failures_total``) and the others go on; the
     ``holds-refresh`` job catches the records up. Returns the number of versions held."""
@@ -57,12 +56,10 @@ def hold_indexed_arrivals(
         value = state.get(HOLDS_OPEN_KEY)
         if value is None:
             return 0
-        # Every open hold: a query hold's own matches, and any hold's family (a record
-        # logged before the hold was placed and indexed only after).
         queries = {
             hold_id: criteria
             for hold_id, criteria in json.loads(value.value).items()
-            if isinstance(criteria, dict)
+            if isinstance(criteria, dict) and criteria.get("query")
         }
         if not queries:
             return 0
@@ -75,8 +72,7 @@ def hold_indexed_arrivals(
             # Each hold on its own: one that fails (a query that cannot run, a record
             # that cannot be read) is flagged and the holds after it still hold theirs.
             try:
-                if criteria.get("query"):
-                    total += _hold_one(index, objects, registry, hold_id, criteria, ids)
+                total += _hold_one(index, objects, registry, hold_id, criteria, ids)
                 if units is None:
                     units = _units(index, ids)
                 total += _hold_family(objects, registry, hold_id, criteria, units)
@@ -137,9 +133,8 @@ def _hold_family(
 ) -> int:
     """Hold the documents whose message this hold holds (after its query pass: a parent
     and its edit indexed in one batch, or an edit that arrived before its parent was
-    indexed, or one logged before any hold was placed and indexed after the hold's
-    placement looked for its family: ``HoldService.hold_family``). Every hold needs it.
-    One GET per document with a message."""
+    indexed). Only query holds need it: other holds hold a parent when it is written, and
+    the processor's hook holds its later family. One GET per document with a message."""
     numbers = criteria.get("numbers")
     records: list[StoredRecord] = []
     for rid, (ref, number) in units.items():

@@ -41,13 +41,17 @@ hold: no scan. At placement (and on a refresh) the family already archived is he
 whatever the arrival order (a status delivered before its message, a reaction logged
 before the hold): ``HoldService.hold_family`` streams the conversation of each newly held
 record from the index after the targets are written, and the index follower's hook
-holds, for every open hold, a family member indexed after that.
+holds, for every open query hold, a family member indexed after that. (A subject or
+conversation hold finds its own records from the store, not the index; only a family
+member of *another* subject, in a group, logged before the hold and indexed after it,
+is left to a re-placement: the follower's hook stays free of searches without a query
+hold.)
 
 Holds placed before held targets existed (no ``targets_complete`` on their document) are
-backfilled by the ``holds-refresh`` job, which runs at start and every
-:data:`REFRESH_INTERVAL_S`: their scope is re-run once with every held record's message
-recorded as a target, then the flag is set (idempotent: markers are empty puts, held
-versions are skipped).
+backfilled by the ``holds-backfill`` job (:meth:`HoldService.backfill_targets`, at start
+under a per-run lease, then every :data:`REFRESH_INTERVAL_S`) and by ``holds-refresh``:
+their scope is re-run once with every held record's message recorded as a target, then
+the flag is set (idempotent: markers are empty puts, held versions are skipped).
 
 A subject hold finds its records through the subject's grants
 (``archiver.retention.subject_lookup``), not by reading every record header; a conversation
@@ -728,6 +732,25 @@ class HoldService:
                     flag_broken(self.registry, str(h["id"]), exc)
         if any(done.values()):
             logger.info("query_holds_refreshed", held=done)
+        return done
+
+    def backfill_targets(self) -> dict[str, int]:
+        """The ``holds-backfill`` job (at start): re-run, once, every open hold placed
+        before held targets existed (no ``targets_complete``), whatever its scope, so its
+        markers exist (``refresh`` backfills them and sets the flag). One listing of the
+        holds when there is nothing to do. Returns versions newly held per hold."""
+        done: dict[str, int] = {}
+        for h in self.registry.open_holds():
+            if h.get("status") != HoldStatus.OPEN or h.get("targets_complete"):
+                continue
+            try:
+                done[str(h["id"])] = self.refresh(str(h["id"]))
+            except NotFound:
+                continue  # released and removed meanwhile
+            except Exception as exc:  # one broken hold must not starve the others
+                flag_broken(self.registry, str(h["id"]), exc)
+        if done:
+            logger.info("hold_targets_backfilled", held=done)
         return done
 
     def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None, *,

@@ -27,14 +27,16 @@ from archiver.auth import Role
 from archiver.export import dat
 from archiver.export.job import KIND, ExportOptions, case_params, subject_label
 from archiver.export.verify import verify_package
+from archiver.jobs.lease import Lease
 from archiver.jobs.model import JobOwner, JobState
-from archiver.keyspace import JOBS_PREFIX, hold_targets_of
+from archiver.keyspace import JOBS_PREFIX, hold_targets_of, lease_key
 from archiver.retention.common import record_by_id
 from archiver.settings import Settings
 from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, HOUR, N1, T0, Archive
 from tests.integration.cases.test_export_job import LEGAL, every_text, jobs_for, manifest
 from tests.support.apps import backend_settings, running_app
+from tests.support.webhooks import post as webhook
 
 BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
 DAY = 86400
@@ -107,8 +109,8 @@ def test_a_hold_holds_the_family_archived_before_it(archive: Archive, how: str) 
     else:
         r = a.client.post(f"/v1/cases/{_case(a)}/holds", headers=legal, json={})
     assert r.status_code == 201, r.text
-    assert {label: _held(a, rid) for rid, label in family.items()} == {
-        label: True for label in family.values()}
+    held = {label: _held(a, rid) for rid, label in family.items()}
+    assert held == dict.fromkeys(family.values(), True)
     assert not any(_held(a, rid) for rid in strangers)  # nothing beyond the family
 
 
@@ -118,9 +120,7 @@ def test_family_logged_before_a_hold_and_indexed_after_it_is_held(archive: Archi
     a = archive
     parent = _wamid()
     a.post(N1.text(ALICE, parent, T0 + HOUR, "merger plans alpha", name="Alice"))
-    from tests.support.webhooks import post
-
-    post(a.client, N1.reaction(ALICE, _wamid(), T0 + 2 * HOUR, parent, "\U0001f44d"))
+    webhook(a.client, N1.reaction(ALICE, _wamid(), T0 + 2 * HOUR, parent, "\U0001f44d"))
     a.rt.processor.sweep()  # logged, not indexed
     r = a.client.post(f"/v1/cases/{_case(a)}/holds", headers=a.token(Role.LEGAL), json={})
     assert r.status_code == 201, r.text
@@ -136,10 +136,18 @@ def test_family_logged_before_a_hold_and_indexed_after_it_is_held(archive: Archi
 
 
 def test_holds_placed_before_held_targets_are_backfilled_at_start(settings: Settings) -> None:
+    """Two holds (query, conversation) made as the code before held targets left them,
+    in a process whose scheduler ran (its leases are taken, as after a crash); the next
+    start backfills their markers at once, not after the dead process's lease."""
     parent = _wamid()
-    with running_app(settings) as (client, runtime):
+    workers = settings.model_copy(update={"inline_workers": True})
+    with running_app(workers) as (client, runtime):
         a = Archive(client, runtime)
-        a.post(N1.text(ALICE, parent, T0 + HOUR, "merger plans alpha", name="Alice"))
+        # Through the webhook only: this process's own workers process and index it.
+        webhook(client, N1.text(ALICE, parent, T0 + HOUR, "merger plans alpha", name="Alice"))
+        deadline = time.monotonic() + 120
+        while not a.docs() and time.monotonic() < deadline:
+            time.sleep(0.2)
         conversation = next(d["conversation"] for d in a.docs())
         legal = a.token(Role.LEGAL)
         ids = []
@@ -148,6 +156,10 @@ def test_holds_placed_before_held_targets_are_backfilled_at_start(settings: Sett
             r = client.post("/v1/holds", headers=legal, json=body)
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
+        # This process's start-up jobs have run (their leases are its own).
+        deadline = time.monotonic() + 30
+        while "holds-backfill" not in runtime.jobs.runs and time.monotonic() < deadline:
+            time.sleep(0.2)
         registry = runtime.retention.holds.registry
         for hold_id in ids:  # as the code before held targets left them
             assert list(runtime.state.list(hold_targets_of(hold_id)))
@@ -155,7 +167,10 @@ def test_holds_placed_before_held_targets_are_backfilled_at_start(settings: Sett
                 runtime.state.delete(key)
             registry.update(hold_id, lambda d: {k: v for k, v in d.items()
                                                 if k != "targets_complete"})
-    with running_app(settings.model_copy(update={"inline_workers": True})) as (_, runtime):
+        # This process dies: the leases it keeps between runs stay taken for their TTL.
+        runtime.state.delete(lease_key("job-holds-refresh"))
+        assert Lease(runtime.state, "job-holds-refresh", ttl=3600.0, owner="dead").acquire()
+    with running_app(workers) as (_, runtime):
         registry = runtime.retention.holds.registry
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -224,7 +239,9 @@ def _rsmf_texts(package: Path) -> str:
                 msg = email.message_from_bytes(zf.read(name))
                 for part in msg.walk():
                     if part.get_filename() == "rsmf.zip":
-                        inner = zipfile.ZipFile(io.BytesIO(part.get_payload(decode=True)))
+                        payload = part.get_payload(decode=True)
+                        assert isinstance(payload, bytes)
+                        inner = zipfile.ZipFile(io.BytesIO(payload))
                         parts += [inner.read(n).decode() for n in inner.namelist()]
     return "\n".join(parts)
 
@@ -254,7 +271,7 @@ def test_an_export_after_an_erasure_shows_its_tombstones(archive: Archive,
     m = manifest(package)
     tomb = {r["record_id"]: r for r in m["records"] if r["erased"]}
     assert sorted(tomb) == bob_ids
-    for rid, r in tomb.items():
+    for r in tomb.values():
         assert r["erased"]["request_id"] == erased["erasure_id"]
         assert r["native"] and r["text"] and r["leaf_index"] >= 0
     with zipfile.ZipFile(package) as zf:
