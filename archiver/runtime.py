@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -299,10 +299,19 @@ class Runtime:
         # Erasure deletes working-area artifacts (export packages) naming the subject.
         runtime.retention.erasure.artifact_droppers.append(
             lambda subject: runtime.job_service.drop_subject(subject))
+        # ... and redacts the subject access jobs naming it (their contact).
+        runtime.retention.erasure.job_redactors.append(runtime._redact_subject_access)
         # Reports read history-sync progress from the Coexistence view: bring it up to date
         # first (reporting and coexistence are one layer apart from each other).
         runtime.reports.gatherer.history_catch_up = lambda: runtime.coexistence().catch_up()
         return runtime
+
+    def _redact_subject_access(self, phone_number_id: str,
+                               subjects: Sequence[str]) -> list[str]:  # fmt: skip
+        from archiver.export.job import redact_subject_access
+
+        return redact_subject_access(self.job_service, self.state, self.pseudo,
+                                     phone_number_id, subjects)  # fmt: skip
 
     def export_deps(self) -> ExportDeps:
         from archiver.export.job import ExportDeps
@@ -313,6 +322,7 @@ class Runtime:
             kek=self.kek, log=self.log, checkpoints=self.checkpoints, cases=self.cases,
             lock_mode=LockMode(s.lock_mode), log_retention_days=s.log_retention_days,
             workarea_delete=lambda key: self.job_service.workarea.delete(key),
+            pseudo=self.pseudo,
         )  # fmt: skip
 
     def register_export(self, service: JobService) -> None:
@@ -395,6 +405,16 @@ class Runtime:
             self.retention.holds.refresh_query_holds,
             seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
+        )
+        self.jobs.add(  # holds placed before held targets existed get them, at start
+            "holds-backfill",
+            self.retention.holds.backfill_targets,
+            seconds=HOLDS_REFRESH_INTERVAL_S,
+            lease_ttl=600.0,
+            at_start=True,
+            # A run's lease only: a restart after a crash backfills at once, instead of
+            # waiting out the dead process's lease (cheap: one listing when nothing to do).
+            release_after=True,
         )
         add_report_schedule(self.jobs, self.job_service, self.settings)  # monthly reports
         self.job_service.schedule(self.jobs)  # the working area's expiry sweep

@@ -41,7 +41,7 @@ from archiver.cases.model import (
     resolve,
     scope_query,
 )
-from archiver.cases.scope import SpooledSet, scope_documents, walk_scope
+from archiver.cases.scope import SpooledSet, scope_documents, scope_request, walk_scope
 from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefix
 from archiver.records.model import iso
@@ -56,7 +56,7 @@ from archiver.retention.holds import (
 )
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
-from search.port import SearchIndex
+from search.port import SearchIndex, SearchRequest
 
 _CAS_TRIES = 30
 _HOLD_BATCH = 500
@@ -351,6 +351,15 @@ class CaseService:
         (None for link records and ids folded into another document)."""
         yield from self._with_links(self.get(case_id, actor))
 
+    def scope_request(self, case_id: str, actor: Actor) -> SearchRequest:
+        """The case's scope as one search (query, dates, contacts; numbers as the scope)."""
+        return scope_request(self.get(case_id, actor))
+
+    def contact_request(self, contact: str, numbers: Sequence[str] | None) -> SearchRequest:
+        """The scope of a subject access export of ``contact`` within ``numbers``."""
+        check_contacts([contact])
+        return scope_request(_contact_case(contact, numbers))
+
     def contact_records(self, contact: str, numbers: Sequence[str] | None) -> Iterator[str]:
         """Every record of one contact (wa_id or BSUID) within ``numbers`` (None: every
         number), with families and media link records, as for a case whose custodian is
@@ -363,9 +372,7 @@ class CaseService:
                           ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
         """As ``contact_records``, with documents as ``scope_documents``."""
         check_contacts([contact])
-        doc = {"scope": Scope(numbers=None if numbers is None else tuple(numbers)).to_json(),
-               "custodians": Custodians(contacts=(contact,)).to_json()}  # fmt: skip
-        yield from self._with_links(doc)
+        yield from self._with_links(_contact_case(contact, numbers))
 
     def _with_links(self, doc: Mapping[str, Any]
                     ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
@@ -451,6 +458,12 @@ class CaseService:
                               case_id=doc["id"], custody=what, counts=dict(counts),
                               **{k: v for k, v in details.items() if k not in ("case_id",)})
         return entry
+
+
+def _contact_case(contact: str, numbers: Sequence[str] | None) -> dict[str, Any]:
+    """A case-shaped scope: every record of one contact within ``numbers``."""
+    return {"scope": Scope(numbers=None if numbers is None else tuple(numbers)).to_json(),
+            "custodians": Custodians(contacts=(contact,)).to_json()}
 
 
 def _require_open(doc: Mapping[str, Any]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from archiver.errors import ArchiverError, NotFound
+from archiver.export.erased import header_document
 from archiver.export.model import (
     Attachment,
     Edit,
@@ -298,6 +300,7 @@ class Gatherer:
         self._latest: int | None = None  # the committed log size the proofs' tiles are read at
         self._nodes = _Memo(_NODE_CACHE)
         self._bundles = _Memo(_BUNDLE_CACHE)
+        self._leafless: set[str] = set()  # planned by header: leaf looked up in the log
         self.stats = GatherStats()
 
     # -- pass 1: the plan ------------------------------------------------------------------
@@ -358,7 +361,11 @@ class Gatherer:
             plan.add(rid, str(message.get("conversation") or "c_none"), ts, {}, str(link_of))
         else:  # a record without a document of its own nor a message's: by its own header
             ts = str(header.get("occurred_at") or header.get("captured_at") or "")
-            plan.add(rid, str(header.get("conversation") or "c_none"), ts, {}, None)
+            # An erased record (its document deleted): the clear header's document, so it
+            # is a tombstone in the transcripts too; its leaf is found in the log.
+            self._leafless.add(rid)
+            plan.add(rid, str(header.get("conversation") or "c_none"), ts,
+                     header_document(header), None)  # fmt: skip
 
     def _header(self, rid: str) -> dict[str, Any] | None:
         try:
@@ -459,18 +466,26 @@ class Gatherer:
             raise GatherError(f"record {record_id} has no leaf in the log") from None
 
     def _scan_leaves(self) -> dict[str, int]:
-        """Leaves of records the index has no document for (media link records): one
-        pass over the log, parsing only entries that name a link record."""
+        """Leaves of records the index has no document for (media link records, erased
+        records): one pass over the log, parsing only entries that name one of them."""
         wanted = tuple(f'"event":"{k}"'.encode() for k in sorted(LINK_KINDS))
+        # Records planned by their header (erased: no index document) by their object key.
+        keys = {record_key(rid): rid for rid in self._leafless}
+        named = re.compile(b"|".join(re.escape(k.encode()) for k in sorted(keys))) if keys else None
         out: dict[str, int] = {}
         size = self.log.size()
         for start in range(0, size, 1000):
             for offset, data in enumerate(self.log.entries(start, min(size, start + 1000))):
-                if not any(w in data for w in wanted):
+                link = any(w in data for w in wanted)
+                if not link and (named is None or named.search(data) is None):
                     continue
                 entry = parse_entry(data)
-                if entry.kind is EntryKind.RECORD and entry.fields.get("record_id"):
+                if entry.kind is not EntryKind.RECORD:
+                    continue
+                if link and entry.fields.get("record_id"):
                     out[str(entry.fields["record_id"])] = start + offset
+                elif entry.key in keys:
+                    out[keys[entry.key]] = start + offset
         return out
 
     def _proof(self, record: Record, version: str, doc: Mapping[str, Any],

@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from archiver.audit import Actor, AuditAction
 from archiver.errors import Conflict, InvalidInput
 from archiver.export import transcript as tr
+from archiver.export.erased import erased_in_scope
 from archiver.export.gather import Gatherer, Plan
 from archiver.export.model import (
     CustodyEvent,
@@ -59,7 +61,8 @@ from archiver.records import canonical
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import contact_aliases
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
-from search.port import SearchIndex
+from archiver.subjects.identity import resolve_subject
+from search.port import SearchIndex, SearchRequest
 
 KIND = "export"
 ARTIFACT = "export.zip"
@@ -121,6 +124,11 @@ class Cases(Protocol):
 
     def attachments(self, record_ids: Sequence[str]) -> list[Any]: ...
 
+    def scope_request(self, case_id: str, actor: Actor) -> SearchRequest: ...
+
+    def contact_request(self, contact: str, numbers: Sequence[str] | None
+                        ) -> SearchRequest: ...  # fmt: skip
+
     def custody(self, case_id: str, actor: Actor) -> list[dict[str, Any]]: ...
 
     def export_requested(self, case_id: str, actor: Actor, *, export_id: str,
@@ -146,6 +154,8 @@ class ExportDeps:
     log_retention_days: int
     workarea_delete: Callable[[str], None]
     spool_dir: Path | None = None
+    # Resolves a custodian contact to its subject, to find erased records of the scope.
+    pseudo: Pseudonymizer | None = None
 
 
 def case_params(case_id: str, actor: Actor, options: ExportOptions) -> dict[str, Any]:
@@ -168,6 +178,32 @@ def subject_label(pseudo: Pseudonymizer, contact: str) -> str:
     if not _CONTACT.fullmatch(contact):
         raise InvalidInput("contact must be a wa_id or a BSUID", code="export_contact_invalid")
     return pseudo.token("s_", "subject-access", contact_aliases(contact)[0])
+
+
+def redact_subject_access(jobs: Any, state: StateStore, pseudo: Pseudonymizer,
+                          phone_number_id: str, subjects: Sequence[str]) -> list[str]:  # fmt: skip
+    """Erasure's hook (``ErasureService.job_redactors``): a subject access job whose contact
+    resolves, at the erased number, to one of the erased subject ids keeps no trace of
+    them: its contact and its pseudonym label leave its parameters (``erased: true``
+    instead), its error messages go, and an unfinished one is cancelled. ``jobs`` is the
+    ``JobService``. The contact is kept until then because the job needs it to run (the
+    index finds a contact's records by the contact, across numbers; its subject ids are
+    per number); the package it made is deleted by ``drop_subject``. Returns job ids."""
+    wanted = set(subjects)
+
+    def matches(job: Any) -> bool:
+        p = job.params
+        contact = p.get("contact")
+        if p.get("mode") != "subject" or not isinstance(contact, str) or not contact:
+            return False
+        return resolve_subject(state, pseudo, phone_number_id, contact) in wanted
+
+    def params(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {"mode": "subject", "erased": True, "actor": p.get("actor"),
+                "options": p.get("options")}  # fmt: skip
+
+    ids: list[str] = jobs.redact(KIND, matches, params)
+    return ids
 
 
 def _actor_json(actor: Actor) -> dict[str, Any]:
@@ -215,20 +251,36 @@ class ExportRun:
             query = {"scope": doc["scope"], "custodians": doc["custodians"]}
             numbers = (doc.get("custodians") or {}).get("numbers") or []
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
-            return (case_id, str(doc["name"]), query,
-                    self.d.cases.scope_documents(case_id, self.actor), custodian)
+            ids = chain(self.d.cases.scope_documents(case_id, self.actor),
+                        self._erased(self.d.cases.scope_request(case_id, self.actor)))
+            return case_id, str(doc["name"]), query, ids, custodian
         if self.mode == "subject":
             contact, subject = str(p["contact"]), str(p["subject"])
             numbers = self.actor.numbers
-            ids = self.d.cases.contact_documents(contact, numbers)
+            ids = chain(self.d.cases.contact_documents(contact, numbers),
+                        self._erased(self.d.cases.contact_request(contact, numbers)))
             query = {"subject": subject,
                      "numbers": None if numbers is None else list(numbers)}  # fmt: skip
             return f"sar-{subject}", f"Subject access: {subject}", query, ids, subject
         raise InvalidInput(f"unknown export mode {self.mode!r}", code="export_mode_invalid")
 
+    def _erased(self, request: SearchRequest) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """Erased records of the scope (``archiver.export.erased``): the index no longer
+        has them, their tombstones come from the erasures. After the scope's own ids."""
+        if self.d.pseudo is None:
+            return
+        erased = erased_in_scope(objects=self.d.objects, state=self.d.state,
+                                 index=self.d.index, pseudo=self.d.pseudo,
+                                 query=request.q, numbers=request.scope_numbers)  # fmt: skip
+        for record_id in erased:
+            yield record_id, None
+
     # -- the attempt ------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        if self.ctx.params.get("erased"):  # its subject was erased: nothing left to name
+            raise Conflict("the data subject of this request was erased",
+                           code="export_subject_erased")  # fmt: skip
         resume = self.ctx.resume_state() or {}
         case_id = str(self.ctx.params.get("case_id") or "")
         if self.mode == "case" and not resume.get("requested"):

@@ -434,6 +434,24 @@ class JobService:
             self._mark(key, "erased")
         return hits
 
+    def redact(self, kind: str, matches: Callable[[Job], bool],
+               params: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> builtins.list[str]:
+        """Erasure hook: every job of ``kind`` whose parameters name an erased data subject
+        (``matches``) gets ``params(old)`` instead, loses its error messages and, unless
+        finished, is cancelled (``Job.redacted``). Returns the job ids."""
+        done: builtins.list[str] = []
+        for job in list(self.store.all(kind)):
+            if not matches(job):
+                continue
+            with contextlib.suppress(NotFound):  # removed meanwhile
+                self.store.update(kind, job.id,
+                                  lambda j: j.redacted(params(j.params), _now()) if matches(j)
+                                  else j)  # fmt: skip
+                done.append(job.id)
+        if done:
+            log.info("jobs_redacted", kind=kind, count=len(done))
+        return done
+
     def _mark(self, key: str, status: str) -> None:
         parts = key.split("/")
         if len(parts) < 3 or not (KIND_RE.match(parts[0]) and ID_RE.match(parts[1])):

@@ -216,6 +216,17 @@ class Job:
             return self.finish(JobState.CANCELLED, now)
         return replace(self, cancel_requested=True)
 
+    def redacted(self, params: Mapping[str, Any], now: datetime) -> Job:
+        """Erasure of the data subject a job's parameters name (any state): ``params``
+        replace them, error messages go (codes stay), and a job not finished is cancelled
+        (at once when queued; a running one stops at its next check)."""
+        errors = tuple({"code": e.get("code"), "message": "redacted: its data subject was "
+                        "erased"} for e in self.errors)  # fmt: skip
+        job = replace(self, params=dict(params), errors=errors)
+        if job.state.terminal:
+            return job
+        return job.cancel(now)
+
     def with_result(self, result: Mapping[str, Any]) -> Job:
         """Artifact bookkeeping after the end (expiry, erasure): the only change allowed
         to a terminal job."""

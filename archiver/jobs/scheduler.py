@@ -51,8 +51,12 @@ class Jobs:
                 log.exception("job_failed", job=name)
 
         first = {"next_run_time": datetime.now(UTC)} if at_start else {}
+        # misfire_grace_time=None: a run that is late (a loaded machine, a start-up slower
+        # than a second after ``add``) still runs, instead of APScheduler's default of
+        # skipping it when more than a second late (an at-start job then waited a period).
         self._scheduler.add_job(
-            run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+            run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True,
+            misfire_grace_time=None, **first,
         )
 
     def start(self) -> None:

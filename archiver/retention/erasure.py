@@ -29,7 +29,9 @@ size saved with the plan):
 ``purge_index``  the subject's index documents deleted, then refresh and expunge;
 ``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`);
 ``artifacts``    working-area artifacts naming the subject (export packages) deleted and
-                 marked ``erased`` on their jobs (``JobService.drop_subject``);
+                 marked ``erased`` on their jobs (``JobService.drop_subject``); jobs whose
+                 parameters name the subject (a subject access request's contact)
+                 redacted and, unfinished, cancelled (``JobService.redact``);
 ``scrub``        the state store drops old values from its files (SQLite: WAL checkpoint
                  and truncate; ``secure_delete`` zeroes freed pages);
 ``log``          one ``key_shredded`` leaf per destroyed data key and per raw slot.
@@ -237,6 +239,10 @@ class ErasureService:
         # Working-area artifacts (export packages, reports) holding a subject's decrypted
         # content: ``JobService.drop_subject``, wired by ``archiver.retention.services``.
         self.artifact_droppers: list[Callable[[str], Sequence[str]]] = []
+        # Jobs whose parameters name the subject (a subject access request keeps its
+        # contact): ``(phone_number_id, subject ids) -> redacted job ids``, wired by the
+        # runtime (``archiver.export.job.redact_subject_access``).
+        self.job_redactors: list[Callable[[str, Sequence[str]], Sequence[str]]] = []
 
     # -- plan ---------------------------------------------------------------------------
 
@@ -561,10 +567,14 @@ class ErasureService:
         """Delete every working-area artifact naming one of the subject's ids (an export
         package decrypted their content outside the locked bucket)."""
         dropped = 0
-        for member in doc.get("subjects") or [doc["subject"]]:
+        members = list(doc.get("subjects") or [doc["subject"]])
+        for member in members:
             for drop in self.artifact_droppers:
                 dropped += len(drop(member))
-        return {"artifacts_dropped": dropped}
+        redacted = 0
+        for redact in self.job_redactors:
+            redacted += len(redact(str(doc["phone_number_id"]), members))
+        return {"artifacts_dropped": dropped, "jobs_redacted": redacted}
 
     def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
         scrub = getattr(self.state, "scrub", None)  # SQLite keeps old values in its WAL

@@ -37,7 +37,21 @@ an edit's, revoke's or reaction's target, else its own ``message_ref``; computab
 the clear header alone) is a held target of an open hold is held by that hold, when it
 arrives (``hold_new_arrivals``) and when it is indexed (``hold_indexed_arrivals``, for a
 parent held by its query only after the child arrived). One GET per record and open
-hold: no scan.
+hold: no scan. At placement (and on a refresh) the family already archived is held too,
+whatever the arrival order (a status delivered before its message, a reaction logged
+before the hold): ``HoldService.hold_family`` streams the conversation of each newly held
+record from the index after the targets are written, and the index follower's hook
+holds, for every open query hold, a family member indexed after that. (A subject or
+conversation hold finds its own records from the store, not the index; only a family
+member of *another* subject, in a group, logged before the hold and indexed after it,
+is left to a re-placement: the follower's hook stays free of searches without a query
+hold.)
+
+Holds placed before held targets existed (no ``targets_complete`` on their document) are
+backfilled by the ``holds-backfill`` job (:meth:`HoldService.backfill_targets`, at start
+under a per-run lease, then every :data:`REFRESH_INTERVAL_S`) and by ``holds-refresh``:
+their scope is re-run once with every held record's message recorded as a target, then
+the flag is set (idempotent: markers are empty puts, held versions are skipped).
 
 A subject hold finds its records through the subject's grants
 (``archiver.retention.subject_lookup``), not by reading every record header; a conversation
@@ -694,8 +708,7 @@ class HoldService:
                           s.get("phone_number_id"))
         # A hold placed before held targets existed gets them on its first re-run.
         backfill = not doc.get("targets_complete")
-        held = self.registry.hold_records(hold_id, self.matching(scope, doc.get("numbers")),
-                                          all_targets=backfill)  # fmt: skip
+        held = self._apply(hold_id, scope, doc.get("numbers"), all_targets=backfill)
         if backfill:
             self.registry.update(hold_id, lambda d: {**d, "targets_complete": True})
         if doc.get("broken"):  # it runs again: the flag of an earlier failure is stale
@@ -707,7 +720,10 @@ class HoldService:
         net behind ``hold_indexed_arrivals``). Returns versions newly held per hold."""
         done: dict[str, int] = {}
         for h in self.registry.open_holds():
-            if h.get("status") == HoldStatus.OPEN and (h.get("scope") or {}).get("query"):
+            # Every query hold; and once, any hold placed before held targets existed
+            # (``targets_complete`` unset): its markers are backfilled by the re-run.
+            if h.get("status") == HoldStatus.OPEN and ((h.get("scope") or {}).get("query")
+                                                      or not h.get("targets_complete")):
                 try:
                     done[str(h["id"])] = self.refresh(str(h["id"]))
                 except NotFound:
@@ -718,8 +734,68 @@ class HoldService:
             logger.info("query_holds_refreshed", held=done)
         return done
 
-    def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None) -> int:
-        return self.registry.hold_records(hold_id, self.matching(scope, numbers))
+    def backfill_targets(self) -> dict[str, int]:
+        """The ``holds-backfill`` job (at start): re-run, once, every open hold placed
+        before held targets existed (no ``targets_complete``), whatever its scope, so its
+        markers exist (``refresh`` backfills them and sets the flag). One listing of the
+        holds when there is nothing to do. Returns versions newly held per hold."""
+        done: dict[str, int] = {}
+        for h in self.registry.open_holds():
+            if h.get("status") != HoldStatus.OPEN or h.get("targets_complete"):
+                continue
+            try:
+                done[str(h["id"])] = self.refresh(str(h["id"]))
+            except NotFound:
+                continue  # released and removed meanwhile
+            except Exception as exc:  # one broken hold must not starve the others
+                flag_broken(self.registry, str(h["id"]), exc)
+        if done:
+            logger.info("hold_targets_backfilled", held=done)
+        return done
+
+    def _apply(self, hold_id: str, scope: HoldScope, numbers: Sequence[str] | None, *,
+               all_targets: bool = False) -> int:  # fmt: skip
+        records = self.matching(scope, numbers)
+        before = self.registry.read(hold_id)[0].get("items", {})
+        held = self.registry.hold_records(hold_id, records, all_targets=all_targets)
+        # The family of what is held now for the first time (all of it on a backfill): an
+        # earlier pass found the family of the rest, and the hooks catch later arrivals.
+        fresh = records if all_targets else [
+            r for r in records if item_id(r.key, r.version_id) not in before]
+        return held + self.hold_family(hold_id, fresh, numbers)
+
+    def hold_family(self, hold_id: str, records: Sequence[StoredRecord],
+                    numbers: Sequence[str] | None) -> int:  # fmt: skip
+        """Hold the family already archived of every message ``records`` hold (statuses,
+        edits, revokes, reactions, history media, and the message an edit or reaction is
+        about), whatever their arrival order. Runs after ``hold_records`` wrote the held
+        targets: a family member indexed from then on is caught by the index follower's
+        hook (``hold_indexed_arrivals``), one indexed before is found here. A family shares
+        a conversation and a message ref, so each conversation is streamed once."""
+        units: dict[str, set[str]] = {}
+        for r in records:
+            unit, conversation = unit_of(r.header), r.header.get("conversation")
+            if unit and isinstance(conversation, str):
+                units.setdefault(conversation, set()).add(unit)
+        family: dict[str, StoredRecord] = {}
+        for conversation, wanted in sorted(units.items()):
+            cursor: str | None = None
+            while True:
+                page = self.index.search(SearchRequest(
+                    filters={"conversation": [conversation]}, scope_numbers=numbers,
+                    size=1000, cursor=cursor, sort="time_asc",
+                ))  # fmt: skip
+                for hit in page.hits:
+                    ref = hit.doc.get("target_ref") or hit.doc.get("message_ref")
+                    if ref in wanted:
+                        with contextlib.suppress(NotFound):  # disposed since indexed
+                            r = record_by_id(self.registry.objects, hit.id)
+                            if unit_of(r.header) in wanted:
+                                family[item_id(r.key, r.version_id)] = r
+                cursor = page.next_cursor
+                if not cursor or not page.hits:
+                    break
+        return self.registry.hold_records(hold_id, family.values()) if family else 0
 
     def matching(self, scope: HoldScope, numbers: Sequence[str] | None) -> list[StoredRecord]:
         """Records in scope: by header (conversation, subject) or by the index (query)."""
