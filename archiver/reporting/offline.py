@@ -4,7 +4,11 @@ On top of ``reports.verify.verify_report`` (signature, whole-document coverage, 
 and the hash printed on every page) this checks the log checkpoint the twin names: its
 signed note must verify under the log's public key (a C2SP verifier key, ``--public-key``)
 and its tree size and root must be the ones the twin states. Without a key the checkpoint
-is reported as not checked, and the report can still pass on its signature alone.
+is reported as not checked.
+
+The signer must be pinned (``--cert``, the archive's report-signing certificate): anyone
+can make a key pair and sign a PDF, and a checkpoint note copied from a genuine report
+vouches for the log, not for the figures. Without the pin a report never verifies.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ def verify_file(pdf: bytes, *, public_key: str | None = None,
     result = verify_report(pdf, cert_pem=cert_pem)
     checks = list(result.checks)
     ok = result.ok
+    if cert_pem is None:
+        checks.append(Check("signer_pinned", False,
+                            "no --cert given: a report signed by anyone would pass; pin the "
+                            "archive's report-signing certificate"))
+        ok = False
     if public_key is not None:
         note = result.checkpoint_note
         try:
