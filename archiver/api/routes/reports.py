@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
 from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
@@ -30,16 +30,33 @@ from reports.facts import Regulation
 router = APIRouter(prefix="/v1", tags=["reports"])
 READERS = (Role.AUDITOR, Role.COMPLIANCE_OFFICER, Role.ADMIN)
 MAX_NUMBERS = 100
+# A business number as the webhook's metadata names it (digits), nothing else: the numbers
+# are printed on a report kept under lock for years.
+PhoneNumberId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,32}$")]
+
+
+def _when(value: object) -> date | datetime:
+    """``YYYY-MM-DD`` → a date; anything longer → a time (its zone checked later)."""
+    if not isinstance(value, str):
+        raise ValueError("a date (YYYY-MM-DD) or a time with a zone, as text")
+    if len(value) == 10:
+        return date.fromisoformat(value)
+    return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+
+
+When = Annotated[date | datetime, BeforeValidator(_when)]
 
 
 class ReportBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     regulation: Regulation
-    start: date | datetime = Field(alias="from")
-    end: date | datetime = Field(alias="to", description="exclusive")
-    numbers: list[str] = Field(default_factory=list, max_length=MAX_NUMBERS)
-    sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
+    # Text only: a JSON number is not a Unix time, ``true`` is not a sample size, and a
+    # time without a zone is not silently read as a date (midnight was).
+    start: When = Field(alias="from")
+    end: When = Field(alias="to", description="exclusive")
+    numbers: list[PhoneNumberId] = Field(default_factory=list, max_length=MAX_NUMBERS)
+    sample_size: Annotated[int, Strict()] | None = Field(default=None, ge=1, le=10_000_000)
 
 
 def _iso(value: date | datetime) -> str:
