@@ -23,6 +23,7 @@ Progress is reported as ``(stage, done, total)``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
@@ -55,6 +56,7 @@ from archiver.ledger.note import parse_note
 from archiver.logs import get_logger
 from archiver.retention.attachments import AttachmentView
 from archiver.retention.holds import OPEN_STATUSES, item_id
+from archiver.retention.scope import hold_numbers
 from archiver.store.errors import ObjectNotFound, StoreError
 from archiver.store.port import ObjectStore, StateStore
 from policies.model import PolicySet
@@ -141,6 +143,13 @@ class NoCheckpoint(Conflict):
     code = "report_no_checkpoint"
 
 
+# A report's period: at most a leap year (the daily series and appendix grow with it),
+# within years the index and the calendar arithmetic handle.
+MAX_PERIOD_DAYS = 366
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportRequest:
     """What one report covers. ``sample_size`` None: the full lock check."""
@@ -179,6 +188,14 @@ class ReportRequest:
     def check(self) -> None:
         if self.end <= self.start:
             raise GatherError("the period's end must be after its start",
+                              code="report_period_invalid")
+        if self.start < EARLIEST or self.end > LATEST:
+            raise GatherError(f"the period must lie within {EARLIEST:%Y-%m-%d} and "
+                              f"{LATEST:%Y-%m-%d}", code="report_period_invalid")
+        if self.end - self.start > timedelta(days=MAX_PERIOD_DAYS):
+            # The twin and the pages carry one row per day: decades would take the worker's
+            # memory and hours of rendering (a 56-year period grew past 2 GB).
+            raise GatherError(f"a report covers at most {MAX_PERIOD_DAYS} days",
                               code="report_period_invalid")
         if self.sample_size is not None and self.sample_size < 1:
             raise GatherError("sample_size must be at least 1", code="report_sample_invalid")
@@ -252,6 +269,10 @@ def policies_in_force(policy_set: PolicySet, lock_mode: str, at: datetime) -> tu
 @dataclass
 class _LogScan:
     raw_captures: int = 0
+    # Every raw leaf (sorted) and those of the period: a record's capture is the raw leaf
+    # sequenced just before it (ingest appends a raw leaf and its records as one group).
+    raw_leaves: list[int] = field(default_factory=list)
+    raw_in_period: set[int] = field(default_factory=set)
     holds_placed: dict[str, datetime] | None = None
     holds_released: dict[str, datetime] | None = None
     disposed: list[dict[str, Any]] | None = None
@@ -326,12 +347,12 @@ class ReportGatherer:
             policies=policies_in_force(self.policy_set, self.config.lock_mode, req.end),
             records=(),
             summary=summary,
-            raw_captures=scan.raw_captures,
+            raw_captures=_raw_captures(scan, docs, numbers),
             media=media,
             lock_check=lock_check,
-            holds=self._holds(scan, period),
+            holds=self._holds(scan, period, numbers),
             disposals=self._disposals(scan),
-            erasures=self._erasures(period, refused_erasures),
+            erasures=self._erasures(period, refused_erasures, numbers),
             consent_events=consent,
             template_sends=tuple(
                 TemplateSend(rid, subject, number, at, docs.categories.get(ref, "unknown"))
@@ -377,12 +398,13 @@ class ReportGatherer:
     # -- the log ------------------------------------------------------------------------
 
     def _scan_log(self, req: ReportRequest, size: int, progress: Progress) -> _LogScan:
-        scan = _LogScan(0, {}, {}, [], set(), None, [], None)
+        scan = _LogScan(0, holds_placed={}, holds_released={}, disposed=[], tombstones=set(),
+                        verify=None, audit=[], previous_report=None)
         assert scan.holds_placed is not None and scan.holds_released is not None
         assert scan.disposed is not None and scan.tombstones is not None
         assert scan.audit is not None
-        for _start, end, chunk in self._log_chunks(size):
-            for data in chunk:
+        for start, end, chunk in self._log_chunks(size):
+            for offset, data in enumerate(chunk):
                 # Most leaves are records: skip them on the bytes, before parsing.
                 if b',"kind":"record",' in data:
                     continue
@@ -404,8 +426,11 @@ class ReportGatherer:
                 if kind is EntryKind.DISPOSED:
                     scan.gone.add((str(entry.key), str(entry.version_id)))
                 if kind is EntryKind.RAW:
+                    leaf = start + offset
+                    scan.raw_leaves.append(leaf)
                     if at is not None and req.start <= at < req.end:
                         scan.raw_captures += 1
+                        scan.raw_in_period.add(leaf)
                 elif kind is EntryKind.HOLD_PLACED and f.get("hold"):
                     scan.holds_placed.setdefault(str(f["hold"]), at or req.start)
                 elif kind is EntryKind.HOLD_RELEASED and f.get("hold"):
@@ -734,14 +759,17 @@ class ReportGatherer:
                     out.append(ConsentEvent(parts[0], ConsentKind(change["state"]), at))
         return tuple(sorted(out, key=lambda e: (e.at, e.subject, e.kind.value)))
 
-    def _erasures(self, period: Period,
-                  refused: list[ErasureFact]) -> tuple[ErasureFact, ...]:
+    def _erasures(self, period: Period, refused: list[ErasureFact],
+                  numbers: Sequence[str] = ()) -> tuple[ErasureFact, ...]:
         out = list(refused)
         for key in self.state.list(ERASURES_PREFIX):
             value = self.state.get(key)
             if value is None:
                 continue
             doc = json.loads(value.value)
+            number = doc.get("phone_number_id")
+            if not _within([str(number)] if number else None, numbers):
+                continue  # another number's erasure: not this report's to show
             at = _time(doc.get("when"))
             subject = str(doc.get("subject") or "")
             if at is None or not period.contains(at) or not _PSEUDO.match(subject):
@@ -755,9 +783,12 @@ class ReportGatherer:
             ))  # fmt: skip
         return tuple(sorted(out, key=lambda e: (e.requested_at, e.request_id)))
 
-    def _holds(self, scan: _LogScan, period: Period) -> tuple[HoldFact, ...]:
+    def _holds(self, scan: _LogScan, period: Period,
+               numbers: Sequence[str] = ()) -> tuple[HoldFact, ...]:
         out = []
         for doc in self._hold_docs():
+            if not _within(hold_numbers(doc), numbers):
+                continue  # another number's hold (or one over every number)
             hold_id = str(doc.get("id"))
             placed = (scan.holds_placed or {}).get(hold_id) or _time(doc.get("created_at"))
             if placed is None or placed >= period.end:
@@ -1087,6 +1118,30 @@ def _picks(docs: Iterable[dict[str, Any]]) -> list[tuple[int, str, str]]:
 
 def _ms(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC)
+
+
+def _within(concerns: Sequence[str] | None, numbers: Sequence[str]) -> bool:
+    """Whether a thing concerning ``concerns`` belongs in a report over ``numbers``: every
+    thing in a report over every number (``()``); in a number-scoped one only a thing
+    concerning a non-empty set of its numbers, as ``Principal.covers`` decides for a
+    scoped token (a report over A is read by tokens scoped to A)."""
+    if not numbers:
+        return True
+    wanted = set(concerns or ())
+    return bool(wanted) and wanted <= set(numbers)
+
+
+def _raw_captures(scan: _LogScan, docs: _Docs, numbers: Sequence[str]) -> int:
+    """Raw captures of the period; in a number-scoped report only those that gave a record
+    of its numbers (a capture names no number in its leaf: its records do)."""
+    if not numbers:
+        return scan.raw_captures
+    mine: set[int] = set()
+    for leaf, _rid, _policy in docs.population:
+        i = bisect.bisect_left(scan.raw_leaves, leaf) - 1
+        if i >= 0:
+            mine.add(scan.raw_leaves[i])
+    return len(mine & scan.raw_in_period)
 
 
 def _b32(raw: bytes) -> str:
