@@ -53,6 +53,11 @@ class IndexKind(StrEnum):
     ELASTICSEARCH = "elasticsearch"
 
 
+# As reports.facts.Regulation and archiver.reporting.schedule.CADENCES (settings import
+# neither); tests/unit/reporting/test_schedule.py keeps them equal.
+REPORT_REGULATIONS = ("gdpr", "hipaa", "finra")
+
+
 class Settings(BaseSettings):
     """Every field is documented in the README's configuration table (a test checks)."""
 
@@ -152,6 +157,18 @@ class Settings(BaseSettings):
     def _lock_mode(cls, value: str) -> str:
         if value not in ("COMPLIANCE", "GOVERNANCE"):
             raise ValueError("must be COMPLIANCE or GOVERNANCE")
+        return value
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _report_schedule(cls, value: str) -> str:
+        # Checked with the other settings, so a typo is a clear config error before the
+        # service starts, not a traceback from the scheduler at startup.
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            regulation, _, cadence = part.partition(":")
+            if regulation.strip() not in REPORT_REGULATIONS or cadence.strip() != "monthly":
+                raise ValueError(f"{part!r}: want REGULATION:monthly, REGULATION one of "
+                                 f"{', '.join(REPORT_REGULATIONS)}")
         return value
 
     @classmethod

@@ -63,3 +63,23 @@ def test_schedule_added_under_the_job_lease_only_when_set(tmp_path: Path) -> Non
     assert jobs._scheduler.get_job("report-schedule") is not None
     off = embedded_settings(tmp_path)
     assert not add_report_schedule(Jobs(state), service, off)
+
+
+@pytest.mark.parametrize("bad", ["gdpr:weekly", "sox:monthly", "gdpr", "GDPR:monthly",
+                                 "gdpr:monthly,hipaa"])
+def test_bad_schedule_is_a_settings_error(tmp_path: Path, bad: str) -> None:
+    # A typo is refused with the other settings (a clear config_invalid before serving),
+    # not as a traceback from the scheduler once the app starts.
+    with pytest.raises(ConfigError) as err:
+        embedded_settings(tmp_path, report_schedule=bad)
+    assert "report_schedule" in str(err.value)
+
+
+def test_settings_know_the_same_regulations_and_cadences(tmp_path: Path) -> None:
+    from archiver.reporting.schedule import CADENCES
+    from archiver.settings import REPORT_REGULATIONS
+
+    assert set(REPORT_REGULATIONS) == {r.value for r in Regulation}
+    assert set(CADENCES) == {"monthly"}
+    ok = ",".join(f"{r.value}:monthly" for r in Regulation)
+    assert embedded_settings(tmp_path, report_schedule=ok).report_schedule == ok
