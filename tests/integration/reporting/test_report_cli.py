@@ -48,20 +48,22 @@ def test_report_then_verify_offline(request: Any, tmp_path: Path,
             "-o", str(tmp_path / "x.pdf")])
         assert bad.exit_code == 2 and "end must be after" in bad.output
         key = s.runtime.checkpoints.signer.verifier.key_text
+        cert = tmp_path / "report-signing-cert.pem"
+        cert.write_bytes(s.runtime.reports.signing.cert_pem)
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    ok = _verify(empty, str(out), "--public-key", key)
+    ok = _verify(empty, str(out), "--public-key", key, "--cert", str(cert))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().splitlines()[-1].startswith("OK: signed by")
     assert list(empty.iterdir()) == []  # no archive-data, nothing written
     stranger = Signer.generate("wa-archiver.local/log").verifier.key_text
-    wrong = _verify(empty, str(out), "--public-key", stranger)
+    wrong = _verify(empty, str(out), "--public-key", stranger, "--cert", str(cert))
     assert wrong.returncode == 1 and "checkpoint_signed" in wrong.stdout
     edited = bytearray(out.read_bytes())
     edited[len(edited) // 2] ^= 0x01
     broken = tmp_path / "edited.pdf"
     broken.write_bytes(bytes(edited))
-    failed = _verify(empty, str(broken), "--public-key", key)
+    failed = _verify(empty, str(broken), "--public-key", key, "--cert", str(cert))
     assert failed.returncode == 1 and "FAILED" in failed.stdout, failed.stdout
     missing = _verify(empty, str(tmp_path / "nope.pdf"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr

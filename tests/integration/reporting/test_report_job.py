@@ -79,17 +79,18 @@ def test_seeded_violations_are_exactly_the_findings(request: Any, tmp_path: Path
         log_key = rt.checkpoints.signer.verifier.key_text
         key_file = tmp_path / "log.pub"
         key_file.write_text(log_key + "\n")
-        good = verify_file(pdf, public_key=str(key_file))
+        cert = rt.reports.signing.cert_pem  # the archive's report-signing certificate
+        good = verify_file(pdf, public_key=str(key_file), cert_pem=cert)
         assert good.ok, good.summary
         assert any(c.name == "checkpoint_signed" and c.ok and "tree size" in c.detail
                    for c in good.checks)
         stranger = Signer.generate(rt.settings.log_origin).verifier.key_text
-        bad_key = verify_file(pdf, public_key=stranger)
+        bad_key = verify_file(pdf, public_key=stranger, cert_pem=cert)
         assert not bad_key.ok and "checkpoint_signed" in bad_key.summary
         # One byte edited: the offline check fails and pdfsig no longer says both phrases.
         edited = bytearray(pdf)
         edited[len(edited) // 3] ^= 0x01
-        broken = verify_file(bytes(edited), public_key=log_key)
+        broken = verify_file(bytes(edited), public_key=log_key, cert_pem=cert)
         assert not broken.ok and broken.summary.startswith("FAILED")
         path.write_bytes(bytes(edited))
         out = subprocess.run([_tool("pdfsig"), str(path)], capture_output=True, text=True,
