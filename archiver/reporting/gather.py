@@ -273,6 +273,7 @@ class _LogScan:
     # sequenced just before it (ingest appends a raw leaf and its records as one group).
     raw_leaves: list[int] = field(default_factory=list)
     raw_in_period: set[int] = field(default_factory=set)
+    raw_refs: dict[int, tuple[str, str]] = field(default_factory=dict)  # leaf -> object
     holds_placed: dict[str, datetime] | None = None
     holds_released: dict[str, datetime] | None = None
     disposed: list[dict[str, Any]] | None = None
@@ -329,6 +330,11 @@ class ReportGatherer:
         seed = req.seed or self._default_seed(req, numbers, size)
         summary, docs, population, chosen = self._records(req, numbers, size, seed, report)
         lock_check = self._lock_check(population, chosen, req.sample_size, seed, size, report)
+        raw_mine = _scoped_raw(scan, docs, numbers)
+        if raw_mine is not None:  # only the raw batches that gave this scope's records
+            keep = {scan.raw_refs[leaf] for leaf in raw_mine}
+            scan.locked["raw"] = {ref: until for ref, until in scan.locked.get("raw", {}).items()
+                                  if ref in keep}
         object_locks = self._object_lock_checks(scan, req.sample_size, seed)
         media = self._media(docs.media_messages)
         consent = self._consent(numbers or tuple(sorted(docs.numbers)), req.end)
@@ -347,7 +353,8 @@ class ReportGatherer:
             policies=policies_in_force(self.policy_set, self.config.lock_mode, req.end),
             records=(),
             summary=summary,
-            raw_captures=_raw_captures(scan, docs, numbers),
+            raw_captures=(scan.raw_captures if raw_mine is None
+                          else len(raw_mine & scan.raw_in_period)),
             media=media,
             lock_check=lock_check,
             holds=self._holds(scan, period, numbers),
@@ -428,6 +435,7 @@ class ReportGatherer:
                 if kind is EntryKind.RAW:
                     leaf = start + offset
                     scan.raw_leaves.append(leaf)
+                    scan.raw_refs[leaf] = (str(entry.key), str(entry.version_id))
                     if at is not None and req.start <= at < req.end:
                         scan.raw_captures += 1
                         scan.raw_in_period.add(leaf)
@@ -1131,17 +1139,17 @@ def _within(concerns: Sequence[str] | None, numbers: Sequence[str]) -> bool:
     return bool(wanted) and wanted <= set(numbers)
 
 
-def _raw_captures(scan: _LogScan, docs: _Docs, numbers: Sequence[str]) -> int:
-    """Raw captures of the period; in a number-scoped report only those that gave a record
-    of its numbers (a capture names no number in its leaf: its records do)."""
+def _scoped_raw(scan: _LogScan, docs: _Docs, numbers: Sequence[str]) -> set[int] | None:
+    """The raw leaves of a number-scoped report: those that gave a record of its numbers
+    (a capture names no number in its leaf: its records do). None: every raw leaf."""
     if not numbers:
-        return scan.raw_captures
+        return None
     mine: set[int] = set()
     for leaf, _rid, _policy in docs.population:
         i = bisect.bisect_left(scan.raw_leaves, leaf) - 1
         if i >= 0:
             mine.add(scan.raw_leaves[i])
-    return len(mine & scan.raw_in_period)
+    return mine
 
 
 def _b32(raw: bytes) -> str:

@@ -1,7 +1,8 @@
 """A report over some numbers holds nothing of the others: it is read by tokens scoped to
 those numbers. Seeded: every record is ``PN``'s; a hold placed on ``PN`` and an erasure
 procedure of a ``PN`` customer. A report over ``SILENT`` (no records) must show no hold,
-no erasure and no raw capture; one over ``PN`` shows them; one over every number too."""
+no erasure, no raw capture and no raw batch's lock; one over ``PN`` shows them; one over
+every number too."""
 
 from __future__ import annotations
 
@@ -45,5 +46,11 @@ def test_scoped_report_shows_no_other_numbers_holds_erasures_or_captures(
         assert len(mine.holds) == 1 and erased(mine) == ["e1"]
         assert silent.records == ()
         assert silent.raw_captures == 0, silent.raw_captures
+
+        def raw_locks(facts: Any) -> int:  # raw batches whose lock the report reads
+            return sum(c.population for c in facts.object_lock_checks if c.kind == "raw")
+
+        assert raw_locks(every) > 0 and raw_locks(mine) == raw_locks(every)
+        assert raw_locks(silent) == 0, silent.object_lock_checks
         assert silent.holds == (), silent.holds
         assert silent.erasures == (), silent.erasures
