@@ -63,6 +63,7 @@ DEFAULT_GENERATION = "live"
 # A range is read again when a key was destroyed while it was being indexed; past this
 # many tries in a row the batch fails (the loop backs off and retries it).
 _EPOCH_TRIES = 5
+_ABSENT_MAX = 100_000  # subjects kept per kind of absence
 
 
 def active_generation(state: StateStore) -> str:
@@ -132,21 +133,24 @@ class IndexFollower:
         return index_cursor_key(generation)
 
     def cursor(self, generation: str | None = None) -> int:
-        value = self.state.get(self._cursor_key(generation or self.generation))
-        return int(value.value) if value else 0
+        return self._cursor(generation or self.generation)[0]
+
+    def _cursor(self, generation: str) -> tuple[int, str | None]:
+        """The cursor and its token (None: not written yet)."""
+        value = self.state.get(self._cursor_key(generation))
+        return (int(value.value), value.token) if value else (0, None)
 
     def lag(self) -> int:
         return max(0, self.log.size() - self.cursor())
 
-    def _set_cursor(self, generation: str, old: int, new: int) -> None:
+    def _set_cursor(self, generation: str, token: str | None, new: int) -> None:
+        """Compare-and-swap from the cursor read at the batch's start (``token``): a
+        cursor another follower moved meanwhile refuses (PreconditionFailed)."""
         key = self._cursor_key(generation)
-        current = self.state.get(key)
-        if current is None:
+        if token is None:
             self.state.put(key, str(new).encode(), if_absent=True)
-        elif int(current.value) == old:
-            self.state.put(key, str(new).encode(), if_match=current.token)
         else:
-            raise PreconditionFailed("index cursor moved under us")
+            self.state.put(key, str(new).encode(), if_match=token)
 
     def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
         body = self._recent.take(item[1], item[2], item[3]) if self._recent else None
@@ -169,7 +173,7 @@ class IndexFollower:
         indexing loop passes False: its writes become searchable at the index's next
         scheduled refresh, about a second, instead of each bulk waiting for one."""
         generation = self.generation
-        start = self.cursor(generation)
+        start, token = self._cursor(generation)
         size = self.log.size()
         if start >= size:
             return 0
@@ -201,7 +205,7 @@ class IndexFollower:
             with stage("index_holds"):
                 self.after_upsert(list(batch.docs))
         with stage("index_cursor"):
-            self._set_cursor(generation, start, end)
+            self._set_cursor(generation, token, end)
         self._absent.keep(batch.absent, generation, end, epoch)
         RECORDS.labels(step="indexed").inc(end - start)
         if self.on_indexed is not None:
@@ -273,7 +277,11 @@ class _Absent:
             self.sets = {k: set() for k in self.KINDS}
 
     def keep(self, found: dict[str, set[str]], generation: str, end: int, epoch: bytes) -> None:
-        self.sets = {k: set(found.get(k, ())) for k in self.KINDS}
+        # Bounded (a few MB): past the limit a kind starts over, read again as needed.
+        self.sets = {
+            k: set(v) if len(v := found.get(k, set())) <= _ABSENT_MAX else set()
+            for k in self.KINDS
+        }
         self._at = (generation, end, epoch)
 
 
