@@ -170,8 +170,10 @@ class IndexFollower:
         """Index up to ``max_entries`` leaves; return how many leaves were consumed.
 
         ``visible``: the documents are searchable when this returns (one refresh). The
-        indexing loop passes False: its writes become searchable at the index's next
-        scheduled refresh, about a second, instead of each bulk waiting for one."""
+        indexing loop passes False: a batch that does not reach the log's end becomes
+        searchable at the index's next scheduled refresh (about a second) instead of each
+        bulk waiting for one; the batch that catches up is refreshed before its cursor is
+        written, so a lag of 0 (``/readyz``) still means every leaf is searchable."""
         generation = self.generation
         start, token = self._cursor(generation)
         size = self.log.size()
@@ -199,7 +201,7 @@ class IndexFollower:
             log.info("index_range_reread_after_shred", start=start, end=end, attempt=attempt)
         else:
             raise PreconditionFailed("keys destroyed during every try of an index batch")
-        if visible:
+        if visible or end >= size:
             self._refresh()
         if batch.docs and self.after_upsert is not None:
             with stage("index_holds"):
@@ -279,8 +281,7 @@ class _Absent:
     def keep(self, found: dict[str, set[str]], generation: str, end: int, epoch: bytes) -> None:
         # Bounded (a few MB): past the limit a kind starts over, read again as needed.
         self.sets = {
-            k: set(v) if len(v := found.get(k, set())) <= _ABSENT_MAX else set()
-            for k in self.KINDS
+            k: set(v) if len(v := found.get(k, set())) <= _ABSENT_MAX else set() for k in self.KINDS
         }
         self._at = (generation, end, epoch)
 

@@ -160,7 +160,8 @@ class IndexingLoop(_Loop):
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                # Searchable at the index's next refresh (~1 s), not at each bulk's end.
+                # While behind, searchable at the index's next refresh (~1 s), not at
+                # each bulk's end; refreshed when caught up (``IndexFollower.catch_up``).
                 consumed = self.follower.catch_up(visible=False)
                 self.last_error = None
                 backoff = 0.5

@@ -64,18 +64,28 @@ def test_loop_writes_wait_for_no_refresh_and_catch_up_still_reads_its_writes(
 ) -> None:
     client, rt = servers
     _post(client, rt, [Msg(A, "quetzal harbour invoice", TS)])
-    # The loop's path: written (a real-time get finds it), searchable only after a refresh.
-    # With ``wait_for`` and refreshes off, this bulk would block until the client times out.
-    assert rt.follower.catch_up(visible=False) > 0
+    first = rt.log.size()
+    _post(client, rt, [Msg(B, "quetzal harbour receipt", TS + 1)])
+    # The loop's path, while behind (a batch short of the log's end): written (a real-time
+    # get finds it), not refreshed. With ``wait_for`` and refreshes off, this bulk would
+    # block until the client times out.
+    assert rt.follower.catch_up(first, visible=False) == first
+    assert rt.follower.lag() > 0
     assert _found(rt, "quetzal") == 0
     ids = [r.record_id for r in iter_records(rt.objects)]
     assert any(rt.index.get(i) is not None for i in ids)
-    rt.index.refresh()
-    assert _found(rt, "quetzal") == 1
-    # The default path (tests, the CLI, ``run_to_end``): searchable when it returns.
-    _post(client, rt, [Msg(B, "quetzal harbour receipt", TS + 1)])
-    assert rt.follower.catch_up() > 0
+    # The batch that catches up refreshes before its cursor moves: lag 0 means searchable.
+    assert rt.follower.catch_up(visible=False) > 0
+    assert rt.follower.lag() == 0
     assert _found(rt, "quetzal") == 2
+    # The default path (tests, the CLI, ``run_to_end``): searchable when it returns, even
+    # for a batch short of the end.
+    _post(client, rt, [Msg(A, "quetzal harbour refund", TS + 2)])
+    size = rt.log.size()
+    _post(client, rt, [Msg(B, "quetzal harbour credit", TS + 3)])
+    assert rt.follower.catch_up(size - rt.follower.cursor()) > 0
+    assert rt.follower.lag() > 0
+    assert _found(rt, "quetzal") == 3
 
 
 def test_query_hold_catches_an_arrival_the_loop_indexed_without_refresh(
