@@ -165,6 +165,16 @@ class ElasticIndex:
         with _errors():
             self.client.indices.refresh(index=self.alias)
 
+    def deferred(self) -> ElasticIndex:
+        """The same index (client, alias) writing without waiting for a refresh: a write
+        becomes searchable at the next scheduled refresh (about a second). For a writer
+        that does not read its own writes, the index follower's loop: ``wait_for`` costs
+        it half a refresh interval per bulk. Readers that need an earlier view call
+        ``refresh()``."""
+        return ElasticIndex(
+            self.client, alias=self.alias, refresh=False, pit_keep_alive=self.pit_keep_alive
+        )
+
     def force_merge_expunge(self) -> None:
         """Merge away deleted documents so erased text leaves the segment files."""
         with _errors():

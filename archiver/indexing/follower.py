@@ -41,6 +41,7 @@ from archiver.keyspace import (
     INDEX_ACTIVE_KEY,
     INDEX_CONSENT,
     INDEX_NAMES,
+    KEYS_EPOCH_KEY,
     index_cursor_key,
     index_fold_key,
     index_subject_key,
@@ -59,6 +60,10 @@ from search.port import SearchIndex, SearchRequest
 log = get_logger("archiver.indexer")
 
 DEFAULT_GENERATION = "live"
+# A range is read again when a key was destroyed while it was being indexed; past this
+# many tries in a row the batch fails (the loop backs off and retries it).
+_EPOCH_TRIES = 5
+_ABSENT_MAX = 100_000  # subjects kept per kind of absence
 
 
 def active_generation(state: StateStore) -> str:
@@ -113,6 +118,12 @@ class IndexFollower:
         # Records this process's processor just wrote (the runtime passes both the one cache).
         self._recent = recent
         self._identities = Identities(state)  # write-once links, cached across batches
+        # Writes without waiting for a refresh where the index can (``ElasticIndex.deferred``):
+        # ``catch_up`` makes them searchable itself when its caller asks (``visible``).
+        deferred: Any = getattr(index, "deferred", None)
+        self._writer: SearchIndex = deferred() if callable(deferred) else index
+        # Per-subject state found absent (``_Absent``), carried from one batch to the next.
+        self._absent = _Absent()
 
     @property
     def generation(self) -> str:
@@ -122,21 +133,24 @@ class IndexFollower:
         return index_cursor_key(generation)
 
     def cursor(self, generation: str | None = None) -> int:
-        value = self.state.get(self._cursor_key(generation or self.generation))
-        return int(value.value) if value else 0
+        return self._cursor(generation or self.generation)[0]
+
+    def _cursor(self, generation: str) -> tuple[int, str | None]:
+        """The cursor and its token (None: not written yet)."""
+        value = self.state.get(self._cursor_key(generation))
+        return (int(value.value), value.token) if value else (0, None)
 
     def lag(self) -> int:
         return max(0, self.log.size() - self.cursor())
 
-    def _set_cursor(self, generation: str, old: int, new: int) -> None:
+    def _set_cursor(self, generation: str, token: str | None, new: int) -> None:
+        """Compare-and-swap from the cursor read at the batch's start (``token``): a
+        cursor another follower moved meanwhile refuses (PreconditionFailed)."""
         key = self._cursor_key(generation)
-        current = self.state.get(key)
-        if current is None:
+        if token is None:
             self.state.put(key, str(new).encode(), if_absent=True)
-        elif int(current.value) == old:
-            self.state.put(key, str(new).encode(), if_match=current.token)
         else:
-            raise PreconditionFailed("index cursor moved under us")
+            self.state.put(key, str(new).encode(), if_match=token)
 
     def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
         body = self._recent.take(item[1], item[2], item[3]) if self._recent else None
@@ -147,32 +161,63 @@ class IndexFollower:
         except ObjectNotFound:
             return None
 
-    def catch_up(self, max_entries: int = 2000) -> int:
-        """Index up to ``max_entries`` leaves; return how many leaves were consumed."""
+    def _epoch(self) -> bytes:
+        """``keys/epoch``: every destruction of key material raises it first."""
+        got = self.state.get(KEYS_EPOCH_KEY)
+        return got.value if got is not None else b"0"
+
+    def catch_up(self, max_entries: int = 2000, *, visible: bool = True) -> int:
+        """Index up to ``max_entries`` leaves; return how many leaves were consumed.
+
+        ``visible``: the documents are searchable when this returns (one refresh). The
+        indexing loop passes False: a batch that does not reach the log's end becomes
+        searchable at the index's next scheduled refresh (about a second) instead of each
+        bulk waiting for one; the batch that catches up is refreshed before its cursor is
+        written, so a lag of 0 (``/readyz``) still means every leaf is searchable."""
         generation = self.generation
-        start = self.cursor(generation)
+        start, token = self._cursor(generation)
         size = self.log.size()
         if start >= size:
             return 0
         end = min(size, start + max_entries)
-        with stage("index_read"):
-            batch = self._read_range(generation, start, end)
-        if self._fixed_generation is None and active_generation(self.state) != generation:
-            raise GenerationRetired(f"generation {generation} was replaced during the batch")
-        if batch.docs:
-            with stage("index_upsert"):
-                self.index.upsert(batch.docs.values())
-            if self.after_upsert is not None:
-                with stage("index_holds"):
-                    self.after_upsert(list(batch.docs))
-        if batch.merged:  # history media now shown on their placeholder
-            self.index.delete_ids(sorted(batch.merged))
+        for attempt in range(_EPOCH_TRIES):
+            epoch = self._epoch()
+            self._absent.check(generation, start, epoch)
+            with stage("index_read"):
+                batch = self._read_range(generation, start, end)
+            if self._fixed_generation is None and active_generation(self.state) != generation:
+                raise GenerationRetired(f"generation {generation} was replaced during the batch")
+            if batch.docs:
+                with stage("index_upsert"):
+                    self._writer.upsert(batch.docs.values())
+            if batch.merged:  # history media now shown on their placeholder
+                self._writer.delete_ids(sorted(batch.merged))
+            # Crypto-shredding: the batch decrypted with keys as they were when it started
+            # (the process's key cache, ``KeyStore.session``). If a key was destroyed since,
+            # an erasure may have purged the index before our upsert put the text back:
+            # index the range again, with a fresh session, which cannot open it any more.
+            if self._epoch() == epoch:
+                break
+            log.info("index_range_reread_after_shred", start=start, end=end, attempt=attempt)
+        else:
+            raise PreconditionFailed("keys destroyed during every try of an index batch")
+        if visible or end >= size:
+            self._refresh()
+        if batch.docs and self.after_upsert is not None:
+            with stage("index_holds"):
+                self.after_upsert(list(batch.docs))
         with stage("index_cursor"):
-            self._set_cursor(generation, start, end)
+            self._set_cursor(generation, token, end)
+        self._absent.keep(batch.absent, generation, end, epoch)
         RECORDS.labels(step="indexed").inc(end - start)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
         return end - start
+
+    def _refresh(self) -> None:
+        refresh: Any = getattr(self.index, "refresh", None)
+        if callable(refresh):
+            refresh()
 
     def _read_range(self, generation: str, start: int, end: int) -> _Batch:
         """The documents and folds of leaves ``start`` to ``end``."""
@@ -209,6 +254,38 @@ class IndexFollower:
         return total
 
 
+class _Absent:
+    """Per-subject state the follower found absent, kept from one batch to the next
+    (most subjects have no merge pointer, consent state or contact-sync name, and
+    reading that again for every subject of every batch was most of a batch's round
+    trips). Only absences are kept: what exists is read again each batch.
+
+    Valid only while nothing else can have written them: the next batch starts where this
+    follower's last one ended (no other follower indexed in between; the follower's own
+    batches write consent and names, and forget an absence they fill), in the same
+    generation, with ``keys/epoch`` unchanged (an erasure raises it before it purges a
+    subject's state). A merge pointer is written before its ``subject_merged`` leaf: a
+    range with such a leaf drops the kept pointer absences, and re-indexes the merged
+    subject's documents (``_Batch._reindex_merged``)."""
+
+    KINDS = ("merged", INDEX_CONSENT, INDEX_NAMES)
+
+    def __init__(self) -> None:
+        self.sets: dict[str, set[str]] = {k: set() for k in self.KINDS}
+        self._at: tuple[str, int, bytes] | None = None
+
+    def check(self, generation: str, start: int, epoch: bytes) -> None:
+        if self._at != (generation, start, epoch):
+            self.sets = {k: set() for k in self.KINDS}
+
+    def keep(self, found: dict[str, set[str]], generation: str, end: int, epoch: bytes) -> None:
+        # Bounded (a few MB): past the limit a kind starts over, read again as needed.
+        self.sets = {
+            k: set(v) if len(v := found.get(k, set())) <= _ABSENT_MAX else set() for k in self.KINDS
+        }
+        self._at = (generation, end, epoch)
+
+
 def _business_of(business: Any) -> str:
     """The business part of a pseudonym, as the processor names it."""
     if business.get("phone_number_id"):
@@ -233,19 +310,28 @@ class _Batch:
         self._parked: set[str] = set()  # fold keys parked when ``finish`` listed them
         # Documents are indexed under the person's canonical subject and conversation,
         # read now: a merge logged later re-indexes what was indexed before it.
-        self.ids = follower._identities.fresh()
+        kept = follower._absent.sets
+        self.ids = follower._identities.fresh(roots=kept["merged"])
+        # Absences found or kept by this batch, for the next (``_Absent``).
+        self.absent: dict[str, set[str]] = {k: set(v) for k, v in kept.items()}
         self._merged_people: list[str] = []  # conversations of subjects merged into another
 
     # ---- per-subject state -------------------------------------------------------------
 
     def _remembered(self, kind: str, cache: dict[str, str | None], subject: str) -> str | None:
         if subject not in cache:
+            if subject in self.absent[kind]:
+                cache[subject] = None  # absent when an earlier batch read it
+                return None
             value = self.f.state.get(index_subject_key(kind, self.gen, subject))
             cache[subject] = value.value.decode() if value else None
+            if value is None:
+                self.absent[kind].add(subject)
         return cache[subject]
 
     def _remember(self, kind: str, cache: dict[str, str | None], subject: str, value: str) -> None:
         cache[subject] = value
+        self.absent[kind].discard(subject)
         key = index_subject_key(kind, self.gen, subject)
         current = self.f.state.get(key)
         if current is None:
@@ -259,6 +345,7 @@ class _Batch:
     def _forget(self, kind: str, cache: dict[str, str | None], subject: str) -> None:
         cache[subject] = None
         self.f.state.delete(index_subject_key(kind, self.gen, subject))
+        self.absent[kind].add(subject)
 
     def _key(self, key_id: str) -> bytes:
         """A data key, looked up once per batch (a batch is a few seconds of the log)."""
@@ -302,6 +389,9 @@ class _Batch:
 
     def subject_merged(self, conversation: Any) -> None:
         """A ``subject_merged`` leaf: the merged subject's documents move to its person."""
+        # Its pointer may have been read as absent by an earlier batch: read them again.
+        self.absent["merged"].clear()
+        self.ids = self.f._identities.fresh()
         if isinstance(conversation, str) and conversation not in self._merged_people:
             self._merged_people.append(conversation)
 
@@ -383,6 +473,7 @@ class _Batch:
                 self._renamed[str(conversation)] = name
 
     def finish(self) -> None:
+        self.absent["merged"] = set(self.ids.roots) if not self._merged_people else set()
         if self._merged_people:
             self._reindex_merged()
         # Folds waiting for documents that arrive in this batch: one listing of what is

@@ -91,7 +91,7 @@ def reindex(
         generation=generation,
     )
     leaves = 0
-    while consumed := follower.catch_up(batch):
+    while consumed := follower.catch_up(batch, visible=False):  # refreshed once, below
         leaves += consumed
         if progress is not None:
             progress(follower.cursor(), log_reader.size())

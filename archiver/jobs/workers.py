@@ -160,7 +160,9 @@ class IndexingLoop(_Loop):
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                consumed = self.follower.catch_up()
+                # While behind, searchable at the index's next refresh (~1 s), not at
+                # each bulk's end; refreshed when caught up (``IndexFollower.catch_up``).
+                consumed = self.follower.catch_up(visible=False)
                 self.last_error = None
                 backoff = 0.5
                 if consumed == 0:

@@ -63,6 +63,11 @@ def hold_indexed_arrivals(
         }
         if not queries:
             return 0
+        # The indexing loop writes without waiting for a refresh: the queries below must
+        # see the batch just written (a no-op for SQLite and for callers that refreshed).
+        refresh: Any = getattr(index, "refresh", None)
+        if callable(refresh):
+            refresh()
         protector = keys if hasattr(keys, "protect") and hasattr(keys, "unprotect") else None
         registry = HoldRegistry(objects=objects, state=state, log=log, keys=protector)
         ids = list(dict.fromkeys(doc_ids))

@@ -74,11 +74,20 @@ class Identities:
         self._parents = _parents if _parents is not None else {}
         self._roots: set[str] = set()  # known to have no pointer (this session only)
 
-    def fresh(self) -> Identities:
-        """The same caches of write-once values, without the "no pointer" answers."""
-        return Identities(
+    def fresh(self, roots: Iterable[str] = ()) -> Identities:
+        """The same caches of write-once values, without the "no pointer" answers, or
+        with ``roots`` as those (subjects a caller knows had no pointer as of a point it
+        can vouch for: the index follower, which sees every merge's leaf)."""
+        out = Identities(
             self.state, clock=self.clock, _aliases=self._aliases, _parents=self._parents
         )
+        out._roots = set(roots)
+        return out
+
+    @property
+    def roots(self) -> frozenset[str]:
+        """Subjects read as having no pointer (this session)."""
+        return frozenset(self._roots)
 
     # -- reading --------------------------------------------------------------------------
 
