@@ -47,6 +47,7 @@ from archiver.export.model import (
     ExportLeaf,
     LeafProof,
     LogBundle,
+    PackageSeal,
     Transcript,
 )
 from archiver.export.writer import PackageWriter
@@ -388,9 +389,9 @@ class ExportRun:
             self.ctx.raise_if_cancelled()
             digest = w.records_list_digest()
             counts = w.counts
-            leaf = self._log_export(info, digest, counts, bundle, now=info.exported_at)
-            custody = self._custody(info.case_id)
-            summary = w.finish(leaf, custody)
+            seal = w.seal(self._custody(info.case_id))
+            leaf = self._log_export(info, digest, counts, seal, bundle, now=info.exported_at)
+            summary = w.finish(leaf)
         self.counts = {**counts, "files": summary.files, "missing": gatherer.stats.missing}
         self.ctx.progress(plan.count, plan.count, **self.counts)
         subjects = sorted(gatherer.stats.subjects)
@@ -443,14 +444,17 @@ class ExportRun:
             w.add_transcript(Transcript(name, pdf.data, pdf.pages, first, info.case_name))
 
     def _log_export(self, info: ExportInfo, digest: str, counts: Mapping[str, int],
-                    first: LogBundle, *, now: datetime) -> ExportLeaf:  # fmt: skip
-        """A statement of the export in the evidence store, its ``export`` leaf, a later
-        checkpoint, the leaf's inclusion and the consistency proofs."""
+                    seal: PackageSeal, first: LogBundle, *,
+                    now: datetime) -> ExportLeaf:  # fmt: skip
+        """A statement of the export in the evidence store, its ``export`` leaf (naming
+        the record list and the seal: every file of the package), a later checkpoint,
+        the leaf's inclusion and the consistency proofs."""
         query_sha = hashlib.sha256(canonical.dumps(info.query)).hexdigest()
         statement = canonical.dumps({
             "export_id": self.export_id, "case": info.case_id, "records": counts["records"],
             "records_sha256": digest, "query_sha256": query_sha, "counts": dict(counts),
             "exported_at": now.isoformat(), "exported_by": self.actor.token_id,
+            **seal.entry_fields(),
         })  # fmt: skip
         # A retried attempt writes (and logs) its own statement.
         key = export_statement_key(info.case_id, self.export_id, self.ctx.job.attempts,
@@ -461,7 +465,7 @@ class ExportRun:
         entry = make_entry(
             EntryKind.EXPORT, time=now, key=key, version_id=put.version_id, sha256=put.sha256,
             size=put.size, retain_until=retain, case=info.case_id, records=counts["records"],
-            records_sha256=digest, query_sha256=query_sha,
+            records_sha256=digest, query_sha256=query_sha, **seal.entry_fields(),
         )  # fmt: skip
         index = self.d.log.append([entry.data])[0]
         later = _bundle(self.d.checkpoints, self.d.log)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import email
+import hashlib
 import io
 import json
 import subprocess
@@ -170,6 +171,20 @@ def test_case_export_holds_exactly_the_scope_and_verifies(
     with zipfile.ZipFile(tampered) as z:
         name = z.comment.decode().split(" ", 1)[1]
     assert name in bad.stdout + bad.stderr
+    # A forger who also updates the file's SHA-256 and size in the manifest is caught
+    # too: the logged export leaf names the file list (files_sha256), not only records.
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(forged, "w") as dst:
+        fm = json.loads(src.read("manifest.json"))
+        for f in fm["files"]:
+            data = src.read(f["path"])
+            if f["path"].startswith("rsmf/"):
+                data += b"\r\nforged"
+                f["sha256"], f["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            dst.writestr(f["path"], data)
+        dst.writestr("manifest.json", json.dumps(fm))
+    refused = verify_package(forged, key)
+    assert "export: the logged export names another file list" in map(str, refused.failures)
     # The export itself is logged and in the case's chain of custody.
     custody = a.rt.cases.custody(case_id, LEGAL)
     actions = [e["action"] for e in custody]
