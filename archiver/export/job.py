@@ -23,6 +23,7 @@ or failed as ``job_abandoned``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from archiver.audit import Actor, AuditAction
 from archiver.errors import Conflict, InvalidInput
@@ -74,6 +75,14 @@ _CHECK_EVERY = 200
 _CONTACT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # archiver.cases.model.CONTACT
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """IANA zone names: ZoneInfo alone also opens ``localtime`` (the host's setting: a
+    package would name a zone no one else can reproduce), ``posixrules`` and the
+    leap-second ``right/`` variants (times off by the leap seconds)."""
+    return frozenset(available_timezones()) - {"localtime"}
+
+
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
     """What the requester may choose (validated here, for routes and CLI alike)."""
@@ -93,6 +102,8 @@ class ExportOptions:
             raise InvalidInput(f"the Bates start must be 1..{MAX_BATES_START}",
                              code="bates_start_invalid")  # fmt: skip
         try:
+            if self.time_zone not in _zone_names():
+                raise ZoneInfoNotFoundError(self.time_zone)
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown time zone {self.time_zone!r}",
