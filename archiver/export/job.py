@@ -249,13 +249,15 @@ class ExportRun:
         self.options = ExportOptions.from_json(p.get("options") or {})
         self.export_id = ctx.job.id
         self.counts: dict[str, int] = {}
+        self.numbers: tuple[str, ...] | None = None  # set by _scope
 
     # -- what is exported ------------------------------------------------------------------
 
     def _scope(self) -> tuple[str, str, dict[str, Any],
                               Iterator[tuple[str, dict[str, Any] | None]], str]:  # fmt: skip
         """(case id, case name, query, record ids with the index documents the scope walk
-        read them from, custodian) of the export."""
+        read them from, custodian) of the export; sets ``self.numbers``, the business
+        numbers it may show (None: every number)."""
         p = self.ctx.params
         if self.mode == "case":
             case_id = str(p["case_id"])
@@ -263,12 +265,15 @@ class ExportRun:
             query = {"scope": doc["scope"], "custodians": doc["custodians"]}
             numbers = (doc.get("custodians") or {}).get("numbers") or []
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
+            scope = doc.get("numbers")
+            self.numbers = None if scope is None else tuple(str(n) for n in scope)
             ids = chain(self.d.cases.scope_documents(case_id, self.actor),
                         self._erased(self.d.cases.scope_request(case_id, self.actor)))
             return case_id, str(doc["name"]), query, ids, custodian
         if self.mode == "subject":
             contact, subject = str(p["contact"]), str(p["subject"])
             numbers = self.actor.numbers
+            self.numbers = None if numbers is None else tuple(numbers)
             ids = chain(self.d.cases.contact_documents(contact, numbers),
                         self._erased(self.d.cases.contact_request(contact, numbers)))
             query = {"subject": subject,
@@ -391,7 +396,7 @@ class ExportRun:
                                       erased=gatherer.stats.erased)  # fmt: skip
                     self.ctx.raise_if_cancelled()
             if opts.include_raw:
-                for batch in gatherer.raw_batches(plan, self.ctx.error):
+                for batch in gatherer.raw_batches(plan, self.ctx.error, self.numbers):
                     w.add_raw_batch(batch)
             if opts.transcripts or self.mode == "subject":
                 self._transcripts(w, plan, info)
