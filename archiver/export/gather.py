@@ -30,7 +30,7 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from archiver.errors import ArchiverError, NotFound
+from archiver.export.batches import delivery_numbers
 from archiver.export.erased import header_document
 from archiver.export.model import (
     Attachment,
@@ -707,10 +708,14 @@ class Gatherer:
 
     # -- raw captures ----------------------------------------------------------------------
 
-    def raw_batches(self, plan: Plan, on_error: Callable[[str, str], None]) -> Iterator[RawBatch]:
+    def raw_batches(self, plan: Plan, on_error: Callable[[str, str], None],
+                    numbers: Collection[str] | None = None) -> Iterator[RawBatch]:  # fmt: skip
         """Each stored batch with an in-scope slot, unchanged, plus those slots decrypted
         (their capture keys from working state). A slot whose key was shredded stays
-        sealed (``on_error(code, message)``)."""
+        sealed (``on_error(code, message)``), and so does a delivery that also concerns a
+        business number outside ``numbers`` (None: every number): one delivery may carry
+        changes of several numbers, and decrypting it would hand another number's
+        messages to this export."""
         for key, version, slots in plan.raw_refs():
             try:
                 data = self.objects.get(key, version)
@@ -731,5 +736,11 @@ class Gatherer:
                 body = opened.open(slot, self.kek.unwrap(base64.b64decode(blob)))
                 if hashlib.sha256(body).hexdigest() != opened.slots[slot].sha256:
                     raise GatherError(f"{key} slot {slot} does not match its header")
+                if numbers is not None:
+                    concerns = delivery_numbers(body)
+                    if concerns is None or not concerns <= set(numbers):
+                        on_error("raw_slot_out_of_scope", f"{key} slot {slot}: the delivery "
+                                 "also concerns numbers outside the export; left sealed")
+                        continue
                 out.append(RawSlot(slot, body))
             yield RawBatch(key, version, data, tuple(out))

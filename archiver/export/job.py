@@ -23,6 +23,7 @@ or failed as ``job_abandoned``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from archiver.audit import Actor, AuditAction
 from archiver.errors import Conflict, InvalidInput
@@ -47,6 +48,7 @@ from archiver.export.model import (
     ExportLeaf,
     LeafProof,
     LogBundle,
+    PackageSeal,
     Transcript,
 )
 from archiver.export.writer import PackageWriter
@@ -73,6 +75,14 @@ _CHECK_EVERY = 200
 _CONTACT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # archiver.cases.model.CONTACT
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """IANA zone names: ZoneInfo alone also opens ``localtime`` (the host's setting: a
+    package would name a zone no one else can reproduce), ``posixrules`` and the
+    leap-second ``right/`` variants (times off by the leap seconds)."""
+    return frozenset(available_timezones()) - {"localtime"}
+
+
 @dataclass(frozen=True, slots=True)
 class ExportOptions:
     """What the requester may choose (validated here, for routes and CLI alike)."""
@@ -92,6 +102,8 @@ class ExportOptions:
             raise InvalidInput(f"the Bates start must be 1..{MAX_BATES_START}",
                              code="bates_start_invalid")  # fmt: skip
         try:
+            if self.time_zone not in _zone_names():
+                raise ZoneInfoNotFoundError(self.time_zone)
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown time zone {self.time_zone!r}",
@@ -237,13 +249,15 @@ class ExportRun:
         self.options = ExportOptions.from_json(p.get("options") or {})
         self.export_id = ctx.job.id
         self.counts: dict[str, int] = {}
+        self.numbers: tuple[str, ...] | None = None  # set by _scope
 
     # -- what is exported ------------------------------------------------------------------
 
     def _scope(self) -> tuple[str, str, dict[str, Any],
                               Iterator[tuple[str, dict[str, Any] | None]], str]:  # fmt: skip
         """(case id, case name, query, record ids with the index documents the scope walk
-        read them from, custodian) of the export."""
+        read them from, custodian) of the export; sets ``self.numbers``, the business
+        numbers it may show (None: every number)."""
         p = self.ctx.params
         if self.mode == "case":
             case_id = str(p["case_id"])
@@ -251,12 +265,15 @@ class ExportRun:
             query = {"scope": doc["scope"], "custodians": doc["custodians"]}
             numbers = (doc.get("custodians") or {}).get("numbers") or []
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
+            scope = doc.get("numbers")
+            self.numbers = None if scope is None else tuple(str(n) for n in scope)
             ids = chain(self.d.cases.scope_documents(case_id, self.actor),
                         self._erased(self.d.cases.scope_request(case_id, self.actor)))
             return case_id, str(doc["name"]), query, ids, custodian
         if self.mode == "subject":
             contact, subject = str(p["contact"]), str(p["subject"])
             numbers = self.actor.numbers
+            self.numbers = None if numbers is None else tuple(numbers)
             ids = chain(self.d.cases.contact_documents(contact, numbers),
                         self._erased(self.d.cases.contact_request(contact, numbers)))
             query = {"subject": subject,
@@ -379,7 +396,7 @@ class ExportRun:
                                       erased=gatherer.stats.erased)  # fmt: skip
                     self.ctx.raise_if_cancelled()
             if opts.include_raw:
-                for batch in gatherer.raw_batches(plan, self.ctx.error):
+                for batch in gatherer.raw_batches(plan, self.ctx.error, self.numbers):
                     w.add_raw_batch(batch)
             if opts.transcripts or self.mode == "subject":
                 self._transcripts(w, plan, info)
@@ -388,9 +405,9 @@ class ExportRun:
             self.ctx.raise_if_cancelled()
             digest = w.records_list_digest()
             counts = w.counts
-            leaf = self._log_export(info, digest, counts, bundle, now=info.exported_at)
-            custody = self._custody(info.case_id)
-            summary = w.finish(leaf, custody)
+            seal = w.seal(self._custody(info.case_id))
+            leaf = self._log_export(info, digest, counts, seal, bundle, now=info.exported_at)
+            summary = w.finish(leaf)
         self.counts = {**counts, "files": summary.files, "missing": gatherer.stats.missing}
         self.ctx.progress(plan.count, plan.count, **self.counts)
         subjects = sorted(gatherer.stats.subjects)
@@ -443,14 +460,17 @@ class ExportRun:
             w.add_transcript(Transcript(name, pdf.data, pdf.pages, first, info.case_name))
 
     def _log_export(self, info: ExportInfo, digest: str, counts: Mapping[str, int],
-                    first: LogBundle, *, now: datetime) -> ExportLeaf:  # fmt: skip
-        """A statement of the export in the evidence store, its ``export`` leaf, a later
-        checkpoint, the leaf's inclusion and the consistency proofs."""
+                    seal: PackageSeal, first: LogBundle, *,
+                    now: datetime) -> ExportLeaf:  # fmt: skip
+        """A statement of the export in the evidence store, its ``export`` leaf (naming
+        the record list and the seal: every file of the package), a later checkpoint,
+        the leaf's inclusion and the consistency proofs."""
         query_sha = hashlib.sha256(canonical.dumps(info.query)).hexdigest()
         statement = canonical.dumps({
             "export_id": self.export_id, "case": info.case_id, "records": counts["records"],
             "records_sha256": digest, "query_sha256": query_sha, "counts": dict(counts),
             "exported_at": now.isoformat(), "exported_by": self.actor.token_id,
+            **seal.entry_fields(),
         })  # fmt: skip
         # A retried attempt writes (and logs) its own statement.
         key = export_statement_key(info.case_id, self.export_id, self.ctx.job.attempts,
@@ -461,7 +481,7 @@ class ExportRun:
         entry = make_entry(
             EntryKind.EXPORT, time=now, key=key, version_id=put.version_id, sha256=put.sha256,
             size=put.size, retain_until=retain, case=info.case_id, records=counts["records"],
-            records_sha256=digest, query_sha256=query_sha,
+            records_sha256=digest, query_sha256=query_sha, **seal.entry_fields(),
         )  # fmt: skip
         index = self.d.log.append([entry.data])[0]
         later = _bundle(self.d.checkpoints, self.d.log)

@@ -1,9 +1,14 @@
-"""The shapes of ``manifest.json`` and the digest of its record list (pure).
+"""The shapes of ``manifest.json`` and the digests its export leaf names (pure).
 
-The record list's digest is what the export's own log leaf names (``records_sha256``):
-``SHA-256`` over, for each record object in manifest order, its RFC 8785 canonical JSON
-followed by one ``\\n``. An outsider recomputes it from the parsed manifest with any JCS
-implementation.
+The export's own log leaf names the record list (``records_sha256``), the file list
+(``files_sha256``), the raw batch list (``raw_batches_sha256``): each the ``SHA-256``
+over, for each object of that list in manifest order, its RFC 8785 canonical JSON followed
+by one ``\\n``; and the manifest's head (``head_sha256``): the ``SHA-256`` of the RFC 8785
+canonical JSON of the manifest without its ``export``, ``files``, ``raw_batches`` and
+``records`` members. Together they bind every byte of the package, not only the sealed
+natives: the text, RSMF, transcripts, load file and chain of custody are listed (with
+their SHA-256) in ``files``. An outsider recomputes them from the parsed manifest with
+any JCS implementation.
 """
 
 from __future__ import annotations
@@ -27,10 +32,24 @@ def record_line(obj: Mapping[str, Any]) -> bytes:
 
 
 def records_digest(records: Iterable[Mapping[str, Any]]) -> str:
+    """The digest of a manifest list (records, files or raw batches)."""
     h = hashlib.sha256()
     for r in records:
         h.update(record_line(r))
     return h.hexdigest()
+
+
+# The manifest's members that are not its head: the three lists, and the export's leaf
+# (which cannot name itself).
+NOT_HEAD = frozenset({"export", "files", "raw_batches", "records"})
+
+
+def head_digest(head: Mapping[str, Any]) -> str:
+    """``head_sha256``: of the manifest without :data:`NOT_HEAD` (pass the whole manifest
+    or the head alone)."""
+    return hashlib.sha256(
+        canonical.dumps({k: v for k, v in head.items() if k not in NOT_HEAD})
+    ).hexdigest()
 
 
 def leaf_fields(leaf: LeafProof) -> dict[str, Any]:

@@ -287,6 +287,22 @@ class ExportLeaf:
 
 
 @dataclass(frozen=True, slots=True)
+class PackageSeal:
+    """What the export leaf must name besides the record list so that it binds every
+    file of the package (``archiver.export.manifest``): the file list, the raw batch list
+    and the manifest's head, each a SHA-256 (hex)."""
+
+    files_sha256: str
+    raw_batches_sha256: str
+    head_sha256: str
+
+    def entry_fields(self) -> dict[str, str]:
+        return {"files_sha256": self.files_sha256,
+                "raw_batches_sha256": self.raw_batches_sha256,
+                "head_sha256": self.head_sha256}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class CustodyEvent:
     """One line of the chain of custody (an audit event of the case)."""
 

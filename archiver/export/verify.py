@@ -12,10 +12,19 @@ thing that must not be, the log's public key. Checks, each failure named:
    manifest's);
 4. raw batches hash to what their records' headers name; each decrypted slot hashes to
    the batch header's SHA-256 for that slot;
-5. the export's own leaf names this record list (``records_sha256``) and its count, is
-   included in a later checkpoint signed by the same key, and that checkpoint is
-   consistent with the first (RFC 9162 §2.1.4.2);
+5. the export's own leaf names this record list (``records_sha256``) and its count, this
+   file list, raw batch list and manifest head (``files_sha256``, ``raw_batches_sha256``,
+   ``head_sha256``: so every file, the text, RSMF, transcripts, load file and custody
+   too, is bound to the log, not only the sealed natives), is included in a later
+   checkpoint signed by the same key, and that checkpoint is consistent with the first
+   (RFC 9162 §2.1.4.2);
 6. the load file parses and names exactly the package's records and attachments.
+
+A hostile package must not make the verifier write, crash or eat memory: it writes
+nothing, refuses member names that could escape a folder when extracted (absolute, ``..``,
+backslashes, drive letters, control characters), and reads a member whole only when its
+declared size is within :data:`MAX_RATIO` times its compressed size (zipfile never
+inflates past the declared size), so a zip bomb is named, not inflated.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import IO, Any
 from archiver.export import dat, layout
 from archiver.export.batches import slot_hashes
 from archiver.export.errors import ExportError
-from archiver.export.manifest import records_digest
+from archiver.export.manifest import head_digest, records_digest
 from archiver.ledger.checkpoint_format import Checkpoint, open_checkpoint
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.errors import LedgerError
@@ -43,6 +52,48 @@ from archiver.ledger.note import Verifier
 
 class KeyNotPinned(ExportError):
     code = "key_not_pinned"
+
+
+# A member read whole (manifest, stored record, raw batch, load file) may inflate to at
+# most this many times its compressed size (plus SMALL_MEMBER): our packages stay far
+# below (hashes and sealed content barely compress); a zip bomb is far above.
+MAX_RATIO = 100
+SMALL_MEMBER = 1 << 20
+# A stored record is one webhook's worth of JSON; nothing legitimate comes near this.
+MAX_RECORD_BYTES = 64 << 20
+_LEAF_BINDS = ("files_sha256", "raw_batches_sha256", "head_sha256")
+
+
+class _MemberTooLarge(Exception):
+    pass
+
+
+def _read(zf: zipfile.ZipFile, name: str, cap: int | None = None) -> bytes:
+    """A member read whole, refused (``_MemberTooLarge``) when it would inflate past
+    ``cap`` or past MAX_RATIO times its compressed size. Raises KeyError when missing."""
+    info = zf.getinfo(name)
+    limit = max(SMALL_MEMBER, MAX_RATIO * info.compress_size)
+    if cap is not None:
+        limit = min(limit, cap)
+    if info.file_size > limit:
+        raise _MemberTooLarge(f"{name} would inflate to {info.file_size} bytes "
+                              f"({info.compress_size} compressed): refused as a zip bomb")
+    return zf.read(name)
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why a member name could escape a folder when the package is extracted (None:
+    safe). The writer only makes relative POSIX names of a portable alphabet."""
+    if not name or name.startswith("/") or "\\" in name:
+        return "absolute name or backslash"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "control character in the name"
+    parts = name.split("/")
+    if ":" in parts[0]:
+        return "drive letter or scheme"
+    if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+        return "empty, '.' or '..' path component"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,17 +199,21 @@ def verify_package(
         return res
     with zf:
         try:
-            manifest = json.loads(zf.read(layout.MANIFEST))
-        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
-            res.fail(layout.MANIFEST, f"missing or unreadable: {exc}")
+            manifest = json.loads(_read(zf, layout.MANIFEST))
+        except (KeyError, ValueError, RecursionError, zipfile.BadZipFile, _MemberTooLarge,
+                OSError, EOFError) as exc:  # fmt: skip
+            res.fail(layout.MANIFEST, f"missing or unreadable: {type(exc).__name__}: {exc}")
             return res
         if not isinstance(manifest, dict) or manifest.get("format") != layout.FORMAT:
             res.fail(layout.MANIFEST, f"not a {layout.FORMAT} manifest")
             return res
         try:
             _verify(zf, manifest, public_key, res, progress)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             res.fail(layout.MANIFEST, f"malformed: {type(exc).__name__}: {exc}")
+        except (NotImplementedError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
+            # an unsupported compression method, an encrypted member, a broken zip
+            res.fail("package", f"unreadable member: {type(exc).__name__}: {exc}")
     return res
 
 
@@ -219,6 +274,10 @@ def _check_files(
     members = [i.filename for i in zf.infolist()]
     if len(set(members)) != len(members):
         res.fail("package", "the zip holds a file name twice")
+    for name in members:
+        why = _unsafe_name(name)
+        if why is not None:
+            res.fail(repr(name), f"unsafe member name ({why})")
     present = set(members)
     for f in files:
         path = str(f["path"])
@@ -228,7 +287,8 @@ def _check_files(
             continue
         try:
             digest, size = _hash_member(zf, path)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC or deflate error
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError,
+                RuntimeError) as exc:  # CRC or deflate error, unsupported or encrypted
             res.fail(path, f"unreadable: {exc}")
             continue
         if digest != f["sha256"]:
@@ -255,8 +315,8 @@ def _check_record(
         res.fail(rid, f"native path {native} is not the record's")
         return
     try:
-        data = zf.read(native)
-    except (KeyError, zipfile.BadZipFile, OSError) as exc:
+        data = _read(zf, native, MAX_RECORD_BYTES)
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError, _MemberTooLarge) as exc:
         res.fail(rid, f"stored bytes unreadable: {exc}")
         return
     sha = hashlib.sha256(data).hexdigest()
@@ -305,8 +365,8 @@ def _check_raw(
     for b in batches:
         key, path = str(b["key"]), str(b["path"])
         try:
-            data = zf.read(path)
-        except (KeyError, zipfile.BadZipFile, OSError) as exc:
+            data = _read(zf, path)
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError, _MemberTooLarge) as exc:
             res.fail(path, f"raw batch unreadable: {exc}")
             continue
         sha = hashlib.sha256(data).hexdigest()
@@ -353,6 +413,7 @@ def _check_export(
         res.fail("export", "the logged export names another record count")
     if entry.fields.get("case") != manifest["case"]["id"]:
         res.fail("export", "the logged export names another case")
+    _check_bound(manifest, entry.fields, res)
     later = _open_checkpoint(res, "export checkpoint", ex["checkpoint"], key,
                              str(manifest["log"]["origin"]))  # fmt: skip
     if later is None:
@@ -370,6 +431,26 @@ def _check_export(
             res.fail("export", f"the later checkpoint is not consistent: {exc.message}")
 
 
+def _check_bound(manifest: Mapping[str, Any], fields: Mapping[str, Any],
+                 res: VerifyResult) -> None:  # fmt: skip
+    """The leaf must bind the file list, the raw batch list and the manifest's head: the
+    record list alone proves only the sealed natives, and a reviewer reads the text,
+    RSMF, transcripts and load file."""
+    if not any(k in fields for k in _LEAF_BINDS):
+        res.fail("export", "the logged export does not bind the package's files (made "
+                 "before exports named files_sha256): text, RSMF, transcripts, load file "
+                 "and chain of custody are unproven")  # fmt: skip
+        return
+    got = {"files_sha256": records_digest(manifest["files"]),
+           "raw_batches_sha256": records_digest(manifest["raw_batches"]),
+           "head_sha256": head_digest(manifest)}  # fmt: skip
+    what = {"files_sha256": "file list", "raw_batches_sha256": "raw batch list",
+            "head_sha256": "manifest head (case, exporter, query, time zone, counts, log)"}
+    for k in _LEAF_BINDS:
+        if fields.get(k) != got[k]:
+            res.fail("export", f"the logged export names another {what[k]}")
+
+
 def _check_loadfile(
     zf: zipfile.ZipFile,
     records: list[dict[str, Any]],
@@ -377,8 +458,9 @@ def _check_loadfile(
     res: VerifyResult,
 ) -> None:
     try:
-        _, rows = dat.parse(zf.read(layout.LOADFILE).decode("utf-8"))
-    except (KeyError, UnicodeDecodeError, ExportError, zipfile.BadZipFile) as exc:
+        _, rows = dat.parse(_read(zf, layout.LOADFILE).decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, ExportError, zipfile.BadZipFile, OSError, EOFError,
+            _MemberTooLarge) as exc:  # fmt: skip
         res.fail(layout.LOADFILE, f"unreadable: {getattr(exc, 'message', exc)}")
         return
     want_records = {str(r["record_id"]): str(r["bates"]) for r in records}

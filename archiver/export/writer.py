@@ -8,9 +8,12 @@ Use (two phases, because the package carries the proof of its own log leaf)::
     w.add_raw_batch(batch)          # any time before records_list_digest()
     w.add_transcript(transcript)    # idem (pre-rendered PDF, page count, first Bates)
     digest = w.records_list_digest()          # closes the record phase
-    # caller: log an ``export`` leaf naming case, query, counts and ``records_sha256``,
-    # sign a later checkpoint, get the leaf's inclusion and the consistency proof
-    summary = w.finish(ExportLeaf(...), custody_events)
+    seal = w.seal(custody_events)             # load file + chain of custody; the digests
+    # caller: log an ``export`` leaf naming case, query, counts, ``records_sha256`` and
+    # ``seal.entry_fields()`` (files, raw batches, manifest head: the leaf binds every
+    # byte of the package), sign a later checkpoint, get the leaf's inclusion and the
+    # consistency proof
+    summary = w.finish(ExportLeaf(...))
 
 Nothing kept in memory grows with the number of records: the record list, file list,
 raw-batch list, load file and even :mod:`zipfile`'s central-directory entries are spooled
@@ -41,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from archiver.export import dat, layout, rsmf
 from archiver.export.batches import batch_name, slot_hashes
 from archiver.export.errors import ExportInputError, ExportStateError
-from archiver.export.manifest import b64, leaf_fields, log_fields, record_line
+from archiver.export.manifest import b64, head_digest, leaf_fields, log_fields, record_line
 from archiver.export.model import (
     Attachment,
     CustodyEvent,
@@ -49,6 +52,7 @@ from archiver.export.model import (
     ExportItem,
     ExportLeaf,
     LogBundle,
+    PackageSeal,
     Participant,
     RawBatch,
     Transcript,
@@ -211,6 +215,10 @@ class PackageWriter:
         self._dat = (self._spool / "loadfile.dat").open("w+", encoding="utf-8", newline="")
         self._dat.write(dat.header())
         self._digest = hashlib.sha256()
+        # The file and raw-batch lists' digests (manifest.records_digest), kept as written.
+        self._files_digest = hashlib.sha256()
+        self._raw_digest = hashlib.sha256()
+        self._seal: PackageSeal | None = None
         self._slice: _Slice | None = None
         self._last: tuple[str, Any] | None = None  # (conversation, timestamp) of the last item
         self._counts = _Counts()
@@ -258,8 +266,9 @@ class PackageWriter:
                 size += len(chunk)
                 out.write(chunk)
         digest = h.hexdigest()
-        line = json.dumps({"path": path, "sha256": digest, "size": size}, separators=(",", ":"))
-        self._files.write(line.encode() + b"\n")
+        entry = {"path": path, "sha256": digest, "size": size}
+        self._files.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+        self._files_digest.update(record_line(entry))
         self._counts.files += 1
         return digest, size
 
@@ -505,11 +514,12 @@ class PackageWriter:
         line = {"key": batch.key, "version_id": batch.version_id, "sha256": digest,
                 "size": size, "path": path, "slots": slots}  # fmt: skip
         self._raw.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        self._raw_digest.update(record_line(line))
         self._counts.raw_batches += 1
 
     def add_transcript(self, t: Transcript) -> None:
         """A pre-rendered transcript PDF: its file and a DAT row with its page range."""
-        if self._done:
+        if self._seal is not None or self._done:
             raise ExportStateError("the package is finished")
         path = layout.transcript(t.conversation_id)
         with open_source(t.source) as src:
@@ -526,7 +536,7 @@ class PackageWriter:
     def add_document(self, name: str, chunks: Iterable[bytes]) -> None:
         """A readable document beside the formats (a subject access request's JSON), at
         ``layout.document(name)``; listed and hashed in the manifest like every file."""
-        if self._done:
+        if self._seal is not None or self._done:
             raise ExportStateError("the package is finished")
         self._write(layout.document(name), chunks)
 
@@ -547,31 +557,27 @@ class PackageWriter:
                 "conversations": c.conversations, "rsmf_files": c.rsmf_files,
                 "raw_batches": c.raw_batches, "transcripts": c.transcripts}  # fmt: skip
 
-    def finish(self, export: ExportLeaf, custody: Sequence[CustodyEvent]) -> PackageSummary:
-        """Write the load file, chain of custody and manifest, and close the zip.
-        ``export``: the export's leaf proven against a later checkpoint, with the
-        consistency proof from the package's checkpoint. Raises ExportStateError before
-        ``records_list_digest`` or twice."""
+    def seal(self, custody: Sequence[CustodyEvent]) -> PackageSeal:
+        """Write the load file and the chain of custody (the last files but the manifest)
+        and return the digests the caller's ``export`` leaf must name besides
+        ``records_sha256`` (``PackageSeal.entry_fields()``): with them the logged leaf
+        binds every file of the package and the manifest's head, not only the sealed
+        natives. Raises ExportStateError before ``records_list_digest`` or twice."""
         if not self._records_closed:
-            raise ExportStateError("call records_list_digest() and log the export first")
-        if self._done:
-            raise ExportStateError("the package is finished")
-        if export.later.origin != self.log.origin:
-            raise ExportInputError("the later checkpoint is of another log")
-        if export.later.tree_size <= export.leaf.leaf_index:
-            raise ExportInputError("the later checkpoint does not cover the export leaf")
+            raise ExportStateError("call records_list_digest() first")
+        if self._seal is not None or self._done:
+            raise ExportStateError("the package is already sealed")
         digest = self._digest.hexdigest()
         self._dat.flush()
         with open(self._dat.name, "rb") as f:
             self._write(layout.LOADFILE, _chunks(f))
         i = self.info
-        counts = self.counts
         custody_doc = {
             "case": {"id": i.case_id, "name": i.case_name, "matter_number": i.matter_number},
             "exported_by": i.exported_by,
             "exported_at": i.exported_at.isoformat(),
             "query": i.query,
-            "counts": counts,
+            "counts": self.counts,
             "records_sha256": digest,
             "events": [
                 {"time": e.time.isoformat(), "actor": e.actor, "action": e.action,
@@ -580,16 +586,37 @@ class PackageWriter:
             ],
         }  # fmt: skip
         self._write(layout.CUSTODY, [json.dumps(custody_doc, indent=1, default=str).encode()])
-        self._write_manifest(export, digest, counts)
+        self._seal = PackageSeal(self._files_digest.hexdigest(), self._raw_digest.hexdigest(),
+                                 head_digest(self._head()))  # fmt: skip
+        return self._seal
+
+    def finish(self, export: ExportLeaf) -> PackageSummary:
+        """Write the manifest and close the zip. ``export``: the export's leaf (naming
+        ``records_sha256`` and the seal's digests) proven against a later checkpoint,
+        with the consistency proof from the package's checkpoint. Raises
+        ExportStateError before ``seal`` or twice."""
+        if self._seal is None:
+            raise ExportStateError("call records_list_digest() and seal(), and log the "
+                                   "export first")  # fmt: skip
+        if self._done:
+            raise ExportStateError("the package is finished")
+        if export.later.origin != self.log.origin:
+            raise ExportInputError("the later checkpoint is of another log")
+        if export.later.tree_size <= export.leaf.leaf_index:
+            raise ExportInputError("the later checkpoint does not cover the export leaf")
+        digest = self._digest.hexdigest()
+        self._write_manifest(export, digest)
         self._zip.close()
         self._done = True
         c = self._counts
         return PackageSummary(c.records, c.attachments, c.erased, c.rsmf_files,
                               c.raw_batches, c.transcripts, c.files, digest)  # fmt: skip
 
-    def _write_manifest(self, export: ExportLeaf, digest: str, counts: dict[str, int]) -> None:
+    def _head(self) -> dict[str, Any]:
+        """The manifest without the export leaf and the three lists (its digest is the
+        leaf's ``head_sha256``)."""
         i = self.info
-        head = {
+        return {
             "format": layout.FORMAT,
             "case": {"id": i.case_id, "name": i.case_name, "matter_number": i.matter_number},
             "exported_by": i.exported_by,
@@ -597,8 +624,13 @@ class PackageWriter:
             "query": i.query,
             "time_zone": i.time_zone,
             "bates_prefix": i.bates_prefix,
-            "counts": counts,
+            "counts": self.counts,
             "log": log_fields(self.log),
+        }
+
+    def _write_manifest(self, export: ExportLeaf, digest: str) -> None:
+        head = {
+            **self._head(),
             "export": {
                 **leaf_fields(export.leaf),
                 "records_sha256": digest,

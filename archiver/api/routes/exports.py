@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
@@ -49,15 +49,16 @@ FORMATS = ("rsmf", "natives", "text", "loadfile", "transcripts")
 
 
 class ExportBody(BaseModel):
+    # Strict types: "yes", 1 or "7" are refused (422), not read as true or 7 (as for cases).
     model_config = ConfigDict(extra="forbid")
 
-    formats: list[str] = Field(default_factory=lambda: list(FORMATS), max_length=10,
+    formats: list[StrictStr] = Field(default_factory=lambda: list(FORMATS), max_length=10,
                                description="rsmf, natives, text and loadfile are always "
                                "written (the manifest proves them); transcripts optional")
     bates_prefix: str = Field(default="", max_length=20, description="[A-Za-z0-9_-]")
-    bates_start: int = Field(default=1, description="first number of a case without any")
-    include_media: bool = True
-    include_native_raw: bool = Field(default=False, description="raw capture batches "
+    bates_start: StrictInt = Field(default=1, description="first number of a case without any")
+    include_media: StrictBool = True
+    include_native_raw: StrictBool = Field(default=False, description="raw capture batches "
                                      "(unchanged) plus the in-scope deliveries decrypted")
     time_zone: str = Field(default="UTC", max_length=64, description="IANA name; days of "
                            "RSMF slices and transcript times are cut in it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import email
+import hashlib
 import io
 import json
 import subprocess
@@ -32,7 +33,8 @@ from archiver.jobs.model import JobOwner, JobState
 from archiver.runtime import open_state_store
 from tests.fakes.meta import FakeMeta
 from tests.integration.api.conftest import drop_es_alias
-from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, Archive, Seeded
+from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, N2, Archive, Seeded
+from tests.integration.cases.seed import T0 as T0_SEED
 from tests.support.apps import backend_settings, running_app, settings_env
 from tests.support.disposition_media import (
     JPEG,
@@ -170,6 +172,20 @@ def test_case_export_holds_exactly_the_scope_and_verifies(
     with zipfile.ZipFile(tampered) as z:
         name = z.comment.decode().split(" ", 1)[1]
     assert name in bad.stdout + bad.stderr
+    # A forger who also updates the file's SHA-256 and size in the manifest is caught
+    # too: the logged export leaf names the file list (files_sha256), not only records.
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(forged, "w") as dst:
+        fm = json.loads(src.read("manifest.json"))
+        for f in fm["files"]:
+            data = src.read(f["path"])
+            if f["path"].startswith("rsmf/"):
+                data += b"\r\nforged"
+                f["sha256"], f["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            dst.writestr(f["path"], data)
+        dst.writestr("manifest.json", json.dumps(fm))
+    refused = verify_package(forged, key)
+    assert "export: the logged export names another file list" in map(str, refused.failures)
     # The export itself is logged and in the case's chain of custody.
     custody = a.rt.cases.custody(case_id, LEGAL)
     actions = [e["action"] for e in custody]
@@ -423,3 +439,31 @@ def test_cli_exports_a_case_and_a_subject(request: pytest.FixtureRequest, tmp_pa
     bad = cli("--case", case_id, "--bates-prefix", "A/B", "-o", str(tmp_path / "y.zip"))
     assert bad.returncode == 1 and "export_bates_prefix_invalid" in bad.stderr
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "y.zip").exists()
+
+
+def test_a_delivery_mixing_numbers_is_not_decrypted_into_another_numbers_export(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """Meta may put changes of several business numbers in one delivery. An export of
+    number N1's case with raw captures must not decrypt a delivery that also carries an
+    N2 message (N2's text and contact would leak); a delivery of N1 alone still is."""
+    a = archive
+    wamid = f"wamid.mix{time.time_ns()}"
+    only_n1 = N1.text(ALICE, wamid + "a", T0_SEED + 7 * 3600, "merger alone on n1", name="Alice")
+    mixed = json.loads(N1.text(ALICE, wamid + "b", T0_SEED + 8 * 3600, "merger mixed on n1",
+                               name="Alice"))  # fmt: skip
+    n2 = json.loads(N2.text("4930111222333", wamid + "c", T0_SEED + 8 * 3600,
+                            "merger SECRET-OF-N2", name="Carol"))  # fmt: skip
+    mixed["entry"][0]["changes"].append(n2["entry"][0]["changes"][0])
+    a.post(only_n1)
+    a.post(json.dumps(mixed).encode())
+    case_id = create_case(a)
+    package, _ = run_export(a, case_id, ExportOptions(include_raw=True, transcripts=False),
+                            tmp_path)  # fmt: skip
+    text = every_text(package)
+    assert "merger mixed on n1" in text  # the N1 message itself is exported ...
+    assert "SECRET-OF-N2" not in text and "Carol" not in text  # ... not its N2 neighbour
+    m = manifest(package)
+    slots = [s for b in m["raw_batches"] for s in b["slots"]]
+    assert len(m["raw_batches"]) >= 2 and slots  # N1-only deliveries are still decrypted
+    assert verify_package(package, a.rt.proofs.public_key()).ok

@@ -118,6 +118,32 @@ def test_export_routes_roles_scope_and_download(archive: Archive, tmp_path: Path
             "export:downloaded"} <= set(mine), mine  # fmt: skip
 
 
+def test_export_options_refuse_coerced_types_and_host_time_zones(archive: Archive) -> None:
+    """A string or number for a boolean, a boolean or string for the Bates start: 422 (as
+    for cases), not silently read as something else; a time zone that is the host's
+    setting or a leap-second variant rather than an IANA name: 400."""
+    a = archive
+    cid = make_case(a)
+    url = f"/v1/cases/{cid}/exports"
+    legal = a.token(Role.LEGAL, [N1.pnid])
+    for bad in ({"include_media": "yes"}, {"include_media": 1}, {"include_native_raw": "true"},
+                {"bates_start": "7"}, {"bates_start": True}, {"formats": [1]}):  # fmt: skip
+        r = a.client.post(url, headers=legal, json=bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", (
+            bad, r.text)
+    officer = a.token(Role.COMPLIANCE_OFFICER, [N1.pnid])
+    for zone in ("localtime", "posixrules", "right/UTC", "posix/Europe/Paris"):
+        r = a.client.post(url, headers=legal, json={"time_zone": zone})
+        assert r.status_code == 400, (zone, r.text)
+        assert r.json()["error"]["code"] == "export_time_zone_invalid"
+        r = a.client.post("/v1/subject-access", headers=officer,
+                          json={"contact": ALICE, "time_zone": zone})  # fmt: skip
+        assert r.status_code == 400 and r.json()["error"]["code"] == "export_time_zone_invalid"
+    r = a.client.post(url, headers=legal, json={"time_zone": "America/New_York",
+                                                "include_media": False, "bates_start": 3})
+    assert r.status_code == 202, r.text
+
+
 def test_subject_access_exports_one_contact_across_numbers(archive: Archive,
                                                           tmp_path: Path) -> None:
     a = archive

@@ -105,6 +105,7 @@ def build(
     transcripts: bool = True,
     validate_rsmf: bool = True,
     unseekable: bool = False,
+    bind_files: bool = True,
 ) -> Built:
     specs = default_specs() if specs is None else specs
     signer = signer or Signer.generate(ORIGIN)
@@ -202,10 +203,14 @@ def build(
                 w.add_transcript(Transcript(c, b"%PDF-1.7 fake " + c.encode(), 3, nxt, "Acme"))
                 nxt += 3
         digest = w.records_list_digest()
+        seal = w.seal(
+            [CustodyEvent(T0, "legal@acme.example", "case:created", {"records": len(items)})]
+        )
         export_entry = make_entry(
             EntryKind.EXPORT, time=info.exported_at, key="exports/case-7/e1.zip",
             version_id="ev1", sha256=digest, case="case-7", records=len(items),
             records_sha256=digest, query_sha256=hashlib.sha256(b"quote").hexdigest(),
+            **(seal.entry_fields() if bind_files else {}),
         )  # fmt: skip
         tree.append(make_entry(EntryKind.AUDIT, time=T0, key="audit/x", version_id="v",
                                sha256="1" * 64).leaf_hash)  # fmt: skip
@@ -221,7 +226,6 @@ def build(
                           tuple(tree.inclusion_proof(export_index, size2))),
                 later, tuple(tree.consistency_proof(size1, size2)),
             ),
-            [CustodyEvent(T0, "legal@acme.example", "case:created", {"records": len(items)})],
         )  # fmt: skip
     return Built(path, signer, summary, items, batches, bates)
 

@@ -59,7 +59,8 @@ with PackageWriter(sink, info, log, Numbers(), validate_rsmf=False) as w:
     for it in items():
         w.add(it)
     w.records_list_digest()
-    w.finish(ExportLeaf(LeafProof(entry, 5, proof), log, ()), [])
+    w.seal([])
+    w.finish(ExportLeaf(LeafProof(entry, 5, proof), log, ()))
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before, after, sink.n)
 '''

@@ -436,7 +436,9 @@ def test_writer_refuses_inconsistent_input(built: Built, tmp_path: Path) -> None
         w.add_raw_batch(RawBatch(batch.key, batch.version_id, batch.data,
                                  (RawSlot(1, batch.slots[0].body),)))  # another's slot  # fmt: skip
     with _writer(tmp_path, built) as w, pytest.raises(ExportStateError):
-        w.finish(None, [])
+        w.finish(None)  # type: ignore[arg-type]
+    with _writer(tmp_path, built) as w, pytest.raises(ExportStateError):
+        w.seal([])  # before records_list_digest
     with _writer(tmp_path, built) as w:
         w.records_list_digest()
         with pytest.raises(ExportStateError):

@@ -1,0 +1,149 @@
+"""The offline verifier against packages a stranger crafted: a forged readable file with
+its manifest entry updated to match, files added to the list, unsafe names, zip bombs, a
+manifest nested too deep. It must say FAILED (naming why), never OK, never crash, never
+inflate a bomb."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.export.verify import verify_package
+from tests.unit.export.factory import Built, build
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build(tmp_path_factory.mktemp("hostile"))
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {i.filename: zf.read(i.filename) for i in zf.infolist()}
+
+
+def _forge(src: Path, dst: Path, changes: dict[str, bytes],
+           manifest_edit: Any = None) -> Path:  # fmt: skip
+    """Rewrite ``src`` with ``changes`` and a manifest whose file list names the new
+    bytes' SHA-256 and size (what a forger does: the file list itself is not signed)."""
+    members = _members(src)
+    members.update(changes)
+    manifest = json.loads(members.pop("manifest.json"))
+    listed = {f["path"] for f in manifest["files"]}
+    for name in changes:
+        if name not in listed:
+            manifest["files"].append({"path": name})
+    for f in manifest["files"]:
+        if f["path"] in members:
+            f["sha256"] = hashlib.sha256(members[f["path"]]).hexdigest()
+            f["size"] = len(members[f["path"]])
+    if manifest_edit is not None:
+        manifest_edit(manifest)
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zf.writestr("manifest.json", json.dumps(manifest))
+    return dst
+
+
+def _failures(path: Path, built: Built) -> list[str]:
+    res = verify_package(path, built.signer.verifier.key_text)
+    assert not res.ok, "a forged package verified OK"
+    return [str(f) for f in res.failures]
+
+
+def _first(built: Built, prefix: str) -> str:
+    return next(n for n in _members(built.path) if n.startswith(prefix))
+
+
+@pytest.mark.parametrize("prefix", ["text/", "rsmf/", "transcripts/", "loadfile.dat",
+                                    "chain-of-custody.json"])  # fmt: skip
+def test_a_forged_readable_file_with_its_manifest_entry_updated_fails(
+    built: Built, tmp_path: Path, prefix: str
+) -> None:
+    name = _first(built, prefix)
+    data = _members(built.path)[name]
+    if prefix == "loadfile.dat":  # a column the record/attachment cross-check ignores
+        forged = data.replace(b"Acme Ltd", b"Someone Else")
+    elif prefix == "chain-of-custody.json":
+        forged = data.replace(b"legal@acme.example", b"nobody@example.com")
+    else:
+        forged = data + b"\nI never agreed to this."
+    assert forged != data
+    bad = _forge(built.path, tmp_path / "forged.zip", {name: forged})
+    assert "export: the logged export names another file list" in _failures(bad, built)
+
+
+def test_a_file_added_to_the_list_fails(built: Built, tmp_path: Path) -> None:
+    bad = _forge(built.path, tmp_path / "added.zip", {"text/r_planted.txt": b"planted"})
+    assert "export: the logged export names another file list" in _failures(bad, built)
+
+
+@pytest.mark.parametrize("field,value", [("exported_by", "someone@else.example"),
+                                         ("time_zone", "Asia/Tokyo"),
+                                         ("query", {"q": "other"}),
+                                         ("note", "added")])  # fmt: skip
+def test_a_changed_manifest_head_fails(built: Built, tmp_path: Path, field: str,
+                                       value: Any) -> None:  # fmt: skip
+    def edit(m: dict[str, Any]) -> None:
+        m[field] = value
+
+    bad = _forge(built.path, tmp_path / "head.zip", {}, edit)
+    failures = _failures(bad, built)
+    assert any("names another manifest head" in f for f in failures), failures
+
+
+def test_an_export_leaf_that_binds_only_the_records_fails(tmp_path: Path) -> None:
+    b = build(tmp_path, transcripts=False, bind_files=False)
+    failures = _failures(b.path, b)
+    assert any("does not bind the package's files" in f for f in failures), failures
+
+
+@pytest.mark.parametrize("name", ["../../evil.txt", "/etc/evil", "text/../../evil",
+                                  "C:/evil", "text\\..\\evil"])  # fmt: skip
+def test_member_names_that_escape_a_folder_are_refused(
+    built: Built, tmp_path: Path, name: str
+) -> None:
+    bad = _forge(built.path, tmp_path / "names.zip", {name: b"evil"})
+    failures = _failures(bad, built)
+    assert any("unsafe member name" in f for f in failures), failures
+    assert not (tmp_path / "evil.txt").exists() and not Path("/etc/evil").exists()
+
+
+def _bomb(built: Built, dst: Path, victim: str) -> Path:
+    """``victim`` replaced by 48 MiB of zeros (about 50 KiB deflated)."""
+    with zipfile.ZipFile(built.path) as zin, zipfile.ZipFile(dst, "w",
+                                                             zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            if info.filename != victim:
+                zout.writestr(info.filename, zin.read(info.filename))
+        with zout.open(victim, "w", force_zip64=True) as f:
+            block = b"\0" * (1 << 20) if victim != "manifest.json" else b" " * (1 << 20)
+            for _ in range(48):
+                f.write(block)
+    return dst
+
+
+@pytest.mark.parametrize("victim", ["natives/records/", "loadfile.dat", "manifest.json"])
+def test_a_zip_bomb_is_named_not_inflated(built: Built, tmp_path: Path, victim: str) -> None:
+    name = _first(built, victim)
+    bad = _bomb(built, tmp_path / "bomb.zip", name)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    failures = _failures(bad, built)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert any("zip bomb" in f for f in failures), failures
+    assert grown_kib < 40 * 1024, f"the verifier grew by {grown_kib} KiB"
+
+
+def test_a_manifest_nested_too_deep_is_a_named_failure(tmp_path: Path, built: Built) -> None:
+    bad = tmp_path / "deep.zip"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "[" * 100_000 + "]" * 100_000)
+    failures = _failures(bad, built)
+    assert any(f.startswith("manifest.json: missing or unreadable") for f in failures)
