@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import io
 import json
+import re
 import secrets
 import time
 import zipfile
@@ -231,6 +232,12 @@ def test_erasure_leaves_no_subject_access_job_naming_the_subject(archive: Archiv
 # -- 4: an export after an erasure shows its tombstones ---------------------------------------
 
 
+def names_bob(text: str) -> bool:
+    """"Bob" as a word: sealed content is base64, and three letters turn up in it by chance
+    (a plain substring test failed about one run in five on ciphertext like "...ZeBoba8P...")."""
+    return re.search(r"(?<![A-Za-z0-9+/=])Bob(?![A-Za-z0-9+/=])", text) is not None
+
+
 def _rsmf_texts(package: Path) -> str:
     parts: list[str] = []
     with zipfile.ZipFile(package) as zf:
@@ -284,7 +291,7 @@ def test_an_export_after_an_erasure_shows_its_tombstones(archive: Archive,
         assert any(rid in json.dumps(row) for row in rows), rid
         assert rid in _rsmf_texts(package)
     text = every_text(package)
-    assert "merger from bob" not in text and "Bob" not in text and BOB not in text
+    assert "merger from bob" not in text and not names_bob(text) and BOB not in text
     assert "merger plans alpha" in text
     # The proof of each erased record's log entry still holds.
     assert verify_package(package, a.rt.proofs.public_key()).ok
@@ -314,4 +321,4 @@ def test_subject_access_after_erasure_lists_the_tombstones(archive: Archive,
     assert sorted(r["record_id"] for r in m["records"]) == bob_ids
     assert {r["erased"]["request_id"] for r in m["records"]} == {erased["erasure_id"]}
     text = every_text(package)
-    assert "merger from bob" not in text and "Bob" not in text
+    assert "merger from bob" not in text and not names_bob(text)
