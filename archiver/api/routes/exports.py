@@ -26,7 +26,7 @@ from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
-from archiver.errors import InvalidInput
+from archiver.errors import InvalidInput, NotFound
 from archiver.export.job import (
     ARTIFACT,
     KIND,
@@ -120,10 +120,20 @@ def create_subject_access(body: SubjectAccessBody, request: Request,
     return _view(job)
 
 
+def _readable(runtime: Any, export_id: str, principal: Principal) -> Job:
+    """The export job, if ``principal`` may see it: a subject-access package (GDPR Art. 15,
+    one person's every message) only for the roles that may request one; a job of another
+    scope or role is indistinguishable from a missing one."""
+    job: Job = runtime.export_jobs().get(KIND, export_id, principal)
+    if job.params.get("mode") == "subject" and principal.role not in _SUBJECT_ACCESS:
+        raise NotFound("no such job", code="job_not_found")
+    return job
+
+
 @router.get("/exports/{export_id}")
 def get_export(export_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     runtime = get_runtime(request)
-    job = runtime.export_jobs().get(KIND, export_id, principal)
+    job = _readable(runtime, export_id, principal)
     runtime.audit.record(AuditAction.EXPORT_VIEWED, actor_of(principal),
                          concerns=job.numbers or [], export_id=export_id,
                          state=str(job.state))  # fmt: skip
@@ -134,7 +144,7 @@ def get_export(export_id: str, request: Request, principal: Reader) -> dict[str,
 def download_export(export_id: str, request: Request, principal: Reader) -> StreamingResponse:
     runtime = get_runtime(request)
     service = runtime.export_jobs()
-    job = service.get(KIND, export_id, principal)
+    job = _readable(runtime, export_id, principal)
     ref, chunks = service.open_artifact(job, ARTIFACT)
     runtime.audit.record(AuditAction.EXPORT_DOWNLOADED, actor_of(principal),
                          concerns=job.numbers or [], export_id=export_id,

@@ -164,6 +164,11 @@ def test_subject_access_exports_one_contact_across_numbers(archive: Archive,
     view = finish(a, export_id, officer)
     assert view["state"] == "succeeded", view
     assert ALICE not in json.dumps(view)
+    # Legal may not request one, so may not read or download one either.
+    legal = a.token(Role.LEGAL)
+    for path in (f"/v1/exports/{export_id}", f"/v1/exports/{export_id}/download"):
+        r = a.client.get(path, headers=legal)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "job_not_found", path
     data = download(a, export_id, officer)
     package = tmp_path / "sar.zip"
     package.write_bytes(data)
