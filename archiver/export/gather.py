@@ -75,6 +75,7 @@ PAGE = 500
 BATES_CHUNK = 5000  # items numbered per allocator call (a call costs ~512 state requests)
 READERS = 8  # threads reading records, entries and proofs (I/O bound)
 _KEY_CACHE = 512
+_EPOCH_TRIES = 5  # a page opened again while erasures keep starting, then the export fails
 _NODE_CACHE = 8192  # Merkle nodes (~0.2 KB each): the upper levels serve every proof
 _BUNDLE_CACHE = 16  # decoded entry bundles of 256 entries
 _LINKS_SLICE = 250  # messages per attachments_of call in the reader threads
@@ -303,6 +304,11 @@ class Gatherer:
         self._bundles = _Memo(_BUNDLE_CACHE)
         self._leafless: set[str] = set()  # planned by header: leaf looked up in the log
         self.stats = GatherStats()
+        # ``keys/epoch`` before the first key was read (``items``), and every key id whose
+        # plaintext went into an item: an erasure that began meanwhile (it raises the epoch
+        # before destroying anything) is found by ``keys_destroyed_since_start``.
+        self.start_epoch: bytes | None = None
+        self.used_keys: set[str] = set()
 
     # -- pass 1: the plan ------------------------------------------------------------------
 
@@ -399,6 +405,8 @@ class Gatherer:
         """Items in the plan's order, proven against the tree of ``tree_size``. Before
         each page is yielded, ``number(ids)`` is called with the page's record and
         attachment ids, each record followed by its attachments (Bates families)."""
+        if self.start_epoch is None:
+            self.start_epoch = self.keys.epoch()
         with ThreadPoolExecutor(READERS) as pool:
             for chunk in _chunked(plan.order(), BATES_CHUNK):
                 # One Bates allocation per chunk (its cost is per call, not per item): every
@@ -432,19 +440,28 @@ class Gatherer:
 
     def _page(self, plan: Plan, rows: list[Row], tree_size: int, pool: ThreadPoolExecutor,
               links: Mapping[str, list[Link]], include_raw: bool) -> Iterator[Gathered]:
-        built: list[Gathered] = []
-        for row, fetched in zip(rows, pool.map(lambda r: self._fetch(r, tree_size), rows),
-                                strict=True):  # fmt: skip
-            if fetched is None:
-                self.stats.missing += 1
-                continue
-            record, version, proof = fetched
-            g = self._item(row, record, version, proof, links.get(row.record_id, []))
-            if include_raw and g.item.erasure is None:
-                raw = record.header.get("raw")
+        fetched_rows = list(zip(rows, pool.map(lambda r: self._fetch(r, tree_size), rows),
+                                strict=True))  # fmt: skip
+        for _ in range(_EPOCH_TRIES):
+            # The page is opened between two reads of ``keys/epoch``: when an erasure began
+            # in between (the epoch moved), keys read before it may be destroyed now, so
+            # the cache is dropped and the page opened again (its keys re-read: a
+            # destroyed one makes a tombstone). Content never outlives its key's shred.
+            before = self.keys.epoch()
+            built, used = self._open_page(fetched_rows, links)
+            if self.keys.epoch() == before:
+                break
+            self._keys.clear()
+        else:
+            raise GatherError("keys are being destroyed faster than the export reads them")
+        self.used_keys |= used
+        for g, (_row, fetched) in zip(built, [f for f in fetched_rows if f[1] is not None],
+                                      strict=True):  # fmt: skip
+            if include_raw and g.item.erasure is None and fetched is not None:
+                raw = fetched[0].header.get("raw")
                 if isinstance(raw, Mapping) and raw.get("key") and raw.get("version_id"):
                     plan.note_raw(str(raw["key"]), str(raw["version_id"]), int(raw.get("slot", 0)))
-            built.append(g)
+        self.stats.missing += sum(1 for _, f in fetched_rows if f is None)
         for g in built:
             self.stats.records += 1
             self.stats.attachments += len(g.item.attachments)
@@ -453,6 +470,33 @@ class Gatherer:
             if g.subject:
                 self.stats.subjects.add(g.subject)
             yield g
+
+    def _open_page(self, fetched_rows: Sequence[tuple[Row, tuple[Record, str, LeafProof] | None]],
+                   links: Mapping[str, list[Link]]) -> tuple[list[Gathered], set[str]]:  # fmt: skip
+        """The page's items (records opened with their keys), and the key ids opened."""
+        built: list[Gathered] = []
+        used: set[str] = set()
+        for row, fetched in fetched_rows:
+            if fetched is None:
+                continue
+            record, version, proof = fetched
+            g = self._item(row, record, version, proof, links.get(row.record_id, []))
+            if g.item.erasure is None and "sealed" in record.header:
+                used.add(record.key_id)
+            built.append(g)
+        return built, used
+
+    def keys_destroyed_since_start(self) -> bool:
+        """True when a key whose plaintext went into an item (or an attachment) has been
+        destroyed since ``items`` began. One epoch read when no erasure began meanwhile."""
+        if self.start_epoch is None or self.keys.epoch() == self.start_epoch:
+            return False
+        for key_id in sorted(self.used_keys):
+            try:
+                self.keys.get(key_id)
+            except KeysError:
+                return True
+        return False
 
     def _leaf(self, record_id: str, doc: Mapping[str, Any]) -> int:
         leaf = doc.get("leaf_index")
@@ -673,6 +717,7 @@ class Gatherer:
             key = self._key(envelope_key_id(blob))
             if key is None:
                 raise GatherError(f"the key of {blob_key} was destroyed")
+            self.used_keys.add(key.key_id)  # checked after the package is written
             return io.BytesIO(decrypt(key, blob, aad=blob_key.encode()))
 
         size = media.get("size")

@@ -414,15 +414,23 @@ class ExportRun:
         with path.open("rb") as f:
             ref = self.ctx.write_artifact(ARTIFACT, f, content_type="application/zip",
                                           subjects=subjects)  # fmt: skip
-        self._erased_meanwhile(subjects, info.exported_at)
+        self._erased_meanwhile(subjects, info.exported_at, gatherer)
         return {"records_sha256": digest, "counts": self.counts,
                 "export_leaf": leaf.leaf.leaf_index, "checkpoint_size": bundle.tree_size,
                 "artifact": {"name": ARTIFACT, "sha256": ref.sha256, "size": ref.size}}
 
-    def _erased_meanwhile(self, subjects: Sequence[str], since: datetime) -> None:
-        """An erasure that began after this export started may have dropped artifacts
-        before ours existed: then ours must go too, and the export fails (run it again:
-        the subject's records are tombstones now)."""
+    def _erased_meanwhile(self, subjects: Sequence[str], since: datetime,
+                          gatherer: Gatherer) -> None:  # fmt: skip
+        """An erasure that ran while this export did may have dropped artifacts before
+        ours existed: then ours must go too, and the export fails (run it again: the
+        subject's records are tombstones now). Decided by the keys themselves, after the
+        package is stored: a key whose plaintext is in the package destroyed since the
+        export first read a key (``keys/epoch`` moved). A shred that begins after this
+        check raised the epoch after the package was stored, so the erasure's
+        ``artifacts`` step, which follows its shred, finds and deletes the package. The
+        erasures begun since the export started (by their time) are checked too."""
+        if gatherer.keys_destroyed_since_start():
+            self._erased_fail()
         cutoff = since - timedelta(seconds=5)
         for subject in subjects:
             for key in self.d.state.list(erasures_of(subject)):
@@ -430,9 +438,12 @@ class ExportRun:
                 doc = json.loads(value.value) if value is not None else {}
                 when = _time(str(doc.get("when") or "").replace("Z", "+00:00"))
                 if doc.get("status") != "refused" and when is not None and when >= cutoff:
-                    self.d.workarea_delete(self.ctx.artifact_key(ARTIFACT))
-                    raise Conflict("a subject of this export was erased while it ran; "
-                                   "export again", code="export_subject_erased")  # fmt: skip
+                    self._erased_fail()
+
+    def _erased_fail(self) -> None:
+        self.d.workarea_delete(self.ctx.artifact_key(ARTIFACT))
+        raise Conflict("a subject of this export was erased while it ran; export again",
+                       code="export_subject_erased")
 
     def _transcripts(self, w: PackageWriter, plan: Plan, info: ExportInfo) -> None:
         tz = ZoneInfo(info.time_zone)

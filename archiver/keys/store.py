@@ -208,6 +208,12 @@ class KeyStore:
                 self._forget_keys(epoch)
         return KeySession(self, epoch)
 
+    def epoch(self) -> bytes:
+        """The current ``keys/epoch``: a reader that saw the same value before and after
+        using key material knows no destruction began in between (shred raises it first)."""
+        got = self._state.get(_EPOCH)
+        return got.value if got is not None else b"0"
+
     def _forget_keys(self, epoch: bytes | None) -> None:
         self._epoch = epoch
         self._subjects = {}

@@ -16,6 +16,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,41 @@ def test_erased_subject_is_a_tombstone_in_every_format(
     assert "merger plans alpha" in text  # Alice's content stays
     assert verify_package(package, a.rt.proofs.public_key()).ok
     assert seeded  # the archive was seeded
+
+
+def test_a_shred_landing_between_key_read_and_decryption_leaves_a_tombstone(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic race: the export has read (and cached) Bob's data key; an erasure
+    that began a minute ago (before the export: no time cutoff catches it) destroys the
+    key right then; only afterwards is Bob's record decrypted. The key's destruction has
+    begun before the plaintext reached the package, so the package must hold a tombstone."""
+    a = archive
+    seeded = a.seed()
+    (bob_id,) = [v for k, v in seeded.out_of_scope.items() if "merger from bob" in k]
+    case_id = create_case(a, query="", contacts=[])
+    erasure = a.rt.retention.erasure
+    monkeypatch.setattr(erasure, "clock", lambda: datetime.now(UTC) - timedelta(minutes=1))
+    original = gather_mod.Gatherer._item
+    erased: list[dict[str, Any]] = []
+
+    def read_key_erase_then_open(self: gather_mod.Gatherer, row: gather_mod.Row,
+                                 record: Any, *args: Any) -> gather_mod.Gathered:  # fmt: skip
+        if row.record_id == bob_id and not erased:
+            assert self._key(record.key_id) is not None  # read and cached: still live
+            erased.append(erasure.erase(N1.pnid, BOB, by="dpo"))
+        return original(self, row, record, *args)
+
+    monkeypatch.setattr(gather_mod.Gatherer, "_item", read_key_erase_then_open)
+    package, _ = run_export(a, case_id, ExportOptions(), tmp_path)
+    assert erased, "the hook must have run on Bob's record"
+    text = every_text(package)
+    assert "merger from bob" not in text and "Bob" not in text and BOB not in text
+    tomb = [r for r in manifest(package)["records"] if r["erased"]]
+    assert {r["record_id"] for r in tomb} >= {bob_id}
+    assert {r["erased"]["request_id"] for r in tomb} == {erased[0]["erasure_id"]}
+    assert "merger plans alpha" in text  # Alice's content stays
+    assert verify_package(package, a.rt.proofs.public_key()).ok
 
 
 def test_erasing_a_subject_deletes_the_packages_holding_its_content(
