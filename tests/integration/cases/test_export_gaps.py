@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import io
 import json
-import re
 import secrets
 import time
 import zipfile
@@ -35,7 +34,13 @@ from archiver.retention.common import record_by_id
 from archiver.settings import Settings
 from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, HOUR, N1, T0, Archive
-from tests.integration.cases.test_export_job import LEGAL, every_text, jobs_for, manifest
+from tests.integration.cases.test_export_job import (
+    LEGAL,
+    every_text,
+    jobs_for,
+    manifest,
+    names_bob,
+)
 from tests.support.apps import backend_settings, running_app
 from tests.support.webhooks import post as webhook
 
@@ -230,12 +235,6 @@ def test_erasure_leaves_no_subject_access_job_naming_the_subject(archive: Archiv
 
 
 # -- 4: an export after an erasure shows its tombstones ---------------------------------------
-
-
-def names_bob(text: str) -> bool:
-    """"Bob" as a word: sealed content is base64, and three letters turn up in it by chance
-    (a plain substring test failed about one run in five on ciphertext like "...ZeBoba8P...")."""
-    return re.search(r"(?<![A-Za-z0-9+/=])Bob(?![A-Za-z0-9+/=])", text) is not None
 
 
 def _rsmf_texts(package: Path) -> str:

@@ -11,6 +11,7 @@ import email
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -118,6 +119,12 @@ def every_text(package: Path) -> str:
                         parts += [inner.read(n).decode("utf-8", "replace")
                                   for n in inner.namelist()]  # fmt: skip
     return "\n".join(parts)
+
+
+def names_bob(text: str) -> bool:
+    """"Bob" as a word: sealed content is base64, and three letters turn up in it by chance
+    (a plain substring test failed about one run in five on ciphertext like "...ZeBoba8P...")."""
+    return re.search(r"(?<![A-Za-z0-9+/=])Bob(?![A-Za-z0-9+/=])", text) is not None
 
 
 def manifest(package: Path) -> dict[str, Any]:
@@ -282,7 +289,7 @@ def test_erased_subject_is_a_tombstone_in_every_format(
     assert tomb, "Bob's message must be in the scope and erased"
     assert {r["erased"]["request_id"] for r in tomb} == {erased[0]["erasure_id"]}
     text = every_text(package)
-    assert "merger from bob" not in text and "Bob" not in text and BOB not in text
+    assert "merger from bob" not in text and not names_bob(text) and BOB not in text
     assert erased[0]["erasure_id"] in text  # named in text/, RSMF, load file, manifest
     assert "merger plans alpha" in text  # Alice's content stays
     assert verify_package(package, a.rt.proofs.public_key()).ok
@@ -316,7 +323,7 @@ def test_a_shred_landing_between_key_read_and_decryption_leaves_a_tombstone(
     package, _ = run_export(a, case_id, ExportOptions(), tmp_path)
     assert erased, "the hook must have run on Bob's record"
     text = every_text(package)
-    assert "merger from bob" not in text and "Bob" not in text and BOB not in text
+    assert "merger from bob" not in text and not names_bob(text) and BOB not in text
     tomb = [r for r in manifest(package)["records"] if r["erased"]]
     assert {r["record_id"] for r in tomb} >= {bob_id}
     assert {r["erased"]["request_id"] for r in tomb} == {erased[0]["erasure_id"]}
