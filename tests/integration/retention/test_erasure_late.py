@@ -19,7 +19,16 @@ import pytest
 from archiver.retention.common import resolve_subject
 from archiver.retention.residue import erasure_residue
 from archiver.runtime import Runtime
-from tests.support.erasure import BACKENDS, ERASE, archive, index_holds, recoverable
+from tests.support.apps import sign
+from tests.support.erasure import (
+    BACKENDS,
+    ERASE,
+    archive,
+    envelope,
+    index_holds,
+    post,
+    recoverable,
+)
 from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now
 
 pytestmark = pytest.mark.integration
@@ -88,9 +97,55 @@ def test_a_record_logged_after_the_shred_is_new_data_and_stays(
         # A fresh key sealed it: readable, searchable, not among the erased.
         assert index_holds(rt, after)
         assert any(w.startswith("content of") for w in recoverable(rt, after))
-        new_keys = {k for k in rt.keys.subject_key_ids(out["subject"])} - set(out["keys_shredded"])
+        new_keys = set(rt.keys.subject_key_ids(out["subject"])) - set(out["keys_shredded"])
         assert len(new_keys) == 1
         subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
         (key,) = list(rt.state.list(f"erasures/{subject}/"))
         value = rt.state.get(key)
         assert value is not None and json.loads(value.value)["late_record_ids"] == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fold_batch_overtaken_by_the_erasure_does_not_write_the_text_back(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """The follower reads a fold's target (the erased message) from the index, the
+    erasure shreds and purges, then the batch writes the target back with its text. The
+    re-read after the shred must not leave it there."""
+    marker, original = "zqxfold" + secrets.token_hex(5), "wamid.F" + secrets.token_hex(12)
+    with archive(request, tmp_path, backend) as (client, rt):
+        t, contact = str(now()), [{"profile": {"name": "P"}, "wa_id": ERASE}]
+        post(client, rt, envelope({"contacts": contact, "messages": [
+            {"from": ERASE, "id": original, "timestamp": t, "type": "text",
+             "text": {"body": f"first {marker}"}}]}))
+        assert index_holds(rt, marker)
+        body = envelope({"contacts": contact, "messages": [
+            {"from": ERASE, "id": "wamid.R" + secrets.token_hex(12), "timestamp": t,
+             "type": "reaction", "reaction": {"message_id": original, "emoji": "+"}}]})
+        r = client.post("/webhooks/whatsapp", content=body, headers={
+            "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        assert rt.processor.sweep()  # logged, not indexed yet
+
+        writer = rt.follower._writer
+        upsert = writer.upsert
+        erased: list[dict[str, Any]] = []
+
+        def erase_first(docs: Any) -> Any:
+            docs = list(docs)
+            if not erased:  # the batch's target doc is read; the erasure runs now
+                erased.append(rt.retention.erasure.erase(PHONE_NUMBER_ID, ERASE, by="dpo"))
+                assert not index_holds(rt, marker)
+            return upsert(docs)
+
+        writer.upsert = erase_first  # type: ignore[method-assign]
+        try:
+            rt.follower.run_to_end()
+        finally:
+            writer.upsert = upsert  # type: ignore[method-assign]
+        assert erased and erased[0]["records"] == 2
+        assert not index_holds(rt, marker)
+        if backend == "embedded":
+            rt.index.force_merge_expunge()  # type: ignore[attr-defined]
+            assert marker.encode() not in _db_bytes(tmp_path)
+        assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
