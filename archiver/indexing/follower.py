@@ -180,6 +180,7 @@ class IndexFollower:
         if start >= size:
             return 0
         end = min(size, start + max_entries)
+        written: set[str] = set()  # ids every attempt upserted
         for attempt in range(_EPOCH_TRIES):
             epoch = self._epoch()
             self._absent.check(generation, start, epoch)
@@ -192,6 +193,7 @@ class IndexFollower:
                     self._writer.upsert(batch.docs.values())
             if batch.merged:  # history media now shown on their placeholder
                 self._writer.delete_ids(sorted(batch.merged))
+            written |= set(batch.docs)
             # Crypto-shredding: the batch decrypted with keys as they were when it started
             # (the process's key cache, ``KeyStore.session``). If a key was destroyed since,
             # an erasure may have purged the index before our upsert put the text back:
@@ -201,6 +203,8 @@ class IndexFollower:
             log.info("index_range_reread_after_shred", start=start, end=end, attempt=attempt)
         else:
             raise PreconditionFailed("keys destroyed during every try of an index batch")
+        if written - set(batch.docs):
+            self._drop_unreadable(sorted(written - set(batch.docs)))
         if visible or end >= size:
             self._refresh()
         if batch.docs and self.after_upsert is not None:
@@ -213,6 +217,32 @@ class IndexFollower:
         if self.on_indexed is not None:
             self.on_indexed(end - start)
         return end - start
+
+    def _drop_unreadable(self, ids: list[str]) -> None:
+        """Documents an attempt overtaken by a shred wrote and the re-read did not: a fold
+        target read from the index before the erasure purged it and written back with its
+        text. Those whose own record's key is destroyed now go, as the erasure's purge
+        meant; the others (a record still readable) stay as written."""
+        session = self.keys.session()
+        doomed = []
+        for doc_id in ids:
+            doc = self.index.get(doc_id)
+            leaf = doc.get("leaf_index") if doc else None
+            if not isinstance(leaf, int) or leaf >= self.log.size():
+                continue
+            entry = parse_entry(self.log.entries(leaf, leaf + 1)[0])
+            if entry.kind is not EntryKind.RECORD or entry.key is None or entry.version_id is None:
+                continue
+            record = self._read((leaf, entry.key, entry.version_id, None))
+            if record is None or not isinstance(record.header.get("sealed"), dict):
+                continue  # disposed, or nothing sealed (no text of it in the document)
+            try:
+                session.get(record.key_id)
+            except KeysError:
+                doomed.append(doc_id)  # crypto-shredded
+        if doomed:
+            log.info("index_dropped_shredded_after_reread", documents=len(doomed))
+            self._writer.delete_ids(doomed)
 
     def _refresh(self) -> None:
         refresh: Any = getattr(self.index, "refresh", None)

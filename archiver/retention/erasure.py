@@ -26,8 +26,13 @@ size saved with the plan):
 ``shred_keys``   ``KeyStore.shred`` (holds re-checked right before; a hold placed since the
                  plan wins: the procedure ends ``refused``, nothing destroyed);
 ``shred_slots``  each granted slot's wrapped capture key removed from ``capkeys/<batch>``;
-``purge_index``  the subject's index documents deleted, then refresh and expunge;
-``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`);
+``purge_index``  the subject's index documents deleted, then refresh and expunge: the
+                 planned records, and the *late* ones (records of the person logged since
+                 the plan began, sealed with a key ``shred_keys`` destroyed: the follower
+                 may have indexed their text before the key died). A record sealed with a
+                 key created after the shred is new data and stays;
+``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`), of the
+                 planned and the late records;
 ``artifacts``    working-area artifacts naming the subject (export packages) deleted and
                  marked ``erased`` on their jobs (``JobService.drop_subject``); jobs whose
                  parameters name the subject (a subject access request's contact)
@@ -53,6 +58,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
+from archiver.ingest.capture import batch_id_of
 from archiver.keys.errors import KeyNotFound, KeyProtected, KeyShredded
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
@@ -93,10 +99,10 @@ from archiver.keyspace import (
     raw_key,
     tombstone_name,
 )
-from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.records.model import iso
+from archiver.records.model import Record, RecordError, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.common import (
     StoredRecord,
@@ -108,7 +114,7 @@ from archiver.retention.common import (
 )
 from archiver.retention.holds import HoldRegistry
 from archiver.retention.subject_lookup import subjects_records_indexed
-from archiver.store.errors import PreconditionFailed
+from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.identity import person_subjects
 from policies.engine import erasure_check
@@ -120,6 +126,7 @@ logger = get_logger("archiver.erasure")
 # The resume job lists ERASURES_OPEN_PREFIX (one marker per procedure not yet done or
 # refused), not every procedure ever run, so it is cheap to run often.
 RESUME_INTERVAL_S = 60.0  # how often the erasure-resume job looks for open procedures
+_LATE_CHUNK = 1000  # log leaves read at a time when looking for late records
 
 # Every working-state prefix that holds a copy derived from a subject's sealed content,
 # and how erasure reaches it (tests/integration/retention/test_erasure_residue.py lists
@@ -201,6 +208,9 @@ class ErasurePlan:
     # Every subject id of the person (``archiver.subjects.identity.person_subjects``),
     # canonical first: each has its own keys, all are shredded.
     subjects: tuple[str, ...] = ()
+    # The log's size when planning began: records logged from there on are not in
+    # ``records`` and are looked for again once the keys are destroyed (``purge_index``).
+    log_size: int | None = None
 
 
 class ErasureService:
@@ -248,6 +258,7 @@ class ErasureService:
 
     def plan(self, phone_number_id: str, contact: str) -> ErasurePlan:
         """What erasing ``contact`` would touch, and what stands in the way."""
+        log_size = self.log.size()  # before the look-up: a later record is found again
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
         subjects = tuple(person_subjects(self.state, subject))
         slots: list[tuple[str, int]] = []
@@ -262,7 +273,7 @@ class ErasureService:
         names = _slot_names(slots)
         holds = sorted({h for m in subjects for h in self.holds.holds_covering(m, names)})
         return ErasurePlan(subject, records, slots, decisions, holds, shared, shared_decisions,
-                           subjects)  # fmt: skip
+                           subjects, log_size)  # fmt: skip
 
     def _records(
         self, subjects: Sequence[str], slots: Sequence[tuple[str, int]]
@@ -396,6 +407,7 @@ class ErasureService:
             "when": iso(now),
             "tombstone_until": iso(now + timedelta(days=self.log_retention_days)),
             "size_before": self.log.size(),
+            "plan_log_size": plan.log_size,
             # With the subject's records, the subject-less ones of its slots (a delivery
             # naming several people): their key and slot die with it, so do their
             # index documents.
@@ -545,8 +557,64 @@ class ErasureService:
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
         return drop_slot_key(self.state, batch_id, slot)
 
+    def _late_records(self, doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, int]]]:
+        """The person's records logged since the plan began and sealed with a key destroyed
+        by now (ids), and the raw slots they came from that no other subject's record
+        shares. The plan fixed ``record_ids``; a record logged after it was sealed with
+        the same key while it lived, and the follower may have indexed (and parked folds
+        of) its text. Run after ``shred_keys``: a record sealed with a key created since
+        (a new message after the erasure) is new data and is not listed."""
+        start = doc.get("plan_log_size")
+        start = int(doc["size_before"] if start is None else start)
+        members = set(doc.get("subjects") or [doc["subject"]])
+        planned = set(doc["record_ids"])
+        late: set[str] = set(doc.get("late_record_ids") or [])
+        slots: set[tuple[str, int]] = set()
+        others: set[tuple[str, int]] = set()  # slots that also hold another subject's record
+        end = self.log.size()
+        for begin in range(start, end, _LATE_CHUNK):
+            for data in self.log.entries(begin, min(end, begin + _LATE_CHUNK)):
+                entry = parse_entry(data)
+                if entry.kind is not EntryKind.RECORD or entry.key is None:
+                    continue
+                if entry.fields.get("record_id") in planned:
+                    continue
+                try:
+                    record = Record.parse(self.objects.get(entry.key, str(entry.version_id)))
+                except (ObjectNotFound, RecordError):
+                    continue  # disposed since: nothing of it to find
+                header = record.header
+                raw = StoredRecord(entry.key, str(entry.version_id), header, "", 0).raw
+                slot = (batch_id_of(raw[0]), raw[2]) if raw else None
+                subject = header.get("subject")
+                if subject not in members:
+                    if slot is not None and subject is not None:
+                        others.add(slot)
+                    continue
+                sealed = header.get("sealed")
+                if not isinstance(sealed, dict) or not isinstance(sealed.get("key_id"), str):
+                    continue  # nothing sealed: nothing decrypted from it
+                if record.record_id in late or self._is_shredded(record.key_id):
+                    late.add(record.record_id)
+                    if slot is not None:
+                        slots.add(slot)
+        return sorted(late), sorted(slots - others)
+
     def _step_purge_index(self, doc: dict[str, Any]) -> dict[str, Any]:
-        removed = self.index.delete_ids(doc["record_ids"])
+        late, late_slots = self._late_records(doc)
+        # A late record's raw slot holds the same text: its capture key goes too (not when
+        # another subject's record shares the slot: the plan did not decide on that one).
+        shredded = list(doc.get("slots_shredded") or [])
+        done = {(s["batch"], s["slot"]) for s in shredded}
+        for batch_id, slot in late_slots:
+            if (batch_id, slot) not in done and self._drop_slot_key(batch_id, slot):
+                versions = live_versions(self.objects, raw_key(batch_id))
+                shredded.append({"batch": batch_id, "slot": slot,
+                                 "version_id": versions[0] if versions else None})
+        if late:
+            logger.info("erasure_late_records", subject=doc["subject"], records=len(late),
+                        slots=len(late_slots))
+        removed = self.index.delete_ids(sorted(set(doc["record_ids"]) | set(late)))
         # Deletes become visible to a merge only after a refresh; then merge them away so
         # the erased text leaves the segment files (ES: forcemerge only_expunge_deletes;
         # SQLite: FTS optimize, WAL checkpoint, VACUUM).
@@ -554,12 +622,14 @@ class ErasureService:
             call = getattr(self.index, step, None)
             if callable(call):
                 call()
-        return {"index_documents_deleted": removed + int(doc.get("index_documents_deleted", 0))}
+        return {"index_documents_deleted": removed + int(doc.get("index_documents_deleted", 0)),
+                "late_record_ids": late, "slots_shredded": shredded}
 
     def _step_purge_state(self, doc: dict[str, Any]) -> dict[str, Any]:
         counts: dict[str, int] = {}
+        erased = set(doc["record_ids"]) | set(doc.get("late_record_ids") or [])
         for member in doc.get("subjects") or [doc["subject"]]:
-            for name, n in purge_derived_state(self.state, member, set(doc["record_ids"])).items():
+            for name, n in purge_derived_state(self.state, member, erased).items():
                 counts[name] = counts.get(name, 0) + n
         return {"state_purged": counts}
 
