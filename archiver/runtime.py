@@ -266,7 +266,7 @@ class Runtime:
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
         job_service, reports = build_reports(
             settings, objects=objects, state=state, index=index, log=log,
-            checkpoints=checkpoints, policy_set=decider.policy_set,
+            checkpoints=checkpoints, policy_set=decider.policy_set, pseudo=pseudo,
         )  # fmt: skip
         runtime = cls(
             settings=settings,

@@ -184,6 +184,8 @@ def _lock_kind(lc: LockCheck) -> dict[str, Any]:
         "read": lc.read,
         "compliant": lc.read - len(bad),
         "exceptions": len(bad),
+        # "archive": the figures cover every number's objects of this kind, not the scope's.
+        "coverage": "archive" if lc.archive_wide else "scope",
     }
 
 
@@ -211,6 +213,7 @@ def disposals(facts: ReportFacts) -> dict[str, Any]:
         "with_tombstone": sum(x.tombstone_id is not None for x in d),
         "by_policy": counts(x.policy_id for x in d),
         "overdue": len(facts.completeness.overdue_disposals),
+        "number_unknown": facts.disposals_number_unknown,
     }
 
 
@@ -303,6 +306,7 @@ def integrity(facts: ReportFacts) -> dict[str, Any]:
         "verify_finished_at": iso(v.finished_at) if v else "",
         "verify_objects_checked": v.objects_checked if v else 0,
         "verify_findings": v.finding_count if v else 0,
+        "verify_findings_unattributed": v.unattributed if v else 0,
         # Per object: which object version each finding names (a bounded list; the count
         # above is all of them), and how many findings of each kind.
         "verify_findings_by_kind": _verify_by_kind(v) if v else {},

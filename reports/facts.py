@@ -296,6 +296,9 @@ class LockCheck:
     # the records', ``ReportFacts.object_lock_checks`` the raw batches', blobs' and audit
     # objects', each drawn the same way (full, or a seeded sample of the same size).
     kind: str = "record"
+    # True: the check covers every number's objects of this kind, not only the report's
+    # (an audit batch holds events of many numbers); the pages and the twin say so.
+    archive_wide: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,12 +444,17 @@ class VerifySweep:
     total_findings: int | None = None
     # Findings per kind as the sweep counted them (all, not only those listed).
     by_kind: tuple[RefusedRequest, ...] = ()
+    # In a report over some numbers: the sweep's findings that could not be tied to one of
+    # them (an object no longer readable, the tree, another number's object). Counted
+    # here, never listed: they are archive-wide, not the scope's.
+    unattributed: int = 0
 
     def __post_init__(self) -> None:
         _check_utc(self.finished_at, "verify.finished_at")
         _check_count(self.objects_checked, "verify.objects_checked")
         if self.total_findings is not None and self.total_findings < len(self.findings):
             raise FactsError("verify.total_findings is less than the findings listed")
+        _check_count(self.unattributed, "verify.unattributed")
 
     @property
     def finding_count(self) -> int:
@@ -538,9 +546,13 @@ class ReportFacts:
     # The records as aggregates (large archives); then ``records`` is empty. Either way the
     # numbers come from a summary: ``reports.findings.record_summary``.
     summary: RecordSummary | None = None
+    # In a report over some numbers: disposals whose leaves name no business number (made
+    # before disposal leaves carried one), so not attributed to this scope nor listed.
+    disposals_number_unknown: int = 0
 
     def __post_init__(self) -> None:
         _check_count(self.raw_captures, "raw_captures")
+        _check_count(self.disposals_number_unknown, "disposals_number_unknown")
         kinds = [c.kind for c in (self.lock_check, *self.object_lock_checks)]
         if len(set(kinds)) != len(kinds):
             raise FactsError("lock checks: one per kind of object")

@@ -366,13 +366,15 @@ def integrity_findings(facts: ReportFacts) -> list[Finding]:
         out.append(_finding(Code.CONSISTENCY_MISSING, count=1))
     if i.verify is None:
         out.append(_finding(Code.VERIFY_NEVER_RAN, count=1))
-    elif i.verify.finding_count:
+    elif i.verify.finding_count or i.verify.unattributed:
         v = i.verify
         by_kind = ({r.code: r.count for r in v.by_kind} if v.by_kind
                    else counts(f.code for f in v.findings))
+        detail = {f"code:{k}": str(n) for k, n in sorted(by_kind.items())}
+        if v.unattributed:  # a scoped report: the sweep's other findings, not named here
+            detail["archive_wide"] = str(v.unattributed)
         out.append(_finding(
-            Code.VERIFY_FINDINGS, count=v.finding_count,
-            refs=[f.object_key for f in v.findings],
-            detail={f"code:{k}": str(n) for k, n in sorted(by_kind.items())},
+            Code.VERIFY_FINDINGS, count=v.finding_count + v.unattributed,
+            refs=[f.object_key for f in v.findings], detail=detail,
         ))
     return out

@@ -104,7 +104,7 @@ def key_owner(job: dict[str, Any], pseudo: Pseudonymizer) -> str:
     subject = job.get("subject")
     if subject:
         return str(subject)
-    return pseudo.token("b_", "business", str(job.get("phone_number_id") or "unknown"))
+    return pseudo.business(str(job.get("phone_number_id") or "unknown"))
 
 
 @dataclass

@@ -52,5 +52,10 @@ class Pseudonymizer:
         """Pseudonym of a wamid (wamids embed phone numbers)."""
         return self.token("m_", "message", business, message_id)
 
+    def business(self, phone_number_id: str) -> str:
+        """Pseudonym of a business number (``phone_number_id``): what log entries name
+        instead of the digits (the media worker's blob owner when no subject is known)."""
+        return self.token("b_", "business", phone_number_id)
+
     def content_mac(self, content_hash: str) -> str:
         return self.token("h_", "content", content_hash, length=16)

@@ -44,6 +44,8 @@ from archiver.keyspace import (
     CONSENT_VIEW_PREFIX,
     ERASURES_PREFIX,
     HOLDS_PREFIX,
+    MEDIA_OBJECT_PREFIX,
+    RECORDS_PREFIX,
     checkpoint_key,
 )
 from archiver.ledger import merkle
@@ -54,6 +56,8 @@ from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
 from archiver.ledger.note import parse_note
 from archiver.logs import get_logger
+from archiver.records.model import Record, RecordError
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.attachments import AttachmentView
 from archiver.retention.holds import OPEN_STATUSES, item_id
 from archiver.retention.scope import hold_numbers
@@ -302,8 +306,12 @@ class ReportGatherer:
         policy_set: PolicySet,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         history_catch_up: Callable[[], Any] | None = None,
+        pseudo: Pseudonymizer | None = None,
     ) -> None:
         self.clock = clock
+        # Turns the report's numbers into the pseudonyms disposal leaves name them by
+        # (None: no disposal is attributed to a number-scoped report).
+        self.pseudo = pseudo
         # Brings the Coexistence view (history chunks per number, derived from the log) up
         # to date before it is read; the runtime sets it (reporting does not import
         # coexistence: same layer).
@@ -335,11 +343,19 @@ class ReportGatherer:
             keep = {scan.raw_refs[leaf] for leaf in raw_mine}
             scan.locked["raw"] = {ref: until for ref, until in scan.locked.get("raw", {}).items()
                                   if ref in keep}
-        object_locks = self._object_lock_checks(scan, req.sample_size, seed)
+        if numbers:  # only the blobs whose media link records are of this scope's numbers
+            AttachmentView(log=self.log, objects=self.objects, state=self.state).catch_up()
+            scan.locked["media"] = {ref: until for ref, until in scan.locked.get(
+                "media", {}).items() if self._blob_numbers(ref) & set(numbers)}
+        # An audit batch holds events of many numbers: its check stays archive-wide, and
+        # says so, in a report over some numbers.
+        object_locks = self._object_lock_checks(scan, req.sample_size, seed,
+                                                archive_wide={"audit"} if numbers else set())
         media = self._media(docs.media_messages)
         consent = self._consent(numbers or tuple(sorted(docs.numbers)), req.end)
         access, refused_erasures = self._audit(scan.audit or [], period, numbers)
-        integrity = self._integrity(checkpoint, scan)
+        integrity = self._integrity(checkpoint, scan, numbers)
+        disposals, disposals_unknown = self._disposals(scan, numbers)
         watched = self.config.watched_numbers or numbers or tuple(sorted(docs.numbers))
         completeness = CompletenessFacts(
             orphan_statuses=tuple(sorted(docs.status_refs - docs.message_refs)),
@@ -358,7 +374,8 @@ class ReportGatherer:
             media=media,
             lock_check=lock_check,
             holds=self._holds(scan, period, numbers),
-            disposals=self._disposals(scan),
+            disposals=disposals,
+            disposals_number_unknown=disposals_unknown,
             erasures=self._erasures(period, refused_erasures, numbers),
             consent_events=consent,
             template_sends=tuple(
@@ -687,8 +704,9 @@ class ReportGatherer:
         progress("locks", len(chosen), len(chosen))
         return LockCheck(mode, population, len(observations), used_seed, observations)
 
-    def _object_lock_checks(self, scan: _LogScan, sample_size: int | None,
-                            seed: str) -> tuple[LockCheck, ...]:
+    def _object_lock_checks(self, scan: _LogScan, sample_size: int | None, seed: str,
+                            archive_wide: set[str] | frozenset[str] = frozenset(),
+                            ) -> tuple[LockCheck, ...]:
         """Raw capture batches, media blobs and audit objects logged in the period, each
         kind checked like the records (every object, or a seeded sample of the same size)
         against its own required retain-until: the latest the log names for it (its entry,
@@ -726,7 +744,7 @@ class ReportGatherer:
             with ThreadPoolExecutor(self.config.lock_check_workers) as pool:
                 observations = tuple(pool.map(observe, chosen))
             out.append(LockCheck(check_mode, len(population), len(observations), used_seed,
-                                 observations, kind=kind))
+                                 observations, kind=kind, archive_wide=kind in archive_wide))
         return tuple(out)
 
     # -- working state ------------------------------------------------------------------
@@ -837,12 +855,27 @@ class ReportGatherer:
             if value is not None:
                 yield json.loads(value.value)
 
-    def _disposals(self, scan: _LogScan) -> tuple[DisposalFact, ...]:
+    def _disposals(self, scan: _LogScan, numbers: Sequence[str] = ()) -> tuple[
+            tuple[DisposalFact, ...], int]:
+        """The records disposed in the period, and (in a report over some numbers) how many
+        were left out because their leaf names no business number. A disposal leaf names
+        the record's number by its pseudonym (``business``): the record, its index document
+        and its number are gone with it."""
         out = []
+        unknown = 0
+        mine = ({self.pseudo.business(n) for n in numbers}
+                if numbers and self.pseudo is not None else set())
         for f in scan.disposed or []:
             name = str(f.get("key", "")).rsplit("/", 1)[-1]
             if not name.startswith("r_") or not _PSEUDO.match(name):
                 continue  # raw batches and blobs are not records
+            if numbers:
+                business = f.get("business")
+                if not isinstance(business, str) or self.pseudo is None:
+                    unknown += 1  # an older leaf: not attributed, only counted
+                    continue
+                if business not in mine:
+                    continue  # another number's disposal
             t_sha = f.get("tombstone_sha256")
             tomb = None
             if isinstance(t_sha, str) and t_sha in (scan.tombstones or set()):
@@ -851,7 +884,42 @@ class ReportGatherer:
             at = _time(f.get("time"))
             assert at is not None
             out.append(DisposalFact(name, at, _code(f.get("policy"), "unknown"), tomb))
-        return tuple(sorted(out, key=lambda d: (d.disposed_at, d.record_id)))
+        return tuple(sorted(out, key=lambda d: (d.disposed_at, d.record_id))), unknown
+
+    # -- which number an object belongs to ----------------------------------------------
+
+    def _record_number(self, key: str, version: str) -> str | None:
+        """The business number a record version's clear header names (None: unreadable,
+        disposed, or not a record)."""
+        try:
+            header = Record.parse(self.objects.get(key, version)).header
+        except (StoreError, RecordError, ValueError):
+            return None
+        business = header.get("business") if isinstance(header, dict) else None
+        number = business.get("phone_number_id") if isinstance(business, dict) else None
+        return str(number) if number else None
+
+    def _blob_numbers(self, ref: tuple[str, str]) -> set[str]:
+        """The numbers of the media link records that reference one blob version (the
+        attachments view, caught up by ``gather`` first)."""
+        view = AttachmentView(log=self.log, objects=self.objects, state=self.state)
+        out = set()
+        for a in view.of_blob(*ref):
+            number = self._record_number(*a.link)
+            if number:
+                out.add(number)
+        return out
+
+    def _object_numbers(self, key: str, version: str) -> set[str]:
+        """The numbers an object a verify finding names belongs to: a record's header, a
+        blob's link records; nothing for anything else (raw batches hold many numbers'
+        events, audit batches many numbers' events, the tree every number's)."""
+        if key.startswith(RECORDS_PREFIX) and version:
+            number = self._record_number(key, version)
+            return {number} if number else set()
+        if key.startswith(MEDIA_OBJECT_PREFIX) and version:
+            return self._blob_numbers((key, version))
+        return set()
 
     # -- the audit trail ----------------------------------------------------------------
 
@@ -926,7 +994,8 @@ class ReportGatherer:
 
     # -- integrity ----------------------------------------------------------------------
 
-    def _integrity(self, checkpoint: CheckpointFact, scan: _LogScan) -> IntegrityFacts:
+    def _integrity(self, checkpoint: CheckpointFact, scan: _LogScan,
+                   numbers: Sequence[str] = ()) -> IntegrityFacts:
         previous = None
         consistency = Consistency.FIRST_REPORT
         prev = scan.previous_report
@@ -958,12 +1027,22 @@ class ReportGatherer:
                 listed = tuple(VerifyFinding(_code(k, "finding"), f"tree:{v.get('tree_size')}")
                                for k in kinds) if total else ()
                 by_kind = ()
+            total = max(total, len(listed))
+            unattributed = 0
+            if numbers:
+                # Only findings on an object of this scope's numbers are the scope's: the
+                # rest (another number's object, one no longer readable, the tree, any the
+                # sweep counted without listing) are counted as archive-wide, never named.
+                listed = tuple(f for f in listed if _within(
+                    sorted(self._object_numbers(f.object_key, f.version_id)), numbers))
+                unattributed, total, by_kind = total - len(listed), len(listed), ()
             verify = VerifySweep(
                 finished_at=_time(v.get("time")) or datetime.now(UTC),
                 objects_checked=int(v.get("tree_size") or 0),
                 findings=listed,
-                total_findings=max(total, len(listed)),
+                total_findings=total,
                 by_kind=by_kind,
+                unattributed=unattributed,
             )  # fmt: skip
         return IntegrityFacts(checkpoint, previous, consistency, verify)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from archiver.jobs.durable import JobService
 from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.log import TransparencyLog
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.reporting.gather import GatherConfig, ReportGatherer
 from archiver.reporting.service import ReportService, load_signing_material
 from archiver.settings import Settings
@@ -26,12 +27,13 @@ def gather_config(settings: Settings) -> GatherConfig:
 def build_reports(
     settings: Settings, *, objects: ObjectStore, state: StateStore, index: SearchIndex,
     log: TransparencyLog, checkpoints: CheckpointSigner, policy_set: PolicySet,
+    pseudo: Pseudonymizer | None = None,
 ) -> tuple[JobService, ReportService]:
     """The durable job service (report jobs registered) and the report service. Loads the
     report-signing pair: dev mode makes one on first use, production refuses without."""
     gatherer = ReportGatherer(
         config=gather_config(settings), objects=objects, state=state, index=index, log=log,
-        checkpoints=checkpoints, policy_set=policy_set,
+        checkpoints=checkpoints, policy_set=policy_set, pseudo=pseudo,
     )  # fmt: skip
     service = ReportService(
         gatherer=gatherer, objects=objects, log=log, signing=load_signing_material(settings),

@@ -72,6 +72,7 @@ from archiver.ledger.entry import EntryKind, make_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import iso
+from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.attachments import (
     AttachmentView,
     is_attachment_header,
@@ -174,7 +175,11 @@ class DispositionJob:
         log_retention_days: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash: Callable[[str], None] | None = None,
+        pseudo: Pseudonymizer | None = None,
     ) -> None:
+        # Names a disposed record's business number in its leaves (as a pseudonym), so a
+        # report over some numbers can tell its disposals once the record is gone.
+        self.pseudo = pseudo
         self.objects = objects
         self.state = state
         self.log = log
@@ -299,7 +304,17 @@ class DispositionJob:
         reason = (f"retain-until {iso(decision.retain_until)} passed; "
                   f"policy {decision.governing} says {decision.disposition.action}")
         item = Disposed(r.key, r.version_id, "record", decision.governing, reason)
-        self._go(item, info, report, dry_run, held, run, record_id=r.record_id)
+        self._go(item, info, report, dry_run, held, run, record_id=r.record_id,
+                 business=self._business(r.header))
+
+    def _business(self, header: Any) -> str | None:
+        """The pseudonym of the record's business number (None: no pseudonymizer, or the
+        header names none)."""
+        business = header.get("business") if isinstance(header, dict) else None
+        number = business.get("phone_number_id") if isinstance(business, dict) else None
+        if self.pseudo is None or not number:
+            return None
+        return self.pseudo.business(str(number))
 
     def _link(
         self, c: Candidate, r: StoredRecord, info: ObjectInfo, report: DispositionReport,
@@ -313,7 +328,8 @@ class DispositionJob:
             return
         item = Disposed(r.key, r.version_id, "record", "inherited",
                         f"its message {message} is disposed")
-        self._go(item, info, report, dry_run, held, run, record_id=r.record_id)
+        self._go(item, info, report, dry_run, held, run, record_id=r.record_id,
+                 business=self._business(r.header))
 
     def _media(
         self, c: Candidate, view: AttachmentView, report: DispositionReport, dry_run: bool,
@@ -351,12 +367,13 @@ class DispositionJob:
     def _go(
         self, item: Disposed, info: ObjectInfo, report: DispositionReport, dry_run: bool,
         held: set[str], run: _RunState, *, record_id: str | None = None,
+        business: str | None = None,
     ) -> None:
         if dry_run:  # answers as if it had deleted it
             report.disposed.append(item)
             run.gone.add((item.key, item.version_id))
             return
-        if self._dispose(item, info.sha256, info.size, record_id, held):
+        if self._dispose(item, info.sha256, info.size, record_id, held, business):
             report.disposed.append(item)
             run.gone.add((item.key, item.version_id))
         else:
@@ -432,13 +449,13 @@ class DispositionJob:
     # -- one version: a journalled, resumable procedure ---------------------------------
     def _dispose(
         self, item: Disposed, sha256: str | None, size: int, record_id: str | None,
-        held: set[str],
+        held: set[str], business: str | None = None,
     ) -> bool:
         """Journal, then finish (see the module docstring). False: the store kept it."""
         journal = {
             "step": "deleting", "key": item.key, "version_id": item.version_id,
             "object_kind": item.kind, "policy": item.policy, "reason": item.reason,
-            "sha256": sha256, "size": size, "record_id": record_id,
+            "sha256": sha256, "size": size, "record_id": record_id, "business": business,
         }  # fmt: skip
         name = DISPOSITION_JOURNAL_PREFIX + ident_hash(item.key, item.version_id)
         self.state.put(name, _dump(journal))
@@ -526,6 +543,8 @@ class DispositionJob:
         extras: dict[str, Any] = {"object_kind": kind, "reason": "retention_expired"}
         if journal.get("policy"):
             extras["policy"] = journal["policy"]
+        if journal.get("business"):  # a pseudonym (``b_…``): entries carry no digits
+            extras["business"] = journal["business"]
         return [
             make_entry(EntryKind.TOMBSTONE, time=now, key=t_key, version_id=t_version,
                        sha256=t_sha, size=t_size, retain_until=retention.retain_until,

@@ -45,7 +45,7 @@ def retention_services(
         holds=HoldService(registry, index, log, pseudo),
         disposition=DispositionJob(
             objects=objects, state=state, log=log, index=index, policy=policy, holds=registry,
-            lock_mode=lock, log_retention_days=days,
+            lock_mode=lock, log_retention_days=days, pseudo=pseudo,
         ),
         erasure=ErasureService(
             objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
