@@ -636,8 +636,9 @@ class ReportGatherer:
         progress("sections", 1, 1)
         fields = ("id", "record_id", "policy", "leaf_index")
         chosen = []
+        every: list[tuple[int, str, str]] | None = None
         if req.sample_size is None or req.sample_size >= population:
-            chosen = _picks(index.report_scan(request, size, fields))
+            chosen = every = _picks(index.report_scan(request, size, fields))
         elif (span := index.report_leaf_range(request, size)) is not None:
             # The sample's leaves drawn in order from the seeded sequence over the
             # population's leaf range, kept when they are records of the population: the
@@ -656,6 +657,10 @@ class ReportGatherer:
                 chosen = _sample_of(_picks(index.report_scan(request, size, fields)),
                                     req.sample_size, seed)
             chosen = chosen[: req.sample_size]
+        if request.scope_numbers:
+            # A scoped report's raw captures are those that gave its records: their leaves.
+            docs.population = (every if every is not None
+                               else _picks(index.report_scan(request, size, fields)))
         numbers = {n for _, _, _, n, _ in cells}
         docs.numbers.update(numbers)
         return summary_of(cells, activity), docs, population, sorted(chosen)

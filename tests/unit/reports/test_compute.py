@@ -139,7 +139,8 @@ def test_disposal_without_tombstone_and_overdue() -> None:
     assert {x.code for x in report.findings} == {Code.DISPOSAL_NO_TOMBSTONE,
                                                  Code.DISPOSAL_OVERDUE}
     assert report.sections["disposals"] == {"disposed": 2, "with_tombstone": 1,
-                                            "by_policy": {"default": 2}, "overdue": 1}
+                                            "by_policy": {"default": 2}, "overdue": 1,
+                                            "number_unknown": 0}
 
 
 def test_inventory_and_daily_figures() -> None:

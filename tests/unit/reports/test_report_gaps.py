@@ -49,7 +49,7 @@ def test_lock_check_covers_every_kind_of_object() -> None:
     assert [r["kind"] for r in rows] == ["record", "raw", "media", "audit"]
     raw, media = rows[1], rows[2]
     assert raw == {"kind": "raw", "check_mode": "full", "population": 2, "read": 2,
-                   "compliant": 1, "exceptions": 1}
+                   "compliant": 1, "exceptions": 1, "coverage": "scope"}
     assert media["check_mode"] == "sample" and media["read"] == 1 and media["population"] == 5
     short = {x.code.value: x for x in report.findings}["retention.lock_shorter_than_policy"]
     assert short.refs == ("raw/2026/11/02/batch-b",) and short.count == 1
