@@ -103,6 +103,7 @@ from reports.facts import (
     VerifySweep,
 )
 from reports.findings import summary_of
+from search.errors import SearchError
 from search.port import SearchIndex, SearchRequest
 
 log = get_logger("archiver.reporting")
@@ -894,14 +895,23 @@ class ReportGatherer:
     # -- which number an object belongs to ----------------------------------------------
 
     def _record_number(self, key: str, version: str) -> str | None:
-        """The business number a record version's clear header names (None: unreadable,
-        disposed, or not a record)."""
+        """The business number a record version's clear header names; when the version
+        cannot be read as a record (tampered with, or a forged extra version), the number
+        of the record's index document, so a tampered record stays its number's finding.
+        None: neither (disposed, or not a record)."""
         try:
             header = Record.parse(self.objects.get(key, version)).header
         except (StoreError, RecordError, ValueError):
-            return None
+            header = None
         business = header.get("business") if isinstance(header, dict) else None
         number = business.get("phone_number_id") if isinstance(business, dict) else None
+        if not number and key.startswith(RECORDS_PREFIX):
+            record_id = key.rsplit("/", 1)[-1]
+            try:
+                doc = self.index.get(record_id) if _PSEUDO.match(record_id) else None
+            except (ArchiverError, SearchError):
+                doc = None
+            number = (doc or {}).get("phone_number_id")
         return str(number) if number else None
 
     def _blob_numbers(self, ref: tuple[str, str]) -> set[str]:
