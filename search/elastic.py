@@ -253,30 +253,7 @@ class ElasticIndex:
         of ``page`` with ``search_after`` (bulk readers such as report gathering, where
         ``search`` pages of 1,000 full documents sorted by time cost several times more)."""
         node = check(request)
-        body_query = es_dsl.query(node, request)
-        with _errors():
-            pit = self.client.open_point_in_time(index=self.alias,
-                                                 keep_alive=self.pit_keep_alive)["id"]
-        try:
-            after: list[Any] | None = None
-            while True:
-                with _errors():
-                    resp = self.client.search(
-                        query=body_query, size=page, source_includes=list(fields),
-                        sort=[{"_shard_doc": "asc"}], search_after=after,
-                        pit={"id": pit, "keep_alive": self.pit_keep_alive},
-                        track_total_hits=False,
-                        filter_path=["pit_id", "hits.hits._source", "hits.hits.sort"],
-                    )  # fmt: skip
-                pit = resp.get("pit_id", pit)
-                hits = (resp.get("hits") or {}).get("hits") or []
-                if not hits:
-                    return
-                for h in hits:
-                    yield h.get("_source") or {}
-                after = hits[-1]["sort"]
-        finally:
-            self._close_pit(pit)
+        yield from self._scan_query(es_dsl.query(node, request), fields, page)
 
     # ---- report aggregates (archiver.reporting.gather on large archives) ----------------
 

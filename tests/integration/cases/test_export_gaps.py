@@ -19,7 +19,6 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,9 +32,10 @@ from archiver.keyspace import JOBS_PREFIX, hold_targets_of, lease_key
 from archiver.retention.common import record_by_id
 from archiver.settings import Settings
 from tests.integration.api.conftest import drop_es_alias
-from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, HOUR, N1, T0, Archive
+from tests.integration.cases.seed import ALICE, BOB, HOUR, N1, T0, Archive
 from tests.integration.cases.test_export_job import (
     LEGAL,
+    create_case,
     every_text,
     jobs_for,
     manifest,
@@ -71,17 +71,6 @@ def _held(a: Archive, record_id: str) -> bool:
     return bool(a.rt.objects.stat(r.key, r.version_id).legal_hold)
 
 
-def _case(a: Archive, **scope: Any) -> str:
-    body = {
-        "name": "Acme v. Example", "matter_number": "2026-CV-0042",
-        "custodians": {"numbers": [N1.pnid], "contacts": scope.pop("contacts", [ALICE])},
-        "scope": {"query": "merger", "date_from": DATE_FROM, "date_to": DATE_TO,
-                  "numbers": [N1.pnid], **scope},
-    }  # fmt: skip
-    r = a.client.post("/v1/cases", headers=a.token(Role.LEGAL), json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
 
 # -- 1: the family archived before the hold ----------------------------------------------
 
@@ -113,7 +102,7 @@ def test_a_hold_holds_the_family_archived_before_it(archive: Archive, how: str) 
         r = a.client.post("/v1/holds", headers=legal, json={"query": "merger",
                                                              "phone_number_id": N1.pnid})
     else:
-        r = a.client.post(f"/v1/cases/{_case(a)}/holds", headers=legal, json={})
+        r = a.client.post(f"/v1/cases/{create_case(a)}/holds", headers=legal, json={})
     assert r.status_code == 201, r.text
     held = {label: _held(a, rid) for rid, label in family.items()}
     assert held == dict.fromkeys(family.values(), True)
@@ -128,7 +117,7 @@ def test_family_logged_before_a_hold_and_indexed_after_it_is_held(archive: Archi
     a.post(N1.text(ALICE, parent, T0 + HOUR, "merger plans alpha", name="Alice"))
     webhook(a.client, N1.reaction(ALICE, _wamid(), T0 + 2 * HOUR, parent, "\U0001f44d"))
     a.rt.processor.sweep()  # logged, not indexed
-    r = a.client.post(f"/v1/cases/{_case(a)}/holds", headers=a.token(Role.LEGAL), json={})
+    r = a.client.post(f"/v1/cases/{create_case(a)}/holds", headers=a.token(Role.LEGAL), json={})
     assert r.status_code == 201, r.text
     a.rt.follower.run_to_end()
     refresh = getattr(a.rt.index, "refresh", None)
@@ -273,7 +262,7 @@ def test_an_export_after_an_erasure_shows_its_tombstones(archive: Archive,
     assert bob_ids
     erased = a.rt.retention.erasure.erase(N1.pnid, BOB, by="dpo")
     assert not any(d.get("contact") == BOB for d in a.docs())  # the index dropped them
-    package = _export(a, _case(a, contacts=[]), tmp_path)
+    package = _export(a, create_case(a, contacts=[]), tmp_path)
     m = manifest(package)
     tomb = {r["record_id"]: r for r in m["records"] if r["erased"]}
     assert sorted(tomb) == bob_ids
@@ -295,7 +284,7 @@ def test_an_export_after_an_erasure_shows_its_tombstones(archive: Archive,
     # The proof of each erased record's log entry still holds.
     assert verify_package(package, a.rt.proofs.public_key()).ok
     # Not across the scope: a case narrowed to Alice shows none of Bob's tombstones.
-    narrowed = manifest(_export(a, _case(a), tmp_path))
+    narrowed = manifest(_export(a, create_case(a), tmp_path))
     assert not [r for r in narrowed["records"] if r["erased"]]
     assert not set(bob_ids) & {r["record_id"] for r in narrowed["records"]}
 
