@@ -431,12 +431,23 @@ class Gatherer:
                                           links if include_media else {}, include_raw)
 
     def _fetch(self, row: Row, tree_size: int) -> tuple[Record, str, LeafProof] | None:
-        """The record's stored bytes and its leaf proof (run in the reader threads)."""
+        """The record's stored bytes and its leaf proof (run in the reader threads). The
+        logged entry names the version: one GET, no version listing per record."""
+        leaf = self._leaf(row.record_id, row.doc)
+        if leaf >= tree_size:
+            raise GatherError(f"record {row.record_id} is not in the signed tree yet")
+        entry = self._entry(leaf, tree_size)
+        parsed = parse_entry(entry)
+        if parsed.key != record_key(row.record_id) or not parsed.version_id:
+            raise GatherError(f"record {row.record_id}: its leaf names another object")
         try:
-            record, version = self._read(row.record_id)
-        except NotFound:
+            record = Record.parse(self.objects.get(parsed.key, parsed.version_id))
+        except ObjectNotFound:
             return None  # disposed since it was listed
-        return record, version, self._proof(record, version, row.doc, tree_size)
+        if (record.key, record.sha256) != (parsed.key, parsed.fields.get("sha256")):
+            raise GatherError(f"record {row.record_id}: its leaf names other bytes")
+        proof = tuple(merkle.inclusion_proof(leaf, tree_size, self._node))
+        return record, parsed.version_id, LeafProof(entry, leaf, proof)
 
     def _page(self, plan: Plan, rows: list[Row], tree_size: int, pool: ThreadPoolExecutor,
               links: Mapping[str, list[Link]], include_raw: bool) -> Iterator[Gathered]:
@@ -532,19 +543,6 @@ class Gatherer:
                 elif entry.key in keys:
                     out[keys[entry.key]] = start + offset
         return out
-
-    def _proof(self, record: Record, version: str, doc: Mapping[str, Any],
-               tree_size: int) -> LeafProof:  # fmt: skip
-        leaf = self._leaf(record.record_id, doc)
-        if leaf >= tree_size:
-            raise GatherError(f"record {record.record_id} is not in the signed tree yet")
-        entry = self._entry(leaf, tree_size)
-        parsed = parse_entry(entry)
-        if (parsed.key, parsed.version_id, parsed.fields.get("sha256")) != (
-            record.key, version, record.sha256
-        ):
-            raise GatherError(f"record {record.record_id}: its leaf names other bytes")
-        return LeafProof(entry, leaf, tuple(merkle.inclusion_proof(leaf, tree_size, self._node)))
 
     def _entry(self, leaf: int, tree_size: int) -> bytes:
         """The leaf's entry, from its bundle (one read per bundle of 256 while it stays
