@@ -158,6 +158,8 @@ def _tampered(built: Built, tmp_path: Path, tamper: str) -> Path:
         _relist(m, name, changes[name])
     elif tamper == "unlisted":
         extra["text/extra.txt"] = b"not in the manifest"
+    elif tamper == "unsafe":  # a name that would escape the folder it is extracted to
+        extra["../evil.txt"] = b"x"
     else:
         raise AssertionError(tamper)
     changes["manifest.json"] = json.dumps(m).encode()
@@ -177,6 +179,7 @@ GO_NAMES = {
                "FAIL export: records_sha256 is not the digest"],
     "slot": ["decrypted slot does not match the batch header's SHA-256"],
     "unlisted": ["FAIL text/extra.txt: in the zip but not listed in the manifest"],
+    "unsafe": ['FAIL "../evil.txt": unsafe member name'],
 }  # fmt: skip
 
 
