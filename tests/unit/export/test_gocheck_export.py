@@ -115,6 +115,15 @@ def test_go_verifies_the_whole_package(gocheck_bin: Path, built: Built) -> None:
     assert verify_package(built.path, key).ok  # the Python verifier agrees
 
 
+def test_go_reads_a_package_streamed_to_a_pipe(gocheck_bin: Path, tmp_path: Path) -> None:
+    # Written unseekable, every member has a data descriptor (flag bit 3).
+    b = build(tmp_path, transcripts=False, unseekable=True)
+    with zipfile.ZipFile(b.path) as zf:
+        assert all(i.flag_bits & 0x08 for i in zf.infolist())
+    res = _package(gocheck_bin, b.path, b.signer.verifier.key_text)
+    assert res.returncode == 0 and res.stdout.startswith("ok: package:"), res.stderr
+
+
 def _tampered(built: Built, tmp_path: Path, tamper: str) -> Path:
     with zipfile.ZipFile(built.path) as zf:
         members = {i.filename: zf.read(i.filename) for i in zf.infolist()}
