@@ -14,6 +14,8 @@ package main
 //     batch header's SHA-256 for it;
 //   - the checkpoint is a signed note under KEY, its origin, size and root are the
 //     manifest's;
+//   - the load file (Concordance DAT) names exactly the package's records and
+//     attachments with their Bates numbers;
 //   - the export leaf names this package: records_sha256, files_sha256,
 //     raw_batches_sha256 and head_sha256 recomputed from the manifest (RFC 8785,
 //     jcs.go), the record count and the case; it is included in the later
@@ -30,8 +32,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -63,6 +67,7 @@ type pkgLog struct {
 type pkgAttachment struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
+	Bates  string `json:"bates"`
 }
 
 type pkgRecord struct {
@@ -74,6 +79,7 @@ type pkgRecord struct {
 	LeafIndex   int64           `json:"leaf_index"`
 	Proof       []string        `json:"proof"`
 	Native      string          `json:"native"`
+	Bates       string          `json:"bates"`
 	Attachments []pkgAttachment `json:"attachments"`
 }
 
@@ -437,9 +443,12 @@ func runPackage(zipPath, key string, every int) ([]string, string, error) {
 	// 5. The export leaf binds this package, in a later checkpoint, consistent.
 	exportLeaf(c, m, gm, verifier, cpOK, size, root)
 
+	// 6. The load file names exactly the package's records and attachments.
+	checkLoadfile(c, members["loadfile.dat"], m.Records)
+
 	summary := fmt.Sprintf("ok: package: %d files, %d records (%d of %d inclusion proofs) in "+
 		"checkpoint %d, %d raw batches, export leaf %d in %d binds records, files, raw "+
-		"batches and head, consistent", len(m.Files), len(m.Records), proofs, len(m.Records),
+		"batches and head, consistent; load file agrees", len(m.Files), len(m.Records), proofs, len(m.Records),
 		size, len(m.RawBatches), m.Export.LeafIndex, m.Export.Checkpoint.TreeSize)
 	return c.fails, summary, nil
 }
@@ -567,4 +576,80 @@ func mainPackage(args []string) {
 		os.Exit(1)
 	}
 	fmt.Println(summary)
+}
+
+// checkLoadfile parses the Concordance DAT (docs/export.md "Load file": UTF-8 BOM,
+// CRLF rows, þ around every field, DC4 between fields) and compares its record
+// and attachment rows with the manifest.
+func checkLoadfile(c *checker, f *zip.File, records []pkgRecord) {
+	const name = "loadfile.dat"
+	if f == nil {
+		c.fail(name, "missing")
+		return
+	}
+	data, err := readWhole(f, 0)
+	if err != nil {
+		c.fail(name, "unreadable: %v", err)
+		return
+	}
+	text, ok := strings.CutPrefix(string(data), "\ufeff")
+	if !ok || !utf8.ValidString(text) {
+		c.fail(name, "not UTF-8 with a byte-order mark")
+		return
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\r\n"), "\r\n")
+	fields := func(line string) ([]string, bool) {
+		var out []string
+		for _, p := range strings.Split(line, "\x14") {
+			v, ok1 := strings.CutPrefix(p, "þ")
+			v, ok2 := strings.CutSuffix(v, "þ")
+			if !ok1 || !ok2 || strings.Contains(v, "þ") || len(p) < len("þþ") {
+				return nil, false
+			}
+			out = append(out, strings.ReplaceAll(v, "®", "\n")) // ® stands for a newline
+		}
+		return out, true
+	}
+	columns, ok := fields(lines[0])
+	if !ok {
+		c.fail(name, "header row without its þ qualifiers")
+		return
+	}
+	col := map[string]int{}
+	for i, k := range columns {
+		col[k] = i
+	}
+	for _, k := range []string{"DOCTYPE", "RECORDID", "BEGBATES", "NATIVEPATH"} {
+		if _, ok := col[k]; !ok {
+			c.fail(name, "no %s column", k)
+			return
+		}
+	}
+	gotRecords, gotAtts := map[string]string{}, map[string]string{}
+	for n, line := range lines[1:] {
+		v, ok := fields(line)
+		if !ok || len(v) != len(columns) {
+			c.fail(name, "row %d is malformed", n+1)
+			return
+		}
+		switch v[col["DOCTYPE"]] {
+		case "record":
+			gotRecords[v[col["RECORDID"]]] = v[col["BEGBATES"]]
+		case "attachment":
+			gotAtts[v[col["NATIVEPATH"]]] = v[col["BEGBATES"]]
+		}
+	}
+	wantRecords, wantAtts := map[string]string{}, map[string]string{}
+	for _, r := range records {
+		wantRecords[r.RecordID] = r.Bates
+		for _, a := range r.Attachments {
+			wantAtts[a.Path] = a.Bates
+		}
+	}
+	if !maps.Equal(gotRecords, wantRecords) {
+		c.fail(name, "its records or their Bates numbers differ from the manifest")
+	}
+	if !maps.Equal(gotAtts, wantAtts) {
+		c.fail(name, "its attachments or their Bates numbers differ from the manifest")
+	}
 }

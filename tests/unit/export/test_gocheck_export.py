@@ -109,7 +109,7 @@ def test_go_verifies_the_whole_package(gocheck_bin: Path, built: Built) -> None:
     assert res.stdout.startswith(
         f"ok: package: {n_files} files, 6 records (6 of 6 inclusion proofs) in checkpoint 9, "
         f"{len(manifest['raw_batches'])} raw batches, export leaf 10 in 11 binds records, "
-        "files, raw batches and head, consistent"), res.stdout  # fmt: skip
+        "files, raw batches and head, consistent; load file agrees"), res.stdout  # fmt: skip
     sample = _package(gocheck_bin, built.path, key, "4")
     assert sample.returncode == 0 and "(2 of 6 inclusion proofs)" in sample.stdout, sample
     assert verify_package(built.path, key).ok  # the Python verifier agrees
@@ -165,6 +165,13 @@ def _tampered(built: Built, tmp_path: Path, tamper: str) -> Path:
         changes[name] = members[name].replace(b"quote", b"QUOTE")
         assert changes[name] != members[name]
         _relist(m, name, changes[name])
+    elif tamper == "loadfile":  # a record's Bates number changed, the file's hash updated
+        rec = m["records"][1]
+        dat = members["loadfile.dat"].decode("utf-8")
+        row = f"\u00fe{rec['bates']}\u00fe\x14"
+        assert row in dat
+        changes["loadfile.dat"] = dat.replace(row, "\u00feACME9999999\u00fe\x14", 1).encode()
+        _relist(m, "loadfile.dat", changes["loadfile.dat"])
     elif tamper == "unlisted":
         extra["text/extra.txt"] = b"not in the manifest"
     elif tamper == "unsafe":  # a name that would escape the folder it is extracted to
@@ -187,6 +194,8 @@ GO_NAMES = {
     "record": ["record bytes do not hash to the log entry's sha256",
                "FAIL export: records_sha256 is not the digest"],
     "slot": ["decrypted slot does not match the batch header's SHA-256"],
+    "loadfile": ["FAIL loadfile.dat: its records or their Bates numbers differ",
+                 "FAIL export: the logged export names another file list"],
     "unlisted": ["FAIL text/extra.txt: in the zip but not listed in the manifest"],
     "unsafe": ['FAIL "../evil.txt": unsafe member name'],
 }  # fmt: skip
