@@ -478,7 +478,7 @@ def test_an_export_killed_midway_is_resumed_by_the_next_runner(
 @pytest.mark.parametrize("backend", ["embedded", pytest.param("servers",
                                                               marks=pytest.mark.integration)])
 def test_cli_exports_a_case_and_a_subject(request: pytest.FixtureRequest, tmp_path: Path,
-                                          backend: str) -> None:  # fmt: skip
+                                          backend: str, gocheck_bin: Path) -> None:  # fmt: skip
     settings = backend_settings(request, tmp_path, backend, inline_workers=False)
     with running_app(settings) as (client, runtime):
         a = Archive(client, runtime)
@@ -504,6 +504,13 @@ def test_cli_exports_a_case_and_a_subject(request: pytest.FixtureRequest, tmp_pa
     with zipfile.ZipFile(sar) as zf:
         assert "transcripts/subject-access.pdf" in zf.namelist()
         assert "documents/subject-access.json" in zf.namelist()
+    # Both packages verify, in Python and in Go on its own (a subject access package
+    # binds its transcript and document through files_sha256 like any other file).
+    for package in (out, sar):
+        assert verify_package(package, key).ok, package
+        go = subprocess.run([str(gocheck_bin), "package", str(package), key],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert go.returncode == 0 and go.stdout.startswith("ok: package:"), go.stderr
     # Bad use: neither or both, an unknown case, a bad prefix.
     assert cli("-o", str(out)).returncode == 2
     assert cli("--case", case_id, "--subject", ALICE, "-o", str(out)).returncode == 2
