@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import random
+import struct
 import subprocess
 import zipfile
 from pathlib import Path
@@ -253,3 +256,42 @@ def test_go_canonical_json_is_ours(gocheck_bin: Path, tmp_path: Path, doc: str) 
     res = subprocess.run([str(gocheck_bin), "jcs", str(path)], capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout == canonical.dumps(json.loads(doc))
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value of the kinds where canonical forms differ: doubles of every magnitude,
+    integers around 2^53, control and non-BMP characters, keys that sort differently by
+    UTF-16 than by code point."""
+    chars = ["a", "Z", "\x00", "\x1f", "\x7f", '"', "\\", "\u2028", "é", "\uffff", "😀", "𝄞"]
+
+    def text() -> str:
+        return "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))
+
+    kind = rng.randrange(7 if depth < 3 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False, text()])
+    if kind == 1:
+        return rng.choice([0, -1, 2**53 - 1, 2**53, -(2**53), 10**30, rng.randint(-999, 999)])
+    if kind == 2:  # any finite double, from its bits
+        while True:
+            f = struct.unpack("<d", rng.randbytes(8))[0]
+            if math.isfinite(f):
+                return f
+    if kind == 3:
+        return rng.random() * 10.0 ** rng.randint(-25, 25)
+    if kind == 4:
+        return text()
+    if kind == 5:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {text(): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def test_go_canonical_json_agrees_on_random_values(gocheck_bin: Path, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    doc = [_random_value(rng) for _ in range(400)]
+    assert any(isinstance(v, float) for v in doc) and any(isinstance(v, dict) for v in doc)
+    path = tmp_path / "random.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    res = subprocess.run([str(gocheck_bin), "jcs", str(path)], capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == canonical.dumps(json.loads(path.read_text(encoding="utf-8")))
