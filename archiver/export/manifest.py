@@ -8,7 +8,9 @@ canonical JSON of the manifest without its ``export``, ``files``, ``raw_batches`
 ``records`` members. Together they bind every byte of the package, not only the sealed
 natives: the text, RSMF, transcripts, load file and chain of custody are listed (with
 their SHA-256) in ``files``. An outsider recomputes them from the parsed manifest with
-any JCS implementation.
+any JCS implementation plus one rule of ours: an integer outside ±(2^53 − 1) is written
+as ``{"$bigint": "<digits>"}`` (``canonical.dumps``; docs/export.md "The digests,
+exactly"; ``tests/gocheck/jcs.go`` does it in Go).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@
 // entry, proof) triples instead of the whole log: it verifies the checkpoint under
 // KEY (a C2SP verifier key), every N-th record's inclusion proof (N=1: all), the
 // export's own leaf in the later checkpoint and the consistency proof between them.
+//
+// Third mode, for the whole package: "gocheck package export.zip KEY [N]" (pkg.go)
+// also checks every file's SHA-256 and size, each record's bytes against its log
+// entry, the raw batches, and the four digests the export leaf names, recomputed
+// with an RFC 8785 canonicaliser of its own (jcs.go).
 package main
 
 import (
@@ -286,12 +291,41 @@ func runManifest(path, key string, every int) error {
 	return nil
 }
 
+func parseEvery(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("every must be a positive integer")
+	}
+	return n, nil
+}
+
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "jcs" { // canonical form of a JSON file, for tests
+		raw, err := os.ReadFile(os.Args[2])
+		var v any
+		if err == nil {
+			v, err = parseJSON(raw)
+		}
+		var out []byte
+		if err == nil {
+			out, err = canonical(v)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(out)
+		return
+	}
+	if (len(os.Args) == 4 || len(os.Args) == 5) && os.Args[1] == "package" {
+		mainPackage(os.Args[2:])
+		return
+	}
 	if len(os.Args) >= 4 && os.Args[1] == "manifest" {
 		every := 1
 		if len(os.Args) == 5 {
-			n, err := strconv.Atoi(os.Args[4])
-			if err != nil || n < 1 {
+			n, err := parseEvery(os.Args[4])
+			if err != nil {
 				fmt.Fprintln(os.Stderr, "usage: gocheck manifest <manifest.json> <vkey> [every]")
 				os.Exit(2)
 			}
@@ -304,7 +338,8 @@ func main() {
 		return
 	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gocheck <input.json>")
+		fmt.Fprintln(os.Stderr, "usage: gocheck <input.json> | manifest <manifest.json> <vkey> [every]"+
+			" | package <export.zip> <vkey> [every]")
 		os.Exit(2)
 	}
 	if err := run(os.Args[1]); err != nil {

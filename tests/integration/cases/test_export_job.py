@@ -229,11 +229,14 @@ def test_go_verifies_the_real_package(archive: Archive, tmp_path: Path,
                                       gocheck_bin: Path) -> None:
     """Go's reference code (note + tlog), given only the real package's manifest and the
     pinned key, verifies its checkpoint, a sample of its proofs and the export leaf; a
-    changed entry or another key fails."""
+    changed entry fails. Given the whole package it also checks every file and the
+    leaf's four digests: a forged head with its file hash updated fails."""
     a = archive
     a.seed()
-    package, _ = run_export(a, create_case(a), ExportOptions(transcripts=False), tmp_path)
+    package, _ = run_export(a, create_case(a), ExportOptions(include_raw=True,
+                                                             transcripts=False), tmp_path)
     m = manifest(package)
+    assert [s for b in m["raw_batches"] for s in b["slots"]]  # raw slots for Go to check
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(m))
     key = a.rt.proofs.public_key()
@@ -248,6 +251,33 @@ def test_go_verifies_the_real_package(archive: Archive, tmp_path: Path,
     path.write_text(json.dumps(m))
     bad = subprocess.run(go, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "FAIL" in bad.stderr
+    # The whole real package: every file, every record's bytes against its entry, the raw
+    # batches and the four digests the export leaf names, recomputed in Go.
+    whole = [str(gocheck_bin), "package", str(package), key]
+    ok = subprocess.run([*whole, "2"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{n} records ({(n + 1) // 2} of {n} inclusion proofs)" in ok.stdout, ok.stdout
+    assert "binds records, files, raw batches and head, consistent" in ok.stdout
+    # A forger who changes the exporter in the head and in the custody file, and updates
+    # that file's hash: every file hash holds, the leaf's digests do not.
+    forged = tmp_path / "forged-head.zip"
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(forged, "w") as dst:
+        fm = json.loads(src.read("manifest.json"))
+        fm["exported_by"] = "someone-else"
+        for f in fm["files"]:
+            data = src.read(f["path"])
+            if f["path"] == "chain-of-custody.json":
+                doc = json.loads(data)
+                doc["exported_by"] = "someone-else"
+                data = json.dumps(doc).encode()
+                f["sha256"], f["size"] = hashlib.sha256(data).hexdigest(), len(data)
+            dst.writestr(f["path"], data)
+        dst.writestr("manifest.json", json.dumps(fm))
+    bad = subprocess.run([*whole[:2], str(forged), key], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert bad.returncode == 1, bad.stdout
+    assert "FAIL export: the logged export names another manifest head" in bad.stderr
+    assert "FAIL export: the logged export names another file list" in bad.stderr
 
 
 def test_bates_numbers_are_stable_and_contiguous_across_exports(
@@ -448,7 +478,7 @@ def test_an_export_killed_midway_is_resumed_by_the_next_runner(
 @pytest.mark.parametrize("backend", ["embedded", pytest.param("servers",
                                                               marks=pytest.mark.integration)])
 def test_cli_exports_a_case_and_a_subject(request: pytest.FixtureRequest, tmp_path: Path,
-                                          backend: str) -> None:  # fmt: skip
+                                          backend: str, gocheck_bin: Path) -> None:  # fmt: skip
     settings = backend_settings(request, tmp_path, backend, inline_workers=False)
     with running_app(settings) as (client, runtime):
         a = Archive(client, runtime)
@@ -474,6 +504,13 @@ def test_cli_exports_a_case_and_a_subject(request: pytest.FixtureRequest, tmp_pa
     with zipfile.ZipFile(sar) as zf:
         assert "transcripts/subject-access.pdf" in zf.namelist()
         assert "documents/subject-access.json" in zf.namelist()
+    # Both packages verify, in Python and in Go on its own (a subject access package
+    # binds its transcript and document through files_sha256 like any other file).
+    for package in (out, sar):
+        assert verify_package(package, key).ok, package
+        go = subprocess.run([str(gocheck_bin), "package", str(package), key],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert go.returncode == 0 and go.stdout.startswith("ok: package:"), go.stderr
     # Bad use: neither or both, an unknown case, a bad prefix.
     assert cli("-o", str(out)).returncode == 2
     assert cli("--case", case_id, "--subject", ALICE, "-o", str(out)).returncode == 2
