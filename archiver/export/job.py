@@ -267,6 +267,7 @@ class ExportRun:
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
             scope = doc.get("numbers")
             self.numbers = None if scope is None else tuple(str(n) for n in scope)
+            self._within_job_numbers(case_id, self.numbers)
             ids = chain(self.d.cases.scope_documents(case_id, self.actor),
                         self._erased(self.d.cases.scope_request(case_id, self.actor)))
             return case_id, str(doc["name"]), query, ids, custodian
@@ -280,6 +281,21 @@ class ExportRun:
                      "numbers": None if numbers is None else list(numbers)}  # fmt: skip
             return f"sar-{subject}", f"Subject access: {subject}", query, ids, subject
         raise InvalidInput(f"unknown export mode {self.mode!r}", code="export_mode_invalid")
+
+    def _within_job_numbers(self, case_id: str, numbers: tuple[str, ...] | None) -> None:
+        """The job's visibility (``job.numbers``, the case's numbers when it was requested)
+        is fixed at submission: a case widened since (an unscoped token added a number)
+        would write another number's records into a package that a token of the old
+        numbers may download. Refused; export again to export the wider case."""
+        allowed = self.ctx.job.numbers
+        if allowed is None:
+            return
+        if numbers is None or not set(numbers) <= set(allowed):
+            raise Conflict(f"case {case_id} now covers numbers this export was not requested "
+                           "for; export again", code="export_scope_changed",
+                           details={"requested_for": list(allowed),
+                                    "case_numbers": None if numbers is None
+                                    else list(numbers)})  # fmt: skip
 
     def _erased(self, request: SearchRequest) -> Iterator[tuple[str, dict[str, Any] | None]]:
         """Erased records of the scope (``archiver.export.erased``): the index no longer
