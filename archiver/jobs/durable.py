@@ -55,6 +55,7 @@ from archiver.jobs.model import (
     job_view,
     new_job,
 )
+from archiver.jobs.spool import Spool
 from archiver.jobs.workarea import ArtifactRef, WorkArea
 from archiver.keyspace import active_job_key
 from archiver.logs import get_logger
@@ -93,9 +94,11 @@ class JobService:
         expiry_days: float = 7.0,
         poll_interval_s: float = 2.0,
         runner_id: str | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.store = JobStore(state)
         self.workarea = workarea
+        self.spool = spool  # where attempts put scratch files (a dead process's are swept)
         self.concurrency = concurrency
         self.ttl = heartbeat_ttl_s
         self.max_attempts = max_attempts
@@ -120,7 +123,8 @@ class JobService:
         return cls(state, area, concurrency=settings.jobs_concurrency,
                    heartbeat_ttl_s=settings.jobs_heartbeat_ttl_s,
                    max_attempts=settings.jobs_max_attempts,
-                   expiry_days=settings.workarea_expiry_days)
+                   expiry_days=settings.workarea_expiry_days,
+                   spool=Spool(settings.spool_dir or settings.data_dir / "spool"))
 
     # -- callers (routes, CLI) -------------------------------------------------------
 
@@ -204,6 +208,8 @@ class JobService:
 
     def start(self) -> None:
         """Poll for work in a background thread (stale jobs are picked up at once)."""
+        if self.spool is not None:  # a killed process's scratch files (decrypted content)
+            self.spool.sweep()
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll_loop, name="jobs-runner", daemon=True)
         self._poller.start()
