@@ -433,7 +433,11 @@ class JobService:
 
     def drop_subject(self, subject: str) -> builtins.list[str]:
         """Erasure hook: delete every artifact holding ``subject``'s content (as named in
-        ``write_artifact(subjects=…)``) and mark it ``erased`` on its job. Returns keys."""
+        ``write_artifact(subjects=…)``) and mark it ``erased`` on its job. Returns keys.
+        Dead processes' scratch files go too: they may hold the subject's plaintext and
+        name no one (a live attempt's are checked by the export itself)."""
+        if self.spool is not None:
+            self.spool.sweep()
         hits = [ref.key for ref in list(self.workarea.list()) if subject in ref.subjects]
         for key in hits:
             self.workarea.delete(key)

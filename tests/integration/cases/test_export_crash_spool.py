@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from archiver.auth import Role
-from tests.integration.cases.seed import Archive
+from tests.integration.cases.seed import ALICE, N1, Archive
 from tests.support.apps import embedded_settings, running_app
 
 SECRET_TEXT = b"merger plans alpha"  # a seeded message inside the case's scope
@@ -53,7 +53,9 @@ def _holding(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Path) -> None:
+def _killed_export(tmp_path: Path) -> tuple[Path, Path, str, list[Path]]:
+    """(data dir, temp dir, export id, files holding plaintext) after a child process
+    was killed mid-export."""
     data, tmp = tmp_path / "data", tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": os.getcwd()}
@@ -65,6 +67,12 @@ def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Pa
     leftovers = _holding(tmp, SECRET_TEXT) + (_holding(spool, SECRET_TEXT)
                                               if spool.exists() else [])  # fmt: skip
     assert leftovers, "the killed export left no scratch file: the test proves nothing"
+    return data, tmp, export_id, leftovers
+
+
+def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Path) -> None:
+    data, tmp, export_id, leftovers = _killed_export(tmp_path)
+    spool = data / "spool"
 
     settings = embedded_settings(data, inline_workers=False, jobs_heartbeat_ttl_s=0.5)
     with running_app(settings) as (client, rt):
@@ -78,3 +86,15 @@ def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Pa
         assert not _holding(tmp, SECRET_TEXT)
         assert not _holding(spool, SECRET_TEXT)  # the resumed attempt cleaned up too
         assert oct(spool.stat().st_mode & 0o777) == "0o700"
+
+
+def test_an_erasure_sweeps_a_killed_exports_scratch_files(tmp_path: Path) -> None:
+    """No job runner started since the crash (``inline_workers`` off): the erasure of the
+    contact whose text the scratch files hold deletes them."""
+    data, tmp, _export_id, leftovers = _killed_export(tmp_path)
+    settings = embedded_settings(data, inline_workers=False, jobs_heartbeat_ttl_s=0.5)
+    with running_app(settings) as (_client, rt):
+        assert [p for p in leftovers if p.exists()] == leftovers  # nothing swept yet
+        rt.retention.erasure.erase(N1.pnid, ALICE, by="dpo")
+        left = [p for p in leftovers if p.exists()]
+        assert not left, f"the erased contact's text is still on disk: {left}"
