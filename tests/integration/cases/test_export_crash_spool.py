@@ -91,7 +91,7 @@ def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Pa
 def test_an_erasure_sweeps_a_killed_exports_scratch_files(tmp_path: Path) -> None:
     """No job runner started since the crash (``inline_workers`` off): the erasure of the
     contact whose text the scratch files hold deletes them."""
-    data, tmp, _export_id, leftovers = _killed_export(tmp_path)
+    data, _tmp, _export_id, leftovers = _killed_export(tmp_path)
     settings = embedded_settings(data, inline_workers=False, jobs_heartbeat_ttl_s=0.5)
     with running_app(settings) as (_client, rt):
         assert [p for p in leftovers if p.exists()] == leftovers  # nothing swept yet
