@@ -330,9 +330,10 @@ class Runtime:
 
     def register_export(self, service: JobService) -> None:
         """The ``export`` kind (case exports and subject access) on ``service``."""
-        from archiver.export.job import KIND, export_handler
+        from archiver.export.job import KIND, export_handler, export_orphan_final
 
-        service.register(KIND, export_handler(self.export_deps))
+        service.register(KIND, export_handler(self.export_deps),
+                         on_orphan_final=export_orphan_final(self.export_deps))
 
     def export_jobs(self) -> JobService:
         """The job service with the ``export`` kind registered: on first use, not in

@@ -564,6 +564,30 @@ def _message(m: Mapping[str, Any]) -> tr.TranscriptMessage:
     )  # fmt: skip
 
 
+def export_orphan_final(deps: Callable[[], ExportDeps]) -> Callable[[Any], None]:
+    """``on_orphan_final`` of the ``export`` kind: an export whose runner died on its last
+    attempt (failed ``job_abandoned``) or was cancelled meanwhile never ran
+    :meth:`ExportRun._finished`; its case's chain of custody (or, for subject access, the
+    audit trail) records the end here, as an attempt that ends by itself does."""
+
+    def final(job: Any) -> None:
+        p = job.params
+        actor = _actor(p.get("actor") or {})
+        errors = [str(e.get("code")) for e in (job.errors or ()) if isinstance(e, Mapping)]
+        error = errors[-1] if errors else str(job.state)
+        state = "cancelled" if str(job.state) == "cancelled" else "failed"
+        d = deps()
+        if p.get("mode") == "case":
+            d.cases.export_finished(str(p["case_id"]), actor, export_id=job.id, state=state,
+                                    counts={}, error=error)  # fmt: skip
+        elif d.cases.audit is not None:
+            d.cases.audit.record(AuditAction.EXPORT_FINISHED, actor, export_id=job.id,
+                                 subject=p.get("subject"), kind="subject_access",
+                                 state=state, counts={}, error=error)  # fmt: skip
+
+    return final
+
+
 def export_handler(deps: Callable[[], ExportDeps]) -> Callable[[JobContext], dict[str, Any]]:
     """The ``export`` job handler for ``JobService.register``; ``deps`` is called per
     attempt (the runtime it reads may be rebuilt)."""

@@ -106,6 +106,7 @@ class JobService:
         self.poll_interval = poll_interval_s
         self.runner_id = runner_id or secrets.token_hex(8)
         self._handlers: dict[str, Handler] = {}
+        self._orphan_final: dict[str, Callable[[Job], None]] = {}
         self._slots = threading.BoundedSemaphore(concurrency)
         self._running: dict[str, threading.Thread] = {}
         self._contexts: dict[str, JobContext] = {}
@@ -128,10 +129,28 @@ class JobService:
 
     # -- callers (routes, CLI) -------------------------------------------------------
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, *,
+                 on_orphan_final: Callable[[Job], None] | None = None) -> None:
+        """``on_orphan_final``: called with a job the runner finished without its handler
+        (a dead runner's job failed ``job_abandoned`` after its last attempt, or
+        cancelled): the handler never saw that end, and its trail (a case's chain of
+        custody) must still record it."""
         if not KIND_RE.match(kind):
             raise InvalidInput(f"invalid job kind {kind!r}", code="job_kind_invalid")
         self._handlers[kind] = handler
+        if on_orphan_final is not None:
+            self._orphan_final[kind] = on_orphan_final
+        else:
+            self._orphan_final.pop(kind, None)
+
+    def _ended_orphan(self, kind: str, job: Job) -> None:
+        hook = self._orphan_final.get(kind)
+        if hook is None:
+            return
+        try:
+            hook(job)
+        except Exception:  # the job's end stands; the trail gap is logged
+            log.exception("job_orphan_final_failed", kind=kind, job_id=job.id)
 
     def handles(self, kind: str) -> bool:
         return kind in self._handlers
@@ -279,8 +298,9 @@ class JobService:
             return None
         if job.state.terminal:
             self.store.drop_marker(kind, job_id)
-            if job.finished_at == now:
+            if job.finished_at == now:  # ended just now, by this reclaim
                 log.warning("job_abandoned", kind=kind, job_id=job_id, attempts=job.attempts)
+                self._ended_orphan(kind, job)
             return None
         if job.runner != self.runner_id or job.heartbeat_at != now:
             return None  # someone else's, alive
@@ -297,8 +317,11 @@ class JobService:
             return job
 
         with contextlib.suppress(NotFound, StoreError):
-            if self.store.update(kind, job_id, change).state.terminal:
+            job = self.store.update(kind, job_id, change)
+            if job.state.terminal:
                 self.store.drop_marker(kind, job_id)
+                if job.finished_at == now:  # ended just now, by this reclaim
+                    self._ended_orphan(kind, job)
 
     def _drop_orphan_marker(self, kind: str, job_id: str) -> None:
         """A marker without a job: a submit died between its two writes (after an hour)."""
