@@ -317,19 +317,23 @@ class Runtime:
         from archiver.export.job import ExportDeps
 
         s = self.settings
+        spool = self.job_service.spool
         return ExportDeps(
             objects=self.objects, state=self.state, index=self.index, keys=self.keys,
             kek=self.kek, log=self.log, checkpoints=self.checkpoints, cases=self.cases,
             lock_mode=LockMode(s.lock_mode), log_retention_days=s.log_retention_days,
             workarea_delete=lambda key: self.job_service.workarea.delete(key),
             pseudo=self.pseudo,
+            # Not the system temp folder: a killed attempt's plaintext is swept from here.
+            spool_dir=None if spool is None else spool.process_dir(),
         )  # fmt: skip
 
     def register_export(self, service: JobService) -> None:
         """The ``export`` kind (case exports and subject access) on ``service``."""
-        from archiver.export.job import KIND, export_handler
+        from archiver.export.job import KIND, export_handler, export_orphan_final
 
-        service.register(KIND, export_handler(self.export_deps))
+        service.register(KIND, export_handler(self.export_deps),
+                         on_orphan_final=export_orphan_final(self.export_deps))
 
     def export_jobs(self) -> JobService:
         """The job service with the ``export`` kind registered: on first use, not in

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # Finished job artifacts (exports, reports): unlocked, unversioned (archiver.jobs.workarea).
     workarea_bucket: str = "wa-workarea"
     workarea_expiry_days: float = Field(default=7.0, gt=0)
+    # Job attempts' scratch files (an export's plan and partial package: decrypted content);
+    # None = <data_dir>/spool. A killed process's leftovers are deleted (archiver.jobs.spool).
+    spool_dir: Path | None = None
     # Durable jobs (archiver.jobs.durable): handlers run at once per process, the heartbeat
     # age after which a running job is presumed orphaned, and attempts before giving up.
     jobs_concurrency: int = Field(default=2, ge=1)

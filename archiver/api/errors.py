@@ -76,7 +76,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "hold_owned_by_case",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
         "export_state", "report_no_checkpoint", "report_checkpoint_mismatch",
-        "export_state", "export_subject_erased", "export_empty_log",
+        "export_state", "export_subject_erased", "export_empty_log", "export_scope_changed",
     ),
     410: ("key_shredded", "content_shredded", "media_expired"),
     413: ("payload_too_large",),

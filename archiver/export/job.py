@@ -267,6 +267,7 @@ class ExportRun:
             custodian = ", ".join(str(n) for n in numbers) or "all numbers"
             scope = doc.get("numbers")
             self.numbers = None if scope is None else tuple(str(n) for n in scope)
+            self._within_job_numbers(case_id, self.numbers)
             ids = chain(self.d.cases.scope_documents(case_id, self.actor),
                         self._erased(self.d.cases.scope_request(case_id, self.actor)))
             return case_id, str(doc["name"]), query, ids, custodian
@@ -280,6 +281,21 @@ class ExportRun:
                      "numbers": None if numbers is None else list(numbers)}  # fmt: skip
             return f"sar-{subject}", f"Subject access: {subject}", query, ids, subject
         raise InvalidInput(f"unknown export mode {self.mode!r}", code="export_mode_invalid")
+
+    def _within_job_numbers(self, case_id: str, numbers: tuple[str, ...] | None) -> None:
+        """The job's visibility (``job.numbers``, the case's numbers when it was requested)
+        is fixed at submission: a case widened since (an unscoped token added a number)
+        would write another number's records into a package that a token of the old
+        numbers may download. Refused; export again to export the wider case."""
+        allowed = self.ctx.job.numbers
+        if allowed is None:
+            return
+        if numbers is None or not set(numbers) <= set(allowed):
+            raise Conflict(f"case {case_id} now covers numbers this export was not requested "
+                           "for; export again", code="export_scope_changed",
+                           details={"requested_for": list(allowed),
+                                    "case_numbers": None if numbers is None
+                                    else list(numbers)})  # fmt: skip
 
     def _erased(self, request: SearchRequest) -> Iterator[tuple[str, dict[str, Any] | None]]:
         """Erased records of the scope (``archiver.export.erased``): the index no longer
@@ -546,6 +562,30 @@ def _message(m: Mapping[str, Any]) -> tr.TranscriptMessage:
         reactions=tuple(m.get("reactions") or ()), status=m.get("status") or "",
         revoked_at=_time(str(revoked).replace("Z", "+00:00")) if revoked else None,
     )  # fmt: skip
+
+
+def export_orphan_final(deps: Callable[[], ExportDeps]) -> Callable[[Any], None]:
+    """``on_orphan_final`` of the ``export`` kind: an export whose runner died on its last
+    attempt (failed ``job_abandoned``) or was cancelled meanwhile never ran
+    :meth:`ExportRun._finished`; its case's chain of custody (or, for subject access, the
+    audit trail) records the end here, as an attempt that ends by itself does."""
+
+    def final(job: Any) -> None:
+        p = job.params
+        actor = _actor(p.get("actor") or {})
+        errors = [str(e.get("code")) for e in (job.errors or ()) if isinstance(e, Mapping)]
+        error = errors[-1] if errors else str(job.state)
+        state = "cancelled" if str(job.state) == "cancelled" else "failed"
+        d = deps()
+        if p.get("mode") == "case":
+            d.cases.export_finished(str(p["case_id"]), actor, export_id=job.id, state=state,
+                                    counts={}, error=error)  # fmt: skip
+        elif d.cases.audit is not None:
+            d.cases.audit.record(AuditAction.EXPORT_FINISHED, actor, export_id=job.id,
+                                 subject=p.get("subject"), kind="subject_access",
+                                 state=state, counts={}, error=error)  # fmt: skip
+
+    return final
 
 
 def export_handler(deps: Callable[[], ExportDeps]) -> Callable[[JobContext], dict[str, Any]]:

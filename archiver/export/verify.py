@@ -33,6 +33,7 @@ import base64
 import binascii
 import hashlib
 import json
+import struct
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,114 @@ def _read(zf: zipfile.ZipFile, name: str, cap: int | None = None) -> bytes:
         raise _MemberTooLarge(f"{name} would inflate to {info.file_size} bytes "
                               f"({info.compress_size} compressed): refused as a zip bomb")
     return zf.read(name)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a repeated key is refused. Parsers disagree on which one wins,
+    so a manifest with one would show another reader other lists than the ones checked."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_manifest(data: bytes) -> Any:
+    return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
+_LOCAL = struct.Struct("<4s5H3L2H")  # local file header (30 bytes), APPNOTE 4.3.7
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory (22 bytes), 4.3.16
+_Z64_LOCATOR = struct.Struct("<4sLQL")  # zip64 end locator (20 bytes), 4.3.15
+_Z64_EOCD = struct.Struct("<4sQ2H2L4Q")  # zip64 end record (56 bytes), 4.3.14
+_DESCRIPTOR = b"PK\x07\x08"
+
+
+def _has_zip64(extra: bytes) -> bool:
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, at)
+        if kind == 0x0001:
+            return True
+        at += 4 + length
+    return False
+
+
+def _layout_problem(zf: zipfile.ZipFile) -> str | None:
+    """Why the zip holds bytes that are no listed member\'s (None: it holds none). Every
+    byte must be, in order: the members\' local entries from offset 0, back to back, each
+    as its directory entry describes it, then the central directory, then the end record,
+    nothing after it (no archive comment). zipfile (and unzip) read the directory at the
+    end and skip anything else; a streaming reader reads local entries from byte 0: extra
+    bytes let one file show two contents, one to the verifier, another to a platform."""
+    fp = zf.fp
+    if fp is None:
+        return "the zip is closed"
+    size = fp.seek(0, 2)
+    if size < _EOCD.size:
+        return "too short for a zip"
+    fp.seek(size - _EOCD.size)
+    sig, disk, cd_disk, _n_disk, _n, cd_size, cd_offset, comment = _EOCD.unpack(
+        fp.read(_EOCD.size))
+    if sig != b"PK\x05\x06" or comment:
+        return "bytes after the end record (an archive comment or an appended payload)"
+    if disk or cd_disk:
+        return "a multi-disk zip"
+    cd_end = size - _EOCD.size
+    if cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF or _n == 0xFFFF:
+        if cd_end < _Z64_LOCATOR.size:
+            return "a zip64 end record is missing"
+        fp.seek(cd_end - _Z64_LOCATOR.size)
+        lsig, _d, z64_at, _t = _Z64_LOCATOR.unpack(fp.read(_Z64_LOCATOR.size))
+        fp.seek(z64_at)
+        record = fp.read(_Z64_EOCD.size)
+        if lsig != b"PK\x06\x07" or len(record) != _Z64_EOCD.size:
+            return "a zip64 end record is missing"
+        zsig, rec_size, *_rest, cd_size, cd_offset = _Z64_EOCD.unpack(record)
+        if zsig != b"PK\x06\x06" or z64_at + 12 + rec_size != cd_end - _Z64_LOCATOR.size:
+            return "bytes between the zip64 end record and the end record"
+        cd_end = z64_at
+    if cd_offset + cd_size != cd_end:  # zipfile shifts every offset by the difference
+        return (f"{cd_end - cd_offset - cd_size} bytes the directory does not account for "
+                "(before the first member, or between the directory and the end record)")
+    pos = 0
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        if info.header_offset != pos:
+            what = "before the first member" if pos == 0 else "between members"
+            return f"bytes {what} (at offset {pos}, {info.filename!r} starts at " \
+                   f"{info.header_offset})"
+        fp.seek(pos)
+        header = fp.read(_LOCAL.size)
+        if len(header) != _LOCAL.size:
+            return f"{info.filename!r}: truncated local header"
+        (lsig, _v, flags, _m, _t, _dt, crc, csize, usize, name_len,
+         extra_len) = _LOCAL.unpack(header)  # fmt: skip
+        name = fp.read(name_len)
+        extra = fp.read(extra_len)
+        if lsig != b"PK\x03\x04":
+            return f"{info.filename!r}: no local header where the directory says"
+        enc = "utf-8" if flags & 0x800 else "cp437"
+        if name.decode(enc, "replace") != info.orig_filename:
+            return f"{info.filename!r}: its local header names {name!r}"
+        pos += _LOCAL.size + name_len + extra_len + info.compress_size
+        if flags & 0x08:  # sizes in a data descriptor after the data
+            fp.seek(pos)
+            head = fp.read(4)
+            # 8-byte sizes when the local header has a zip64 field (APPNOTE 4.3.9.2)
+            zip64 = _has_zip64(extra) or max(info.compress_size, info.file_size) >= 0xFFFFFFFF
+            pos += (4 if head == _DESCRIPTOR else 0) + (20 if zip64 else 12)
+        elif crc != info.CRC or (csize != 0xFFFFFFFF
+                                 and (csize, usize) != (info.compress_size, info.file_size)):
+            return f"{info.filename!r}: its local header differs from its directory entry"
+    if pos != cd_offset:
+        return f"bytes between members (after the last, at offset {pos}, before the " \
+               f"directory at {cd_offset})"
+    return None
 
 
 def _unsafe_name(name: str) -> str | None:
@@ -199,7 +308,13 @@ def verify_package(
         return res
     with zf:
         try:
-            manifest = json.loads(_read(zf, layout.MANIFEST))
+            problem = _layout_problem(zf)
+        except (OSError, struct.error) as exc:
+            problem = f"unreadable structure: {exc}"
+        if problem is not None:
+            res.fail("package", problem)
+        try:
+            manifest = _load_manifest(_read(zf, layout.MANIFEST))
         except (KeyError, ValueError, RecursionError, zipfile.BadZipFile, _MemberTooLarge,
                 OSError, EOFError) as exc:  # fmt: skip
             res.fail(layout.MANIFEST, f"missing or unreadable: {type(exc).__name__}: {exc}")

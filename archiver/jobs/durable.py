@@ -55,6 +55,7 @@ from archiver.jobs.model import (
     job_view,
     new_job,
 )
+from archiver.jobs.spool import Spool
 from archiver.jobs.workarea import ArtifactRef, WorkArea
 from archiver.keyspace import active_job_key
 from archiver.logs import get_logger
@@ -93,9 +94,11 @@ class JobService:
         expiry_days: float = 7.0,
         poll_interval_s: float = 2.0,
         runner_id: str | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.store = JobStore(state)
         self.workarea = workarea
+        self.spool = spool  # where attempts put scratch files (a dead process's are swept)
         self.concurrency = concurrency
         self.ttl = heartbeat_ttl_s
         self.max_attempts = max_attempts
@@ -103,6 +106,7 @@ class JobService:
         self.poll_interval = poll_interval_s
         self.runner_id = runner_id or secrets.token_hex(8)
         self._handlers: dict[str, Handler] = {}
+        self._orphan_final: dict[str, Callable[[Job], None]] = {}
         self._slots = threading.BoundedSemaphore(concurrency)
         self._running: dict[str, threading.Thread] = {}
         self._contexts: dict[str, JobContext] = {}
@@ -120,14 +124,33 @@ class JobService:
         return cls(state, area, concurrency=settings.jobs_concurrency,
                    heartbeat_ttl_s=settings.jobs_heartbeat_ttl_s,
                    max_attempts=settings.jobs_max_attempts,
-                   expiry_days=settings.workarea_expiry_days)
+                   expiry_days=settings.workarea_expiry_days,
+                   spool=Spool(settings.spool_dir or settings.data_dir / "spool"))
 
     # -- callers (routes, CLI) -------------------------------------------------------
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, *,
+                 on_orphan_final: Callable[[Job], None] | None = None) -> None:
+        """``on_orphan_final``: called with a job the runner finished without its handler
+        (a dead runner's job failed ``job_abandoned`` after its last attempt, or
+        cancelled): the handler never saw that end, and its trail (a case's chain of
+        custody) must still record it."""
         if not KIND_RE.match(kind):
             raise InvalidInput(f"invalid job kind {kind!r}", code="job_kind_invalid")
         self._handlers[kind] = handler
+        if on_orphan_final is not None:
+            self._orphan_final[kind] = on_orphan_final
+        else:
+            self._orphan_final.pop(kind, None)
+
+    def _ended_orphan(self, kind: str, job: Job) -> None:
+        hook = self._orphan_final.get(kind)
+        if hook is None:
+            return
+        try:
+            hook(job)
+        except Exception:  # the job's end stands; the trail gap is logged
+            log.exception("job_orphan_final_failed", kind=kind, job_id=job.id)
 
     def handles(self, kind: str) -> bool:
         return kind in self._handlers
@@ -204,6 +227,8 @@ class JobService:
 
     def start(self) -> None:
         """Poll for work in a background thread (stale jobs are picked up at once)."""
+        if self.spool is not None:  # a killed process's scratch files (decrypted content)
+            self.spool.sweep()
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll_loop, name="jobs-runner", daemon=True)
         self._poller.start()
@@ -273,8 +298,9 @@ class JobService:
             return None
         if job.state.terminal:
             self.store.drop_marker(kind, job_id)
-            if job.finished_at == now:
+            if job.finished_at == now:  # ended just now, by this reclaim
                 log.warning("job_abandoned", kind=kind, job_id=job_id, attempts=job.attempts)
+                self._ended_orphan(kind, job)
             return None
         if job.runner != self.runner_id or job.heartbeat_at != now:
             return None  # someone else's, alive
@@ -291,8 +317,11 @@ class JobService:
             return job
 
         with contextlib.suppress(NotFound, StoreError):
-            if self.store.update(kind, job_id, change).state.terminal:
+            job = self.store.update(kind, job_id, change)
+            if job.state.terminal:
                 self.store.drop_marker(kind, job_id)
+                if job.finished_at == now:  # ended just now, by this reclaim
+                    self._ended_orphan(kind, job)
 
     def _drop_orphan_marker(self, kind: str, job_id: str) -> None:
         """A marker without a job: a submit died between its two writes (after an hour)."""
@@ -427,7 +456,11 @@ class JobService:
 
     def drop_subject(self, subject: str) -> builtins.list[str]:
         """Erasure hook: delete every artifact holding ``subject``'s content (as named in
-        ``write_artifact(subjects=…)``) and mark it ``erased`` on its job. Returns keys."""
+        ``write_artifact(subjects=…)``) and mark it ``erased`` on its job. Returns keys.
+        Dead processes' scratch files go too: they may hold the subject's plaintext and
+        name no one (a live attempt's are checked by the export itself)."""
+        if self.spool is not None:
+            self.spool.sweep()
         hits = [ref.key for ref in list(self.workarea.list()) if subject in ref.subjects]
         for key in hits:
             self.workarea.delete(key)

@@ -8,11 +8,13 @@ missing one) and cannot name numbers outside them (403 ``case_number_forbidden``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -51,15 +53,45 @@ async def read_capped(request: Request, limit: int = MAX_CASE_BODY) -> bytes:
     return request._body
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def refuse_duplicate_keys(body: bytes) -> None:
+    """422 for a JSON body that repeats a key. JSON parsers disagree on which copy wins
+    (we take the last): ``{"release_holds": false, "release_holds": true}`` would read as
+    "keep the holds" to a proxy or form that checks the first and release them here. A
+    body that is not JSON is left to the framework's parser (its own 422)."""
+    if not body:
+        return
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as dup:
+        raise RequestValidationError([{"loc": ("body", str(dup)), "type": "json_duplicate_key",
+                                       "msg": f"the key {str(dup)!r} appears twice"}]) from None
+    except (ValueError, RecursionError):
+        return
+
+
 class CappedBodyRoute(APIRoute):
-    """A route whose request body is read with :func:`read_capped` before parsing."""
+    """A route whose request body is read with :func:`read_capped` before parsing, and
+    refused when it repeats a JSON key (:func:`refuse_duplicate_keys`)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def capped(request: Request) -> Response:
             if request.method in ("POST", "PUT", "PATCH"):
-                await read_capped(request)
+                refuse_duplicate_keys(await read_capped(request))
             return await handler(request)
 
         return capped

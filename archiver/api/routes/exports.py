@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from archiver.api.deps import allow, get_runtime
+from archiver.api.routes.cases import CappedBodyRoute
 from archiver.api.routes.search import actor_of
 from archiver.audit import AuditAction
 from archiver.auth import Principal, Role
@@ -37,7 +38,8 @@ from archiver.export.job import (
 )
 from archiver.jobs.model import Job, JobOwner, job_view
 
-router = APIRouter(prefix="/v1", tags=["exports"])
+# Bodies capped at 64 KiB and refused when a JSON key repeats (as for cases).
+router = APIRouter(prefix="/v1", tags=["exports"], route_class=CappedBodyRoute)
 
 _EXPORTERS = (Role.ADMIN, Role.LEGAL)
 _SUBJECT_ACCESS = (Role.ADMIN, Role.COMPLIANCE_OFFICER)

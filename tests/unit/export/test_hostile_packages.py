@@ -6,6 +6,7 @@ inflate a bomb."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import resource
 import zipfile
@@ -147,3 +148,90 @@ def test_a_manifest_nested_too_deep_is_a_named_failure(tmp_path: Path, built: Bu
         zf.writestr("manifest.json", "[" * 100_000 + "]" * 100_000)
     failures = _failures(bad, built)
     assert any(f.startswith("manifest.json: missing or unreadable") for f in failures)
+
+
+# -- zip structure: every byte of the package is one of its listed members ----------------
+#
+# zipfile (like unzip) reads the central directory at the end; a streaming reader (Java's
+# ZipInputStream, many ingestion pipelines) reads local entries from byte 0. Bytes that
+# are no member's, before, between or after the members, let one package show two
+# contents: the verifier checks one, a review platform loads the other.
+
+
+def _smuggled_entry(name: str, data: bytes) -> bytes:
+    """A local file entry (header and data) for ``name``, as a streaming reader sees it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(name, data)
+        end = zf.start_dir
+    return buf.getvalue()[:end]
+
+
+def test_a_prepended_zip_is_refused(built: Built, tmp_path: Path) -> None:
+    fake = io.BytesIO()
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("text/r_forged.txt", "I never agreed to this.")
+    bad = tmp_path / "prepended.zip"
+    bad.write_bytes(fake.getvalue() + built.path.read_bytes())
+    failures = _failures(bad, built)
+    assert any(f.startswith("package: ") and "before the first member" in f
+               for f in failures), failures  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["appended", "comment"])
+def test_bytes_after_the_zip_are_refused(built: Built, tmp_path: Path, how: str) -> None:
+    data = built.path.read_bytes()
+    assert data[-22:-18] == b"PK\x05\x06" and data[-2:] == b"\0\0"  # no comment: EOCD last
+    extra = _smuggled_entry("text/r_forged.txt", b"I never agreed to this.")
+    if how == "appended":
+        data += extra
+    else:  # an archive comment: zipfile reads it as a comment, a scanner as an entry
+        data = data[:-2] + len(extra).to_bytes(2, "little") + extra
+    bad = tmp_path / f"{how}.zip"
+    bad.write_bytes(data)
+    failures = _failures(bad, built)
+    assert any(f.startswith("package: ") and "after the end record" in f
+               for f in failures), failures  # fmt: skip
+
+
+def test_a_local_entry_smuggled_between_members_is_refused(built: Built,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    bad = tmp_path / "smuggled.zip"
+    with zipfile.ZipFile(built.path) as zin, zipfile.ZipFile(bad, "w",
+                                                             zipfile.ZIP_DEFLATED) as zout:
+        for n, info in enumerate(zin.infolist()):
+            zout.writestr(info, zin.read(info.filename))
+            if n == 0:  # an entry only a streaming reader sees (not in the directory)
+                zout.fp.write(_smuggled_entry("text/r_forged.txt", b"forged"))  # type: ignore[union-attr]
+                zout.start_dir = zout.fp.tell()  # type: ignore[union-attr]
+    with zipfile.ZipFile(bad) as zf:  # the directory view is the genuine package
+        assert "text/r_forged.txt" not in zf.namelist()
+    failures = _failures(bad, built)
+    assert any(f.startswith("package: ") and "between members" in f
+               for f in failures), failures  # fmt: skip
+
+
+def test_a_manifest_with_duplicate_keys_is_refused(built: Built, tmp_path: Path) -> None:
+    """JSON parsers disagree on a repeated key (first or last wins): the verifier, taking
+    the last, would check the real lists while another reader shows the first."""
+    members = _members(built.path)
+    manifest = members["manifest.json"]
+    assert manifest.startswith(b"{")
+    members["manifest.json"] = (b'{"case":{"id":"c_fake","name":"Fake v. Forged"},'
+                                b'"records":[],"files":[],' + manifest[1:])  # fmt: skip
+    bad = tmp_path / "dupkeys.zip"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    failures = _failures(bad, built)
+    assert any(f.startswith("manifest.json: ") and "duplicate key" in f
+               for f in failures), failures  # fmt: skip
+
+
+def test_the_layout_check_accepts_genuine_packages(built: Built, tmp_path: Path) -> None:
+    """Both writers' layouts (seekable: sizes in the local header; unseekable: data
+    descriptors after each member) verify: the layout check is no false alarm."""
+    assert verify_package(built.path, built.signer.verifier.key_text).ok
+    streamed = build(tmp_path, transcripts=False, unseekable=True)
+    res = verify_package(streamed.path, streamed.signer.verifier.key_text)
+    assert res.ok, res.summary()
