@@ -27,6 +27,7 @@ from archiver.store.s3 import S3ObjectStore, create_locked_bucket
 from archiver.store.state_pg import PgStateStore
 from archiver.store.state_s3 import S3StateStore
 from archiver.store.state_sqlite import SqliteStateStore
+from tests.support.pg import pg_dsn
 
 
 @dataclass(frozen=True)
@@ -134,16 +135,6 @@ def object_harness(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectHarn
         make_marker_only=make_marker_only,
         raw_delete=raw_delete,
     )
-
-
-def pg_dsn() -> str:
-    """The test PostgreSQL (``scripts/services env``). Missing is a failure, never a skip:
-    the Postgres state store is only as good as the suite that ran against it."""
-    dsn = os.environ.get("ARCHIVER_TEST_PG_DSN", "")
-    if not dsn:
-        pytest.fail('PostgreSQL not configured (ARCHIVER_TEST_PG_DSN); run: '
-                    'scripts/services start pg; eval "$(scripts/services env)"')
-    return dsn
 
 
 @pytest.fixture(params=["sqlite", "s3", "postgres"])
