@@ -71,6 +71,11 @@ State store
 ``cases-bates/``            Bates numbers: ``<case id>/head``, ``<case id>/map/<bb>``
 ``reports-scheduled/``      scheduled report runs: ``<regulation>/<YYYY-MM>`` -> job id
 ==========================  ==============================================================
+
+:data:`SHREDDABLE_STATE` names the state prefixes whose old values must be gone once
+erasure deletes or rewrites them (key material, derived copies of sealed content, job
+parameters naming a contact). With ``ARCHIVER_STATE=postgres`` they stay on the object or
+SQLite state store (``archiver.store.state_route``): a database keeps old row versions.
 """
 
 from __future__ import annotations
@@ -386,6 +391,20 @@ def bates_bucket_key(case_id: str, bucket: str) -> str:
 # Signed audit reports (archiver.reporting)
 REPORTS_PREFIX = "reports/"  # object store: the signed PDF and its twin, under lock
 REPORTS_SCHEDULED_PREFIX = "reports-scheduled/"  # state store: one marker per run
+
+
+# Working state whose old values erasure must be able to destroy: never on a store that
+# keeps old versions of a row (PostgreSQL: dead tuples, WAL, replicas). Every prefix
+# archiver.retention.erasure.DERIVED_STATE names is under one of these (a test checks);
+# jobs/ because erasure redacts a job's parameters in place (JobService.redact).
+SHREDDABLE_STATE: tuple[str, ...] = (
+    KEYS_PREFIX,
+    CAPTURE_KEYS_PREFIX,
+    INDEX_NAMES_PREFIX,
+    INDEX_FOLDS_PREFIX,
+    MEDIA_JOBS_PREFIX,
+    JOBS_PREFIX,
+)
 
 
 def report_object_key(regulation: str, report_id: str, extension: str) -> str:

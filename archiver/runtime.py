@@ -30,6 +30,7 @@ from archiver.jobs.scheduler import Jobs
 from archiver.jobs.workers import IndexingLoop, ProcessingLoop
 from archiver.keys.envelope import KeyEncryptionKey, LocalKek
 from archiver.keys.store import KeyStore
+from archiver.keyspace import SHREDDABLE_STATE
 from archiver.ledger.checkpoint_signer import CheckpointSigner
 from archiver.ledger.errors import LedgerError
 from archiver.ledger.log import TransparencyLog
@@ -52,7 +53,7 @@ from archiver.retention.policy import EngineDecider, load_policy_set
 from archiver.retention.residue import erasure_residue
 from archiver.retention.services import RetentionServices, retention_services
 from archiver.security_events import SecurityRecorder
-from archiver.settings import IndexKind, Settings, StoreKind
+from archiver.settings import IndexKind, Settings, StateKind, StoreKind
 from archiver.store.errors import StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.traces import mark_if_fresh
@@ -90,6 +91,20 @@ def open_object_store(settings: Settings, *, create: bool = False) -> ObjectStor
 
 
 def open_state_store(settings: Settings, *, create: bool = False) -> StateStore:
+    default = _open_default_state(settings, create=create)
+    if settings.state is StateKind.DEFAULT:
+        return default
+    from archiver.store.state_pg import PgStateStore
+    from archiver.store.state_route import RoutedStateStore
+
+    dsn = settings.state_dsn.get_secret_value()
+    if not dsn.strip():
+        raise ConfigError("ARCHIVER_STATE=postgres needs ARCHIVER_STATE_DSN")
+    # Key material and derived copies stay where a delete really forgets (state_route).
+    return RoutedStateStore(PgStateStore(dsn), default, SHREDDABLE_STATE)
+
+
+def _open_default_state(settings: Settings, *, create: bool) -> StateStore:
     if settings.store is StoreKind.LOCAL:
         from archiver.store.state_sqlite import SqliteStateStore, private_dir
 

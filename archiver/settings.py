@@ -48,6 +48,15 @@ class StoreKind(StrEnum):
     S3 = "s3"
 
 
+class StateKind(StrEnum):
+    """Where working state lives. ``default``: the SQLite file (local store) or the state
+    bucket (S3 store). ``postgres``: a PostgreSQL database (``ARCHIVER_STATE_DSN``), the
+    shreddable prefixes staying on the default one (archiver.store.state_route)."""
+
+    DEFAULT = "default"
+    POSTGRES = "postgres"
+
+
 class IndexKind(StrEnum):
     SQLITE = "sqlite"
     ELASTICSEARCH = "elasticsearch"
@@ -81,6 +90,9 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     evidence_bucket: str = "wa-evidence"
     state_bucket: str = "wa-state"
+    state: StateKind = StateKind.DEFAULT
+    # libpq connection string or URI; holds a password, hence secret.
+    state_dsn: SecretStr = SecretStr("")
     # Finished job artifacts (exports, reports): unlocked, unversioned (archiver.jobs.workarea).
     workarea_bucket: str = "wa-workarea"
     workarea_expiry_days: float = Field(default=7.0, gt=0)
@@ -220,6 +232,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_state_dsn(dsn: str) -> None:
+    """Production: a Postgres state database off loopback only over verified TLS."""
+    from psycopg import conninfo  # only when Postgres state is configured
+
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg.ProgrammingError: an unparseable DSN
+        raise ConfigError(
+            f"ARCHIVER_STATE_DSN is not a PostgreSQL connection string: {str(exc).strip()}"
+        ) from exc
+    # No host, or a folder: a Unix socket on this machine.
+    hosts = [h for h in str(params.get("host") or "").split(",") if h and not h.startswith("/")]
+    remote = [h for h in hosts if not _is_loopback(h)]
+    if remote and params.get("sslmode") not in ("verify-full", "verify-ca"):
+        raise ConfigError(
+            f"production mode refuses PostgreSQL state on non-loopback host {remote[0]} "
+            "without sslmode=verify-full (or verify-ca) in ARCHIVER_STATE_DSN"
+        )
+
+
 def check_production(settings: Settings) -> None:
     """Raise ConfigError with a one-line reason when production safety rules are broken."""
     if settings.mode is not Mode.PRODUCTION:
@@ -235,6 +267,8 @@ def check_production(settings: Settings) -> None:
             f"production mode refuses plain-HTTP S3 to non-loopback host {settings.s3_endpoint}: "
             "set ARCHIVER_S3_SECURE=true"
         )
+    if settings.state is StateKind.POSTGRES:
+        _check_state_dsn(settings.state_dsn.get_secret_value())
     required = {
         "ARCHIVER_APP_SECRETS": settings.app_secrets,
         "ARCHIVER_VERIFY_TOKEN": settings.verify_token,

@@ -65,9 +65,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def archive_env(unique: str, *, inline_workers: bool) -> dict[str, str]:
+def archive_env(
+    unique: str, *, inline_workers: bool, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a fresh archive on the test MinIO and Elasticsearch (buckets and
-    index alias named by ``unique``), initialised with ``archiver init``."""
+    index alias named by ``unique``), plus ``extra``, initialised with ``archiver init``."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     env = {
         k: v
@@ -87,6 +89,7 @@ def archive_env(unique: str, *, inline_workers: bool) -> dict[str, str]:
         "ARCHIVER_INLINE_WORKERS": "true" if inline_workers else "false",
         "ARCHIVER_LOG_LEVEL": "WARNING",
     })  # fmt: skip
+    env.update(extra or {})
     subprocess.run([sys.executable, "-m", "archiver.cli", "init"], env=env, check=True,
                    cwd=REPO, capture_output=True)  # fmt: skip
     return env

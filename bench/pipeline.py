@@ -26,7 +26,12 @@ each run's ratio to the ceiling measured in that same run. ``--profile DIR`` rec
 server with py-spy during the first closed loop (raw collapsed stacks, ``--idle``: where
 threads wait counts, since round trips are the suspect) and prints the top inclusive frames.
 
+``--state postgres`` keeps working state in PostgreSQL (``ARCHIVER_STATE=postgres``, a fresh
+schema of ``ARCHIVER_TEST_PG_DSN`` per run); round trips are then also counted per side
+(``state_pg``: Postgres, ``state_default``: the shreddable prefixes on the state bucket).
+
 Usage: eval "$(scripts/services env)"; python bench/pipeline.py [--repeats 3] [--profile DIR]
+       [--state postgres]
 """
 
 from __future__ import annotations
@@ -135,7 +140,11 @@ def serve_counted(port: int, counts_path: Path) -> None:
         original = getattr(rt, opener)
 
         def counted(*args: Any, _original: Any = original, _kind: str = kind, **kw: Any) -> Any:
-            return _Counted(_original(*args, **kw), _kind, counts)
+            inner = _original(*args, **kw)
+            if hasattr(inner, "scrubbable"):  # ARCHIVER_STATE=postgres: count each side too
+                inner.primary = _Counted(inner.primary, "state_pg", counts)
+                inner.scrubbable = _Counted(inner.scrubbable, "state_default", counts)
+            return _Counted(inner, _kind, counts)
 
         setattr(rt, opener, counted)
     uvicorn.run("archiver.api.app:create_app", factory=True, host="127.0.0.1", port=port,
@@ -390,6 +399,11 @@ def per_record(before: Counter[str], after: Counter[str], records: int) -> dict[
     return {
         "state_total": sum(v for k, v in plain.items() if k.startswith("state.")),
         "object_total": sum(v for k, v in plain.items() if k.startswith("object.")),
+        # --state postgres: the state round trips that went to Postgres / stayed on S3.
+        "state_pg_total": sum(v for k, v in plain.items() if k.startswith("state_pg.")),
+        "state_default_total": sum(
+            v for k, v in plain.items() if k.startswith("state_default.")
+        ),
         **dict(sorted(plain.items())),
         **{k: v / records for v, k in prefixed},
     }
@@ -455,12 +469,27 @@ def profile_top(raw: Path, limit: int = 30) -> list[tuple[int, int, int, str]]:
     ]
 
 
+def _pg_schema_dsn(unique: str) -> str:
+    """A fresh schema on the test PostgreSQL (``ARCHIVER_TEST_PG_DSN``) for one run."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    base = os.environ["ARCHIVER_TEST_PG_DSN"]
+    schema = f"bench_{unique}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return make_conninfo(base, options=f"-c search_path={schema}")
+
+
 def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
     from elasticsearch import Elasticsearch
 
     unique = uuid.uuid4().hex[:10]
     tag = f"r{unique[:6]}"
-    env = archive_env(unique, inline_workers=True)
+    extra: dict[str, str] = {}
+    if args.state == "postgres":
+        extra = {"ARCHIVER_STATE": "postgres", "ARCHIVER_STATE_DSN": _pg_schema_dsn(unique)}
+    env = archive_env(unique, inline_workers=True, extra=extra)
     env["ARCHIVER_PROCESSING_WORKERS"] = str(args.processing_workers)
     env["PYTHONPATH"] = str(REPO)  # this tree's code, whatever the venv's install points at
     port = free_port()
@@ -583,6 +612,7 @@ def fmt(f: dict[str, Any]) -> str:
             f"capture {f['capture_per_s']:.0f}/s; e2e {f['e2e_records_per_s']:.0f} records/s; "
             f"lag p50 {f['lag_p50_s']:.2f} p99 {f['lag_p99_s']:.2f} max {f['lag_max_s']:.2f} s; "
             f"round trips/record state {rt['state_total']:.2f} "
+            f"(postgres {rt.get('state_pg_total', 0):.2f}) "
             f"object {rt['object_total']:.2f}")  # fmt: skip
 
 
@@ -640,8 +670,14 @@ def main() -> int:
     parser.add_argument("--profile", help="directory for py-spy's raw stacks (first run)")
     parser.add_argument("--profile-seconds", type=float, default=30.0)
     parser.add_argument("--json", help="write every run's figures here")
+    parser.add_argument("--state", choices=("default", "postgres"), default="default",
+                        help="working state: the state bucket, or PostgreSQL "
+                        "(ARCHIVER_TEST_PG_DSN; keys stay on the bucket)")  # fmt: skip
     args = parser.parse_args()
-    for var in ("ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_ES_URL"):
+    needed = ["ARCHIVER_TEST_S3_ENDPOINT", "ARCHIVER_TEST_ES_URL"]
+    if args.state == "postgres":
+        needed.append("ARCHIVER_TEST_PG_DSN")
+    for var in needed:
         if var not in os.environ:
             print(f'{var} is not set: eval "$(scripts/services env)" first', file=sys.stderr)
             return 2

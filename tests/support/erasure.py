@@ -73,8 +73,12 @@ def recoverable(rt: Runtime, needle: str) -> list[str]:
 def archive(
     request: pytest.FixtureRequest | None, tmp: Path, backend: str, **extra: Any
 ) -> Iterator[tuple[TestClient, Runtime]]:
-    if backend == "servers":
+    if backend in ("servers", "postgres"):
         assert request is not None
+        if backend == "postgres":  # the servers, working state in PostgreSQL (state_route)
+            from tests.support.pg import schema_dsn
+
+            extra = {"state": "postgres", "state_dsn": schema_dsn(), **extra}
         overrides = s3_overrides(
             request.getfixturevalue("s3_endpoint"),
             policies="gdpr",

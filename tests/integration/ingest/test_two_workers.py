@@ -58,10 +58,20 @@ def _processed(stream: str) -> list[str]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
+# "postgres": the same with working state in PostgreSQL (ARCHIVER_STATE=postgres): claims
+# and the log's sequencing race on database rows instead of S3 conditional writes.
+@pytest.mark.parametrize("state", ["default", "postgres"])
 def test_two_worker_processes_share_the_work_without_double_processing(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, state: str
 ) -> None:
-    settings = backend_settings(request, tmp_path / "data", "servers", inline_workers=False)
+    extra: dict[str, str] = {}
+    if state == "postgres":
+        from tests.support.pg import schema_dsn
+
+        extra = {"state": "postgres", "state_dsn": schema_dsn()}
+    settings = backend_settings(
+        request, tmp_path / "data", "servers", inline_workers=False, **extra
+    )
     runtime = Runtime.open(settings)
     bodies = _deliveries(BATCHES * 3)
     batches = [

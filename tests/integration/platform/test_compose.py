@@ -89,11 +89,12 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 def test_services_and_their_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"minio", "minio-init", "elasticsearch", "archiver"}
+    assert set(services) == {"minio", "minio-init", "elasticsearch", "postgres", "archiver"}
     assert services["archiver"]["depends_on"] == {
         "minio": {"condition": "service_healthy"},
         "minio-init": {"condition": "service_completed_successfully"},
         "elasticsearch": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
     }
     assert services["minio-init"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
     assert services["minio-init"]["restart"] == "no"
@@ -101,18 +102,20 @@ def test_services_and_their_order(compose: dict[str, Any]) -> None:
 
 def test_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("minio", "elasticsearch", "archiver"):
+    for name in ("minio", "elasticsearch", "postgres", "archiver"):
         check = services[name]["healthcheck"]
         assert check["test"][0] in ("CMD", "CMD-SHELL"), name
         assert {"interval", "timeout", "retries"} <= set(check), name
     assert "/minio/health/live" in " ".join(services["minio"]["healthcheck"]["test"])
     assert "_cluster/health" in " ".join(services["elasticsearch"]["healthcheck"]["test"])
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "/readyz" in " ".join(services["archiver"]["healthcheck"]["test"])
 
 
 def test_named_volumes_hold_the_data(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(compose["volumes"]) == {"minio-data", "es-data"}
+    assert set(compose["volumes"]) == {"minio-data", "es-data", "pg-data"}
+    assert "pg-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
     assert "minio-data:/data" in services["minio"]["volumes"]
     assert "es-data:/usr/share/elasticsearch/data" in services["elasticsearch"]["volumes"]
     assert services["minio"]["command"][:3] == ["minio", "server", "/data"]
@@ -125,7 +128,8 @@ def test_no_literal_secret_anywhere(compose: dict[str, Any]) -> None:
             if SECRET_NAME.search(var):
                 assert REQUIRED.match(value), f"{name}.{var} must be ${{VAR:?...}}, is {value!r}"
                 checked += 1
-    assert checked >= len(APP_SECRETS) + 4  # the app's eight, MinIO root user/password twice
+    # the app's eight, MinIO root user/password twice, the PostgreSQL password
+    assert checked >= len(APP_SECRETS) + 5
 
 
 def test_app_runs_in_production_mode_with_every_secret(compose: dict[str, Any]) -> None:
@@ -140,6 +144,23 @@ def test_app_runs_in_production_mode_with_every_secret(compose: dict[str, Any]) 
     for var in APP_SECRETS:
         match = REQUIRED.match(env[var])
         assert match and match["var"] == var, var
+
+
+def test_app_keeps_working_state_in_postgres_over_verified_tls(compose: dict[str, Any]) -> None:
+    from archiver.settings import _check_state_dsn
+
+    env = env_of(compose["services"]["archiver"])
+    assert env["ARCHIVER_STATE"] == "postgres"
+    dsn = interpolate(env["ARCHIVER_STATE_DSN"], {"POSTGRES_PASSWORD": "pw"})
+    assert dsn.startswith("postgresql://archiver:pw@postgres:5432/archiver?")
+    assert "sslmode=verify-full" in dsn and "sslrootcert=/certs/ca-bundle.pem" in dsn
+    _check_state_dsn(dsn)  # what production mode checks: accepted
+    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
+        interpolate(env["ARCHIVER_STATE_DSN"], {})
+    pg = compose["services"]["postgres"]
+    assert pg["image"].startswith("postgres:15")  # the major version scripts/services runs
+    assert "ssl=on" in pg["command"][0]
+    assert "./certs/postgres:/certs:ro" in pg["volumes"]
 
 
 def test_evidence_bucket_is_made_with_object_lock(compose: dict[str, Any]) -> None:
@@ -182,7 +203,7 @@ def test_interpolation_needs_every_secret(compose: dict[str, Any]) -> None:
     text = COMPOSE.read_text()
     resolved = interpolate(text, env)
     assert "${" not in resolved.replace("$${", "")
-    for var in (*APP_SECRETS, "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+    for var in (*APP_SECRETS, "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD"):
         without = {k: v for k, v in env.items() if k != var}
         with pytest.raises(MissingVariable, match=var):
             interpolate(text, without)

@@ -100,3 +100,31 @@ def test_stop_start_keeps_port_credentials_and_data(private_state: Path) -> None
         secure=False,
     )
     assert not again.bucket_exists("lifecycle")
+
+
+def test_postgres_stop_start_keeps_port_password_and_data(tmp_path: Path) -> None:
+    """The pg service: a private cluster, the same DSN and data after stop/start, nothing
+    after reset (and its run folder, owned by the server's user, removed)."""
+    from archiver.store.errors import StoreUnavailable
+    from archiver.store.state_pg import PgStateStore
+
+    state = tmp_path / "services"
+    try:
+        services(state, "start", "pg")
+        first = exports(state)["ARCHIVER_TEST_PG_DSN"]
+        run_dir = Path((state / "pg" / "run_dir").read_text().strip())
+        store = PgStateStore(first)
+        store.put("lifecycle", b"kept")
+        services(state, "stop", "pg")
+        with pytest.raises(StoreUnavailable):
+            store.get("lifecycle")
+        services(state, "start", "pg")
+        assert exports(state)["ARCHIVER_TEST_PG_DSN"] == first
+        got = store.get("lifecycle")  # a new connection after the broken one
+        assert got is not None and got.value == b"kept"
+        store.close()
+        services(state, "reset", "pg")
+        assert not (state / "pg").exists() and not run_dir.exists()
+        assert "ARCHIVER_TEST_PG_DSN" not in services(state, "env").stdout
+    finally:
+        services(state, "reset", "pg")

@@ -1,5 +1,7 @@
 """Fixtures for the store contract suites: one harness per adapter.
 
+PostgreSQL comes from ``ARCHIVER_TEST_PG_DSN`` (``scripts/services env``); missing fails.
+
 The S3 address comes from ``scripts/services env`` (ARCHIVER_TEST_S3_*). Missing under
 ``CI=true`` fails; otherwise the S3 cases skip. (Local stand-in for the shared
 ``s3_endpoint`` fixture of tests/conftest.py, which did not exist yet.)
@@ -22,8 +24,10 @@ from archiver.store._s3common import make_client
 from archiver.store.local import LocalObjectStore, write_delete_marker
 from archiver.store.port import ObjectStore, StateStore
 from archiver.store.s3 import S3ObjectStore, create_locked_bucket
+from archiver.store.state_pg import PgStateStore
 from archiver.store.state_s3 import S3StateStore
 from archiver.store.state_sqlite import SqliteStateStore
+from tests.support.pg import pg_dsn
 
 
 @dataclass(frozen=True)
@@ -133,12 +137,20 @@ def object_harness(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectHarn
     )
 
 
-@pytest.fixture(params=["sqlite", "s3"])
+@pytest.fixture(params=["sqlite", "s3", "postgres"])
 def state_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     if request.param == "sqlite":
         store = SqliteStateStore(tmp_path / "state.sqlite3")
         yield store
         store.close()
+        return
+    if request.param == "postgres":
+        # A table of its own per test: nothing shared, dropped afterwards.
+        table = f"t_{uuid.uuid4().hex[:16]}"
+        pg = PgStateStore(pg_dsn(), table=table)
+        yield pg
+        pg._conn().execute(f"DROP TABLE {table}; DROP SEQUENCE {table}_token")
+        pg.close()
         return
     env: S3Env = request.getfixturevalue("s3_env")
     bucket: str = request.getfixturevalue("plain_bucket")

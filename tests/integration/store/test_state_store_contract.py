@@ -1,4 +1,4 @@
-"""StateStore contract: the same cases against SQLite and a plain MinIO bucket."""
+"""StateStore contract: the same cases against SQLite, a plain MinIO bucket and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -133,3 +133,12 @@ def test_list_by_prefix_in_lexical_order(state_store):
 
 def test_ping(state_store):
     state_store.ping()
+
+
+def test_list_prefix_is_literal(state_store):
+    """``_``, ``%`` and ``\\`` in a prefix are characters, not patterns (SQL LIKE)."""
+    for k in ["a_b/1", "axb/1", "a%c/1", "azzc/1", "a\\d/1", "a\\\\d/2"]:
+        state_store.put(k, b"x")
+    assert list(state_store.list("a_b/")) == ["a_b/1"]
+    assert list(state_store.list("a%c/")) == ["a%c/1"]
+    assert list(state_store.list("a\\d/")) == ["a\\d/1"]

@@ -54,13 +54,16 @@ def test_unknown_service_is_an_error(tmp_path: Path) -> None:
 def test_status_and_env_on_a_fresh_state_folder(tmp_path: Path) -> None:
     status = run("status", state=tmp_path)
     assert status.returncode == 0
-    assert status.stdout.splitlines() == ["minio: not started", "es: not started"]
+    assert status.stdout.splitlines() == [
+        "minio: not started", "es: not started", "pg: not started"
+    ]
     env = run("env", state=tmp_path)
     assert env.returncode == 0
     assert f"export ARCHIVER_SERVICES_SCRIPT='{SERVICES}'" in env.stdout
     assert f"export ARCHIVER_SERVICES_DIR='{tmp_path}'" in env.stdout
     assert "ARCHIVER_TEST_S3_ENDPOINT" not in env.stdout
     assert "ARCHIVER_TEST_ES_URL" not in env.stdout
+    assert "ARCHIVER_TEST_PG_DSN" not in env.stdout
 
 
 def test_env_prints_what_an_earlier_start_remembered(tmp_path: Path) -> None:
@@ -70,6 +73,9 @@ def test_env_prints_what_an_earlier_start_remembered(tmp_path: Path) -> None:
     (tmp_path / "minio" / "secret_key").write_text("s3cr3t\n")
     (tmp_path / "es").mkdir()
     (tmp_path / "es" / "port").write_text("41235\n")
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "port").write_text("41236\n")
+    (tmp_path / "pg" / "password").write_text("pw\n")
     env = run("env", state=tmp_path)
     assert env.returncode == 0
     lines = env.stdout.splitlines()
@@ -77,6 +83,8 @@ def test_env_prints_what_an_earlier_start_remembered(tmp_path: Path) -> None:
     assert "export ARCHIVER_TEST_S3_ACCESS_KEY='archiver-test'" in lines
     assert "export ARCHIVER_TEST_S3_SECRET_KEY='s3cr3t'" in lines
     assert "export ARCHIVER_TEST_ES_URL='http://127.0.0.1:41235'" in lines
+    pg = "postgresql://archiver:pw@127.0.0.1:41236/archiver"
+    assert f"export ARCHIVER_TEST_PG_DSN='{pg}'" in lines
     # A stopped server keeps its port: status says so, and stop is a no-op.
     assert run("status", state=tmp_path).stdout.splitlines()[0] == (
         "minio: stopped (port 41234 and data kept)"
