@@ -34,6 +34,7 @@ from archiver.indexing.documents import (
     history_media_fold,
     message_document,
 )
+from archiver.indexing.logged import logged_record
 from archiver.indexing.recent import RecentObjects
 from archiver.ingest.ports import KeySource
 from archiver.keys.errors import KeysError
@@ -52,7 +53,7 @@ from archiver.logs import get_logger
 from archiver.metering import RECORDS, stage
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import Identities
 from search.port import SearchIndex, SearchRequest
@@ -153,13 +154,12 @@ class IndexFollower:
             self.state.put(key, str(new).encode(), if_match=token)
 
     def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
-        body = self._recent.take(item[1], item[2], item[3]) if self._recent else None
-        if body is not None:
-            return Record.parse(body)
-        try:
-            return Record.parse(self.objects.get(item[1], item[2]))
-        except ObjectNotFound:
-            return None
+        """The record of a leaf, checked against the entry's SHA-256 (``logged_record``):
+        None when disposed since, and, loudly, when its stored bytes are not the logged
+        ones (an altered record is never indexed; ``archiver verify`` reports it)."""
+        _leaf, key, version, digest = item
+        body = self._recent.take(key, version, digest) if self._recent else None
+        return logged_record(self.objects, key, version, digest, body=body, reader="index")
 
     def _epoch(self) -> bytes:
         """``keys/epoch``: every destruction of key material raises it first."""
@@ -233,7 +233,10 @@ class IndexFollower:
             entry = parse_entry(self.log.entries(leaf, leaf + 1)[0])
             if entry.kind is not EntryKind.RECORD or entry.key is None or entry.version_id is None:
                 continue
-            record = self._read((leaf, entry.key, entry.version_id, None))
+            digest = entry.fields.get("sha256")
+            record = self._read(
+                (leaf, entry.key, entry.version_id, digest if isinstance(digest, str) else None)
+            )
             if record is None or not isinstance(record.header.get("sealed"), dict):
                 continue  # disposed, or nothing sealed (no text of it in the document)
             try:
