@@ -68,9 +68,11 @@ DEFAULT_GENERATION = "live"
 # many tries in a row the batch fails (the loop backs off and retries it).
 _EPOCH_TRIES = 5
 _ABSENT_MAX = 100_000  # subjects kept per kind of absence
-# A prefix of per-subject state or parked folds is listed once (and then kept, like the
-# absences) only while it holds at most this many keys; past it, one read per subject.
+# Listings of per-subject state and parked folds are kept (like the absences) up to this
+# many keys each. A per-subject prefix is listed only up to _LIST_MAX keys (a few pages):
+# past it the kind is read per subject, as a listing would cost more than it saves.
 _LISTED_MAX = 100_000
+_LIST_MAX = 5_000
 
 
 def active_generation(state: StateStore) -> str:
@@ -242,7 +244,7 @@ class IndexFollower:
                 self.after_upsert(list(batch.docs))
         with stage("index_cursor"):
             self._set_cursor(generation, token, end)
-        self._absent.keep(batch.absent, batch.listed, generation, end, epoch)
+        self._absent.keep(batch.absent, batch.listed, batch.too_many, generation, end, epoch)
         RECORDS.labels(step="indexed").inc(end - start)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
@@ -326,7 +328,9 @@ class _Absent:
     ``listed``: for each kind (and ``folds``, the parked fold keys), the complete set of
     what exists, from one listing of its prefix (None: not listed, or too many to keep):
     a subject not in it is absent without a read, the first time it is met too. A batch
-    lists what is not kept, and keeps the sets up to date with its own writes.
+    lists what is not kept, and keeps the sets up to date with its own writes. A
+    per-subject kind with more than ``_LIST_MAX`` keys is read per subject instead
+    (``too_many``, kept too: not listed again while the follower runs on).
 
     Valid only while nothing else can have written them: the next batch starts where this
     follower's last one ended (no other follower indexed in between; the follower's own
@@ -342,17 +346,20 @@ class _Absent:
     def __init__(self) -> None:
         self.sets: dict[str, set[str]] = {k: set() for k in self.KINDS}
         self.listed: dict[str, set[str] | None] = dict.fromkeys(self.LISTED)
+        self.too_many: set[str] = set()  # kinds past ``_LIST_MAX``: not listed again
         self._at: tuple[str, int, bytes] | None = None
 
     def check(self, generation: str, start: int, epoch: bytes) -> None:
         if self._at != (generation, start, epoch):
             self.sets = {k: set() for k in self.KINDS}
             self.listed = dict.fromkeys(self.LISTED)
+            self.too_many = set()
 
     def keep(
         self,
         found: dict[str, set[str]],
         listed: dict[str, set[str] | None],
+        too_many: set[str],
         generation: str,
         end: int,
         epoch: bytes,
@@ -365,15 +372,16 @@ class _Absent:
             k: got if (got := listed.get(k)) is not None and len(got) <= _LISTED_MAX else None
             for k in self.LISTED
         }
+        self.too_many = set(too_many)
         self._at = (generation, end, epoch)
 
 
-def _listing(state: StateStore, prefix: str) -> set[str] | None:
-    """The last path part of every key under ``prefix``; None past ``_LISTED_MAX``."""
+def _listing(state: StateStore, prefix: str, limit: int | None) -> set[str] | None:
+    """The last path part of every key under ``prefix``; None past ``limit`` keys."""
     out: set[str] = set()
     for key in state.list(prefix):
         out.add(key[len(prefix) :])
-        if len(out) > _LISTED_MAX:
+        if limit is not None and len(out) > limit:
             return None
     return out
 
@@ -407,14 +415,18 @@ class _Batch:
         self.listed: dict[str, set[str] | None] = {
             k: set(v) if v is not None else None for k, v in follower._absent.listed.items()
         }
+        self.too_many = set(follower._absent.too_many)
         for kind, prefix in (
             ("merged", MERGED_PREFIX),
             (INDEX_CONSENT, index_subject_key(INDEX_CONSENT, generation, "")),
             (INDEX_NAMES, index_subject_key(INDEX_NAMES, generation, "")),
-            ("folds", index_fold_key(generation, "")),
         ):
-            if self.listed[kind] is None:
-                self.listed[kind] = _listing(follower.state, prefix)
+            if self.listed[kind] is None and kind not in self.too_many:
+                self.listed[kind] = _listing(follower.state, prefix, _LIST_MAX)
+                if self.listed[kind] is None:
+                    self.too_many.add(kind)
+        if self.listed["folds"] is None:  # every parked fold, as each batch once listed
+            self.listed["folds"] = _listing(follower.state, index_fold_key(generation, ""), None)
         self.ids = follower._identities.fresh(roots=kept["merged"], pointers=self.listed["merged"])
         # Absences found or kept by this batch, for the next (``_Absent``).
         self.absent: dict[str, set[str]] = {k: set(v) for k, v in kept.items()}
@@ -589,8 +601,7 @@ class _Batch:
             self._reindex_merged()
         # Folds waiting for documents that arrive in this batch: one listing of what is
         # parked instead of one look-up per document.
-        listed = self.listed["folds"]  # listed when the batch began, if not too many
-        self._parked = set(listed) if listed is not None else self._listed_folds()
+        self._parked = set(self.listed["folds"] or ())  # listed when the batch began
         for doc_id in list(self.docs):
             if doc_id not in self._parked:
                 continue
@@ -623,11 +634,6 @@ class _Batch:
             # batch, or by an earlier one while the placeholder was missing) goes.
             self.merged.add(str(fold.data["record_id"]))
         return apply_fold(doc, fold)
-
-    def _listed_folds(self) -> set[str]:
-        """Targets with parked folds, listed in full (more than a listing keeps)."""
-        prefix = self._fold_key("")
-        return {key[len(prefix) :] for key in self.f.state.list(prefix)}
 
     def _park_all(self, folds: list[Fold]) -> None:
         target = folds[0].target

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from archiver.indexing import follower as follower_module
 from archiver.indexing.follower import IndexFollower
 from archiver.keys.store import KeyStore
 from archiver.keyspace import INDEX_ACTIVE_KEY, KEYS_EPOCH_KEY
@@ -176,3 +177,40 @@ def test_a_fold_parked_by_one_batch_reaches_its_message_in_the_next(
     hits = index.search(SearchRequest(q="original", size=10)).hits
     assert len(hits) == 1
     assert [r.get("emoji") for r in hits[0].doc.get("reactions") or []] == ["\U0001f44d"], hits
+
+
+class _Lists(_Counted):
+    """Also counts ``list`` calls per prefix."""
+
+    def __init__(self, inner: StateStore) -> None:
+        super().__init__(inner)
+        self.lists: Counter[str] = Counter()
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        with self._lock:
+            self.lists[prefix] += 1
+        return self.inner.list(prefix)
+
+
+def test_a_kind_with_too_many_keys_is_read_per_subject_and_not_listed_again(
+    embedded: tuple[Any, Runtime], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``_LIST_MAX`` keys a listing would cost more than it saves: the kind is read
+    per subject (consent still reaches the documents) and not listed batch after batch."""
+    monkeypatch.setattr(follower_module, "_LIST_MAX", 0)  # one key is already too many
+    client, rt = embedded
+    contact = "447700900900"
+    state = _Lists(rt.state)
+    index = _index(tmp_path)
+    _post(client, rt, [Msg(contact, "STOP", TS)])
+    # Another follower of the generation writes index/consent/many/<subject> ...
+    assert _follower(rt, rt.state, index, "many").run_to_end() > 0
+    follower = _follower(rt, state, index, "many")  # ... and this one goes on from there
+    for i in range(2):  # two batches back to back, each meeting the subject
+        _post(client, rt, [Msg(contact, f"plover words {i}", TS + 1 + i)])
+        assert follower.catch_up() > 0
+    # Each listed once: consent found too many (then read per subject), names none (kept).
+    assert state.lists["index/consent/many/"] == 1, state.lists
+    assert state.lists["index/names/many/"] == 1, state.lists
+    docs = [h.doc for h in index.search(SearchRequest(q="plover", size=10)).hits]
+    assert len(docs) == 2 and all(d.get("consent") == "opt_out" for d in docs), docs
