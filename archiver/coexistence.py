@@ -40,8 +40,9 @@ from typing import Any, cast
 from urllib.parse import quote, unquote
 
 from archiver.audit import Actor, AuditAction, AuditTrail
-from archiver.consent import record_of_entry, update_json
+from archiver.consent import update_json
 from archiver.errors import Conflict
+from archiver.indexing.logged import record_of_entry
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (

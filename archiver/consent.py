@@ -27,6 +27,7 @@ from typing import Any
 
 import rfc8785
 
+from archiver.indexing.logged import record_of_entry
 from archiver.ingest.consent import ConsentStatus
 from archiver.ingest.ports import LoggedHook, PolicyDecider
 from archiver.keys.store import KeyStore
@@ -35,9 +36,9 @@ from archiver.ledger.entry import Entry, EntryKind, make_entry
 from archiver.ledger.follow import follow_to_end
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
-from archiver.records.model import Record, RecordError, iso
+from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectStore, Retention, StateStore
 from archiver.subjects.aliases import contact_aliases, normalize_number
 from archiver.subjects.identity import Identities, person_subjects
@@ -69,30 +70,6 @@ def update_json(state: StateStore, key: str, change: Callable[[Any], Any], defau
         except PreconditionFailed:
             continue
     raise PreconditionFailed(f"{key}: too much contention")
-
-
-def record_of_entry(objects: ObjectStore, entry: Entry) -> Record | None:
-    """The record a log entry names; None for an entry naming no object, when the record
-    was disposed since (its tombstone is later in the log), or when the stored bytes are
-    not the logged ones or not a record.
-
-    Views built from the log (consent, Coexistence) must neither believe an altered object
-    nor stop at it for good: they skip it loudly, and the verify sweep reports it."""
-    if entry.key is None or entry.version_id is None:
-        return None
-    try:
-        body = objects.get(entry.key, entry.version_id)
-    except ObjectNotFound:
-        return None  # disposed since; its tombstone is later in the log
-    logged = entry.fields.get("sha256")
-    if isinstance(logged, str) and hashlib.sha256(body).hexdigest() != logged:
-        log.error("view_record_altered", key=entry.key, version_id=entry.version_id)
-        return None
-    try:
-        return Record.parse(body)
-    except RecordError:
-        log.error("view_record_unreadable", key=entry.key, version_id=entry.version_id)
-        return None
 
 
 # -- subjects -----------------------------------------------------------------------------

@@ -88,9 +88,17 @@ class _Counts:
         threading.Thread(target=self._dump_forever, daemon=True, name="bench-counts").start()
 
     def add(self, name: str, prefix: str) -> None:
+        from archiver.metering import worker_kind
+
+        # The indexer's own share too ("indexer:state.get[index]"): its round trips per
+        # record are the follower's cost, apart from the processor's.
+        indexer = worker_kind() == "indexer"
         with self.lock:
             self.counts[name] += 1
             self.counts[f"{name}[{prefix}]"] += 1
+            if indexer:
+                self.counts["indexer:" + name] += 1
+                self.counts[f"indexer:{name}[{prefix}]"] += 1
 
     def _dump_forever(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -395,7 +403,11 @@ def per_record(before: Counter[str], after: Counter[str], records: int) -> dict[
     """Calls per record of each ``kind.method`` (and the busiest key prefixes)."""
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
     plain = {k: v / records for k, v in delta.items() if "[" not in k}
-    prefixed = sorted(((v, k) for k, v in delta.items() if "[" in k), reverse=True)[:12]
+    prefixed = sorted(
+        ((v, k) for k, v in delta.items() if "[" in k and not k.startswith("indexer:")),
+        reverse=True,
+    )[:12]
+    indexer = sorted((v, k) for k, v in delta.items() if "[" in k and k.startswith("indexer:"))
     return {
         "state_total": sum(v for k, v in plain.items() if k.startswith("state.")),
         "object_total": sum(v for k, v in plain.items() if k.startswith("object.")),
@@ -404,8 +416,11 @@ def per_record(before: Counter[str], after: Counter[str], records: int) -> dict[
         "state_default_total": sum(
             v for k, v in plain.items() if k.startswith("state_default.")
         ),
+        "indexer:state_total": sum(v for k, v in plain.items() if k.startswith("indexer:state.")),
+        "indexer:object_total": sum(v for k, v in plain.items() if k.startswith("indexer:object.")),
         **dict(sorted(plain.items())),
         **{k: v / records for v, k in prefixed},
+        **{k: v / records for v, k in reversed(indexer)},
     }
 
 

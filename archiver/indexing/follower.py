@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,14 +35,17 @@ from archiver.indexing.documents import (
     history_media_fold,
     message_document,
 )
+from archiver.indexing.logged import logged_record
 from archiver.indexing.recent import RecentObjects
 from archiver.ingest.ports import KeySource
 from archiver.keys.errors import KeysError
+from archiver.keys.store import KeySession
 from archiver.keyspace import (
     INDEX_ACTIVE_KEY,
     INDEX_CONSENT,
     INDEX_NAMES,
     KEYS_EPOCH_KEY,
+    MERGED_PREFIX,
     index_cursor_key,
     index_fold_key,
     index_subject_key,
@@ -52,7 +56,7 @@ from archiver.logs import get_logger
 from archiver.metering import RECORDS, stage
 from archiver.records.model import Record, RecordError
 from archiver.records.pseudonym import Pseudonymizer
-from archiver.store.errors import ObjectNotFound, PreconditionFailed
+from archiver.store.errors import PreconditionFailed
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import Identities
 from search.port import SearchIndex, SearchRequest
@@ -64,6 +68,11 @@ DEFAULT_GENERATION = "live"
 # many tries in a row the batch fails (the loop backs off and retries it).
 _EPOCH_TRIES = 5
 _ABSENT_MAX = 100_000  # subjects kept per kind of absence
+# Listings of per-subject state and parked folds are kept (like the absences) up to this
+# many keys each. A per-subject prefix is listed only up to _LIST_MAX keys (a few pages):
+# past it the kind is read per subject, as a listing would cost more than it saves.
+_LISTED_MAX = 100_000
+_LIST_MAX = 5_000
 
 
 def active_generation(state: StateStore) -> str:
@@ -124,6 +133,8 @@ class IndexFollower:
         self._writer: SearchIndex = deferred() if callable(deferred) else index
         # Per-subject state found absent (``_Absent``), carried from one batch to the next.
         self._absent = _Absent()
+        # The active generation as the last busy batch checked it (``_start_generation``).
+        self._seen_generation: str | None = None
 
     @property
     def generation(self) -> str:
@@ -153,18 +164,34 @@ class IndexFollower:
             self.state.put(key, str(new).encode(), if_match=token)
 
     def _read(self, item: tuple[int, str, str, str | None]) -> Record | None:
-        body = self._recent.take(item[1], item[2], item[3]) if self._recent else None
-        if body is not None:
-            return Record.parse(body)
-        try:
-            return Record.parse(self.objects.get(item[1], item[2]))
-        except ObjectNotFound:
-            return None
+        """The record of a leaf, checked against the entry's SHA-256 (``logged_record``):
+        None when disposed since, and, loudly, when its stored bytes are not the logged
+        ones (an altered record is never indexed; ``archiver verify`` reports it)."""
+        _leaf, key, version, digest = item
+        body = self._recent.take(key, version, digest) if self._recent else None
+        return logged_record(self.objects, key, version, digest, body=body, reader="index")
 
     def _epoch(self) -> bytes:
         """``keys/epoch``: every destruction of key material raises it first."""
         got = self.state.get(KEYS_EPOCH_KEY)
         return got.value if got is not None else b"0"
+
+    def _start_generation(self) -> str:
+        """The generation a batch starts in: the one the previous busy batch checked after
+        its read (a rebuild activated since is caught by this batch's own check, before it
+        writes anything), read afresh after an idle poll."""
+        if self._fixed_generation is not None:
+            return self._fixed_generation
+        if self._seen_generation is None:
+            self._seen_generation = active_generation(self.state)
+        return self._seen_generation
+
+    def _session(self) -> tuple[Any, bytes]:
+        """A key session and the ``keys/epoch`` it opened at (one read for both)."""
+        session = self.keys.session()
+        if isinstance(session, KeySession):
+            return session, session.epoch
+        return session, self._epoch()
 
     def catch_up(self, max_entries: int = 2000, *, visible: bool = True) -> int:
         """Index up to ``max_entries`` leaves; return how many leaves were consumed.
@@ -174,20 +201,25 @@ class IndexFollower:
         searchable at the index's next scheduled refresh (about a second) instead of each
         bulk waiting for one; the batch that catches up is refreshed before its cursor is
         written, so a lag of 0 (``/readyz``) still means every leaf is searchable."""
-        generation = self.generation
+        generation = self._start_generation()
         start, token = self._cursor(generation)
         size = self.log.size()
         if start >= size:
+            self._seen_generation = None  # idle: the next poll reads the active one again
             return 0
         end = min(size, start + max_entries)
         written: set[str] = set()  # ids every attempt upserted
         for attempt in range(_EPOCH_TRIES):
-            epoch = self._epoch()
+            session, epoch = self._session()
             self._absent.check(generation, start, epoch)
             with stage("index_read"):
-                batch = self._read_range(generation, start, end)
-            if self._fixed_generation is None and active_generation(self.state) != generation:
-                raise GenerationRetired(f"generation {generation} was replaced during the batch")
+                batch = self._read_range(generation, start, end, session)
+            if self._fixed_generation is None:
+                self._seen_generation = active_generation(self.state)
+                if self._seen_generation != generation:
+                    raise GenerationRetired(
+                        f"generation {generation} was replaced during the batch"
+                    )
             if batch.docs:
                 with stage("index_upsert"):
                     self._writer.upsert(batch.docs.values())
@@ -212,7 +244,7 @@ class IndexFollower:
                 self.after_upsert(list(batch.docs))
         with stage("index_cursor"):
             self._set_cursor(generation, token, end)
-        self._absent.keep(batch.absent, generation, end, epoch)
+        self._absent.keep(batch.absent, batch.listed, batch.too_many, generation, end, epoch)
         RECORDS.labels(step="indexed").inc(end - start)
         if self.on_indexed is not None:
             self.on_indexed(end - start)
@@ -233,7 +265,10 @@ class IndexFollower:
             entry = parse_entry(self.log.entries(leaf, leaf + 1)[0])
             if entry.kind is not EntryKind.RECORD or entry.key is None or entry.version_id is None:
                 continue
-            record = self._read((leaf, entry.key, entry.version_id, None))
+            digest = entry.fields.get("sha256")
+            record = self._read(
+                (leaf, entry.key, entry.version_id, digest if isinstance(digest, str) else None)
+            )
             if record is None or not isinstance(record.header.get("sealed"), dict):
                 continue  # disposed, or nothing sealed (no text of it in the document)
             try:
@@ -249,9 +284,9 @@ class IndexFollower:
         if callable(refresh):
             refresh()
 
-    def _read_range(self, generation: str, start: int, end: int) -> _Batch:
+    def _read_range(self, generation: str, start: int, end: int, session: Any) -> _Batch:
         """The documents and folds of leaves ``start`` to ``end``."""
-        batch = _Batch(self, generation)
+        batch = _Batch(self, generation, session)
         wanted: list[tuple[int, str, str, str | None]] = []
         for offset, data in enumerate(self.log.entries(start, end)):
             entry = parse_entry(data)
@@ -290,30 +325,65 @@ class _Absent:
     reading that again for every subject of every batch was most of a batch's round
     trips). Only absences are kept: what exists is read again each batch.
 
+    ``listed``: for each kind (and ``folds``, the parked fold keys), the complete set of
+    what exists, from one listing of its prefix (None: not listed, or too many to keep):
+    a subject not in it is absent without a read, the first time it is met too. A batch
+    lists what is not kept, and keeps the sets up to date with its own writes. A
+    per-subject kind with more than ``_LIST_MAX`` keys is read per subject instead
+    (``too_many``, kept too: not listed again while the follower runs on).
+
     Valid only while nothing else can have written them: the next batch starts where this
     follower's last one ended (no other follower indexed in between; the follower's own
-    batches write consent and names, and forget an absence they fill), in the same
+    batches write consent, names and folds, and forget an absence they fill), in the same
     generation, with ``keys/epoch`` unchanged (an erasure raises it before it purges a
     subject's state). A merge pointer is written before its ``subject_merged`` leaf: a
-    range with such a leaf drops the kept pointer absences, and re-indexes the merged
-    subject's documents (``_Batch._reindex_merged``)."""
+    range with such a leaf drops the kept pointer absences and listing, and re-indexes the
+    merged subject's documents (``_Batch._reindex_merged``)."""
 
     KINDS = ("merged", INDEX_CONSENT, INDEX_NAMES)
+    LISTED = (*KINDS, "folds")
 
     def __init__(self) -> None:
         self.sets: dict[str, set[str]] = {k: set() for k in self.KINDS}
+        self.listed: dict[str, set[str] | None] = dict.fromkeys(self.LISTED)
+        self.too_many: set[str] = set()  # kinds past ``_LIST_MAX``: not listed again
         self._at: tuple[str, int, bytes] | None = None
 
     def check(self, generation: str, start: int, epoch: bytes) -> None:
         if self._at != (generation, start, epoch):
             self.sets = {k: set() for k in self.KINDS}
+            self.listed = dict.fromkeys(self.LISTED)
+            self.too_many = set()
 
-    def keep(self, found: dict[str, set[str]], generation: str, end: int, epoch: bytes) -> None:
+    def keep(
+        self,
+        found: dict[str, set[str]],
+        listed: dict[str, set[str] | None],
+        too_many: set[str],
+        generation: str,
+        end: int,
+        epoch: bytes,
+    ) -> None:
         # Bounded (a few MB): past the limit a kind starts over, read again as needed.
         self.sets = {
             k: set(v) if len(v := found.get(k, set())) <= _ABSENT_MAX else set() for k in self.KINDS
         }
+        self.listed = {
+            k: got if (got := listed.get(k)) is not None and len(got) <= _LISTED_MAX else None
+            for k in self.LISTED
+        }
+        self.too_many = set(too_many)
         self._at = (generation, end, epoch)
+
+
+def _listing(state: StateStore, prefix: str, limit: int | None) -> set[str] | None:
+    """The last path part of every key under ``prefix``; None past ``limit`` keys."""
+    out: set[str] = set()
+    for key in state.list(prefix):
+        out.add(key[len(prefix) :])
+        if limit is not None and len(out) > limit:
+            return None
+    return out
 
 
 def _business_of(business: Any) -> str:
@@ -326,10 +396,10 @@ def _business_of(business: Any) -> str:
 class _Batch:
     """Documents and folds of one range of the log, with the per-subject state it needs."""
 
-    def __init__(self, follower: IndexFollower, generation: str) -> None:
+    def __init__(self, follower: IndexFollower, generation: str, session: Any) -> None:
         self.f = follower
         self.gen = generation
-        self._session = follower.keys.session()  # key material cached until a shred
+        self._session = session  # key material cached until a shred
         self._keys: dict[str, bytes] = {}
         self.docs: dict[str, dict[str, Any]] = {}
         self.folds: list[Fold] = []
@@ -337,21 +407,39 @@ class _Batch:
         self._names: dict[str, str | None] = {}
         self._renamed: dict[str, str | None] = {}  # conversation -> contact-sync name
         self.merged: set[str] = set()  # history media documents folded into another
-        self._parked: set[str] = set()  # fold keys parked when ``finish`` listed them
+        self._parked: set[str] = set()  # targets with folds parked when ``finish`` began
         # Documents are indexed under the person's canonical subject and conversation,
         # read now: a merge logged later re-indexes what was indexed before it.
         kept = follower._absent.sets
-        self.ids = follower._identities.fresh(roots=kept["merged"])
+        # What exists of each kind, listed once while the follower runs on (``_Absent``).
+        self.listed: dict[str, set[str] | None] = {
+            k: set(v) if v is not None else None for k, v in follower._absent.listed.items()
+        }
+        self.too_many = set(follower._absent.too_many)
+        for kind, prefix in (
+            ("merged", MERGED_PREFIX),
+            (INDEX_CONSENT, index_subject_key(INDEX_CONSENT, generation, "")),
+            (INDEX_NAMES, index_subject_key(INDEX_NAMES, generation, "")),
+        ):
+            if self.listed[kind] is None and kind not in self.too_many:
+                self.listed[kind] = _listing(follower.state, prefix, _LIST_MAX)
+                if self.listed[kind] is None:
+                    self.too_many.add(kind)
+        if self.listed["folds"] is None:  # every parked fold, as each batch once listed
+            self.listed["folds"] = _listing(follower.state, index_fold_key(generation, ""), None)
+        self.ids = follower._identities.fresh(roots=kept["merged"], pointers=self.listed["merged"])
         # Absences found or kept by this batch, for the next (``_Absent``).
         self.absent: dict[str, set[str]] = {k: set(v) for k, v in kept.items()}
         self._merged_people: list[str] = []  # conversations of subjects merged into another
+        self._lock = threading.Lock()
 
     # ---- per-subject state -------------------------------------------------------------
 
     def _remembered(self, kind: str, cache: dict[str, str | None], subject: str) -> str | None:
         if subject not in cache:
-            if subject in self.absent[kind]:
-                cache[subject] = None  # absent when an earlier batch read it
+            listed = self.listed[kind]
+            if subject in self.absent[kind] or (listed is not None and subject not in listed):
+                cache[subject] = None  # absent when an earlier batch read or listed it
                 return None
             value = self.f.state.get(index_subject_key(kind, self.gen, subject))
             cache[subject] = value.value.decode() if value else None
@@ -362,6 +450,8 @@ class _Batch:
     def _remember(self, kind: str, cache: dict[str, str | None], subject: str, value: str) -> None:
         cache[subject] = value
         self.absent[kind].discard(subject)
+        if (listed := self.listed[kind]) is not None:
+            listed.add(subject)
         key = index_subject_key(kind, self.gen, subject)
         current = self.f.state.get(key)
         if current is None:
@@ -376,6 +466,8 @@ class _Batch:
         cache[subject] = None
         self.f.state.delete(index_subject_key(kind, self.gen, subject))
         self.absent[kind].add(subject)
+        if (listed := self.listed[kind]) is not None:
+            listed.discard(subject)
 
     def _key(self, key_id: str) -> bytes:
         """A data key, looked up once per batch (a batch is a few seconds of the log)."""
@@ -421,6 +513,7 @@ class _Batch:
         """A ``subject_merged`` leaf: the merged subject's documents move to its person."""
         # Its pointer may have been read as absent by an earlier batch: read them again.
         self.absent["merged"].clear()
+        self.listed["merged"] = None
         self.ids = self.f._identities.fresh()
         if isinstance(conversation, str) and conversation not in self._merged_people:
             self._merged_people.append(conversation)
@@ -508,9 +601,9 @@ class _Batch:
             self._reindex_merged()
         # Folds waiting for documents that arrive in this batch: one listing of what is
         # parked instead of one look-up per document.
-        parked = self._parked = set(self.f.state.list(self._fold_key("")))
+        self._parked = set(self.listed["folds"] or ())  # listed when the batch began
         for doc_id in list(self.docs):
-            if self._fold_key(doc_id) not in parked:
+            if doc_id not in self._parked:
                 continue
             waiting = self.f.state.get(self._fold_key(doc_id))
             if waiting is not None:
@@ -543,8 +636,12 @@ class _Batch:
         return apply_fold(doc, fold)
 
     def _park_all(self, folds: list[Fold]) -> None:
-        key = self._fold_key(folds[0].target)
-        if key not in self._parked:
+        target = folds[0].target
+        key = self._fold_key(target)
+        if (listed := self.listed["folds"]) is not None:
+            with self._lock:  # targets are parked side by side
+                listed.add(target)
+        if target not in self._parked:
             # Nothing was parked for the target when this batch listed the folds: create
             # the list in one round trip; a concurrent creator makes us fall back below.
             items: list[dict[str, Any]] = []

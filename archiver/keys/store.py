@@ -449,6 +449,12 @@ class KeySession:
         self._store = store
         self._epoch = epoch
 
+    @property
+    def epoch(self) -> bytes:
+        """``keys/epoch`` as this session read it when it opened: a reader that sees the
+        same value after using the session's keys knows no destruction began meanwhile."""
+        return self._epoch
+
     def get_or_create(
         self, subject_id: str, *, creator: str | None = None
     ) -> tuple[DataKey, Event | None]:

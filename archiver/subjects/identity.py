@@ -73,15 +73,20 @@ class Identities:
         self._aliases = _aliases if _aliases is not None else {}
         self._parents = _parents if _parents is not None else {}
         self._roots: set[str] = set()  # known to have no pointer (this session only)
+        # Every subject that had a pointer, listed (None: not known); see ``fresh``.
+        self._pointers: frozenset[str] | None = None
 
-    def fresh(self, roots: Iterable[str] = ()) -> Identities:
+    def fresh(self, roots: Iterable[str] = (), pointers: Iterable[str] | None = None) -> Identities:
         """The same caches of write-once values, without the "no pointer" answers, or
         with ``roots`` as those (subjects a caller knows had no pointer as of a point it
-        can vouch for: the index follower, which sees every merge's leaf)."""
+        can vouch for: the index follower, which sees every merge's leaf). ``pointers``:
+        every subject that had a pointer as of such a point (a listing of them), so any
+        other subject is a root without a read."""
         out = Identities(
             self.state, clock=self.clock, _aliases=self._aliases, _parents=self._parents
         )
         out._roots = set(roots)
+        out._pointers = frozenset(pointers) if pointers is not None else None
         return out
 
     @property
@@ -107,6 +112,9 @@ class Identities:
         if subject in self._parents:
             return self._parents[subject]
         if subject in self._roots:
+            return None
+        if self._pointers is not None and subject not in self._pointers:
+            self._roots.add(subject)
             return None
         value = self.state.get(MERGED_PREFIX + subject)
         if value is None:
