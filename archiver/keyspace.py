@@ -46,6 +46,7 @@ State store
 ``subjects/alias/``         HMAC of an alias -> subject pseudonym
 ``subjects/merged/``        a merged subject -> the subject it resolves to
 ``subjects/children/``      merge tree edges: ``subjects/children/<low>/<high>``
+``subjects/epoch``          a counter of merges (caches of "not merged" check it)
 ``keys/dk/``                wrapped data keys (a tombstone once shredded)
 ``keys/subject/``           a subject's key list
 ``keys/grant/``             capture keys granted to a subject: ``<subject>/<key id>``
@@ -187,6 +188,7 @@ SUBJECTS_PREFIX = "subjects/"
 ALIAS_PREFIX = f"{SUBJECTS_PREFIX}alias/"
 MERGED_PREFIX = f"{SUBJECTS_PREFIX}merged/"
 CHILDREN_PREFIX = f"{SUBJECTS_PREFIX}children/"
+SUBJECTS_EPOCH_KEY = f"{SUBJECTS_PREFIX}epoch"
 
 
 def capgrants_of(subject: str) -> str:

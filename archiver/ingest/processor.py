@@ -228,18 +228,20 @@ class Processor:
         another (live) owner."""
         key = PROC_PREFIX + batch_id
         now = time.time()
+        # Most batches are claimed once, fresh: try the create first (one round trip) and
+        # read the state only when there is one (a retry, a redelivery, another worker).
+        doc: dict[str, Any] = {
+            "status": BatchState.CLAIMED,
+            "owner": self.owner,
+            "until": now + CLAIM_SECONDS,
+        }
+        try:
+            return doc, self.state.put(key, json.dumps(doc).encode(), if_absent=True)
+        except PreconditionFailed:
+            pass
         current = self.state.get(key)
         if current is None:
-            doc: dict[str, Any] = {
-                "status": BatchState.CLAIMED,
-                "owner": self.owner,
-                "until": now + CLAIM_SECONDS,
-            }
-            try:
-                token = self.state.put(key, json.dumps(doc).encode(), if_absent=True)
-            except PreconditionFailed:
-                return None
-            return doc, token
+            return None  # deleted between the two calls: not ours to create again now
         doc = json.loads(current.value)
         if doc["status"] == BatchState.DONE:
             return None
@@ -315,8 +317,10 @@ class Processor:
             # append (it would only repeat idempotent steps, but twice the work).
             "owner": self.owner,
             "until": time.time() + CLAIM_SECONDS,
+            # A lower bound is enough (see ``TransparencyLog.size_floor``): it only widens
+            # the range a retry looks its entries up in, by what others appended.
             "size_before": early.size_before if early.size_before is not None
-            else self.log.size(),
+            else self.log.size_floor(),
             "entries": [base64.b64encode(e).decode() for e in entries],
             "written": [[w.record.key, w.version_id] for w in written],
             "media_jobs": [[job_key, job] for job_key, job in media_jobs],
@@ -393,7 +397,8 @@ class Processor:
         jobs: list[_Job] = []
         self._batch_keys = {}
         self._batch_id = opened.batch_id
-        self._ids = self._identities.fresh()
+        # "Not merged" answers of earlier batches hold while no merge happened since.
+        self._ids = self._identities.session()
         self._merges = {}
         for slot in opened.slots:
             blob = wrapped.get(str(slot.index))
@@ -1064,7 +1069,7 @@ class _Early:
     ) -> None:
         p = self.processor
         if self.size_before is None:
-            self.size_before = p.log.size()
+            self.size_before = p.log.size_floor()
             doc = {
                 **self.doc,
                 "owner": p.owner,

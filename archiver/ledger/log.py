@@ -8,7 +8,12 @@ Sequencing (safe for several processes, survives SIGKILL at any point):
 * ``append`` first writes its entries to a staging key ``log/staging/<batch id>``
   in the StateStore, then **claims** the range ``[size, size+k)`` by CAS-writing
   ``pending = {id, start, count, staging}``. Only one batch can be pending, so the
-  claim is the sequencing decision and every entry is sequenced once.
+  claim is the sequencing decision and every entry is sequenced once. A small batch
+  (``INLINE_MAX`` bytes at most) is staged in the claim itself (``pending.entries``,
+  ``staging`` empty): two state round trips fewer, the same guarantees.
+* An appender remembers the state and token of its own last commit and claims from it
+  without reading the state first; a stale memory only loses the claim's CAS, and the
+  loser re-reads as always.
 * The claimant writes the entry bundles and the full and partial hash tiles of the new
   tree to the evidence store (write-once, under ``retention_for_log()``). A write that
   finds the object already there with the *same bytes* counts as success; different
@@ -55,6 +60,9 @@ from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFail
 from archiver.store.port import ObjectStore, Retention, StateStore
 
 STATE_VERSION = 1
+# Entries of one append up to this many bytes in all ride in the claim (``pending.entries``)
+# instead of a staging key: every reader of the state reads them while it is pending.
+INLINE_MAX = 64 * 1024
 
 
 def _b64(b: bytes) -> str:
@@ -70,8 +78,9 @@ class Pending:
     id: str
     start: int
     count: int
-    staging: str
+    staging: str  # "" when the entries are inline
     owner: str = ""  # host:pid of the claimant, for operators (and the crash test)
+    entries: tuple[bytes, ...] | None = None  # inline staging (a small batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,8 @@ class LogState:
                 "staging": p.staging,
                 "owner": p.owner,
             }
+            if p.entries is not None:
+                obj["pending"]["entries"] = [_b64(e) for e in p.entries]
         return json.dumps(obj, sort_keys=True).encode()
 
     @classmethod
@@ -116,6 +127,9 @@ class LogState:
                     int(p["count"]),
                     str(p["staging"]),
                     str(p.get("owner", "")),
+                    None
+                    if p.get("entries") is None
+                    else tuple(_unb64(e) for e in p["entries"]),
                 )
             )
             return cls(
@@ -185,6 +199,13 @@ class TransparencyLog:
         self._versions: dict[str, str] = {}
         self._seen: tuple[str, float] | None = None  # (token, first seen) of a pending batch
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        # The largest committed size this process has seen: the log never shrinks, so it
+        # is a lower bound of the size at any later moment (``size_floor``).
+        self._floor: int | None = None
+        self._floor_lock = threading.Lock()
+        # The state and token of this process's last commit: the next append claims from
+        # it without a read (a stale one only loses the claim's compare-and-swap).
+        self._last: tuple[LogState, str] | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger-put")
 
     def close(self) -> None:
@@ -200,6 +221,7 @@ class TransparencyLog:
                 st = LogState.from_json(sv.value)
                 if st.origin != self.origin:
                     raise LogCorrupted(f"log state is for origin {st.origin!r}")
+                self._raise_floor(st.size)
                 return st, sv.token
             empty = LogState(self.origin, 0, merkle.EMPTY_ROOT, (), None)
             # PreconditionFailed: another process created it first; read theirs.
@@ -216,6 +238,26 @@ class TransparencyLog:
 
     def root(self) -> bytes:
         return self.snapshot()[1]
+
+    def size_floor(self) -> int:
+        """A size the log has reached by now: the largest this process saw committed (no
+        round trip), or ``size()`` before it saw any. Enough for ``once_since``, which
+        needs a size from before an attempt's first append, not the latest one."""
+        with self._floor_lock:
+            floor = self._floor
+        return self.size() if floor is None else floor
+
+    def _take_last(self) -> tuple[LogState, str] | None:
+        """The remembered commit, forgotten as it is taken: of appenders running side by
+        side in this process, one claims from it and the others read the state."""
+        with self._floor_lock:
+            last, self._last = self._last, None
+        return last
+
+    def _raise_floor(self, size: int) -> None:
+        with self._floor_lock:
+            if self._floor is None or size > self._floor:
+                self._floor = size
 
     # ---------------------------------------------------------------- append
 
@@ -241,8 +283,10 @@ class TransparencyLog:
         staged: list[bytes] = []  # the entries of our current staging key, if any
         batch = staging = ""
         start: int | None = None
+        remembered = self._take_last()
         while True:
-            st, token = self._load()
+            st, token = remembered if remembered is not None else self._load()
+            remembered = None  # once: a lost claim re-reads
             if st.pending is not None:
                 if staged and st.pending.id == batch:  # our claim landed, its reply was lost
                     start = self._complete(st, token, staged)
@@ -261,18 +305,21 @@ class TransparencyLog:
             if not missing:
                 break
             if missing != staged:
-                if staged:
+                if staging:
                     self._drop_staging(staging)
                 batch = uuid.uuid4().hex
-                staging = log_staging_key(self.prefix, batch)
-                self.state.put(staging, tiles.encode_bundle(missing), if_absent=True)
+                staging = ""
+                if sum(len(e) for e in missing) > INLINE_MAX:
+                    staging = log_staging_key(self.prefix, batch)
+                    self.state.put(staging, tiles.encode_bundle(missing), if_absent=True)
                 staged = missing
             claim = LogState(
                 st.origin,
                 st.size,
                 st.root,
                 st.compact,
-                Pending(batch, st.size, len(staged), staging, self._owner),
+                Pending(batch, st.size, len(staged), staging, self._owner,
+                        None if staging else tuple(staged)),
             )
             try:
                 token = self.state.put(self.state_key, claim.to_json(), if_match=token)
@@ -280,7 +327,7 @@ class TransparencyLog:
                 continue
             start = self._complete(claim, token, staged)
             break
-        if staged:
+        if staging:
             self._drop_staging(staging)
         if once_since is None:
             assert start is not None
@@ -301,6 +348,12 @@ class TransparencyLog:
             self._seen = (token, now)
         elif now - seen[1] >= self.stale_after:
             assert st.pending is not None
+            if st.pending.entries is not None:  # staged inline: nothing to read or drop
+                try:
+                    self._complete(st, token, st.pending.entries)
+                finally:
+                    self._seen = None
+                return
             try:
                 raw = self.state.get(st.pending.staging)
                 if raw is None:
@@ -329,7 +382,10 @@ class TransparencyLog:
         cr.extend(leaf_hashes)
         done = LogState(claimed.origin, p.start + p.count, cr.root(), tuple(cr.hashes), None)
         try:
-            self.state.put(self.state_key, done.to_json(), if_match=token)
+            committed = self.state.put(self.state_key, done.to_json(), if_match=token)
+            self._raise_floor(done.size)
+            with self._floor_lock:
+                self._last = (done, committed)
         except PreconditionFailed:
             st, _ = self._load()
             if st.size < p.start + p.count or (st.pending is not None and st.pending.id == p.id):

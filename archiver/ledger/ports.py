@@ -27,6 +27,12 @@ class LogReader(Protocol):
 class LogAppender(LogReader, Protocol):
     """Read the log and append leaves to it."""
 
+    def size_floor(self) -> int:
+        """A size the log has already reached (it never shrinks), possibly below the
+        latest: what a writer saves as ``once_since`` before appending, without a read
+        of the log's state when the process has seen one already."""
+        ...
+
     def append(self, entries: Sequence[bytes], *, once_since: int | None = None) -> list[int]:
         """Log ``entries``; their leaf numbers. With ``once_since`` an entry already
         logged at or after that leaf is not logged again (a replay after a crash)."""

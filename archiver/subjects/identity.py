@@ -14,6 +14,13 @@ State layout (all write-once, so a positive read may be cached for good)::
                                             ``merged_into`` pointer of a merged subject
     subjects/children/<winner>/<subject>    reverse index of the pointers (written first;
                                             counts only when the pointer agrees)
+    subjects/epoch                          a counter raised after every merge pointer
+
+"No pointer" answers are not write-once. A session (:meth:`Identities.session`, one raw
+batch of the processor) reads ``subjects/epoch`` once and shares them with the sessions
+of its process for as long as the counter stays the same: a merge raises it after its
+pointer is written (and again on a retry of the merging batch, which finds its pointers),
+so a session opened after a merge completed never trusts a "no pointer" read before it.
 
 A pointer always points to a *smaller* subject id, so there is no cycle, and the
 canonical representative of a person is the smallest subject id of its class, whatever
@@ -28,12 +35,19 @@ Raises StoreError subclasses (``PreconditionFailed`` under endless contention).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.keyspace import ALIAS_PREFIX, MERGED_PREFIX, child_key, children_of
+from archiver.keyspace import (
+    ALIAS_PREFIX,
+    MERGED_PREFIX,
+    SUBJECTS_EPOCH_KEY,
+    child_key,
+    children_of,
+)
 from archiver.ledger.entry import EntryKind, make_entry
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
@@ -41,6 +55,17 @@ from archiver.store.port import StateStore
 from archiver.subjects.aliases import contact_aliases
 
 _TRIES = 20
+_ROOTS_MAX = 200_000  # "no pointer" answers remembered per process before starting over
+
+
+class _RootMemory:
+    """Subjects read as having no merge pointer, valid while ``subjects/epoch`` reads
+    ``epoch`` (shared by the sessions of one process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.epoch: bytes | None = None
+        self.roots: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,7 @@ class Identities:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         _aliases: dict[str, str] | None = None,
         _parents: dict[str, dict[str, Any]] | None = None,
+        _memory: _RootMemory | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -75,6 +101,9 @@ class Identities:
         self._roots: set[str] = set()  # known to have no pointer (this session only)
         # Every subject that had a pointer, listed (None: not known); see ``fresh``.
         self._pointers: frozenset[str] | None = None
+        self._memory = _memory if _memory is not None else _RootMemory()
+        self._epoch: bytes | None = None  # a session's ``subjects/epoch`` (``session``)
+        self._raised = False  # this session raised the epoch already
 
     def fresh(self, roots: Iterable[str] = (), pointers: Iterable[str] | None = None) -> Identities:
         """The same caches of write-once values, without the "no pointer" answers, or
@@ -83,11 +112,65 @@ class Identities:
         every subject that had a pointer as of such a point (a listing of them), so any
         other subject is a root without a read."""
         out = Identities(
-            self.state, clock=self.clock, _aliases=self._aliases, _parents=self._parents
+            self.state, clock=self.clock, _aliases=self._aliases, _parents=self._parents,
+            _memory=self._memory,
         )
         out._roots = set(roots)
         out._pointers = frozenset(pointers) if pointers is not None else None
         return out
+
+    def session(self) -> Identities:
+        """:meth:`fresh`, plus the "no pointer" answers of this process's earlier sessions
+        while no merge happened since they were read (one read of ``subjects/epoch``)."""
+        got = self.state.get(SUBJECTS_EPOCH_KEY)
+        epoch = got.value if got is not None else b"0"
+        memory = self._memory
+        with memory.lock:
+            if memory.epoch != epoch:
+                memory.epoch, memory.roots = epoch, set()
+        out = self.fresh()
+        out._epoch = epoch
+        return out
+
+    def _known_root(self, subject: str) -> bool:
+        if subject in self._roots:
+            return True
+        if self._epoch is None:
+            return False
+        memory = self._memory
+        with memory.lock:
+            return memory.epoch == self._epoch and subject in memory.roots
+
+    def _remember_root(self, subject: str) -> None:
+        self._roots.add(subject)
+        if self._epoch is None:
+            return
+        memory = self._memory
+        with memory.lock:
+            if memory.epoch != self._epoch:
+                return  # a merge since this session opened: keep nothing of it
+            if len(memory.roots) >= _ROOTS_MAX:
+                memory.roots = set()
+            memory.roots.add(subject)
+
+    def _raise_epoch(self) -> None:
+        """After a merge pointer is written: every session opened from now on, in any
+        process, reads pointers again."""
+        self._raised = True
+        with self._memory.lock:
+            self._memory.epoch, self._memory.roots = None, set()  # this process at once
+        for _ in range(_TRIES):
+            got = self.state.get(SUBJECTS_EPOCH_KEY)
+            value = str(int(got.value) + 1 if got is not None else 1).encode()
+            try:
+                if got is None:
+                    self.state.put(SUBJECTS_EPOCH_KEY, value, if_absent=True)
+                else:
+                    self.state.put(SUBJECTS_EPOCH_KEY, value, if_match=got.token)
+                return
+            except PreconditionFailed:
+                continue
+        raise PreconditionFailed(f"{SUBJECTS_EPOCH_KEY}: too much contention")
 
     @property
     def roots(self) -> frozenset[str]:
@@ -111,14 +194,14 @@ class Identities:
         """The ``merged_into`` pointer of ``subject``; None while it is canonical."""
         if subject in self._parents:
             return self._parents[subject]
-        if subject in self._roots:
+        if self._known_root(subject):
             return None
         if self._pointers is not None and subject not in self._pointers:
             self._roots.add(subject)
             return None
         value = self.state.get(MERGED_PREFIX + subject)
         if value is None:
-            self._roots.add(subject)
+            self._remember_root(subject)
             return None
         doc: dict[str, Any] = json.loads(value.value)
         self._parents[subject] = doc
@@ -185,7 +268,12 @@ class Identities:
         for other in subjects[1:]:
             self._union(other, subjects[0], business, by)
         root = self.find(subjects[0]) if subjects else default
-        return root, self._merges_by(subjects, by)
+        merges = self._merges_by(subjects, by)
+        if merges and not self._raised:
+            # A retry of a merging batch finds its pointers here: raise the epoch again,
+            # in case the crash came between a pointer and its raise (``_union``).
+            self._raise_epoch()
+        return root, merges
 
     def register(self, pseudo: Pseudonymizer, business: str, alias: str) -> str:
         """The canonical subject of one alias, registering it to its own pseudonym when
@@ -220,9 +308,12 @@ class Identities:
                 self.state.put(MERGED_PREFIX + high, json.dumps(doc).encode(), if_absent=True)
             except PreconditionFailed:
                 self._roots.discard(high)  # merged elsewhere meanwhile: walk again
+                with self._memory.lock:  # (its merger raises the epoch for everyone)
+                    self._memory.epoch, self._memory.roots = None, set()
                 continue
             self._roots.discard(high)
             self._parents[high] = doc
+            self._raise_epoch()
             return
         raise PreconditionFailed(f"merging {a} and {b}: too much contention")
 

@@ -117,3 +117,54 @@ def test_button_tap_and_system_notice_make_consent(shared: Path) -> None:
         '"user_changed_number"', '"user_preference_changed", "marketing": "stop"'
     )
     assert _consent(notice.encode()) == ["opt_out"]
+
+
+class _CountingState(SqliteStateStore):
+    """The real SQLite store, counting reads of merge pointers."""
+
+    pointer_reads = 0
+
+    def get(self, key: str):  # type: ignore[no-untyped-def]
+        if key.startswith(MERGED_PREFIX):
+            self.pointer_reads += 1
+        return super().get(key)
+
+
+def test_a_session_trusts_earlier_no_pointer_answers_until_a_merge(tmp_path: Path) -> None:
+    """Issue 10: a processor's batch no longer reads the merge pointer of every subject it
+    met before; another process's merge (``subjects/epoch``) makes it read them again."""
+    state = _CountingState(tmp_path / "s.db")
+    here = Identities(state)  # one processing process
+    phone, bsuid = (link(here.session(), [a]) for a in ("wa:1650", "bsuid:US.1"))
+    assert phone != bsuid
+    reads = state.pointer_reads
+    session = here.session()
+    assert session.find(phone) == phone and session.find(bsuid) == bsuid
+    assert state.pointer_reads == reads  # remembered across sessions: no read
+
+    elsewhere = Identities(SqliteStateStore(tmp_path / "s.db"))  # another process
+    root = link(elsewhere.session(), ["wa:1650", "bsuid:US.1"], by="other-batch")
+    assert root == min(phone, bsuid)
+    after = here.session()
+    assert after.find(phone) == after.find(bsuid) == root  # the merge is seen
+    assert state.pointer_reads > reads
+
+
+def test_a_retry_of_a_merging_batch_raises_the_epoch_again(tmp_path: Path) -> None:
+    """A crash between a merge pointer and its epoch raise: the retry, which finds the
+    pointer written by its batch, raises it, so other processes read pointers again."""
+    state = SqliteStateStore(tmp_path / "s.db")
+    here = Identities(state)
+    phone, bsuid = (link(here.session(), [a]) for a in ("wa:1650", "bsuid:US.1"))
+    high = max(phone, bsuid)
+    assert here.session().find(high) == high  # remembered: no pointer
+    # The crashed attempt: the pointer written, the epoch not raised.
+    epoch = state.get("subjects/epoch")
+    elsewhere = Identities(SqliteStateStore(tmp_path / "s.db"))
+    crashed = elsewhere.session()
+    crashed._raise_epoch = lambda: None  # type: ignore[method-assign]
+    link(crashed, ["wa:1650", "bsuid:US.1"], by="crashed")
+    assert state.get("subjects/epoch") == epoch
+    assert here.session().find(high) == high  # stale, as any concurrent reader could be
+    link(elsewhere.session(), ["wa:1650", "bsuid:US.1"], by="crashed")  # the retry
+    assert here.session().find(high) == min(phone, bsuid)
