@@ -80,6 +80,13 @@ def active_generation(state: StateStore) -> str:
     return value.value.decode() if value else DEFAULT_GENERATION
 
 
+def indexed_size(state: StateStore) -> int:
+    """The active generation's cursor: every leaf below it is upserted in the live index
+    (searchable after a refresh, which the loop may not have asked for yet)."""
+    value = state.get(index_cursor_key(active_generation(state)))
+    return int(value.value) if value else 0
+
+
 def set_active_generation(state: StateStore, generation: str) -> None:
     current = state.get(INDEX_ACTIVE_KEY)
     if current is None:

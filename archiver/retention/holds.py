@@ -41,11 +41,11 @@ hold: no scan. At placement (and on a refresh) the family already archived is he
 whatever the arrival order (a status delivered before its message, a reaction logged
 before the hold): ``HoldService.hold_family`` streams the conversation of each newly held
 record from the index after the targets are written, and the index follower's hook
-holds, for every open query hold, a family member indexed after that. (A subject or
-conversation hold finds its own records from the store, not the index; only a family
-member of *another* subject, in a group, logged before the hold and indexed after it,
-is left to a re-placement: the follower's hook stays free of searches without a query
-hold.)
+holds, for every open query hold, a family member indexed after that. A member logged
+before the targets were written but not indexed yet (another participant's reaction in a
+group, under a subject hold) is read by the same pass from the log's unindexed tail (the
+index cursor to the log's size): the follower's hook stays free of searches without a
+query hold.
 
 Holds placed before held targets existed (no ``targets_complete`` on their document) are
 backfilled by the ``holds-backfill`` job (:meth:`HoldService.backfill_targets`, at start
@@ -74,6 +74,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, InvalidInput, NotFound
+from archiver.indexing.follower import indexed_size
 from archiver.keys.errors import KeyNotFound
 from archiver.keyspace import (
     HOLDS_OPEN_KEY,
@@ -82,11 +83,11 @@ from archiver.keyspace import (
     hold_target_key,
     hold_targets_of,
 )
-from archiver.ledger.entry import EntryKind, make_entry
+from archiver.ledger.entry import EntryKind, make_entry, parse_entry
 from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.metrics import HOLD_FAILURES
-from archiver.records.model import iso
+from archiver.records.model import RecordError, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.retention.attachments import (
     Attachment,
@@ -112,6 +113,7 @@ logger = get_logger("archiver.holds")
 
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
+_FAMILY_CHUNK = 1000  # log leaves read at a time by the family pass's unindexed window
 
 
 class HoldStatus(StrEnum):
@@ -777,7 +779,22 @@ class HoldService:
             unit, conversation = unit_of(r.header), r.header.get("conversation")
             if unit and isinstance(conversation, str):
                 units.setdefault(conversation, set()).add(unit)
-        family: dict[str, StoredRecord] = {}
+        if not units:
+            return 0
+        # The index lags the log: a member logged before the targets were written but not
+        # indexed yet is in neither the index nor the processor's hook (it ran before the
+        # hold existed), and the follower's hook checks query holds only. So the leaves
+        # from the index's cursor to the log's size read *after* the targets were written
+        # are read from the log itself; everything below the cursor is in the index (made
+        # searchable by the refresh below); everything logged later meets the targets in
+        # the processor's hook.
+        log_end = self.registry.log.size()
+        indexed = indexed_size(self.registry.state)
+        refresh: Any = getattr(self.index, "refresh", None)
+        if callable(refresh):
+            refresh()
+        family: dict[str, StoredRecord] = self._unindexed_family(
+            {u for wanted in units.values() for u in wanted}, numbers, indexed, log_end)
         for conversation, wanted in sorted(units.items()):
             cursor: str | None = None
             while True:
@@ -796,6 +813,30 @@ class HoldService:
                 if not cursor or not page.hits:
                     break
         return self.registry.hold_records(hold_id, family.values()) if family else 0
+
+    def _unindexed_family(self, wanted: set[str], numbers: Sequence[str] | None,
+                          start: int, end: int) -> dict[str, StoredRecord]:  # fmt: skip
+        """Records of messages ``wanted`` among leaves ``start`` to ``end`` (logged, not
+        yet indexed): one header read per record leaf of the index's lag, which is small
+        while the follower keeps up. A message ref is unique per business number, as in
+        the processor's hook (``_family_held``)."""
+        found: dict[str, StoredRecord] = {}
+        log = self.registry.log
+        for begin in range(start, end, _FAMILY_CHUNK):
+            for data in log.entries(begin, min(end, begin + _FAMILY_CHUNK)):
+                entry = parse_entry(data)
+                if entry.kind is not EntryKind.RECORD or entry.key is None:
+                    continue
+                try:
+                    r = read_stored_record(self.registry.objects, entry.key,
+                                           str(entry.version_id))  # fmt: skip
+                except (ObjectNotFound, RecordError):
+                    continue  # disposed since: nothing left to hold
+                if unit_of(r.header) not in wanted:
+                    continue
+                if numbers is None or r.phone_number_id in numbers:
+                    found[item_id(r.key, r.version_id)] = r
+        return found
 
     def matching(self, scope: HoldScope, numbers: Sequence[str] | None) -> list[StoredRecord]:
         """Records in scope: by header (conversation, subject) or by the index (query)."""

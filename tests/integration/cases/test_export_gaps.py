@@ -127,6 +127,44 @@ def test_family_logged_before_a_hold_and_indexed_after_it_is_held(archive: Archi
     assert _held(a, reaction)
 
 
+@pytest.mark.parametrize("how", ["subject", "conversation"])
+def test_another_participants_reaction_logged_before_a_hold_and_indexed_after_is_held(
+    archive: Archive, how: str
+) -> None:
+    """A group: Alice writes, Bob reacts. Bob's reaction is logged before a hold on Alice
+    (or on the group) and indexed only after it. The hold's family pass reads the index,
+    where the reaction is not yet; the follower's hook checks only query holds; the
+    processor's hook ran before the hold existed. The hold must hold it all the same.
+    (A conversation hold on the group finds Bob's records through the group's traces: a
+    guard that the family pass keeps that.)"""
+    a = archive
+    group = "HBgL" + secrets.token_hex(12)
+    parent = _wamid()
+    a.post(N1.inbound(ALICE, parent, T0 + HOUR,
+                      {"type": "text", "text": {"body": "group plans"}, "group_id": group},
+                      name="Alice"))  # fmt: skip
+    webhook(a.client, N1.inbound(BOB, _wamid(), T0 + 2 * HOUR, {
+        "type": "reaction", "reaction": {"message_id": parent, "emoji": "\U0001f44d"},
+        "group_id": group}, name="Bob"))  # fmt: skip
+    a.rt.processor.sweep()  # logged, not indexed
+    if how == "subject":
+        body = {"contact": ALICE, "phone_number_id": N1.pnid}
+    else:
+        conversation = next(d["conversation"] for d in a.docs())
+        body = {"conversation": conversation, "phone_number_id": N1.pnid}
+    r = a.client.post("/v1/holds", headers=a.token(Role.LEGAL), json=body)
+    assert r.status_code == 201, r.text
+    a.rt.follower.run_to_end()
+    refresh = getattr(a.rt.index, "refresh", None)
+    if callable(refresh):
+        refresh()
+    docs = a.docs()
+    reaction = next(d for d in docs if d.get("type") == "reaction")
+    assert reaction.get("contact") == BOB and reaction["conversation"] == next(
+        d["conversation"] for d in docs if d.get("text") == "group plans")
+    assert _held(a, reaction["id"])
+
+
 # -- 2: holds from before held targets, backfilled at start ---------------------------------
 
 
