@@ -29,8 +29,11 @@ size saved with the plan):
 ``purge_index``  the subject's index documents deleted, then refresh and expunge: the
                  planned records, and the *late* ones (records of the person logged since
                  the plan began, sealed with a key ``shred_keys`` destroyed: the follower
-                 may have indexed their text before the key died). A record sealed with a
-                 key created after the shred is new data and stays;
+                 may have indexed their text before the key died), whose raw slots lose
+                 their capture keys (a slot shared with other people's records is decided
+                 as a planned one; one a hold or an obligation keeps is named in
+                 ``late_slots_kept``). A record sealed with a key created after the shred
+                 is new data and stays;
 ``purge_state``  every derived copy in working state (:data:`DERIVED_STATE`), of the
                  planned and the late records;
 ``artifacts``    working-area artifacts naming the subject (export packages) deleted and
@@ -459,6 +462,8 @@ class ErasureService:
             "records": len(doc["record_ids"]),
             "keys_shredded": [k["key_id"] for k in doc["keys_shredded"]],
             "capture_slots_shredded": len(doc["slots_shredded"]),
+            # Late shared slots a hold or an obligation keeps (``late_slots_kept``).
+            "capture_slots_kept": len(doc.get("late_slots_kept") or []),
             "index_documents_deleted": doc["index_documents_deleted"],
             "state_purged": doc["state_purged"],
             "tombstone": doc["tombstone"]["key"],
@@ -557,20 +562,23 @@ class ErasureService:
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
         return drop_slot_key(self.state, batch_id, slot)
 
-    def _late_records(self, doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, int]]]:
+    def _late_records(
+        self, doc: dict[str, Any]
+    ) -> tuple[list[str], dict[tuple[str, int], list[StoredRecord]]]:
         """The person's records logged since the plan began and sealed with a key destroyed
-        by now (ids), and the raw slots they came from that no other subject's record
-        shares. The plan fixed ``record_ids``; a record logged after it was sealed with
-        the same key while it lived, and the follower may have indexed (and parked folds
-        of) its text. Run after ``shred_keys``: a record sealed with a key created since
-        (a new message after the erasure) is new data and is not listed."""
+        by now (ids), and the raw slots they came from, each with the records of *other*
+        subjects (or of none) derived from that same slot. The plan fixed ``record_ids``;
+        a record logged after it was sealed with the same key while it lived, and the
+        follower may have indexed (and parked folds of) its text. Run after
+        ``shred_keys``: a record sealed with a key created since (a new message after the
+        erasure) is new data and is not listed."""
         start = doc.get("plan_log_size")
         start = int(doc["size_before"] if start is None else start)
         members = set(doc.get("subjects") or [doc["subject"]])
         planned = set(doc["record_ids"])
         late: set[str] = set(doc.get("late_record_ids") or [])
         slots: set[tuple[str, int]] = set()
-        others: set[tuple[str, int]] = set()  # slots that also hold another subject's record
+        others: dict[tuple[str, int], list[StoredRecord]] = {}  # other records per slot
         end = self.log.size()
         for begin in range(start, end, _LATE_CHUNK):
             for data in self.log.entries(begin, min(end, begin + _LATE_CHUNK)):
@@ -580,16 +588,18 @@ class ErasureService:
                 if entry.fields.get("record_id") in planned:
                     continue
                 try:
-                    record = Record.parse(self.objects.get(entry.key, str(entry.version_id)))
+                    body = self.objects.get(entry.key, str(entry.version_id))
+                    record = Record.parse(body)
                 except (ObjectNotFound, RecordError):
                     continue  # disposed since: nothing of it to find
                 header = record.header
-                raw = StoredRecord(entry.key, str(entry.version_id), header, "", 0).raw
+                stored = StoredRecord(entry.key, str(entry.version_id), header,
+                                      record.sha256, len(body))  # fmt: skip
+                raw = stored.raw
                 slot = (batch_id_of(raw[0]), raw[2]) if raw else None
-                subject = header.get("subject")
-                if subject not in members:
-                    if slot is not None and subject is not None:
-                        others.add(slot)
+                if header.get("subject") not in members:
+                    if slot is not None:
+                        others.setdefault(slot, []).append(stored)
                     continue
                 sealed = header.get("sealed")
                 if not isinstance(sealed, dict) or not isinstance(sealed.get("key_id"), str):
@@ -598,22 +608,53 @@ class ErasureService:
                     late.add(record.record_id)
                     if slot is not None:
                         slots.add(slot)
-        return sorted(late), sorted(slots - others)
+        return sorted(late), {s: others.get(s, []) for s in sorted(slots)}
+
+    def _slot_blockers(self, slot: tuple[str, int], others: Sequence[StoredRecord]) -> list[str]:
+        """What keeps a late slot's capture key, as the plan's verdict would have refused
+        the erasure for a planned one: the open holds covering the slot or naming one of
+        the other subjects of its delivery, and a running obligation on one of their
+        records (Art. 17(3)(b), (e)). Empty: the key may go."""
+        names = _slot_names([slot])
+        holds = set(self.holds.holds_covering(None, names))
+        reasons: list[str] = []
+        for r in others:
+            if r.subject:
+                holds |= set(self.holds.holds_covering(r.subject, names))
+            verdict = erasure_check([self.policy.decision(facts_of(r.header))], [])
+            if not verdict.allowed:
+                reasons.append(f"record {r.record_id}: {verdict.reason}")
+        return [*(f"hold {h}" for h in sorted(holds)), *reasons]
 
     def _step_purge_index(self, doc: dict[str, Any]) -> dict[str, Any]:
         late, late_slots = self._late_records(doc)
-        # A late record's raw slot holds the same text: its capture key goes too (not when
-        # another subject's record shares the slot: the plan did not decide on that one).
+        # A late record's raw slot holds the same text: its capture key goes too. A slot
+        # whose delivery also carries other people's records is decided as a planned one
+        # (``_verdict``): it goes unless a hold or an obligation keeps those records' raw
+        # evidence; then it stays, named in ``late_slots_kept`` (the keys are already
+        # destroyed, so the erasure cannot be refused any more).
         shredded = list(doc.get("slots_shredded") or [])
         done = {(s["batch"], s["slot"]) for s in shredded}
-        for batch_id, slot in late_slots:
-            if (batch_id, slot) not in done and self._drop_slot_key(batch_id, slot):
+        kept: list[dict[str, Any]] = []
+        for (batch_id, slot), others in late_slots.items():
+            if (batch_id, slot) in done:
+                continue
+            blockers = self._slot_blockers((batch_id, slot), others) if others else []
+            if blockers:
+                kept.append({"batch": batch_id, "slot": slot,
+                             "holds": [b[5:] for b in blockers if b.startswith("hold ")],
+                             "reasons": blockers})  # fmt: skip
+                continue
+            if self._drop_slot_key(batch_id, slot):
                 versions = live_versions(self.objects, raw_key(batch_id))
                 shredded.append({"batch": batch_id, "slot": slot,
                                  "version_id": versions[0] if versions else None})
         if late:
             logger.info("erasure_late_records", subject=doc["subject"], records=len(late),
                         slots=len(late_slots))
+        if kept:
+            logger.warning("erasure_late_slots_kept", subject=doc["subject"],
+                           slots=len(kept))  # fmt: skip
         removed = self.index.delete_ids(sorted(set(doc["record_ids"]) | set(late)))
         # Deletes become visible to a merge only after a refresh; then merge them away so
         # the erased text leaves the segment files (ES: forcemerge only_expunge_deletes;
@@ -623,7 +664,7 @@ class ErasureService:
             if callable(call):
                 call()
         return {"index_documents_deleted": removed + int(doc.get("index_documents_deleted", 0)),
-                "late_record_ids": late, "slots_shredded": shredded}
+                "late_record_ids": late, "slots_shredded": shredded, "late_slots_kept": kept}
 
     def _step_purge_state(self, doc: dict[str, Any]) -> dict[str, Any]:
         counts: dict[str, int] = {}

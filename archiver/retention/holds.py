@@ -405,11 +405,12 @@ class HoldRegistry:
             out |= set(h.get("items", {}))
         return out
 
-    def holds_covering(self, subject: str, slots: Iterable[str] = ()) -> list[str]:
+    def holds_covering(self, subject: str | None, slots: Iterable[str] = ()) -> list[str]:
         """Open holds naming ``subject`` (or another subject id of its person: a hold on
-        either of two merged subjects covers both) or covering one of the raw ``slots``."""
+        either of two merged subjects covers both) or covering one of the raw ``slots``
+        (``subject`` None: the slots only)."""
         wanted = set(slots)
-        person = set(person_subjects(self.state, subject))
+        person = set(person_subjects(self.state, subject)) if subject else set()
         out = []
         for h in self.open_holds():
             scope = h.get("scope", {})

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from archiver.auth import Role
+from archiver.ingest.rawbatch import Delivery
 from archiver.retention.common import resolve_subject
 from archiver.retention.residue import erasure_residue
 from archiver.runtime import Runtime
@@ -29,7 +32,7 @@ from tests.support.erasure import (
     post,
     recoverable,
 )
-from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now
+from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for, deliver, now, token
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +152,78 @@ def test_a_fold_batch_overtaken_by_the_erasure_does_not_write_the_text_back(
             rt.index.force_merge_expunge()  # type: ignore[attr-defined]
             assert marker.encode() not in _db_bytes(tmp_path)
         assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
+
+
+OTHER = "447700900077"  # a contact whose delivery shares the late raw batch
+
+
+def _late_shared_batch(rt: Runtime, late: str, shared: str, own: str) -> None:
+    """One raw batch of two deliveries (group commit): slot 0 carries the erased
+    person's late message *and* OTHER's, slot 1 only OTHER's. Processed and indexed."""
+    def delivery(body: bytes) -> Delivery:
+        return Delivery(body=body, received_at=now_iso(), signature_header=sign(body),
+                        secret_index=0, content_type="application/json")  # fmt: skip
+
+    both = [Msg(ERASE, f"late {late}", now()), Msg(OTHER, f"shared {shared}", now())]
+    rt.capture_writer.write([delivery(body_for(both)),
+                             delivery(body_for([Msg(OTHER, f"own {own}", now())]))])
+    outcomes = rt.processor.sweep()
+    assert outcomes and all(o.status == "done" for o in outcomes), outcomes
+    rt.follower.run_to_end()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_late_raw_slot_shared_with_another_subject_loses_its_capture_key(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """The late message came in one delivery with another person's: that delivery's
+    capture key decrypted the erased text from the raw capture after the erasure. It goes,
+    as a planned shared slot's does (the other record allows it); the other person's own
+    record and their own slot of the same batch stay readable."""
+    late, shared, own = ("zqx" + k + secrets.token_hex(5) for k in ("late", "shared", "own"))
+    with archive(request, tmp_path, backend) as (client, rt):
+        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+        out = _erase_with(rt, {"before:shred_keys": lambda: _late_shared_batch(
+            rt, late, shared, own)})  # fmt: skip
+        assert recoverable(rt, late) == []
+        assert not index_holds(rt, late)
+        # The other person's record keeps its content (its own key); its raw evidence in
+        # the shared delivery went with the slot, its own delivery keeps its key.
+        assert [w for w in recoverable(rt, shared) if w.startswith("raw slot")] == []
+        assert any(w.startswith("content of") for w in recoverable(rt, shared))
+        assert any(w.startswith("raw slot 1 of") for w in recoverable(rt, own))
+        assert index_holds(rt, shared) and index_holds(rt, own)
+        assert out["capture_slots_shredded"] == 2  # the planned one and the late shared one
+        assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_late_shared_slot_a_hold_covers_keeps_its_key_and_says_so(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """The other person is on legal hold: the shared delivery is held evidence (Art.
+    17(3)(e)), as it would have refused the erasure had it been in the plan. The slot
+    keeps its key and the procedure names it and the hold."""
+    late, shared, own = ("zqx" + k + secrets.token_hex(5) for k in ("late", "shared", "own"))
+    with archive(request, tmp_path, backend) as (client, rt):
+        deliver(client, rt, [Msg(OTHER, "before zqxother", now())])
+        r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
+                        json={"contact": OTHER, "phone_number_id": PHONE_NUMBER_ID})
+        assert r.status_code == 201, r.text
+        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+        out = _erase_with(rt, {"before:shred_keys": lambda: _late_shared_batch(
+            rt, late, shared, own)})  # fmt: skip
+        assert out["capture_slots_shredded"] == 1  # the planned one only
+        assert out["capture_slots_kept"] == 1
+        subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, ERASE)
+        (key,) = list(rt.state.list(f"erasures/{subject}/"))
+        value = rt.state.get(key)
+        assert value is not None
+        kept = json.loads(value.value)["late_slots_kept"]
+        assert [(k["slot"], k["holds"]) for k in kept] == [(0, [r.json()["id"]])]
+        assert any(w.startswith("raw slot 0 of") for w in recoverable(rt, shared))
+        assert not index_holds(rt, late)  # the index copy goes all the same
