@@ -65,14 +65,16 @@ def header_document(header: Mapping[str, Any]) -> dict[str, Any]:
 
 def erased_records(state: StateStore) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """``(record id, erasure procedure)`` of every record an erasure made unreadable (its
-    keys destroyed: the procedure is done, or ran past ``shred_keys``)."""
+    keys destroyed: the procedure is done, or ran past ``shred_keys``): the planned ones
+    and the late ones (logged between the plan and the shred, found by ``purge_index``)."""
     for key in list(state.list(ERASURES_PREFIX)):
         value = state.get(key)
         if value is None:
             continue
         doc = json.loads(value.value)
         if doc.get("status") == "done" or "shred_keys" in (doc.get("done") or []):
-            for record_id in doc.get("record_ids") or []:
+            for record_id in [*(doc.get("record_ids") or []),
+                              *(doc.get("late_record_ids") or [])]:
                 yield str(record_id), doc
 
 

@@ -57,7 +57,7 @@ from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import DataKey, KeyEncryptionKey, decrypt, envelope_key_id
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
-from archiver.keyspace import CAPTURE_KEYS_PREFIX, erasures_of, record_key
+from archiver.keyspace import CAPTURE_KEYS_PREFIX, ERASURES_PREFIX, record_key
 from archiver.ledger import merkle
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.ledger.log import TransparencyLog
@@ -68,6 +68,7 @@ from archiver.retention.attachments import Attachment as Link
 from archiver.retention.common import live_versions
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.identity import person_subjects
 from search.errors import SearchError
 from search.port import SearchIndex
 
@@ -90,6 +91,44 @@ _MIME_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
 class GatherError(ArchiverError):
     code = "export_gather_failed"
 
+
+
+@dataclass
+class _ErasureIndex:
+    """Every erasure procedure that destroyed keys (``erasures/<subject>/<id>``, done or
+    past ``shred_keys``), by the records it lists and by each subject id it shredded:
+    one listing per export, as ``archiver.export.erased`` reads them."""
+
+    by_record: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_subject: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state: StateStore) -> _ErasureIndex:
+        docs = []
+        for key in list(state.list(ERASURES_PREFIX)):
+            value = state.get(key)
+            if value is None:
+                continue
+            doc = json.loads(value.value)
+            if doc.get("status") == "done" or "shred_keys" in (doc.get("done") or []):
+                docs.append(doc)
+        out = cls()
+        for doc in sorted(docs, key=lambda d: str(d.get("when"))):
+            for rid in [*(doc.get("record_ids") or []), *(doc.get("late_record_ids") or [])]:
+                out.by_record.setdefault(str(rid), doc)  # the first that erased it
+            for member in doc.get("subjects") or [doc.get("subject")]:
+                if isinstance(member, str):
+                    out.by_subject.setdefault(member, []).append(doc)
+        return out
+
+    def of(self, record_id: str, subject: str | None,
+           state: StateStore) -> dict[str, Any] | None:  # fmt: skip
+        if record_id in self.by_record:
+            return self.by_record[record_id]
+        if not subject:
+            return None
+        docs = [d for m in person_subjects(state, subject) for d in self.by_subject.get(m, [])]
+        return max(docs, key=lambda d: str(d.get("when"))) if docs else None
 
 def _ts(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
@@ -296,7 +335,8 @@ class Gatherer:
         self.attachments_of = attachments_of
         self.custodian = custodian
         self._keys: OrderedDict[str, DataKey | None] = OrderedDict()
-        self._erasures: dict[str, list[dict[str, Any]]] = {}
+        self._erasures: _ErasureIndex | None = None  # read once, at the first tombstone
+        self._erasures_lock = threading.Lock()
         self._leaves: dict[str, int] | None = None
         self._leaves_lock = threading.Lock()
         self._latest: int | None = None  # the committed log size the proofs' tiles are read at
@@ -582,22 +622,18 @@ class Gatherer:
         return key
 
     def _erasure(self, subject: str | None, record_id: str) -> Erasure:
-        """The erasure procedure that destroyed the subject's key: its date and id."""
-        if subject:
-            if subject not in self._erasures:
-                docs = []
-                for key in self.state.list(erasures_of(subject)):
-                    value = self.state.get(key)
-                    if value is not None:
-                        docs.append(json.loads(value.value))
-                self._erasures[subject] = sorted(docs, key=lambda d: str(d.get("when")))
-            done = [d for d in self._erasures[subject] if d.get("status") != "refused"]
-            for d in done:
-                if record_id in (d.get("record_ids") or []):
-                    return Erasure(_ts(d.get("when")) or datetime.now(UTC), str(d["id"]))
-            if done:
-                return Erasure(_ts(done[-1].get("when")) or datetime.now(UTC), str(done[-1]["id"]))
-        return Erasure(datetime.now(UTC), "unknown")
+        """The erasure procedure that destroyed the record's key: its date and id. By the
+        record id first: a procedure lists every record it made unreadable (its late ones
+        too), whichever subject id of the person sealed it (a merged phone and BSUID) and
+        a subject-less record of a shared delivery. Else the latest procedure of any
+        subject id of the record's person. ``unknown`` only when none names it."""
+        with self._erasures_lock:
+            if self._erasures is None:
+                self._erasures = _ErasureIndex.load(self.state)
+            found = self._erasures.of(record_id, subject, self.state)
+        if found is None:
+            return Erasure(datetime.now(UTC), "unknown")
+        return Erasure(_ts(found.get("when")) or datetime.now(UTC), str(found["id"]))
 
     def _item(self, row: Row, record: Record, version: str, proof: LeafProof,
               links: list[Link]) -> Gathered:  # fmt: skip

@@ -348,3 +348,81 @@ def test_subject_access_after_erasure_lists_the_tombstones(archive: Archive,
     assert {r["erased"]["request_id"] for r in m["records"]} == {erased["erasure_id"]}
     text = every_text(package)
     assert "merger from bob" not in text and not names_bob(text)
+
+
+CARL = "16505550777"
+
+
+def _carl(wamid: str, ts: int, text: str, *, phone: bool, bsuid: str | None) -> bytes:
+    """A text from Carl by phone, by BSUID, or by both (the delivery that merges them)."""
+    contact: dict[str, object] = {"profile": {"name": "Carl"}}
+    message: dict[str, object] = {"id": wamid, "timestamp": str(ts), "type": "text",
+                                  "text": {"body": text}}  # fmt: skip
+    if phone:
+        contact["wa_id"], message["from"] = CARL, CARL
+    if bsuid:
+        contact["user_id"], message["from_user_id"] = bsuid, bsuid
+    return N1._delivery("messages", {"contacts": [contact], "messages": [message]})
+
+
+def test_an_erased_merged_persons_tombstones_name_the_erasure(archive: Archive,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """Carl wrote by phone, then by BSUID, then with both ids (his two subjects merge).
+    Erased by phone, every one of his records is a tombstone naming the erasure's request
+    id and date in every format: the records of his other subject id too."""
+    a = archive
+    bsuid = "US.13491208655" + str(secrets.randbelow(10**8)).zfill(8)
+    a.post(_carl(_wamid(), T0 + HOUR, "merger carl phone", phone=True, bsuid=None))
+    a.post(_carl(_wamid(), T0 + 2 * HOUR, "merger carl bsuid", phone=False, bsuid=bsuid))
+    a.post(_carl(_wamid(), T0 + 3 * HOUR, "merger carl both", phone=True, bsuid=bsuid))
+    carl = {d["id"]: d for d in a.docs() if "carl" in str(d.get("text"))}
+    assert len(carl) == 3
+    subjects = {r.subject for r in (record_by_id(a.rt.objects, i) for i in carl)}
+    assert len(subjects) == 2  # two subject ids, one person
+    erased = a.rt.retention.erasure.erase(N1.pnid, CARL, by="dpo")
+    assert erased["records"] == 3
+    package = _export(a, create_case(a, contacts=[]), tmp_path)
+    m = manifest(package)
+    tomb = {r["record_id"]: r for r in m["records"] if r["erased"]}
+    assert sorted(tomb) == sorted(carl)
+    assert {r["erased"]["request_id"] for r in tomb.values()} == {erased["erasure_id"]}
+    day = erased["erasure_id"][:8]  # the procedure's id starts with its date
+    assert all(r["erased"]["erased_at"].replace("-", "")[:8] == day for r in tomb.values())
+    with zipfile.ZipFile(package) as zf:
+        for r in tomb.values():
+            assert erased["erasure_id"] in zf.read(r["text"]).decode()
+        _, rows = dat.parse(zf.read("loadfile.dat").decode("utf-8"))
+    for rid in carl:
+        (row,) = [row for row in rows if rid in json.dumps(row)]
+        assert erased["erasure_id"] in row["ERASED"], row
+    assert _rsmf_texts(package).count(erased["erasure_id"]) >= 3
+    text = every_text(package)
+    assert "erasure request unknown" not in text and "merger carl" not in text
+
+
+def test_a_late_erased_record_is_a_tombstone_in_an_export(archive: Archive,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """Bob writes while his erasure runs (after the plan, before the shred): the erasure
+    purges that late record too. An export afterwards shows it as a tombstone naming the
+    erasure, like the planned ones, not as nothing at all."""
+    a = archive
+    a.post(N1.text(BOB, _wamid(), T0 + HOUR, "merger from bob", name="Bob"))
+    planned = {d["id"] for d in a.docs() if d.get("contact") == BOB}
+    late: set[str] = set()
+
+    def arrive(at: str) -> None:
+        if at == "before:shred_keys":
+            a.post(N1.text(BOB, _wamid(), T0 + 2 * HOUR, "merger late from bob", name="Bob"))
+            late.update(d["id"] for d in a.docs() if d.get("contact") == BOB)
+            late.difference_update(planned)
+
+    service = a.rt.retention.erasure
+    service._crash = arrive
+    try:
+        erased = service.erase(N1.pnid, BOB, by="dpo")
+    finally:
+        service._crash = lambda _at: None
+    assert erased["records"] == 1 and len(late) == 1
+    m = manifest(_export(a, create_case(a, contacts=[]), tmp_path))
+    tomb = {r["record_id"]: r["erased"]["request_id"] for r in m["records"] if r["erased"]}
+    assert tomb == dict.fromkeys(planned | late, erased["erasure_id"])
