@@ -357,7 +357,7 @@ class ErasureService:
         if not allowed:
             raise Conflict(reason, code="erasure_refused",
                            details={"subject": plan.subject, "holds": plan.holds})
-        key = self._begin(plan, phone_number_id, by, reason)
+        key = self._begin(plan, phone_number_id, by, reason, numbers)
         return self._run(key)
 
     def resume_pending(self) -> list[dict[str, Any]]:
@@ -389,7 +389,8 @@ class ErasureService:
                 pending.append(key)
         return pending
 
-    def _begin(self, plan: ErasurePlan, phone_number_id: str, by: str, reason: str) -> str:
+    def _begin(self, plan: ErasurePlan, phone_number_id: str, by: str, reason: str,
+               numbers: Sequence[str] | None = None) -> str:  # fmt: skip
         """Write the procedure (status ``running``) before anything is logged or destroyed."""
         now = self.clock()
         erasure_id = f"{now:%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
@@ -419,6 +420,10 @@ class ErasureService:
             # Only slots still keyed: one an earlier erasure shredded is logged already.
             "slots": [[b, s] for b, s in plan.slots if self._slot_keyed(b, s)],
             "planned_keys": key_ids,
+            # The requester's numbers (None: every number): a late shared slot carrying
+            # another number's record keeps its key, as ``erasure_out_of_scope`` refuses
+            # a planned one.
+            "numbers": None if numbers is None else sorted(numbers),
         }
         key = erasure_key(plan.subject, erasure_id)
         # The marker first: a procedure that exists is always found by the resume job.
@@ -610,15 +615,20 @@ class ErasureService:
                         slots.add(slot)
         return sorted(late), {s: others.get(s, []) for s in sorted(slots)}
 
-    def _slot_blockers(self, slot: tuple[str, int], others: Sequence[StoredRecord]) -> list[str]:
+    def _slot_blockers(self, slot: tuple[str, int], others: Sequence[StoredRecord],
+                       numbers: Sequence[str] | None) -> list[str]:  # fmt: skip
         """What keeps a late slot's capture key, as the plan's verdict would have refused
         the erasure for a planned one: the open holds covering the slot or naming one of
-        the other subjects of its delivery, and a running obligation on one of their
-        records (Art. 17(3)(b), (e)). Empty: the key may go."""
+        the other subjects of its delivery, a running obligation on one of their records
+        (Art. 17(3)(b), (e)), and a record of a number outside the requester's ``numbers``
+        (``erasure_out_of_scope``). Empty: the key may go."""
         names = _slot_names([slot])
         holds = set(self.holds.holds_covering(None, names))
         reasons: list[str] = []
         for r in others:
+            if numbers is not None and r.phone_number_id not in (None, *numbers):
+                reasons.append(f"record {r.record_id}: a business number outside the "
+                               "requester's scope")  # fmt: skip
             if r.subject:
                 holds |= set(self.holds.holds_covering(r.subject, names))
             verdict = erasure_check([self.policy.decision(facts_of(r.header))], [])
@@ -639,7 +649,8 @@ class ErasureService:
         for (batch_id, slot), others in late_slots.items():
             if (batch_id, slot) in done:
                 continue
-            blockers = self._slot_blockers((batch_id, slot), others) if others else []
+            blockers = (self._slot_blockers((batch_id, slot), others, doc.get("numbers"))
+                        if others else [])  # fmt: skip
             if blockers:
                 kept.append({"batch": batch_id, "slot": slot,
                              "holds": [b[5:] for b in blockers if b.startswith("hold ")],

@@ -227,3 +227,47 @@ def test_a_late_shared_slot_a_hold_covers_keeps_its_key_and_says_so(
         assert [(k["slot"], k["holds"]) for k in kept] == [(0, [r.json()["id"]])]
         assert any(w.startswith("raw slot 0 of") for w in recoverable(rt, shared))
         assert not index_holds(rt, late)  # the index copy goes all the same
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_late_shared_slot_with_a_number_outside_the_scope_keeps_its_key(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """A token scoped to one number erases; the late delivery also carries a change of
+    another number. Its key stays (a planned slot like it is refused with
+    ``erasure_out_of_scope``): a scoped token destroys no other number's evidence."""
+    late, other = "zqxlate" + secrets.token_hex(5), "zqxother" + secrets.token_hex(5)
+    elsewhere = "999000999"
+
+    def change(number: str, wa_id: str, text: str) -> dict[str, Any]:
+        return {"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550009999", "phone_number_id": number},
+            "contacts": [{"profile": {"name": "P"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": "wamid.S" + secrets.token_hex(12),
+                          "timestamp": str(now()), "type": "text", "text": {"body": text}}],
+        }}  # fmt: skip
+
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{
+        "id": "102290129340398", "changes": [change(PHONE_NUMBER_ID, ERASE, f"late {late}"),
+                                             change(elsewhere, OTHER, f"other {other}")]}]}
+    ).encode()  # fmt: skip
+    with archive(request, tmp_path, backend) as (client, rt):
+        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+
+        def arrive() -> None:
+            r = client.post("/webhooks/whatsapp", content=body, headers={
+                "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
+            assert r.status_code == 200, r.text
+            assert rt.processor.sweep()
+            rt.follower.run_to_end()
+
+        svc = rt.retention.erasure
+        svc._crash = lambda at: arrive() if at == "before:shred_keys" else None
+        try:
+            out = svc.erase(PHONE_NUMBER_ID, ERASE, by="dpo", numbers=[PHONE_NUMBER_ID])
+        finally:
+            svc._crash = lambda _at: None
+        assert out["capture_slots_shredded"] == 1 and out["capture_slots_kept"] == 1
+        assert any(w.startswith("raw slot 0 of") for w in recoverable(rt, other))
+        assert not index_holds(rt, late)
