@@ -23,17 +23,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from archiver.errors import InvalidInput
+from archiver.jobs.lease import Lease
 from archiver.keyspace import bates_bucket_key, bates_head_key
 from archiver.store.errors import PreconditionFailed
 from archiver.store.port import StateStore
 
 _CAS_TRIES = 200
 _BUCKET_THREADS = 8  # bucket round trips in flight per call (I/O bound)
+_LEASE_TTL_S = 120.0  # a call over 5,000 items takes seconds; a dead holder blocks this long
+_LEASE_WAIT_S = 300.0
 MAX_ITEM_ID = 1024
 
 
@@ -63,6 +68,22 @@ class BatesAllocator:
                 raise InvalidInput("a Bates item id must be 1 to 1024 characters",
                                  code="bates_item_invalid")  # fmt: skip
             wanted.setdefault(item, None)
+        # One allocation per case at a time: two at once would each reserve a block and
+        # could split a family (a record and its attachments, asked for together) across
+        # both, and a family's numbers must be contiguous for as long as the case lives.
+        # The compare-and-swaps below still keep numbers unique should a lease expire.
+        lease = Lease(self.state, f"bates-{case_id}", ttl=_LEASE_TTL_S)
+        deadline = time.monotonic() + _LEASE_WAIT_S
+        while not lease.acquire():
+            if time.monotonic() > deadline:
+                raise BatesContention(f"case {case_id}: another allocation holds the case")
+            time.sleep(0.05 + random.random() * 0.1)  # noqa: S311 -- jitter, not a secret
+        try:
+            return self._allocate(case_id, wanted, start)
+        finally:
+            lease.release()
+
+    def _allocate(self, case_id: str, wanted: dict[str, None], start: int) -> dict[str, int]:
         by_bucket: dict[str, list[str]] = defaultdict(list)
         for item in wanted:
             by_bucket[bucket_of(item)].append(item)

@@ -4,7 +4,8 @@ decrypted content), and how a dead process's leftovers are removed.
 An attempt's scratch folder is deleted when the attempt ends, but not when its process is
 killed (``kill -9``, OOM, power loss): the decrypted content would stay on disk, out of
 reach of crypto-shredding, forever. So scratch folders live under one root of ours
-(``<data_dir>/spool`` unless ``ARCHIVER_SPOOL_DIR``), owner-only, each process in its own
+(``wa-archiver-spool`` in ``<data_dir>/spool`` unless ``ARCHIVER_SPOOL_DIR``; a shared
+folder named there is left as it is), owner-only, each process in its own
 ``p-*`` folder holding an exclusive ``flock`` on its ``.lock`` for its whole life. The
 kernel drops that lock when the process dies, however it dies, so :meth:`Spool.sweep`
 (at the job runner's start and before each attempt) deletes exactly the folders of dead
@@ -17,11 +18,13 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import IO
 
+_SUBDIR = "wa-archiver-spool"
 _PREFIX = "p-"
 _LOCK = ".lock"
 # One folder per process and root (a forked child makes its own: ``os.getpid()`` differs).
@@ -29,9 +32,17 @@ _OWNED: dict[tuple[Path, int], tuple[Path, IO[bytes]]] = {}
 _GUARD = threading.Lock()
 
 
+class SpoolUnsafe(RuntimeError):
+    """The spool folder is a symlink or belongs to another user."""
+
+
 class Spool:
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        # Our folders live in a subfolder of the configured one, so a setting naming a
+        # shared folder (``/tmp``) never has its mode changed or its other ``p-*``
+        # entries swept.
+        self.base = Path(root)
+        self.root = self.base / _SUBDIR
 
     def process_dir(self) -> Path:
         """This process's scratch folder under the root (made and locked on first use),
@@ -55,7 +66,12 @@ class Spool:
 
     def sweep(self) -> list[Path]:
         """Delete the folders of processes that died holding them; returns them."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.base.exists():
+            self.base.mkdir(mode=0o700, parents=True, exist_ok=True)  # made by us: private
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(self.root)
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+            raise SpoolUnsafe(f"{self.root} is a symlink or not ours: refusing to spool there")
         os.chmod(self.root, 0o700)  # scratch files hold decrypted content
         root = self.root.resolve()
         mine = {owned[0] for key, owned in _OWNED.items() if key[1] == os.getpid()}

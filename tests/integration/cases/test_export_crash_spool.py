@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from archiver.auth import Role
@@ -73,6 +74,9 @@ def _killed_export(tmp_path: Path) -> tuple[Path, Path, str, list[Path]]:
 def test_a_killed_exports_scratch_files_are_swept_at_the_next_start(tmp_path: Path) -> None:
     data, tmp, export_id, leftovers = _killed_export(tmp_path)
     spool = data / "spool"
+    # The dead runner's heartbeat must be older than the TTL before another takes the job
+    # over; a fast restart would otherwise find it "running" elsewhere and stay idle.
+    time.sleep(1.0)
 
     settings = embedded_settings(data, inline_workers=False, jobs_heartbeat_ttl_s=0.5)
     with running_app(settings) as (client, rt):

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from archiver.jobs.spool import Spool
+import pytest
+
+from archiver.jobs.spool import Spool, SpoolUnsafe
 
 CHILD = """
 import sys, time
@@ -48,9 +50,41 @@ def test_sweep_removes_dead_processes_folders_only(tmp_path: Path) -> None:
         assert (live_dir / "scratch.bin").exists(), "a live sibling's folder was swept"
         assert (mine / "own.bin").exists()
         assert spool.process_dir() == mine
-        assert oct(root.stat().st_mode & 0o777) == "0o700"
+        assert oct(spool.root.stat().st_mode & 0o777) == "0o700"
     finally:
         live.kill()
         live.wait(timeout=30)
     time.sleep(0.1)
     assert spool.sweep() == [live_dir]
+
+
+def test_a_shared_folder_named_as_spool_keeps_its_mode_and_its_other_entries(
+    tmp_path: Path,
+) -> None:
+    """``ARCHIVER_SPOOL_DIR=/tmp`` must not strip /tmp's sticky bit and world access, nor
+    sweep someone else's old ``p-*`` folder there: the spool works in its own subfolder."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # noqa: S103 -- a /tmp-like folder is the point
+    other = shared / "p-users-backup"
+    other.mkdir()
+    (other / "file.txt").write_text("not ours")
+    old = time.time() - 7200
+    os.utime(other, (old, old))
+    spool = Spool(shared)
+    folder = spool.process_dir()
+    spool.sweep()
+    assert (other / "file.txt").read_text() == "not ours"
+    assert oct(shared.stat().st_mode & 0o7777) == "0o1777"
+    assert folder.parent == spool.root and spool.root.parent == shared
+    assert oct(spool.root.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_symlinked_spool_root_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "wa-archiver-spool").symlink_to(target)
+    with pytest.raises(SpoolUnsafe):
+        Spool(base).sweep()
