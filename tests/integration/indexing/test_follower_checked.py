@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -17,11 +16,10 @@ from structlog.testing import capture_logs
 from archiver.indexing.follower import IndexFollower
 from archiver.ledger.entry import EntryKind, parse_entry
 from archiver.retention.common import iter_records
-from archiver.runtime import Runtime
 from search.port import SearchRequest
 from search.sqlite import SqliteIndex
-from tests.support.apps import backend_settings, running_app, sign
-from tests.support.retention import Msg, body_for
+from tests.support.apps import backend_settings, running_app
+from tests.support.retention import Msg, post_processed
 
 pytestmark = pytest.mark.integration
 
@@ -29,21 +27,11 @@ A, B = "447700900401", "447700900402"
 TS = 1750000000
 
 
-def _post(client: Any, rt: Runtime, messages: list[Msg]) -> None:
-    body = body_for(messages)
-    r = client.post("/webhooks/whatsapp", content=body,
-                    headers={"X-Hub-Signature-256": sign(body),
-                             "Content-Type": "application/json"})  # fmt: skip
-    assert r.status_code == 200, r.text
-    outcomes = rt.processor.sweep()
-    assert outcomes and all(o.status == "done" for o in outcomes), outcomes
-
-
 def test_an_altered_record_is_skipped_loudly_not_indexed(tmp_path: Path) -> None:
     settings = backend_settings(None, tmp_path / "data", "embedded", inline_workers=False)
     with running_app(settings) as (client, rt):
-        _post(client, rt, [Msg(A, "narwhal ledger inbound", TS)])
-        _post(client, rt, [Msg(B, "narwhal ledger second", TS + 1)])
+        post_processed(client, rt, [Msg(A, "narwhal ledger inbound", TS)])
+        post_processed(client, rt, [Msg(B, "narwhal ledger second", TS + 1)])
         entries = [parse_entry(d) for d in rt.log.entries(0, rt.log.size())]
         records = {r.key: r for r in iter_records(rt.objects) if r.header.get("kind") == "message"}
         logged = [e for e in entries if e.kind is EntryKind.RECORD and e.key in records]

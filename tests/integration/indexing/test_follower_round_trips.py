@@ -33,7 +33,7 @@ from archiver.store.port import StateStore, StateValue
 from search.port import SearchRequest
 from search.sqlite import SqliteIndex
 from tests.support.apps import backend_settings, running_app, sign
-from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for
+from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for, post_processed
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +67,6 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Any, Runtime]]:
         yield client, rt
 
 
-def _post(client: Any, rt: Runtime, messages: list[Msg]) -> None:
-    body = body_for(messages)
-    r = client.post("/webhooks/whatsapp", content=body,
-                    headers={"X-Hub-Signature-256": sign(body),
-                             "Content-Type": "application/json"})  # fmt: skip
-    assert r.status_code == 200, r.text
-    outcomes = rt.processor.sweep()
-    assert outcomes and all(o.status == "done" for o in outcomes), outcomes
-
-
 def _follower(rt: Runtime, state: Any, index: SqliteIndex, generation: str | None) -> IndexFollower:
     # Its own key store over the same (counted) state: its session reads count too.
     return IndexFollower(log_reader=rt.log, objects=rt.objects, state=state,
@@ -94,7 +84,8 @@ def test_new_subjects_cost_no_per_subject_reads_and_a_batch_few_fixed_ones(
     embedded: tuple[Any, Runtime], tmp_path: Path
 ) -> None:
     client, rt = embedded
-    _post(client, rt, [Msg(f"4477009005{i:02d}", f"ibis first {i}", TS + i) for i in range(3)])
+    post_processed(client, rt,
+                   [Msg(f"4477009005{i:02d}", f"ibis first {i}", TS + i) for i in range(3)])
     state = _Counted(rt.state)
     index = _index(tmp_path)
     follower = _follower(rt, state, index, None)  # follows the active generation
@@ -102,9 +93,9 @@ def test_new_subjects_cost_no_per_subject_reads_and_a_batch_few_fixed_ones(
     # Five people never seen before, in the next two batches (back to back: the loop
     # while it is behind; the first after an idle poll reads the generation afresh).
     fresh = [f"4477009006{i:02d}" for i in range(5)]
-    _post(client, rt, [Msg(w, f"ibis second {w}", TS + 10) for w in fresh[:2]])
+    post_processed(client, rt, [Msg(w, f"ibis second {w}", TS + 10) for w in fresh[:2]])
     middle = rt.log.size()
-    _post(client, rt, [Msg(w, f"ibis second {w}", TS + 10) for w in fresh[2:]])
+    post_processed(client, rt, [Msg(w, f"ibis second {w}", TS + 10) for w in fresh[2:]])
     assert follower.catch_up(middle - follower.cursor(), visible=False) > 0
     state.gets.clear()
     assert follower.catch_up(visible=False) > 0
@@ -131,11 +122,11 @@ def test_state_another_follower_wrote_in_between_still_reaches_the_documents(
     index = _index(tmp_path)
     one = _follower(rt, rt.state, index, "twin")
     two = _follower(rt, rt.state, index, "twin")
-    _post(client, rt, [Msg(contact, "heron first words", TS)])
+    post_processed(client, rt, [Msg(contact, "heron first words", TS)])
     assert one.run_to_end() > 0
-    _post(client, rt, [Msg(contact, "STOP", TS + 1)])
+    post_processed(client, rt, [Msg(contact, "STOP", TS + 1)])
     assert two.run_to_end() > 0
-    _post(client, rt, [Msg(contact, "heron last words", TS + 2)])
+    post_processed(client, rt, [Msg(contact, "heron last words", TS + 2)])
     assert one.run_to_end() > 0
     hits = {h.doc["text"]: h.doc for h in index.search(SearchRequest(q="heron", size=10)).hits}
     assert set(hits) == {"heron first words", "heron last words"}
@@ -162,7 +153,7 @@ def test_a_fold_parked_by_one_batch_reaches_its_message_in_the_next(
     contact, wamid = "447700900800", "wamid.T" + secrets.token_hex(12)
     index = _index(tmp_path)
     follower = _follower(rt, rt.state, index, "folds")
-    _post(client, rt, [Msg(contact, "egret warmup", TS)])
+    post_processed(client, rt, [Msg(contact, "egret warmup", TS)])
     assert follower.run_to_end() > 0  # the listing of parked folds is kept from here
     reaction = json.loads(body_for([Msg(contact, "unused", TS + 1)]))
     message = reaction["entry"][0]["changes"][0]["value"]["messages"][0]
@@ -202,12 +193,12 @@ def test_a_kind_with_too_many_keys_is_read_per_subject_and_not_listed_again(
     contact = "447700900900"
     state = _Lists(rt.state)
     index = _index(tmp_path)
-    _post(client, rt, [Msg(contact, "STOP", TS)])
+    post_processed(client, rt, [Msg(contact, "STOP", TS)])
     # Another follower of the generation writes index/consent/many/<subject> ...
     assert _follower(rt, rt.state, index, "many").run_to_end() > 0
     follower = _follower(rt, state, index, "many")  # ... and this one goes on from there
     for i in range(2):  # two batches back to back, each meeting the subject
-        _post(client, rt, [Msg(contact, f"plover words {i}", TS + 1 + i)])
+        post_processed(client, rt, [Msg(contact, f"plover words {i}", TS + 1 + i)])
         assert follower.catch_up() > 0
     # Each listed once: consent found too many (then read per subject), names none (kept).
     assert state.lists["index/consent/many/"] == 1, state.lists

@@ -22,24 +22,13 @@ from archiver.runtime import Runtime
 from search.elastic import ElasticIndex
 from search.port import Document, SearchRequest
 from search.sqlite import SqliteIndex
-from tests.support.apps import backend_settings, running_app, sign
-from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for, token
+from tests.support.apps import backend_settings, running_app
+from tests.support.retention import PHONE_NUMBER_ID, Msg, post_processed, token
 
 pytestmark = pytest.mark.integration
 
 A, B = "447700900301", "447700900302"
 TS = 1750000000
-
-
-def _post(client: Any, rt: Runtime, messages: list[Msg]) -> None:
-    """A webhook, processed (not indexed: each test drives the follower itself)."""
-    body = body_for(messages)
-    r = client.post("/webhooks/whatsapp", content=body,
-                    headers={"X-Hub-Signature-256": sign(body),
-                             "Content-Type": "application/json"})  # fmt: skip
-    assert r.status_code == 200, r.text
-    outcomes = rt.processor.sweep()
-    assert outcomes and all(o.status == "done" for o in outcomes), outcomes
 
 
 def _found(rt: Runtime, q: str) -> int:
@@ -63,9 +52,9 @@ def test_loop_writes_wait_for_no_refresh_and_catch_up_still_reads_its_writes(
     servers: tuple[Any, Runtime],
 ) -> None:
     client, rt = servers
-    _post(client, rt, [Msg(A, "quetzal harbour invoice", TS)])
+    post_processed(client, rt, [Msg(A, "quetzal harbour invoice", TS)])
     first = rt.log.size()
-    _post(client, rt, [Msg(B, "quetzal harbour receipt", TS + 1)])
+    post_processed(client, rt, [Msg(B, "quetzal harbour receipt", TS + 1)])
     # The loop's path, while behind (a batch short of the log's end): written (a real-time
     # get finds it), not refreshed. With ``wait_for`` and refreshes off, this bulk would
     # block until the client times out.
@@ -80,9 +69,9 @@ def test_loop_writes_wait_for_no_refresh_and_catch_up_still_reads_its_writes(
     assert _found(rt, "quetzal") == 2
     # The default path (tests, the CLI, ``run_to_end``): searchable when it returns, even
     # for a batch short of the end.
-    _post(client, rt, [Msg(A, "quetzal harbour refund", TS + 2)])
+    post_processed(client, rt, [Msg(A, "quetzal harbour refund", TS + 2)])
     size = rt.log.size()
-    _post(client, rt, [Msg(B, "quetzal harbour credit", TS + 3)])
+    post_processed(client, rt, [Msg(B, "quetzal harbour credit", TS + 3)])
     assert rt.follower.catch_up(size - rt.follower.cursor()) > 0
     assert rt.follower.lag() > 0
     assert _found(rt, "quetzal") == 3
@@ -97,8 +86,8 @@ def test_query_hold_catches_an_arrival_the_loop_indexed_without_refresh(
     r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
                     json={"case_id": "case-vis", "query": "zanzibar"})  # fmt: skip
     assert r.status_code == 201, r.text
-    _post(client, rt, [Msg(A, "zanzibar contract signed", TS)])
-    _post(client, rt, [Msg(B, "lunch at noon", TS)])
+    post_processed(client, rt, [Msg(A, "zanzibar contract signed", TS)])
+    post_processed(client, rt, [Msg(B, "lunch at noon", TS)])
     rt.follower.catch_up(visible=False)  # what the indexing loop calls
     subject_a = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, A)
     held = {
@@ -128,7 +117,7 @@ class _ShredDuringUpsert(SqliteIndex):
 def test_a_key_destroyed_mid_batch_never_leaves_the_batch_text_indexed(tmp_path: Path) -> None:
     settings = backend_settings(None, tmp_path / "data", "embedded", inline_workers=False)
     with running_app(settings) as (client, rt):
-        _post(client, rt, [Msg(A, "okapi secret plans", TS), Msg(B, "okapi lunch", TS)])
+        post_processed(client, rt, [Msg(A, "okapi secret plans", TS), Msg(B, "okapi lunch", TS)])
         subject = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, A)
 
         def erase() -> None:  # the shred, after the batch decrypted with the cached key
