@@ -57,9 +57,17 @@ class KeyNotPinned(ExportError):
 
 # A member read whole (manifest, stored record, raw batch, load file) may inflate to at
 # most this many times its compressed size (plus SMALL_MEMBER): our packages stay far
-# below (hashes and sealed content barely compress); a zip bomb is far above.
-MAX_RATIO = 100
+# below (hashes and sealed content barely compress: a manifest about 3.3, a load file about
+# 4.6, a record 1.4); a zip bomb is far above. Parsing multiplies what is read (a Python
+# object per JSON value or DAT field), so this ratio times the parse's growth bounds memory.
+MAX_RATIO = 20
 SMALL_MEMBER = 1 << 20
+# A member parsed (manifest, stored record, load file) must spend at least this many bytes
+# per value: ours spend 50 to 90 per JSON value and about 30 per DAT field, while "{}," or an
+# empty DAT field costs 3 to 5 bytes and some 70 bytes of memory once parsed (a parse bomb:
+# a package of 220 KB made the verifier take 540 MB). Below the slack, anything goes.
+MIN_BYTES_PER_VALUE = 16
+PARSE_SLACK = 64 << 10
 # A stored record is one webhook's worth of JSON; nothing legitimate comes near this.
 MAX_RECORD_BYTES = 64 << 20
 _LEAF_BINDS = ("files_sha256", "raw_batches_sha256", "head_sha256")
@@ -82,6 +90,24 @@ def _read(zf: zipfile.ZipFile, name: str, cap: int | None = None) -> bytes:
     return zf.read(name)
 
 
+def _parse_budget(name: str, data: bytes, separators: tuple[bytes, ...]) -> None:
+    """Refuse (``_MemberTooLarge``) a member to be parsed whose values are packed denser
+    than MIN_BYTES_PER_VALUE: memory then stays a small multiple of the bytes read."""
+    values = sum(data.count(sep) for sep in separators)
+    if values * MIN_BYTES_PER_VALUE > len(data) + PARSE_SLACK:
+        raise _MemberTooLarge(f"{name} packs {values} values in {len(data)} bytes, more "
+                              f"than one per {MIN_BYTES_PER_VALUE}: refused unparsed "
+                              "(a parse bomb)")  # fmt: skip
+
+
+_JSON_VALUES = (b",", b"[", b"{")
+
+
+def _parse_json(name: str, data: bytes) -> Any:
+    _parse_budget(name, data, _JSON_VALUES)
+    return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json.loads`` hook: a repeated key is refused. Parsers disagree on which one wins,
     so a manifest with one would show another reader other lists than the ones checked."""
@@ -98,7 +124,7 @@ def _no_constant(name: str) -> Any:
 
 
 def _load_manifest(data: bytes) -> Any:
-    return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    return _parse_json(layout.MANIFEST, data)
 
 
 _LOCAL = struct.Struct("<4s5H3L2H")  # local file header (30 bytes), APPNOTE 4.3.7
@@ -454,13 +480,15 @@ def _check_record(
     if f.get("size") not in (None, len(data)):
         res.fail(rid, "record size differs from the log entry's")
     try:
-        header = json.loads(data)
+        header = _parse_json(native, data)
         if header.get("record_id") != rid:
             res.fail(rid, "the stored record is another record")
         raw = header.get("raw")
         if isinstance(raw, dict) and "key" in raw:
             raw_refs[(str(raw["key"]), str(raw.get("version_id")))] = str(raw.get("sha256"))
-    except (ValueError, AttributeError):
+    except _MemberTooLarge as exc:
+        res.fail(rid, f"stored record unparsed: {exc}")
+    except (ValueError, AttributeError, RecursionError):
         res.fail(rid, "stored record is not JSON")
     if cp is not None:
         try:
@@ -573,7 +601,9 @@ def _check_loadfile(
     res: VerifyResult,
 ) -> None:
     try:
-        _, rows = dat.parse(_read(zf, layout.LOADFILE).decode("utf-8"))
+        data = _read(zf, layout.LOADFILE)
+        _parse_budget(layout.LOADFILE, data, (dat.SEP.encode(), dat.EOL.encode()))
+        _, rows = dat.parse(data.decode("utf-8"))
     except (KeyError, UnicodeDecodeError, ExportError, zipfile.BadZipFile, OSError, EOFError,
             _MemberTooLarge) as exc:  # fmt: skip
         res.fail(layout.LOADFILE, f"unreadable: {getattr(exc, 'message', exc)}")

@@ -5,9 +5,11 @@ inflate a bomb."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
+import random
 import resource
 import zipfile
 from pathlib import Path
@@ -235,3 +237,34 @@ def test_the_layout_check_accepts_genuine_packages(built: Built, tmp_path: Path)
     streamed = build(tmp_path, transcripts=False, unseekable=True)
     res = verify_package(streamed.path, streamed.signer.verifier.key_text)
     assert res.ok, res.summary()
+
+
+def _parse_bomb(victim: str, values: int = 2_000_000) -> bytes:
+    """``victim``'s bytes as a parse bomb: millions of tiny values (each 3 to 5 bytes,
+    some 70 bytes once parsed) with random padding, so it deflates less than 20:1 and no
+    inflation ratio catches it (a 220 KB package made the verifier take 540 MB)."""
+    pad = base64.b64encode(random.Random(7).randbytes(values // 4)).decode()
+    if victim == "loadfile.dat":
+        row = "\x14".join(["\u00fe\u00fe"] * 16)
+        return ("\ufeff" + "\r\n".join([row] * (values // 16) + ["\u00fe" + pad + "\u00fe"])
+                ).encode()  # fmt: skip
+    return ('{"format":"wa-archiver-export/1","x":[' + ",".join(["{}"] * values)
+            + '],"pad":"' + pad + '"}').encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("victim", ["natives/records/", "loadfile.dat", "manifest.json"])
+def test_a_parse_bomb_is_named_not_parsed(built: Built, tmp_path: Path, victim: str) -> None:
+    name = _first(built, victim)
+    bad = tmp_path / "parse-bomb.zip"
+    with zipfile.ZipFile(built.path) as zin, zipfile.ZipFile(bad, "w",
+                                                             zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = _parse_bomb(victim) if info.filename == name else zin.read(info.filename)
+            zout.writestr(info.filename, data)
+        ratio = zout.getinfo(name).file_size / zout.getinfo(name).compress_size
+    assert ratio < 20, ratio  # below every inflation cap: only the parse budget stops it
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    failures = _failures(bad, built)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert any("a parse bomb" in f for f in failures), failures
+    assert grown_kib < 40 * 1024, f"the verifier grew by {grown_kib} KiB"
