@@ -213,12 +213,16 @@ class JobService:
 
     def open_artifact(self, job: Job, name: str) -> tuple[ArtifactRef, Iterator[bytes]]:
         """A finished job's artifact for download: its ref and a chunk stream. NotFound
-        when the job did not succeed or the artifact expired or was erased."""
+        when the job did not succeed or the artifact expired or was erased. Expired means
+        older than the expiry, whether or not the hourly sweep has deleted it yet (or the
+        sweep runs at all): the expiry is a promise about downloads, not about the sweep."""
         if job.state is not JobState.SUCCEEDED:
             raise NotFound("the job has no artifacts", code="artifact_not_found")
         for entry in job.result.get("artifacts") or []:
             if entry.get("name") == name and entry.get("status", "available") == "available":
                 ref = self.workarea.stat(entry["key"])
+                if ref is not None and ref.created_at < _now() - self.expiry:
+                    raise NotFound("the artifact expired", code="artifact_not_found")
                 if ref is not None:
                     return ref, self.workarea.read(ref.key)
         raise NotFound("no such artifact (expired or erased?)", code="artifact_not_found")

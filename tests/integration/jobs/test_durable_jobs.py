@@ -266,6 +266,22 @@ def test_expiry_sweep_deletes_old_artifacts_only(make_settings: MakeSettings) ->
     assert list(service.workarea.list()) == []
 
 
+def test_an_expired_artifact_is_not_downloadable_before_the_sweep(
+    make_settings: MakeSettings,
+) -> None:
+    """The hourly sweep may not have run (or may not run at all: no scheduler): past the
+    expiry the artifact still sits in the working area, but is no longer handed out."""
+    service = service_for(make_settings(workarea_expiry_days=0.5 / 86400))  # half a second
+    job = _finished_with_artifact(service, [])
+    ref, chunks = service.open_artifact(job, "a.bin")
+    assert b"".join(chunks) == b"x" * 1000
+    time.sleep(0.6)
+    with pytest.raises(NotFound) as err:
+        service.open_artifact(service.get("art", job.id), "a.bin")
+    assert err.value.code == "artifact_not_found"
+    assert service.workarea.stat(ref.key) is not None  # not swept: only the age refused it
+
+
 def test_expiry_sweep_runs_on_the_scheduler(make_settings: MakeSettings) -> None:
     settings = make_settings(workarea_expiry_days=0.5 / 86400)  # half a second
     service = service_for(settings)
