@@ -289,11 +289,13 @@ def _b64(text: Any) -> bytes:
         raise ValueError(f"bad base64: {exc}") from None
 
 
-def _hash_member(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:
+def _hash_member(zf: zipfile.ZipFile, name: str, limit: int) -> tuple[str, int]:
+    """SHA-256 and size of a member, reading at most ``limit`` + 1 bytes: a member larger
+    than its listed size is wrong whatever follows, and a bomb is not inflated to say so."""
     h = hashlib.sha256()
     size = 0
     with zf.open(name) as f:
-        while chunk := f.read(1 << 20):
+        while size <= limit and (chunk := f.read(min(1 << 20, limit + 1 - size))):
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
@@ -383,8 +385,16 @@ def _verify(
     cp = _open_checkpoint(res, "checkpoint", log, key, str(log.get("origin")))
     res.tree_size = cp.size if cp else None
 
+    # The export leaf first: only a file list it proves (sizes signed by the archive) is
+    # hashed in full. Otherwise the sizes are a forger's, and a listed zip bomb would cost
+    # minutes of inflating per megabyte of package (1 GB of zeros deflate to 1 MB).
+    say("export leaf")
+    before = len(res.failures)
+    _check_export(manifest, cp, key, res)
+    proven = cp is not None and len(res.failures) == before
+
     say("files")
-    listed = _check_files(zf, manifest["files"], res)
+    listed = _check_files(zf, manifest["files"], res, proven)
 
     say("records")
     raw_refs: dict[tuple[str, str], str] = {}
@@ -401,16 +411,16 @@ def _verify(
     say("raw batches")
     _check_raw(zf, manifest["raw_batches"], listed, raw_refs, res)
 
-    say("export leaf")
-    _check_export(manifest, cp, key, res)
-
     say("load file")
     _check_loadfile(zf, manifest["records"], attachments, res)
 
 
 def _check_files(
-    zf: zipfile.ZipFile, files: list[dict[str, Any]], res: VerifyResult
+    zf: zipfile.ZipFile, files: list[dict[str, Any]], res: VerifyResult, proven: bool
 ) -> dict[str, str]:
+    """Hash every listed member against its line. ``proven``: the export leaf proves the
+    list, so its sizes bound the work; unproven, a member listed as inflating past
+    MAX_RATIO times its compressed size is named, not inflated (the package fails anyway)."""
     listed: dict[str, str] = {}
     members = [i.filename for i in zf.infolist()]
     if len(set(members)) != len(members):
@@ -426,8 +436,13 @@ def _check_files(
         if path not in present:
             res.fail(path, "listed in the manifest but missing")
             continue
+        want = int(f["size"])
+        if not proven and want > max(SMALL_MEMBER, MAX_RATIO * zf.getinfo(path).compress_size):
+            res.fail(path, f"not hashed: listed as {want} bytes, past {MAX_RATIO} times its "
+                     "compressed size, and the export leaf does not prove the file list")
+            continue
         try:
-            digest, size = _hash_member(zf, path)
+            digest, size = _hash_member(zf, path, max(want, 0))
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError,
                 RuntimeError) as exc:  # CRC or deflate error, unsupported or encrypted
             res.fail(path, f"unreadable: {exc}")

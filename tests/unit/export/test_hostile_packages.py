@@ -268,3 +268,45 @@ def test_a_parse_bomb_is_named_not_parsed(built: Built, tmp_path: Path, victim: 
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert any("a parse bomb" in f for f in failures), failures
     assert grown_kib < 40 * 1024, f"the verifier grew by {grown_kib} KiB"
+
+
+def test_a_listed_zip_bomb_in_an_unproven_file_list_is_not_inflated(
+    built: Built, tmp_path: Path
+) -> None:
+    """A forger lists 64 MiB of zeros (64 KiB deflated) with its true hash and size: the
+    file list no longer matches the export leaf, so its sizes are the forger's, and the
+    verifier must not inflate what they name (1 GB took 8 s per 1.3 MB of package)."""
+    name = _first(built, "text/")
+    block = b"\0" * (1 << 20)
+    digest = hashlib.sha256()
+    for _ in range(64):
+        digest.update(block)
+    members = _members(built.path)
+    manifest = json.loads(members.pop("manifest.json"))
+    for f in manifest["files"]:
+        if f["path"] == name:
+            f["sha256"], f["size"] = digest.hexdigest(), 64 << 20
+    bad = tmp_path / "listed-bomb.zip"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members.items():
+            if member != name:
+                zf.writestr(member, data)
+        with zf.open(name, "w", force_zip64=True) as out:
+            for _ in range(64):
+                out.write(block)
+        zf.writestr("manifest.json", json.dumps(manifest))
+    failures = _failures(bad, built)
+    assert "export: the logged export names another file list" in failures, failures
+    assert any(f.startswith(f"{name}: not hashed") for f in failures), failures
+
+
+def test_a_member_larger_than_its_proven_size_is_named_unread(
+    built: Built, tmp_path: Path
+) -> None:
+    """The manifest untouched (its list proven), one member swapped for a bomb: it is
+    named after reading one byte past its listed size, not inflated whole."""
+    name = _first(built, "text/")
+    bad = _bomb(built, tmp_path / "bomb.zip", name)
+    res = verify_package(bad, built.signer.verifier.key_text)
+    assert any(f.subject == name and "differs from the manifest" in f.reason
+               for f in res.failures), res.failures  # fmt: skip
