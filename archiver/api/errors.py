@@ -75,6 +75,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "hold_owned_by_case",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",
+        "bates_exhausted",
         "export_state", "report_no_checkpoint", "report_checkpoint_mismatch",
         "export_state", "export_subject_erased", "export_empty_log", "export_scope_changed",
     ),

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from archiver.errors import InvalidInput
+from archiver.errors import Conflict, InvalidInput
 from archiver.jobs.lease import Lease
 from archiver.keyspace import bates_bucket_key, bates_head_key
 from archiver.store.errors import PreconditionFailed
@@ -46,6 +46,13 @@ class BatesContention(PreconditionFailed):
     code = "bates_contention"
 
 
+class BatesExhausted(Conflict):
+    """The numbers asked for would pass the largest a label can show: refused before any
+    is reserved, since reserved numbers stay with the case for good."""
+
+    code = "bates_exhausted"
+
+
 def bucket_of(item_id: str) -> str:
     return hashlib.sha256(item_id.encode()).hexdigest()[:2]
 
@@ -54,11 +61,15 @@ class BatesAllocator:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    def allocate(self, case_id: str, item_ids: Iterable[str], *, start: int = 1) -> dict[str, int]:
+    def allocate(self, case_id: str, item_ids: Iterable[str], *, start: int = 1,
+                 highest: int | None = None) -> dict[str, int]:  # fmt: skip
         """Numbers for ``item_ids`` (new ones in the order given). ``start`` is the first
         number of a case that has none yet; later it is ignored (numbers are stable).
+        ``highest``: the largest number a label can show (the padded width), else none.
         Raises InvalidInput ``bates_item_invalid`` for an empty or over-long item id and
-        ``bates_start_invalid`` for a start below 1."""
+        ``bates_start_invalid`` for a start below 1, and BatesExhausted when the new items
+        would pass ``highest`` (nothing is reserved then: a number past it would make every
+        later export of the case fail)."""
         if start < 1:
             raise InvalidInput("the first Bates number must be at least 1",
                              code="bates_start_invalid")  # fmt: skip
@@ -79,11 +90,12 @@ class BatesAllocator:
                 raise BatesContention(f"case {case_id}: another allocation holds the case")
             time.sleep(0.05 + random.random() * 0.1)  # noqa: S311 -- jitter, not a secret
         try:
-            return self._allocate(case_id, wanted, start)
+            return self._allocate(case_id, wanted, start, highest)
         finally:
             lease.release()
 
-    def _allocate(self, case_id: str, wanted: dict[str, None], start: int) -> dict[str, int]:
+    def _allocate(self, case_id: str, wanted: dict[str, None], start: int,
+                  highest: int | None) -> dict[str, int]:  # fmt: skip
         by_bucket: dict[str, list[str]] = defaultdict(list)
         for item in wanted:
             by_bucket[bucket_of(item)].append(item)
@@ -101,7 +113,7 @@ class BatesAllocator:
                 out.update(numbered)
             new = [i for i in wanted if i not in out]
             if new:
-                first = self._reserve(case_id, len(new), start)
+                first = self._reserve(case_id, len(new), start, highest)
                 proposed = {item: first + n for n, item in enumerate(new)}
                 grouped: dict[str, list[str]] = defaultdict(list)
                 for item in new:
@@ -133,11 +145,16 @@ class BatesAllocator:
             return {}, None
         return {str(k): int(v) for k, v in json.loads(value.value).items()}, value.token
 
-    def _reserve(self, case_id: str, count: int, start: int) -> int:
+    def _reserve(self, case_id: str, count: int, start: int, highest: int | None) -> int:
         key = bates_head_key(case_id)
         for _ in range(_CAS_TRIES):
             value = self.state.get(key)
             first = start if value is None else int(json.loads(value.value)["next"])
+            if highest is not None and first + count - 1 > highest:
+                raise BatesExhausted(f"case {case_id}: {count} more Bates numbers from "
+                                     f"{first} would pass {highest}",
+                                     details={"first": first, "count": count,
+                                              "highest": highest})  # fmt: skip
             body = json.dumps({"next": first + count}).encode()
             try:
                 if value is None:

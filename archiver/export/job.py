@@ -69,8 +69,12 @@ from search.port import SearchIndex, SearchRequest
 KIND = "export"
 ARTIFACT = "export.zip"
 BATES_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,20}")
-MAX_BATES_START = 10**9
 BATES_DIGITS = 8
+# The start must fit the labels' width (1e9 was accepted, and the numbers it reserved
+# made every later export of the case fail "does not fit 8 digits"); the allocator
+# refuses numbers past the width before reserving them.
+HIGHEST_BATES = 10**BATES_DIGITS - 1
+MAX_BATES_START = HIGHEST_BATES
 _CHECK_EVERY = 200
 _CONTACT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # archiver.cases.model.CONTACT
 
@@ -383,8 +387,8 @@ class ExportRun:
         return self.d.cases.get(case_id, self.actor).get(name) or ""
 
     def _allocate(self, case_id: str, ids: list[str]) -> dict[str, int]:
-        numbers: dict[str, int] = self.d.cases.bates.allocate(case_id, ids,
-                                                              start=self.options.bates_start)
+        numbers: dict[str, int] = self.d.cases.bates.allocate(
+            case_id, ids, start=self.options.bates_start, highest=HIGHEST_BATES)
         return numbers
 
     def _package(self, info: ExportInfo, gatherer: Gatherer, plan: Plan,

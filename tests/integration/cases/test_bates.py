@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.cases.bates import BatesAllocator, bucket_of, contiguous
+from archiver.cases.bates import BatesAllocator, BatesExhausted, bucket_of, contiguous
 from archiver.errors import InvalidInput
 from archiver.keyspace import BATES_PREFIX
 from archiver.store.port import StateStore
@@ -41,6 +41,20 @@ def test_numbers_are_stable_and_new_items_come_after_the_highest(state: StateSto
         bates.allocate("case_a", [""])
     with pytest.raises(InvalidInput):
         bates.allocate("case_c", ["x"], start=0)
+
+
+def test_numbers_past_the_highest_are_refused_before_any_is_reserved(
+    state: StateStore,
+) -> None:
+    bates = BatesAllocator(state)
+    with pytest.raises(BatesExhausted):
+        bates.allocate("case_h", ["a", "b", "c"], start=98, highest=99)
+    assert bates.highest("case_h") is None and bates.assigned("case_h") == {}
+    assert bates.allocate("case_h", ["a", "b"], start=98, highest=99) == {"a": 98, "b": 99}
+    with pytest.raises(BatesExhausted):  # a later call past the top: refused, a and b stay
+        bates.allocate("case_h", ["a", "c"], highest=99)
+    assert bates.assigned("case_h") == {"a": 98, "b": 99} and bates.highest("case_h") == 99
+    assert bates.allocate("case_h", ["b", "a"], highest=99) == {"b": 99, "a": 98}
 
 
 def test_concurrent_allocations_never_share_a_number_or_renumber_an_item(

@@ -144,6 +144,35 @@ def test_export_options_refuse_coerced_types_and_host_time_zones(archive: Archiv
     assert r.status_code == 202, r.text
 
 
+def test_a_bates_start_past_the_label_width_never_bricks_the_case(archive: Archive) -> None:
+    """A start the 8-digit labels cannot show is refused (400), and one too near the top
+    for the case's items fails its job ``bates_exhausted`` with nothing reserved, so the
+    next export, from a lower start, succeeds. Before: 999,999,990 was accepted, its
+    numbers were kept, and every later export of the case failed "does not fit 8 digits"."""
+    a = archive
+    a.seed()
+    cid = make_case(a)
+    url = f"/v1/cases/{cid}/exports"
+    legal = a.token(Role.LEGAL, [N1.pnid])
+    body = {"formats": ["rsmf", "natives", "text", "loadfile"]}
+    for start in (10**8, 999_999_990):
+        r = a.client.post(url, headers=legal, json={**body, "bates_start": start})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "bates_start_invalid"
+    r = a.client.post(url, headers=legal, json={**body, "bates_start": 99_999_998})
+    assert r.status_code == 202, r.text
+    view = finish(a, r.json()["id"], legal)
+    assert view["state"] == "failed", view
+    assert [e["code"] for e in view["errors"]] == ["bates_exhausted"], view
+    assert a.rt.cases.bates.highest(cid) is None  # nothing reserved
+    r = a.client.post(url, headers=legal, json={**body, "bates_start": 5})
+    assert r.status_code == 202, r.text
+    view = finish(a, r.json()["id"], legal)
+    assert view["state"] == "succeeded", view
+    highest = a.rt.cases.bates.highest(cid)
+    assert highest is not None and 5 <= highest < 10**8
+
+
 def test_subject_access_exports_one_contact_across_numbers(archive: Archive,
                                                           tmp_path: Path) -> None:
     a = archive
