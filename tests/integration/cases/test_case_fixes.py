@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,23 +13,10 @@ import pytest
 from archiver.auth import Role
 from archiver.keyspace import hold_targets_of
 from archiver.retention.common import StoredRecord, record_by_id
-from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, DATE_FROM, DATE_TO, HOUR, N1, T0, Archive
-from tests.support.apps import backend_settings, running_app
 from tests.support.webhooks import post
 
-BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
 DAY = 86400
-
-
-@pytest.fixture(params=BACKENDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
-    with running_app(settings) as (client, runtime):
-        try:
-            yield Archive(client, runtime)
-        finally:
-            drop_es_alias(runtime)
 
 
 def _case(a: Archive, headers: dict[str, str], **extra: Any) -> dict[str, Any]:

@@ -7,29 +7,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from archiver.auth import Role
 from archiver.export.verify import verify_package
-from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, N2, Archive
-from tests.support.apps import backend_settings, running_app
-
-BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
-
-
-@pytest.fixture(params=BACKENDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
-    with running_app(settings) as (client, runtime):
-        try:
-            yield Archive(client, runtime)
-        finally:
-            drop_es_alias(runtime)
 
 
 def make_case(a: Archive) -> str:

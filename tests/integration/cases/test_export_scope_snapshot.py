@@ -8,27 +8,9 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from archiver.auth import Role
-from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import N1, N2, Archive
-from tests.support.apps import backend_settings, running_app
-
-BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
-
-
-@pytest.fixture(params=BACKENDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
-    with running_app(settings) as (client, runtime):
-        try:
-            yield Archive(client, runtime)
-        finally:
-            drop_es_alias(runtime)
 
 
 def test_a_case_widened_after_the_export_was_requested_does_not_leak_into_it(
