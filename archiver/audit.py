@@ -76,6 +76,7 @@ class AuditAction(StrEnum):
     CASE_HOLD_RELEASED = "case:hold_released"
     CASE_CLOSED = "case:closed"
     CASE_REOPENED = "case:reopened"
+    CASE_CUSTODIAN_ERASED = "case:custodian_erased"
     REPORT_CREATED = "report:created"
     REPORT_LISTED = "report:listed"
     REPORT_VIEWED = "report:viewed"

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archiver.audit import SYSTEM, AuditAction, AuditTrail
@@ -56,6 +57,7 @@ from archiver.security_events import SecurityRecorder
 from archiver.settings import IndexKind, Settings, StateKind, StoreKind
 from archiver.store.errors import StoreError
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.subjects.identity import resolve_subject
 from archiver.subjects.traces import mark_if_fresh
 from policies.errors import PolicyError
 from search.errors import SearchError
@@ -167,6 +169,13 @@ def _audit_sink(audit: AuditTrail) -> Callable[[dict[str, Any]], None]:
         audit.record(AuditAction(event["event"]), SYSTEM, sheddable=True, **details)
 
     return sink
+
+
+def _spool_dir(jobs: JobService) -> Callable[[], Path] | None:
+    """The scope walk's scratch folder: this process's job spool folder (owner-only,
+    swept after a crash), so ``ARCHIVER_SPOOL_DIR`` governs where its files land."""
+    spool = jobs.spool
+    return None if spool is None else spool.process_dir
 
 
 @dataclass
@@ -307,7 +316,8 @@ class Runtime:
             recent=recent,
             on_logged=on_logged,
             retention=retention,
-            cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit),
+            cases=CaseService(state=state, index=index, holds=retention.holds, audit=audit,
+                              scratch=_spool_dir(job_service)),
             job_service=job_service,
             reports=reports,
         )
@@ -316,6 +326,8 @@ class Runtime:
             lambda subject: runtime.job_service.drop_subject(subject))
         # ... and redacts the subject access jobs naming it (their contact).
         runtime.retention.erasure.job_redactors.append(runtime._redact_subject_access)
+        # ... and replaces it among cases' custodian contacts by an erased marker.
+        runtime.retention.erasure.job_redactors.append(runtime._erase_custodians)
         # Reports read history-sync progress from the Coexistence view: bring it up to date
         # first (reporting and coexistence are one layer apart from each other).
         runtime.reports.gatherer.history_catch_up = lambda: runtime.coexistence().catch_up()
@@ -327,6 +339,14 @@ class Runtime:
 
         return redact_subject_access(self.job_service, self.state, self.pseudo,
                                      phone_number_id, subjects)  # fmt: skip
+
+    def _erase_custodians(self, phone_number_id: str, subjects: Sequence[str]) -> list[str]:
+        wanted = set(subjects)
+
+        def is_person(contact: str) -> bool:
+            return resolve_subject(self.state, self.pseudo, phone_number_id, contact) in wanted
+
+        return self.cases.erase_custodians(phone_number_id, subjects, is_person)
 
     def export_deps(self) -> ExportDeps:
         from archiver.export.job import ExportDeps

@@ -35,6 +35,18 @@ CONTACT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_NUMBERS = 100
 MAX_CONTACTS = 100
 CASE_ID = re.compile(r"case_[a-z2-7]{16}")
+# What an erased custodian contact becomes (``CaseService.erase_custodians``): the
+# erasure request's id, never the contact. ``:`` is outside ``CONTACT``, so a request can
+# never name a marker it did not already have.
+ERASED_MARKER = "erased:"
+
+
+def is_erased(contact: str) -> bool:
+    return contact.startswith(ERASED_MARKER)
+
+
+def erased_marker(erasure_id: str) -> str:
+    return ERASED_MARKER + erasure_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +141,13 @@ def check_numbers(numbers: Sequence[str] | None, *, what: str) -> tuple[str, ...
     return tuple(sorted(set(numbers)))
 
 
-def check_contacts(contacts: Sequence[str]) -> tuple[str, ...]:
+def check_contacts(contacts: Sequence[str], *, kept: Sequence[str] = ()) -> tuple[str, ...]:
+    """``kept``: erased markers the case already has (they may stay, never be added)."""
     if len(contacts) > MAX_CONTACTS:
         raise InvalidInput(f"at most {MAX_CONTACTS} custodian contacts",
                          code="case_scope_too_large")  # fmt: skip
     for c in contacts:
-        if not CONTACT.fullmatch(c):
+        if not CONTACT.fullmatch(c) and not (is_erased(c) and c in kept):
             raise InvalidInput(f"custodian contact {c!r} is not a wa_id or BSUID",
                              code="case_contact_invalid")  # fmt: skip
     return tuple(sorted(set(contacts)))
@@ -145,15 +158,17 @@ def resolve(
     scope: Scope,
     *,
     token_numbers: Sequence[str] | None,
+    kept: Sequence[str] = (),
 ) -> tuple[Custodians, Scope]:
     """Check custodians and scope against each other and the acting token's numbers, and
     settle the scope's numbers: given ones, else the custodian numbers, else the token's
     (``None`` only for an unscoped token that named none).
 
     Raises InvalidInput (malformed) and Forbidden ``case_number_forbidden`` (a number the
-    token does not cover: a case can never reach beyond the token that shapes it)."""
+    token does not cover: a case can never reach beyond the token that shapes it).
+    ``kept``: the case's erased markers, which may stay among its contacts."""
     c = Custodians(check_numbers(custodians.numbers, what="custodian numbers") or (),
-                   check_contacts(custodians.contacts))  # fmt: skip
+                   check_contacts(custodians.contacts, kept=kept))  # fmt: skip
     numbers = check_numbers(scope.numbers, what="scope numbers")
     if numbers is not None and not numbers:
         raise InvalidInput("scope numbers must not be empty (omit them for every number)",
@@ -182,7 +197,12 @@ def resolve(
 def scope_query(custodians: Custodians, scope: Scope) -> str:
     """The scope as one query string: ``(query) AND date>=… AND date<… AND (contact:"…" OR
     …)``. The user's query parses on its own (checked first), so its parentheses balance
-    and wrapping it keeps it one group: it cannot escape the date or contact terms."""
+    and wrapping it keeps it one group: it cannot escape the date or contact terms.
+
+    An erased contact's marker stays a term (``contact:"erased:<erasure id>"``): the index
+    matches nothing with it (no contact has a ``:``), the export's tombstone lookup
+    matches the records that erasure made unreadable (``archiver.export.erased``), and a
+    scope whose contacts were all erased never widens to every contact."""
     parts: list[str] = []
     if scope.query.strip():
         parts.append(f"({scope.query})")

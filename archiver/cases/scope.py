@@ -20,7 +20,10 @@
 
 Memory stays flat: the ids already yielded and the message refs found are kept in a
 temporary SQLite file (:class:`SpooledSet`), not in Python sets (~150 bytes an id: 15 MB
-at 100,000 records, and the walk runs for the whole export).
+at 100,000 records, and the walk runs for the whole export). The file names record ids
+and message refs, so it is made in the caller's folder: the runtime hands the job spool's
+process folder (``ARCHIVER_SPOOL_DIR``'s ``wa-archiver-spool``, owner-only, swept after a
+crash: ``archiver.jobs.spool``), never the system temp folder unless no folder is given.
 
 Attachments (media link records and blobs) are not index documents: an export reads
 them with ``CaseService.attachments`` (the holds' attachment view). A record not yet
@@ -146,19 +149,22 @@ def scope_documents(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSe
         yield record_id, doc
 
 
-def walk_scope(index: SearchIndex, case: Mapping[str, Any],
-               seen: SpooledSet | None = None) -> Iterator[tuple[str, bool]]:  # fmt: skip
-    """``(record id, is_family)``: the scope's own hits first, then their families."""
-    for record_id, _, is_family in _walk_seen(index, case, seen):
+def walk_scope(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSet | None = None,
+               *, directory: str | None = None) -> Iterator[tuple[str, bool]]:  # fmt: skip
+    """``(record id, is_family)``: the scope's own hits first, then their families.
+    ``directory``: where the walk's own set is made (when ``seen`` is None)."""
+    for record_id, _, is_family in _walk_seen(index, case, seen, directory):
         yield record_id, is_family
 
 
-def _walk_seen(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSet | None
+def _walk_seen(index: SearchIndex, case: Mapping[str, Any], seen: SpooledSet | None,
+               directory: str | None = None
                ) -> Iterator[tuple[str, dict[str, Any] | None, bool]]:  # fmt: skip
-    """``seen`` (else a set of its own, closed at the end) receives every id yielded."""
+    """``seen`` (else a set of its own in ``directory``, closed at the end) receives every
+    id yielded."""
     with contextlib.ExitStack() as stack:
         if seen is None:
-            seen = stack.enter_context(SpooledSet())
+            seen = stack.enter_context(SpooledSet(directory))
         yield from _walk(index, case, seen)
 
 

@@ -22,15 +22,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from archiver.audit import Actor, AuditAction
+from archiver.audit import SYSTEM, Actor, AuditAction
 from archiver.cases.bates import BatesAllocator
 from archiver.cases.model import (
     CASE_ID,
@@ -38,12 +40,20 @@ from archiver.cases.model import (
     Scope,
     check_contacts,
     check_text,
+    erased_marker,
+    is_erased,
     resolve,
     scope_query,
 )
 from archiver.cases.scope import SpooledSet, scope_documents, scope_request, walk_scope
 from archiver.errors import Conflict, InvalidInput, NotFound
-from archiver.keyspace import CASES_PREFIX, case_key, custody_key, custody_prefix
+from archiver.keyspace import (
+    CASES_PREFIX,
+    case_key,
+    custody_key,
+    custody_prefix,
+    erasures_of,
+)
 from archiver.records.model import iso
 from archiver.retention.attachments import Attachment
 from archiver.retention.common import StoredRecord, record_by_id
@@ -62,6 +72,9 @@ _CAS_TRIES = 30
 _HOLD_BATCH = 500
 _ATTACH_PAGE = 1000
 _LINK_READERS = 8  # threads listing the media links of a page of messages
+# A custodian contact's reference (``contact_refs`` of the case): what custody entries and
+# audit events name instead of the contact, so an erasure can make it unreadable.
+_REF = re.compile(r"cref_[a-z2-7]{16}")
 
 
 class Auditor(Protocol):
@@ -99,6 +112,7 @@ class CaseService:
         holds: HoldService,
         audit: Auditor | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scratch: Callable[[], Path] | None = None,
     ) -> None:
         self.state = state
         self.index = index
@@ -107,6 +121,9 @@ class CaseService:
         self.audit = audit
         self.clock = clock
         self.bates = BatesAllocator(state)
+        # Where the scope walk's set (record ids, message refs) is made: the job spool's
+        # process folder, wired by the runtime (None: the system temp folder).
+        self.scratch = scratch
 
     # -- reading ------------------------------------------------------------------------
     def _read(self, case_id: str) -> tuple[dict[str, Any], str]:
@@ -134,12 +151,16 @@ class CaseService:
         return sorted(out, key=lambda d: (str(d.get("created_at")), str(d["id"])))
 
     def custody(self, case_id: str, actor: Actor) -> list[dict[str, Any]]:
-        self.get(case_id, actor)
+        """The chain of custody, each contact reference shown as the case names it now:
+        the contact, or its erased marker once an erasure took it."""
+        refs = self.get(case_id, actor).get("contact_refs") or {}
         out = []
         for key in self.state.list(custody_prefix(case_id)):
             value = self.state.get(key)
             if value is not None:
-                out.append(json.loads(value.value))
+                text = _REF.sub(lambda m: str(refs.get(m.group(0), m.group(0))),
+                                value.value.decode())  # fmt: skip
+                out.append(json.loads(text))
         return out
 
     def holds_of(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -159,9 +180,10 @@ class CaseService:
                                     token_numbers=actor.numbers)  # fmt: skip
         case_id = "case_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
         now = iso(self.clock())
+        refs = _with_refs({}, custodians.contacts)
         doc: dict[str, Any] = {
             "id": case_id, "name": name, "matter_number": matter, "description": description,
-            "custodians": custodians.to_json(), "scope": scope.to_json(),
+            "custodians": custodians.to_json(), "contact_refs": refs, "scope": scope.to_json(),
             "numbers": None if scope.numbers is None else list(scope.numbers),
             "status": "open", "holds": [], "created_at": now, "created_by": actor.name,
             "updated_at": now, "updated_by": actor.name, "version": 1,
@@ -169,7 +191,8 @@ class CaseService:
         self.state.put(case_key(case_id), _dump(doc), if_absent=True)
         self._event(doc, actor, "created", AuditAction.CASE_CREATED,
                     details={"name": name, "matter_number": matter,
-                             "custodians": doc["custodians"], "scope": doc["scope"]},
+                             "custodians": _by_ref(custodians, refs).to_json(),
+                             "scope": doc["scope"]},
                     counts={"custodians": len(custodians.numbers) + len(custodians.contacts)})
         return doc
 
@@ -183,16 +206,19 @@ class CaseService:
                             required=False)  # fmt: skip
         description = check_text(data.description, name="description", limit=4000,
                                  required=False)  # fmt: skip
+        kept = [c for c in (current.get("custodians") or {}).get("contacts") or []
+                if is_erased(c)]  # fmt: skip
         custodians, scope = resolve(
             data.custodians or Custodians.from_json(current["custodians"]),
             data.scope or Scope.from_json(current["scope"]),
-            token_numbers=actor.numbers,
+            token_numbers=actor.numbers, kept=kept,
         )
         now = iso(self.clock())
 
         def change(d: dict[str, Any]) -> dict[str, Any]:
             _require_open(d)
             d = {**d, "custodians": custodians.to_json(), "scope": scope.to_json(),
+                 "contact_refs": _with_refs(d.get("contact_refs") or {}, custodians.contacts),
                  "numbers": None if scope.numbers is None else list(scope.numbers),
                  "updated_at": now, "updated_by": actor.name,
                  "version": int(d.get("version", 1)) + 1}  # fmt: skip
@@ -208,7 +234,7 @@ class CaseService:
                                      "scope") if before.get(k) != doc.get(k))  # fmt: skip
         self._event(doc, actor, "scope_updated", AuditAction.CASE_UPDATED,
                     details={"changed": changed, "scope": doc["scope"],
-                             "custodians": doc["custodians"],
+                             "custodians": _by_ref(custodians, doc["contact_refs"]).to_json(),
                              "previous_scope": before["scope"]},
                     counts={"fields_changed": len(changed)})  # fmt: skip
         return doc
@@ -233,7 +259,9 @@ class CaseService:
         numbers = None if scope.numbers is None else list(scope.numbers)
         hold = self.holds.place(HoldScope(query=query), case_id=case_id, reason=reason,
                                 by=actor.name, numbers=numbers)  # fmt: skip
-        family = [rid for rid, is_family in walk_scope(self.index, doc) if is_family]
+        family = [rid for rid, is_family in walk_scope(self.index, doc,
+                                                       directory=self._scratch_dir())
+                  if is_family]  # fmt: skip
         for start in range(0, len(family), _HOLD_BATCH):
             records = _records(self.registry, family[start:start + _HOLD_BATCH])
             self.registry.hold_records(hold["id"], records)
@@ -241,9 +269,12 @@ class CaseService:
         now = iso(self.clock())
         updated = self._update(case_id, actor, lambda d: {
             **d, "holds": [*d.get("holds", []), hold["id"]], "updated_at": now,
+            "contact_refs": _with_refs(d.get("contact_refs") or {}, custodians.contacts),
             "updated_by": actor.name, "version": int(d.get("version", 1)) + 1})  # fmt: skip
+        # The custody entry names the contacts by reference (the hold itself needs them).
+        named = scope_query(_by_ref(custodians, updated["contact_refs"]), scope) or query
         self._event(updated, actor, "hold_placed", AuditAction.CASE_HOLD_PLACED,
-                    details={"hold_id": hold["id"], "query": query, "numbers": numbers,
+                    details={"hold_id": hold["id"], "query": named, "numbers": numbers,
                              "reason": reason, "held_by_kind": out["held_by_kind"]},
                     counts={"held_versions": out["held_versions"],
                             "family_records": len(family)})  # fmt: skip
@@ -336,6 +367,97 @@ class CaseService:
                     counts={"holds": len(opened.get("holds") or [])})
         return opened
 
+    # -- what erasure calls ------------------------------------------------------------
+    def erase_custodians(self, phone_number_id: str, subjects: Sequence[str],
+                         is_person: Callable[[str], bool]) -> list[str]:  # fmt: skip
+        """Erasure's hook (``ErasureService.job_redactors``, wired by the runtime): in every
+        case covering ``phone_number_id``, each custodian contact ``is_person`` says is the
+        erased person (it resolves there to one of ``subjects``) is replaced, in the case's
+        custodians and its reference table, by the marker ``erased:<erasure id>``; custody
+        entries written before references existed are rewritten the same way; released
+        holds of the case forget it from their stored query. Custody entry and audit event
+        ``custodian_erased`` name only references and the erasure. Idempotent (a second
+        run finds nothing left). Returns the ids of the cases changed."""
+        marker = erased_marker(self._erasure_id(subjects))
+        changed: list[str] = []
+        for key in list(self.state.list(CASES_PREFIX)):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            doc = json.loads(value.value)
+            numbers = doc.get("numbers")
+            if numbers is not None and phone_number_id not in numbers:
+                continue  # the person's data at another number is not erased
+            contacts = (doc.get("custodians") or {}).get("contacts") or []
+            named = {*contacts, *(doc.get("contact_refs") or {}).values()}
+            gone = sorted(c for c in named if not is_erased(c) and is_person(c))
+            if not gone:
+                continue
+            self._erase_in_case(str(doc["id"]), gone, marker)
+            changed.append(str(doc["id"]))
+        return changed
+
+    def _erase_in_case(self, case_id: str, gone: Sequence[str], marker: str) -> None:
+        def swap(c: str) -> str:
+            return marker if c in gone else c
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            custodians = dict(d.get("custodians") or {})
+            contacts = list(dict.fromkeys(swap(c) for c in custodians.get("contacts") or []))
+            refs = {r: swap(c) for r, c in (d.get("contact_refs") or {}).items()}
+            for c in gone:  # a contact named before references existed gets one now
+                if c not in (d.get("contact_refs") or {}).values():
+                    refs["cref_" + base64.b32encode(secrets.token_bytes(10)).decode()
+                         .lower()] = marker  # fmt: skip
+            return {**d, "custodians": {**custodians, "contacts": contacts},
+                    "contact_refs": refs, "version": int(d.get("version", 1)) + 1}
+
+        doc = self._update(case_id, SYSTEM, change)
+        self._forget_in_history(doc, gone, marker)
+        refs = sorted(r for r, c in doc["contact_refs"].items() if c == marker)
+        self._event(doc, SYSTEM, "custodian_erased", AuditAction.CASE_CUSTODIAN_ERASED,
+                    details={"erasure": marker, "contacts": refs},
+                    counts={"contacts_erased": len(gone)})  # fmt: skip
+
+    def _forget_in_history(self, doc: Mapping[str, Any], gone: Sequence[str],
+                           marker: str) -> None:  # fmt: skip
+        """Custody entries written before references existed named contacts themselves,
+        and a released hold's stored query still names them: both are working state, so
+        the contact is replaced by the marker (an open hold keeps its query: it still
+        catches arrivals, and one holding the person refuses the erasure)."""
+        pattern = re.compile(r"(?<![A-Za-z0-9._-])(?:" + "|".join(map(re.escape, gone))
+                             + r")(?![A-Za-z0-9._-])")  # fmt: skip
+        for key in list(self.state.list(custody_prefix(str(doc["id"])))):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            text = value.value.decode()
+            new = pattern.sub(marker, text)
+            if new != text:
+                with contextlib.suppress(PreconditionFailed):  # rewritten meanwhile
+                    self.state.put(key, new.encode(), if_match=value.token)
+        for hold_id in doc.get("holds") or []:
+            with contextlib.suppress(NotFound):
+                hold, _ = self.registry.read(hold_id)
+                query = str((hold.get("scope") or {}).get("query") or "")
+                if hold.get("status") == "released" and pattern.search(query):
+                    self.registry.update(hold_id, lambda h: {
+                        **h, "scope": {**h["scope"],
+                                       "query": pattern.sub(marker, h["scope"]["query"])}})
+
+    def _erasure_id(self, subjects: Sequence[str]) -> str:
+        """The id of the erasure procedure running for ``subjects`` (the hook runs inside
+        its ``artifacts`` step), else ``unknown``."""
+        running = []
+        for subject in subjects:
+            for key in self.state.list(erasures_of(subject)):
+                value = self.state.get(key)
+                if value is not None:
+                    doc = json.loads(value.value)
+                    if doc.get("status") == "running":
+                        running.append(str(doc["id"]))
+        return max(running) if running else "unknown"
+
     # -- what the export job calls ------------------------------------------------------
     def records_in_scope(self, case_id: str, actor: Actor) -> Iterator[str]:
         """Record ids of the case's scope and their families (``archiver.cases.scope``),
@@ -378,7 +500,7 @@ class CaseService:
                     ) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
         """The scope's records, each page followed by its media link records; every id
         once (the walk's on-disk set also takes the link ids: memory stays flat)."""
-        with SpooledSet() as seen, ThreadPoolExecutor(_LINK_READERS) as pool:
+        with SpooledSet(self._scratch_dir()) as seen, ThreadPoolExecutor(_LINK_READERS) as pool:
             page: list[str] = []
             for record_id, found in scope_documents(self.index, doc, seen):
                 page.append(record_id)
@@ -412,9 +534,11 @@ class CaseService:
                          options: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
         """Custody + audit ``export:requested`` (the export job's first act)."""
         doc = self.get(case_id, actor)
+        custodians = _by_ref(Custodians.from_json(doc["custodians"]),
+                             doc.get("contact_refs") or {})  # fmt: skip
         return self._event(doc, actor, "export_requested", AuditAction.EXPORT_REQUESTED,
                            details={"export_id": export_id, "options": dict(options),
-                                    "scope": doc["scope"], "custodians": doc["custodians"]},
+                                    "scope": doc["scope"], "custodians": custodians.to_json()},
                            counts={})  # fmt: skip
 
     def export_finished(self, case_id: str, actor: Actor, *, export_id: str, state: str,
@@ -428,6 +552,9 @@ class CaseService:
                            counts=dict(counts))  # fmt: skip
 
     # -- plumbing -----------------------------------------------------------------------
+    def _scratch_dir(self) -> str | None:
+        return None if self.scratch is None else str(self.scratch())
+
     def _update(self, case_id: str, actor: Actor,
                 change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         for _ in range(_CAS_TRIES):
@@ -458,6 +585,25 @@ class CaseService:
                               case_id=doc["id"], custody=what, counts=dict(counts),
                               **{k: v for k, v in details.items() if k not in ("case_id",)})
         return entry
+
+
+def _with_refs(refs: Mapping[str, str], contacts: Sequence[str]) -> dict[str, str]:
+    """``refs`` plus a new reference for each contact it lacks. It only grows: a contact
+    removed from the case keeps its reference, which its older custody entries name."""
+    out = dict(refs)
+    named = set(out.values())
+    for c in contacts:
+        if c not in named:
+            out["cref_" + base64.b32encode(secrets.token_bytes(10)).decode().lower()] = c
+            named.add(c)
+    return out
+
+
+def _by_ref(custodians: Custodians, refs: Mapping[str, str]) -> Custodians:
+    """The custodians with each contact replaced by its reference (a contact without one,
+    in a case written before references existed, stays as it is)."""
+    by_value = {v: k for k, v in refs.items()}
+    return Custodians(custodians.numbers, tuple(by_value.get(c, c) for c in custodians.contacts))
 
 
 def _contact_case(contact: str, numbers: Sequence[str] | None) -> dict[str, Any]:

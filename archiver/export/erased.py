@@ -48,6 +48,8 @@ from search.query import (
     parse,
 )
 
+# An erased custodian contact's marker in a case's scope (``archiver.cases.model``).
+ERASED_MARKER = "erased:"
 # Query fields a clear header answers exactly (query field -> header document field).
 _CLEAR_FIELDS = {"number": "phone_number_id", "display_number": "business_number",
                  "type": "type", "origin": "origin", "direction": "direction",
@@ -81,12 +83,16 @@ def erased_records(state: StateStore) -> Iterator[tuple[str, Mapping[str, Any]]]
 class _Facts:
     """What a clear header says about a record, for :func:`could_match`."""
 
-    def __init__(self, record: StoredRecord, state: StateStore, pseudo: Pseudonymizer) -> None:
+    def __init__(self, record: StoredRecord, state: StateStore, pseudo: Pseudonymizer,
+                 erased: Mapping[str, set[str]] | None = None) -> None:  # fmt: skip
         self.doc = header_document(record.header)
         self.subject = record.header.get("subject")
         self.state, self.pseudo = state, pseudo
+        self.erased = erased or {}  # erasure id -> the subject ids it erased
 
     def field(self, name: str, value: str) -> bool | None:
+        if name == "contact" and value.startswith(ERASED_MARKER):
+            return self._erased_custodian(value[len(ERASED_MARKER):])
         if name == "contact":
             return self._contact(value)
         target = _CLEAR_FIELDS.get(name)
@@ -108,6 +114,14 @@ class _Facts:
             return True
         # Not this person's id; a name (``contact:"Pablo"``) matched the erased name.
         return False if value.isdigit() else None
+
+    def _erased_custodian(self, erasure_id: str) -> bool | None:
+        """A case's custodian erased by ``erasure_id`` (``archiver.cases.model``): this
+        record is theirs when its subject is one that erasure erased (a later erasure of
+        the same person included); a record without a subject is unknown."""
+        if not isinstance(self.subject, str):
+            return None
+        return self.subject in self.erased.get(erasure_id, set())
 
     def date(self, node: DateRange) -> bool | None:
         ts = self.doc.get("ts")
@@ -149,7 +163,12 @@ def erased_in_scope(
     seen: set[str] = set()
     rest: list[StoredRecord] = []
     units: dict[str, set[str]] = {}
-    for record_id, _ in erased_records(state):
+    procedures = list(erased_records(state))
+    erased: dict[str, set[str]] = {}
+    for _, proc in procedures:
+        erased.setdefault(str(proc.get("id")), set()).update(
+            str(s) for s in (proc.get("subjects") or [proc.get("subject")]) if s)
+    for record_id, _ in procedures:
         if record_id in seen:
             continue
         seen.add(record_id)
@@ -159,7 +178,7 @@ def erased_in_scope(
             continue  # disposed since: nothing left to show
         if numbers is not None and record.phone_number_id not in numbers:
             continue  # never across a scope
-        if could_match(tree, _Facts(record, state, pseudo)) is False:
+        if could_match(tree, _Facts(record, state, pseudo, erased)) is False:
             rest.append(record)
             continue
         unit, conversation = _unit(record)

@@ -222,6 +222,17 @@ def redact_subject_access(jobs: Any, state: StateStore, pseudo: Pseudonymizer,
     return ids
 
 
+def case_custodian(case: Mapping[str, Any]) -> str:
+    """The CUSTODIAN of a case's rows: what the case covers, never the acting token: its
+    custodian numbers, else the numbers of its scope ("all numbers" only for a case of
+    every number), then its custodian contacts (an erased one as its ``erased:<erasure
+    id>`` marker)."""
+    custodians = case.get("custodians") or {}
+    numbers = custodians.get("numbers") or case.get("numbers")
+    named = [str(n) for n in numbers] if numbers else ["all numbers"]
+    return ", ".join([*named, *(str(c) for c in custodians.get("contacts") or [])])
+
+
 def _actor_json(actor: Actor) -> dict[str, Any]:
     return {"token_id": actor.token_id, "name": actor.name, "role": actor.role,
             "numbers": None if actor.numbers is None else list(actor.numbers)}  # fmt: skip
@@ -267,8 +278,7 @@ class ExportRun:
             case_id = str(p["case_id"])
             doc = self.d.cases.get(case_id, self.actor)
             query = {"scope": doc["scope"], "custodians": doc["custodians"]}
-            numbers = (doc.get("custodians") or {}).get("numbers") or []
-            custodian = ", ".join(str(n) for n in numbers) or "all numbers"
+            custodian = case_custodian(doc)
             scope = doc.get("numbers")
             self.numbers = None if scope is None else tuple(str(n) for n in scope)
             self._within_job_numbers(case_id, self.numbers)

@@ -140,8 +140,10 @@ def manifest(
         "type": "direct",
         "participants": named,
     }
-    if custodian and custodian in named:
-        conv["custodian"] = custodian
+    # ``custodian`` lists the case's custodians (", "): the first this conversation names.
+    mine = [c for c in (custodian or "").split(", ") if c in named]
+    if mine:
+        conv["custodian"] = mine[0]
     return {
         "version": VERSION,
         "eventcollectionid": collection_id,
