@@ -253,6 +253,9 @@ ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
 ERASURES_OPEN_PREFIX = "erasures-open/"
 HOLDS_PREFIX = "holds/"
 HOLDS_OPEN_KEY = f"{HOLDS_PREFIX}_open"
+# One empty marker per hold whose family pass left part of the index lag to the
+# holds-family job (``family_tail`` on the hold): the job lists these, not every hold.
+HOLD_TAILS_PREFIX = f"{HOLDS_PREFIX}_tails/"
 # One empty marker per message (its ``message_ref``) a hold holds: a later edit, revoke,
 # reaction, status or history media of it is held too (one GET per arrival and hold).
 HOLD_TARGETS_PREFIX = "hold-targets/"
@@ -265,6 +268,10 @@ APPLIED_POLICIES_KEY = "retention/applied_policies"  # fingerprint of the last c
 
 def hold_targets_of(hold_id: str) -> str:
     return f"{HOLD_TARGETS_PREFIX}{hold_id}/"
+
+
+def hold_tail_key(hold_id: str) -> str:
+    return f"{HOLD_TAILS_PREFIX}{hold_id}"
 
 
 def hold_target_key(hold_id: str, message_ref: str) -> str:

@@ -48,6 +48,7 @@ from archiver.retention.apply import APPLY_CHECK_INTERVAL_S as RETENTION_APPLY_C
 from archiver.retention.apply import apply_if_policies_changed
 from archiver.retention.arrivals import hold_indexed_arrivals
 from archiver.retention.erasure import RESUME_INTERVAL_S as ERASURE_RESUME_INTERVAL_S
+from archiver.retention.holds import FAMILY_PASS_INTERVAL_S as HOLDS_FAMILY_INTERVAL_S
 from archiver.retention.holds import REFRESH_INTERVAL_S as HOLDS_REFRESH_INTERVAL_S
 from archiver.retention.holds import on_logged as holds_on_logged
 from archiver.retention.policy import EngineDecider, load_policy_set
@@ -444,6 +445,14 @@ class Runtime:
             self.retention.holds.refresh_query_holds,
             seconds=HOLDS_REFRESH_INTERVAL_S,
             lease_ttl=3600.0,
+        )
+        self.jobs.add(  # the index lag a hold's placement left to the background (applying)
+            "holds-family",
+            self.retention.holds.finish_family_tails,
+            seconds=HOLDS_FAMILY_INTERVAL_S,
+            lease_ttl=600.0,
+            at_start=True,
+            release_after=True,  # a restart after a crash finishes the tails at once
         )
         self.jobs.add(  # holds placed before held targets existed get them, at start
             "holds-backfill",

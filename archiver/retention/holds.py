@@ -77,9 +77,11 @@ from archiver.errors import Conflict, InvalidInput, NotFound
 from archiver.indexing.follower import indexed_size
 from archiver.keys.errors import KeyNotFound
 from archiver.keyspace import (
+    HOLD_TAILS_PREFIX,
     HOLDS_OPEN_KEY,
     HOLDS_PREFIX,
     case_key,
+    hold_tail_key,
     hold_target_key,
     hold_targets_of,
 )
@@ -114,6 +116,11 @@ logger = get_logger("archiver.holds")
 _CAS_TRIES = 30
 REFRESH_INTERVAL_S = 900.0  # the holds-refresh safety net: every 15 minutes
 _FAMILY_CHUNK = 1000  # log leaves read at a time by the family pass's unindexed window
+# Leaves of the index's lag a placement reads in the request (one header read per record
+# leaf, ~0.3 ms embedded, more on S3); the rest of the lag is the hold's ``family_tail``,
+# finished by the ``holds-family`` job, and the hold shows ``applying`` until then.
+FAMILY_TAIL_IN_REQUEST = 500
+FAMILY_PASS_INTERVAL_S = 5.0  # how often the holds-family job looks for unfinished tails
 
 
 class HoldStatus(StrEnum):
@@ -794,8 +801,15 @@ class HoldService:
         refresh: Any = getattr(self.index, "refresh", None)
         if callable(refresh):
             refresh()
+        # A long lag (the index was down) is not read in the request: the hold keeps the
+        # range as its ``family_tail`` (recorded first, so a crash leaves it to the job)
+        # and shows ``applying`` until ``finish_family_tails`` has read it.
+        stop = min(log_end, indexed + FAMILY_TAIL_IN_REQUEST)
+        if stop < log_end:
+            self._defer_tail(hold_id, stop, log_end)
+        everything = {u for wanted in units.values() for u in wanted}
         family: dict[str, StoredRecord] = self._unindexed_family(
-            {u for wanted in units.values() for u in wanted}, numbers, indexed, log_end)
+            everything.__contains__, numbers, indexed, stop)
         for conversation, wanted in sorted(units.items()):
             cursor: str | None = None
             while True:
@@ -815,12 +829,74 @@ class HoldService:
                     break
         return self.registry.hold_records(hold_id, family.values()) if family else 0
 
-    def _unindexed_family(self, wanted: set[str], numbers: Sequence[str] | None,
+    def _defer_tail(self, hold_id: str, begin: int, end: int) -> None:
+        """Add leaves ``begin`` to ``end`` to the hold's ``family_tail`` (one range: the
+        union of every deferred range, a superset is harmless) and mark it ``applying``."""
+
+        def change(d: dict[str, Any]) -> dict[str, Any]:
+            tail = d.get("family_tail") or {"next": begin, "end": end}
+            tail = {"next": min(int(tail["next"]), begin), "end": max(int(tail["end"]), end)}
+            return {**d, "family_tail": tail, "applying": True}
+
+        self.registry.state.put(hold_tail_key(hold_id), b"")  # first: the job finds it
+        self.registry.update(hold_id, change)
+
+    def finish_family_tails(self) -> dict[str, int]:
+        """The ``holds-family`` job: read the deferred ``family_tail`` of every hold marked
+        in ``holds/_tails/`` (one listing when there is none), a chunk at a time (progress
+        saved after each); hold each record whose message the hold holds (its held
+        targets: one GET per record); then drop the tail and the ``applying`` flag.
+        Returns versions newly held per hold."""
+        done: dict[str, int] = {}
+        state = self.registry.state
+        for marker in list(state.list(HOLD_TAILS_PREFIX)):
+            hold_id = marker[len(HOLD_TAILS_PREFIX):]
+            try:
+                done[hold_id] = self._finish_tail(hold_id)
+            except NotFound:
+                pass  # removed meanwhile: nothing to finish
+            except Exception as exc:  # one broken hold must not starve the others
+                flag_broken(self.registry, hold_id, exc)
+                continue
+            state.delete(marker)
+        if any(done.values()):
+            logger.info("hold_family_tails_finished", held=done)
+        return done
+
+    def _finish_tail(self, hold_id: str) -> int:
+        held = 0
+        while True:
+            doc, _ = self.registry.read(hold_id)
+            tail = doc.get("family_tail")
+            if not tail:
+                return held
+            begin, end = int(tail["next"]), int(tail["end"])
+            if doc.get("status") not in OPEN_STATUSES or begin >= end:
+                # Done (or released: nothing left to hold for it).
+                self.registry.update(hold_id, lambda d: {
+                    **{k: v for k, v in d.items() if k != "family_tail"}, "applying": False})
+                return held
+            stop = min(end, begin + _FAMILY_CHUNK)
+            found = self._unindexed_family(
+                lambda unit: self.registry.holds_target(hold_id, unit),
+                doc.get("numbers"), begin, stop)  # fmt: skip
+            if found:
+                held += self.registry.hold_records(hold_id, found.values())
+
+            def advance(d: dict[str, Any], begin: int = begin, stop: int = stop
+                        ) -> dict[str, Any]:  # fmt: skip
+                t = d.get("family_tail")
+                if t and int(t["next"]) == begin:  # else a placement widened it: re-read
+                    return {**d, "family_tail": {**t, "next": stop}}
+                return d
+
+            self.registry.update(hold_id, advance)
+
+    def _unindexed_family(self, wanted: Callable[[str], bool], numbers: Sequence[str] | None,
                           start: int, end: int) -> dict[str, StoredRecord]:  # fmt: skip
-        """Records of messages ``wanted`` among leaves ``start`` to ``end`` (logged, not
-        yet indexed): one header read per record leaf of the index's lag, which is small
-        while the follower keeps up. A message ref is unique per business number, as in
-        the processor's hook (``_family_held``)."""
+        """Records of messages ``wanted`` says the hold holds among leaves ``start`` to
+        ``end`` (logged, not yet indexed): one header read per record leaf. A message ref
+        is unique per business number, as in the processor's hook (``_family_held``)."""
         found: dict[str, StoredRecord] = {}
         log = self.registry.log
         for begin in range(start, end, _FAMILY_CHUNK):
@@ -833,7 +909,8 @@ class HoldService:
                                            str(entry.version_id))  # fmt: skip
                 except (ObjectNotFound, RecordError):
                     continue  # disposed since: nothing left to hold
-                if unit_of(r.header) not in wanted:
+                unit = unit_of(r.header)
+                if unit is None or not wanted(unit):
                     continue
                 if numbers is None or r.phone_number_id in numbers:
                     found[item_id(r.key, r.version_id)] = r
