@@ -21,6 +21,10 @@ Working state::
     hold-targets/<hold id>/<message ref>
                       one empty marker per message the hold holds (:func:`unit_of` of
                       every record it holds): the held family targets
+    holds/_tails/<hold id>
+                      an empty marker: the hold's ``family_tail`` (leaves of the index
+                      lag its placement left to the ``holds-family`` job; the hold shows
+                      ``applying: true`` until the job has read them)
 
 Later arrivals: ``hold_new_arrivals`` is called (through the :func:`on_logged` hook) by
 the processor and the consent recorder after a batch's leaves are appended; a record
