@@ -4,8 +4,6 @@ with and without releasing, the chain of custody, and number scope."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,22 +12,9 @@ from archiver.audit import Actor
 from archiver.auth import Role
 from archiver.cases.scope import records_in_scope
 from archiver.retention.common import StoredRecord, record_by_id
-from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, DATE_FROM, DATE_TO, N1, N2, Archive, Seeded
-from tests.support.apps import backend_settings, running_app
 
-BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
 ADMIN_ACTOR = Actor(token_id="t-test", name="export-job", role="admin")
-
-
-@pytest.fixture(params=BACKENDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
-    with running_app(settings) as (client, runtime):
-        try:
-            yield Archive(client, runtime)
-        finally:
-            drop_es_alias(runtime)
 
 
 @pytest.fixture

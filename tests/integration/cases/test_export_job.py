@@ -34,7 +34,6 @@ from archiver.jobs.durable import JobService
 from archiver.jobs.model import JobOwner, JobState
 from archiver.runtime import open_state_store
 from tests.fakes.meta import FakeMeta
-from tests.integration.api.conftest import drop_es_alias
 from tests.integration.cases.seed import ALICE, BOB, DATE_FROM, DATE_TO, N1, N2, Archive, Seeded
 from tests.integration.cases.seed import T0 as T0_SEED
 from tests.support.apps import backend_settings, running_app, settings_env
@@ -54,19 +53,8 @@ from tests.unit.ledger.test_gocheck import gocheck_bin
 
 __all__ = ["gocheck_bin"]
 
-BACKENDS = ["embedded", pytest.param("servers", marks=pytest.mark.integration)]
 REPO = Path(__file__).resolve().parents[3]
 LEGAL = Actor(token_id="t-legal", name="legal@acme.example", role="legal")
-
-
-@pytest.fixture(params=BACKENDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    settings = backend_settings(request, tmp_path, request.param, inline_workers=False)
-    with running_app(settings) as (client, runtime):
-        try:
-            yield Archive(client, runtime)
-        finally:
-            drop_es_alias(runtime)
 
 
 def jobs_for(a: Archive) -> JobService:
