@@ -1019,6 +1019,8 @@ def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
         kinds[item["kind"]] = kinds.get(item["kind"], 0) + 1
     return {
         **{k: v for k, v in doc.items() if k not in ("items", "slots")},
+        # True while part of its family pass is left to the holds-family job.
+        "applying": bool(doc.get("applying")),
         "held_versions": len(items),
         "held_by_kind": kinds,
     }
