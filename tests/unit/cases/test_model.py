@@ -97,3 +97,25 @@ def test_control_characters_are_refused_in_text(value: str) -> None:
         assert e.value.code == code
     assert check_text(" Acme v. Ëxample ", name="name", limit=200, required=True) == \
         "Acme v. Ëxample"
+
+
+def test_an_erased_marker_is_kept_never_added_and_still_narrows_the_scope() -> None:
+    marker = "erased:20261206T171540156964-c7d7dc10"
+    custodians = Custodians(contacts=(marker, "16505550001"))
+    with pytest.raises(InvalidInput) as e:  # a request cannot name a marker
+        resolve(custodians, Scope(), token_numbers=["1"])
+    assert e.value.code == "case_contact_invalid"
+    kept, scope = resolve(custodians, Scope(), token_numbers=["1"], kept=[marker])
+    assert kept.contacts == ("16505550001", marker)
+    # Every contact erased: the scope keeps the marker's term, it never widens.
+    tree = parse(scope_query(Custodians(contacts=(marker,)), scope))
+    assert tree == Field("contact", marker)
+
+
+def test_the_dat_custodian_is_the_case_s_not_the_token_s() -> None:
+    from archiver.export.job import case_custodian
+
+    assert case_custodian({"numbers": ["7"], "custodians": {}}) == "7"
+    assert case_custodian({"numbers": None, "custodians": {}}) == "all numbers"
+    assert case_custodian({"numbers": ["7", "8"], "custodians": {
+        "numbers": ["8"], "contacts": ["erased:x"]}}) == "8, erased:x"  # fmt: skip
