@@ -224,6 +224,10 @@ class SlotKeepers:
                 "reasons": list(self.reasons)}  # fmt: skip
 
 
+# A finished batch's records and one past its last leaf (``batch_records``), per batch id.
+_BatchCache = dict[str, tuple[list[StoredRecord], int] | None]
+
+
 class Decider(Protocol):
     def decision(self, facts: RecordFacts) -> Decision: ...
 
@@ -376,7 +380,8 @@ class ErasureService:
         # Each slot to destroy is decided on what it carries now, by the holds' criteria
         # (not only the slots a hold has been applied to yet) over its other records.
         members = set(plan.subjects or (plan.subject,))
-        keepers = [self._slot_keepers(b, s, members, numbers)
+        batches: _BatchCache = {}
+        keepers = [self._slot_keepers(b, s, members, numbers, batches)
                    for b, s in plan.slots if self._slot_keyed(b, s)]  # fmt: skip
         if any(k.out_of_scope for k in keepers):
             # Destroying a shared slot's key destroys every record's raw evidence in it:
@@ -664,12 +669,14 @@ class ErasureService:
     def _step_shred_slots(self, doc: dict[str, Any]) -> dict[str, Any]:
         members = set(doc.get("subjects") or [doc["subject"]])
         out, kept = [], []
+        batches: _BatchCache = {}
         for batch_id, slot in doc["slots"]:
             # Re-decided right before each destruction, as ``shred_keys``' guard does: a
             # hold placed since the plan, or selecting a record written since, keeps the
             # slot (the keys are gone, so the erasure is no longer refused).
             if self._slot_keyed(batch_id, slot):
-                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"))
+                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
+                                             batches)  # fmt: skip
                 if keepers:
                     kept.append(keepers.as_kept(batch_id, slot))
                     continue
@@ -702,7 +709,8 @@ class ErasureService:
         return delivery_numbers(body)
 
     def _slot_keepers(self, batch_id: str, slot: int, members: set[str],
-                      numbers: Sequence[str] | None) -> SlotKeepers:  # fmt: skip
+                      numbers: Sequence[str] | None,
+                      batches: _BatchCache | None = None) -> SlotKeepers:  # fmt: skip
         """What keeps a raw slot's capture key, decided on the records the slot carries
         *now*, not on what the holds have been applied to so far: a delivery concerning a
         number outside the requester's ``numbers`` (read from the raw body); an open hold
@@ -710,7 +718,8 @@ class ErasureService:
         select one of the slot's records of other people; a running obligation on one of
         those (Art. 17(3)(b), (e)). Not decidable (``pending``) while the slot's batch is
         not fully logged (its records are not all known and the hold hooks have not run
-        on them), or while the index lags behind it and a query hold is open."""
+        on them), or while the index lags behind it and a query hold is open. ``batches``
+        keeps a finished batch's records for the other slots of one pass."""
         reasons: list[str] = []
         out_of_scope = False
         if numbers is not None:
@@ -720,7 +729,12 @@ class ErasureService:
                 reasons.append("the delivery concerns a business number outside the "
                                "requester's scope, or one that cannot be told")  # fmt: skip
         holds = set(self.holds.holds_covering(None, _slot_names([(batch_id, slot)])))
-        found = batch_records(self.objects, self.state, self.log, batch_id)
+        if batches is not None and batches.get(batch_id) is not None:
+            found = batches[batch_id]
+        else:
+            found = batch_records(self.objects, self.state, self.log, batch_id)
+            if batches is not None:
+                batches[batch_id] = found
         pending: str | None = None
         if found is None:
             pending = (f"raw batch {batch_id} is not fully logged yet: the records of its "
@@ -809,11 +823,13 @@ class ErasureService:
         done = {(s["batch"], s["slot"]) for s in [*shredded, *(doc.get("slots_kept") or [])]}
         members = set(doc.get("subjects") or [doc["subject"]])
         kept: list[dict[str, Any]] = []
+        batches: _BatchCache = {}
         for batch_id, slot in late_slots:
             if (batch_id, slot) in done:
                 continue
             if self._slot_keyed(batch_id, slot):
-                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"))
+                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
+                                             batches)  # fmt: skip
                 if keepers:
                     kept.append(keepers.as_kept(batch_id, slot))
                     continue
