@@ -281,3 +281,40 @@ def test_a_scoped_erasure_keeps_a_slot_whose_other_change_has_no_number(
         assert _slot_readable(rt, mine)
         out = svc.erase(PHONE_NUMBER_ID, ERASE, by="dpo")
         assert out["capture_slots_shredded"] == 1 and recoverable(rt, mine) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_late_shared_slot_is_kept_while_a_query_hold_cannot_be_run_on_it_yet(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """F1 on late slots: the late shared delivery is logged, not indexed, and a query
+    hold matching the other person's message is open. The late slot is not decidable: it
+    is kept (not destroyed on a hold not applied yet), stays kept once the index catches
+    up and the hold holds it, and goes when the hold is released."""
+    late, theirs = _marker("late"), _marker("theirs")
+    with archive(request, tmp_path, backend) as (client, rt):
+        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+        holds: list[str] = []
+        svc = rt.retention.erasure
+
+        def arrive(at: str) -> None:
+            if at == "before:shred_keys":
+                _capture(client, body_for([Msg(ERASE, f"late {late}", now()),
+                                           Msg(OTHER, f"shared {theirs}", now())]))
+                assert rt.processor.sweep()  # logged; the index lags
+                holds.append(_hold(client, rt, {"case_id": "c-l", "query": theirs}))
+
+        svc._crash = arrive
+        try:
+            out = svc.erase(PHONE_NUMBER_ID, ERASE, by="dpo")
+        finally:
+            svc._crash = lambda _at: None
+        assert out["capture_slots_kept"] == 1 and _slot_readable(rt, theirs)
+        (kept,) = _procedure(rt)["late_slots_kept"]
+        assert any("index has not caught up" in r for r in kept["reasons"])
+
+        rt.follower.run_to_end()
+        assert svc.settle_kept_slots() == [] and _slot_readable(rt, theirs)  # held now
+        _release(client, rt, holds[0])
+        assert not _slot_readable(rt, theirs) and not _slot_readable(rt, late)
+        assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []
