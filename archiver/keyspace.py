@@ -251,6 +251,9 @@ def key_grant_key(subject: str, key_id: str) -> str:
 ERASURES_PREFIX = "erasures/"  # the procedures: erasures/<subject>/<id>
 # One empty marker per procedure not yet done or refused: erasures-open/<subject>/<id>.
 ERASURES_OPEN_PREFIX = "erasures-open/"
+# One empty marker per done procedure that still keeps a shared raw slot's capture key
+# (a hold, an obligation, another number, a batch not logged yet): erasures-kept/<subject>/<id>.
+ERASURES_KEPT_PREFIX = "erasures-kept/"
 HOLDS_PREFIX = "holds/"
 HOLDS_OPEN_KEY = f"{HOLDS_PREFIX}_open"
 # One empty marker per hold whose family pass left part of the index lag to the
@@ -288,6 +291,10 @@ def erasure_key(subject: str, erasure_id: str) -> str:
 
 def erasure_open_key(subject: str, erasure_id: str) -> str:
     return f"{ERASURES_OPEN_PREFIX}{subject}/{erasure_id}"
+
+
+def erasure_kept_key(subject: str, erasure_id: str) -> str:
+    return f"{ERASURES_KEPT_PREFIX}{subject}/{erasure_id}"
 
 
 # Views (followers of the log)

@@ -287,6 +287,7 @@ class Runtime:
         retention = retention_services(
             objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
             policy=decider, lock=lock, log_retention_days=settings.log_retention_days,
+            kek=kek,
         )  # fmt: skip
         audit.before_flush.append(security.flush_due)  # ended refusal windows, each round
         job_service, reports = build_reports(

@@ -71,7 +71,7 @@ _BY_STATUS: Final[dict[int, tuple[str, ...]]] = {
     409: (
         "conflict", "object_exists", "object_locked", "retention_shortening",
         "precondition_failed", "index_generation_retired", "key_protected",
-        "checkpoint_refused", "erasure_refused", "erasure_out_of_scope",
+        "checkpoint_refused", "erasure_refused", "erasure_out_of_scope", "erasure_pending",
         "review_not_pending", "review_same_approver", "case_closed", "case_not_closed",
         "hold_owned_by_case",
         "job_cancelled", "job_lost", "job_invalid_transition", "bates_contention",

@@ -29,24 +29,6 @@ def slot_hashes(data: bytes) -> dict[int, str]:
         raise ExportInputError(f"raw batch header unreadable: {exc}") from exc
 
 
-def delivery_numbers(body: bytes) -> frozenset[str] | None:
-    """The business numbers (``phone_number_id`` of every change's ``metadata``) one
-    webhook delivery concerns; None when that cannot be told (not JSON, a change without
-    a number). Meta may put changes of several numbers of a WABA in one delivery."""
-    try:
-        doc = json.loads(body)
-        numbers = set()
-        for entry in doc["entry"]:
-            for change in entry["changes"]:
-                number = change["value"]["metadata"]["phone_number_id"]
-                if not isinstance(number, str) or not number:
-                    return None
-                numbers.add(number)
-    except (ValueError, KeyError, TypeError):
-        return None
-    return frozenset(numbers) if numbers else None
-
-
 def batch_name(key: str) -> str:
     """The batch's file name in the package: its object key's last segment."""
     return key.rstrip("/").rsplit("/", 1)[-1]

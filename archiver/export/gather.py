@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from archiver.errors import ArchiverError, NotFound
-from archiver.export.batches import delivery_numbers
 from archiver.export.erased import header_document
 from archiver.export.model import (
     Attachment,
@@ -69,6 +68,7 @@ from archiver.retention.common import live_versions
 from archiver.store.errors import ObjectNotFound
 from archiver.store.port import ObjectStore, StateStore
 from archiver.subjects.identity import person_subjects
+from archiver.whatsapp.change import delivery_numbers
 from search.errors import SearchError
 from search.port import SearchIndex
 

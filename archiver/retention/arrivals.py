@@ -25,10 +25,12 @@ from archiver.retention.common import StoredRecord, record_by_id
 from archiver.retention.holds import (
     HoldRegistry,
     flag_broken,
+    item_id,
     records_of_hits,
     unit_of,
 )
 from archiver.store.port import ObjectStore, StateStore
+from archiver.subjects.identity import person_subjects
 from search.port import SearchIndex, SearchRequest
 
 logger = get_logger("archiver.holds")
@@ -154,3 +156,64 @@ def _hold_family(
         if unit_of(r.header) == ref:
             records.append(r)
     return registry.hold_records(hold_id, records) if records else 0
+
+
+def holds_selecting(
+    index: SearchIndex,
+    registry: HoldRegistry,
+    records: Sequence[StoredRecord],
+    *,
+    indexed: bool,
+) -> tuple[dict[str, str], list[str]]:
+    """Open holds whose *criteria* select one of ``records``, whether or not the hold has
+    been applied to them yet (its item and slot lists fill in later: the processor's hook
+    after the append, the follower's hook after indexing, the family pass): ``{hold id:
+    why}``. The same tests the hooks make: the hold's number scope, its subject (any id of
+    the record subject's person), its conversation, a held message of the record's family
+    (one GET per record), a held version; a query runs over the records' index documents
+    (``SearchRequest.ids``), so it needs them indexed: with ``indexed`` False a query hold
+    is reported as not decidable yet (the caller keeps or defers, never guesses). Returns
+    the selecting holds and the undecided ones."""
+    out: dict[str, str] = {}
+    undecided: list[str] = []
+    if not records:
+        return out, undecided
+    state = registry.state
+    people = {s: set(person_subjects(state, s)) for s in {r.subject for r in records if r.subject}}
+    refreshed = False
+    for h in registry.open_holds():
+        hold_id, scope = str(h["id"]), h.get("scope") or {}
+        numbers = h.get("numbers")
+        inside = [r for r in records if numbers is None or r.phone_number_id in numbers]
+        if not inside:
+            continue
+        items = h.get("items") or {}
+        subject, conversation = scope.get("subject"), scope.get("conversation")
+        for r in inside:
+            unit = unit_of(r.header)
+            if ((subject and subject in people.get(r.subject or "", set()))
+                    or (conversation and r.header.get("conversation") == conversation)
+                    or item_id(r.key, r.version_id) in items
+                    or (unit is not None and registry.holds_target(hold_id, unit))):
+                out[hold_id] = f"hold {hold_id} selects record {r.record_id}"
+                break
+        query = scope.get("query")
+        if hold_id in out or not query:
+            continue
+        if not indexed:
+            undecided.append(hold_id)
+            continue
+        if not refreshed:  # the follower writes without waiting for a refresh
+            refresh: Any = getattr(index, "refresh", None)
+            if callable(refresh):
+                refresh()
+            refreshed = True
+        ids = [r.record_id for r in inside]
+        for start in range(0, len(ids), _IDS_PER_SEARCH):
+            chunk = ids[start : start + _IDS_PER_SEARCH]
+            result = index.search(SearchRequest(q=str(query), scope_numbers=numbers,
+                                                ids=chunk, size=1))  # fmt: skip
+            if result.total or result.hits:
+                out[hold_id] = f"hold {hold_id}'s query selects a record"
+                break
+    return out, undecided

@@ -50,7 +50,9 @@ scheduler runs it; ``erase`` runs it for the subject first).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -61,7 +63,10 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
+from archiver.indexing.follower import indexed_size
 from archiver.ingest.capture import batch_id_of
+from archiver.ingest.rawbatch import RawBatchError, parse_batch
+from archiver.keys.envelope import KeyEncryptionKey
 from archiver.keys.errors import KeyNotFound, KeyProtected, KeyShredded
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
@@ -75,6 +80,7 @@ from archiver.keyspace import (
     DATA_KEYS_PREFIX,
     DISPOSITION_PREFIX,
     ERASURE_TOMBSTONE_KIND,
+    ERASURES_KEPT_PREFIX,
     ERASURES_OPEN_PREFIX,
     ERASURES_PREFIX,
     HOLDS_PREFIX,
@@ -95,6 +101,7 @@ from archiver.keyspace import (
     SUBJECT_KEYS_PREFIX,
     TOKENS_PREFIX,
     capgrants_of,
+    erasure_kept_key,
     erasure_key,
     erasure_open_key,
     erasures_of,
@@ -107,6 +114,7 @@ from archiver.ledger.ports import LogAppender
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError, iso
 from archiver.records.pseudonym import Pseudonymizer
+from archiver.retention.arrivals import holds_selecting
 from archiver.retention.common import (
     StoredRecord,
     facts_of,
@@ -116,10 +124,11 @@ from archiver.retention.common import (
     write_tombstone,
 )
 from archiver.retention.holds import HoldRegistry
-from archiver.retention.subject_lookup import subjects_records_indexed
+from archiver.retention.subject_lookup import batch_records, subjects_records_indexed
 from archiver.store.errors import ObjectNotFound, PreconditionFailed
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
 from archiver.subjects.identity import person_subjects
+from archiver.whatsapp.change import delivery_numbers
 from policies.engine import erasure_check
 from policies.model import Decision, RecordFacts
 from search.port import SearchIndex
@@ -160,6 +169,7 @@ KEPT_STATE: dict[str, str] = {
     PENDING_INDEX_PREFIX: "a marker: the pending-batch index is complete",
     ERASURES_PREFIX: "the erasure procedures: pseudonyms, record and key ids",
     ERASURES_OPEN_PREFIX: "empty markers of unfinished erasure procedures (pseudonyms)",
+    ERASURES_KEPT_PREFIX: "empty markers of erasures still keeping a shared raw slot",
     LOG_PREFIX: "the log's state, staging and checkpoint pointer (pseudonyms only)",
     TOKENS_PREFIX: "API token hashes",
     HOLDS_PREFIX: "the hold registry (a hold on the subject refuses the erasure)",
@@ -193,6 +203,29 @@ def slot_grants(state: StateStore, subject: str) -> list[tuple[str, int]]:
         batch_id = key[len(prefix) :]
         out.extend((batch_id, int(slot)) for slot in json.loads(value.value)["slots"])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SlotKeepers:
+    """What keeps one raw delivery slot's capture key; falsy: nothing, the key may go."""
+
+    holds: tuple[str, ...] = ()  # open holds covering the slot or selecting one of its records
+    reasons: tuple[str, ...] = ()  # every reason, holds included (for the procedure)
+    # Not decidable yet (its batch not fully logged, or a query hold while the index lags
+    # behind it): the plan refuses ``erasure_pending``, a step keeps the slot for later.
+    pending: str | None = None
+    out_of_scope: bool = False  # the delivery concerns a number outside the requester's
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons)
+
+    def as_kept(self, batch_id: str, slot: int) -> dict[str, Any]:
+        return {"batch": batch_id, "slot": slot, "holds": list(self.holds),
+                "reasons": list(self.reasons)}  # fmt: skip
+
+
+# A finished batch's records and one past its last leaf (``batch_records``), per batch id.
+_BatchCache = dict[str, tuple[list[StoredRecord], int] | None]
 
 
 class Decider(Protocol):
@@ -233,7 +266,11 @@ class ErasureService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reader: LogAppender | None = None,
         crash_hook: Callable[[str], None] | None = None,
+        kek: KeyEncryptionKey | None = None,
     ) -> None:
+        # Opens a raw slot to read the numbers its delivery concerns (a scoped token's
+        # check); None: every slot counts as out of any token's scope.
+        self.kek = kek
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
         self.objects = objects
         self.state = state
@@ -340,19 +377,31 @@ class ErasureService:
         if not plan.records and not plan.slots:
             raise NotFound("nothing is archived for this contact at this business number",
                            code="subject_not_found")
-        if numbers is not None:
+        # Each slot to destroy is decided on what it carries now, by the holds' criteria
+        # (not only the slots a hold has been applied to yet) over its other records.
+        members = set(plan.subjects or (plan.subject,))
+        batches: _BatchCache = {}
+        keepers = [self._slot_keepers(b, s, members, numbers, batches)
+                   for b, s in plan.slots if self._slot_keyed(b, s)]  # fmt: skip
+        if any(k.out_of_scope for k in keepers):
             # Destroying a shared slot's key destroys every record's raw evidence in it:
-            # a token may only do that to numbers it covers. Nothing about the other number
-            # is named, so a scoped token learns no more than that one exists.
-            scope = set(numbers)
-            if any(r.phone_number_id is not None and r.phone_number_id not in scope
-                   for r in plan.shared):
-                raise Conflict(
-                    "a raw delivery of this contact also carries records of a business "
-                    "number this token does not cover; a token covering every number "
-                    "concerned must request this erasure",
-                    code="erasure_out_of_scope", details={"subject": plan.subject},
-                )
+            # a token may only do that to numbers it covers (read from the delivery body,
+            # as the export reads it). Nothing about the other number is named, so a
+            # scoped token learns no more than that one exists.
+            raise Conflict(
+                "a raw delivery of this contact also carries records of a business "
+                "number this token does not cover; a token covering every number "
+                "concerned must request this erasure",
+                code="erasure_out_of_scope", details={"subject": plan.subject},
+            )
+        pending = next((k.pending for k in keepers if k.pending), None)
+        if pending is not None:
+            # Never destroy a slot on an incomplete picture: nothing is done, retry later.
+            raise Conflict(f"{pending}; retry the erasure shortly", code="erasure_pending",
+                           details={"subject": plan.subject})  # fmt: skip
+        slot_holds = {h for k in keepers for h in k.holds}
+        if slot_holds - set(plan.holds):
+            plan = dataclasses.replace(plan, holds=sorted(set(plan.holds) | slot_holds))
         allowed, reason = self._verdict(plan)
         if not allowed:
             raise Conflict(reason, code="erasure_refused",
@@ -374,7 +423,71 @@ class ErasureService:
                 continue
             with contextlib.suppress(Conflict):
                 out.append(self._run(key))
+        self.settle_kept_slots()
         return out
+
+    def settle_kept_slots(self) -> list[dict[str, Any]]:
+        """Destroy the capture key of every raw slot a done erasure kept (a hold, an
+        obligation, a batch not logged yet) that nothing keeps any more, and log its
+        ``key_shredded`` leaf. Run by the erasure-resume job and after a hold's release.
+        Returns ``{"erasure", "batch", "slot"}`` of each slot destroyed now."""
+        out: list[dict[str, Any]] = []
+        for marker in list(self.state.list(ERASURES_KEPT_PREFIX)):
+            key = ERASURES_PREFIX + marker[len(ERASURES_KEPT_PREFIX):]
+            try:
+                out += self._settle(key, marker)
+            except PreconditionFailed:
+                continue  # the procedure changed meanwhile: the next run takes it up
+        return out
+
+    def _settle(self, key: str, marker: str) -> list[dict[str, Any]]:
+        value = self.state.get(key)
+        if value is None:
+            self.state.delete(marker)
+            return []
+        doc: dict[str, Any] = json.loads(value.value)
+        if doc.get("status") != ErasureStatus.DONE:
+            return []  # the procedure finishes first (its log step), then this
+        token = value.token
+        members = set(doc.get("subjects") or [doc["subject"]])
+        kept = [*(doc.get("slots_kept") or []), *(doc.get("late_slots_kept") or [])]
+        settling = doc.get("settling")
+        if settling is None:
+            free = [[k["batch"], k["slot"]] for k in kept
+                    if not self._slot_keyed(k["batch"], k["slot"])
+                    or not self._slot_keepers(k["batch"], k["slot"], members,
+                                              doc.get("numbers"))]  # fmt: skip
+            if not free:
+                return []
+            # Saved before anything is destroyed: a crash from here finishes this set,
+            # and its leaves are logged exactly once (``once_since``).
+            settling = {"size_before": self.log.size(), "slots": free}
+            doc["settling"] = settling
+            token = self.state.put(key, _dump(doc), if_match=token)
+        dropped: list[dict[str, Any]] = []
+        for batch_id, slot in settling["slots"]:
+            if self._slot_keyed(batch_id, slot) and self._slot_keepers(
+                    batch_id, slot, members, doc.get("numbers")):
+                continue  # kept again meanwhile (a hold placed since the set was saved)
+            if self._drop_slot_key(batch_id, slot):
+                versions = live_versions(self.objects, raw_key(batch_id))
+                dropped.append({"batch": batch_id, "slot": slot,
+                                "version_id": versions[0] if versions else None})
+        if dropped:
+            self.log.append(self._slot_entries(doc, dropped, self.clock()),
+                            once_since=int(settling["size_before"]))  # fmt: skip
+        gone = {(d["batch"], d["slot"]) for d in dropped}
+        for name in ("slots_kept", "late_slots_kept"):
+            if name in doc:
+                doc[name] = [k for k in doc[name] if (k["batch"], k["slot"]) not in gone]
+        doc["slots_shredded"] = [*doc.get("slots_shredded", []), *dropped]
+        doc.pop("settling", None)
+        self.state.put(key, _dump(doc), if_match=token)
+        if not doc.get("slots_kept") and not doc.get("late_slots_kept"):
+            self.state.delete(marker)
+        if dropped:
+            logger.info("erasure_kept_slots_settled", subject=doc["subject"], slots=len(dropped))
+        return [{"erasure": doc["id"], "batch": d["batch"], "slot": d["slot"]} for d in dropped]
 
     def unfinished_count(self) -> int:
         """Erasure procedures begun and neither done nor refused (``/readyz``, metrics)."""
@@ -467,8 +580,10 @@ class ErasureService:
             "records": len(doc["record_ids"]),
             "keys_shredded": [k["key_id"] for k in doc["keys_shredded"]],
             "capture_slots_shredded": len(doc["slots_shredded"]),
-            # Late shared slots a hold or an obligation keeps (``late_slots_kept``).
-            "capture_slots_kept": len(doc.get("late_slots_kept") or []),
+            # Shared slots a hold, an obligation or another number keeps (``slots_kept``,
+            # ``late_slots_kept``) until nothing does (``settle_kept_slots``).
+            "capture_slots_kept": len(doc.get("late_slots_kept") or [])
+            + len(doc.get("slots_kept") or []),
             "index_documents_deleted": doc["index_documents_deleted"],
             "state_purged": doc["state_purged"],
             "tombstone": doc["tombstone"]["key"],
@@ -552,13 +667,100 @@ class ErasureService:
         return False
 
     def _step_shred_slots(self, doc: dict[str, Any]) -> dict[str, Any]:
-        out = []
+        members = set(doc.get("subjects") or [doc["subject"]])
+        out, kept = [], []
+        batches: _BatchCache = {}
         for batch_id, slot in doc["slots"]:
+            # Re-decided right before each destruction, as ``shred_keys``' guard does: a
+            # hold placed since the plan, or selecting a record written since, keeps the
+            # slot (the keys are gone, so the erasure is no longer refused).
+            if self._slot_keyed(batch_id, slot):
+                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
+                                             batches)  # fmt: skip
+                if keepers:
+                    kept.append(keepers.as_kept(batch_id, slot))
+                    continue
             if self._drop_slot_key(batch_id, slot):
                 versions = live_versions(self.objects, raw_key(batch_id))
                 out.append({"batch": batch_id, "slot": slot,
                             "version_id": versions[0] if versions else None})
-        return {"slots_shredded": out}
+        if kept:
+            self._mark_kept(doc)
+            logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
+        return {"slots_shredded": out, "slots_kept": kept}
+
+    def _mark_kept(self, doc: dict[str, Any]) -> None:
+        """The marker ``settle_kept_slots`` lists (idempotent)."""
+        self.state.put(erasure_kept_key(doc["subject"], doc["id"]), b"")
+
+    def _slot_numbers(self, batch_id: str, slot: int) -> frozenset[str] | None:
+        """The business numbers the slot's delivery concerns, read from its body as the
+        export reads them (``delivery_numbers``); None when that cannot be told."""
+        value = self.state.get(CAPTURE_KEYS_PREFIX + batch_id)
+        blob = json.loads(value.value).get("keys", {}).get(str(slot)) if value else None
+        versions = live_versions(self.objects, raw_key(batch_id))
+        if self.kek is None or blob is None or not versions:
+            return None
+        try:
+            opened = parse_batch(self.objects.get(raw_key(batch_id), versions[0]))
+            body = opened.open(slot, self.kek.unwrap(base64.b64decode(blob)))
+        except (ObjectNotFound, RawBatchError, ValueError, KeyError, IndexError):
+            return None
+        return delivery_numbers(body)
+
+    def _slot_keepers(self, batch_id: str, slot: int, members: set[str],
+                      numbers: Sequence[str] | None,
+                      batches: _BatchCache | None = None) -> SlotKeepers:  # fmt: skip
+        """What keeps a raw slot's capture key, decided on the records the slot carries
+        *now*, not on what the holds have been applied to so far: a delivery concerning a
+        number outside the requester's ``numbers`` (read from the raw body); an open hold
+        covering the slot, or whose criteria (subject, conversation, held message, query)
+        select one of the slot's records of other people; a running obligation on one of
+        those (Art. 17(3)(b), (e)). Not decidable (``pending``) while the slot's batch is
+        not fully logged (its records are not all known and the hold hooks have not run
+        on them), or while the index lags behind it and a query hold is open. ``batches``
+        keeps a finished batch's records for the other slots of one pass."""
+        reasons: list[str] = []
+        out_of_scope = False
+        if numbers is not None:
+            concerns = self._slot_numbers(batch_id, slot)
+            if concerns is None or not concerns <= set(numbers):
+                out_of_scope = True
+                reasons.append("the delivery concerns a business number outside the "
+                               "requester's scope, or one that cannot be told")  # fmt: skip
+        holds = set(self.holds.holds_covering(None, _slot_names([(batch_id, slot)])))
+        if batches is not None and batches.get(batch_id) is not None:
+            found = batches[batch_id]
+        else:
+            found = batch_records(self.objects, self.state, self.log, batch_id)
+            if batches is not None:
+                batches[batch_id] = found
+        pending: str | None = None
+        if found is None:
+            pending = (f"raw batch {batch_id} is not fully logged yet: the records of its "
+                       f"slot {slot} are not all known")  # fmt: skip
+        else:
+            records, end = found
+            key = raw_key(batch_id)
+            others = [r for r in records if r.subject not in members
+                      and r.raw is not None and (r.raw[0], r.raw[2]) == (key, slot)]
+            selecting, undecided = holds_selecting(
+                self.index, self.holds, others, indexed=indexed_size(self.state) >= end)
+            holds |= set(selecting)
+            if undecided:
+                pending = (f"the index has not caught up with raw batch {batch_id}: query "
+                           f"hold(s) {', '.join(sorted(undecided))} cannot be run on its "
+                           "records yet")  # fmt: skip
+            for r in others:
+                verdict = erasure_check([self.policy.decision(facts_of(r.header))], [])
+                if not verdict.allowed:
+                    reasons.append(f"record {r.record_id}: {verdict.reason}")
+        return SlotKeepers(
+            holds=tuple(sorted(holds)),
+            reasons=(*(f"hold {h}" for h in sorted(holds)), *reasons,
+                     *((pending,) if pending else ())),
+            pending=pending, out_of_scope=out_of_scope,
+        )  # fmt: skip
 
     def _slot_keyed(self, batch_id: str, slot: int) -> bool:
         current = self.state.get(CAPTURE_KEYS_PREFIX + batch_id)
@@ -567,12 +769,9 @@ class ErasureService:
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
         return drop_slot_key(self.state, batch_id, slot)
 
-    def _late_records(
-        self, doc: dict[str, Any]
-    ) -> tuple[list[str], dict[tuple[str, int], list[StoredRecord]]]:
+    def _late_records(self, doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, int]]]:
         """The person's records logged since the plan began and sealed with a key destroyed
-        by now (ids), and the raw slots they came from, each with the records of *other*
-        subjects (or of none) derived from that same slot. The plan fixed ``record_ids``;
+        by now (ids), and the raw slots they came from. The plan fixed ``record_ids``;
         a record logged after it was sealed with the same key while it lived, and the
         follower may have indexed (and parked folds of) its text. Run after
         ``shred_keys``: a record sealed with a key created since (a new message after the
@@ -583,7 +782,6 @@ class ErasureService:
         planned = set(doc["record_ids"])
         late: set[str] = set(doc.get("late_record_ids") or [])
         slots: set[tuple[str, int]] = set()
-        others: dict[tuple[str, int], list[StoredRecord]] = {}  # other records per slot
         end = self.log.size()
         for begin in range(start, end, _LATE_CHUNK):
             for data in self.log.entries(begin, min(end, begin + _LATE_CHUNK)):
@@ -603,8 +801,6 @@ class ErasureService:
                 raw = stored.raw
                 slot = (batch_id_of(raw[0]), raw[2]) if raw else None
                 if header.get("subject") not in members:
-                    if slot is not None:
-                        others.setdefault(slot, []).append(stored)
                     continue
                 sealed = header.get("sealed")
                 if not isinstance(sealed, dict) or not isinstance(sealed.get("key_id"), str):
@@ -613,49 +809,30 @@ class ErasureService:
                     late.add(record.record_id)
                     if slot is not None:
                         slots.add(slot)
-        return sorted(late), {s: others.get(s, []) for s in sorted(slots)}
-
-    def _slot_blockers(self, slot: tuple[str, int], others: Sequence[StoredRecord],
-                       numbers: Sequence[str] | None) -> list[str]:  # fmt: skip
-        """What keeps a late slot's capture key, as the plan's verdict would have refused
-        the erasure for a planned one: the open holds covering the slot or naming one of
-        the other subjects of its delivery, a running obligation on one of their records
-        (Art. 17(3)(b), (e)), and a record of a number outside the requester's ``numbers``
-        (``erasure_out_of_scope``). Empty: the key may go."""
-        names = _slot_names([slot])
-        holds = set(self.holds.holds_covering(None, names))
-        reasons: list[str] = []
-        for r in others:
-            if numbers is not None and r.phone_number_id not in (None, *numbers):
-                reasons.append(f"record {r.record_id}: a business number outside the "
-                               "requester's scope")  # fmt: skip
-            if r.subject:
-                holds |= set(self.holds.holds_covering(r.subject, names))
-            verdict = erasure_check([self.policy.decision(facts_of(r.header))], [])
-            if not verdict.allowed:
-                reasons.append(f"record {r.record_id}: {verdict.reason}")
-        return [*(f"hold {h}" for h in sorted(holds)), *reasons]
+        return sorted(late), sorted(slots)
 
     def _step_purge_index(self, doc: dict[str, Any]) -> dict[str, Any]:
         late, late_slots = self._late_records(doc)
-        # A late record's raw slot holds the same text: its capture key goes too. A slot
-        # whose delivery also carries other people's records is decided as a planned one
-        # (``_verdict``): it goes unless a hold or an obligation keeps those records' raw
-        # evidence; then it stays, named in ``late_slots_kept`` (the keys are already
-        # destroyed, so the erasure cannot be refused any more).
+        # A late record's raw slot holds the same text: its capture key goes too, decided
+        # as a planned one is in ``shred_slots`` (``_slot_keepers``): it goes unless a hold,
+        # an obligation or another number keeps the other records' raw evidence, or its
+        # batch is not decidable yet; then it stays, named in ``late_slots_kept`` (the keys
+        # are already destroyed, so the erasure cannot be refused any more) until nothing
+        # keeps it (``settle_kept_slots``).
         shredded = list(doc.get("slots_shredded") or [])
-        done = {(s["batch"], s["slot"]) for s in shredded}
+        done = {(s["batch"], s["slot"]) for s in [*shredded, *(doc.get("slots_kept") or [])]}
+        members = set(doc.get("subjects") or [doc["subject"]])
         kept: list[dict[str, Any]] = []
-        for (batch_id, slot), others in late_slots.items():
+        batches: _BatchCache = {}
+        for batch_id, slot in late_slots:
             if (batch_id, slot) in done:
                 continue
-            blockers = (self._slot_blockers((batch_id, slot), others, doc.get("numbers"))
-                        if others else [])  # fmt: skip
-            if blockers:
-                kept.append({"batch": batch_id, "slot": slot,
-                             "holds": [b[5:] for b in blockers if b.startswith("hold ")],
-                             "reasons": blockers})  # fmt: skip
-                continue
+            if self._slot_keyed(batch_id, slot):
+                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
+                                             batches)  # fmt: skip
+                if keepers:
+                    kept.append(keepers.as_kept(batch_id, slot))
+                    continue
             if self._drop_slot_key(batch_id, slot):
                 versions = live_versions(self.objects, raw_key(batch_id))
                 shredded.append({"batch": batch_id, "slot": slot,
@@ -664,6 +841,7 @@ class ErasureService:
             logger.info("erasure_late_records", subject=doc["subject"], records=len(late),
                         slots=len(late_slots))
         if kept:
+            self._mark_kept(doc)
             logger.warning("erasure_late_slots_kept", subject=doc["subject"],
                            slots=len(kept))  # fmt: skip
         removed = self.index.delete_ids(sorted(set(doc["record_ids"]) | set(late)))
@@ -712,15 +890,20 @@ class ErasureService:
                        kind_of_key=k["kind_of_key"], tombstone_sha256=t_sha).data
             for k in doc["keys_shredded"]
         ]  # fmt: skip
-        for s in doc["slots_shredded"]:
-            entries.append(make_entry(
-                EntryKind.KEY_SHREDDED, time=when, key=raw_key(s["batch"]),
-                version_id=s["version_id"], subject=subject, slot=s["slot"],
-                kind_of_key="capture_slot", tombstone_sha256=t_sha,
-            ).data)  # fmt: skip
+        entries += self._slot_entries(doc, doc["slots_shredded"], when)
         if entries:
             self.log.append(entries, once_since=int(doc["size_before"]))
         return {}
+
+    @staticmethod
+    def _slot_entries(doc: dict[str, Any], slots: Sequence[dict[str, Any]],
+                      when: datetime) -> list[bytes]:  # fmt: skip
+        """One ``key_shredded`` leaf per destroyed raw slot, naming the tombstone."""
+        return [make_entry(
+            EntryKind.KEY_SHREDDED, time=when, key=raw_key(s["batch"]),
+            version_id=s["version_id"], subject=doc["subject"], slot=s["slot"],
+            kind_of_key="capture_slot", tombstone_sha256=doc["tombstone"]["sha256"],
+        ).data for s in slots]  # fmt: skip
 
 
 def drop_slot_key(state: StateStore, batch_id: str, slot: int) -> bool:

@@ -199,6 +199,9 @@ class HoldRegistry:
         self.log = log
         self.keys = keys
         self.clock = clock
+        # Run after a release: erasure destroys the raw slots this hold alone kept
+        # (``ErasureService.settle_kept_slots``, wired by ``archiver.retention.services``).
+        self.after_release: list[Callable[[], object]] = []
 
     # -- registry documents -------------------------------------------------------------
     def read(self, hold_id: str) -> tuple[dict[str, Any], str]:
@@ -406,6 +409,11 @@ class HoldRegistry:
             "released_count": len(released), "kept_by_other_holds": kept,
         })  # fmt: skip
         self.drop_targets(hold_id)  # it is out of holds/_open: no hook reads them any more
+        for after in self.after_release:
+            try:
+                after()
+            except Exception:  # the release stands; the erasure-resume job settles later
+                logger.exception("hold_after_release_failed", hold=hold_id)
         return done
 
     # -- checks for the other jobs ------------------------------------------------------

@@ -13,6 +13,11 @@ keys and raw slots. An erasure counts once a ``key_shredded`` leaf points at its
   (:data:`archiver.retention.erasure.DERIVED_STATE`): the subject's contact-sync name while
   it has no new key, a parked fold item an erased record made, an erased record's media
   job;
+* ``keys:erased_material`` too: a raw slot an erasure *kept* (``slots_kept``,
+  ``late_slots_kept`` of a procedure marked in ``erasures-kept/``: a hold, an obligation,
+  another number, a batch not logged yet) while it is still keyed: the erased person's
+  delivery is readable there until ``settle_kept_slots`` destroys it (working state is
+  the source: a kept slot has no leaf);
 * ``index:erased_document``: an index document of an erased record that holds personal
   fields (a header-only document, as a rebuild writes for a shredded record, is fine).
 
@@ -31,6 +36,8 @@ from archiver.ingest.capture import batch_id_of
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
     CAPTURE_KEYS_PREFIX,
+    ERASURES_KEPT_PREFIX,
+    ERASURES_PREFIX,
     INDEX_FOLDS_PREFIX,
     INDEX_NAMES_PREFIX,
     RECORDS_PREFIX,
@@ -133,6 +140,7 @@ def erasure_residue(
             out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, CAPTURE_KEYS_PREFIX + batch,
                                None, "shredded", f"slot {slot} keyed",
                                f"raw slot {slot} has a key_shredded leaf but its key is stored"))
+    out += _kept_slots(state)
     done = [e for e in seen.erasures.values() if e.completed]
     erased_ids = set().union(*(e.record_ids for e in done)) if done else set()
     out += _derived(state, done, erased_ids)
@@ -144,6 +152,25 @@ def erasure_residue(
                                ", ".join(sorted(PERSONAL_FIELDS & set(doc))),
                                f"the index still holds personal fields of erased record "
                                f"{record_id}"))
+    return out
+
+
+def _kept_slots(state: StateStore) -> list[Finding]:
+    """The raw slots done erasures kept and that are still keyed."""
+    out: list[Finding] = []
+    for marker in state.list(ERASURES_KEPT_PREFIX):
+        value = state.get(ERASURES_PREFIX + marker[len(ERASURES_KEPT_PREFIX):])
+        doc = _obj(value.value) if value is not None else {}
+        for kept in [*(doc.get("slots_kept") or []), *(doc.get("late_slots_kept") or [])]:
+            batch, slot = str(kept["batch"]), int(kept["slot"])
+            if not _still_keyed(state, batch, slot):
+                continue
+            why = "; ".join(str(r) for r in kept.get("reasons") or []) or "kept"
+            out.append(Finding(FindingKind.ERASED_KEY_MATERIAL, CAPTURE_KEYS_PREFIX + batch,
+                               None, "shredded once nothing keeps it", f"slot {slot} kept",
+                               f"raw slot {slot} of erasure {doc.get('id')} is kept ({why}): "
+                               "the erased person's delivery is readable there until it "
+                               "is destroyed (erasure-resume job, hold release)"))
     return out
 
 

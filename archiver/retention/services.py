@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archiver.keys.envelope import KeyEncryptionKey
 from archiver.keys.store import KeyStore
 from archiver.ledger.log import TransparencyLog
 from archiver.records.pseudonym import Pseudonymizer
@@ -37,9 +38,17 @@ def retention_services(
     policy: EngineDecider,
     lock: LockMode,
     log_retention_days: int,
+    kek: KeyEncryptionKey | None = None,
 ) -> RetentionServices:
     days = log_retention_days
     registry = HoldRegistry(objects=objects, state=state, log=log, keys=keys)
+    erasure = ErasureService(
+        objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
+        policy=policy, holds=registry, lock_mode=lock, log_retention_days=days, reader=log,
+        kek=kek,
+    )  # fmt: skip
+    # A released hold may have been the last thing keeping an erased person's raw slot.
+    registry.after_release.append(erasure.settle_kept_slots)
     return RetentionServices(
         registry=registry,
         holds=HoldService(registry, index, log, pseudo),
@@ -47,9 +56,6 @@ def retention_services(
             objects=objects, state=state, log=log, index=index, policy=policy, holds=registry,
             lock_mode=lock, log_retention_days=days, pseudo=pseudo,
         ),
-        erasure=ErasureService(
-            objects=objects, state=state, log=log, keys=keys, index=index, pseudo=pseudo,
-            policy=policy, holds=registry, lock_mode=lock, log_retention_days=days, reader=log,
-        ),
+        erasure=erasure,
         applier=RetentionApplier(objects=objects, log=log, policy=policy, state=state),
     )  # fmt: skip

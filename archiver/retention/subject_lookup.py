@@ -142,6 +142,31 @@ def subjects_records_indexed(
     return [r for r in records if r is not None and keep(r)]
 
 
+def batch_records(
+    objects: ObjectStore, state: StateStore, log: LogAppender, batch: str
+) -> tuple[list[StoredRecord], int] | None:
+    """Every record version batch ``batch``'s leaves name, and one past its last leaf;
+    None until the batch is ``done`` (records written but not logged yet are not all known,
+    and the hold hooks have not seen them)."""
+    value = state.get(PROC_PREFIX + batch)
+    if value is None:
+        return None
+    doc = json.loads(value.value)
+    if doc.get("status") != BatchState.DONE or not isinstance(doc.get("leaves"), list):
+        return None
+    leaves = [int(i) for i in doc["leaves"]]
+    entries: list[bytes] = []
+    for start, end in leaf_runs(leaves):
+        entries.extend(log.entries(start, end))
+    out = []
+    for ref in sorted(record_refs(entries)):
+        try:
+            out.append(read_stored_record(objects, *ref))
+        except ObjectNotFound:
+            continue  # disposed since
+    return out, (max(leaves) + 1 if leaves else 0)
+
+
 def subject_records_indexed(
     objects: ObjectStore, state: StateStore, log: LogAppender, subject: str
 ) -> list[StoredRecord] | None:
@@ -164,6 +189,7 @@ def subject_records(
 
 
 __all__ = [
+    "batch_records",
     "leaf_runs",
     "record_refs",
     "subject_records",

@@ -6,6 +6,7 @@ every leaf of the item that nobody consumed (see ``pointers``).
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from types import MappingProxyType
@@ -20,6 +21,26 @@ from archiver.whatsapp.events import (
     Problem,
 )
 from archiver.whatsapp.pointers import Take, canonical_sha256, covered, leaves
+
+
+def delivery_numbers(body: bytes) -> frozenset[str] | None:
+    """The business numbers (``phone_number_id`` of every change's ``metadata``) one
+    webhook delivery concerns; None when that cannot be told (not JSON, a change without
+    a number). Meta may put changes of several numbers of a WABA in one delivery. The one
+    reading of a raw delivery's scope: the export seals a slot it returns None for, or a
+    number outside the package; erasure keeps such a slot's key for a scoped token."""
+    try:
+        doc = json.loads(body)
+        numbers = set()
+        for entry in doc["entry"]:
+            for change in entry["changes"]:
+                number = change["value"]["metadata"]["phone_number_id"]
+                if not isinstance(number, str) or not number:
+                    return None
+                numbers.add(number)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return frozenset(numbers) if numbers else None
 
 
 def digits(value: str | None) -> str:
