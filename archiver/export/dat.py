@@ -4,7 +4,9 @@ Format (what Relativity, Reveal and Everlaw load without a mapping step): UTF-8 
 byte-order mark, one row per line ending in CRLF, every field wrapped in the text
 qualifier ``þ`` (U+00FE) and fields separated by DC4 (0x14); a newline inside a field is
 written as ``®`` (U+00AE). The format has no escape, so a ``þ`` or DC4 inside a value is
-replaced (by ``?`` and a space): a value can never break the row.
+replaced (by ``?`` and a space) and a literal ``®`` by ``(R)``: a value can never break the
+row, and every ``®`` read back is a newline. Unicode line breaks (U+2028, U+2029, NEL) are
+newlines too, so a review platform never meets a break the row does not show.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+_LINE_BREAKS = str.maketrans({"\r": "\n", "\u0085": "\n", "\u2028": "\n", "\u2029": "\n"})
+
+
 def _clean(value: str) -> str:
-    value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", NEWLINE)
+    value = value.replace(NEWLINE, "(R)").replace("\r\n", "\n").translate(_LINE_BREAKS)
+    value = value.replace("\n", NEWLINE)
     return value.replace(QUOTE, "?").replace(SEP, " ")
 
 

@@ -232,6 +232,13 @@ def test_dat_round_trips_newlines_and_neutralises_delimiters() -> None:
         dat.parse(dat.header() + "x\x14y\r\n")
 
 
+def test_a_literal_registered_sign_and_unicode_line_breaks_read_back_truthfully() -> None:
+    # ``®`` is the format's newline: a literal one would read back as a line break.
+    line = dat.row_line({"BEGBATES": "X1", "FROM": "Acme®\u2028Ltd\u0085x\u2029y"})
+    _, rows = dat.parse(dat.header() + line)
+    assert rows[0]["FROM"] == "Acme(R)\nLtd\nx\ny"
+
+
 # -- tombstones ------------------------------------------------------------------------------
 
 
