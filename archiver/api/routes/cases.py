@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from archiver.api.deps import allow, get_runtime
 from archiver.api.routes.search import actor_of
@@ -109,6 +109,17 @@ Number = Annotated[str, Field(max_length=32)]
 Contact = Annotated[str, Field(max_length=128)]
 
 
+def _time_as_text(value: object) -> object:
+    """A time must come as ISO 8601 text: pydantic would read a bare number as a Unix time,
+    and a case's scope is evidence of what was asked for."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a time as ISO 8601 text")
+    return value
+
+
+CaseTime = Annotated[datetime, BeforeValidator(_time_as_text)]
+
+
 class CustodiansBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,8 +133,8 @@ class ScopeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(default="", max_length=4000, description="docs/search.md syntax")
-    date_from: datetime | None = Field(default=None, description="inclusive; naive = UTC")
-    date_to: datetime | None = Field(default=None, description="exclusive; naive = UTC")
+    date_from: CaseTime | None = Field(default=None, description="inclusive; naive = UTC")
+    date_to: CaseTime | None = Field(default=None, description="exclusive; naive = UTC")
     numbers: list[Number] | None = Field(default=None, max_length=MAX_NUMBERS,
                                          description="phone_number_ids; omitted = custodian "
                                          "numbers, else the token's numbers")

@@ -228,6 +228,16 @@ def test_out_of_range_dates_are_400_on_every_route(archive: Archive) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "case_dates_invalid", r.text
 
 
+def test_a_scope_time_given_as_a_number_is_refused_not_read_as_unix_time(archive: Archive) -> None:
+    admin = archive.token(Role.ADMIN)
+    for value in (12345, 1.5, True):
+        scope = {"query": "merger", "date_from": value, "numbers": [N1.pnid]}
+        r = archive.client.post("/v1/cases", headers=admin, json={
+            "name": "n", "matter_number": "m", "scope": scope})  # fmt: skip
+        assert r.status_code == 422, (value, r.text)
+        assert r.json()["error"]["code"] == "invalid_request" and "date_from" in r.text
+
+
 def test_chunked_oversized_body_is_413(archive: Archive) -> None:
     a = archive
     admin = a.token(Role.ADMIN)
