@@ -151,10 +151,23 @@ def perfect_root(hashes: Sequence[bytes]) -> bytes:
     return row[0]
 
 
+# What the log keeps of the objects it read or wrote, in bytes and in keys. Bounded by
+# bytes, not only by count: an entry bundle is up to 256 entries of ~350 bytes (~90 KB),
+# and an export reads every bundle of its scope once, so a count of 4,096 held 35 MB at
+# 100,000 records (and would hold 350 MB at a million). 8 MiB still keeps ~1,000 hash
+# tiles (8 KB): the right edge appends read, the upper tiles every proof reads.
+CACHE_BYTES = 8 << 20
+_VERSIONS_KEPT = 16384  # object key -> version id (~200 B each); else one listing a miss
+
+
 class _LRU:
-    def __init__(self, capacity: int) -> None:
+    """Least recently used, bounded by count and by total bytes of the values."""
+
+    def __init__(self, capacity: int, max_bytes: int = CACHE_BYTES) -> None:
         self._d: OrderedDict[str, bytes] = OrderedDict()
         self._cap = capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
@@ -165,11 +178,42 @@ class _LRU:
             return v
 
     def put(self, key: str, value: bytes) -> None:
+        if len(value) > self._max_bytes:
+            return  # would evict everything else for one value
         with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
             self._d[key] = value
+            self._bytes += len(value)
+            while len(self._d) > self._cap or self._bytes > self._max_bytes:
+                self._bytes -= len(self._d.popitem(last=False)[1])
+
+
+class _Versions:
+    """Object key -> version id of the log's objects, bounded (least recently used)."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self._d: OrderedDict[str, str] = OrderedDict()
+        self._cap = _VERSIONS_KEPT if capacity is None else capacity
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def __setitem__(self, key: str, version_id: str) -> None:
+        with self._lock:
+            self._d[key] = version_id
             self._d.move_to_end(key)
             while len(self._d) > self._cap:
                 self._d.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._d)
 
 
 class TransparencyLog:
@@ -186,6 +230,7 @@ class TransparencyLog:
         stale_after: float = 30.0,
         poll_interval: float = 0.005,
         cache_size: int = 4096,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.objects = objects
         self.state = state
@@ -195,8 +240,8 @@ class TransparencyLog:
         self.state_key = log_state_key(prefix)
         self.stale_after = stale_after
         self.poll_interval = poll_interval
-        self._cache = _LRU(cache_size)
-        self._versions: dict[str, str] = {}
+        self._cache = _LRU(cache_size, cache_bytes)
+        self._versions = _Versions()
         self._seen: tuple[str, float] | None = None  # (token, first seen) of a pending batch
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         # The largest committed size this process has seen: the log never shrinks, so it
