@@ -259,7 +259,8 @@ class _IterReader(io.RawIOBase):
                 self._buf += next(self._chunks)
             except StopIteration:
                 break
-        out = bytes(self._buf[:size])
+        with memoryview(self._buf) as view:  # one copy of the part, not two (slice, bytes)
+            out = bytes(view[:size])
         del self._buf[:size]
         return out
 
