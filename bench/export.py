@@ -173,7 +173,125 @@ def make_case(last: int) -> str:
 # -- phases (each in a child process) ------------------------------------------------------
 
 
+class MemProbe:
+    """``--mem`` (env ``BENCH_MEM``: ``1`` RSS and malloc only, ``2`` with tracemalloc):
+    samples VmRSS every 0.2 s and notes which step of the export held the peak, glibc's
+    ``mallinfo2`` (bytes in use vs held free by malloc), ``smaps_rollup`` (anonymous vs
+    file-backed) and, with tracemalloc, the Python heap's peak and its largest sites."""
+
+    def __init__(self, level: int) -> None:
+        import ctypes
+        import threading
+
+        self.level, self.stage, self.peak, self.peak_stage = level, "open", 0.0, ""
+        self.stage_peaks: dict[str, float] = {}
+        self.stage_tm: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._libc = ctypes.CDLL("libc.so.6")
+
+        class _MI2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+        self._libc.mallinfo2.restype = _MI2
+        if level >= 2:
+            import tracemalloc
+
+            tracemalloc.start(8)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def set(self, stage: str) -> None:
+        if self.level >= 2:
+            import tracemalloc
+
+            self.stage_tm[self.stage] = max(self.stage_tm.get(self.stage, 0.0),
+                                            tracemalloc.get_traced_memory()[1] / 2**20)
+            tracemalloc.reset_peak()
+        self.stage = stage
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            r = self.rss()
+            self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0.0), r)
+            if r > self.peak:
+                self.peak, self.peak_stage = r, self.stage
+
+    def malloc(self) -> dict[str, float]:
+        mi = self._libc.mallinfo2()
+        return {"arena_mb": mi.arena / 2**20, "mmap_mb": mi.hblkhd / 2**20,
+                "in_use_mb": mi.uordblks / 2**20, "free_held_mb": mi.fordblks / 2**20}
+
+    def report(self) -> dict[str, Any]:
+        import threading
+
+        self.set("end")
+        self._stop.set()
+        out: dict[str, Any] = {"peak_stage": self.peak_stage,
+                               "stage_rss_peaks": {k: round(v, 1) for k, v in
+                                                   self.stage_peaks.items()},
+                               "malloc_end": {k: round(v, 1) for k, v in
+                                              self.malloc().items()},
+                               "threads_end": threading.active_count(),
+                               "arena_max": os.environ.get("MALLOC_ARENA_MAX", "")}
+        roll = Path("/proc/self/smaps_rollup")
+        if roll.exists():
+            for line in roll.read_text().splitlines()[1:]:
+                k, v = line.split(":", 1)
+                if k in ("Rss", "Anonymous", "Private_Clean", "Private_Dirty", "Shared_Clean"):
+                    out[f"smaps_{k}_mb"] = round(int(v.split()[0]) / 1024, 1)
+        if self.level >= 2:
+            import tracemalloc
+
+            out["tracemalloc_stage_peaks_mb"] = {k: round(v, 1)
+                                                 for k, v in self.stage_tm.items()}
+            snap = tracemalloc.take_snapshot()
+            out["tracemalloc_end_top"] = [str(s) for s in snap.statistics("lineno")[:8]]
+        return out
+
+
+def _probe_stages(probe: MemProbe) -> None:
+    """Name the export's steps for the probe (the bench's own instrumentation)."""
+    from archiver.export import gather, job, writer
+
+    def wrap(cls: Any, name: str, stage: str, gen: bool = False) -> None:
+        orig = getattr(cls, name)
+        if gen:
+            def g(*a: Any, **k: Any) -> Any:
+                probe.set(stage)
+                yield from orig(*a, **k)
+                probe.set(stage + "-done")
+            setattr(cls, name, g)
+        else:
+            def f(*a: Any, **k: Any) -> Any:
+                probe.set(stage)
+                return orig(*a, **k)
+            setattr(cls, name, f)
+
+    wrap(gather.Gatherer, "plan", "plan")
+    wrap(gather.Gatherer, "items", "items", gen=True)
+    wrap(writer.PackageWriter, "records_list_digest", "close-records")
+    wrap(writer.PackageWriter, "seal", "seal")
+    wrap(writer.PackageWriter, "finish", "manifest")
+    wrap(job.ExportRun, "_erased_meanwhile", "after-upload")
+    from archiver.jobs import context
+
+    wrap(context.JobContext, "write_artifact", "upload")
+
+
 def phase_export(case_id: str) -> dict[str, Any]:
+    level = int(os.environ.get("BENCH_MEM") or 0)
+    probe = MemProbe(level) if level else None
+    if probe is not None:
+        _probe_stages(probe)
     from archiver.audit import Actor
     from archiver.export.job import KIND, ExportOptions, case_params
     from archiver.jobs.model import JobOwner, JobState
@@ -192,8 +310,11 @@ def phase_export(case_id: str) -> dict[str, Any]:
     assert job.state is JobState.SUCCEEDED, (job.state, job.errors)
     records = int(job.progress.counts["records"])
     size = int(job.result["artifacts"][0]["size"])
-    return {"records": records, "seconds": seconds, "per_s": records / seconds,
-            "package_mb": size / 1e6, "peak_rss_mb": peak_rss_mb()}
+    out = {"records": records, "seconds": seconds, "per_s": records / seconds,
+           "package_mb": size / 1e6, "peak_rss_mb": peak_rss_mb()}
+    if probe is not None:
+        out["mem"] = probe.report()
+    return out
 
 
 def phase_ceiling(case_id: str, readers: int = 1) -> dict[str, Any]:
@@ -273,6 +394,12 @@ def main() -> int:
     parser.add_argument("--reuse", metavar="DIR", help="keep/reuse the seeded archive here")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--only", choices=["export"],
+                        help="only the export phases: --small then --n, alternated, --runs "
+                        "times each (each on new cases), with the load average")
+    parser.add_argument("--mem", type=int, default=0, choices=[0, 1, 2],
+                        help="memory probe in the export child: 1 RSS by step, malloc and "
+                        "smaps; 2 also tracemalloc (slower)")
     parser.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from archiver.export.gather import READERS  # the ceiling reads with as many threads
@@ -291,6 +418,10 @@ def main() -> int:
     env = seeded_env(args.n, args.reuse)
     if args.seed_only:
         return 0
+    if args.mem:
+        env["BENCH_MEM"] = str(args.mem)
+    if args.only == "export":
+        return only_export(env, args.n, args.small, args.runs)
     runs: list[dict[str, dict[str, Any]]] = []
     for run in range(args.runs):
         big, small = make_case(args.n), make_case(args.small)
@@ -329,6 +460,29 @@ def main() -> int:
           f"msg/s): {statistics.median(ratios8):.2f}x")
     print(f"peak RSS {args.n:,} / {args.small:,}: {rss_n:,.1f} / {rss_small:,.1f} MB = "
           f"{rss_n / rss_small:.2f}x (target <= 1.2x)")
+    return 0
+
+
+def only_export(env: dict[str, str], n: int, small: int, runs: int) -> int:
+    """The export phases alone, small and large alternated (load drifts: alternating
+    spreads it over both), each figure printed as it comes, then the medians."""
+    peaks: dict[int, list[float]] = {small: [], n: []}
+    for run in range(runs):
+        for size in (small, n):
+            load = os.getloadavg()
+            r = child(env, "export", make_case(size))
+            peaks[size].append(float(r["peak_rss_mb"]))
+            mem = r.pop("mem", None)
+            print(f"run {run + 1} export_{size}: " + ", ".join(
+                f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items())
+                + f", load before {load[0]:.1f}", flush=True)  # fmt: skip
+            if mem is not None:
+                print("  mem " + json.dumps(mem), flush=True)
+    big, little = statistics.median(peaks[n]), statistics.median(peaks[small])
+    ratios = [b / s for b, s in zip(peaks[n], peaks[small], strict=True)]
+    print(f"peak RSS {n:,} / {small:,}: medians {big:,.1f} / {little:,.1f} MB = "
+          f"{big / little:.2f}x; per run {', '.join(f'{x:.2f}x' for x in ratios)} "
+          f"(target <= 1.2x)")
     return 0
 
 
