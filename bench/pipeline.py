@@ -220,7 +220,11 @@ def history_deliveries(tag: str, phase: str, messages: int, per_delivery: int,
 class Visibility:
     """Polls Elasticsearch for the run's messages of one phase: the first time each
     message number is seen. Sorted by ``leaf_index`` from a little before the highest leaf
-    seen (the follower indexes in log order; the overlap covers a bulk split in two)."""
+    seen (the follower indexes in log order; the overlap covers a bulk split in two).
+
+    Only documents not seen yet are fetched (the overlap's seen leaves are excluded by a
+    ``terms`` filter): fetching the whole overlap's ``_source`` ten times a second cost
+    Elasticsearch about 0.18 cores on its own, taken from the pipeline being measured."""
 
     OVERLAP = 2000
 
@@ -230,6 +234,7 @@ class Visibility:
         self._pattern = re.compile(rf"\b{re.escape(phase)}(\d+)\b")
         self._stop = threading.Event()
         self._high = 0
+        self._leaves: set[int] = set()  # leaves of the documents already seen
         self.errors = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -244,12 +249,14 @@ class Visibility:
 
     def _poll_once(self) -> None:
         after: list[Any] | None = None
+        low = max(0, self._high - self.OVERLAP)
+        known = sorted(leaf for leaf in self._leaves if leaf >= low)
         while True:
             body: dict[str, Any] = {
                 "query": {"bool": {"filter": [
                     {"term": {"text": self.tag}},
-                    {"range": {"leaf_index": {"gte": max(0, self._high - self.OVERLAP)}}},
-                ]}},
+                    {"range": {"leaf_index": {"gte": low}}},
+                ], "must_not": [{"terms": {"leaf_index": known}}]}},
                 "sort": [{"leaf_index": "asc"}, {"id": "asc"}],
                 "_source": ["text", "leaf_index"], "size": 5000,
             }  # fmt: skip
@@ -264,6 +271,7 @@ class Visibility:
                 leaf = hit["_source"].get("leaf_index")
                 if isinstance(leaf, int):
                     self._high = max(self._high, leaf)
+                    self._leaves.add(leaf)
             if len(hits) < 5000:
                 return
             after = hits[-1]["sort"]
