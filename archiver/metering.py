@@ -5,7 +5,11 @@ Stages (``archiver_pipeline_stage_seconds{stage}``), in the order a message meet
     capture_write   one capture batch: raw batch PUT under retention, its keys, pending entry
     claim           the processor claims a raw batch in working state
     raw_read        the raw batch read back (its version and retention)
-    records_write   keys, grants, traces and the record PUTs of one batch
+    records_write   keys, grants, traces and the record PUTs of one batch; within it:
+      records_capkeys   the batch's capture keys read (one state GET)
+      records_keys      the subjects' data keys (session, look-ups or creations, grants)
+      records_grants    waiting for the capture grants and traces, which land before any record
+      records_put       the record PUTs (side by side), per chunk of ``APPEND_EVERY``
     entries         the batch's log entries built (raw retention extended if needed)
     log_save        the entries saved in the batch's state before the append
     log_append      the proof-log append (sequencing, tiles, commit)

@@ -388,7 +388,8 @@ class Processor:
             log.error("raw_batch_unreadable", object_key=key)
             outcome.unreadable += 1
             return [], []
-        keys_value = self.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
+        with stage("records_capkeys"):
+            keys_value = self.state.get(CAPTURE_KEYS_PREFIX + opened.batch_id)
         wrapped: dict[str, str] = json.loads(keys_value.value)["keys"] if keys_value else {}
         raw_sha = hashlib.sha256(raw_bytes).hexdigest()
         written: list[_Written] = []
@@ -451,23 +452,26 @@ class Processor:
         mention_keys = sorted({(self._key_owner(j[0]), tuple(j[0]["mentions"]))
                                for j in jobs if j[0].get("mentions")})
         created_by = opened.batch_id
-        session = self._session = self.keys.session()
-        for owner, (data_key, key_event) in zip(
-            owners,
-            self._pool.map(lambda o: session.get_or_create(o, creator=created_by), owners),
-            strict=True,
-        ):
-            self._batch_keys[owner] = data_key
-            if key_event is not None:
-                self._key_events.append(key_event)
-        for owner, mentioned in mention_keys:
-            session.grant(self._batch_keys[owner].key_id, mentioned)
-        for write in landing:
-            write.result()  # raises what a grant or trace write raised: no record yet
+        with stage("records_keys"):
+            session = self._session = self.keys.session()
+            for owner, (data_key, key_event) in zip(
+                owners,
+                self._pool.map(lambda o: session.get_or_create(o, creator=created_by), owners),
+                strict=True,
+            ):
+                self._batch_keys[owner] = data_key
+                if key_event is not None:
+                    self._key_events.append(key_event)
+            for owner, mentioned in mention_keys:
+                session.grant(self._batch_keys[owner].key_id, mentioned)
+        with stage("records_grants"):
+            for write in landing:
+                write.result()  # raises what a grant or trace write raised: no record yet
         results: list[_Written | None] = []
         for start in range(0, len(jobs), APPEND_EVERY):
             chunk = jobs[start : start + APPEND_EVERY]
-            results += self._pool.map(lambda j: self._write_guarded(j, outcome), chunk)
+            with stage("records_put"):
+                results += self._pool.map(lambda j: self._write_guarded(j, outcome), chunk)
             if on_chunk is not None and start + APPEND_EVERY < len(jobs):
                 on_chunk(version_id, raw_bytes, results[start:])  # not the last: see _Early
         for (_h, _c, _t, captured_at, event, raw_ref, _i), done in zip(jobs, results, strict=True):
