@@ -26,7 +26,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -967,14 +967,21 @@ class Processor:
 
     # -- discovery ---------------------------------------------------------------------
 
-    def pending_batches(self) -> list[str]:
+    def pending_batches(self, known: Collection[str] = ()) -> list[str]:
         """Raw batch keys not yet ``done``, oldest first, however old: the pending index in
-        working state (written at capture, removed when done), never a window of days."""
+        working state (written at capture, removed when done), never a window of days.
+
+        ``known``: raw keys the caller already has queued or in progress; they are left
+        out without reading their state (a sweep during a backlog read one state value
+        per waiting batch, every sweep, to queue nothing new). A later sweep, once they
+        left the caller's queue, tidies any of them that needs it."""
         self._ensure_pending_index()
         now = self.clock()
         keys: list[str] = []
         for name in sorted(self.state.list(PENDING_PREFIX)):
             batch_id = name[len(PENDING_PREFIX):]
+            if known and raw_key(batch_id) in known:
+                continue
             value = self.state.get(PROC_PREFIX + batch_id)
             if value is not None and json.loads(value.value).get("status") == BatchState.DONE:
                 self.state.delete(name)  # done, but the process died before removing it

@@ -101,7 +101,9 @@ class ProcessingLoop(_Loop):
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                for key in self.processors[0].pending_batches():
+                with self._queued_lock:
+                    known = frozenset(self._queued)
+                for key in self.processors[0].pending_batches(known):
                     self._enqueue(key, None)
                 stuck = self.processors[0].stuck_batches()
                 if stuck:  # never dropped by age: an alert until someone looks
