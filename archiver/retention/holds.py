@@ -728,11 +728,17 @@ class HoldService:
         s = doc["scope"]
         scope = HoldScope(s.get("query"), s.get("conversation"), s.get("subject"),
                           s.get("phone_number_id"))
-        # A hold placed before held targets existed gets them on its first re-run.
-        backfill = not doc.get("targets_complete")
+        # A hold placed before held targets existed gets them on its first re-run; a hold
+        # whose placement was killed midway (left ``placing``) gets its whole family pass
+        # again: what it held before the kill counts as fresh, not as already done.
+        placing = doc.get("status") == HoldStatus.PLACING
+        backfill = not doc.get("targets_complete") or placing
         held = self._apply(hold_id, scope, doc.get("numbers"), all_targets=backfill)
         if backfill:
             self.registry.update(hold_id, lambda d: {**d, "targets_complete": True})
+        if placing:
+            self.registry.update(hold_id, lambda d: {
+                **d, "status": HoldStatus.OPEN} if d.get("status") == HoldStatus.PLACING else d)
         if doc.get("broken"):  # it runs again: the flag of an earlier failure is stale
             self.registry.update(hold_id, lambda d: {k: v for k, v in d.items() if k != "broken"})
         return held
@@ -759,11 +765,14 @@ class HoldService:
     def backfill_targets(self) -> dict[str, int]:
         """The ``holds-backfill`` job (at start): re-run, once, every open hold placed
         before held targets existed (no ``targets_complete``), whatever its scope, so its
-        markers exist (``refresh`` backfills them and sets the flag). One listing of the
+        markers exist (``refresh`` backfills them and sets the flag); and every hold left
+        ``placing`` (its placement killed midway: nothing else ever finishes it), so it
+        holds all it matches, family included, and opens. Re-running a placement another
+        process is still doing is harmless (holding is idempotent). One listing of the
         holds when there is nothing to do. Returns versions newly held per hold."""
         done: dict[str, int] = {}
         for h in self.registry.open_holds():
-            if h.get("status") != HoldStatus.OPEN or h.get("targets_complete"):
+            if h.get("status") == HoldStatus.OPEN and h.get("targets_complete"):
                 continue
             try:
                 done[str(h["id"])] = self.refresh(str(h["id"]))
