@@ -30,7 +30,7 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -248,6 +248,18 @@ def _time(value: Any) -> datetime | None:
         return _parse_time(value)
     except ValueError:
         return None
+
+
+def _erasure_refusal(code: Any, details: Mapping[str, Any]) -> tuple[ErasureStatus, str]:
+    """What an ``erasure:refused`` event says: ``erasure_pending`` decided nothing (a
+    shared slot not decidable yet; the request is to be retried), so it is pending, not
+    refused; ``erasure_out_of_scope`` is the token's scope, not the law. Events written
+    before the code was recorded: a hold when holds are named, else an obligation."""
+    if code == "erasure_pending":
+        return ErasureStatus.PENDING, "erasure_pending"
+    if code == "erasure_out_of_scope":
+        return ErasureStatus.REFUSED, "out_of_scope"
+    return ErasureStatus.REFUSED, "legal_hold" if details.get("holds") else "retention_obligation"
 
 
 def _code(text: Any, default: str) -> str:
@@ -987,12 +999,13 @@ class ReportGatherer:
                 inner = details.get("details") or {}
                 subject = str(inner.get("subject") or "")
                 if _PSEUDO.match(subject) and subject.startswith("s_"):
-                    reason = "legal_hold" if inner.get("holds") else "retention_obligation"
+                    status, reason = _erasure_refusal(details.get("code"), inner)
                     erasures.append(ErasureFact(
                         request_id="refused-" + hashlib.sha256(
                             lines[position]).hexdigest()[:16],
-                        subject=subject, requested_at=at, status=ErasureStatus.REFUSED,
-                        decided_at=at, reason=reason,
+                        subject=subject, requested_at=at, status=status,
+                        decided_at=at if status is ErasureStatus.REFUSED else None,
+                        reason=reason,
                         note=str(details.get("reason") or ""),
                     ))  # fmt: skip
             else:

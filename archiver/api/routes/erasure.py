@@ -47,6 +47,9 @@ def erase(
             actor_of(principal),
             concerns=[body.phone_number_id],
             reason=refusal.message,
+            # The kind of refusal (``erasure_pending`` is none: nothing was decided yet),
+            # so a report does not guess it from the message.
+            code=refusal.code,
             details=refusal.details,
         )
         raise refusal from None

@@ -13,9 +13,8 @@ import pytest
 
 from archiver.auth import Role
 from archiver.retention import holds
-from archiver.retention.common import record_by_id
+from archiver.retention.common import record_by_id, resolve_subject
 from archiver.retention.holds import HoldScope, HoldService
-from archiver.retention.common import resolve_subject
 from tests.integration.cases.seed import ALICE, BOB, HOUR, N1, T0, Archive
 from tests.support.webhooks import post as webhook
 
