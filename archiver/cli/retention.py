@@ -136,6 +136,9 @@ def dispose(dry_run: DryRun = False) -> None:
     if not report.ran:
         typer.echo("another replica holds the disposition lease; nothing done", err=True)
         raise typer.Exit(3)
+    if report.waiting_for_holds:
+        typer.echo("holds still being applied (" + ", ".join(report.waiting_for_holds)
+                   + "): nothing deleted; the next run goes on", err=True)  # fmt: skip
     _echo_json(report.to_json())
 
 

@@ -131,6 +131,8 @@ class DispositionReport:
     attachments_kept: int = 0  # links and blobs kept because a message still needs them
     resumed: int = 0  # journal entries of an interrupted run finished (or cancelled)
     ran: bool = True  # False: another replica holds the lease
+    # Holds still being applied (``applying``): the run deleted nothing and comes back.
+    waiting_for_holds: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +145,7 @@ class DispositionReport:
             "candidates": self.candidates,
             "attachments_kept": self.attachments_kept,
             "resumed": self.resumed,
+            "waiting_for_holds": self.waiting_for_holds,
         }
 
 
@@ -216,6 +219,16 @@ class DispositionJob:
     def _run(
         self, report: DispositionReport, dry_run: bool, progress: Callable[[int, int | None], None]
     ) -> None:
+        # A hold still being applied covers records its items do not list yet (the family
+        # tail of its placement): deciding on the held items now could delete one of them.
+        # Nothing is deleted (nor an interrupted deletion finished) until it is applied;
+        # the cursor stays, so the next run looks at the same candidates.
+        applying = self.holds.applying()
+        if applying:
+            report.waiting_for_holds = applying
+            logger.info("disposition_waits_for_holds", holds=applying)
+            progress(0, 0)
+            return
         if not dry_run:
             self._resume(report)
         now = self.clock()

@@ -214,6 +214,7 @@ class SlotKeepers:
     # Not decidable yet (its batch not fully logged, or a query hold while the index lags
     # behind it): the plan refuses ``erasure_pending``, a step keeps the slot for later.
     pending: str | None = None
+    undecided: tuple[str, ...] = ()  # query holds that cannot be run on its records yet
     out_of_scope: bool = False  # the delivery concerns a number outside the requester's
 
     def __bool__(self) -> bool:
@@ -397,8 +398,11 @@ class ErasureService:
         pending = next((k.pending for k in keepers if k.pending), None)
         if pending is not None:
             # Never destroy a slot on an incomplete picture: nothing is done, retry later.
+            # The waiting holds go in ``holds`` (never the message), so the route names
+            # only those the requester's token covers, as for a refusal.
+            undecided = sorted({h for k in keepers for h in k.undecided})
             raise Conflict(f"{pending}; retry the erasure shortly", code="erasure_pending",
-                           details={"subject": plan.subject})  # fmt: skip
+                           details={"subject": plan.subject, "holds": undecided})  # fmt: skip
         slot_holds = {h for k in keepers for h in k.holds}
         if slot_holds - set(plan.holds):
             plan = dataclasses.replace(plan, holds=sorted(set(plan.holds) | slot_holds))
@@ -736,6 +740,7 @@ class ErasureService:
             if batches is not None:
                 batches[batch_id] = found
         pending: str | None = None
+        undecided: list[str] = []
         if found is None:
             pending = (f"raw batch {batch_id} is not fully logged yet: the records of its "
                        f"slot {slot} are not all known")  # fmt: skip
@@ -748,9 +753,8 @@ class ErasureService:
                 self.index, self.holds, others, indexed=indexed_size(self.state) >= end)
             holds |= set(selecting)
             if undecided:
-                pending = (f"the index has not caught up with raw batch {batch_id}: query "
-                           f"hold(s) {', '.join(sorted(undecided))} cannot be run on its "
-                           "records yet")  # fmt: skip
+                pending = (f"the index has not caught up with raw batch {batch_id}: an "
+                           "open query hold cannot be run on its records yet")  # fmt: skip
             for r in others:
                 verdict = erasure_check([self.policy.decision(facts_of(r.header))], [])
                 if not verdict.allowed:
@@ -759,7 +763,8 @@ class ErasureService:
             holds=tuple(sorted(holds)),
             reasons=(*(f"hold {h}" for h in sorted(holds)), *reasons,
                      *((pending,) if pending else ())),
-            pending=pending, out_of_scope=out_of_scope,
+            pending=pending, undecided=tuple(sorted(undecided)),
+            out_of_scope=out_of_scope,
         )  # fmt: skip
 
     def _slot_keyed(self, batch_id: str, slot: int) -> bool:

@@ -417,6 +417,12 @@ class HoldRegistry:
         return done
 
     # -- checks for the other jobs ------------------------------------------------------
+    def applying(self) -> list[str]:
+        """Holds whose family pass is not finished (a ``family_tail`` the ``holds-family``
+        job has not read yet, or one it failed on): they cover records their items do
+        not list yet. One listing."""
+        return sorted(k[len(HOLD_TAILS_PREFIX):] for k in self.state.list(HOLD_TAILS_PREFIX))
+
     def held_items(self) -> set[str]:
         """``key@version`` of every version an open hold covers."""
         out: set[str] = set()

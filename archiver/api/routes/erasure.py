@@ -85,6 +85,8 @@ def _within_scope(
     details["holds"] = shown
     if len(shown) < len(holds):
         details["holds_outside_scope"] = True
+    if exc.code == "erasure_pending":  # its message names no hold: the holds waited for
+        return Conflict(exc.message, code=exc.code, details=details)
     message = (f"legal hold {shown[0]} applies (GDPR Art. 17(3)(e))" if shown else
                "a legal hold outside this token's scope applies (GDPR Art. 17(3)(e))")
     return Conflict(message, code=exc.code, details=details)
