@@ -272,6 +272,7 @@ class ErasureService:
         # Opens a raw slot to read the numbers its delivery concerns (a scoped token's
         # check); None: every slot counts as out of any token's scope.
         self.kek = kek
+        self._legacy_marked = False  # procedures kept without a marker looked for yet
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
         self.objects = objects
         self.state = state
@@ -435,6 +436,8 @@ class ErasureService:
         obligation, a batch not logged yet) that nothing keeps any more, and log its
         ``key_shredded`` leaf. Run by the erasure-resume job and after a hold's release.
         Returns ``{"erasure", "batch", "slot"}`` of each slot destroyed now."""
+        if not self._legacy_marked:
+            self._mark_legacy_kept()
         out: list[dict[str, Any]] = []
         for marker in list(self.state.list(ERASURES_KEPT_PREFIX)):
             key = ERASURES_PREFIX + marker[len(ERASURES_KEPT_PREFIX):]
@@ -443,6 +446,25 @@ class ErasureService:
             except PreconditionFailed:
                 continue  # the procedure changed meanwhile: the next run takes it up
         return out
+
+    def _mark_legacy_kept(self) -> None:
+        """Once per process: mark every procedure that keeps a slot and has no marker (an
+        earlier version finished it: ``late_slots_kept`` came before the markers), so it
+        is settled like the others. One listing of the procedures and a GET each."""
+        for key in list(self.state.list(ERASURES_PREFIX)):
+            value = self.state.get(key)
+            if value is None:
+                continue
+            try:
+                doc = json.loads(value.value)
+            except ValueError:
+                continue
+            if (isinstance(doc, dict) and doc.get("id") and doc.get("subject")
+                    and (doc.get("slots_kept") or doc.get("late_slots_kept"))):
+                marker = erasure_kept_key(str(doc["subject"]), str(doc["id"]))
+                if self.state.get(marker) is None:
+                    self._mark_kept(doc)
+        self._legacy_marked = True
 
     def _settle(self, key: str, marker: str) -> list[dict[str, Any]]:
         value = self.state.get(key)

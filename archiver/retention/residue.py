@@ -36,7 +36,6 @@ from archiver.ingest.capture import batch_id_of
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
     CAPTURE_KEYS_PREFIX,
-    ERASURES_KEPT_PREFIX,
     ERASURES_PREFIX,
     INDEX_FOLDS_PREFIX,
     INDEX_NAMES_PREFIX,
@@ -156,10 +155,12 @@ def erasure_residue(
 
 
 def _kept_slots(state: StateStore) -> list[Finding]:
-    """The raw slots done erasures kept and that are still keyed."""
+    """The raw slots erasures kept and that are still keyed. Read from the procedures
+    themselves, not their ``erasures-kept/`` markers: a procedure an earlier version
+    finished kept slots with no marker (``settle_kept_slots`` marks it on its first run)."""
     out: list[Finding] = []
-    for marker in state.list(ERASURES_KEPT_PREFIX):
-        value = state.get(ERASURES_PREFIX + marker[len(ERASURES_KEPT_PREFIX):])
+    for key in state.list(ERASURES_PREFIX):
+        value = state.get(key)
         doc = _obj(value.value) if value is not None else {}
         for kept in [*(doc.get("slots_kept") or []), *(doc.get("late_slots_kept") or [])]:
             batch, slot = str(kept["batch"]), int(kept["slot"])
