@@ -502,6 +502,10 @@ class ErasureService:
         if dropped:
             self.log.append(self._slot_entries(doc, dropped, self.clock()),
                             once_since=int(settling["size_before"]))  # fmt: skip
+            # The old ``capkeys/`` values (the wrapped slot keys) are still in SQLite's
+            # WAL, as after the procedure's own shreds: scrub before ``settling`` goes, so
+            # a scrub that fails is done again by the next run.
+            self._scrub()
         gone = {(d["batch"], d["slot"]) for d in dropped}
         for name in ("slots_kept", "late_slots_kept"):
             if name in doc:
@@ -904,10 +908,13 @@ class ErasureService:
         return {"artifacts_dropped": dropped, "jobs_redacted": redacted}
 
     def _step_scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
+        self._scrub()
+        return {}
+
+    def _scrub(self) -> None:
         scrub = getattr(self.state, "scrub", None)  # SQLite keeps old values in its WAL
         if callable(scrub):
             scrub()
-        return {}
 
     def _step_log(self, doc: dict[str, Any]) -> dict[str, Any]:
         when, subject = _when(doc), doc["subject"]
