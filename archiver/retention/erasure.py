@@ -396,15 +396,23 @@ class ErasureService:
                 "concerned must request this erasure",
                 code="erasure_out_of_scope", details={"subject": plan.subject},
             )
+        # The person's own records by the same criteria: a hold not applied to them yet
+        # (a query hold placed while the index lags behind them) keeps them too.
+        own_holds, own_undecided = holds_selecting(
+            self.index, self.holds, plan.records,
+            indexed=indexed_size(self.state) >= self._records_end(plan.records, batches))
         pending = next((k.pending for k in keepers if k.pending), None)
+        if pending is None and own_undecided:
+            pending = ("the index has not caught up with this contact's records: an open "
+                       "query hold cannot be run on them yet")  # fmt: skip
         if pending is not None:
             # Never destroy a slot on an incomplete picture: nothing is done, retry later.
             # The waiting holds go in ``holds`` (never the message), so the route names
             # only those the requester's token covers, as for a refusal.
-            undecided = sorted({h for k in keepers for h in k.undecided})
+            undecided = sorted({h for k in keepers for h in k.undecided} | set(own_undecided))
             raise Conflict(f"{pending}; retry the erasure shortly", code="erasure_pending",
                            details={"subject": plan.subject, "holds": undecided})  # fmt: skip
-        slot_holds = {h for k in keepers for h in k.holds}
+        slot_holds = {h for k in keepers for h in k.holds} | set(own_holds)
         if slot_holds - set(plan.holds):
             plan = dataclasses.replace(plan, holds=sorted(set(plan.holds) | slot_holds))
         allowed, reason = self._verdict(plan)
@@ -718,6 +726,23 @@ class ErasureService:
             self._mark_kept(doc)
             logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
         return {"slots_shredded": out, "slots_kept": kept}
+
+    def _records_end(self, records: Sequence[StoredRecord], batches: _BatchCache) -> int:
+        """One past the last leaf of ``records``' batches (the index must reach it before
+        a query hold can be run on them); the log's size for a record of no raw batch or
+        of a batch not finished (conservative: that waits for the whole lag)."""
+        end = 0
+        for r in records:
+            if r.raw is None:
+                return self.log.size()
+            batch_id = batch_id_of(r.raw[0])
+            if batch_id not in batches:
+                batches[batch_id] = batch_records(self.objects, self.state, self.log, batch_id)
+            found = batches[batch_id]
+            if found is None:
+                return self.log.size()
+            end = max(end, found[1])
+        return end
 
     def _mark_kept(self, doc: dict[str, Any]) -> None:
         """The marker ``settle_kept_slots`` lists (idempotent)."""
