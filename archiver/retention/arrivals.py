@@ -24,6 +24,7 @@ from archiver.logs import get_logger
 from archiver.retention.common import StoredRecord, record_by_id
 from archiver.retention.holds import (
     HoldRegistry,
+    HoldStatus,
     flag_broken,
     item_id,
     records_of_hits,
@@ -164,6 +165,7 @@ def holds_selecting(
     records: Sequence[StoredRecord],
     *,
     indexed: bool,
+    every_family: bool = True,
 ) -> tuple[dict[str, str], list[str]]:
     """Open holds whose *criteria* select one of ``records``, whether or not the hold has
     been applied to them yet (its item and slot lists fill in later: the processor's hook
@@ -173,7 +175,10 @@ def holds_selecting(
     (one GET per record), a held version; a query runs over the records' index documents
     (``SearchRequest.ids``), so it needs them indexed: with ``indexed`` False a query hold
     is reported as not decidable yet (the caller keeps or defers, never guesses). Returns
-    the selecting holds and the undecided ones."""
+    the selecting holds and the undecided ones. ``every_family`` False (a person's whole
+    record set: one GET per record and hold would be too many) reads the held targets
+    only of holds whose family pass may still miss a logged record (placing, applying,
+    targets not backfilled yet); an open, applied hold's items already list them."""
     out: dict[str, str] = {}
     undecided: list[str] = []
     if not records:
@@ -189,8 +194,10 @@ def holds_selecting(
             continue
         items = h.get("items") or {}
         subject, conversation = scope.get("subject"), scope.get("conversation")
+        targets = every_family or bool(h.get("status") != HoldStatus.OPEN or h.get("applying")
+                                       or not h.get("targets_complete"))  # fmt: skip
         for r in inside:
-            unit = unit_of(r.header)
+            unit = unit_of(r.header) if targets else None
             if ((subject and subject in people.get(r.subject or "", set()))
                     or (conversation and r.header.get("conversation") == conversation)
                     or item_id(r.key, r.version_id) in items

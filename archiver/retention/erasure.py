@@ -399,7 +399,7 @@ class ErasureService:
         # The person's own records by the same criteria: a hold not applied to them yet
         # (a query hold placed while the index lags behind them) keeps them too.
         own_holds, own_undecided = holds_selecting(
-            self.index, self.holds, plan.records,
+            self.index, self.holds, plan.records, every_family=False,
             indexed=indexed_size(self.state) >= self._records_end(plan.records, batches))
         pending = next((k.pending for k in keepers if k.pending), None)
         if pending is None and own_undecided:

@@ -70,3 +70,37 @@ def test_disposition_waits_while_a_hold_is_applying(
         assert list(rt.objects.list_versions(reaction.key))
         # Once applied, disposition goes on with what no hold covers.
         assert any(d.kind == "record" for d in after.disposed), after.to_json()
+
+
+def test_an_erasure_keeps_a_family_member_an_applying_hold_will_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same window for erasure: Bob's reaction to Alice's held message is in the
+    applying hold's tail, so the hold does not name Bob yet. Erasing Bob destroyed the
+    reaction; the hold's held targets (read while it is applying) now refuse it."""
+    monkeypatch.setattr(holds, "FAMILY_TAIL_IN_REQUEST", 4, raising=False)
+    with app_on(tmp_path, inline_workers=False) as (client, rt):
+        group = "HBgL" + secrets.token_hex(12)
+        parent = _wamid()
+        post(client, N1.inbound(ALICE, parent, int(time.time()), {
+            "type": "text", "text": {"body": "group plans"}, "group_id": group},
+            name="Alice"))  # fmt: skip
+        rt.processor.sweep()
+        rt.follower.run_to_end()
+        for n in range(6):
+            post(client, N1.text(CARL, _wamid(), int(time.time()) + n, f"filler {n}"))
+        post(client, N1.inbound(BOB, _wamid(), int(time.time()), {
+            "type": "reaction", "reaction": {"message_id": parent, "emoji": "\U0001f44d"},
+            "group_id": group}, name="Bob"))  # fmt: skip
+        rt.processor.sweep()  # the index lags: the reaction is in the tail's range
+
+        r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
+                        json={"contact": ALICE, "phone_number_id": N1.pnid})  # fmt: skip
+        assert r.status_code == 201 and r.json()["applying"] is True, r.text
+        hold_id = r.json()["id"]
+        rt.follower.run_to_end()
+
+        r = client.post("/v1/erasure", headers=token(rt, Role.COMPLIANCE_OFFICER),
+                        json={"phone_number_id": N1.pnid, "contact": BOB})  # fmt: skip
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "erasure_refused" and hold_id in r.text, r.text
