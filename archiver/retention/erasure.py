@@ -56,6 +56,7 @@ import dataclasses
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,7 @@ from typing import Any, Protocol
 
 from archiver.errors import Conflict, NotFound
 from archiver.indexing.follower import indexed_size
+from archiver.ingest.batch_status import BatchState
 from archiver.ingest.capture import batch_id_of
 from archiver.ingest.rawbatch import RawBatchError, parse_batch
 from archiver.keys.envelope import KeyEncryptionKey
@@ -187,6 +189,8 @@ class ErasureStatus(StrEnum):
     DONE = "done"
 
 
+BACKLOG_WAIT_S = 5.0  # an erasure request's wait for batches captured before it
+
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "artifacts",
          "scrub", "log")
 
@@ -273,6 +277,8 @@ class ErasureService:
         # check); None: every slot counts as out of any token's scope.
         self.kek = kek
         self._legacy_marked = False  # procedures kept without a marker looked for yet
+        # How long a request waits for batches captured before it to be processed.
+        self.backlog_wait_s = BACKLOG_WAIT_S
         self.reader = reader  # reads the log for the per-subject lookup; None: full scan
         self.objects = objects
         self.state = state
@@ -368,6 +374,7 @@ class ErasureService:
         Raises NotFound (nothing archived for the contact), Conflict (``erasure_refused``:
         an obligation or a hold, named in the message; ``erasure_out_of_scope``: a raw slot
         to destroy also carries records of a number outside ``numbers``)."""
+        started = self.clock()
         subject = resolve_subject(self.state, self.pseudo, phone_number_id, contact)
         resumed = []
         for key in self._unfinished(subject):  # a crashed attempt is this request's: finish it
@@ -375,6 +382,15 @@ class ErasureService:
                 resumed.append(self._run(key))
         if resumed:
             return resumed[-1]
+        # A delivery captured before the request but not processed yet may carry the
+        # person's messages: decided without it, it would be processed afterwards under a
+        # fresh key and stay readable. Wait a moment for those batches, else defer.
+        backlog = self._backlog_before(started)
+        if backlog:
+            raise Conflict(f"{len(backlog)} raw batch(es) captured before this request are "
+                           "not processed yet and may carry this contact's messages; retry "
+                           "the erasure shortly", code="erasure_pending",
+                           details={"subject": subject})  # fmt: skip
         plan = self.plan(phone_number_id, contact)
         if not plan.records and not plan.slots:
             raise NotFound("nothing is archived for this contact at this business number",
@@ -727,6 +743,27 @@ class ErasureService:
             logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
         return {"slots_shredded": out, "slots_kept": kept}
 
+    def _backlog_before(self, started: datetime) -> list[str]:
+        """Raw batches captured before ``started`` and not processed yet (the pending
+        index), after waiting up to ``backlog_wait_s`` for them: processing normally
+        takes well under a second, so only a stalled or far-behind processor defers."""
+        deadline = time.monotonic() + self.backlog_wait_s
+        while True:
+            left = []
+            for name in self.state.list(PENDING_PREFIX):
+                batch_id = name[len(PENDING_PREFIX):]
+                if _captured_at(batch_id) >= started:
+                    continue  # captured since the request: new data
+                value = self.state.get(PROC_PREFIX + batch_id)
+                if value is not None and json.loads(value.value).get("status") == BatchState.DONE:
+                    continue
+                if not live_versions(self.objects, raw_key(batch_id)):
+                    continue  # its capture failed (answered 503): no delivery to wait for
+                left.append(batch_id)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
     def _records_end(self, records: Sequence[StoredRecord], batches: _BatchCache) -> int:
         """One past the last leaf of ``records``' batches (the index must reach it before
         a query hold can be run on them); the log's size for a record of no raw batch or
@@ -963,6 +1000,15 @@ class ErasureService:
             version_id=s["version_id"], subject=doc["subject"], slot=s["slot"],
             kind_of_key="capture_slot", tombstone_sha256=doc["tombstone"]["sha256"],
         ).data for s in slots]  # fmt: skip
+
+
+def _captured_at(batch_id: str) -> datetime:
+    """A batch id starts with its capture time (``archiver.ingest.capture``); an id that
+    does not parse counts as captured long ago (waited for, never skipped)."""
+    try:
+        return datetime.strptime(batch_id.split("Z-")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def drop_slot_key(state: StateStore, batch_id: str, slot: int) -> bool:
