@@ -773,13 +773,22 @@ class ErasureService:
             if r.raw is None:
                 return self.log.size()
             batch_id = batch_id_of(r.raw[0])
-            if batch_id not in batches:
-                batches[batch_id] = batch_records(self.objects, self.state, self.log, batch_id)
-            found = batches[batch_id]
-            if found is None:
+            cached = batches.get(batch_id)
+            batch_end = cached[1] if cached is not None else self._batch_end(batch_id)
+            if batch_end is None:
                 return self.log.size()
-            end = max(end, found[1])
+            end = max(end, batch_end)
         return end
+
+    def _batch_end(self, batch_id: str) -> int | None:
+        """One past the last leaf of a finished batch (its ``proc/`` document: no record
+        read); None while it is not ``done``."""
+        value = self.state.get(PROC_PREFIX + batch_id)
+        doc = json.loads(value.value) if value is not None else {}
+        leaves = doc.get("leaves")
+        if doc.get("status") != BatchState.DONE or not isinstance(leaves, list):
+            return None
+        return max((int(i) for i in leaves), default=-1) + 1
 
     def _mark_kept(self, doc: dict[str, Any]) -> None:
         """The marker ``settle_kept_slots`` lists (idempotent)."""
