@@ -766,12 +766,15 @@ class ErasureService:
 
     def _records_end(self, records: Sequence[StoredRecord], batches: _BatchCache) -> int:
         """One past the last leaf of ``records``' batches (the index must reach it before
-        a query hold can be run on them); the log's size for a record of no raw batch or
-        of a batch not finished (conservative: that waits for the whole lag)."""
+        a query hold can be run on them). A record of no raw batch (an API send) counts
+        as indexed once its document is in the index; else, and for a batch not finished,
+        the log's size (conservative: that waits for the whole lag)."""
         end = 0
         for r in records:
             if r.raw is None:
-                return self.log.size()
+                if self.index.get(r.record_id) is None:
+                    return self.log.size()
+                continue
             batch_id = batch_id_of(r.raw[0])
             cached = batches.get(batch_id)
             batch_end = cached[1] if cached is not None else self._batch_end(batch_id)
