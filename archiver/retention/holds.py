@@ -418,10 +418,14 @@ class HoldRegistry:
 
     # -- checks for the other jobs ------------------------------------------------------
     def applying(self) -> list[str]:
-        """Holds whose family pass is not finished (a ``family_tail`` the ``holds-family``
-        job has not read yet, or one it failed on): they cover records their items do
-        not list yet. One listing."""
-        return sorted(k[len(HOLD_TAILS_PREFIX):] for k in self.state.list(HOLD_TAILS_PREFIX))
+        """Holds not fully applied: still ``placing`` (a placement running, or killed
+        midway until the ``holds-backfill`` job re-runs it), or with a family pass not
+        finished (a ``family_tail`` the ``holds-family`` job has not read yet, or one it
+        failed on). They cover records their items do not list yet."""
+        tails = {k[len(HOLD_TAILS_PREFIX):] for k in self.state.list(HOLD_TAILS_PREFIX)}
+        placing = {str(h["id"]) for h in self.open_holds()
+                   if h.get("status") == HoldStatus.PLACING}  # fmt: skip
+        return sorted(tails | placing)
 
     def held_items(self) -> set[str]:
         """``key@version`` of every version an open hold covers."""

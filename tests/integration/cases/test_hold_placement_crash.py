@@ -84,3 +84,20 @@ def test_a_placement_killed_in_its_family_pass_is_finished_after_the_restart(
     assert _held(a, reaction["id"])
     fillers = [d["id"] for d in a.docs() if str(d.get("text") or "").startswith("filler")]
     assert len(fillers) == 6 and not any(_held(a, f) for f in fillers)
+
+
+def test_disposition_waits_for_a_hold_left_placing(archive: Archive) -> None:
+    """Until the restart's job has re-run it, a killed placement's hold lists part of what
+    it covers: disposition deletes nothing meanwhile."""
+    a = archive
+    a.post(N1.text(ALICE, _wamid(), T0 + HOUR, "plans"))
+    service = a.rt.retention.holds
+    subject = resolve_subject(a.rt.state, a.rt.pseudo, N1.pnid, ALICE)
+    hold = service.place(HoldScope(subject=subject, phone_number_id=N1.pnid), case_id=None,
+                         reason="r", by="legal", numbers=None)  # fmt: skip
+    a.rt.retention.registry.update(hold["id"], lambda d: {**d, "status": "placing"})
+    report = a.rt.retention.disposition.run()
+    assert report.waiting_for_holds == [hold["id"]], report.to_json()
+    service.backfill_targets()
+    assert service.get(hold["id"])["status"] == "open"
+    assert a.rt.retention.disposition.run().waiting_for_holds == []
