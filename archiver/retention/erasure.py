@@ -189,7 +189,7 @@ class ErasureStatus(StrEnum):
     DONE = "done"
 
 
-BACKLOG_WAIT_S = 5.0  # an erasure request's wait for batches captured before it
+BACKLOG_WAIT_S = 3.0  # an erasure request's wait for batches captured before it
 
 STEPS = ("intent", "shred_keys", "shred_slots", "purge_index", "purge_state", "artifacts",
          "scrub", "log")
