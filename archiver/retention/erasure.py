@@ -504,9 +504,8 @@ class ErasureService:
         settling = doc.get("settling")
         if settling is None:
             free = [[k["batch"], k["slot"]] for k in kept
-                    if not self._slot_keyed(k["batch"], k["slot"])
-                    or not self._slot_keepers(k["batch"], k["slot"], members,
-                                              doc.get("numbers"))]  # fmt: skip
+                    if not self._keepers_now(k["batch"], k["slot"], members,
+                                             doc.get("numbers"))]  # fmt: skip
             if not free:
                 return []
             # Saved before anything is destroyed: a crash from here finishes this set,
@@ -516,13 +515,10 @@ class ErasureService:
             token = self.state.put(key, _dump(doc), if_match=token)
         dropped: list[dict[str, Any]] = []
         for batch_id, slot in settling["slots"]:
-            if self._slot_keyed(batch_id, slot) and self._slot_keepers(
-                    batch_id, slot, members, doc.get("numbers")):
+            if self._keepers_now(batch_id, slot, members, doc.get("numbers")):
                 continue  # kept again meanwhile (a hold placed since the set was saved)
-            if self._drop_slot_key(batch_id, slot):
-                versions = live_versions(self.objects, raw_key(batch_id))
-                dropped.append({"batch": batch_id, "slot": slot,
-                                "version_id": versions[0] if versions else None})
+            if (shred := self._shred_slot(batch_id, slot)) is not None:
+                dropped.append(shred)
         if dropped:
             self.log.append(self._slot_entries(doc, dropped, self.clock()),
                             once_since=int(settling["size_before"]))  # fmt: skip
@@ -728,16 +724,12 @@ class ErasureService:
             # Re-decided right before each destruction, as ``shred_keys``' guard does: a
             # hold placed since the plan, or selecting a record written since, keeps the
             # slot (the keys are gone, so the erasure is no longer refused).
-            if self._slot_keyed(batch_id, slot):
-                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
-                                             batches)  # fmt: skip
-                if keepers:
-                    kept.append(keepers.as_kept(batch_id, slot))
-                    continue
-            if self._drop_slot_key(batch_id, slot):
-                versions = live_versions(self.objects, raw_key(batch_id))
-                out.append({"batch": batch_id, "slot": slot,
-                            "version_id": versions[0] if versions else None})
+            if keepers := self._keepers_now(batch_id, slot, members, doc.get("numbers"),
+                                            batches):  # fmt: skip
+                kept.append(keepers.as_kept(batch_id, slot))
+                continue
+            if (shred := self._shred_slot(batch_id, slot)) is not None:
+                out.append(shred)
         if kept:
             self._mark_kept(doc)
             logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
@@ -874,6 +866,24 @@ class ErasureService:
     def _drop_slot_key(self, batch_id: str, slot: int) -> bool:
         return drop_slot_key(self.state, batch_id, slot)
 
+    def _keepers_now(self, batch_id: str, slot: int, members: set[str],
+                     numbers: Sequence[str] | None,
+                     batches: _BatchCache | None = None) -> SlotKeepers | None:  # fmt: skip
+        """What keeps a slot that still has its key, decided right before it would be
+        destroyed; None when its key is gone already or nothing keeps it."""
+        if not self._slot_keyed(batch_id, slot):
+            return None
+        keepers = self._slot_keepers(batch_id, slot, members, numbers, batches)
+        return keepers or None
+
+    def _shred_slot(self, batch_id: str, slot: int) -> dict[str, Any] | None:
+        """Drop the slot's capture key; what was destroyed (the raw batch's live version
+        names it in the ``key_shredded`` leaf), or None when the key was gone already."""
+        if not self._drop_slot_key(batch_id, slot):
+            return None
+        versions = live_versions(self.objects, raw_key(batch_id))
+        return {"batch": batch_id, "slot": slot, "version_id": versions[0] if versions else None}
+
     def _late_records(self, doc: dict[str, Any]) -> tuple[list[str], list[tuple[str, int]]]:
         """The person's records logged since the plan began and sealed with a key destroyed
         by now (ids), and the raw slots they came from. The plan fixed ``record_ids``;
@@ -932,16 +942,12 @@ class ErasureService:
         for batch_id, slot in late_slots:
             if (batch_id, slot) in done:
                 continue
-            if self._slot_keyed(batch_id, slot):
-                keepers = self._slot_keepers(batch_id, slot, members, doc.get("numbers"),
-                                             batches)  # fmt: skip
-                if keepers:
-                    kept.append(keepers.as_kept(batch_id, slot))
-                    continue
-            if self._drop_slot_key(batch_id, slot):
-                versions = live_versions(self.objects, raw_key(batch_id))
-                shredded.append({"batch": batch_id, "slot": slot,
-                                 "version_id": versions[0] if versions else None})
+            if keepers := self._keepers_now(batch_id, slot, members, doc.get("numbers"),
+                                            batches):  # fmt: skip
+                kept.append(keepers.as_kept(batch_id, slot))
+                continue
+            if (shred := self._shred_slot(batch_id, slot)) is not None:
+                shredded.append(shred)
         if late:
             logger.info("erasure_late_records", subject=doc["subject"], records=len(late),
                         slots=len(late_slots))
