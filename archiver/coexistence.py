@@ -44,6 +44,7 @@ from archiver.audit import Actor, AuditAction, AuditTrail
 from archiver.consent import update_json
 from archiver.errors import Conflict
 from archiver.indexing.logged import record_of_entry
+from archiver.indexing.recent import COEXISTENCE_READER, RecentObjects
 from archiver.keys.errors import KeysError
 from archiver.keys.store import KeyStore
 from archiver.keyspace import (
@@ -133,9 +134,13 @@ class Coexistence:
         graph: GraphClient | None,
         silence_hours: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        recent: RecentObjects | None = None,
     ) -> None:
         self.objects, self.state, self.keys, self.log = objects, state, keys, log
         self.audit, self.graph, self.clock = audit, graph, clock
+        # Records this process just wrote: the view takes them from here rather than
+        # reading each one back (it reads every message-like record of the log).
+        self.recent = recent
         self.silence = timedelta(hours=silence_hours)
 
     # -- the one-shot syncs -----------------------------------------------------------
@@ -232,7 +237,7 @@ class Coexistence:
         if not wanted:
             return
         with ThreadPoolExecutor(_READERS, thread_name_prefix="coexistence") as pool:
-            records = list(pool.map(lambda item: record_of_entry(self.objects, item[1]), wanted))
+            records = list(pool.map(self._record, wanted))
         pending: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]] = {}
         for (leaf, entry), record in zip(wanted, records, strict=True):
             if record is None:
@@ -244,6 +249,11 @@ class Coexistence:
                 continue
             self._activity(leaf, entry, record, pending)
         self._write_views(pending)
+
+    def _record(self, item: tuple[int, Entry]) -> Record | None:
+        return record_of_entry(
+            self.objects, item[1], reader=COEXISTENCE_READER, recent=self.recent
+        )
 
     def _write_views(
         self, pending: dict[str, list[Callable[[dict[str, Any]], dict[str, Any]]]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
+from archiver.indexing.recent import RecentObjects
 from archiver.ledger.entry import Entry
 from archiver.logs import get_logger
 from archiver.records.model import Record, RecordError
@@ -51,16 +52,19 @@ def logged_record(
         return None
 
 
-def record_of_entry(objects: ObjectStore, entry: Entry, *, reader: str = "view") -> Record | None:
+def record_of_entry(
+    objects: ObjectStore,
+    entry: Entry,
+    *,
+    reader: str = "view",
+    recent: RecentObjects | None = None,
+) -> Record | None:
     """The record a log entry names (:func:`logged_record`); None for an entry naming no
-    object."""
+    object. ``recent``: this process's cache of records just written, taken from as
+    ``reader`` (the store is read when it does not hold them)."""
     if entry.key is None or entry.version_id is None:
         return None
     logged = entry.fields.get("sha256")
-    return logged_record(
-        objects,
-        entry.key,
-        entry.version_id,
-        logged if isinstance(logged, str) else None,
-        reader=reader,
-    )
+    digest = logged if isinstance(logged, str) else None
+    body = recent.take(entry.key, entry.version_id, digest, reader) if recent else None
+    return logged_record(objects, entry.key, entry.version_id, digest, body=body, reader=reader)

@@ -131,3 +131,52 @@ def test_an_account_alert_names_a_number_first_seen_earlier_in_its_window(
         view_of(runtime, runtime.state).catch_up()
     alerts = [e for e in logs if e["event"] == "coexistence_disconnected"]
     assert len(alerts) == 1 and alerts[0]["numbers"] == [PHONE_NUMBER_ID]
+
+
+class CountedGets:
+    """The runtime's real object store, counting the GETs of records."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.record_gets = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        if key.startswith("records/"):
+            self.record_gets += 1
+        return self.inner.get(key, version_id)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_the_view_and_the_index_take_records_this_process_wrote_without_reading_them(
+    app: tuple[TestClient, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both follow the log right behind the processor of their process: each takes its
+    # copy from the runtime's recent cache (it was one GET per record for each of them).
+    client, runtime = app
+    post_processed(client, runtime, [Msg(f"3162222{i:04d}", f"cached {i}", 1_767_000_000 + i)
+                                     for i in range(5)])  # fmt: skip
+    counted = CountedGets(runtime.objects)
+    monkeypatch.setattr(runtime.follower, "objects", counted)
+    view = Coexistence(
+        objects=counted, state=runtime.state, keys=runtime.keys, log=runtime.log,  # type: ignore[arg-type]
+        audit=runtime.audit, graph=None, silence_hours=24.0, recent=runtime.recent,
+    )  # fmt: skip
+    assert view.catch_up() == runtime.log.size()
+    runtime.follower.catch_up()
+    assert counted.record_gets == 0
+    assert len(runtime.recent) == 0  # each taken by both readers: gone
+    value = runtime.state.get(VIEW_KEY)
+    assert value is not None and json.loads(value.value)["last_activity"]
+
+    # Without the cache (another process, a restart) the view reads each record.
+    runtime.state.delete(COEXISTENCE_VIEW_CURSOR_KEY)
+    uncached = Coexistence(
+        objects=counted, state=runtime.state, keys=runtime.keys, log=runtime.log,  # type: ignore[arg-type]
+        audit=runtime.audit, graph=None, silence_hours=24.0,
+    )  # fmt: skip
+    uncached.catch_up()
+    assert counted.record_gets >= 5
+    again = runtime.state.get(VIEW_KEY)
+    assert again is not None and json.loads(again.value) == json.loads(value.value)
