@@ -22,7 +22,7 @@ from archiver.coexistence import VIEW_INTERVAL_S as COEXISTENCE_VIEW_INTERVAL_S
 from archiver.coexistence import Coexistence
 from archiver.errors import ArchiverError, ConfigError
 from archiver.indexing.follower import IndexFollower
-from archiver.indexing.recent import RecentObjects
+from archiver.indexing.recent import COEXISTENCE_READER, INDEX_READER, RecentObjects
 from archiver.ingest.capture import CaptureService, CaptureWriter
 from archiver.ingest.ports import LoggedHook
 from archiver.ingest.processor import Processor
@@ -248,8 +248,9 @@ class Runtime:
             max_batch=settings.capture_batch_max,
             max_wait_s=settings.capture_batch_wait_ms / 1000,
             max_inflight=settings.capture_inflight,
+            busy_wait_s=settings.capture_batch_busy_wait_ms / 1000,
         )
-        recent = RecentObjects()
+        recent = RecentObjects(readers=(INDEX_READER, COEXISTENCE_READER))
         on_logged = holds_on_logged(objects=objects, state=state, log=log, keys=keys)
         processor = Processor(
             objects=objects,
@@ -394,6 +395,7 @@ class Runtime:
             sweep_every=30.0 if capturing else self.settings.worker_sweep_s,
         )  # fmt: skip
         self.capture.on_batch = self.processing.submit
+        self.capture.backlog = self.processing.backlog
         self.processing.start()
         self.indexing.start()
         self.jobs.add(
@@ -486,6 +488,7 @@ class Runtime:
             audit=self.audit,
             graph=self.graph,
             silence_hours=self.settings.silence_alert_hours,
+            recent=self.recent,
         )
 
     async def start(self) -> None:

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     # Concurrent group-commit writes: few and large beat many and small on one MinIO.
     capture_inflight: int = Field(default=4, ge=1)
     capture_batch_wait_ms: float = Field(default=4.0, ge=0)
+    # ... and while this process's processing is behind (raw batches wait for a worker):
+    # larger raw batches then cost processing less per delivery, and a delivery's time to
+    # searchable is the backlog's anyway, not this wait (archiver.ingest.capture).
+    capture_batch_busy_wait_ms: float = Field(default=50.0, ge=0)
     # Freeze the runtime and raise the GC thresholds while serving (archiver.api.gc_tuning).
     gc_tuning: bool = True
     # Audit events queued in memory at most (store down): kept events beyond → 503.

@@ -78,6 +78,11 @@ class ProcessingLoop(_Loop):
     def submit(self, batch: CapturedBatch) -> None:
         self._enqueue(batch.key, batch.version_id)
 
+    def backlog(self) -> int:
+        """Raw batches queued and not taken by a worker yet (capture waits longer for
+        company while there are: ``CaptureService.backlog``)."""
+        return self._queue.qsize()
+
     def wake(self) -> None:
         for _ in self.processors:
             self._queue.put(None)
