@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -212,6 +213,71 @@ def history_deliveries(tag: str, phase: str, messages: int, per_delivery: int,
         }]  # fmt: skip
         bodies.append(json.dumps(template).encode())
     return bodies, carrier
+
+
+# -- CPU per process ----------------------------------------------------------------------
+
+
+def _proc_children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def _cpu_seconds(pid: int, children: dict[int, list[int]] | None) -> float:
+    """User + system CPU of ``pid``; with ``children``, also of its live descendants
+    (PostgreSQL's backends) and of the children it waited for (cutime, cstime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime stime [cutime cstime]
+        total += sum(int(x) for x in fields[11 : 15 if children is not None else 13]) / tick
+        todo += (children or {}).get(current, [])
+    return total
+
+
+class CpuMeter:
+    """CPU seconds of each process of the run: the archiver, MinIO, Elasticsearch,
+    PostgreSQL and this bench (the load, the visibility poll and the ceiling's client).
+    On a shared 2-core machine the processes get what the others leave them; CPU per
+    record is what the work costs, whatever the load (the target's ratio at equal CPU)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pids = {"archiver": server_pid, "bench": os.getpid()}
+        services = Path(os.environ.get("ARCHIVER_SERVICES_DIR", REPO / ".services"))
+        for name, folder in (("minio", "minio"), ("elasticsearch", "es"), ("postgres", "pg")):
+            with contextlib.suppress(OSError, ValueError):
+                self.pids[name] = int((services / folder / "pid").read_text().split()[0])
+        missing = {"minio", "elasticsearch", "postgres"} - set(self.pids)
+        if missing:  # not started by scripts/services: their CPU is not in the figures
+            print(f"cpu: no pid file for {', '.join(sorted(missing))}", file=sys.stderr)
+
+    def read(self) -> dict[str, float]:
+        children = _proc_children()
+        # The bench alone: the archiver it started is its child and counted on its own.
+        return {name: _cpu_seconds(pid, None if name == "bench" else children)
+                for name, pid in self.pids.items()}  # fmt: skip
+
+    @staticmethod
+    def per_unit(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
+        """CPU milliseconds per unit (record or PUT) of each process that used any."""
+        out = {k: round(1000 * (after[k] - before[k]) / max(1, units), 2)
+               for k in after if k in before and after[k] > before[k]}  # fmt: skip
+        out["total_but_bench"] = round(sum(v for k, v in out.items() if k != "bench"), 2)
+        return out
 
 
 # -- visibility in the index ------------------------------------------------------------
@@ -529,6 +595,7 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
         ],
     )
     es = Elasticsearch(os.environ["ARCHIVER_TEST_ES_URL"], request_timeout=60)
+    meter = CpuMeter(server.pid)
     alias = f"bench-{unique}"
     out: dict[str, Any] = {"run": run, "alias": alias}
     try:
@@ -541,6 +608,7 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
             load: Any, timeout: float, profile: bool = False,
         ) -> dict[str, Any]:  # fmt: skip
             vis = Visibility(es, alias, tag, name, args.poll)
+            cpu_before = meter.read()
             before = read_counts(counts_path)
             stages_before = read_stages(port)
             spy = None
@@ -572,9 +640,12 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
             )
             figures["complete"] = done
             figures["stages"] = stages
+            figures["cpu_ms_per_record"] = CpuMeter.per_unit(cpu_before, meter.read(), records)
             if spy is not None:
                 spy.wait()
             print(f"  run {run} {name}: {fmt(figures)}", flush=True)
+            print("    cpu ms per record: " + ", ".join(
+                f"{k} {v}" for k, v in figures["cpu_ms_per_record"].items()))  # fmt: skip
             if stages:
                 print(
                     "    stages (seconds summed over workers / runs / mean ms): "
@@ -618,8 +689,15 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
                 max(args.timeout, 900),
             )
         ceiling_payloads = text_deliveries(tag, "x", 2000, args.contacts)
+        cpu_before = meter.read()
         out["ceiling"] = ceiling_phase(ceiling_payloads, conns, args.ceiling_seconds)
-        print(f"  run {run} ceiling: {out['ceiling']['per_second']:.0f} PUT/s", flush=True)
+        # The ceiling's client is this process (minio-py threads): count it, unlike the
+        # pipeline's, whose client side is the archiver.
+        ceiling_cpu = CpuMeter.per_unit(cpu_before, meter.read(), out["ceiling"]["puts"])
+        ceiling_cpu["total"] = round(ceiling_cpu.get("minio", 0) + ceiling_cpu.get("bench", 0), 2)
+        out["ceiling"]["cpu_ms_per_put"] = ceiling_cpu
+        print(f"  run {run} ceiling: {out['ceiling']['per_second']:.0f} PUT/s; cpu ms per PUT: "
+              + ", ".join(f"{k} {v}" for k, v in ceiling_cpu.items()), flush=True)  # fmt: skip
         return out
     finally:
         server.terminate()
@@ -660,6 +738,17 @@ def summary(runs: list[dict[str, Any]]) -> None:
         f"e2e (closed) / ceiling, per run: {', '.join(f'{x:.2f}x' for x in ratios)}; "
         f"median {statistics.median(ratios):.2f}x (target >= 0.5)"
     )
+    # The same ratio at equal CPU: what a record costs all our processes against what a
+    # ceiling PUT costs MinIO and its client (noise-free where the rates are not).
+    for phase in ("closed", "open", "history"):
+        if phase not in runs[0]:
+            continue
+        costs = [r[phase]["cpu_ms_per_record"]["total_but_bench"] for r in runs]
+        puts = [r["ceiling"]["cpu_ms_per_put"]["total"] for r in runs]
+        at_equal = [p / c for p, c in zip(puts, costs, strict=True) if c > 0]
+        print(f"cpu per record ({phase}): {statistics.median(costs):.2f} ms against "
+              f"{statistics.median(puts):.2f} ms per ceiling PUT -> at equal CPU "
+              f"{statistics.median(at_equal):.2f}x the ceiling")  # fmt: skip
     for phase in ("closed", "history"):
         if phase not in runs[0]:
             continue
