@@ -8,9 +8,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from archiver.auth import Role
+from archiver.retention import holds
+from archiver.retention.common import record_by_id
 from archiver.runtime import Runtime
 from search.port import SearchRequest
 from tests.support.webhooks import Number, post
@@ -18,9 +21,14 @@ from tests.support.webhooks import Number, post
 N1 = Number("15550001111", "111000111")  # (display number, phone_number_id)
 N2 = Number("15550002222", "222000222")
 ALICE, BOB = "16505550001", "4915112345678"
+CARL = "447700900123"  # a stranger: the fillers of an index lag
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 HOUR, DAY = 3600, 86400
 DATE_FROM, DATE_TO = "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z"
+
+
+def new_wamid() -> str:
+    return f"wamid.{secrets.token_hex(8)}"
 
 
 @dataclass
@@ -37,14 +45,52 @@ class Archive:
         post(self.client, body)
         self.rt.processor.sweep()
         self.rt.follower.run_to_end()
-        refresh = getattr(self.rt.index, "refresh", None)
-        if callable(refresh):
-            refresh()
+        self.refresh()
 
     def token(self, role: Role, numbers: list[str] | None = None) -> dict[str, str]:
         plain, _ = self.rt.tokens.create(role=role, name=f"{role.value}-{secrets.token_hex(2)}",
                                          numbers=numbers)  # fmt: skip
         return {"Authorization": f"Bearer {plain}"}
+
+    def refresh(self) -> None:
+        refresh = getattr(self.rt.index, "refresh", None)
+        if callable(refresh):
+            refresh()
+
+    def held(self, record_id: str) -> bool:
+        """Whether the record's stored version carries the legal hold."""
+        r = record_by_id(self.rt.objects, record_id)
+        return bool(self.rt.objects.stat(r.key, r.version_id).legal_hold)
+
+    def group_thread_with_a_lag(
+        self, monkeypatch: pytest.MonkeyPatch, *, reaction_first: bool
+    ) -> None:
+        """Alice's group message, indexed; then, logged but not indexed, Bob's reaction to
+        it and six fillers of Carl's, in either order, more leaves than a hold request reads
+        itself (``FAMILY_TAIL_IN_REQUEST`` patched to 4)."""
+        monkeypatch.setattr(holds, "FAMILY_TAIL_IN_REQUEST", 4, raising=False)
+        group = "HBgL" + secrets.token_hex(12)
+        parent = new_wamid()
+        self.post(N1.inbound(ALICE, parent, T0 + HOUR,
+                             {"type": "text", "text": {"body": "group plans"}, "group_id": group},
+                             name="Alice"))  # fmt: skip
+        reaction = N1.inbound(BOB, new_wamid(), T0 + 2 * HOUR, {
+            "type": "reaction", "reaction": {"message_id": parent, "emoji": "\U0001f44d"},
+            "group_id": group}, name="Bob")  # fmt: skip
+        fillers = [N1.text(CARL, new_wamid(), T0 + 3 * HOUR + n, f"filler {n}") for n in range(6)]
+        for body in [reaction, *fillers] if reaction_first else [*fillers, reaction]:
+            post(self.client, body)
+        self.rt.processor.sweep()
+        assert self.rt.log.size() - holds.indexed_size(self.rt.state) > 4
+
+    def lag_indexed(self) -> tuple[dict[str, Any], list[str]]:
+        """The index catches up: Bob's reaction's document and the fillers' ids."""
+        self.rt.follower.run_to_end()
+        self.refresh()
+        reaction = next(d for d in self.docs() if d.get("type") == "reaction")
+        fillers = [d["id"] for d in self.docs() if str(d.get("text") or "").startswith("filler")]
+        assert reaction.get("contact") == BOB and len(fillers) == 6
+        return reaction, fillers
 
     def docs(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
