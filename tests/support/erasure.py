@@ -22,9 +22,18 @@ from archiver.keyspace import CAPTURE_KEYS_PREFIX
 from archiver.records.model import Record
 from archiver.runtime import Runtime
 from tests.support.apps import embedded_settings, running_app, sign
-from tests.support.retention import PHONE_NUMBER_ID, s3_overrides, token
+from tests.support.retention import (
+    PHONE_NUMBER_ID,
+    Msg,
+    body_for,
+    deliver,
+    now,
+    s3_overrides,
+    token,
+)
 
 ERASE = "447700900021"  # the contact ``erase`` erases
+OTHER = "447700900078"  # someone whose message shares ERASE's raw batch
 DISPLAY = "15550783881"
 BACKENDS = ["embedded", "servers"]
 
@@ -134,3 +143,19 @@ def index_holds(rt: Runtime, needle: str) -> bool:
 
     rt.index.refresh()  # type: ignore[attr-defined]  # both adapters have it
     return rt.index.search(SearchRequest(q=needle, size=5)).total > 0
+
+
+def shared_slot_behind_a_query_hold(client: TestClient, rt: Runtime) -> str:
+    """ERASE's earlier message, then a delivery carrying a message of ERASE's and one of
+    OTHER's, logged but not indexed, and a query hold (every number, unscoped token) on
+    OTHER's: the shared slot cannot be decided until the index has it. The hold's id."""
+    deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+    body = body_for([Msg(ERASE, "mine zqxmine", now()), Msg(OTHER, "zqxtheirs", now())])
+    r = client.post("/webhooks/whatsapp", content=body, headers={
+        "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert rt.processor.sweep()  # logged, not indexed: the index lags
+    r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
+                    json={"case_id": "c-q", "query": "zqxtheirs"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])

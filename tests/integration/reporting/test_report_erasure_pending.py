@@ -12,27 +12,15 @@ from pathlib import Path
 from archiver.auth import Role
 from archiver.reporting.gather import ReportRequest
 from reports.facts import ErasureStatus, Regulation
-from tests.support.apps import sign
-from tests.support.erasure import ERASE, archive
-from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for, deliver, now, token
-
-OTHER = "447700900078"
+from tests.support.erasure import ERASE, archive, shared_slot_behind_a_query_hold
+from tests.support.retention import PHONE_NUMBER_ID, token
 
 
 def test_a_pending_erasure_is_reported_pending_not_refused_for_an_obligation(
     tmp_path: Path,
 ) -> None:
     with archive(None, tmp_path, "embedded") as (client, rt):
-        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
-        body = body_for([Msg(ERASE, "mine zqxmine", now()), Msg(OTHER, "zqxtheirs", now())])
-        r = client.post("/webhooks/whatsapp", content=body, headers={
-            "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
-        assert r.status_code == 200, r.text
-        assert rt.processor.sweep()  # logged, not indexed: the index lags
-        r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
-                        json={"case_id": "c-q", "query": "zqxtheirs"})  # fmt: skip
-        assert r.status_code == 201, r.text
-        hold_id = r.json()["id"]
+        hold_id = shared_slot_behind_a_query_hold(client, rt)
 
         r = client.post("/v1/erasure", headers=token(rt, Role.COMPLIANCE_OFFICER),
                         json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
