@@ -10,15 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from archiver.keyspace import ERASURES_KEPT_PREFIX
-from archiver.retention.common import resolve_subject
 from archiver.retention.erasure import ErasureService
-from archiver.retention.holds import HoldScope
 from archiver.retention.residue import erasure_residue
 from archiver.runtime import Runtime
-from tests.support.erasure import ERASE, archive, recoverable
-from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now
-
-OTHER = "447700900078"
+from tests.support.erasure import archive, erase_with_a_late_slot_kept, recoverable
 
 
 def _slot_readable(rt: Runtime, needle: str) -> bool:
@@ -29,25 +24,9 @@ def test_a_kept_slot_without_its_marker_is_residue_and_settled_after_the_release
     tmp_path: Path,
 ) -> None:
     with archive(None, tmp_path, "embedded") as (client, rt):
-        deliver(client, rt, [Msg(OTHER, "before zqxother", now())])
-        hold = rt.retention.holds
-        other = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, OTHER)
-        hold_id = hold.place(HoldScope(subject=other), case_id=None, reason="r", by="legal",
-                             numbers=None)["id"]  # fmt: skip
-        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
+        hold_id, _out = erase_with_a_late_slot_kept(client, rt)
         svc = rt.retention.erasure
-
-        def arrive(at: str) -> None:
-            if at == "before:shred_keys":
-                deliver(client, rt, [Msg(ERASE, "late zqxlatekept", now()),
-                                     Msg(OTHER, "shared zqxtheirskept", now())])
-
-        svc._crash = arrive
-        try:
-            out = svc.erase(PHONE_NUMBER_ID, ERASE, by="dpo")
-        finally:
-            svc._crash = lambda _at: None
-        assert out["capture_slots_kept"] == 1 and _slot_readable(rt, "zqxlatekept")
+        assert _slot_readable(rt, "zqxlate")
         # The state an earlier version left: the procedure lists the kept slot, no marker.
         for marker in list(rt.state.list(ERASURES_KEPT_PREFIX)):
             rt.state.delete(marker)
@@ -60,9 +39,9 @@ def test_a_kept_slot_without_its_marker_is_residue_and_settled_after_the_release
             objects=svc.objects, state=svc.state, log=svc.log, keys=svc.keys, index=svc.index,
             pseudo=svc.pseudo, policy=svc.policy, holds=svc.holds, lock_mode=svc.lock_mode,
             log_retention_days=svc.log_retention_days, reader=svc.reader, kek=svc.kek)
-        assert fresh.resume_pending() == [] and _slot_readable(rt, "zqxlatekept")  # held
+        assert fresh.resume_pending() == [] and _slot_readable(rt, "zqxlate")  # held
         rt.retention.registry.release(hold_id, by="legal")  # the release hook settles
         fresh.settle_kept_slots()
-        assert not _slot_readable(rt, "zqxlatekept")
-        assert not _slot_readable(rt, "zqxtheirskept")
+        assert not _slot_readable(rt, "zqxlate")
+        assert not _slot_readable(rt, "zqxtheirs")
         assert erasure_residue(rt.log, rt.objects, rt.state, rt.index) == []

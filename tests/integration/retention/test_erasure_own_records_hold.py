@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from archiver.auth import Role
-from tests.support.apps import sign
-from tests.support.erasure import BACKENDS, ERASE, archive, recoverable
-from tests.support.retention import PHONE_NUMBER_ID, Msg, body_for, deliver, now, token
+from tests.support.erasure import (
+    BACKENDS,
+    ERASE,
+    archive,
+    first_then_captured,
+    recoverable,
+    try_erase,
+)
+from tests.support.retention import Msg, now, token
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -23,34 +29,25 @@ def test_a_query_hold_on_the_persons_own_unindexed_message_keeps_it(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str
 ) -> None:
     with archive(request, tmp_path, backend) as (client, rt):
-        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
-        body = body_for([Msg(ERASE, "evidence zqxownheld", now())])
-        r = client.post("/webhooks/whatsapp", content=body, headers={
-            "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
-        assert r.status_code == 200, r.text
+        first_then_captured(client, rt, [Msg(ERASE, "evidence zqxownheld", now())])
         assert rt.processor.sweep()  # logged; the follower is not run: the index lags
         r = client.post("/v1/holds", headers=token(rt, Role.LEGAL),
                         json={"case_id": "c-own", "query": "zqxownheld"})  # fmt: skip
         assert r.status_code == 201 and r.json()["held_versions"] == 0, r.text
         hold_id = r.json()["id"]
 
-        def erase() -> tuple[int, str, str]:
-            r = client.post("/v1/erasure", headers=token(rt, Role.COMPLIANCE_OFFICER),
-                            json={"phone_number_id": PHONE_NUMBER_ID, "contact": ERASE})
-            return r.status_code, r.json().get("error", {}).get("code", ""), r.text
-
-        status, code, text = erase()
+        status, code, text = try_erase(client, rt)
         assert (status, code) == (409, "erasure_pending"), text
         assert any(w.startswith("content of") for w in recoverable(rt, "zqxownheld"))
 
         rt.follower.run_to_end()  # the hold now holds the message: a plain refusal
-        status, code, text = erase()
+        status, code, text = try_erase(client, rt)
         assert (status, code) == (409, "erasure_refused") and hold_id in text, text
         assert any(w.startswith("content of") for w in recoverable(rt, "zqxownheld"))
 
         r = client.delete(f"/v1/holds/{hold_id}", headers=token(rt, Role.LEGAL))
         assert r.status_code == 200, r.text
-        status, _code, text = erase()
+        status, _code, text = try_erase(client, rt)
         assert status == 200, text
         # Its content and raw slot (the hold's own query text stays in the hold and audit).
         assert not [w for w in recoverable(rt, "zqxownheld")

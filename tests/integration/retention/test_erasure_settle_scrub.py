@@ -9,12 +9,7 @@ import json
 from pathlib import Path
 
 from archiver.keyspace import CAPTURE_KEYS_PREFIX
-from archiver.retention.common import resolve_subject
-from archiver.retention.holds import HoldScope
-from tests.support.erasure import ERASE, archive
-from tests.support.retention import PHONE_NUMBER_ID, Msg, deliver, now
-
-OTHER = "447700900078"
+from tests.support.erasure import archive, erase_with_a_late_slot_kept
 
 
 def _state_files(tmp: Path) -> bytes:
@@ -26,24 +21,7 @@ def test_settling_a_kept_slot_scrubs_its_wrapped_key_from_the_state_files(
     tmp_path: Path,
 ) -> None:
     with archive(None, tmp_path, "embedded") as (client, rt):
-        deliver(client, rt, [Msg(OTHER, "before zqxother", now())])
-        other = resolve_subject(rt.state, rt.pseudo, PHONE_NUMBER_ID, OTHER)
-        hold_id = rt.retention.holds.place(HoldScope(subject=other), case_id=None, reason="r",
-                                           by="legal", numbers=None)["id"]  # fmt: skip
-        deliver(client, rt, [Msg(ERASE, "first zqxplanned", now())])
-        svc = rt.retention.erasure
-
-        def arrive(at: str) -> None:
-            if at == "before:shred_keys":
-                deliver(client, rt, [Msg(ERASE, "late zqxlate", now()),
-                                     Msg(OTHER, "shared zqxtheirs", now())])
-
-        svc._crash = arrive
-        try:
-            out = svc.erase(PHONE_NUMBER_ID, ERASE, by="dpo")
-        finally:
-            svc._crash = lambda _at: None
-        assert out["capture_slots_kept"] == 1
+        hold_id, out = erase_with_a_late_slot_kept(client, rt)
         procedure = json.loads(rt.state.get(
             f"erasures/{out['subject']}/{out['erasure_id']}").value)  # fmt: skip
         (kept,) = procedure["late_slots_kept"]
