@@ -468,12 +468,19 @@ class Processor:
             for write in landing:
                 write.result()  # raises what a grant or trace write raised: no record yet
         results: list[_Written | None] = []
+        written_chunk: list[_Written | None] | None = None  # written, not appended yet
         for start in range(0, len(jobs), APPEND_EVERY):
             chunk = jobs[start : start + APPEND_EVERY]
+            # The chunk's writes start, then the previous chunk (all written) is appended
+            # while they run: a batch alone at the end of a history sync kept the CPU
+            # idle for each append's round trips. The log still names only records
+            # already written, in the order they were written (see _Early).
+            writing = self._pool.map(lambda j: self._write_guarded(j, outcome), chunk)
+            if on_chunk is not None and written_chunk is not None:
+                on_chunk(version_id, raw_bytes, written_chunk)  # never the last: see _Early
             with stage("records_put"):
-                results += self._pool.map(lambda j: self._write_guarded(j, outcome), chunk)
-            if on_chunk is not None and start + APPEND_EVERY < len(jobs):
-                on_chunk(version_id, raw_bytes, results[start:])  # not the last: see _Early
+                written_chunk = list(writing)
+            results += written_chunk
         for (_h, _c, _t, captured_at, event, raw_ref, _i), done in zip(jobs, results, strict=True):
             if done is None:
                 continue
