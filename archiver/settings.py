@@ -65,6 +65,8 @@ class IndexKind(StrEnum):
 # As reports.facts.Regulation and archiver.reporting.schedule.CADENCES (settings import
 # neither); tests/unit/reporting/test_schedule.py keeps them equal.
 REPORT_REGULATIONS = ("gdpr", "hipaa", "finra")
+# Capture's waits for company (ms) at most: a webhook's 200 waits for them.
+CAPTURE_WAIT_MAX_MS = 1000.0
 
 
 class Settings(BaseSettings):
@@ -157,11 +159,13 @@ class Settings(BaseSettings):
     capture_batch_max: int = Field(default=128, ge=1)
     # Concurrent group-commit writes: few and large beat many and small on one MinIO.
     capture_inflight: int = Field(default=4, ge=1)
-    capture_batch_wait_ms: float = Field(default=4.0, ge=0)
+    # A write's wait for company, bounded: a delivery's answer waits for it (an endless
+    # one, ``inf``, would hold a delivery until capture_batch_max others came).
+    capture_batch_wait_ms: float = Field(default=4.0, ge=0, le=CAPTURE_WAIT_MAX_MS)
     # ... and while this process's processing is behind (raw batches wait for a worker):
     # larger raw batches then cost processing less per delivery, and a delivery's time to
     # searchable is the backlog's anyway, not this wait (archiver.ingest.capture).
-    capture_batch_busy_wait_ms: float = Field(default=50.0, ge=0)
+    capture_batch_busy_wait_ms: float = Field(default=50.0, ge=0, le=CAPTURE_WAIT_MAX_MS)
     # Freeze the runtime and raise the GC thresholds while serving (archiver.api.gc_tuning).
     gc_tuning: bool = True
     # Audit events queued in memory at most (store down): kept events beyond → 503.

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -24,8 +25,11 @@ from datetime import UTC, datetime, timedelta
 from archiver.ingest.rawbatch import Delivery, seal_batch
 from archiver.keys.envelope import KeyEncryptionKey
 from archiver.keyspace import CAPTURE_KEYS_PREFIX, PENDING_PREFIX, raw_key
+from archiver.logs import get_logger
 from archiver.metering import stage
 from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+
+log = get_logger("archiver.capture")
 
 # Working state under PENDING_PREFIX: one entry per captured batch not processed yet (the
 # durable pending index the processor sweeps instead of scanning days; removed when done).
@@ -164,6 +168,10 @@ class CaptureService:
         on_batch: Callable[[CapturedBatch], None] | None = None,
         backlog: Callable[[], int] | None = None,
     ) -> None:
+        for name, wait in (("max_wait_s", max_wait_s), ("busy_wait_s", busy_wait_s)):
+            # An endless wait would hold a delivery until max_batch others came.
+            if wait is not None and not (math.isfinite(wait) and wait >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {wait}")
         self.writer = writer
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -210,27 +218,47 @@ class CaptureService:
             first = await self._queue.get()
             batch = [first]
             await self._slots.acquire()
-            # While we waited for a writer slot, more deliveries queued: take them all.
-            deadline = loop.time() + self._wait_s()
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+            try:
+                await self._gather(loop, batch)
+            except Exception:
+                # This one task serves every delivery: had it died, each later delivery would
+                # wait for an answer forever. The deliveries in hand are written as they are.
+                log.exception("capture_batcher_error", deliveries=len(batch))
             task = asyncio.create_task(self._flush(batch))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
+    async def _gather(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Delivery, asyncio.Future[CaptureReceipt]]],
+    ) -> None:
+        # While we waited for a writer slot, more deliveries queued: take them all.
+        assert self._queue is not None
+        deadline = loop.time() + self._wait_s()
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+
     def _wait_s(self) -> float:
-        behind = self.backlog is not None and self.backlog() > 0
+        """The wait for company: the busy one while ``backlog()`` says processing is
+        behind. A failing ``backlog`` (another part's bug) costs the short wait, never
+        capture itself."""
+        try:
+            behind = self.backlog is not None and self.backlog() > 0
+        except Exception:
+            log.exception("capture_backlog_unknown")
+            behind = False
         return self.busy_wait_s if behind else self.max_wait_s
 
     async def _flush(self, batch: list[tuple[Delivery, asyncio.Future[CaptureReceipt]]]) -> None:
