@@ -46,6 +46,7 @@ from archiver.keyspace import (
     INDEX_NAMES,
     KEYS_EPOCH_KEY,
     MERGED_PREFIX,
+    RECORDS_PREFIX,
     index_cursor_key,
     index_fold_key,
     index_subject_key,
@@ -232,6 +233,8 @@ class IndexFollower:
                     self._writer.upsert(batch.docs.values())
             if batch.merged:  # history media now shown on their placeholder
                 self._writer.delete_ids(sorted(batch.merged))
+            if batch.gone:  # documents of records disposed since they were read
+                self._writer.delete_ids(batch.gone)
             written |= set(batch.docs)
             # Crypto-shredding: the batch decrypted with keys as they were when it started
             # (the process's key cache, ``KeyStore.session``). If a key was destroyed since,
@@ -295,8 +298,17 @@ class IndexFollower:
         """The documents and folds of leaves ``start`` to ``end``."""
         batch = _Batch(self, generation, session)
         wanted: list[tuple[int, str, str, str | None]] = []
-        for offset, data in enumerate(self.log.entries(start, end)):
-            entry = parse_entry(data)
+        entries = [parse_entry(data) for data in self.log.entries(start, end)]
+        # Record versions this range says were disposed. A record the processor wrote a
+        # moment ago may still be in the recent cache when disposition deletes it, and a
+        # read may race the delete: the log's ``disposed`` leaf is what settles it.
+        disposed = {
+            (e.key, e.version_id)
+            for e in entries
+            if e.kind is EntryKind.DISPOSED and e.key and e.version_id
+            and e.key.startswith(RECORDS_PREFIX)
+        }  # fmt: skip
+        for offset, entry in enumerate(entries):
             if entry.kind is EntryKind.SUBJECT_MERGED:
                 batch.subject_merged(entry.fields.get("conversation"))
                 continue
@@ -304,6 +316,8 @@ class IndexFollower:
                 continue
             key, version = entry.key, entry.version_id
             assert key is not None and version is not None
+            if (key, version) in disposed:
+                continue  # gone by the end of this range: as a read of the store finds it
             sha256 = entry.fields.get("sha256")
             digest = sha256 if isinstance(sha256, str) else None
             wanted.append((start + offset, key, version, digest))
@@ -316,7 +330,32 @@ class IndexFollower:
         for leaf, record in records:
             batch.add(record, leaf)
         batch.finish()
+        if disposed:
+            batch.gone = self._disposed_documents(batch, disposed)
         return batch
+
+    def _disposed_documents(self, batch: _Batch, disposed: set[tuple[str, str]]) -> list[str]:
+        """The documents of disposed record versions (disposition deletes each itself,
+        but a follower that read the record from the cache, or before the delete, may have
+        written it back since): dropped from the batch, to be deleted after its upsert. A
+        document of a newer version of the same record (a delivery again after the
+        disposal) stays."""
+        versions: dict[str, set[str]] = {}
+        for key, version in disposed:
+            versions.setdefault(key.rsplit("/", 1)[-1], set()).add(version)
+        gone = []
+        for doc_id, dead in sorted(versions.items()):
+            doc = batch.docs.get(doc_id) or self.index.get(doc_id)
+            if doc is None:
+                continue  # the usual case: disposition deleted it and nothing wrote it back
+            leaf = doc.get("leaf_index")
+            if isinstance(leaf, int) and leaf < self.log.size():
+                entry = parse_entry(self.log.entries(leaf, leaf + 1)[0])
+                if entry.kind is EntryKind.RECORD and entry.version_id not in dead:
+                    continue
+            batch.docs.pop(doc_id, None)
+            gone.append(doc_id)
+        return gone
 
     def run_to_end(self, max_entries: int = 2000) -> int:
         """Catch up until the log's current end (a rebuild, a test); return leaves consumed."""
@@ -414,6 +453,7 @@ class _Batch:
         self._names: dict[str, str | None] = {}
         self._renamed: dict[str, str | None] = {}  # conversation -> contact-sync name
         self.merged: set[str] = set()  # history media documents folded into another
+        self.gone: list[str] = []  # documents of disposed records (``_disposed_documents``)
         self._parked: set[str] = set()  # targets with folds parked when ``finish`` began
         # Documents are indexed under the person's canonical subject and conversation,
         # read now: a merge logged later re-indexes what was indexed before it.
