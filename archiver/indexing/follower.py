@@ -343,9 +343,12 @@ class IndexFollower:
         versions: dict[str, set[str]] = {}
         for key, version in disposed:
             versions.setdefault(key.rsplit("/", 1)[-1], set()).add(version)
+        # Usually none is indexed (disposition deleted it): look side by side, as folds do.
+        missing = sorted(doc_id for doc_id in versions if doc_id not in batch.docs)
+        indexed = dict(zip(missing, self._pool.map(self.index.get, missing), strict=True))
         gone = []
         for doc_id, dead in sorted(versions.items()):
-            doc = batch.docs.get(doc_id) or self.index.get(doc_id)
+            doc = batch.docs.get(doc_id) or indexed.get(doc_id)
             if doc is None:
                 continue  # the usual case: disposition deleted it and nothing wrote it back
             leaf = doc.get("leaf_index")
