@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from archiver.api.deps import roles_of
 from archiver.errors import ArchiverError, InvalidInput
@@ -212,6 +213,14 @@ def _guard_of(dependant: Any) -> Any:
     return None
 
 
+async def _client_gone(_: Request, exc: Exception) -> JSONResponse:
+    # The sender went away before its body arrived whole: nothing was captured and no one
+    # hears the answer. Not an error of ours: left to the catch-all, each dropped connection
+    # wrote a full traceback at error level, which any stranger could repeat at will.
+    assert isinstance(exc, ClientDisconnect)
+    return error_response(400, "bad_request", "the request body did not arrive whole")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     # The message of an unexpected error may contain content; never echo it.
     return error_response(500, "internal", "internal error")
@@ -222,4 +231,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SearchError, _search_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
