@@ -39,7 +39,7 @@ from archiver.logs import get_logger
 from archiver.records.model import Record, iso
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import PreconditionFailed
-from archiver.store.port import ObjectStore, Retention, StateStore
+from archiver.store.port import ObjectStore, StateStore, lock_at_least
 from archiver.subjects.aliases import contact_aliases, normalize_number
 from archiver.subjects.identity import Identities, person_subjects
 from archiver.subjects.identity import resolve_subject as _resolve_person
@@ -281,7 +281,7 @@ class ConsentRecorder:
         put = self.objects.put(
             record.key,
             record.body,
-            retention=Retention(decision.lock_mode, decision.retain_until),
+            retention=lock_at_least(decision.lock_mode, decision.retain_until, self.clock()),
             content_type="application/json",
         )
         entries = []

@@ -66,7 +66,7 @@ from archiver.records.facts import facts_of
 from archiver.records.model import Record, iso, to_jsonable
 from archiver.records.pseudonym import Pseudonymizer
 from archiver.store.errors import ObjectExists, ObjectNotFound, PreconditionFailed, StoreError
-from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.store.port import LockMode, ObjectStore, StateStore, lock_at_least
 from archiver.subjects.aliases import aliases_of
 from archiver.subjects.grants import QUOTING_KINDS, grant_slots
 from archiver.subjects.identity import Identities, Merge, merged_entry
@@ -769,7 +769,7 @@ class Processor:
             put = self.objects.put(
                 record.key,
                 record.body,
-                retention=Retention(decision.lock_mode, decision.retain_until),
+                retention=lock_at_least(decision.lock_mode, decision.retain_until, self.clock()),
                 content_type="application/json",
                 fresh=True,
             )
@@ -834,7 +834,7 @@ class Processor:
             put = self.objects.put(
                 link.key,
                 link.body,
-                retention=Retention(decision.lock_mode, decision.retain_until),
+                retention=lock_at_least(decision.lock_mode, decision.retain_until, self.clock()),
                 content_type="application/json",
                 fresh=True,  # as for records (``_write_one``)
             )

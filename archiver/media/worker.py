@@ -68,7 +68,7 @@ from archiver.store.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
-from archiver.store.port import LockMode, ObjectStore, Retention, StateStore
+from archiver.store.port import LockMode, ObjectStore, Retention, StateStore, lock_at_least
 from archiver.whatsapp.graph import GraphClient, GraphError, MediaExpired, MediaTooLarge
 from archiver.whatsapp.media import (
     MEDIA_ID_INVALID,
@@ -318,7 +318,8 @@ class MediaWorker:
         return key, [] if event is None else [key_created_entry(event)]
 
     def _retention(self, doc: dict[str, Any]) -> Retention:
-        return Retention(LockMode(doc["lock_mode"]), datetime.fromisoformat(doc["retain_until"]))
+        until = datetime.fromisoformat(doc["retain_until"])
+        return lock_at_least(LockMode(doc["lock_mode"]), until, self.clock())
 
     def _store(
         self,

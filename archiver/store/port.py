@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -27,6 +27,20 @@ class LockMode(StrEnum):
 class Retention:
     mode: LockMode
     retain_until: datetime  # timezone-aware UTC
+
+
+# A lock must end in the future when it is taken: S3 Object Lock refuses a retain-until
+# date in the past (InvalidRequest, "the retain until date must be in the future"). A
+# policy's end already past at write time (a history message older than a message_time
+# period) is locked this much longer, so the write succeeds and disposition takes it soon.
+MIN_LOCK = timedelta(seconds=10)
+
+
+def lock_at_least(mode: LockMode, until: datetime, now: datetime) -> Retention:
+    """The lock to take for a policy end ``until`` at ``now``: ``until``, but never ending
+    within :data:`MIN_LOCK` of ``now``. The record's header and log leaf keep the policy's
+    own date; only the store's lock is lengthened."""
+    return Retention(mode, max(until, now + MIN_LOCK))
 
 
 @dataclass(frozen=True, slots=True)

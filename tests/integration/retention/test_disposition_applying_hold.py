@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from archiver.auth import Role
 from archiver.retention import holds
 from archiver.retention.common import iter_records, resolve_subject
+from archiver.store.port import MIN_LOCK
 from tests.support.retention import SHORT_DEFAULT, app_on, token
 from tests.support.webhooks import Number, post
 
@@ -66,6 +68,11 @@ def test_disposition_waits_while_a_hold_is_applying(
 
         rt.retention.holds.finish_family_tails()
         assert rt.objects.stat(reaction.key, reaction.version_id).legal_hold
+        # Records past their period when written are locked MIN_LOCK longer (a store
+        # refuses a lock in the past): move the local store's clock beyond it.
+        later = datetime.now(UTC) + MIN_LOCK + timedelta(seconds=1)
+        rt.objects._now = lambda: later  # type: ignore[attr-defined]  # the local store's clock
+        rt.retention.disposition.clock = lambda: later
         after = rt.retention.disposition.run()
         assert list(rt.objects.list_versions(reaction.key))
         # Once applied, disposition goes on with what no hold covers.
