@@ -22,6 +22,7 @@ from archiver.ledger.verify import verify_archive
 from archiver.retention.apply import RetentionApplier
 from archiver.retention.common import iter_records
 from archiver.retention.expiry import candidates
+from archiver.store.port import MIN_LOCK
 from policies.model import Decision, RecordFacts
 from tests.support.disposition import (
     CountingStore,
@@ -64,8 +65,9 @@ def test_run_reads_only_expired_candidates_and_an_extension_keeps_one_out(
     with archive(request, tmp_path, backend) as (client, rt):
         far = now() + 30 * 86400
         deliver(client, rt, [Msg("447700900041", f"keep {i}", far + i) for i in range(UNEXPIRED)])
-        # After the slow part, so that no record is written with a lock already passed.
-        soon = now() + (12 if backend == "minio" else 3)
+        # After the slow part, and past the shortest lock a write takes (MIN_LOCK: S3
+        # refuses a lock already passed), so that these records are locked until ``soon``.
+        soon = now() + int(MIN_LOCK.total_seconds()) + 2
         deliver(client, rt, [Msg("447700900042", f"expire {i}", soon) for i in range(3)])
         deliver(client, rt, [Msg("447700900043", "extended", soon + 1)])
         expiring = records_at(rt, soon)
