@@ -39,6 +39,17 @@ async def _batch_sizes(service: CaptureService, spacing_s: float) -> list[int]:
     return [r.batch.count for r in receipts]
 
 
+async def _two_captures(service: CaptureService) -> list[int]:
+    """Two deliveries one after the other, each answered within 3 s: their batch sizes."""
+    await service.start()
+    try:
+        first = await asyncio.wait_for(service.capture(_delivery(1)), 3.0)
+        second = await asyncio.wait_for(service.capture(_delivery(2)), 3.0)
+    finally:
+        await service.stop()
+    return [first.batch.count, second.batch.count]
+
+
 def test_a_backlog_widens_the_wait_and_no_backlog_keeps_it_short(tmp_path: Path) -> None:
     runtime = Runtime.open(embedded_settings(tmp_path / "data"))
     try:
@@ -77,21 +88,12 @@ def test_a_failing_backlog_costs_the_short_wait_not_capture(tmp_path: Path) -> N
             calls[0] += 1
             raise RuntimeError("processing loop gone")
 
-        async def two() -> list[int]:
-            service = CaptureService(
-                runtime.capture_writer, max_wait_s=0.002, busy_wait_s=5.0, max_inflight=1,
-                backlog=broken,
-            )  # fmt: skip
-            await service.start()
-            try:
-                first = await asyncio.wait_for(service.capture(_delivery(1)), 3.0)
-                second = await asyncio.wait_for(service.capture(_delivery(2)), 3.0)
-            finally:
-                await service.stop()
-            return [first.batch.count, second.batch.count]
-
+        service = CaptureService(
+            runtime.capture_writer, max_wait_s=0.002, busy_wait_s=5.0, max_inflight=1,
+            backlog=broken,
+        )  # fmt: skip
         # Each answered at once (not after the busy 5 s: the backlog is unknown).
-        assert asyncio.run(two()) == [1, 1]
+        assert asyncio.run(_two_captures(service)) == [1, 1]
         assert calls[0] == 2
     finally:
         runtime.close()
@@ -113,16 +115,7 @@ def test_a_bug_while_gathering_a_batch_does_not_stall_capture(tmp_path: Path) ->
 
         service._wait_s = wait_s  # type: ignore[method-assign]
 
-        async def two() -> list[int]:
-            await service.start()
-            try:
-                first = await asyncio.wait_for(service.capture(_delivery(1)), 3.0)
-                second = await asyncio.wait_for(service.capture(_delivery(2)), 3.0)
-            finally:
-                await service.stop()
-            return [first.batch.count, second.batch.count]
-
-        assert asyncio.run(two()) == [1, 1]
+        assert asyncio.run(_two_captures(service)) == [1, 1]
     finally:
         runtime.close()
 
