@@ -717,23 +717,32 @@ class ErasureService:
         return False
 
     def _step_shred_slots(self, doc: dict[str, Any]) -> dict[str, Any]:
+        # Re-decided right before each destruction, as ``shred_keys``' guard does: a hold
+        # placed since the plan, or selecting a record written since, keeps the slot (the
+        # keys are gone, so the erasure is no longer refused).
+        out, kept = self._keep_or_shred(doc, [(b, n) for b, n in doc["slots"]])
+        if kept:
+            self._mark_kept(doc)
+            logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
+        return {"slots_shredded": out, "slots_kept": kept}
+
+    def _keep_or_shred(
+        self, doc: dict[str, Any], slots: list[tuple[str, int]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each raw slot of the procedure ``doc`` decided now (``_keepers_now``): destroyed,
+        or kept for what keeps it. Returns (shredded, kept) in the slots' order."""
         members = set(doc.get("subjects") or [doc["subject"]])
-        out, kept = [], []
+        shredded: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
         batches: _BatchCache = {}
-        for batch_id, slot in doc["slots"]:
-            # Re-decided right before each destruction, as ``shred_keys``' guard does: a
-            # hold placed since the plan, or selecting a record written since, keeps the
-            # slot (the keys are gone, so the erasure is no longer refused).
+        for batch_id, slot in slots:
             if keepers := self._keepers_now(batch_id, slot, members, doc.get("numbers"),
                                             batches):  # fmt: skip
                 kept.append(keepers.as_kept(batch_id, slot))
                 continue
             if (shred := self._shred_slot(batch_id, slot)) is not None:
-                out.append(shred)
-        if kept:
-            self._mark_kept(doc)
-            logger.warning("erasure_slots_kept", subject=doc["subject"], slots=len(kept))
-        return {"slots_shredded": out, "slots_kept": kept}
+                shredded.append(shred)
+        return shredded, kept
 
     def _backlog_before(self, started: datetime) -> list[str]:
         """Raw batches captured before ``started`` and not processed yet (the pending
@@ -936,18 +945,10 @@ class ErasureService:
         # keeps it (``settle_kept_slots``).
         shredded = list(doc.get("slots_shredded") or [])
         done = {(s["batch"], s["slot"]) for s in [*shredded, *(doc.get("slots_kept") or [])]}
-        members = set(doc.get("subjects") or [doc["subject"]])
-        kept: list[dict[str, Any]] = []
-        batches: _BatchCache = {}
-        for batch_id, slot in late_slots:
-            if (batch_id, slot) in done:
-                continue
-            if keepers := self._keepers_now(batch_id, slot, members, doc.get("numbers"),
-                                            batches):  # fmt: skip
-                kept.append(keepers.as_kept(batch_id, slot))
-                continue
-            if (shred := self._shred_slot(batch_id, slot)) is not None:
-                shredded.append(shred)
+        late_shredded, kept = self._keep_or_shred(
+            doc, [(b, n) for b, n in late_slots if (b, n) not in done]
+        )
+        shredded += late_shredded
         if late:
             logger.info("erasure_late_records", subject=doc["subject"], records=len(late),
                         slots=len(late_slots))
